@@ -1,0 +1,172 @@
+//! The one place that decides which burn backend, and so which [`Device`], runs the model.
+//!
+//! Backends are cargo features (`flex`, `ndarray`, `wgpu`, `cuda`) and are chosen at run
+//! time by name. `Device::default()` is never called: it panics when `BURN_DEVICE`
+//! names a backend that is not compiled in.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::str::FromStr;
+
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{Error, Result};
+
+/// A burn backend this library can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// The best compiled-in backend that works on this machine: CUDA, then flex, then
+    /// ndarray, then wgpu (wgpu only when nothing else is compiled in, since on a
+    /// machine without a GPU it runs on a software rasterizer).
+    Auto,
+    /// burn-flex, burn's fast pure-Rust CPU backend (feature `flex`, the default).
+    Flex,
+    /// burn-ndarray, the older CPU backend (feature `ndarray`; deprecated by burn).
+    NdArray,
+    /// wgpu: Vulkan, Metal, DX12 or WebGPU (feature `wgpu`).
+    Wgpu,
+    /// CUDA on the first NVIDIA GPU (feature `cuda`).
+    Cuda,
+}
+
+impl Backend {
+    /// Every concrete backend, in `Auto`'s order of preference.
+    pub const ALL: [Backend; 4] = [Backend::Cuda, Backend::Flex, Backend::NdArray, Backend::Wgpu];
+
+    /// The name used by the C API, the Python package and the `icd` tool.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Flex => "flex",
+            Backend::NdArray => "ndarray",
+            Backend::Wgpu => "wgpu",
+            Backend::Cuda => "cuda",
+        }
+    }
+
+    /// Whether this build has the backend (always true for `Auto`).
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Backend::Auto => true,
+            Backend::Flex => cfg!(feature = "flex"),
+            Backend::NdArray => cfg!(feature = "ndarray"),
+            Backend::Wgpu => cfg!(feature = "wgpu"),
+            Backend::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// The concrete backends compiled into this build.
+    pub fn compiled() -> Vec<Backend> {
+        Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
+    }
+
+    /// The default CPU backend: flex when compiled in, else ndarray.
+    pub fn default_cpu() -> Result<Backend> {
+        [Backend::Flex, Backend::NdArray]
+            .into_iter()
+            .find(|b| b.is_compiled())
+            .ok_or_else(|| unavailable("cpu", "no CPU backend (feature `flex` or `ndarray`) is compiled in"))
+    }
+
+    /// Opens the backend's device and runs a tiny computation on it, so that an absent
+    /// GPU is reported here, as an error, rather than as a panic on first use.
+    /// `Auto` resolves to the first concrete backend that works.
+    pub fn open(self) -> Result<(Backend, Device)> {
+        if self == Backend::Auto {
+            let mut reasons = Vec::new();
+            for backend in Self::compiled().into_iter().filter(|b| *b != Backend::Wgpu)
+                .chain(Self::compiled().into_iter().filter(|b| *b == Backend::Wgpu))
+            {
+                match backend.open() {
+                    Ok(found) => return Ok(found),
+                    Err(e) => reasons.push(format!("{}: {e}", backend.name())),
+                }
+            }
+            return Err(unavailable("auto", &format!("no compiled-in backend works ({})", reasons.join("; "))));
+        }
+        let device = self.device()?;
+        let probe = catch_unwind(AssertUnwindSafe(|| {
+            Tensor::<1>::from_floats([1.0, 2.0], &device).sum().try_into_data()
+        }));
+        match probe {
+            Ok(Ok(_)) => Ok((self, device)),
+            Ok(Err(e)) => Err(unavailable(self.name(), &format!("its device failed: {e:?}"))),
+            Err(panic) => Err(unavailable(self.name(), &format!("its device failed: {}", panic_message(&*panic)))),
+        }
+    }
+
+    #[allow(unreachable_code, deprecated)]
+    fn device(self) -> Result<Device> {
+        match self {
+            Backend::Flex => {
+                #[cfg(feature = "flex")]
+                return Ok(Device::flex());
+            }
+            Backend::NdArray => {
+                #[cfg(feature = "ndarray")]
+                return Ok(Device::ndarray());
+            }
+            Backend::Wgpu => {
+                #[cfg(feature = "wgpu")]
+                return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+            }
+            Backend::Cuda => {
+                #[cfg(feature = "cuda")]
+                return Ok(Device::cuda(0));
+            }
+            Backend::Auto => unreachable!("resolved by open()"),
+        }
+        Err(unavailable(self.name(), &format!("the `{}` cargo feature is not compiled in", self.name())))
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+
+    /// Parses `auto`, `flex`, `ndarray`, `wgpu` or `cuda` (any case).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "flex" => Ok(Backend::Flex),
+            "ndarray" => Ok(Backend::NdArray),
+            "wgpu" => Ok(Backend::Wgpu),
+            "cuda" => Ok(Backend::Cuda),
+            _ => Err(Error::InvalidArgument {
+                argument: "backend",
+                message: format!(
+                    "unknown backend {s:?}; expected one of auto, flex, ndarray, wgpu, cuda (compiled in: {})",
+                    compiled_names()
+                ),
+            }),
+        }
+    }
+}
+
+fn compiled_names() -> String {
+    Backend::compiled().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+}
+
+fn unavailable(requested: &str, reason: &str) -> Error {
+    Error::BackendUnavailable {
+        requested: requested.to_owned(),
+        reason: reason.to_owned(),
+        available: compiled_names(),
+    }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

@@ -1,0 +1,436 @@
+//! The typed API: load a checkpoint once, classify functions many times.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::backend::{panic_message, Backend};
+use crate::config::RobertaConfig;
+use crate::error::{Error, Result};
+use crate::model::RobertaClassifier;
+use crate::tokenizer::{CodeTokenizer, TokenizedInput};
+use crate::weights::{self, WeightFile};
+
+/// How source text is prepared before tokenizing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preprocessing {
+    /// The text as given, as the model card feeds it to the tokenizer.
+    #[default]
+    Raw,
+    /// Whitespace runs collapsed to one space and the ends trimmed, as CodeXGLUE's
+    /// defect-detection scripts do (`' '.join(code.split())`).
+    CollapseWhitespace,
+}
+
+impl Preprocessing {
+    /// The text the tokenizer sees.
+    pub fn apply<'a>(self, code: &'a str) -> std::borrow::Cow<'a, str> {
+        match self {
+            Preprocessing::Raw => code.into(),
+            Preprocessing::CollapseWhitespace => code.split(is_python_whitespace).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ").into(),
+        }
+    }
+}
+
+/// Python's `str.isspace`: Unicode White_Space plus the four ASCII separators
+/// U+001C..U+001F, which `str.split()` also splits on.
+fn is_python_whitespace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// The classifier's verdict on one function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Index of the highest logit (transformers' argmax; for a single-logit model, 1
+    /// when the logit is positive, else 0).
+    pub label: usize,
+    /// That label's name from `id2label` (`LABEL_1` and the like when unnamed).
+    pub label_name: String,
+    /// Probability that the function is insecure: softmax of the insecure label for a
+    /// two-label model (label 1, CodeXGLUE's "defective"), sigmoid of the logit for a
+    /// one-label model, and for more labels one minus the probability of the safe label
+    /// (the one named `safe`, `secure`, `benign`, `clean` or `LABEL_0`; else label 0).
+    pub insecure_probability: f32,
+    /// The raw logits, one per label.
+    pub logits: Vec<f32>,
+    /// Tokens fed to the model, `<s>` and `</s>` included.
+    pub tokens: usize,
+    /// Whether the input had more tokens than `max_tokens` and was cut.
+    pub truncated: bool,
+}
+
+/// How `insecure_probability` is read off the logits.
+#[derive(Debug, Clone, Copy)]
+enum InsecureScore {
+    Sigmoid,
+    SoftmaxOf(usize),
+    OneMinusSoftmaxOf(usize),
+}
+
+impl InsecureScore {
+    fn for_labels(names: &[String]) -> Self {
+        let find = |wanted: &[&str]| {
+            names
+                .iter()
+                .position(|n| wanted.iter().any(|w| n.eq_ignore_ascii_case(w)))
+        };
+        if names.len() == 1 {
+            return InsecureScore::Sigmoid;
+        }
+        if let Some(i) = find(&["insecure", "vulnerable", "defective"]) {
+            return InsecureScore::SoftmaxOf(i);
+        }
+        if names.len() == 2 {
+            return InsecureScore::SoftmaxOf(1);
+        }
+        InsecureScore::OneMinusSoftmaxOf(find(&["safe", "secure", "benign", "clean", "LABEL_0"]).unwrap_or(0))
+    }
+
+    fn probability(self, logits: &[f32]) -> f32 {
+        let softmax = |i: usize| {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+            (logits[i] - max).exp() / sum
+        };
+        match self {
+            InsecureScore::Sigmoid => 1.0 / (1.0 + (-logits[0]).exp()),
+            InsecureScore::SoftmaxOf(i) => softmax(i),
+            InsecureScore::OneMinusSoftmaxOf(i) => 1.0 - softmax(i),
+        }
+    }
+}
+
+/// Options for [`Detector`]; start from [`Detector::builder`].
+#[derive(Debug, Clone)]
+pub struct DetectorBuilder {
+    model_dir: PathBuf,
+    backend: Option<Backend>,
+    max_tokens: Option<usize>,
+    batch_size: usize,
+    preprocessing: Preprocessing,
+    weights: Option<PathBuf>,
+}
+
+/// Inputs tokenized ahead of the model at once, at most, in a batch call: bounds
+/// memory for huge batches while leaving enough to sort by length.
+const TOKENIZE_WINDOW_BATCHES: usize = 16;
+
+impl DetectorBuilder {
+    /// The backend to run on (default: the CPU backend, flex where compiled in).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Tokens per input, `<s>` and `</s>` included; longer inputs are truncated
+    /// (default and maximum: the checkpoint's limit, 512 for CodeBERT).
+    pub fn max_tokens(mut self, max_tokens: usize) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Inputs run through the model together (default 8).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Input preprocessing (default [`Preprocessing::Raw`]).
+    pub fn preprocessing(mut self, preprocessing: Preprocessing) -> Self {
+        self.preprocessing = preprocessing;
+        self
+    }
+
+    /// The weight file to read, instead of the directory's `model.safetensors` (or,
+    /// without one, `pytorch_model.bin`). A `.safetensors` extension selects that
+    /// format; anything else is read as a PyTorch checkpoint.
+    pub fn weights(mut self, path: impl AsRef<Path>) -> Self {
+        self.weights = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Loads the checkpoint.
+    pub fn build(self) -> Result<Detector> {
+        if self.batch_size == 0 || self.batch_size > 4096 {
+            return Err(Error::InvalidArgument {
+                argument: "batch_size",
+                message: format!("is {}, expected 1..=4096", self.batch_size),
+            });
+        }
+        let dir = &self.model_dir;
+        if !dir.is_dir() {
+            return Err(Error::Io {
+                path: dir.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint directory not found"),
+            });
+        }
+        let config = RobertaConfig::from_file(&dir.join("config.json"))?;
+        let limit = config.max_tokens();
+        let max_tokens = self.max_tokens.unwrap_or(limit.min(crate::tokenizer_max_length(dir)?.unwrap_or(limit)));
+        if max_tokens < 2 || max_tokens > limit {
+            return Err(Error::InvalidArgument {
+                argument: "max_tokens",
+                message: format!("is {max_tokens}, expected 2..={limit} for this checkpoint"),
+            });
+        }
+        let tokenizer = CodeTokenizer::from_dir(dir)?;
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(Error::Tokenizer {
+                path: dir.clone(),
+                message: format!(
+                    "the tokenizer has {} tokens but config.json's vocab_size is {}",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            });
+        }
+        let weight_file = match &self.weights {
+            Some(path) => WeightFile::from_path(path),
+            None => WeightFile::find(dir)?,
+        };
+        let backend = match self.backend {
+            Some(b) => b,
+            None => Backend::default_cpu()?,
+        };
+        let (backend, device) = backend.open()?;
+        let mut model = RobertaClassifier::new(&config, &device);
+        weights::load(&mut model, &config, &weight_file)?;
+        Ok(Detector {
+            model,
+            tokenizer,
+            insecure: InsecureScore::for_labels(&config.id2label),
+            config,
+            device,
+            backend,
+            max_tokens,
+            batch_size: self.batch_size,
+            preprocessing: self.preprocessing,
+            model_dir: self.model_dir,
+        })
+    }
+}
+
+/// A loaded CodeBERT insecure-code classifier.
+///
+/// `Detector` is `Send + Sync`: share one across threads (in an `Arc`) and call
+/// [`predict`](Self::predict) from each; results equal serial ones.
+///
+/// ```no_run
+/// use insecure_code_detector::Detector;
+///
+/// let detector = Detector::from_pretrained("models/codebert-insecure")?;
+/// let prediction = detector.predict("void f(char *s) { char b[8]; strcpy(b, s); }")?;
+/// println!("{} ({:.3})", prediction.label_name, prediction.insecure_probability);
+/// # Ok::<(), insecure_code_detector::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Detector {
+    model: RobertaClassifier,
+    tokenizer: CodeTokenizer,
+    config: RobertaConfig,
+    insecure: InsecureScore,
+    device: Device,
+    backend: Backend,
+    max_tokens: usize,
+    batch_size: usize,
+    preprocessing: Preprocessing,
+    model_dir: PathBuf,
+}
+
+impl Detector {
+    /// Loads a checkpoint directory (`config.json`, `model.safetensors` or
+    /// `pytorch_model.bin`, and `tokenizer.json` or `vocab.json` + `merges.txt`) on the
+    /// default CPU backend with default options.
+    pub fn from_pretrained(model_dir: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(model_dir).build()
+    }
+
+    /// Options for loading a checkpoint directory.
+    ///
+    /// ```no_run
+    /// use insecure_code_detector::{Backend, Detector, Preprocessing};
+    ///
+    /// let detector = Detector::builder("models/codebert-insecure")
+    ///     .backend(Backend::Flex)
+    ///     .batch_size(16)
+    ///     .preprocessing(Preprocessing::CollapseWhitespace)
+    ///     .build()?;
+    /// # Ok::<(), insecure_code_detector::Error>(())
+    /// ```
+    pub fn builder(model_dir: impl AsRef<Path>) -> DetectorBuilder {
+        DetectorBuilder {
+            model_dir: model_dir.as_ref().to_path_buf(),
+            backend: None,
+            max_tokens: None,
+            batch_size: 8,
+            preprocessing: Preprocessing::Raw,
+            weights: None,
+        }
+    }
+
+    /// Classifies one function.
+    pub fn predict(&self, code: &str) -> Result<Prediction> {
+        let input = self.tokenize(code)?;
+        let mut out = self.run_batch(&[&input])?;
+        Ok(out.remove(0))
+    }
+
+    /// Classifies many functions, in batches of inputs of similar length padded to the
+    /// longest of each batch. Results are in input order and equal [`predict`](Self::predict)'s.
+    pub fn predict_batch(&self, codes: &[&str]) -> Result<Vec<Prediction>> {
+        let mut results = Vec::with_capacity(codes.len());
+        for window in codes.chunks(self.batch_size * TOKENIZE_WINDOW_BATCHES) {
+            let inputs = window.iter().map(|c| self.tokenize(c)).collect::<Result<Vec<_>>>()?;
+            let mut order: Vec<usize> = (0..inputs.len()).collect();
+            order.sort_by_key(|&i| inputs[i].input_ids.len());
+            let mut window_results: Vec<Option<Prediction>> = vec![None; inputs.len()];
+            for batch in order.chunks(self.batch_size) {
+                let members: Vec<&TokenizedInput> = batch.iter().map(|&i| &inputs[i]).collect();
+                for (&i, prediction) in batch.iter().zip(self.run_batch(&members)?) {
+                    window_results[i] = Some(prediction);
+                }
+            }
+            results.extend(window_results.into_iter().map(|p| p.expect("every input was run")));
+        }
+        Ok(results)
+    }
+
+    /// Token ids of `code` as the model sees them (after preprocessing and truncation).
+    pub fn tokenize(&self, code: &str) -> Result<TokenizedInput> {
+        self.tokenizer.encode(&self.preprocessing.apply(code), self.max_tokens)
+    }
+
+    /// The checkpoint's configuration.
+    pub fn config(&self) -> &RobertaConfig {
+        &self.config
+    }
+
+    /// Label names by index.
+    pub fn labels(&self) -> &[String] {
+        &self.config.id2label
+    }
+
+    /// The backend the model runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Tokens per input after truncation, `<s>` and `</s>` included.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Inputs per model call in [`predict_batch`](Self::predict_batch).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// The preprocessing applied before tokenizing.
+    pub fn preprocessing(&self) -> Preprocessing {
+        self.preprocessing
+    }
+
+    /// The checkpoint directory this detector was loaded from.
+    pub fn model_dir(&self) -> &Path {
+        &self.model_dir
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &CodeTokenizer {
+        &self.tokenizer
+    }
+
+    /// Runs the model on one padded batch. A panic inside the backend becomes an
+    /// error; the model holds no state between calls, so the detector stays usable.
+    fn run_batch(&self, inputs: &[&TokenizedInput]) -> Result<Vec<Prediction>> {
+        let batch = inputs.len();
+        let seq = inputs.iter().map(|i| i.input_ids.len()).max().unwrap_or(0);
+        let pad = self.config.pad_token_id as i64;
+        let mut ids = vec![pad; batch * seq];
+        let mut padding = vec![true; batch * seq];
+        for (row, input) in inputs.iter().enumerate() {
+            for (col, &id) in input.input_ids.iter().enumerate() {
+                ids[row * seq + col] = i64::from(id);
+                padding[row * seq + col] = false;
+            }
+        }
+        let logits = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<f32>> {
+            let input_ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq]), &self.device);
+            let padding = Tensor::<2, Bool>::from_data(TensorData::new(padding, [batch, seq]), &self.device);
+            let logits = self.model.forward(input_ids, padding, self.config.pad_token_id);
+            let data = logits
+                .try_into_data()
+                .map_err(|e| Error::Inference(format!("reading logits: {e:?}")))?;
+            data.convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| Error::Inference(format!("reading logits: {e:?}")))
+        }))
+        .map_err(|panic| Error::Inference(panic_message(&*panic)))??;
+
+        let labels = self.config.num_labels;
+        Ok(inputs
+            .iter()
+            .zip(logits.chunks(labels))
+            .map(|(input, logits)| self.prediction(input, logits.to_vec()))
+            .collect())
+    }
+
+    fn prediction(&self, input: &TokenizedInput, logits: Vec<f32>) -> Prediction {
+        let label = if logits.len() == 1 {
+            usize::from(logits[0] > 0.0)
+        } else {
+            // First maximum, as torch.argmax.
+            logits
+                .iter()
+                .enumerate()
+                .fold(0, |best, (i, &l)| if l > logits[best] { i } else { best })
+        };
+        let label_name = self
+            .config
+            .id2label
+            .get(label)
+            .cloned()
+            .unwrap_or_else(|| format!("LABEL_{label}"));
+        Prediction {
+            label,
+            label_name,
+            insecure_probability: self.insecure.probability(&logits),
+            tokens: input.input_ids.len(),
+            truncated: input.truncated(),
+            logits,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collapse_whitespace_matches_python_split_join() {
+        let p = Preprocessing::CollapseWhitespace;
+        assert_eq!(p.apply("  a\t\tb\r\n c \u{a0}d\u{1f}e  "), "a b c d e");
+        assert_eq!(p.apply(""), "");
+        assert_eq!(p.apply(" \n\t "), "");
+        assert_eq!(Preprocessing::Raw.apply(" a  b "), " a  b ");
+    }
+
+    #[test]
+    fn insecure_score_follows_the_label_names() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let two = InsecureScore::for_labels(&names(&["LABEL_0", "LABEL_1"]));
+        assert!((two.probability(&[0.0, 0.0]) - 0.5).abs() < 1e-6);
+        assert!(two.probability(&[0.0, 3.0]) > 0.9);
+        let one = InsecureScore::for_labels(&names(&["LABEL_0"]));
+        assert!((one.probability(&[0.0]) - 0.5).abs() < 1e-6);
+        let five = InsecureScore::for_labels(&names(&["overflow", "safe", "a", "b", "c"]));
+        assert!(five.probability(&[0.0, 10.0, 0.0, 0.0, 0.0]) < 0.01);
+    }
+
+    #[test]
+    fn detector_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Detector>();
+    }
+}

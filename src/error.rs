@@ -1,0 +1,144 @@
+//! The library's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in this library.
+///
+/// Each message names what is at fault: the file, the tensor, the configuration field
+/// or the argument, so that a user can act on it without reading the source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file of the checkpoint could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The checkpoint directory has no weight file this library reads.
+    #[error("no weights in {}: expected model.safetensors or pytorch_model.bin", dir.display())]
+    NoWeights {
+        /// The checkpoint directory.
+        dir: PathBuf,
+    },
+
+    /// `config.json` is not valid JSON or a field has the wrong type.
+    #[error("invalid {}: {message}", path.display())]
+    ConfigParse {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+
+    /// A field of `config.json` holds a value this library cannot run.
+    #[error("{}: field `{field}` {message}", path.display())]
+    ConfigValue {
+        /// The config file.
+        path: PathBuf,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// The checkpoint is not a RoBERTa sequence classifier.
+    #[error("{}: unsupported checkpoint: {message}", path.display())]
+    UnsupportedModel {
+        /// The config file.
+        path: PathBuf,
+        /// What was found instead.
+        message: String,
+    },
+
+    /// The tokenizer files are missing or malformed.
+    #[error("tokenizer {}: {message}", path.display())]
+    Tokenizer {
+        /// The tokenizer file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The weight file could not be parsed.
+    #[error("cannot load weights from {}: {message}", path.display())]
+    WeightsFormat {
+        /// The weight file.
+        path: PathBuf,
+        /// The reader's message.
+        message: String,
+    },
+
+    /// A tensor the model needs is absent from the weight file.
+    #[error("{}: missing tensor `{tensor}`", path.display())]
+    MissingTensor {
+        /// The weight file.
+        path: PathBuf,
+        /// The tensor's name as the hub checkpoint spells it.
+        tensor: String,
+    },
+
+    /// A tensor has a shape other than the configuration implies.
+    #[error("{}: tensor `{tensor}` has shape {found:?}, expected {expected:?} from config.json", path.display())]
+    TensorShape {
+        /// The weight file.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// The shape config.json implies.
+        expected: Vec<usize>,
+        /// The shape stored in the file.
+        found: Vec<usize>,
+    },
+
+    /// A tensor is stored with a dtype that is not floating point.
+    #[error("{}: tensor `{tensor}` is stored as {found}, expected a float dtype (f32, f16, bf16)", path.display())]
+    TensorDtype {
+        /// The weight file.
+        path: PathBuf,
+        /// The tensor's name.
+        tensor: String,
+        /// The stored dtype.
+        found: String,
+    },
+
+    /// The weight file holds tensors that belong to no part of this model.
+    #[error("{}: unexpected tensors {tensors:?}: not part of a RoBERTa sequence classifier", path.display())]
+    UnexpectedTensors {
+        /// The weight file.
+        path: PathBuf,
+        /// Their names.
+        tensors: Vec<String>,
+    },
+
+    /// An argument is out of its valid range.
+    #[error("invalid argument `{argument}`: {message}")]
+    InvalidArgument {
+        /// The argument's name.
+        argument: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The requested backend is not compiled in, or its device is absent.
+    #[error("backend `{requested}` is unavailable: {reason}; compiled in: {available}")]
+    BackendUnavailable {
+        /// The backend asked for.
+        requested: String,
+        /// Why it cannot be used.
+        reason: String,
+        /// The backends this build has, comma-separated.
+        available: String,
+    },
+
+    /// The model failed while running: a backend error or an internal invariant.
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,57 @@
+//! Flags insecure C and C++ functions with CodeBERT fine-tuned for defect detection
+//! (`mrm8488/codebert-base-finetuned-detect-insecure-code`), in pure Rust.
+//!
+//! The RoBERTa encoder and classification head run on [burn](https://burn.dev), on the
+//! backend chosen at build time (cargo features `flex`, `ndarray`, `wgpu`, `cuda`) and at
+//! run time ([`Backend`]). Weights load from the hub checkpoint's `model.safetensors` or
+//! `pytorch_model.bin`, tokens come from the `tokenizers` crate, and the logits equal
+//! transformers' on the same checkpoint.
+//!
+//! ```no_run
+//! use insecure_code_detector::Detector;
+//!
+//! let detector = Detector::from_pretrained("models/codebert-insecure")?;
+//! let functions = ["int f(int *a, int i) { return a[i]; }", "int g(void) { return 0; }"];
+//! for (code, p) in functions.iter().zip(detector.predict_batch(&functions)?) {
+//!     println!("{:.3} {}", p.insecure_probability, code);
+//! }
+//! # Ok::<(), insecure_code_detector::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod config;
+pub mod detector;
+pub mod error;
+pub mod model;
+pub mod tokenizer;
+pub mod weights;
+
+pub use backend::Backend;
+pub use config::RobertaConfig;
+pub use detector::{Detector, DetectorBuilder, Prediction, Preprocessing};
+pub use error::{Error, Result};
+pub use tokenizer::{CodeTokenizer, TokenizedInput};
+
+/// The hub checkpoint this library is built for.
+pub const HUB_MODEL_ID: &str = "mrm8488/codebert-base-finetuned-detect-insecure-code";
+
+/// `model_max_length` from the checkpoint's `tokenizer_config.json`, when it has one
+/// that is a usable number (transformers writes a huge sentinel for "no limit").
+pub(crate) fn tokenizer_max_length(dir: &std::path::Path) -> Result<Option<usize>> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Tokenizer {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(value
+        .get("model_max_length")
+        .and_then(serde_json::Value::as_u64)
+        .filter(|&n| n >= 2 && n < 1 << 32)
+        .map(|n| n as usize))
+}

@@ -1,0 +1,220 @@
+//! RoBERTa's byte-level BPE, built exactly as transformers builds it.
+//!
+//! With a `tokenizer.json` in the checkpoint, that file is the tokenizer. Otherwise the
+//! tokenizer is assembled from `vocab.json` and `merges.txt` the way transformers'
+//! `RobertaTokenizer` (a `tokenizers` pipeline) assembles it: BPE with no subword prefix
+//! or suffix, a byte-level pre-tokenizer without prefix space, `<s> ... </s>` around
+//! the ids, and the five special tokens matched verbatim in the text.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::roberta::RobertaProcessing;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::error::{Error, Result};
+
+/// Token ids for one input, ready for the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizedInput {
+    /// `<s>`, up to `max_tokens - 2` content tokens, `</s>`.
+    pub input_ids: Vec<u32>,
+    /// Tokens the whole input has, before truncation (specials included).
+    pub untruncated_length: usize,
+}
+
+impl TokenizedInput {
+    /// Whether tokens were cut to fit the model.
+    pub fn truncated(&self) -> bool {
+        self.untruncated_length > self.input_ids.len()
+    }
+}
+
+/// The checkpoint's tokenizer with its truncation limit.
+#[derive(Clone)]
+pub struct CodeTokenizer {
+    inner: Tokenizer,
+    eos_id: u32,
+}
+
+impl std::fmt::Debug for CodeTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeTokenizer")
+            .field("vocab_size", &self.inner.get_vocab_size(true))
+            .finish()
+    }
+}
+
+/// The special tokens of RoBERTa, in the order transformers registers them.
+const SPECIAL_TOKENS: [&str; 5] = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"];
+
+impl CodeTokenizer {
+    /// Loads the tokenizer of a checkpoint directory: `tokenizer.json` when present,
+    /// otherwise `vocab.json` + `merges.txt` (+ `tokenizer_config.json` for the
+    /// special tokens' flags, when present).
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        if json.is_file() {
+            return Self::from_tokenizer_json(&json);
+        }
+        Self::from_vocab_and_merges(&dir.join("vocab.json"), &dir.join("merges.txt"), Some(&dir.join("tokenizer_config.json")))
+    }
+
+    /// Loads a serialized `tokenizers` pipeline. Any truncation or padding saved in it is
+    /// dropped: this library truncates and pads itself.
+    pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
+        let mut inner = Tokenizer::from_file(path).map_err(|e| tokenizer_error(path, e.to_string()))?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| tokenizer_error(path, e.to_string()))?;
+        inner.with_padding(None);
+        Self::finish(inner, path)
+    }
+
+    /// Builds RoBERTa's tokenizer from its vocabulary and merges, as transformers does.
+    pub fn from_vocab_and_merges(vocab: &Path, merges: &Path, tokenizer_config: Option<&Path>) -> Result<Self> {
+        for file in [vocab, merges] {
+            if !file.is_file() {
+                return Err(tokenizer_error(file, "file not found (expected tokenizer.json, or vocab.json and merges.txt)".into()));
+            }
+        }
+        let vocab_str = path_str(vocab)?;
+        let merges_str = path_str(merges)?;
+        let bpe = BPE::from_file(&vocab_str, &merges_str)
+            .continuing_subword_prefix(String::new())
+            .end_of_word_suffix(String::new())
+            .fuse_unk(false)
+            .build()
+            .map_err(|e| tokenizer_error(vocab, format!("with {}: {e}", merges.display())))?;
+        let mut inner = Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+
+        let flags = match tokenizer_config {
+            Some(path) if path.is_file() => SpecialTokenFlags::from_tokenizer_config(path)?,
+            _ => SpecialTokenFlags::default(),
+        };
+        let mut specials = Vec::new();
+        for content in SPECIAL_TOKENS {
+            if inner.token_to_id(content).is_none() {
+                return Err(tokenizer_error(vocab, format!("the vocabulary has no {content} token")));
+            }
+            let (lstrip, rstrip) = flags.get(content);
+            specials.push(
+                AddedToken::from(content, true)
+                    .lstrip(lstrip)
+                    .rstrip(rstrip)
+                    .normalized(false),
+            );
+        }
+        inner.add_special_tokens(&specials);
+        let cls = inner.token_to_id("<s>").expect("checked above");
+        let sep = inner.token_to_id("</s>").expect("checked above");
+        inner.with_post_processor(Some(
+            RobertaProcessing::new(("</s>".into(), sep), ("<s>".into(), cls))
+                .trim_offsets(true)
+                .add_prefix_space(false),
+        ));
+        Self::finish(inner, vocab)
+    }
+
+    fn finish(inner: Tokenizer, path: &Path) -> Result<Self> {
+        let eos_id = inner
+            .token_to_id("</s>")
+            .ok_or_else(|| tokenizer_error(path, "the vocabulary has no </s> token".into()))?;
+        Ok(Self { inner, eos_id })
+    }
+
+    /// Tokenizes `text` as `tokenizer(text, truncation=True, max_length=max_tokens)`
+    /// does: `<s>`, the first `max_tokens - 2` tokens, `</s>`.
+    pub fn encode(&self, text: &str, max_tokens: usize) -> Result<TokenizedInput> {
+        let mut ids = self.encode_untruncated(text)?;
+        let untruncated_length = ids.len();
+        if ids.len() > max_tokens {
+            ids.truncate(max_tokens - 1);
+            ids.push(self.eos_id);
+        }
+        Ok(TokenizedInput {
+            input_ids: ids,
+            untruncated_length,
+        })
+    }
+
+    /// All ids of `text` with `<s>` and `</s>`, however long.
+    pub fn encode_untruncated(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Inference(format!("tokenizer: {e}")))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Size of the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of `token`, if the vocabulary has it.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+}
+
+/// `lstrip`/`rstrip` of each special token, as `tokenizer_config.json` declares them
+/// (transformers honours them; current transformers writes both false).
+#[derive(Default)]
+struct SpecialTokenFlags {
+    flags: Vec<(String, bool, bool)>,
+}
+
+impl SpecialTokenFlags {
+    fn from_tokenizer_config(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| tokenizer_error(path, e.to_string()))?;
+        let mut flags = Vec::new();
+        let mut take = |entry: &Value| {
+            if let Some(content) = entry.get("content").and_then(Value::as_str) {
+                let lstrip = entry.get("lstrip").and_then(Value::as_bool).unwrap_or(false);
+                let rstrip = entry.get("rstrip").and_then(Value::as_bool).unwrap_or(false);
+                flags.push((content.to_owned(), lstrip, rstrip));
+            }
+        };
+        if let Some(decoder) = value.get("added_tokens_decoder").and_then(Value::as_object) {
+            decoder.values().for_each(&mut take);
+        }
+        for key in ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"] {
+            if let Some(entry) = value.get(key).filter(|v| v.is_object()) {
+                take(entry);
+            }
+        }
+        Ok(Self { flags })
+    }
+
+    fn get(&self, content: &str) -> (bool, bool) {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(c, _, _)| c == content)
+            .map(|&(_, l, r)| (l, r))
+            .unwrap_or((false, false))
+    }
+}
+
+fn path_str(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| tokenizer_error(path, "the path is not valid UTF-8".into()))
+}
+
+fn tokenizer_error(path: &Path, message: String) -> Error {
+    Error::Tokenizer {
+        path: PathBuf::from(path),
+        message,
+    }
+}

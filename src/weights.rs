@@ -1,0 +1,291 @@
+//! Loading the hub checkpoint's weights into [`RobertaClassifier`].
+//!
+//! Both hub formats are read through burn-store: `model.safetensors` and the legacy
+//! `pytorch_model.bin` (a zip of pickled tensors, read without running pickle code).
+//! Before anything is applied, every tensor in the file is checked against the shapes
+//! `config.json` implies, so that a wrong checkpoint fails with the tensor named rather
+//! than inside the backend. After applying, the load report is checked too: each of
+//! the model's parameters must have been filled.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::store::{
+    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
+};
+use burn::tensor::DType;
+
+use crate::config::RobertaConfig;
+use crate::error::{Error, Result};
+use crate::model::RobertaClassifier;
+
+/// The hub's tensor names (after the optional `roberta.` prefix is dropped) to this
+/// crate's module paths. Applied in order, each to the result of the previous one.
+/// LayerNorm `weight`/`bias` become burn's `gamma`/`beta`, and linear weights are
+/// transposed, by `PyTorchToBurnAdapter`, not here.
+const NAME_RULES: &[(&str, &str)] = &[
+    // Checkpoints saved from the classifier prefix the encoder with `roberta.`;
+    // those saved from the bare encoder do not.
+    (r"^roberta\.", ""),
+    // encoder.layer.N.* -> layers.N.*
+    (r"^encoder\.layer\.(\d+)\.", "layers.$1."),
+    // attention.self.{query,key,value} -> attention.{query,key,value}
+    (r"\.attention\.self\.(query|key|value)\.", ".attention.$1."),
+    // attention.output.dense -> attention.output; its LayerNorm sits beside the attention.
+    (r"\.attention\.output\.dense\.", ".attention.output."),
+    (r"\.attention\.output\.LayerNorm\.", ".attention_norm."),
+    // intermediate.dense -> intermediate; output.dense -> output; output.LayerNorm -> output_norm.
+    (r"\.intermediate\.dense\.", ".intermediate."),
+    (r"^(layers\.\d+)\.output\.dense\.", "$1.output."),
+    (r"^(layers\.\d+)\.output\.LayerNorm\.", "$1.output_norm."),
+    // embeddings.LayerNorm -> embeddings.layer_norm
+    (r"^embeddings\.LayerNorm\.", "embeddings.layer_norm."),
+];
+
+/// Tensors a hub checkpoint may carry that the classifier does not use: the position
+/// and token-type id buffers, and the pooler that `RobertaForSequenceClassification`
+/// never calls. Names are without the `roberta.` prefix.
+const KNOWN_UNUSED: &[&str] = &[
+    "embeddings.position_ids",
+    "embeddings.token_type_ids",
+    "pooler.dense.weight",
+    "pooler.dense.bias",
+];
+
+/// Which weight file of a checkpoint directory to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WeightFile {
+    /// `model.safetensors`.
+    Safetensors(PathBuf),
+    /// `pytorch_model.bin`.
+    PytorchBin(PathBuf),
+}
+
+impl WeightFile {
+    /// `model.safetensors` when the directory has one, else `pytorch_model.bin`.
+    pub fn find(dir: &Path) -> Result<Self> {
+        let safetensors = dir.join("model.safetensors");
+        if safetensors.is_file() {
+            return Ok(Self::Safetensors(safetensors));
+        }
+        let bin = dir.join("pytorch_model.bin");
+        if bin.is_file() {
+            return Ok(Self::PytorchBin(bin));
+        }
+        Err(Error::NoWeights { dir: dir.to_path_buf() })
+    }
+
+    /// By extension: `.safetensors`, else a PyTorch file.
+    pub fn from_path(path: &Path) -> Self {
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            Self::Safetensors(path.to_path_buf())
+        } else {
+            Self::PytorchBin(path.to_path_buf())
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Safetensors(p) | Self::PytorchBin(p) => p,
+        }
+    }
+}
+
+/// One tensor the model needs: its hub name (without `roberta.`) and shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedTensor {
+    /// Name in the hub checkpoint, without the `roberta.` prefix.
+    pub name: String,
+    /// Shape as PyTorch stores it (`[out, in]` for linear weights).
+    pub shape: Vec<usize>,
+}
+
+/// Every tensor of a `RobertaForSequenceClassification` with this configuration.
+pub fn expected_tensors(config: &RobertaConfig) -> Vec<ExpectedTensor> {
+    let h = config.hidden_size;
+    let i = config.intermediate_size;
+    let mut out = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>| out.push(ExpectedTensor { name, shape });
+    let linear = |prefix: &str, d_out: usize, d_in: usize, push: &mut dyn FnMut(String, Vec<usize>)| {
+        push(format!("{prefix}.weight"), vec![d_out, d_in]);
+        push(format!("{prefix}.bias"), vec![d_out]);
+    };
+    let norm = |prefix: &str, push: &mut dyn FnMut(String, Vec<usize>)| {
+        push(format!("{prefix}.weight"), vec![h]);
+        push(format!("{prefix}.bias"), vec![h]);
+    };
+    push("embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h]);
+    push("embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h]);
+    push("embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, h]);
+    norm("embeddings.LayerNorm", &mut push);
+    for layer in 0..config.num_hidden_layers {
+        let p = format!("encoder.layer.{layer}");
+        for part in ["query", "key", "value"] {
+            linear(&format!("{p}.attention.self.{part}"), h, h, &mut push);
+        }
+        linear(&format!("{p}.attention.output.dense"), h, h, &mut push);
+        norm(&format!("{p}.attention.output.LayerNorm"), &mut push);
+        linear(&format!("{p}.intermediate.dense"), i, h, &mut push);
+        linear(&format!("{p}.output.dense"), h, i, &mut push);
+        norm(&format!("{p}.output.LayerNorm"), &mut push);
+    }
+    linear("classifier.dense", h, h, &mut push);
+    linear("classifier.out_proj", config.num_labels, h, &mut push);
+    out
+}
+
+/// Reads `file` into `model`, checking names, shapes and dtypes first and the load
+/// report after. Stored f16 and bf16 weights are widened to f32.
+pub fn load(model: &mut RobertaClassifier, config: &RobertaConfig, file: &WeightFile) -> Result<()> {
+    let path = file.path();
+    let tensors = read_tensors(file)?;
+    let tensors = check_tensors(tensors, config, path)?;
+
+    let remapper = KeyRemapper::from_patterns(NAME_RULES.to_vec())
+        .map_err(|e| Error::Inference(format!("invalid tensor name rule: {e}")))?;
+    let (tensors, _) = remapper.remap(tensors);
+    let expected = tensors.len();
+    let adapter: Box<dyn ModuleAdapter> =
+        Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)));
+    let report = model.apply(tensors, None, Some(adapter), true);
+
+    if let Some(error) = report.errors.first() {
+        return Err(Error::WeightsFormat {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        });
+    }
+    if let Some((missing, _)) = report.missing.first() {
+        return Err(Error::MissingTensor {
+            path: path.to_path_buf(),
+            tensor: format!("{missing} (this crate's name; a tensor-name rule does not cover it)"),
+        });
+    }
+    if !report.unused.is_empty() || report.applied.len() != expected {
+        return Err(Error::UnexpectedTensors {
+            path: path.to_path_buf(),
+            tensors: report.unused.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// All tensors of the file, by their stored names.
+fn read_tensors(file: &WeightFile) -> Result<Vec<burn::store::burn_pack::Tensor>> {
+    let path = file.path();
+    let format_error = |message: String| Error::WeightsFormat {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    let tensors: BTreeMap<String, _> = match file {
+        WeightFile::Safetensors(p) => {
+            let mut store = SafetensorsStore::from_file(p).map_indices_contiguous(false);
+            store.get_all_tensors().map_err(|e| format_error(e.to_string()))?.clone()
+        }
+        WeightFile::PytorchBin(p) => {
+            // Layer indices must stay as stored: renumbering would hide a missing layer.
+            let mut store = PytorchStore::from_file(p).map_indices_contiguous(false);
+            store.get_all_tensors().map_err(|e| format_error(e.to_string()))?.clone()
+        }
+    };
+    Ok(tensors.into_values().collect())
+}
+
+/// Checks the file's tensors against the configuration and returns the ones to load,
+/// without the `roberta.` prefix and without the known unused ones.
+fn check_tensors(
+    tensors: Vec<burn::store::burn_pack::Tensor>,
+    config: &RobertaConfig,
+    path: &Path,
+) -> Result<Vec<burn::store::burn_pack::Tensor>> {
+    let mut by_name = BTreeMap::new();
+    for mut tensor in tensors {
+        let name = tensor.name.strip_prefix("roberta.").unwrap_or(&tensor.name).to_owned();
+        tensor.name = name.clone();
+        by_name.insert(name, tensor);
+    }
+    let mut selected = Vec::new();
+    for expected in expected_tensors(config) {
+        let Some(tensor) = by_name.remove(&expected.name) else {
+            return Err(Error::MissingTensor {
+                path: path.to_path_buf(),
+                tensor: hub_name(&expected.name),
+            });
+        };
+        if tensor.shape.as_slice() != expected.shape.as_slice() {
+            return Err(Error::TensorShape {
+                path: path.to_path_buf(),
+                tensor: hub_name(&expected.name),
+                expected: expected.shape,
+                found: tensor.shape.to_vec(),
+            });
+        }
+        if !matches!(tensor.dtype, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+            return Err(Error::TensorDtype {
+                path: path.to_path_buf(),
+                tensor: hub_name(&expected.name),
+                found: format!("{:?}", tensor.dtype),
+            });
+        }
+        selected.push(tensor);
+    }
+    let unexpected: Vec<String> = by_name
+        .into_keys()
+        .filter(|name| !KNOWN_UNUSED.contains(&name.as_str()))
+        .map(|name| hub_name(&name))
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(Error::UnexpectedTensors {
+            path: path.to_path_buf(),
+            tensors: unexpected,
+        });
+    }
+    Ok(selected)
+}
+
+/// The full hub name of an encoder tensor, `roberta.` prefixed as the hub spells it.
+fn hub_name(name: &str) -> String {
+    if name.starts_with("classifier.") {
+        name.to_owned()
+    } else {
+        format!("roberta.{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_expected_tensor_maps_to_a_distinct_module_path() {
+        let config = RobertaConfig::from_json_str(r#"{"num_hidden_layers": 2}"#, Path::new("c")).unwrap();
+        let remapper = KeyRemapper::from_patterns(NAME_RULES.to_vec()).unwrap();
+        let mapped: Vec<String> = expected_tensors(&config)
+            .iter()
+            .map(|t| {
+                let mut name = format!("roberta.{}", t.name);
+                for (pattern, replacement) in remapper.to_regex_pairs() {
+                    name = pattern.replace_all(&name, replacement.as_str()).into_owned();
+                }
+                name
+            })
+            .collect();
+        assert!(mapped.contains(&"layers.1.attention.query.weight".to_owned()));
+        assert!(mapped.contains(&"layers.0.attention.output.bias".to_owned()));
+        assert!(mapped.contains(&"layers.0.attention_norm.weight".to_owned()));
+        assert!(mapped.contains(&"layers.1.output.weight".to_owned()));
+        assert!(mapped.contains(&"layers.1.output_norm.bias".to_owned()));
+        assert!(mapped.contains(&"layers.0.intermediate.weight".to_owned()));
+        assert!(mapped.contains(&"embeddings.layer_norm.weight".to_owned()));
+        let unique: std::collections::BTreeSet<_> = mapped.iter().collect();
+        assert_eq!(unique.len(), mapped.len());
+    }
+}

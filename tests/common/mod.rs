@@ -1,0 +1,135 @@
+//! Helpers shared by the integration tests: fixture paths, transformers' reference
+//! outputs, the backends to test and the shared data directory.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use insecure_code_detector::Backend;
+use serde_json::Value;
+
+/// Largest difference from transformers' logits the tests accept (f32).
+pub const LOGIT_TOLERANCE: f32 = 1e-4;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// The checkpoints the fixture script makes.
+pub const CHECKPOINTS: [&str; 3] = ["roberta-2-labels", "roberta-1-label-old-config", "roberta-5-labels"];
+
+/// What transformers produced for one input in one preprocessing mode.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub input_ids: Vec<u32>,
+    pub untruncated_length: usize,
+    pub truncated: bool,
+    pub logits: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReferenceInput {
+    pub text: String,
+    pub raw: Expected,
+    pub collapse_whitespace: Expected,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub inputs: Vec<ReferenceInput>,
+    pub padded_batch_logits: Vec<Vec<f32>>,
+    pub max_length: usize,
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn expected(v: &Value) -> Expected {
+    Expected {
+        input_ids: v["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect(),
+        untruncated_length: v["untruncated_length"].as_u64().unwrap() as usize,
+        truncated: v["truncated"].as_bool().unwrap(),
+        logits: floats(&v["logits"]),
+    }
+}
+
+pub fn reference(checkpoint: &str) -> Reference {
+    let text = std::fs::read_to_string(fixture(checkpoint).join("reference.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    Reference {
+        inputs: v["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| ReferenceInput {
+                text: e["text"].as_str().unwrap().to_owned(),
+                raw: expected(&e["raw"]),
+                collapse_whitespace: expected(&e["collapse_whitespace"]),
+            })
+            .collect(),
+        padded_batch_logits: v["padded_batch_logits"].as_array().unwrap().iter().map(floats).collect(),
+        max_length: v["max_length"].as_u64().unwrap() as usize,
+    }
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "logit counts differ: {a:?} vs {b:?}");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn assert_logits_close(actual: &[f32], expected: &[f32], what: &str) {
+    let diff = max_abs_diff(actual, expected);
+    assert!(
+        diff <= LOGIT_TOLERANCE,
+        "{what}: max |logit - transformers| = {diff:e} > {LOGIT_TOLERANCE:e}\n  ours:         {actual:?}\n  transformers: {expected:?}"
+    );
+}
+
+/// Backends the parity tests run on: `ICD_TEST_BACKENDS` (comma-separated) when set,
+/// else every compiled-in CPU backend. GPU backends are opt-in because the machine
+/// may lack the device.
+pub fn test_backends() -> Vec<Backend> {
+    match std::env::var("ICD_TEST_BACKENDS") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|name| name.trim().parse::<Backend>().unwrap())
+            .inspect(|b| assert!(b.is_compiled(), "ICD_TEST_BACKENDS names {b}, which is not compiled in"))
+            .collect(),
+        _ => Backend::compiled()
+            .into_iter()
+            .filter(|b| matches!(b, Backend::Flex | Backend::NdArray))
+            .collect(),
+    }
+}
+
+/// The shared data directory (`ICD_SHARED_DIR`, else `../shared` beside the checkout).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("ICD_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+/// A file under the shared directory, or None (with the reason printed) when absent.
+pub fn shared_file(relative: &str) -> Option<PathBuf> {
+    let path = shared_dir().join(relative);
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is absent; set ICD_SHARED_DIR to the directory holding roberta-base-tokenizer/ and c-corpus/",
+            path.display()
+        );
+        None
+    }
+}
+
+/// Copies a fixture checkpoint into a fresh temporary directory, for tests that
+/// damage it.
+pub fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    tmp
+}

@@ -1,0 +1,140 @@
+//! Logits and token ids against transformers' own outputs for the fixture checkpoints.
+
+mod common;
+
+use common::*;
+use insecure_code_detector::{Backend, Detector, Preprocessing};
+
+fn load(checkpoint: &str, backend: Backend, preprocessing: Preprocessing) -> Detector {
+    Detector::builder(fixture(checkpoint))
+        .backend(backend)
+        .preprocessing(preprocessing)
+        .build()
+        .unwrap_or_else(|e| panic!("loading {checkpoint} on {backend}: {e}"))
+}
+
+fn check_single_inputs(detector: &Detector, checkpoint: &str, mode: Preprocessing) {
+    let reference = reference(checkpoint);
+    for (i, input) in reference.inputs.iter().enumerate() {
+        let expected = match mode {
+            Preprocessing::Raw => &input.raw,
+            Preprocessing::CollapseWhitespace => &input.collapse_whitespace,
+        };
+        let what = format!("{checkpoint} on {} ({mode:?}), input {i} {:?}", detector.backend(), truncate(&input.text));
+        let tokens = detector.tokenize(&input.text).unwrap();
+        assert_eq!(tokens.input_ids, expected.input_ids, "{what}: token ids");
+        assert_eq!(tokens.untruncated_length, expected.untruncated_length, "{what}: untruncated length");
+        let prediction = detector.predict(&input.text).unwrap();
+        assert_logits_close(&prediction.logits, &expected.logits, &what);
+        assert_eq!(prediction.tokens, expected.input_ids.len(), "{what}: tokens");
+        assert_eq!(prediction.truncated, expected.truncated, "{what}: truncated");
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+#[test]
+fn single_inputs_match_transformers_on_every_checkpoint_and_backend() {
+    for backend in test_backends() {
+        for checkpoint in CHECKPOINTS {
+            for mode in [Preprocessing::Raw, Preprocessing::CollapseWhitespace] {
+                let detector = load(checkpoint, backend, mode);
+                check_single_inputs(&detector, checkpoint, mode);
+            }
+        }
+    }
+}
+
+#[test]
+fn pytorch_bin_and_safetensors_give_the_same_logits() {
+    let dir = fixture("roberta-2-labels");
+    for backend in test_backends() {
+        let from_bin = Detector::builder(&dir)
+            .backend(backend)
+            .weights(dir.join("pytorch_model.bin"))
+            .build()
+            .unwrap();
+        check_single_inputs(&from_bin, "roberta-2-labels", Preprocessing::Raw);
+    }
+}
+
+#[test]
+fn padded_batches_match_transformers_and_single_predictions() {
+    for backend in test_backends() {
+        for checkpoint in CHECKPOINTS {
+            let reference = reference(checkpoint);
+            let texts: Vec<&str> = reference.inputs.iter().map(|i| i.text.as_str()).collect();
+            // Batch sizes that mix short inputs with the one over the token limit.
+            for batch_size in [1, 3, texts.len()] {
+                let detector = Detector::builder(fixture(checkpoint))
+                    .backend(backend)
+                    .batch_size(batch_size)
+                    .build()
+                    .unwrap();
+                let predictions = detector.predict_batch(&texts).unwrap();
+                assert_eq!(predictions.len(), texts.len());
+                for (i, (p, expected)) in predictions.iter().zip(&reference.padded_batch_logits).enumerate() {
+                    let what = format!("{checkpoint} on {backend}, batch size {batch_size}, input {i}");
+                    assert_logits_close(&p.logits, expected, &what);
+                    assert_logits_close(&p.logits, &reference.inputs[i].raw.logits, &what);
+                    assert_eq!(p.truncated, reference.inputs[i].raw.truncated, "{what}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fixtures_cover_truncation_and_the_empty_string() {
+    let reference = reference("roberta-2-labels");
+    assert!(reference.inputs.iter().any(|i| i.raw.truncated && i.raw.input_ids.len() == reference.max_length));
+    assert!(reference.inputs.iter().any(|i| i.text.is_empty()));
+    assert!(reference.inputs.iter().any(|i| i.text.contains("\r\n") && i.text.contains('\t')));
+    assert!(reference.inputs.iter().any(|i| !i.text.is_ascii()));
+}
+
+#[test]
+fn predictions_carry_labels_and_probabilities() {
+    let backend = test_backends()[0];
+    let detector = load("roberta-5-labels", backend, Preprocessing::Raw);
+    assert_eq!(detector.labels()[0], "safe");
+    let p = detector.predict("int main(void) { return 0; }").unwrap();
+    assert_eq!(p.logits.len(), 5);
+    assert_eq!(p.label_name, detector.labels()[p.label]);
+    let max = p.logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(p.logits[p.label], max);
+    // Five labels with one named "safe": insecure = 1 - P(safe).
+    let sum: f32 = p.logits.iter().map(|l| (l - max).exp()).sum();
+    let p_safe = (p.logits[0] - max).exp() / sum;
+    assert!((p.insecure_probability - (1.0 - p_safe)).abs() < 1e-6);
+
+    let one = load("roberta-1-label-old-config", backend, Preprocessing::Raw);
+    let p = one.predict("int main(void) { return 0; }").unwrap();
+    assert_eq!(p.logits.len(), 1);
+    assert!((p.insecure_probability - 1.0 / (1.0 + (-p.logits[0]).exp())).abs() < 1e-6);
+    assert_eq!(p.label, usize::from(p.logits[0] > 0.0));
+
+    let two = load("roberta-2-labels", backend, Preprocessing::Raw);
+    let p = two.predict("int main(void) { return 0; }").unwrap();
+    let expected = 1.0 / (1.0 + (p.logits[0] - p.logits[1]).exp());
+    assert!((p.insecure_probability - expected).abs() < 1e-6);
+}
+
+#[test]
+fn max_tokens_truncates_like_transformers_max_length() {
+    let backend = test_backends()[0];
+    let reference = reference("roberta-2-labels");
+    let long = reference.inputs.iter().find(|i| i.raw.truncated).unwrap();
+    let detector = Detector::builder(fixture("roberta-2-labels"))
+        .backend(backend)
+        .max_tokens(64)
+        .build()
+        .unwrap();
+    let tokens = detector.tokenize(&long.text).unwrap();
+    assert_eq!(tokens.input_ids.len(), 64);
+    assert_eq!(tokens.input_ids[..63], long.raw.input_ids[..63]);
+    assert_eq!(*tokens.input_ids.last().unwrap(), 2, "ends with </s>");
+    assert!(tokens.truncated());
+}
