@@ -1,0 +1,37 @@
+//! One detector shared by several threads gives the serial results.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use insecure_code_detector::Detector;
+
+#[test]
+fn eight_threads_predicting_at_once_match_serial_results() {
+    let reference = reference("roberta-2-labels");
+    let texts: Vec<String> = reference.inputs.iter().map(|i| i.text.clone()).collect();
+    for backend in test_backends() {
+        let detector = Arc::new(Detector::builder(fixture("roberta-2-labels")).backend(backend).build().unwrap());
+        let serial: Vec<_> = texts.iter().map(|t| detector.predict(t).unwrap()).collect();
+        let handles: Vec<_> = (0..8)
+            .map(|thread| {
+                let detector = Arc::clone(&detector);
+                let texts = texts.clone();
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|round| {
+                            let i = (thread * 7 + round) % texts.len();
+                            (i, detector.predict(&texts[i]).unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            for (i, prediction) in handle.join().unwrap() {
+                assert_eq!(prediction, serial[i], "{backend}: input {i}");
+            }
+        }
+    }
+}
