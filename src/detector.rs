@@ -42,8 +42,8 @@ fn is_python_whitespace(c: char) -> bool {
 /// The classifier's verdict on one function.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    /// Index of the highest logit (transformers' argmax; for a single-logit model, 1
-    /// when the logit is positive, else 0).
+    /// Index of the highest logit, as transformers' argmax (always 0 for a
+    /// single-logit model: read `insecure_probability` there).
     pub label: usize,
     /// That label's name from `id2label` (`LABEL_1` and the like when unnamed).
     pub label_name: String,
@@ -377,21 +377,13 @@ impl Detector {
     }
 
     fn prediction(&self, input: &TokenizedInput, logits: Vec<f32>) -> Prediction {
-        let label = if logits.len() == 1 {
-            usize::from(logits[0] > 0.0)
-        } else {
-            // First maximum, as torch.argmax.
-            logits
-                .iter()
-                .enumerate()
-                .fold(0, |best, (i, &l)| if l > logits[best] { i } else { best })
-        };
-        let label_name = self
-            .config
-            .id2label
-            .get(label)
-            .cloned()
-            .unwrap_or_else(|| format!("LABEL_{label}"));
+        // First maximum, as torch.argmax (always 0 for a single-logit model, whose
+        // verdict is `insecure_probability`).
+        let label = logits
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, &l)| if l > logits[best] { i } else { best });
+        let label_name = self.config.id2label[label].clone();
         Prediction {
             label,
             label_name,

@@ -24,6 +24,7 @@ pub mod backend;
 pub mod config;
 pub mod detector;
 pub mod error;
+pub mod ffi;
 pub mod model;
 pub mod tokenizer;
 pub mod weights;

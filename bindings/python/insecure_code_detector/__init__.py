@@ -1,0 +1,415 @@
+"""Python bindings (ctypes) for insecure-code-detector.
+
+Flags insecure C/C++ functions with the CodeBERT defect-detection classifier, running
+in the Rust library through its C API::
+
+    from insecure_code_detector import Detector
+
+    with Detector("models/codebert-insecure") as detector:
+        p = detector.predict("void f(char *s) { char b[8]; strcpy(b, s); }")
+        print(p.label_name, p.insecure_probability)
+
+The shared library is found through the ``ICD_LIBRARY`` environment variable (a file
+path), then next to this package, then in the cargo target directory of the checkout
+this package sits in (``target/release``, then ``target/debug``; ``CARGO_TARGET_DIR``
+is honoured).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+__all__ = [
+    "Detector",
+    "Prediction",
+    "DetectorError",
+    "NullArgumentError",
+    "InvalidUtf8Error",
+    "InvalidArgumentError",
+    "CheckpointNotFoundError",
+    "ConfigError",
+    "TokenizerError",
+    "WeightsError",
+    "BackendUnavailableError",
+    "InferenceError",
+    "InternalError",
+    "version",
+    "backends",
+]
+
+
+class DetectorError(Exception):
+    """A call into the library failed. ``status`` is the C API's status name."""
+
+    status = "ICD_ERR"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NullArgumentError(DetectorError):
+    status = "ICD_ERR_NULL_ARGUMENT"
+
+
+class InvalidUtf8Error(DetectorError, UnicodeError):
+    status = "ICD_ERR_INVALID_UTF8"
+
+
+class InvalidArgumentError(DetectorError, ValueError):
+    status = "ICD_ERR_INVALID_ARGUMENT"
+
+
+class CheckpointNotFoundError(DetectorError, OSError):
+    """A checkpoint file or directory could not be read."""
+
+    status = "ICD_ERR_IO"
+
+
+class ConfigError(DetectorError):
+    status = "ICD_ERR_CONFIG"
+
+
+class TokenizerError(DetectorError):
+    status = "ICD_ERR_TOKENIZER"
+
+
+class WeightsError(DetectorError):
+    status = "ICD_ERR_WEIGHTS"
+
+
+class BackendUnavailableError(DetectorError):
+    status = "ICD_ERR_BACKEND_UNAVAILABLE"
+
+
+class InferenceError(DetectorError):
+    status = "ICD_ERR_INFERENCE"
+
+
+class InternalError(DetectorError):
+    """A bug in the library (a caught panic)."""
+
+    status = "ICD_ERR_PANIC"
+
+
+_ERRORS = {
+    1: NullArgumentError,
+    2: InvalidUtf8Error,
+    3: InvalidArgumentError,
+    4: CheckpointNotFoundError,
+    5: ConfigError,
+    6: TokenizerError,
+    7: WeightsError,
+    8: BackendUnavailableError,
+    9: InferenceError,
+    10: InternalError,
+}
+
+_PREPROCESSING = {"raw": 0, "collapse_whitespace": 1}
+
+
+class _Str(ctypes.Structure):
+    _fields_ = [("ptr", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+
+
+class _Options(ctypes.Structure):
+    _fields_ = [("max_tokens", ctypes.c_uint32), ("batch_size", ctypes.c_uint32), ("preprocessing", ctypes.c_uint32)]
+
+
+class _Prediction(ctypes.Structure):
+    _fields_ = [
+        ("label", ctypes.c_uint32),
+        ("insecure_probability", ctypes.c_float),
+        ("tokens", ctypes.c_uint32),
+        ("truncated", ctypes.c_bool),
+    ]
+
+
+_LIB_NAMES = {"linux": "libinsecure_code_detector.so", "darwin": "libinsecure_code_detector.dylib", "win32": "insecure_code_detector.dll"}
+
+
+def _library_candidates() -> List[Path]:
+    name = _LIB_NAMES.get(sys.platform, _LIB_NAMES["linux"])
+    candidates = []
+    if os.environ.get("ICD_LIBRARY"):
+        return [Path(os.environ["ICD_LIBRARY"])]
+    package_dir = Path(__file__).resolve().parent
+    candidates.append(package_dir / name)
+    target_dirs = []
+    if os.environ.get("CARGO_TARGET_DIR"):
+        target_dirs.append(Path(os.environ["CARGO_TARGET_DIR"]))
+    # bindings/python/insecure_code_detector -> the checkout's target/.
+    target_dirs.append(package_dir.parents[2] / "target")
+    for target in target_dirs:
+        candidates += [target / "release" / name, target / "debug" / name]
+    return candidates
+
+
+def _load_library() -> ctypes.CDLL:
+    candidates = _library_candidates()
+    for path in candidates:
+        if path.is_file():
+            return _declare(ctypes.CDLL(str(path)))
+    tried = ", ".join(str(p) for p in candidates)
+    raise OSError(
+        f"insecure-code-detector's shared library was not found (tried {tried}); "
+        "build it with `cargo build` or set ICD_LIBRARY to its path"
+    )
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    P = ctypes.POINTER
+    status = ctypes.c_int
+    err = P(ctypes.c_void_p)  # icd_error **
+    handle = ctypes.c_void_p
+    signatures = {
+        "icd_version": ([], ctypes.c_char_p),
+        "icd_backends": ([], ctypes.c_char_p),
+        "icd_options_default": ([], _Options),
+        "icd_status_name": ([ctypes.c_uint32], ctypes.c_char_p),
+        "icd_detector_open": (
+            [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, P(_Options), P(handle), err],
+            status,
+        ),
+        "icd_detector_free": ([handle], None),
+        "icd_detector_num_labels": ([handle], ctypes.c_size_t),
+        "icd_detector_max_tokens": ([handle], ctypes.c_size_t),
+        "icd_detector_backend": ([handle], ctypes.c_char_p),
+        "icd_detector_label_name": ([handle, ctypes.c_size_t, P(ctypes.c_char_p), P(ctypes.c_size_t), err], status),
+        "icd_detector_predict": (
+            [handle, ctypes.c_char_p, ctypes.c_size_t, P(_Prediction), P(ctypes.c_float), ctypes.c_size_t, err],
+            status,
+        ),
+        "icd_detector_predict_batch": (
+            [handle, P(_Str), ctypes.c_size_t, P(_Prediction), P(ctypes.c_float), ctypes.c_size_t, err],
+            status,
+        ),
+        "icd_error_status": ([ctypes.c_void_p], status),
+        "icd_error_message": ([ctypes.c_void_p], ctypes.c_char_p),
+        "icd_error_free": ([ctypes.c_void_p], None),
+    }
+    for name, (argtypes, restype) in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = restype
+    return lib
+
+
+_lib_lock = threading.Lock()
+_lib: Optional[ctypes.CDLL] = None
+
+
+def _library() -> ctypes.CDLL:
+    global _lib
+    with _lib_lock:
+        if _lib is None:
+            _lib = _load_library()
+        return _lib
+
+
+def _check(status: int, error: ctypes.c_void_p) -> None:
+    if status == 0:
+        return
+    lib = _library()
+    if error.value:
+        message = lib.icd_error_message(error).decode("utf-8", "replace")
+        lib.icd_error_free(error)
+    else:
+        message = lib.icd_status_name(status).decode()
+    raise _ERRORS.get(status, DetectorError)(message)
+
+
+def version() -> str:
+    """The library's version."""
+    return _library().icd_version().decode()
+
+
+def backends() -> List[str]:
+    """Backends compiled into the library ("auto" is accepted besides these)."""
+    return _library().icd_backends().decode().split(",")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The classifier's verdict on one function (the fields of the Rust ``Prediction``)."""
+
+    label: int
+    """Index of the highest logit."""
+    label_name: str
+    """That label's name from the checkpoint's ``id2label``."""
+    insecure_probability: float
+    """Probability that the function is insecure."""
+    logits: List[float]
+    """Raw logits, one per label."""
+    tokens: int
+    """Tokens fed to the model, ``<s>`` and ``</s>`` included."""
+    truncated: bool
+    """Whether the input was cut to ``max_tokens``."""
+
+
+def _encode(code: Union[str, bytes], what: str) -> bytes:
+    if isinstance(code, bytes):
+        return code
+    if isinstance(code, str):
+        try:
+            return code.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InvalidUtf8Error(f"argument `{what}` is not encodable as UTF-8: {e}") from None
+    raise TypeError(f"argument `{what}` must be str or bytes, not {type(code).__name__}")
+
+
+class _Handle:
+    """Owns the C handle; frees it once no call is using it."""
+
+    def __init__(self, lib: ctypes.CDLL, ptr: int):
+        self._lib = lib
+        self._ptr = ptr
+        self._users = 0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> int:
+        with self._cond:
+            if not self._ptr:
+                raise InvalidArgumentError("the detector is closed")
+            self._users += 1
+            return self._ptr
+
+    def release(self) -> None:
+        with self._cond:
+            self._users -= 1
+            self._cond.notify_all()
+
+    def free(self) -> None:
+        with self._cond:
+            while self._users:
+                self._cond.wait()
+            ptr, self._ptr = self._ptr, None
+        if ptr:
+            self._lib.icd_detector_free(ptr)
+
+
+class Detector:
+    """A loaded checkpoint. Thread-safe: one detector may serve many threads.
+
+    ``model_dir``: a checkpoint directory (config.json, model.safetensors or
+    pytorch_model.bin, tokenizer files). ``backend``: "auto", "flex", "ndarray",
+    "wgpu", "cuda", or None for the default CPU backend. ``max_tokens``/``batch_size``:
+    0 for the defaults (the checkpoint's limit; 8). ``preprocessing``: "raw" (the text
+    as given) or "collapse_whitespace" (CodeXGLUE's ``' '.join(code.split())``).
+
+    Release it with :meth:`close` or a ``with`` block; a finalizer frees it otherwise.
+    """
+
+    def __init__(
+        self,
+        model_dir: Union[str, os.PathLike],
+        backend: Optional[str] = None,
+        *,
+        max_tokens: int = 0,
+        batch_size: int = 0,
+        preprocessing: str = "raw",
+    ):
+        lib = _library()
+        if preprocessing not in _PREPROCESSING:
+            raise InvalidArgumentError(
+                f"argument `preprocessing` is {preprocessing!r}, expected one of {sorted(_PREPROCESSING)}"
+            )
+        for name, value in (("max_tokens", max_tokens), ("batch_size", batch_size)):
+            if not isinstance(value, int) or not 0 <= value < 2**32:
+                raise InvalidArgumentError(f"argument `{name}` is {value!r}, expected an integer in 0..2**32")
+        options = _Options(max_tokens, batch_size, _PREPROCESSING[preprocessing])
+        path = os.fsencode(os.fspath(model_dir))
+        backend_bytes = backend.encode() if backend is not None else None
+        ptr = ctypes.c_void_p()
+        error = ctypes.c_void_p()
+        status = lib.icd_detector_open(
+            path, len(path), backend_bytes, len(backend_bytes or b""), ctypes.byref(options), ctypes.byref(ptr), ctypes.byref(error)
+        )
+        _check(status, error)
+        self._handle = _Handle(lib, ptr.value)
+        self._lib = lib
+        self._finalizer = weakref.finalize(self, self._handle.free)
+        self._num_labels = lib.icd_detector_num_labels(ptr.value)
+        self._labels = [self._label_name(ptr.value, i) for i in range(self._num_labels)]
+        self._backend = lib.icd_detector_backend(ptr.value).decode()
+        self._max_tokens = lib.icd_detector_max_tokens(ptr.value)
+
+    def _label_name(self, ptr: int, index: int) -> str:
+        name = ctypes.c_char_p()
+        length = ctypes.c_size_t()
+        error = ctypes.c_void_p()
+        _check(self._lib.icd_detector_label_name(ptr, index, ctypes.byref(name), ctypes.byref(length), ctypes.byref(error)), error)
+        return ctypes.string_at(name, length.value).decode("utf-8")
+
+    @property
+    def labels(self) -> List[str]:
+        """Label names by index."""
+        return list(self._labels)
+
+    @property
+    def backend(self) -> str:
+        """The backend the model runs on."""
+        return self._backend
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens per input after truncation, ``<s>`` and ``</s>`` included."""
+        return self._max_tokens
+
+    def predict(self, code: Union[str, bytes]) -> Prediction:
+        """Classifies one function (``str``, or ``bytes`` of UTF-8)."""
+        return self.predict_batch([code])[0]
+
+    def predict_batch(self, codes: Sequence[Union[str, bytes]]) -> List[Prediction]:
+        """Classifies many functions in length-sorted padded batches; results are in input order."""
+        encoded = [_encode(c, f"codes[{i}]") for i, c in enumerate(codes)]
+        n = len(encoded)
+        if n == 0:
+            return []
+        inputs = (_Str * n)(*[_Str(c, len(c)) for c in encoded])
+        predictions = (_Prediction * n)()
+        logits = (ctypes.c_float * (n * self._num_labels))()
+        error = ctypes.c_void_p()
+        ptr = self._handle.acquire()
+        try:
+            status = self._lib.icd_detector_predict_batch(ptr, inputs, n, predictions, logits, len(logits), ctypes.byref(error))
+        finally:
+            self._handle.release()
+        _check(status, error)
+        k = self._num_labels
+        return [
+            Prediction(
+                label=p.label,
+                label_name=self._labels[p.label],
+                insecure_probability=p.insecure_probability,
+                logits=list(logits[i * k : (i + 1) * k]),
+                tokens=p.tokens,
+                truncated=bool(p.truncated),
+            )
+            for i, p in enumerate(predictions)
+        ]
+
+    def close(self) -> None:
+        """Frees the detector (waiting for calls in flight). Idempotent."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"backend={self._backend!r}, labels={self._labels!r}"
+        return f"Detector({state})"

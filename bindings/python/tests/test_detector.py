@@ -1,0 +1,132 @@
+"""The Python package against transformers' reference outputs and the C API's contract.
+
+Needs the built shared library (``cargo build``; ICD_LIBRARY to point elsewhere)."""
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+import insecure_code_detector as icd
+from insecure_code_detector import Detector
+
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+CHECKPOINTS = ["roberta-2-labels", "roberta-1-label-old-config", "roberta-5-labels"]
+TOLERANCE = 1e-4
+
+
+def reference(checkpoint):
+    return json.loads((FIXTURES / checkpoint / "reference.json").read_text())
+
+
+def max_diff(a, b):
+    assert len(a) == len(b)
+    return max(abs(x - y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+@pytest.mark.parametrize("mode", ["raw", "collapse_whitespace"])
+def test_logits_match_transformers(checkpoint, mode):
+    ref = reference(checkpoint)
+    with Detector(FIXTURES / checkpoint, preprocessing=mode) as detector:
+        texts = [entry["text"] for entry in ref["inputs"]]
+        batch = detector.predict_batch(texts)
+        for entry, from_batch in zip(ref["inputs"], batch):
+            expected = entry[mode]
+            single = detector.predict(entry["text"])
+            assert max_diff(single.logits, expected["logits"]) <= TOLERANCE, entry["text"][:40]
+            assert max_diff(from_batch.logits, expected["logits"]) <= TOLERANCE, entry["text"][:40]
+            assert single.tokens == len(expected["input_ids"])
+            assert single.truncated == expected["truncated"]
+            assert single.label_name == detector.labels[single.label]
+            assert 0.0 <= single.insecure_probability <= 1.0
+
+
+def test_prediction_fields_and_metadata():
+    with Detector(FIXTURES / "roberta-5-labels", backend="auto", batch_size=2) as detector:
+        assert detector.labels == ["safe", "buffer_overflow", "use_after_free", "integer_overflow", "null_dereference"]
+        assert detector.max_tokens == 512
+        assert detector.backend in icd.backends()
+        p = detector.predict(b"int main(void) { return 0; }")
+        assert isinstance(p, icd.Prediction)
+        assert len(p.logits) == 5
+        assert p.logits[p.label] == max(p.logits)
+    assert icd.version()
+    assert "flex" in icd.backends() or "ndarray" in icd.backends()
+
+
+def test_errors_become_exceptions_with_the_library_message(tmp_path):
+    with pytest.raises(icd.CheckpointNotFoundError, match="/nonexistent/checkpoint"):
+        Detector("/nonexistent/checkpoint")
+    with pytest.raises(icd.InvalidArgumentError, match="tpu"):
+        Detector(FIXTURES / "roberta-2-labels", backend="tpu")
+    with pytest.raises(icd.InvalidArgumentError, match="max_tokens"):
+        Detector(FIXTURES / "roberta-2-labels", max_tokens=100000)
+    with pytest.raises(icd.InvalidArgumentError, match="preprocessing"):
+        Detector(FIXTURES / "roberta-2-labels", preprocessing="lowercase")
+
+    broken = tmp_path / "broken"
+    shutil.copytree(FIXTURES / "roberta-2-labels", broken)
+    (broken / "config.json").write_text("{ not json")
+    with pytest.raises(icd.ConfigError, match="config.json"):
+        Detector(broken)
+    (broken / "config.json").write_text((FIXTURES / "roberta-2-labels" / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(icd.WeightsError, match="model.safetensors"):
+        Detector(broken)
+
+    with Detector(FIXTURES / "roberta-2-labels") as detector:
+        with pytest.raises(icd.InvalidUtf8Error, match=r"codes\[1\]"):
+            detector.predict_batch([b"int x;", b"\xff\xfe"])
+        with pytest.raises(icd.InvalidUtf8Error):
+            detector.predict("\ud800")
+        with pytest.raises(TypeError):
+            detector.predict(42)
+        # The detector stays usable after errors.
+        assert detector.predict("int x;").tokens > 2
+    with pytest.raises(icd.InvalidArgumentError, match="closed"):
+        detector.predict("int x;")
+
+
+def test_close_is_idempotent_and_finalizer_frees():
+    detector = Detector(FIXTURES / "roberta-2-labels")
+    assert not detector.closed
+    detector.close()
+    detector.close()
+    assert detector.closed
+    another = Detector(FIXTURES / "roberta-2-labels")
+    finalizer = another._finalizer
+    del another
+    assert not finalizer.alive
+
+
+def test_eight_threads_give_the_serial_results():
+    ref = reference("roberta-2-labels")
+    texts = [entry["text"] for entry in ref["inputs"]]
+    with Detector(FIXTURES / "roberta-2-labels") as detector:
+        serial = [detector.predict(t) for t in texts]
+        results = {}
+        errors = []
+
+        def work(thread):
+            try:
+                out = []
+                for round_ in range(25):
+                    i = (thread * 7 + round_) % len(texts)
+                    out.append((i, detector.predict(texts[i])))
+                results[thread] = out
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert len(results) == 8
+        for out in results.values():
+            for i, prediction in out:
+                assert prediction == serial[i]

@@ -1,0 +1,500 @@
+//! The C ABI: a thin skin over [`crate::Detector`].
+//!
+//! Conventions, the same for every function:
+//! - Strings are passed as pointer + length in bytes; none needs a NUL terminator.
+//!   Source code must be UTF-8 (`ICD_ERR_INVALID_UTF8` otherwise).
+//! - Every fallible function returns an `icd_status` and writes its outputs only when
+//!   it returns `ICD_OK`. Its last parameter, `error_out`, may be NULL; when it is not
+//!   and the call fails, it receives a new `icd_error` carrying the message, which the
+//!   caller frees with `icd_error_free`. No message is kept in a global.
+//! - Handles are opaque, made by one constructor and released by one free function.
+//! - No panic crosses this boundary: each entry point catches it and returns
+//!   `ICD_ERR_PANIC`. A failed call leaves the detector usable.
+//! - An `icd_detector` may be used by several threads at once for predictions and
+//!   queries; `icd_detector_free` must not race with any other call on it.
+
+#![allow(non_camel_case_types)]
+// Every pointer is checked for NULL before use; the documented contract covers the rest.
+#![allow(clippy::missing_safety_doc)]
+
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::ptr;
+
+use crate::backend::panic_message;
+use crate::{Backend, Detector, Error, Prediction, Preprocessing};
+
+/// Result of every fallible call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum icd_status {
+    /// Success; outputs were written.
+    ICD_OK = 0,
+    /// A required pointer argument was NULL.
+    ICD_ERR_NULL_ARGUMENT = 1,
+    /// A string argument was not valid UTF-8.
+    ICD_ERR_INVALID_UTF8 = 2,
+    /// An argument was out of range (an option, a buffer too small, an index).
+    ICD_ERR_INVALID_ARGUMENT = 3,
+    /// A checkpoint file or directory could not be read.
+    ICD_ERR_IO = 4,
+    /// `config.json` is malformed or describes a model that cannot run.
+    ICD_ERR_CONFIG = 5,
+    /// The tokenizer files are missing or malformed.
+    ICD_ERR_TOKENIZER = 6,
+    /// The weight file is missing, malformed, or does not match the config.
+    ICD_ERR_WEIGHTS = 7,
+    /// The backend is not compiled in or its device is absent.
+    ICD_ERR_BACKEND_UNAVAILABLE = 8,
+    /// The model failed while running.
+    ICD_ERR_INFERENCE = 9,
+    /// A bug: a panic inside the library was caught at the boundary.
+    ICD_ERR_PANIC = 10,
+}
+
+/// Opaque: a loaded classifier. Made by `icd_detector_open`, released by
+/// `icd_detector_free`.
+pub struct icd_detector {
+    detector: Detector,
+    /// Label names, NUL-terminated, for `icd_detector_label_name`.
+    label_names: Vec<CString>,
+}
+
+/// Opaque: the status and message of a failed call. Released by `icd_error_free`.
+pub struct icd_error {
+    status: icd_status,
+    message: CString,
+}
+
+/// A borrowed string: `len` bytes at `ptr` (which may be NULL when `len` is 0).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_str {
+    /// First byte.
+    pub ptr: *const c_char,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// Options for `icd_detector_open`; start from `icd_options_default()`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_options {
+    /// Tokens per input, `<s>` and `</s>` included; 0 means the checkpoint's limit (512).
+    pub max_tokens: u32,
+    /// Inputs per model call in `icd_detector_predict_batch`; 0 means 8.
+    pub batch_size: u32,
+    /// 0: the text as given (the model card's usage). 1: whitespace collapsed as
+    /// CodeXGLUE does (`' '.join(code.split())`).
+    pub preprocessing: u32,
+}
+
+/// One classification. The logits go to a separate caller buffer.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_prediction {
+    /// Index of the highest logit; its name is `icd_detector_label_name(label)`.
+    pub label: u32,
+    /// Probability that the function is insecure, in [0, 1].
+    pub insecure_probability: f32,
+    /// Tokens fed to the model, `<s>` and `</s>` included.
+    pub tokens: u32,
+    /// Whether the input was cut to `max_tokens`.
+    pub truncated: bool,
+}
+
+const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+    Ok(s) => s,
+    Err(_) => panic!("version has no interior NUL"),
+};
+
+/// The library version, e.g. "0.1.0": static, NUL-terminated, never freed.
+#[no_mangle]
+pub extern "C" fn icd_version() -> *const c_char {
+    VERSION.as_ptr()
+}
+
+/// The backends compiled into this build, comma-separated (e.g. "flex,ndarray"):
+/// static, NUL-terminated, never freed. "auto" is accepted besides these.
+#[no_mangle]
+pub extern "C" fn icd_backends() -> *const c_char {
+    static NAMES: once_cell::sync::Lazy<CString> = once_cell::sync::Lazy::new(|| {
+        let names: Vec<&str> = Backend::compiled().iter().map(|b| b.name()).collect();
+        CString::new(names.join(",")).expect("backend names have no NUL")
+    });
+    NAMES.as_ptr()
+}
+
+/// The default options: the checkpoint's token limit, batches of 8, raw text.
+#[no_mangle]
+pub extern "C" fn icd_options_default() -> icd_options {
+    icd_options {
+        max_tokens: 0,
+        batch_size: 0,
+        preprocessing: 0,
+    }
+}
+
+/// A static, NUL-terminated name for a status value ("ICD_OK", ...), or
+/// "ICD_UNKNOWN_STATUS" for a value that is none of them.
+#[no_mangle]
+pub extern "C" fn icd_status_name(status: u32) -> *const c_char {
+    let name: &CStr = match status {
+        0 => c"ICD_OK",
+        1 => c"ICD_ERR_NULL_ARGUMENT",
+        2 => c"ICD_ERR_INVALID_UTF8",
+        3 => c"ICD_ERR_INVALID_ARGUMENT",
+        4 => c"ICD_ERR_IO",
+        5 => c"ICD_ERR_CONFIG",
+        6 => c"ICD_ERR_TOKENIZER",
+        7 => c"ICD_ERR_WEIGHTS",
+        8 => c"ICD_ERR_BACKEND_UNAVAILABLE",
+        9 => c"ICD_ERR_INFERENCE",
+        10 => c"ICD_ERR_PANIC",
+        _ => c"ICD_UNKNOWN_STATUS",
+    };
+    name.as_ptr()
+}
+
+/// Loads a checkpoint directory.
+///
+/// `model_dir`/`model_dir_len`: the directory (bytes of a path; no NUL needed).
+/// `backend`/`backend_len`: "auto", "flex", "ndarray", "wgpu" or "cuda"; NULL (with
+/// length 0) for the default CPU backend. `options`: NULL for the defaults.
+/// On `ICD_OK`, `*detector_out` receives a handle the caller releases with
+/// `icd_detector_free`; on failure it is left untouched.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_open(
+    model_dir: *const c_char,
+    model_dir_len: usize,
+    backend: *const c_char,
+    backend_len: usize,
+    options: *const icd_options,
+    detector_out: *mut *mut icd_detector,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    guard(error_out, || {
+        if detector_out.is_null() {
+            return Err(null_argument("detector_out"));
+        }
+        let dir = path_arg(model_dir, model_dir_len, "model_dir")?;
+        let options = if options.is_null() { icd_options_default() } else { *options };
+        let mut builder = Detector::builder(dir);
+        if !backend.is_null() || backend_len != 0 {
+            let name = str_arg(backend, backend_len, "backend")?;
+            builder = builder.backend(name.parse()?);
+        }
+        if options.max_tokens != 0 {
+            builder = builder.max_tokens(options.max_tokens as usize);
+        }
+        if options.batch_size != 0 {
+            builder = builder.batch_size(options.batch_size as usize);
+        }
+        builder = builder.preprocessing(match options.preprocessing {
+            0 => Preprocessing::Raw,
+            1 => Preprocessing::CollapseWhitespace,
+            other => {
+                return Err(Error::InvalidArgument {
+                    argument: "options.preprocessing",
+                    message: format!("is {other}, expected 0 (raw) or 1 (collapse whitespace)"),
+                }
+                .into())
+            }
+        });
+        let detector = builder.build()?;
+        let label_names = detector
+            .labels()
+            .iter()
+            .map(|name| CString::new(name.replace('\0', "\u{fffd}")).expect("NULs replaced"))
+            .collect();
+        *detector_out = Box::into_raw(Box::new(icd_detector { detector, label_names }));
+        Ok(())
+    })
+}
+
+/// Releases a detector. NULL is ignored. The handle must not be used afterwards, nor
+/// freed while another thread is using it.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_free(detector: *mut icd_detector) {
+    if !detector.is_null() {
+        // Dropping burn tensors does not panic in practice; if it ever did, the
+        // process must not unwind into C.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(detector))));
+    }
+}
+
+/// Number of labels (logits per prediction); 0 for a NULL detector.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_num_labels(detector: *const icd_detector) -> usize {
+    match detector.as_ref() {
+        Some(d) => d.label_names.len(),
+        None => 0,
+    }
+}
+
+/// Tokens per input after truncation; 0 for a NULL detector.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_max_tokens(detector: *const icd_detector) -> usize {
+    match detector.as_ref() {
+        Some(d) => d.detector.max_tokens(),
+        None => 0,
+    }
+}
+
+/// The name of label `index` (from the checkpoint's `id2label`). On `ICD_OK`,
+/// `*name_out` points to NUL-terminated UTF-8 owned by the detector, valid until it is
+/// freed, and `*name_len_out` (if not NULL) receives its length in bytes.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_label_name(
+    detector: *const icd_detector,
+    index: usize,
+    name_out: *mut *const c_char,
+    name_len_out: *mut usize,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    guard(error_out, || {
+        let d = detector.as_ref().ok_or_else(|| null_argument("detector"))?;
+        if name_out.is_null() {
+            return Err(null_argument("name_out"));
+        }
+        let name = d.label_names.get(index).ok_or_else(|| Error::InvalidArgument {
+            argument: "index",
+            message: format!("is {index}, the model has {} labels", d.label_names.len()),
+        })?;
+        *name_out = name.as_ptr();
+        if !name_len_out.is_null() {
+            *name_len_out = name.as_bytes().len();
+        }
+        Ok(())
+    })
+}
+
+/// The name of the backend the detector runs on ("flex", ...): static, NUL-terminated.
+/// NULL for a NULL detector.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_backend(detector: *const icd_detector) -> *const c_char {
+    let Some(d) = detector.as_ref() else {
+        return ptr::null();
+    };
+    let name: &CStr = match d.detector.backend() {
+        Backend::Auto => c"auto",
+        Backend::Flex => c"flex",
+        Backend::NdArray => c"ndarray",
+        Backend::Wgpu => c"wgpu",
+        Backend::Cuda => c"cuda",
+    };
+    name.as_ptr()
+}
+
+/// Classifies one function: `code_len` bytes of UTF-8 at `code`.
+///
+/// `logits_out` receives `icd_detector_num_labels` floats; `logits_capacity` is its
+/// length in floats. It may be NULL (with capacity 0) when the logits are not wanted.
+/// On `ICD_OK`, `*prediction_out` and the logits are written; otherwise neither is.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_predict(
+    detector: *const icd_detector,
+    code: *const c_char,
+    code_len: usize,
+    prediction_out: *mut icd_prediction,
+    logits_out: *mut f32,
+    logits_capacity: usize,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    let one = icd_str { ptr: code, len: code_len };
+    icd_detector_predict_batch(detector, &one, 1, prediction_out, logits_out, logits_capacity, error_out)
+}
+
+/// Classifies `count` functions, in length-sorted padded batches; results come back in
+/// input order and equal `icd_detector_predict`'s.
+///
+/// `predictions_out` has room for `count` predictions. `logits_out` receives
+/// `count * icd_detector_num_labels` floats, row by row; `logits_capacity` is its length
+/// in floats, and it may be NULL (with capacity 0). Nothing is written unless the
+/// whole batch succeeds.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_predict_batch(
+    detector: *const icd_detector,
+    codes: *const icd_str,
+    count: usize,
+    predictions_out: *mut icd_prediction,
+    logits_out: *mut f32,
+    logits_capacity: usize,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    guard(error_out, || {
+        let d = detector.as_ref().ok_or_else(|| null_argument("detector"))?;
+        if count == 0 {
+            return Ok(());
+        }
+        if codes.is_null() {
+            return Err(null_argument("codes"));
+        }
+        if predictions_out.is_null() {
+            return Err(null_argument("predictions_out"));
+        }
+        let labels = d.label_names.len();
+        if !logits_out.is_null() && logits_capacity < count.saturating_mul(labels) {
+            return Err(Error::InvalidArgument {
+                argument: "logits_capacity",
+                message: format!("is {logits_capacity}, {count} predictions of {labels} logits need {}", count * labels),
+            }
+            .into());
+        }
+        let inputs = std::slice::from_raw_parts(codes, count);
+        let texts = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| str_arg_at(s.ptr, s.len, i))
+            .collect::<Result<Vec<&str>, Failure>>()?;
+        let predictions = d.detector.predict_batch(&texts)?;
+        write_predictions(&predictions, predictions_out, logits_out, labels);
+        Ok(())
+    })
+}
+
+unsafe fn write_predictions(predictions: &[Prediction], out: *mut icd_prediction, logits_out: *mut f32, labels: usize) {
+    for (i, p) in predictions.iter().enumerate() {
+        out.add(i).write(icd_prediction {
+            label: p.label as u32,
+            insecure_probability: p.insecure_probability,
+            tokens: p.tokens as u32,
+            truncated: p.truncated,
+        });
+        if !logits_out.is_null() {
+            ptr::copy_nonoverlapping(p.logits.as_ptr(), logits_out.add(i * labels), labels);
+        }
+    }
+}
+
+/// The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.
+#[no_mangle]
+pub unsafe extern "C" fn icd_error_status(error: *const icd_error) -> icd_status {
+    match error.as_ref() {
+        Some(e) => e.status,
+        None => icd_status::ICD_ERR_NULL_ARGUMENT,
+    }
+}
+
+/// The message of a failed call: NUL-terminated UTF-8 owned by the error, valid until
+/// `icd_error_free`. An empty string for a NULL error.
+#[no_mangle]
+pub unsafe extern "C" fn icd_error_message(error: *const icd_error) -> *const c_char {
+    match error.as_ref() {
+        Some(e) => e.message.as_ptr(),
+        None => c"".as_ptr(),
+    }
+}
+
+/// Releases an error. NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn icd_error_free(error: *mut icd_error) {
+    if !error.is_null() {
+        drop(Box::from_raw(error));
+    }
+}
+
+/// A failed call: its status and message.
+struct Failure {
+    status: icd_status,
+    message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::Io { .. } | Error::NoWeights { .. } => icd_status::ICD_ERR_IO,
+            Error::ConfigParse { .. } | Error::ConfigValue { .. } | Error::UnsupportedModel { .. } => {
+                icd_status::ICD_ERR_CONFIG
+            }
+            Error::Tokenizer { .. } => icd_status::ICD_ERR_TOKENIZER,
+            Error::WeightsFormat { .. }
+            | Error::MissingTensor { .. }
+            | Error::TensorShape { .. }
+            | Error::TensorDtype { .. }
+            | Error::UnexpectedTensors { .. } => icd_status::ICD_ERR_WEIGHTS,
+            Error::InvalidArgument { .. } => icd_status::ICD_ERR_INVALID_ARGUMENT,
+            Error::BackendUnavailable { .. } => icd_status::ICD_ERR_BACKEND_UNAVAILABLE,
+            Error::Inference(_) => icd_status::ICD_ERR_INFERENCE,
+        };
+        Failure {
+            status,
+            message: error.to_string(),
+        }
+    }
+}
+
+fn null_argument(argument: &str) -> Failure {
+    Failure {
+        status: icd_status::ICD_ERR_NULL_ARGUMENT,
+        message: format!("argument `{argument}` is NULL"),
+    }
+}
+
+/// Runs `body`, turning its failure or panic into a status and, when asked, an error.
+unsafe fn guard(error_out: *mut *mut icd_error, body: impl FnOnce() -> Result<(), Failure>) -> icd_status {
+    let failure = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => return icd_status::ICD_OK,
+        Ok(Err(failure)) => failure,
+        Err(panic) => Failure {
+            status: icd_status::ICD_ERR_PANIC,
+            message: format!("internal error (caught panic): {}", panic_message(&*panic)),
+        },
+    };
+    if !error_out.is_null() {
+        let message = CString::new(failure.message.replace('\0', "\u{fffd}")).expect("NULs replaced");
+        *error_out = Box::into_raw(Box::new(icd_error {
+            status: failure.status,
+            message,
+        }));
+    }
+    failure.status
+}
+
+unsafe fn bytes_arg<'a>(ptr: *const c_char, len: usize, argument: &str) -> Result<&'a [u8], Failure> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(null_argument(argument));
+    }
+    if len > isize::MAX as usize {
+        return Err(Failure {
+            status: icd_status::ICD_ERR_INVALID_ARGUMENT,
+            message: format!("argument `{argument}` has an impossible length {len}"),
+        });
+    }
+    Ok(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+}
+
+unsafe fn str_arg<'a>(ptr: *const c_char, len: usize, argument: &str) -> Result<&'a str, Failure> {
+    let bytes = bytes_arg(ptr, len, argument)?;
+    std::str::from_utf8(bytes).map_err(|e| Failure {
+        status: icd_status::ICD_ERR_INVALID_UTF8,
+        message: format!("argument `{argument}` is not valid UTF-8: {e}"),
+    })
+}
+
+unsafe fn str_arg_at<'a>(ptr: *const c_char, len: usize, index: usize) -> Result<&'a str, Failure> {
+    str_arg(ptr, len, &format!("codes[{index}]"))
+}
+
+unsafe fn path_arg(ptr: *const c_char, len: usize, argument: &str) -> Result<PathBuf, Failure> {
+    let bytes = bytes_arg(ptr, len, argument)?;
+    if bytes.is_empty() {
+        return Err(Failure {
+            status: icd_status::ICD_ERR_INVALID_ARGUMENT,
+            message: format!("argument `{argument}` is empty"),
+        });
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(PathBuf::from(str_arg(ptr, len, argument)?))
+    }
+}

@@ -1,0 +1,180 @@
+/*
+ * Exercises every function of the C API, success and each error status, against a
+ * fixture checkpoint. Built and run by tests/c_api.rs with -Wall -Wextra -Werror, and
+ * under valgrind when it is installed.
+ *
+ * usage: api_test MODEL_DIR
+ * Prints one line per classified input: "predict LABEL PROBABILITY TOKENS TRUNCATED LOGITS..."
+ * for the Rust side to compare with the library's own results.
+ */
+#include "insecure_code_detector.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                 \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                             \
+        }                                                                           \
+    } while (0)
+
+/* Runs `call` (which writes its error to `err_`), expecting status `expected` and an
+ * error whose message contains `needle`. */
+#define EXPECT_ERROR(call, expected, needle)               \
+    do {                                                   \
+        icd_error *err_ = NULL;                            \
+        icd_status status_ = (call);                       \
+        expect_error(status_, err_, (expected), (needle)); \
+    } while (0)
+
+/* Expects `status` to be `expected`, with an error whose message contains `needle`. */
+static void expect_error(icd_status status, icd_error *error, icd_status expected, const char *needle) {
+    CHECK(status == expected);
+    CHECK(error != NULL);
+    if (error != NULL) {
+        CHECK(icd_error_status(error) == expected);
+        const char *message = icd_error_message(error);
+        if (strstr(message, needle) == NULL) {
+            fprintf(stderr, "message %s lacks %s\n", message, needle);
+            failures++;
+        }
+        icd_error_free(error);
+    }
+}
+
+static void print_prediction(const icd_prediction *p, const float *logits, size_t labels) {
+    printf("predict %u %.9g %u %d", p->label, p->insecure_probability, p->tokens, p->truncated ? 1 : 0);
+    for (size_t i = 0; i < labels; i++) {
+        printf(" %.9g", logits[i]);
+    }
+    printf("\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]);
+        return 2;
+    }
+    const char *dir = argv[1];
+    icd_error *error = NULL;
+
+    CHECK(strlen(icd_version()) > 0);
+    CHECK(strstr(icd_backends(), "flex") != NULL || strstr(icd_backends(), "ndarray") != NULL);
+    CHECK(strcmp(icd_status_name(ICD_ERR_INVALID_UTF8), "ICD_ERR_INVALID_UTF8") == 0);
+    CHECK(strcmp(icd_status_name(999), "ICD_UNKNOWN_STATUS") == 0);
+
+    /* Open: each failure leaves the output untouched and explains itself. */
+    icd_detector *sentinel = (icd_detector *)&failures;
+    icd_detector *detector = sentinel;
+    EXPECT_ERROR(icd_detector_open(dir, strlen(dir), NULL, 0, NULL, NULL, &err_), ICD_ERR_NULL_ARGUMENT, "detector_out");
+    EXPECT_ERROR(icd_detector_open(NULL, 5, NULL, 0, NULL, &detector, &err_), ICD_ERR_NULL_ARGUMENT, "model_dir");
+    const char *missing = "/nonexistent/checkpoint";
+    EXPECT_ERROR(icd_detector_open(missing, strlen(missing), NULL, 0, NULL, &detector, &err_), ICD_ERR_IO, missing);
+    EXPECT_ERROR(icd_detector_open(dir, strlen(dir), "tpu", 3, NULL, &detector, &err_), ICD_ERR_INVALID_ARGUMENT, "tpu");
+    icd_options options = icd_options_default();
+    options.preprocessing = 7;
+    EXPECT_ERROR(icd_detector_open(dir, strlen(dir), NULL, 0, &options, &detector, &err_), ICD_ERR_INVALID_ARGUMENT, "preprocessing");
+    options = icd_options_default();
+    options.max_tokens = 100000;
+    EXPECT_ERROR(icd_detector_open(dir, strlen(dir), NULL, 0, &options, &detector, &err_), ICD_ERR_INVALID_ARGUMENT, "max_tokens");
+    /* A NULL error_out is allowed: the status alone comes back. */
+    CHECK(icd_detector_open(missing, strlen(missing), NULL, 0, NULL, &detector, NULL) == ICD_ERR_IO);
+    CHECK(detector == sentinel);
+
+    /* Open for real; the path needs no NUL terminator. */
+    char *unterminated = malloc(strlen(dir));
+    memcpy(unterminated, dir, strlen(dir));
+    options = icd_options_default();
+    options.batch_size = 2;
+    icd_status status = icd_detector_open(unterminated, strlen(dir), "auto", 4, &options, &detector, &error);
+    free(unterminated);
+    if (status != ICD_OK) {
+        fprintf(stderr, "open failed: %s\n", icd_error_message(error));
+        icd_error_free(error);
+        return 1;
+    }
+    CHECK(detector != sentinel);
+    CHECK(icd_detector_max_tokens(detector) == 512);
+    CHECK(icd_detector_backend(detector) != NULL);
+    size_t labels = icd_detector_num_labels(detector);
+    CHECK(labels >= 1 && labels <= 8);
+    CHECK(icd_detector_num_labels(NULL) == 0);
+
+    const char *name = NULL;
+    size_t name_len = 0;
+    CHECK(icd_detector_label_name(detector, 0, &name, &name_len, NULL) == ICD_OK);
+    CHECK(name != NULL && strlen(name) == name_len);
+    EXPECT_ERROR(icd_detector_label_name(detector, labels, &name, &name_len, &err_), ICD_ERR_INVALID_ARGUMENT, "index");
+
+    /* Predict. */
+    const char *code = "int get(int *a, int i) { return a[i]; }";
+    icd_prediction prediction;
+    float logits[8];
+    status = icd_detector_predict(detector, code, strlen(code), &prediction, logits, 8, &error);
+    CHECK(status == ICD_OK);
+    if (status == ICD_OK) {
+        CHECK(prediction.insecure_probability >= 0.0f && prediction.insecure_probability <= 1.0f);
+        CHECK(prediction.label < labels);
+        print_prediction(&prediction, logits, labels);
+    }
+
+    /* Errors leave outputs untouched and the detector usable. */
+    icd_prediction untouched = {.label = 77, .insecure_probability = -1.0f, .tokens = 0, .truncated = false};
+    icd_prediction out = untouched;
+    const char invalid_utf8[] = {'i', 'n', 't', ' ', (char)0xff, (char)0xfe, ';'};
+    EXPECT_ERROR(icd_detector_predict(detector, invalid_utf8, sizeof invalid_utf8, &out, NULL, 0, &err_), ICD_ERR_INVALID_UTF8, "UTF-8");
+    CHECK(out.label == 77 && out.insecure_probability == -1.0f);
+    EXPECT_ERROR(icd_detector_predict(detector, NULL, 10, &out, NULL, 0, &err_), ICD_ERR_NULL_ARGUMENT,
+                 "codes");
+    EXPECT_ERROR(icd_detector_predict(NULL, code, strlen(code), &out, NULL, 0, &err_), ICD_ERR_NULL_ARGUMENT, "detector");
+    EXPECT_ERROR(icd_detector_predict(detector, code, strlen(code), NULL, NULL, 0, &err_), ICD_ERR_NULL_ARGUMENT, "predictions_out");
+    float small[1] = {-5.0f};
+    if (labels > 1) {
+        EXPECT_ERROR(icd_detector_predict(detector, code, strlen(code), &out, small, 1, &err_), ICD_ERR_INVALID_ARGUMENT, "logits_capacity");
+        CHECK(small[0] == -5.0f);
+    }
+    CHECK(out.label == 77);
+
+    /* The empty function is valid input (pointer may be NULL when the length is 0). */
+    CHECK(icd_detector_predict(detector, NULL, 0, &out, logits, 8, NULL) == ICD_OK);
+    print_prediction(&out, logits, labels);
+
+    /* A batch, in input order, equal to single predictions; without NUL terminators. */
+    const char *texts[3] = {"void f(void) {}", "int x = 1;XXXX", "char *p = malloc(10); strcpy(p, s);"};
+    icd_str batch[3] = {{texts[0], strlen(texts[0])}, {texts[1], strlen(texts[1]) - 4}, {texts[2], strlen(texts[2])}};
+    icd_prediction predictions[3];
+    float batch_logits[3 * 8];
+    CHECK(icd_detector_predict_batch(detector, batch, 3, predictions, batch_logits, 3 * labels, NULL) == ICD_OK);
+    for (int i = 0; i < 3; i++) {
+        icd_prediction single;
+        float single_logits[8];
+        CHECK(icd_detector_predict(detector, batch[i].ptr, batch[i].len, &single, single_logits, 8, NULL) == ICD_OK);
+        CHECK(single.label == predictions[i].label);
+        CHECK(single.tokens == predictions[i].tokens);
+        print_prediction(&predictions[i], batch_logits + i * labels, labels);
+    }
+    /* One bad member fails the whole batch and names it; nothing is written. */
+    icd_str bad_batch[2] = {{texts[0], strlen(texts[0])}, {invalid_utf8, sizeof invalid_utf8}};
+    icd_prediction bad_out[2] = {untouched, untouched};
+    EXPECT_ERROR(icd_detector_predict_batch(detector, bad_batch, 2, bad_out, NULL, 0, &err_), ICD_ERR_INVALID_UTF8, "codes[1]");
+    CHECK(bad_out[0].label == 77);
+    CHECK(icd_detector_predict_batch(detector, NULL, 0, NULL, NULL, 0, NULL) == ICD_OK);
+
+    icd_detector_free(detector);
+    icd_detector_free(NULL);
+    icd_error_free(NULL);
+    CHECK(icd_error_status(NULL) == ICD_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(icd_error_message(NULL), "") == 0);
+
+    if (failures != 0) {
+        fprintf(stderr, "%d checks failed\n", failures);
+        return 1;
+    }
+    fprintf(stderr, "all C API checks passed\n");
+    return 0;
+}

@@ -1,0 +1,150 @@
+//! Compiles C and C++ programs against the checked-in header and the built library,
+//! with warnings as errors, and runs them: the API test (every function, each error
+//! status) also under valgrind when it is installed, and the two embedding examples.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use insecure_code_detector::Detector;
+
+/// target/debug (or wherever cargo put this test binary's library).
+fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn compile(compiler: &str, std: &str, source: &Path, out: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = library_dir();
+    assert!(
+        lib.join("libinsecure_code_detector.so").is_file(),
+        "the cdylib is missing from {}",
+        lib.display()
+    );
+    let status = Command::new(compiler)
+        .arg(format!("-std={std}"))
+        .args(["-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(source)
+        .arg("-o")
+        .arg(out)
+        .arg(format!("-L{}", lib.display()))
+        .arg("-linsecure_code_detector")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
+    assert!(status.success(), "{compiler} failed on {}", source.display());
+}
+
+/// "predict LABEL PROB TOKENS TRUNCATED LOGITS..." lines of the API test.
+fn parse_predictions(stdout: &str) -> Vec<(usize, f32, usize, bool, Vec<f32>)> {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("predict "))
+        .map(|rest| {
+            let f: Vec<&str> = rest.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3] == "1",
+                f[4..].iter().map(|x| x.parse().unwrap()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn c_api_test_passes_and_agrees_with_the_rust_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("api_test");
+    compile("cc", "c11", &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"), &exe);
+    let model = fixture("roberta-2-labels");
+    let output = Command::new(&exe).arg(&model).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "api_test failed:\n{stderr}");
+
+    let detector = Detector::from_pretrained(&model).unwrap();
+    let texts = [
+        "int get(int *a, int i) { return a[i]; }",
+        "",
+        "void f(void) {}",
+        "int x = 1;",
+        "char *p = malloc(10); strcpy(p, s);",
+    ];
+    let predictions = parse_predictions(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(predictions.len(), texts.len());
+    for (text, (label, probability, tokens, truncated, logits)) in texts.iter().zip(predictions) {
+        let expected = detector.predict(text).unwrap();
+        assert_eq!(label, expected.label, "{text:?}");
+        assert_eq!(tokens, expected.tokens, "{text:?}");
+        assert_eq!(truncated, expected.truncated, "{text:?}");
+        assert!((probability - expected.insecure_probability).abs() <= 1e-6, "{text:?}");
+        assert_logits_close(&logits, &expected.logits, text);
+    }
+}
+
+#[test]
+fn c_api_test_is_clean_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: valgrind is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("api_test");
+    compile("cc", "c11", &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"), &exe);
+    let output = Command::new("valgrind")
+        .args([
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--show-leak-kinds=definite",
+            "--quiet",
+        ])
+        .arg(&exe)
+        .arg(fixture("roberta-2-labels"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "valgrind reported errors or leaks:\n{stderr}");
+    assert!(stderr.contains("all C API checks passed"), "{stderr}");
+}
+
+#[test]
+fn c_and_cpp_embedding_examples_build_and_report() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("roberta-2-labels");
+    let sample = root.join("tests/c/sample.c");
+
+    let scan = tmp.path().join("scan_file");
+    compile("c++", "c++17", &root.join("examples/scan_file.cpp"), &scan);
+    // Threshold 0: every block is a finding (exit 1); threshold above 1: none (exit 0).
+    let all = Command::new(&scan).arg(&model).arg(&sample).arg("0").output().unwrap();
+    let stdout = String::from_utf8_lossy(&all.stdout);
+    assert_eq!(all.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&all.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains("sample.c:4-8: insecure"), "{stdout}");
+    assert!(lines[1].contains("sample.c:10-17: insecure"), "{stdout}");
+    let none = Command::new(&scan).arg(&model).arg(&sample).arg("1.5").output().unwrap();
+    assert_eq!(none.status.code(), Some(0));
+    let bad = Command::new(&scan).arg("/nonexistent").arg(&sample).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent"));
+
+    let classify = tmp.path().join("classify_file");
+    compile("cc", "c11", &root.join("examples/classify_file.c"), &classify);
+    let out = Command::new(&classify).arg(&model).arg(&sample).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let expected = Detector::from_pretrained(&model)
+        .unwrap()
+        .predict(&std::fs::read_to_string(&sample).unwrap())
+        .unwrap();
+    assert_eq!(out.status.code(), Some(i32::from(expected.insecure_probability >= 0.5)), "{stdout}");
+    assert!(stdout.contains(&format!("{:.4}", expected.insecure_probability)), "{stdout}");
+}
