@@ -58,13 +58,42 @@ fn parse_predictions(stdout: &str) -> Vec<(usize, f32, usize, bool, Vec<f32>)> {
         .collect()
 }
 
+/// Damaged copies of the 2-label fixture, for the API test's CONFIG, TOKENIZER and
+/// WEIGHTS statuses: a config that is not JSON, no merges.txt, a truncated weight file.
+fn damaged_checkpoints() -> [tempfile::TempDir; 3] {
+    let bad_config = copy_fixture("roberta-2-labels");
+    std::fs::write(bad_config.path().join("config.json"), "{ not json").unwrap();
+    let bad_tokenizer = copy_fixture("roberta-2-labels");
+    std::fs::remove_file(bad_tokenizer.path().join("merges.txt")).unwrap();
+    let bad_weights = copy_fixture("roberta-2-labels");
+    std::fs::write(bad_weights.path().join("model.safetensors"), [0u8; 16]).unwrap();
+    [bad_config, bad_tokenizer, bad_weights]
+}
+
+/// The API test's command line, run directly or under `wrapper` (a program and its
+/// options, such as valgrind).
+fn api_test_command(wrapper: Option<(&str, &[&str])>, exe: &Path, damaged: &[tempfile::TempDir; 3]) -> Command {
+    let mut command = match wrapper {
+        Some((program, options)) => {
+            let mut c = Command::new(program);
+            c.args(options).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    command.arg(fixture("roberta-2-labels"));
+    command.args(damaged.iter().map(|d| d.path()));
+    command
+}
+
 #[test]
 fn c_api_test_passes_and_agrees_with_the_rust_api() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = tmp.path().join("api_test");
     compile("cc", "c11", &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"), &exe);
     let model = fixture("roberta-2-labels");
-    let output = Command::new(&exe).arg(&model).output().unwrap();
+    let damaged = damaged_checkpoints();
+    let output = api_test_command(None, &exe, &damaged).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "api_test failed:\n{stderr}");
 
@@ -97,18 +126,15 @@ fn c_api_test_is_clean_under_valgrind() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = tmp.path().join("api_test");
     compile("cc", "c11", &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"), &exe);
-    let output = Command::new("valgrind")
-        .args([
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--show-leak-kinds=definite",
-            "--quiet",
-        ])
-        .arg(&exe)
-        .arg(fixture("roberta-2-labels"))
-        .output()
-        .unwrap();
+    let damaged = damaged_checkpoints();
+    let options: &[&str] = &[
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+        "--show-leak-kinds=definite",
+        "--quiet",
+    ];
+    let output = api_test_command(Some(("valgrind", options)), &exe, &damaged).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "valgrind reported errors or leaks:\n{stderr}");
     assert!(stderr.contains("all C API checks passed"), "{stderr}");

@@ -3,7 +3,8 @@
  * fixture checkpoint. Built and run by tests/c_api.rs with -Wall -Wextra -Werror, and
  * under valgrind when it is installed.
  *
- * usage: api_test MODEL_DIR
+ * usage: api_test MODEL_DIR BAD_CONFIG_DIR BAD_TOKENIZER_DIR BAD_WEIGHTS_DIR
+ * (the three damaged copies of MODEL_DIR are made by the Rust side)
  * Prints one line per classified input: "predict LABEL PROBABILITY TOKENS TRUNCATED LOGITS..."
  * for the Rust side to compare with the library's own results.
  */
@@ -56,11 +57,12 @@ static void print_prediction(const icd_prediction *p, const float *logits, size_
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]);
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s MODEL_DIR BAD_CONFIG_DIR BAD_TOKENIZER_DIR BAD_WEIGHTS_DIR\n", argv[0]);
         return 2;
     }
     const char *dir = argv[1];
+    const char *bad_config = argv[2], *bad_tokenizer = argv[3], *bad_weights = argv[4];
     icd_error *error = NULL;
 
     CHECK(strlen(icd_version()) > 0);
@@ -82,6 +84,16 @@ int main(int argc, char **argv) {
     options = icd_options_default();
     options.max_tokens = 100000;
     EXPECT_ERROR(icd_detector_open(dir, strlen(dir), NULL, 0, &options, &detector, &err_), ICD_ERR_INVALID_ARGUMENT, "max_tokens");
+    EXPECT_ERROR(icd_detector_open(bad_config, strlen(bad_config), NULL, 0, NULL, &detector, &err_), ICD_ERR_CONFIG,
+                 "config.json");
+    EXPECT_ERROR(icd_detector_open(bad_tokenizer, strlen(bad_tokenizer), NULL, 0, NULL, &detector, &err_),
+                 ICD_ERR_TOKENIZER, "merges.txt");
+    EXPECT_ERROR(icd_detector_open(bad_weights, strlen(bad_weights), NULL, 0, NULL, &detector, &err_), ICD_ERR_WEIGHTS,
+                 "model.safetensors");
+    if (strstr(icd_backends(), "cuda") == NULL) {
+        EXPECT_ERROR(icd_detector_open(dir, strlen(dir), "cuda", 4, NULL, &detector, &err_),
+                     ICD_ERR_BACKEND_UNAVAILABLE, "cuda");
+    }
     /* A NULL error_out is allowed: the status alone comes back. */
     CHECK(icd_detector_open(missing, strlen(missing), NULL, 0, NULL, &detector, NULL) == ICD_ERR_IO);
     CHECK(detector == sentinel);
