@@ -171,3 +171,46 @@ fn bad_builder_arguments_are_named() {
     let err = "tpu".parse::<insecure_code_detector::Backend>().unwrap_err().to_string();
     assert!(err.contains("tpu") && err.contains("flex"), "{err}");
 }
+
+/// A `pytorch_model.bin` in torch's zip layout whose pickle calls `os.system`.
+fn write_hostile_bin(path: &Path, pickle: &[u8]) {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("archive/data.pkl", options).unwrap();
+    zip.write_all(pickle).unwrap();
+    zip.start_file("archive/version", options).unwrap();
+    zip.write_all(b"3\n").unwrap();
+    zip.finish().unwrap();
+}
+
+#[test]
+fn pickle_naming_a_foreign_global_is_refused_by_name() {
+    let dir = copy_fixture("roberta-2-labels");
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let marker = dir.path().join("pwned");
+    let command = format!("touch {}", marker.display());
+    let mut pickle = b"\x80\x02cos\nsystem\nq\x00X".to_vec();
+    pickle.extend_from_slice(&(command.len() as u32).to_le_bytes());
+    pickle.extend_from_slice(command.as_bytes());
+    pickle.extend_from_slice(b"q\x01\x85q\x02Rq\x03.");
+    write_hostile_bin(&dir.path().join("pytorch_model.bin"), &pickle);
+    let err = load_err(dir.path());
+    assert!(matches!(err, Error::WeightsFormat { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("`os.system`") && message.contains("pytorch_model.bin"), "{message}");
+    assert!(!marker.exists(), "the pickle's command ran");
+
+    // Protocol 4 spelling of the same call.
+    write_hostile_bin(&dir.path().join("pytorch_model.bin"), b"\x80\x04\x8c\x08builtins\x94\x8c\x04exec\x94\x93\x94.");
+    let message = load_err(dir.path()).to_string();
+    assert!(message.contains("`builtins.exec`"), "{message}");
+}
+
+#[test]
+fn real_torch_save_files_pass_the_pickle_check() {
+    // f32 zip-format .bin and f16 .bin with legacy buffers, both written by torch.save.
+    let dir = fixture("roberta-2-labels");
+    Detector::builder(&dir).weights(dir.join("pytorch_model.bin")).build().unwrap();
+    Detector::from_pretrained(fixture("roberta-1-label-old-config")).unwrap();
+}

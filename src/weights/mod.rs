@@ -7,6 +7,8 @@
 //! than inside the backend. After applying, the load report is checked too: each of
 //! the model's parameters must have been filled.
 
+mod pickle;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -191,6 +193,7 @@ fn read_tensors(file: &WeightFile) -> Result<Vec<burn::store::burn_pack::Tensor>
             store.get_all_tensors().map_err(|e| format_error(e.to_string()))?.clone()
         }
         WeightFile::PytorchBin(p) => {
+            pickle::check_pytorch_file(p)?;
             // Layer indices must stay as stored: renumbering would hide a missing layer.
             let mut store = PytorchStore::from_file(p).map_indices_contiguous(false);
             store.get_all_tensors().map_err(|e| format_error(e.to_string()))?.clone()
