@@ -22,14 +22,15 @@ use crate::error::{Error, Result};
 pub struct TokenizedInput {
     /// `<s>`, up to `max_tokens - 2` content tokens, `</s>`.
     pub input_ids: Vec<u32>,
-    /// Tokens the whole input has, before truncation (specials included).
-    pub untruncated_length: usize,
+    /// Tokens the whole input has, specials included; `None` when the input was so
+    /// long that only a prefix of it was tokenized (it is then certainly truncated).
+    pub untruncated_length: Option<usize>,
 }
 
 impl TokenizedInput {
     /// Whether tokens were cut to fit the model.
     pub fn truncated(&self) -> bool {
-        self.untruncated_length > self.input_ids.len()
+        self.untruncated_length.is_none_or(|n| n > self.input_ids.len())
     }
 }
 
@@ -38,6 +39,10 @@ impl TokenizedInput {
 pub struct CodeTokenizer {
     inner: Tokenizer,
     eos_id: u32,
+    /// Bytes of the longest vocabulary token, when the pipeline is RoBERTa's byte-level
+    /// one (no normalizer): then a long input can be cut before tokenizing, see
+    /// [`CodeTokenizer::encode`].
+    longest_token_bytes: Option<usize>,
 }
 
 impl std::fmt::Debug for CodeTokenizer {
@@ -125,12 +130,42 @@ impl CodeTokenizer {
         let eos_id = inner
             .token_to_id("</s>")
             .ok_or_else(|| tokenizer_error(path, "the vocabulary has no </s> token".into()))?;
-        Ok(Self { inner, eos_id })
+        let byte_level = inner.get_normalizer().is_none()
+            && serde_json::to_value(inner.get_pre_tokenizer())
+                .ok()
+                .is_some_and(|v| v["type"] == "ByteLevel" && v["use_regex"] == true);
+        // Byte-level tokens spell one byte per character.
+        let longest_token_bytes = byte_level
+            .then(|| inner.get_vocab(true).keys().map(|t| t.chars().count()).max())
+            .flatten();
+        Ok(Self {
+            inner,
+            eos_id,
+            longest_token_bytes,
+        })
     }
 
     /// Tokenizes `text` as `tokenizer(text, truncation=True, max_length=max_tokens)`
     /// does: `<s>`, the first `max_tokens - 2` tokens, `</s>`.
+    ///
+    /// Time and memory are bounded by `max_tokens`, not by the input: a long input is
+    /// cut before tokenizing, at a point where the ids before it cannot change (see
+    /// [`safe_cut`]) and far enough in to hold more than `max_tokens` tokens.
     pub fn encode(&self, text: &str, max_tokens: usize) -> Result<TokenizedInput> {
+        let max_tokens = max_tokens.max(2);
+        if let Some(cut) = self.longest_token_bytes.and_then(|longest| safe_cut(text, (max_tokens + 1) * longest)) {
+            let mut ids = self.encode_untruncated(&text[..cut])?;
+            // Each token spells at most `longest` bytes, so the prefix holds more than
+            // max_tokens tokens; check rather than trust it.
+            if ids.len() > max_tokens {
+                ids.truncate(max_tokens - 1);
+                ids.push(self.eos_id);
+                return Ok(TokenizedInput {
+                    input_ids: ids,
+                    untruncated_length: None,
+                });
+            }
+        }
         let mut ids = self.encode_untruncated(text)?;
         let untruncated_length = ids.len();
         if ids.len() > max_tokens {
@@ -139,7 +174,7 @@ impl CodeTokenizer {
         }
         Ok(TokenizedInput {
             input_ids: ids,
-            untruncated_length,
+            untruncated_length: Some(untruncated_length),
         })
     }
 
@@ -161,6 +196,25 @@ impl CodeTokenizer {
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
+}
+
+/// The first byte offset at or after `min_bytes` where `text` can be cut without
+/// changing any token before the cut: an ASCII whitespace byte right after a
+/// non-whitespace character. RoBERTa's pre-tokenizer splits the text into pieces
+/// (`'s`, ` ?letters`, ` ?digits`, ` ?other symbols`, whitespace runs) none of which
+/// runs from a non-whitespace character into the whitespace after it, and BPE works
+/// within a piece; the special tokens hold no whitespace. So every piece, and every
+/// token, before that point is the same in the prefix as in the whole text. `None`
+/// when the text is shorter than `min_bytes` or has no such point.
+pub fn safe_cut(text: &str, min_bytes: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    if bytes.len() <= min_bytes.saturating_add(1) {
+        return None;
+    }
+    (min_bytes.max(1)..bytes.len()).find(|&p| {
+        bytes[p].is_ascii_whitespace()
+            && text[..p].chars().next_back().is_some_and(|c| !c.is_whitespace())
+    })
 }
 
 /// `lstrip`/`rstrip` of each special token, as `tokenizer_config.json` declares them
@@ -216,5 +270,22 @@ fn tokenizer_error(path: &Path, message: String) -> Error {
     Error::Tokenizer {
         path: PathBuf::from(path),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_cut_lands_after_a_word_before_whitespace() {
+        assert_eq!(safe_cut("abc def ghi", 1), Some(3));
+        assert_eq!(safe_cut("abc def ghi", 4), Some(7));
+        // Whitespace runs are skipped until a word ends.
+        assert_eq!(safe_cut("a    bc\n", 2), Some(7));
+        assert_eq!(safe_cut("short", 10), None);
+        assert_eq!(safe_cut("nowhitespaceatall", 3), None);
+        // A multibyte non-whitespace character before the cut is fine.
+        assert_eq!(safe_cut("x \u{e9}\u{e9} y", 3), Some(6));
     }
 }

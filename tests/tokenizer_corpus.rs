@@ -60,3 +60,35 @@ fn roberta_tokenizer_matches_transformers_on_the_nginx_corpus() {
     // The corpus README: about half the functions exceed the model's limit.
     assert!(longer_than_512 > 200, "{longer_than_512}");
 }
+
+/// Cutting long inputs before tokenizing must give exactly the ids of tokenizing all
+/// of it and truncating: checked at several limits over the whole corpus.
+#[test]
+fn prefix_cut_gives_the_ids_of_full_tokenization() {
+    let (Some(vocab), Some(merges), Some(corpus)) = (
+        shared_file("roberta-base-tokenizer/vocab.json"),
+        shared_file("roberta-base-tokenizer/merges.txt"),
+        shared_file("c-corpus/nginx.jsonl"),
+    ) else {
+        return;
+    };
+    let tokenizer = CodeTokenizer::from_vocab_and_merges(&vocab, &merges, None).unwrap();
+    let mut cut_inputs = 0;
+    for line in BufReader::new(std::fs::File::open(&corpus).unwrap()).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let code = v["func"].as_str().unwrap();
+        let full = tokenizer.encode_untruncated(code).unwrap();
+        for max_tokens in [3, 16, 64] {
+            let encoded = tokenizer.encode(code, max_tokens).unwrap();
+            let mut expected = full.clone();
+            if expected.len() > max_tokens {
+                expected.truncate(max_tokens - 1);
+                expected.push(2);
+            }
+            assert_eq!(encoded.input_ids, expected, "idx {} at max_tokens {max_tokens}", v["idx"]);
+            assert_eq!(encoded.truncated(), full.len() > max_tokens);
+            cut_inputs += usize::from(encoded.untruncated_length.is_none());
+        }
+    }
+    assert!(cut_inputs > 500, "the prefix cut was exercised only {cut_inputs} times");
+}
