@@ -39,6 +39,32 @@ fn is_python_whitespace(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
+/// Precision of the weights and of the computation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 throughout: the logits equal transformers' within 1e-4.
+    #[default]
+    F32,
+    /// bf16 weights and activations (LayerNorm statistics are accumulated in f32 by
+    /// burn). Opt-in: faster where the backend has bf16 kernels, with probabilities
+    /// within about 1e-2 of f32 (tested on the fixtures).
+    Bf16,
+    /// f16 weights and activations, as [`Precision::Bf16`] with more mantissa and
+    /// less range.
+    F16,
+}
+
+impl Precision {
+    /// The burn dtype of weights and activations.
+    pub fn dtype(self) -> burn::tensor::DType {
+        match self {
+            Precision::F32 => burn::tensor::DType::F32,
+            Precision::Bf16 => burn::tensor::DType::BF16,
+            Precision::F16 => burn::tensor::DType::F16,
+        }
+    }
+}
+
 /// The classifier's verdict on one function.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
@@ -110,6 +136,7 @@ pub struct DetectorBuilder {
     batch_size: usize,
     preprocessing: Preprocessing,
     weights: Option<PathBuf>,
+    precision: Precision,
 }
 
 /// Inputs tokenized ahead of the model at once, at most, in a batch call: bounds
@@ -139,6 +166,13 @@ impl DetectorBuilder {
     /// Input preprocessing (default [`Preprocessing::Raw`]).
     pub fn preprocessing(mut self, preprocessing: Preprocessing) -> Self {
         self.preprocessing = preprocessing;
+        self
+    }
+
+    /// Precision of weights and computation (default [`Precision::F32`], the one that
+    /// matches transformers).
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 
@@ -194,8 +228,15 @@ impl DetectorBuilder {
             None => Backend::default_cpu()?,
         };
         let (backend, device) = backend.open()?;
+        let dtype = self.precision.dtype();
+        if !device.supports_dtype(dtype) {
+            return Err(Error::InvalidArgument {
+                argument: "precision",
+                message: format!("the {} backend has no {dtype:?} support", backend.name()),
+            });
+        }
         let mut model = RobertaClassifier::new(&config, &device);
-        weights::load(&mut model, &config, &weight_file)?;
+        weights::load(&mut model, &config, &weight_file, dtype)?;
         Ok(Detector {
             model,
             tokenizer,
@@ -206,6 +247,7 @@ impl DetectorBuilder {
             max_tokens,
             batch_size: self.batch_size,
             preprocessing: self.preprocessing,
+            precision: self.precision,
             model_dir: self.model_dir,
         })
     }
@@ -235,6 +277,7 @@ pub struct Detector {
     max_tokens: usize,
     batch_size: usize,
     preprocessing: Preprocessing,
+    precision: Precision,
     model_dir: PathBuf,
 }
 
@@ -266,6 +309,7 @@ impl Detector {
             batch_size: 8,
             preprocessing: Preprocessing::Raw,
             weights: None,
+            precision: Precision::F32,
         }
     }
 
@@ -329,6 +373,11 @@ impl Detector {
     /// The preprocessing applied before tokenizing.
     pub fn preprocessing(&self) -> Preprocessing {
         self.preprocessing
+    }
+
+    /// Precision of weights and computation.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The checkpoint directory this detector was loaded from.

@@ -31,7 +31,7 @@ pub mod weights;
 
 pub use backend::Backend;
 pub use config::RobertaConfig;
-pub use detector::{Detector, DetectorBuilder, Prediction, Preprocessing};
+pub use detector::{Detector, DetectorBuilder, Precision, Prediction, Preprocessing};
 pub use error::{Error, Result};
 pub use tokenizer::{CodeTokenizer, TokenizedInput};
 

@@ -142,3 +142,36 @@ fn max_tokens_truncates_like_transformers_max_length() {
     assert_eq!(*tokens.input_ids.last().unwrap(), 2, "ends with </s>");
     assert!(tokens.truncated());
 }
+
+/// Reduced precision is opt-in; its fidelity against transformers' f32 logits on the
+/// fixtures: probabilities within 1e-2 and the same verdicts at 0.5.
+#[test]
+fn reduced_precision_stays_close_to_f32() {
+    use insecure_code_detector::Precision;
+    for backend in test_backends() {
+        for precision in [Precision::Bf16, Precision::F16] {
+            for checkpoint in CHECKPOINTS {
+                let detector = match Detector::builder(fixture(checkpoint)).backend(backend).precision(precision).build() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        assert_ne!(backend, Backend::Flex, "flex supports bf16 and f16: {e}");
+                        // A backend without the dtype must say so, not fail later.
+                        assert!(e.to_string().contains("precision"), "{e}");
+                        eprintln!("SKIPPED: {backend} {precision:?}: {e}");
+                        continue;
+                    }
+                };
+                let exact = Detector::builder(fixture(checkpoint)).backend(backend).build().unwrap();
+                let reference = reference(checkpoint);
+                let texts: Vec<&str> = reference.inputs.iter().map(|i| i.text.as_str()).collect();
+                let reduced = detector.predict_batch(&texts).unwrap();
+                let full = exact.predict_batch(&texts).unwrap();
+                for (i, (r, f)) in reduced.iter().zip(&full).enumerate() {
+                    let diff = (r.insecure_probability - f.insecure_probability).abs();
+                    assert!(diff <= 1e-2, "{checkpoint} {backend} {precision:?} input {i}: |dp| = {diff}");
+                    assert_eq!(r.insecure_probability >= 0.5, f.insecure_probability >= 0.5);
+                }
+            }
+        }
+    }
+}

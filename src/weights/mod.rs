@@ -139,8 +139,9 @@ pub fn expected_tensors(config: &RobertaConfig) -> Vec<ExpectedTensor> {
 }
 
 /// Reads `file` into `model`, checking names, shapes and dtypes first and the load
-/// report after. Stored f16 and bf16 weights are widened to f32.
-pub fn load(model: &mut RobertaClassifier, config: &RobertaConfig, file: &WeightFile) -> Result<()> {
+/// report after. Every float tensor is converted to `dtype` (f32 for exact results;
+/// stored f16 and bf16 weights are widened losslessly).
+pub fn load(model: &mut RobertaClassifier, config: &RobertaConfig, file: &WeightFile, dtype: DType) -> Result<()> {
     let path = file.path();
     let tensors = read_tensors(file)?;
     let tensors = check_tensors(tensors, config, path)?;
@@ -150,7 +151,7 @@ pub fn load(model: &mut RobertaClassifier, config: &RobertaConfig, file: &Weight
     let (tensors, _) = remapper.remap(tensors);
     let expected = tensors.len();
     let adapter: Box<dyn ModuleAdapter> =
-        Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)));
+        Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype)));
     let report = model.apply(tensors, None, Some(adapter), true);
 
     if let Some(error) = report.errors.first() {
