@@ -17,6 +17,10 @@ fn library_dir() -> PathBuf {
 }
 
 fn compile(compiler: &str, std: &str, source: &Path, out: &Path) {
+    compile_with(compiler, std, source, out, &[]);
+}
+
+fn compile_with(compiler: &str, std: &str, source: &Path, out: &Path, extra: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = library_dir();
     assert!(
@@ -35,6 +39,7 @@ fn compile(compiler: &str, std: &str, source: &Path, out: &Path) {
         .arg(format!("-L{}", lib.display()))
         .arg("-linsecure_code_detector")
         .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(extra)
         .status()
         .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     assert!(status.success(), "{compiler} failed on {}", source.display());
@@ -173,4 +178,16 @@ fn c_and_cpp_embedding_examples_build_and_report() {
         .unwrap();
     assert_eq!(out.status.code(), Some(i32::from(expected.insecure_probability >= 0.5)), "{stdout}");
     assert!(stdout.contains(&format!("{:.4}", expected.insecure_probability)), "{stdout}");
+}
+
+#[test]
+fn eight_c_threads_sharing_one_detector_match_serial_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("threads_test");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/threads_test.c");
+    compile_with("cc", "c11", &source, &exe, &["-pthread"]);
+    let output = Command::new(&exe).arg(fixture("roberta-2-labels")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("1600 concurrent predictions equal the serial ones"), "{stderr}");
 }

@@ -8,7 +8,7 @@ use common::*;
 use insecure_code_detector::Detector;
 
 #[test]
-fn eight_threads_predicting_at_once_match_serial_results() {
+fn eight_threads_of_200_predictions_match_serial_results() {
     let reference = reference("roberta-2-labels");
     let texts: Vec<String> = reference.inputs.iter().map(|i| i.text.clone()).collect();
     for backend in test_backends() {
@@ -19,7 +19,7 @@ fn eight_threads_predicting_at_once_match_serial_results() {
                 let detector = Arc::clone(&detector);
                 let texts = texts.clone();
                 std::thread::spawn(move || {
-                    (0..25)
+                    (0..200)
                         .map(|round| {
                             let i = (thread * 7 + round) % texts.len();
                             (i, detector.predict(&texts[i]).unwrap())

@@ -102,7 +102,7 @@ def test_close_is_idempotent_and_finalizer_frees():
     assert not finalizer.alive
 
 
-def test_eight_threads_give_the_serial_results():
+def test_eight_threads_of_200_predictions_give_the_serial_results():
     ref = reference("roberta-2-labels")
     texts = [entry["text"] for entry in ref["inputs"]]
     with Detector(FIXTURES / "roberta-2-labels") as detector:
@@ -113,7 +113,7 @@ def test_eight_threads_give_the_serial_results():
         def work(thread):
             try:
                 out = []
-                for round_ in range(25):
+                for round_ in range(200):
                     i = (thread * 7 + round_) % len(texts)
                     out.append((i, detector.predict(texts[i])))
                 results[thread] = out
