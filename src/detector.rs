@@ -86,6 +86,18 @@ pub struct Prediction {
     pub truncated: bool,
 }
 
+/// The verdict on a long function classified as overlapping windows: the window with
+/// the highest insecure probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowedPrediction {
+    /// The prediction for that window (`truncated` is false: each window fits).
+    pub prediction: Prediction,
+    /// Byte range of the (preprocessed) text that the window covers.
+    pub byte_range: std::ops::Range<usize>,
+    /// Windows classified.
+    pub windows: usize,
+}
+
 /// How `insecure_probability` is read off the logits.
 #[derive(Debug, Clone, Copy)]
 enum InsecureScore {
@@ -338,6 +350,71 @@ impl Detector {
             results.extend(window_results.into_iter().map(|p| p.expect("every input was run")));
         }
         Ok(results)
+    }
+
+    /// Classifies a function of any length as overlapping windows of `max_tokens`
+    /// tokens, each `stride` content tokens after the previous one (the last window
+    /// ends at the last token), and returns the window most likely insecure. A
+    /// function that fits in one window gives the same result as [`predict`](Self::predict).
+    ///
+    /// ```no_run
+    /// # let detector = insecure_code_detector::Detector::from_pretrained("m")?;
+    /// let long_function = std::fs::read_to_string("big.c").unwrap();
+    /// let w = detector.predict_windows(&long_function, 255)?;
+    /// println!("{:.3} in bytes {:?} of {} windows", w.prediction.insecure_probability, w.byte_range, w.windows);
+    /// # Ok::<(), insecure_code_detector::Error>(())
+    /// ```
+    pub fn predict_windows(&self, code: &str, stride: usize) -> Result<WindowedPrediction> {
+        let width = self.max_tokens - 2;
+        if stride == 0 || stride > width {
+            return Err(Error::InvalidArgument {
+                argument: "stride",
+                message: format!("is {stride}, expected 1..={width} (max_tokens - 2)"),
+            });
+        }
+        let text = self.preprocessing.apply(code);
+        let (ids, offsets) = self.tokenizer.encode_with_offsets(&text)?;
+        let bos = self.tokenizer.token_to_id("<s>").ok_or_else(|| Error::Inference("no <s> token".into()))?;
+        let mut starts: Vec<usize> = (0..ids.len().saturating_sub(width)).step_by(stride).collect();
+        starts.push(ids.len().saturating_sub(width));
+        let windows: Vec<TokenizedInput> = starts
+            .iter()
+            .map(|&start| {
+                let end = (start + width).min(ids.len());
+                let mut input_ids = Vec::with_capacity(end - start + 2);
+                input_ids.push(bos);
+                input_ids.extend_from_slice(&ids[start..end]);
+                input_ids.push(self.tokenizer.eos_id());
+                let length = input_ids.len();
+                TokenizedInput {
+                    input_ids,
+                    untruncated_length: Some(length),
+                }
+            })
+            .collect();
+        let mut best: Option<(usize, Prediction)> = None;
+        for (chunk_index, chunk) in windows.chunks(self.batch_size).enumerate() {
+            let members: Vec<&TokenizedInput> = chunk.iter().collect();
+            for (i, prediction) in self.run_batch(&members)?.into_iter().enumerate() {
+                let index = chunk_index * self.batch_size + i;
+                if best.as_ref().is_none_or(|(_, b)| prediction.insecure_probability > b.insecure_probability) {
+                    best = Some((index, prediction));
+                }
+            }
+        }
+        let (index, prediction) = best.expect("at least one window");
+        let start = starts[index];
+        let end = (start + width).min(ids.len());
+        let byte_range = if start < end {
+            offsets[start].0..offsets[end - 1].1
+        } else {
+            0..text.len()
+        };
+        Ok(WindowedPrediction {
+            prediction,
+            byte_range,
+            windows: windows.len(),
+        })
     }
 
     /// Token ids of `code` as the model sees them (after preprocessing and truncation).

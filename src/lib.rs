@@ -25,13 +25,16 @@ pub mod config;
 pub mod detector;
 pub mod error;
 pub mod ffi;
+pub mod hub;
 pub mod model;
+#[cfg(feature = "scan")]
+pub mod scan;
 pub mod tokenizer;
 pub mod weights;
 
 pub use backend::Backend;
 pub use config::RobertaConfig;
-pub use detector::{Detector, DetectorBuilder, Precision, Prediction, Preprocessing};
+pub use detector::{Detector, DetectorBuilder, Precision, Prediction, Preprocessing, WindowedPrediction};
 pub use error::{Error, Result};
 pub use tokenizer::{CodeTokenizer, TokenizedInput};
 

@@ -187,6 +187,21 @@ impl CodeTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Content tokens of all of `text` (no `<s>`/`</s>`) with the byte range of `text`
+    /// each one spells, for classifying overlapping windows of a long input.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Inference(format!("tokenizer: {e}")))?;
+        Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
+    /// The id of `</s>`, which ends every input.
+    pub fn eos_id(&self) -> u32 {
+        self.eos_id
+    }
+
     /// Size of the vocabulary, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

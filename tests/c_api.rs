@@ -25,7 +25,7 @@ fn compile_with(compiler: &str, std: &str, source: &Path, out: &Path, extra: &[&
     let lib = library_dir();
     assert!(
         lib.join("libinsecure_code_detector.so").is_file(),
-        "the cdylib is missing from {}",
+        "the cdylib is missing from {}: run `cargo build` with the same features first (./scripts/test does)",
         lib.display()
     );
     let status = Command::new(compiler)

@@ -175,3 +175,28 @@ fn reduced_precision_stays_close_to_f32() {
         }
     }
 }
+
+#[test]
+fn windows_cover_long_functions_and_equal_predict_for_short_ones() {
+    let backend = test_backends()[0];
+    let detector = Detector::builder(fixture("roberta-2-labels")).backend(backend).build().unwrap();
+    let reference = reference("roberta-2-labels");
+    let short = &reference.inputs[0].text;
+    let w = detector.predict_windows(short, 255).unwrap();
+    assert_eq!(w.windows, 1);
+    assert_logits_close(&w.prediction.logits, &reference.inputs[0].raw.logits, "one window");
+    assert_eq!(w.byte_range, 0..short.len());
+
+    let long = reference.inputs.iter().find(|i| i.raw.truncated).unwrap();
+    let content = long.raw.untruncated_length - 2;
+    let w = detector.predict_windows(&long.text, 255).unwrap();
+    // Windows start every 255 tokens and the last one ends at the last token.
+    assert_eq!(w.windows, (content - 510).div_ceil(255) + 1);
+    assert!(!w.prediction.truncated);
+    assert!(w.byte_range.end <= long.text.len() && w.byte_range.start < w.byte_range.end);
+    // The first window is exactly the truncated input of predict().
+    let first = detector.predict(&long.text).unwrap();
+    assert!(w.prediction.insecure_probability >= first.insecure_probability);
+    assert!(detector.predict_windows(&long.text, 0).is_err());
+    assert!(detector.predict_windows(&long.text, 511).is_err());
+}

@@ -7,7 +7,10 @@
 //! than inside the backend. After applying, the load report is checked too: each of
 //! the model's parameters must have been filled.
 
+mod convert;
 mod pickle;
+
+pub use convert::{convert_pytorch_to_safetensors, StorageDtype};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

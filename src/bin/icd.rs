@@ -1,0 +1,566 @@
+//! `icd`: scan C/C++ source trees for insecure functions, classify functions, evaluate
+//! on CodeXGLUE data and convert checkpoints. A thin front end over the library.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use insecure_code_detector::scan::{find_functions_in_bytes, Language};
+use insecure_code_detector::weights::{convert_pytorch_to_safetensors, StorageDtype};
+use insecure_code_detector::{hub, Backend, Detector, Prediction, Preprocessing, HUB_MODEL_ID};
+use serde_json::json;
+
+/// Flags insecure C/C++ functions with CodeBERT fine-tuned for defect detection.
+#[derive(Parser)]
+#[command(name = "icd", version, about)]
+struct Cli {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Checkpoint directory (config.json, weights, tokenizer files). Default: the hub
+    /// model mrm8488/codebert-base-finetuned-detect-insecure-code from the local
+    /// Hugging Face cache (HF_HUB_CACHE, HF_HOME).
+    #[arg(long, global = true, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Backend: auto, flex, ndarray, wgpu or cuda. Default: BURN_DEVICE when it names
+    /// one of these, else the CPU backend.
+    #[arg(long, global = true)]
+    backend: Option<String>,
+    /// Functions per model call.
+    #[arg(long, global = true, default_value_t = 8)]
+    batch_size: usize,
+    /// CPU threads for the model (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Collapse whitespace before tokenizing, as CodeXGLUE's scripts do.
+    #[arg(long, global = true)]
+    collapse_whitespace: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Find C/C++ function definitions under PATHs (respecting .gitignore) and
+    /// classify each. Exit status: 0 no findings, 1 findings, 2 error.
+    Scan(ScanArgs),
+    /// Classify one function from FILE (or stdin), or every function of a
+    /// CodeXGLUE jsonl file.
+    Classify(ClassifyArgs),
+    /// Accuracy, precision, recall, F1 and the confusion matrix on CodeXGLUE
+    /// defect-detection jsonl (with `target` labels); writes predictions.txt.
+    Evaluate(EvaluateArgs),
+    /// Convert a hub checkpoint's pytorch_model.bin to model.safetensors.
+    Convert(ConvertArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum ScanFormat {
+    Table,
+    Jsonl,
+    Sarif,
+}
+
+#[derive(Args)]
+struct ScanArgs {
+    /// Files and directories to scan.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
+    format: ScanFormat,
+    /// Insecure probability at or above which a function is a finding.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Classify long functions as overlapping windows and report the worst window,
+    /// instead of truncating at the model's limit.
+    #[arg(long)]
+    window: bool,
+    /// Tokens between window starts with --window (default: half a window).
+    #[arg(long)]
+    stride: Option<usize>,
+    /// Write the report here instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum ClassifyFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ClassifyArgs {
+    /// A file holding one function, a .jsonl file (CodeXGLUE layout), or - for stdin.
+    #[arg(default_value = "-")]
+    input: PathBuf,
+    /// Read INPUT as CodeXGLUE jsonl even without the .jsonl extension.
+    #[arg(long)]
+    jsonl: bool,
+    #[arg(long, value_enum, default_value_t = ClassifyFormat::Text)]
+    format: ClassifyFormat,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// CodeXGLUE defect-detection jsonl: one {"idx", "func", "target"} object a line.
+    data: PathBuf,
+    /// Where to write the predictions in the CodeXGLUE evaluator's format.
+    #[arg(long, default_value = "predictions.txt")]
+    predictions: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum ConvertDtype {
+    F32,
+    F16,
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// pytorch_model.bin, or a checkpoint directory holding one.
+    input: PathBuf,
+    /// Output file (default: model.safetensors beside the input).
+    output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ConvertDtype::F32)]
+    dtype: ConvertDtype,
+}
+
+/// A failure, reported on stderr with exit status 2.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.model.threads {
+        // Read by the thread pool of the CPU backends when it starts, which is later.
+        std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
+    }
+    let result = match &cli.command {
+        Command::Scan(args) => scan(&cli.model, args),
+        Command::Classify(args) => classify(&cli.model, args).map(|()| ExitCode::SUCCESS),
+        Command::Evaluate(args) => evaluate(&cli.model, args).map(|()| ExitCode::SUCCESS),
+        Command::Convert(args) => convert(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure(message)) => {
+            eprintln!("icd: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_detector(args: &ModelArgs) -> Result<Detector, Failure> {
+    let dir = match &args.model {
+        Some(dir) => dir.clone(),
+        None => hub::resolve_offline(HUB_MODEL_ID)?,
+    };
+    let backend = match &args.backend {
+        Some(name) => name.parse::<Backend>()?,
+        // BURN_DEVICE is honoured only when it names a backend this tool knows, and
+        // through the same checked path as --backend: never Device::default().
+        None => match std::env::var("BURN_DEVICE").ok().and_then(|v| v.parse::<Backend>().ok()) {
+            Some(backend) => backend,
+            None => Backend::default_cpu()?,
+        },
+    };
+    let preprocessing = if args.collapse_whitespace { Preprocessing::CollapseWhitespace } else { Preprocessing::Raw };
+    Ok(Detector::builder(dir)
+        .backend(backend)
+        .batch_size(args.batch_size)
+        .preprocessing(preprocessing)
+        .build()?)
+}
+
+/// One classified function of a scanned file.
+struct Finding {
+    file: String,
+    function: String,
+    start_line: usize,
+    end_line: usize,
+    prediction: Prediction,
+    /// With --window: the lines of the worst window and the number of windows.
+    window: Option<(usize, usize, usize)>,
+}
+
+fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        return Err(Failure(format!("--threshold is {}, expected 0..=1", args.threshold)));
+    }
+    let detector = load_detector(model)?;
+    let stride = args.stride.unwrap_or((detector.max_tokens() - 2) / 2);
+    let files = collect_files(&args.paths)?;
+
+    // Find every function first, so that the progress bar knows the total.
+    let mut functions = Vec::new();
+    let mut parse_warnings = Vec::new();
+    for (path, language) in &files {
+        let bytes = std::fs::read(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+        let result = find_functions_in_bytes(&bytes, *language);
+        if result.had_syntax_errors {
+            parse_warnings.push(path.display().to_string());
+        }
+        for function in result.functions {
+            functions.push((path.display().to_string(), function));
+        }
+    }
+    for file in &parse_warnings {
+        eprintln!("icd: warning: {file}: syntax errors; functions in the parts that parsed are still scanned");
+    }
+
+    let progress = (std::io::stderr().is_terminal() && functions.len() >= 64).then(|| {
+        let bar = indicatif::ProgressBar::new(functions.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} functions ({eta} left)")
+                .expect("valid template"),
+        );
+        bar
+    });
+    let mut findings = Vec::with_capacity(functions.len());
+    for chunk in functions.chunks(detector.batch_size() * 8) {
+        if args.window {
+            for (file, f) in chunk {
+                let w = detector.predict_windows(&f.code, stride)?;
+                let first = f.start_line + f.code[..w.byte_range.start].matches('\n').count();
+                let last = f.start_line + f.code[..w.byte_range.end].matches('\n').count();
+                findings.push(finding(file, f, w.prediction, Some((first, last, w.windows))));
+            }
+        } else {
+            let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.code.as_str()).collect();
+            for ((file, f), prediction) in chunk.iter().zip(detector.predict_batch(&codes)?) {
+                findings.push(finding(file, f, prediction, None));
+            }
+        }
+        if let Some(bar) = &progress {
+            bar.inc(chunk.len() as u64);
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+
+    let report = match args.format {
+        ScanFormat::Table => table(&findings, args.threshold),
+        ScanFormat::Jsonl => findings
+            .iter()
+            .map(|f| finding_json(f, args.threshold).to_string() + "\n")
+            .collect(),
+        ScanFormat::Sarif => serde_json::to_string_pretty(&sarif(&findings, args.threshold, &detector))? + "\n",
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, report).map_err(|e| Failure(format!("{}: {e}", path.display())))?,
+        None => std::io::stdout().write_all(report.as_bytes())?,
+    }
+    let flagged = findings.iter().any(|f| f.prediction.insecure_probability >= args.threshold);
+    Ok(if flagged { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn finding(file: &str, f: &insecure_code_detector::scan::FunctionSpan, prediction: Prediction, window: Option<(usize, usize, usize)>) -> Finding {
+    Finding {
+        file: file.to_owned(),
+        function: f.name.clone(),
+        start_line: f.start_line,
+        end_line: f.end_line,
+        prediction,
+        window,
+    }
+}
+
+/// C and C++ files under `paths`, honouring .gitignore; named files are taken as given.
+fn collect_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Language)>, Failure> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            files.push((path.clone(), Language::from_path(path).unwrap_or(Language::C)));
+            continue;
+        }
+        if !path.exists() {
+            return Err(Failure(format!("{}: no such file or directory", path.display())));
+        }
+        let mut found: Vec<(PathBuf, Language)> = ignore::WalkBuilder::new(path)
+            // Honour .gitignore files also outside a git checkout (an unpacked tarball).
+            .require_git(false)
+            .build()
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.file_type().is_some_and(|t| t.is_file()))
+            .filter_map(|entry| Language::from_path(entry.path()).map(|l| (entry.into_path(), l)))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+fn verdict(p: &Prediction, threshold: f32) -> &'static str {
+    if p.insecure_probability >= threshold {
+        "insecure"
+    } else {
+        "ok"
+    }
+}
+
+fn table(findings: &[Finding], threshold: f32) -> String {
+    let mut out = format!("{:<9} {:>6}  {:<40} {}\n", "VERDICT", "P", "LOCATION", "FUNCTION");
+    for f in findings {
+        let location = format!("{}:{}-{}", f.file, f.start_line, f.end_line);
+        let mut note = String::new();
+        if let Some((first, last, windows)) = f.window {
+            note = format!("  (worst of {windows} windows: lines {first}-{last})");
+        } else if f.prediction.truncated {
+            note = format!("  (truncated at {} tokens)", f.prediction.tokens);
+        }
+        out += &format!(
+            "{:<9} {:>6.3}  {:<40} {}{}\n",
+            verdict(&f.prediction, threshold),
+            f.prediction.insecure_probability,
+            location,
+            f.function,
+            note
+        );
+    }
+    let flagged = findings.iter().filter(|f| f.prediction.insecure_probability >= threshold).count();
+    out += &format!("{flagged} of {} functions at or above {threshold}\n", findings.len());
+    out
+}
+
+fn finding_json(f: &Finding, threshold: f32) -> serde_json::Value {
+    let mut value = json!({
+        "file": f.file,
+        "function": f.function,
+        "start_line": f.start_line,
+        "end_line": f.end_line,
+        "insecure_probability": f.prediction.insecure_probability,
+        "verdict": verdict(&f.prediction, threshold),
+        "label": f.prediction.label,
+        "label_name": f.prediction.label_name,
+        "logits": f.prediction.logits,
+        "tokens": f.prediction.tokens,
+        "truncated": f.prediction.truncated,
+    });
+    if let Some((first, last, windows)) = f.window {
+        value["window"] = json!({"start_line": first, "end_line": last, "windows": windows});
+    }
+    value
+}
+
+const RULE_ID: &str = "ICD001";
+
+/// SARIF 2.1.0: one result per function at or above the threshold.
+fn sarif(findings: &[Finding], threshold: f32, detector: &Detector) -> serde_json::Value {
+    let model = detector.model_dir().display().to_string();
+    let results: Vec<serde_json::Value> = findings
+        .iter()
+        .filter(|f| f.prediction.insecure_probability >= threshold)
+        .map(|f| {
+            let p = f.prediction.insecure_probability;
+            let (start, end) = f.window.map_or((f.start_line, f.end_line), |(a, b, _)| (a, b));
+            let mut properties = json!({
+                "insecureProbability": p,
+                "model": model,
+                "tokens": f.prediction.tokens,
+                "truncated": f.prediction.truncated,
+            });
+            if let Some((_, _, windows)) = f.window {
+                properties["windows"] = json!(windows);
+                properties["functionStartLine"] = json!(f.start_line);
+                properties["functionEndLine"] = json!(f.end_line);
+            }
+            json!({
+                "ruleId": RULE_ID,
+                "ruleIndex": 0,
+                "level": "warning",
+                "rank": (f64::from(p) * 100.0 * 100.0).round() / 100.0,
+                "message": {
+                    "text": format!("Function `{}` is classified insecure (probability {p:.3}).", f.function)
+                },
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": { "uri": sarif_uri(&f.file) },
+                        "region": { "startLine": start, "endLine": end }
+                    },
+                    "logicalLocations": [{ "name": f.function, "kind": "function" }]
+                }],
+                "partialFingerprints": { "functionName/v1": format!("{}:{}", sarif_uri(&f.file), f.function) },
+                "properties": properties,
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {
+                "driver": {
+                    "name": "icd",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "informationUri": "https://huggingface.co/mrm8488/codebert-base-finetuned-detect-insecure-code",
+                    "rules": [{
+                        "id": RULE_ID,
+                        "name": "InsecureFunction",
+                        "shortDescription": { "text": "Function classified insecure by CodeBERT" },
+                        "fullDescription": {
+                            "text": "CodeBERT fine-tuned on CodeXGLUE defect detection (Devign) rates this function as likely to contain a vulnerability. The model judges a whole function from its text; it does not point at a line."
+                        },
+                        "defaultConfiguration": { "level": "warning" },
+                        "properties": { "tags": ["security", "machine-learning"], "precision": "low" }
+                    }]
+                }
+            },
+            "results": results,
+        }]
+    })
+}
+
+/// A relative path with forward slashes, as SARIF artifact URIs are written.
+fn sarif_uri(file: &str) -> String {
+    let path = Path::new(file);
+    let relative = path.strip_prefix("./").unwrap_or(path);
+    relative.to_string_lossy().replace('\\', "/")
+}
+
+/// Rows of a CodeXGLUE jsonl file: (idx, func, target).
+fn read_jsonl(path: &Path) -> Result<Vec<(serde_json::Value, String, Option<i64>)>, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| Failure(format!("{}:{}: {e}", path.display(), n + 1)))?;
+            let func = v["func"]
+                .as_str()
+                .ok_or_else(|| Failure(format!("{}:{}: no string field `func`", path.display(), n + 1)))?
+                .to_owned();
+            Ok((v["idx"].clone(), func, v["target"].as_i64()))
+        })
+        .collect()
+}
+
+fn classify(model: &ModelArgs, args: &ClassifyArgs) -> Result<(), Failure> {
+    let detector = load_detector(model)?;
+    let is_jsonl = args.jsonl || args.input.extension().is_some_and(|e| e == "jsonl");
+    let rows: Vec<(serde_json::Value, String)> = if is_jsonl {
+        read_jsonl(&args.input)?.into_iter().map(|(idx, func, _)| (idx, func)).collect()
+    } else {
+        let mut bytes = Vec::new();
+        if args.input.as_os_str() == "-" {
+            std::io::stdin().read_to_end(&mut bytes)?;
+        } else {
+            bytes = std::fs::read(&args.input).map_err(|e| Failure(format!("{}: {e}", args.input.display())))?;
+        }
+        vec![(json!(0), String::from_utf8_lossy(&bytes).into_owned())]
+    };
+    let mut out = std::io::stdout().lock();
+    for chunk in rows.chunks(detector.batch_size() * 8) {
+        let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.as_str()).collect();
+        for ((idx, _), p) in chunk.iter().zip(detector.predict_batch(&codes)?) {
+            match args.format {
+                ClassifyFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    json!({
+                        "idx": idx,
+                        "label": p.label,
+                        "label_name": p.label_name,
+                        "insecure_probability": p.insecure_probability,
+                        "logits": p.logits,
+                        "tokens": p.tokens,
+                        "truncated": p.truncated,
+                    })
+                )?,
+                ClassifyFormat::Text => writeln!(
+                    out,
+                    "{idx}\t{}\t{:.4}\t{}{}",
+                    p.label_name,
+                    p.insecure_probability,
+                    p.tokens,
+                    if p.truncated { " (truncated)" } else { "" }
+                )?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Binary metrics with label 1 (insecure) as the positive class.
+#[derive(Debug, Default, PartialEq)]
+struct Confusion {
+    true_positive: usize,
+    false_positive: usize,
+    true_negative: usize,
+    false_negative: usize,
+}
+
+fn evaluate(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
+    let detector = load_detector(model)?;
+    let rows = read_jsonl(&args.data)?;
+    let mut confusion = Confusion::default();
+    let mut predictions = String::new();
+    for chunk in rows.chunks(detector.batch_size() * 8) {
+        let codes: Vec<&str> = chunk.iter().map(|(_, f, _)| f.as_str()).collect();
+        for ((idx, _, target), p) in chunk.iter().zip(detector.predict_batch(&codes)?) {
+            let target = target.ok_or_else(|| Failure(format!("{}: row idx {idx} has no integer `target`", args.data.display())))?;
+            // The CodeXGLUE evaluator's convention: predicted label 1 when p >= 0.5.
+            let predicted = i64::from(p.insecure_probability >= 0.5);
+            let idx_text = idx.as_str().map(str::to_owned).unwrap_or_else(|| idx.to_string());
+            predictions += &format!("{idx_text}\t{predicted}\n");
+            match (predicted, target) {
+                (1, 1) => confusion.true_positive += 1,
+                (1, _) => confusion.false_positive += 1,
+                (_, 1) => confusion.false_negative += 1,
+                _ => confusion.true_negative += 1,
+            }
+        }
+    }
+    std::fs::write(&args.predictions, predictions).map_err(|e| Failure(format!("{}: {e}", args.predictions.display())))?;
+    let c = &confusion;
+    let total = c.true_positive + c.false_positive + c.true_negative + c.false_negative;
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let accuracy = ratio(c.true_positive + c.true_negative, total);
+    let precision = ratio(c.true_positive, c.true_positive + c.false_positive);
+    let recall = ratio(c.true_positive, c.true_positive + c.false_negative);
+    let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "examples": total,
+            "accuracy": accuracy,
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "confusion_matrix": {
+                "true_positive": c.true_positive,
+                "false_positive": c.false_positive,
+                "true_negative": c.true_negative,
+                "false_negative": c.false_negative,
+            },
+            "predictions": args.predictions.display().to_string(),
+        }))?
+    );
+    Ok(())
+}
+
+fn convert(args: &ConvertArgs) -> Result<(), Failure> {
+    let input = if args.input.is_dir() { args.input.join("pytorch_model.bin") } else { args.input.clone() };
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| input.parent().unwrap_or(Path::new(".")).join("model.safetensors"));
+    let dtype = match args.dtype {
+        ConvertDtype::F32 => StorageDtype::F32,
+        ConvertDtype::F16 => StorageDtype::F16,
+    };
+    convert_pytorch_to_safetensors(&input, &output, dtype)?;
+    eprintln!("icd: wrote {}", output.display());
+    Ok(())
+}

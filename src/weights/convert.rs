@@ -1,0 +1,78 @@
+//! `pytorch_model.bin` to `model.safetensors`, keeping the hub's tensor names.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::store::{ModuleStore, PytorchStore};
+use burn::tensor::DType;
+use safetensors::tensor::{Dtype as StDtype, TensorView};
+
+use crate::error::{Error, Result};
+
+/// Storage precision of converted float tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageDtype {
+    /// Float tensors as f32 (f16 and bf16 ones widened).
+    F32,
+    /// Float tensors as f16 (half the size; logits then differ from f32 by rounding).
+    F16,
+}
+
+/// Converts a PyTorch state dict to safetensors with the same tensor names, as
+/// `safetensors.torch.save_file` would write it (so transformers loads it too).
+/// The pickle is checked first: anything beyond plain tensors is refused.
+pub fn convert_pytorch_to_safetensors(src: &Path, dst: &Path, dtype: StorageDtype) -> Result<()> {
+    super::pickle::check_pytorch_file(src)?;
+    let format_error = |message: String| Error::WeightsFormat {
+        path: src.to_path_buf(),
+        message,
+    };
+    let mut store = PytorchStore::from_file(src).map_indices_contiguous(false);
+    let tensors = store.get_all_tensors().map_err(|e| format_error(e.to_string()))?.clone();
+    let mut owned: Vec<(String, StDtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    for (name, tensor) in tensors {
+        let shape = tensor.shape.to_vec();
+        let bytes = tensor.to_bytes().map_err(|e| format_error(format!("tensor `{name}`: {e}")))?;
+        let (st_dtype, data) = convert_bytes(&name, tensor.dtype, &bytes, dtype).map_err(format_error)?;
+        owned.push((name, st_dtype, shape, data));
+    }
+    let views = owned
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| format_error(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    safetensors::serialize_to_file(views, Some(metadata), dst).map_err(|e| Error::WeightsFormat {
+        path: dst.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn convert_bytes(name: &str, from: DType, bytes: &[u8], to: StorageDtype) -> std::result::Result<(StDtype, Vec<u8>), String> {
+    let floats: Option<Vec<f32>> = match from {
+        DType::F32 => Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+        DType::F16 => Some(bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
+        DType::BF16 => Some(bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
+        DType::F64 => Some(bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect()),
+        _ => None,
+    };
+    if let Some(values) = floats {
+        return Ok(match to {
+            StorageDtype::F32 => (StDtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            StorageDtype::F16 => (StDtype::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
+        });
+    }
+    let st = match from {
+        DType::I64 => StDtype::I64,
+        DType::I32 => StDtype::I32,
+        DType::I16 => StDtype::I16,
+        DType::I8 => StDtype::I8,
+        DType::U8 => StDtype::U8,
+        DType::Bool(_) => StDtype::BOOL,
+        other => return Err(format!("tensor `{name}` has dtype {other:?}, which safetensors output does not support")),
+    };
+    Ok((st, bytes.to_vec()))
+}

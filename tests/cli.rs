@@ -1,0 +1,392 @@
+//! The `icd` binary on C and C++ files made for the tests: the functions found, line
+//! ranges, every output format and exit status, classify/evaluate/convert, and model
+//! resolution from a Hugging Face cache laid out by the test.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use insecure_code_detector::Detector;
+use serde_json::Value;
+
+/// The scanned tree, written by each test into its own temporary directory.
+const TREE: &[(&str, &str)] = &[
+    ("src/basic.c", r#"#include <string.h>
+
+static int copy_name(char *dst, const char *src)
+{
+    strcpy(dst, src);
+    return 0;
+}
+
+int checked_get(const int *a, int len, int i)
+{
+    if (i < 0 || i >= len) {
+        return -1;
+    }
+    return a[i];
+}
+"#),
+    ("src/kr.c", r#"int add(a, b)
+    int a;
+    int b;
+{
+    return a + b;
+}
+"#),
+    ("src/macros.c", r#"#define WITH_LOCK(l, body) do { lock(l); body; unlock(l); } while (0)
+
+#ifdef HAVE_FEATURE
+static int guarded(void)
+{
+    WITH_LOCK(&g, { counter++; });
+    return counter;
+}
+#endif
+"#),
+    ("src/methods.cpp", r#"namespace ns {
+
+class Buffer {
+  public:
+    int size() const { return n_; }
+
+  private:
+    int n_;
+};
+
+template <typename T>
+T clamp(T v, T lo, T hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+}  // namespace ns
+
+int ns_size(const ns::Buffer &b) { return b.size(); }
+"#),
+    ("src/broken.c", r#"}}}} int ((( {
+"#),
+    ("src/empty.c", r#""#),
+    ("src/notes.txt", r#"not C at all
+"#),
+    (".gitignore", r#"ignored/
+"#),
+    ("ignored/skip.c", r#"int skipped(void) { return 1; }
+"#),
+];
+
+fn write_tree(root: &Path) {
+    for (path, text) in TREE {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    // Latin-1 bytes in a comment: not UTF-8.
+    std::fs::write(root.join("src/latin1.c"), b"/* caf\xe9 */\nint latin(void)\n{\n    return 1; /* \xff */\n}\n").unwrap();
+}
+
+fn icd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_icd"))
+        .args(args)
+        .env_remove("BURN_DEVICE")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn model() -> String {
+    fixture("roberta-2-labels").display().to_string()
+}
+
+fn scan_jsonl(root: &Path, extra: &[&str]) -> (Output, Vec<Value>) {
+    let (model, root) = (model(), root.display().to_string());
+    let mut args = vec!["--model", &model, "scan", &root, "--format", "jsonl"];
+    args.extend_from_slice(extra);
+    let output = icd(&args);
+    let rows = stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (output, rows)
+}
+
+#[test]
+fn scan_finds_functions_with_line_ranges_and_respects_gitignore() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path());
+    let (output, rows) = scan_jsonl(tmp.path(), &["--threshold", "0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "threshold 0 flags everything: {stderr}");
+    assert!(stderr.contains("broken.c") && stderr.contains("syntax errors"), "{stderr}");
+
+    let found: Vec<(String, String, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            let file = r["file"].as_str().unwrap();
+            let relative = Path::new(file).strip_prefix(tmp.path()).unwrap().display().to_string();
+            (relative, r["function"].as_str().unwrap().to_owned(), r["start_line"].as_u64().unwrap(), r["end_line"].as_u64().unwrap())
+        })
+        .collect();
+    let expect = |file: &str, name: &str, start: u64, end: u64| {
+        assert!(
+            found.contains(&(file.to_owned(), name.to_owned(), start, end)),
+            "{file}: {name} {start}-{end} not in {found:#?}"
+        );
+    };
+    expect("src/basic.c", "copy_name", 3, 7);
+    expect("src/basic.c", "checked_get", 9, 15);
+    expect("src/kr.c", "add", 1, 6);
+    expect("src/macros.c", "guarded", 4, 8);
+    expect("src/methods.cpp", "size", 5, 5);
+    expect("src/methods.cpp", "clamp", 11, 15);
+    expect("src/methods.cpp", "ns_size", 19, 19);
+    expect("src/latin1.c", "latin", 2, 5);
+    assert!(found.iter().all(|(file, ..)| !file.starts_with("ignored/")), "gitignored file scanned: {found:?}");
+    assert!(found.iter().all(|(file, ..)| file != "src/empty.c" && file != "src/notes.txt"));
+
+    // The probabilities are the library's own for the same text.
+    let detector = Detector::from_pretrained(fixture("roberta-2-labels")).unwrap();
+    let basic = std::fs::read_to_string(tmp.path().join("src/basic.c")).unwrap();
+    let copy_name: String = basic.lines().skip(2).take(5).collect::<Vec<_>>().join("\n");
+    let row = rows.iter().find(|r| r["function"] == "copy_name").unwrap();
+    let expected = detector.predict(&copy_name).unwrap();
+    let logits: Vec<f32> = row["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    assert_logits_close(&logits, &expected.logits, "copy_name through icd scan");
+    assert_eq!(row["verdict"], "insecure");
+}
+
+#[test]
+fn scan_exit_statuses_and_table_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path());
+    let root = tmp.path().display().to_string();
+    // Probabilities are below 1: no findings at threshold 1.
+    let none = icd(&["--model", &model(), "scan", &root, "--threshold", "1"]);
+    assert_eq!(none.status.code(), Some(0));
+    let table = stdout(&none);
+    assert!(table.starts_with("VERDICT"), "{table}");
+    assert!(table.contains("basic.c:3-7") && table.contains("copy_name"), "{table}");
+    assert!(table.trim_end().ends_with("0 of 8 functions at or above 1"), "{table}");
+
+    let bad_model = icd(&["--model", "/nonexistent/model", "scan", &root]);
+    assert_eq!(bad_model.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_model.stderr).contains("/nonexistent/model"));
+    let bad_path = icd(&["--model", &model(), "scan", "/nonexistent/src"]);
+    assert_eq!(bad_path.status.code(), Some(2));
+    let bad_threshold = icd(&["--model", &model(), "scan", &root, "--threshold", "2"]);
+    assert_eq!(bad_threshold.status.code(), Some(2));
+}
+
+#[test]
+fn scan_window_reports_the_worst_window_of_long_functions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body: String = (0..400).map(|i| format!("    buf[{i}] = src[{i}] + len;\n")).collect();
+    std::fs::write(tmp.path().join("long.c"), format!("void long_function(char *buf, const char *src, int len)\n{{\n{body}}}\n")).unwrap();
+    let (output, rows) = scan_jsonl(tmp.path(), &["--window", "--stride", "200", "--threshold", "0"]);
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(rows.len(), 1);
+    let window = &rows[0]["window"];
+    let windows = window["windows"].as_u64().unwrap();
+    assert!(windows >= 3, "{window}");
+    let (start, end) = (window["start_line"].as_u64().unwrap(), window["end_line"].as_u64().unwrap());
+    assert!(1 <= start && start < end && end <= 403, "{window}");
+    assert_eq!(rows[0]["truncated"], false);
+    // Without --window the same function is truncated.
+    let (_, rows) = scan_jsonl(tmp.path(), &["--threshold", "0"]);
+    assert_eq!(rows[0]["truncated"], true);
+}
+
+#[test]
+fn scan_sarif_is_valid_sarif_2_1_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path());
+    let root = tmp.path().join("src").display().to_string();
+    let sarif_path = tmp.path().join("out.sarif");
+    let output = icd(&["--model", &model(), "scan", &root, "--format", "sarif", "--threshold", "0", "--output", &sarif_path.display().to_string()]);
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let sarif: Value = serde_json::from_str(&std::fs::read_to_string(&sarif_path).unwrap()).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let run = &sarif["runs"][0];
+    assert_eq!(run["tool"]["driver"]["rules"][0]["id"], "ICD001");
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 8);
+    let first = results.iter().find(|r| r["locations"][0]["logicalLocations"][0]["name"] == "checked_get").unwrap();
+    assert_eq!(first["ruleId"], "ICD001");
+    assert_eq!(first["locations"][0]["physicalLocation"]["region"]["startLine"], 9);
+    assert_eq!(first["locations"][0]["physicalLocation"]["region"]["endLine"], 15);
+    let p = first["properties"]["insecureProbability"].as_f64().unwrap();
+    assert!((first["rank"].as_f64().unwrap() - p * 100.0).abs() < 0.01);
+    assert!(first["properties"]["tokens"].as_u64().unwrap() > 2);
+
+    // At threshold 1 nothing is reported, and the log is still valid.
+    let empty = icd(&["--model", &model(), "scan", &root, "--format", "sarif", "--threshold", "1"]);
+    assert_eq!(empty.status.code(), Some(0));
+    let empty: Value = serde_json::from_str(&stdout(&empty)).unwrap();
+    assert_eq!(empty["runs"][0]["results"].as_array().unwrap().len(), 0);
+
+    // Validation against the official schema (shared data), with Python's jsonschema.
+    let Some(schema) = shared_file("sarif/sarif-schema-2.1.0.json") else {
+        return;
+    };
+    let check = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))); print('valid')",
+        ])
+        .arg(&sarif_path)
+        .arg(&schema)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    if stderr.contains("No module named 'jsonschema'") {
+        panic!("Python's jsonschema is needed to validate SARIF: pip install jsonschema (./scripts/test does)");
+    }
+    assert!(check.status.success() && stdout(&check).trim() == "valid", "SARIF is not valid: {stderr}");
+}
+
+#[test]
+fn classify_json_equals_the_library_logits() {
+    let reference = reference("roberta-2-labels");
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("data.jsonl");
+    let lines: Vec<String> = reference
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| serde_json::json!({"idx": i, "func": input.text, "target": 0}).to_string())
+        .collect();
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    let output = icd(&["--model", &model(), "classify", &jsonl.display().to_string(), "--format", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rows: Vec<Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), reference.inputs.len());
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["idx"], i);
+        let logits: Vec<f32> = row["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        assert_logits_close(&logits, &reference.inputs[i].raw.logits, &format!("icd classify row {i}"));
+        assert!(row["insecure_probability"].as_f64().unwrap() >= 0.0);
+    }
+    // One function from a file.
+    let file = tmp.path().join("f.c");
+    std::fs::write(&file, &reference.inputs[0].text).unwrap();
+    let output = icd(&["--model", &model(), "classify", &file.display().to_string(), "--format", "json"]);
+    let row: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let logits: Vec<f32> = row["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    assert_logits_close(&logits, &reference.inputs[0].raw.logits, "icd classify FILE");
+}
+
+#[test]
+fn evaluate_reports_metrics_computed_independently() {
+    let reference = reference("roberta-2-labels");
+    let detector = Detector::from_pretrained(fixture("roberta-2-labels")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("test.jsonl");
+    // Alternate labels so that every cell of the confusion matrix can fill.
+    let rows: Vec<(usize, &str, i64)> = reference.inputs.iter().enumerate().map(|(i, r)| (i, r.text.as_str(), (i % 2) as i64)).collect();
+    let text: Vec<String> = rows.iter().map(|(i, f, t)| serde_json::json!({"idx": i, "func": f, "target": t}).to_string()).collect();
+    std::fs::write(&jsonl, text.join("\n")).unwrap();
+    let predictions_path = tmp.path().join("predictions.txt");
+    let output = icd(&["--model", &model(), "evaluate", &jsonl.display().to_string(), "--predictions", &predictions_path.display().to_string()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+
+    let (mut tp, mut fp, mut tn, mut fn_) = (0.0, 0.0, 0.0, 0.0);
+    let mut expected_lines = String::new();
+    for (i, code, target) in &rows {
+        let predicted = i64::from(detector.predict(code).unwrap().insecure_probability >= 0.5);
+        expected_lines += &format!("{i}\t{predicted}\n");
+        match (predicted, *target) {
+            (1, 1) => tp += 1.0,
+            (1, 0) => fp += 1.0,
+            (0, 0) => tn += 1.0,
+            _ => fn_ += 1.0,
+        }
+    }
+    let accuracy = (tp + tn) / rows.len() as f64;
+    let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
+    let recall = if tp + fn_ > 0.0 { tp / (tp + fn_) } else { 0.0 };
+    let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+    assert_eq!(report["examples"], rows.len());
+    assert!((report["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-12);
+    assert!((report["precision"].as_f64().unwrap() - precision).abs() < 1e-12);
+    assert!((report["recall"].as_f64().unwrap() - recall).abs() < 1e-12);
+    assert!((report["f1"].as_f64().unwrap() - f1).abs() < 1e-12);
+    assert_eq!(report["confusion_matrix"]["true_negative"].as_f64().unwrap(), tn);
+    assert_eq!(std::fs::read_to_string(&predictions_path).unwrap(), expected_lines);
+}
+
+#[test]
+fn convert_output_loads_back_with_identical_logits() {
+    let tmp = copy_fixture("roberta-2-labels");
+    let safetensors = tmp.path().join("model.safetensors");
+    std::fs::remove_file(&safetensors).unwrap();
+    let output = icd(&["convert", &tmp.path().display().to_string()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(safetensors.is_file());
+    let converted = Detector::from_pretrained(tmp.path()).unwrap();
+    let original = Detector::from_pretrained(fixture("roberta-2-labels")).unwrap();
+    let reference = reference("roberta-2-labels");
+    for input in &reference.inputs {
+        assert_eq!(converted.predict(&input.text).unwrap().logits, original.predict(&input.text).unwrap().logits);
+    }
+    // Same names and shapes as the hub's safetensors.
+    let ours = std::fs::read(&safetensors).unwrap();
+    let theirs = std::fs::read(fixture("roberta-2-labels").join("model.safetensors")).unwrap();
+    let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
+    let theirs = safetensors::SafeTensors::deserialize(&theirs).unwrap();
+    let mut a = ours.names();
+    let mut b = theirs.names();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+
+    // f16 halves the size; a pickle naming os.system is refused.
+    let half = tmp.path().join("half.safetensors");
+    let output = icd(&["convert", &tmp.path().join("pytorch_model.bin").display().to_string(), &half.display().to_string(), "--dtype", "f16"]);
+    assert!(output.status.success());
+    assert!(std::fs::metadata(&half).unwrap().len() < std::fs::metadata(&safetensors).unwrap().len() * 6 / 10);
+}
+
+#[test]
+fn default_model_comes_from_the_hugging_face_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache.path().join("models--mrm8488--codebert-base-finetuned-detect-insecure-code");
+    let snapshot = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    std::fs::create_dir_all(&snapshot).unwrap();
+    for entry in std::fs::read_dir(fixture("roberta-2-labels")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), snapshot.join(entry.file_name())).unwrap();
+    }
+    let input = cache.path().join("f.c");
+    std::fs::write(&input, "int main(void) { return 0; }").unwrap();
+    let run = |env: &[(&str, &Path)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_icd"));
+        command.args(["classify", &input.display().to_string(), "--format", "json"]);
+        command.env_remove("HF_HUB_CACHE").env_remove("HF_HOME").env_remove("BURN_DEVICE");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let found = run(&[("HF_HUB_CACHE", cache.path())]);
+    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+    // HF_HOME/hub is the cache when HF_HUB_CACHE is unset.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::rename(cache.path().join("models--mrm8488--codebert-base-finetuned-detect-insecure-code"), {
+        std::fs::create_dir_all(home.path().join("hub")).unwrap();
+        home.path().join("hub/models--mrm8488--codebert-base-finetuned-detect-insecure-code")
+    })
+    .unwrap();
+    let found = run(&[("HF_HOME", home.path())]);
+    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+
+    let empty = tempfile::tempdir().unwrap();
+    let missing = run(&[("HF_HUB_CACHE", empty.path())]);
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("huggingface-cli download") && stderr.contains("--model"), "{stderr}");
+}
