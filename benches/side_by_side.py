@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Side by side: PyTorch (transformers), ONNX Runtime and this library, in one run.
+
+Makes one codebert-base-shaped RoBERTa classifier with random weights and the real
+RoBERTa vocabulary, times all three on the same inputs with the same thread count,
+checks that their logits agree, and writes BENCHMARKS.md.
+
+    python3 -m venv /tmp/bench && /tmp/bench/bin/pip install -r benches/requirements.txt
+    /tmp/bench/bin/python benches/side_by_side.py \
+        --tokenizer ../shared/roberta-base-tokenizer --corpus ../shared/c-corpus/nginx.jsonl
+
+Not part of the test run: it needs torch, transformers and onnxruntime, about 2 GB of
+disk in --workdir, and several minutes on two cores.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import transformers
+from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
+
+ROOT = Path(__file__).resolve().parents[1]
+LENGTHS = [64, 128, 256, 512]
+PROBES = [
+    "int main(void) { return 0; }",
+    "void copy(char *dst, const char *src, size_t n)\n{\n    memcpy(dst, src, n);\n}\n",
+]
+
+
+def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072):
+    """Multiply-adds x2 of the encoder's matrix products (embeddings and head are negligible)."""
+    s, h, i = tokens, hidden, intermediate
+    per_layer = 4 * 2 * s * h * h + 2 * 2 * s * h * i + 2 * 2 * s * s * h
+    return layers * per_layer
+
+
+def make_checkpoint(workdir, tokenizer_dir):
+    model_dir = workdir / "codebert-base-random"
+    if (model_dir / "model.safetensors").is_file():
+        return model_dir
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
+                           layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2, num_labels=2)
+    config.architectures = ["RobertaForSequenceClassification"]
+    model = RobertaForSequenceClassification(config).eval()
+    model.save_pretrained(model_dir, safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(Path(tokenizer_dir) / name, model_dir / name)
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512, "tokenizer_class": "RobertaTokenizer"}))
+    return model_dir
+
+
+def median_time(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def length_text(n):
+    """" x" is one token in RoBERTa's vocabulary: n - 2 of them make n tokens."""
+    return " x" * (n - 2)
+
+
+def bench_torch(model, tokenizer, codes, repeats):
+    out = {"latency": {}}
+    with torch.inference_mode():
+        for n in LENGTHS:
+            enc = tokenizer(length_text(n), return_tensors="pt")
+            assert enc["input_ids"].shape[1] == n
+            out["latency"][n] = median_time(lambda: model(**enc), repeats)
+        # Length-sorted batches of 8, padded to the longest of each.
+        order = sorted(range(len(codes)), key=lambda i: len(tokenizer(codes[i], truncation=True)["input_ids"]))
+        t = time.perf_counter()
+        probs = [None] * len(codes)
+        for start in range(0, len(order), 8):
+            idx = order[start:start + 8]
+            enc = tokenizer([codes[i] for i in idx], truncation=True, padding=True, return_tensors="pt")
+            p = torch.softmax(model(**enc).logits, -1)[:, 1]
+            for i, v in zip(idx, p.tolist()):
+                probs[i] = v
+        out["sorted_batches_fps"] = len(codes) / (time.perf_counter() - t)
+        out["probabilities"] = probs
+        # The model card's usage: one function at a time, padded to 512.
+        t = time.perf_counter()
+        for code in codes:
+            enc = tokenizer(code, truncation=True, padding="max_length", return_tensors="pt")
+            model(**enc)
+        out["model_card_fps"] = len(codes) / (time.perf_counter() - t)
+        out["probe_logits"] = [model(**tokenizer(p, return_tensors="pt")).logits[0].tolist() for p in PROBES]
+    return out
+
+
+def bench_onnx(model, tokenizer, codes, repeats, threads, workdir):
+    path = workdir / "model.onnx"
+    if not path.is_file():
+        enc = tokenizer(["int x;", "int y = 0;"], padding=True, return_tensors="pt")
+        torch.onnx.export(model, (enc["input_ids"], enc["attention_mask"]), str(path),
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
+                          opset_version=17, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(enc):
+        return session.run(None, {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
+
+    out = {"latency": {}}
+    for n in LENGTHS:
+        enc = tokenizer(length_text(n), return_tensors="np")
+        out["latency"][n] = median_time(lambda: run(enc), repeats)
+    order = sorted(range(len(codes)), key=lambda i: len(tokenizer(codes[i], truncation=True)["input_ids"]))
+    t = time.perf_counter()
+    for start in range(0, len(order), 8):
+        enc = tokenizer([codes[i] for i in order[start:start + 8]], truncation=True, padding=True, return_tensors="np")
+        run(enc)
+    out["sorted_batches_fps"] = len(codes) / (time.perf_counter() - t)
+    out["probe_logits"] = [run(tokenizer(p, return_tensors="np"))[0].tolist() for p in PROBES]
+    return out
+
+
+def bench_ours(model_dir, corpus, functions, threads, repeats, features, precision="f32"):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    command = ["cargo", "run", "-q", "--features", features, "--example", "bench", "--", str(model_dir),
+               "--corpus", str(corpus), "--functions", str(functions), "--repeats", str(repeats),
+               "--precision", precision]
+    for p in PROBES:
+        command += ["--probe", p]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def torch_matmul_gflops(threads):
+    """The best f32 matrix-product rate torch reaches here (2048x768 @ 768x3072)."""
+    a, b = torch.randn(2048, 768), torch.randn(768, 3072)
+    t = median_time(lambda: a @ b, 20)
+    return 2 * 2048 * 768 * 3072 / t / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokenizer", required=True, help="directory with RoBERTa's vocab.json and merges.txt")
+    parser.add_argument("--corpus", required=True, help="CodeXGLUE-layout jsonl of C functions")
+    parser.add_argument("--functions", type=int, default=64, help="corpus functions timed for throughput")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--features", default="ndarray,wgpu", help="cargo features of the build to time")
+    parser.add_argument("--workdir", default=str(ROOT / "target" / "bench"))
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+
+    model_dir = make_checkpoint(workdir, args.tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    t = time.perf_counter()
+    model = RobertaForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    torch_load = time.perf_counter() - t
+    codes = [json.loads(line)["func"] for line in open(args.corpus)][: args.functions]
+
+    print("timing PyTorch ...", file=sys.stderr)
+    pt = bench_torch(model, tokenizer, codes, args.repeats)
+    print("timing ONNX Runtime ...", file=sys.stderr)
+    ox = bench_onnx(model, tokenizer, codes, args.repeats, args.threads, workdir)
+    print("timing insecure-code-detector ...", file=sys.stderr)
+    ours = bench_ours(model_dir, args.corpus, args.functions, args.threads, args.repeats, args.features)
+    print("timing insecure-code-detector (bf16) ...", file=sys.stderr)
+    ours_bf16 = bench_ours(model_dir, args.corpus, args.functions, args.threads, args.repeats, args.features, "bf16")
+    peak = torch_matmul_gflops(args.threads)
+
+    def max_diff(a, b):
+        return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+
+    agreement = {
+        "ours_vs_torch": max_diff(ours["probe_logits"], pt["probe_logits"]),
+        "onnx_vs_torch": max_diff(ox["probe_logits"], pt["probe_logits"]),
+    }
+    ours_probs = ours["throughput"]["insecure_probabilities"]
+    bf16_probs = ours_bf16["throughput"]["insecure_probabilities"]
+    corpus_prob_diff = max(abs(a - b) for a, b in zip(ours_probs, pt["probabilities"]))
+    bf16_prob_diff = max(abs(a - b) for a, b in zip(bf16_probs, ours_probs))
+    bf16_verdicts = sum((a >= 0.5) == (b >= 0.5) for a, b in zip(bf16_probs, ours_probs))
+
+    weight_bytes = (model_dir / "model.safetensors").stat().st_size
+    command = (f"python benches/side_by_side.py --tokenizer {args.tokenizer} --corpus {args.corpus} "
+               f"--functions {args.functions} --threads {args.threads} --repeats {args.repeats} --features {args.features}")
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `benches/side_by_side.py` in one run: PyTorch (transformers), ONNX Runtime and",
+        "this library on the same machine, inputs and thread count, with a codebert-base-shaped",
+        "classifier (random weights, the real RoBERTa vocabulary). Reproduce with:",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.platform()}; threads: {args.threads}.",
+        f"Versions: torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {ort.__version__}; "
+        f"this library built with `cargo run --example bench --features {args.features}` (the test build's profile:",
+        "dependencies at opt-level 2).",
+        "",
+        "## Agreement",
+        "",
+        f"- max |logit difference| on the probe functions: ours vs PyTorch {agreement['ours_vs_torch']:.2e}, "
+        f"ONNX Runtime vs PyTorch {agreement['onnx_vs_torch']:.2e}",
+        f"- max |insecure probability difference| over the {len(codes)} corpus functions (batched): {corpus_prob_diff:.2e}",
+        "",
+        "## Batch-1 latency (median of %d runs, seconds)" % args.repeats,
+        "",
+        "| tokens | PyTorch | ONNX Runtime | ours (f32) | ours (bf16) | ours / PyTorch | ours / ORT | ours GFLOP/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for n in LENGTHS:
+        o = ours["latency_seconds"][str(n)]
+        b = ours_bf16["latency_seconds"][str(n)]
+        lines.append(
+            f"| {n} | {pt['latency'][n]:.4f} | {ox['latency'][n]:.4f} | {o:.4f} | {b:.4f} | "
+            f"{o / pt['latency'][n]:.2f}x | {o / ox['latency'][n]:.2f}x | {flops_per_pass(n) / o / 1e9:.0f} |"
+        )
+    ofps = ours["throughput"]["functions_per_second"]
+    bfps = ours_bf16["throughput"]["functions_per_second"]
+    lines += [
+        "",
+        "Ratios are time over time: below 1x means this library is faster.",
+        f"For reference, torch's own f32 product of 2048x768 by 768x3072 runs at {peak:.0f} GFLOP/s here.",
+        "",
+        f"## Throughput over the first {len(codes)} nginx functions (truncated at 512 tokens)",
+        "",
+        "| runtime | usage | functions/s | ours relative |",
+        "| --- | --- | --- | --- |",
+        f"| PyTorch | model card (each function padded to 512) | {pt['model_card_fps']:.2f} | {ofps / pt['model_card_fps']:.2f}x |",
+        f"| PyTorch | length-sorted batches of 8 | {pt['sorted_batches_fps']:.2f} | {ofps / pt['sorted_batches_fps']:.2f}x |",
+        f"| ONNX Runtime | length-sorted batches of 8 | {ox['sorted_batches_fps']:.2f} | {ofps / ox['sorted_batches_fps']:.2f}x |",
+        f"| ours (f32) | length-sorted batches of 8 | {ofps:.2f} | 1.00x |",
+        f"| ours (bf16) | length-sorted batches of 8 | {bfps:.2f} | {bfps / ofps:.2f}x |",
+        "",
+        "Relative: ours (f32) functions/s over the row's (above 1x means this library is faster).",
+        "",
+        "## Load and memory",
+        "",
+        f"- load from safetensors: ours {ours['load_seconds']:.2f} s, transformers {torch_load:.2f} s",
+        f"- peak resident memory of the benchmark process (ours): {ours['peak_rss_bytes'] / 2**20:.0f} MiB; "
+        f"weight file {weight_bytes / 2**20:.0f} MiB ({ours['peak_rss_bytes'] / weight_bytes:.2f}x)",
+        "",
+        "## Reduced precision (bf16, opt-in)",
+        "",
+        f"- verdicts (at 0.5) equal to f32 on {bf16_verdicts} of {len(codes)} corpus functions; "
+        f"max |probability difference| {bf16_prob_diff:.2e}",
+        f"- throughput {bfps:.2f} functions/s against {ofps:.2f} in f32 ({bfps / ofps:.2f}x)",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
