@@ -9,16 +9,19 @@ use std::io::{BufRead, BufReader};
 use common::*;
 use insecure_code_detector::CodeTokenizer;
 
+/// The real RoBERTa tokenizer and the nginx corpus from the shared data, if present.
+fn real_tokenizer_and_corpus() -> Option<(CodeTokenizer, std::path::PathBuf)> {
+    let vocab = shared_file("roberta-base-tokenizer/vocab.json")?;
+    let merges = shared_file("roberta-base-tokenizer/merges.txt")?;
+    let corpus = shared_file("c-corpus/nginx.jsonl")?;
+    Some((CodeTokenizer::from_vocab_and_merges(&vocab, &merges, None).unwrap(), corpus))
+}
+
 #[test]
 fn roberta_tokenizer_matches_transformers_on_the_nginx_corpus() {
-    let (Some(vocab), Some(merges), Some(corpus)) = (
-        shared_file("roberta-base-tokenizer/vocab.json"),
-        shared_file("roberta-base-tokenizer/merges.txt"),
-        shared_file("c-corpus/nginx.jsonl"),
-    ) else {
+    let Some((tokenizer, corpus)) = real_tokenizer_and_corpus() else {
         return;
     };
-    let tokenizer = CodeTokenizer::from_vocab_and_merges(&vocab, &merges, None).unwrap();
     assert_eq!(tokenizer.vocab_size(), 50_265);
 
     let reference = flate2::read::GzDecoder::new(std::fs::File::open(fixture("nginx-roberta-ids.jsonl.gz")).unwrap());
@@ -65,14 +68,9 @@ fn roberta_tokenizer_matches_transformers_on_the_nginx_corpus() {
 /// of it and truncating: checked at several limits over the whole corpus.
 #[test]
 fn prefix_cut_gives_the_ids_of_full_tokenization() {
-    let (Some(vocab), Some(merges), Some(corpus)) = (
-        shared_file("roberta-base-tokenizer/vocab.json"),
-        shared_file("roberta-base-tokenizer/merges.txt"),
-        shared_file("c-corpus/nginx.jsonl"),
-    ) else {
+    let Some((tokenizer, corpus)) = real_tokenizer_and_corpus() else {
         return;
     };
-    let tokenizer = CodeTokenizer::from_vocab_and_merges(&vocab, &merges, None).unwrap();
     let mut cut_inputs = 0;
     for line in BufReader::new(std::fs::File::open(&corpus).unwrap()).lines() {
         let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
