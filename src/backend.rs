@@ -35,12 +35,17 @@ impl Backend {
 
     /// The name used by the C API, the Python package and the `icd` tool.
     pub fn name(self) -> &'static str {
+        self.c_name().to_str().expect("backend names are ASCII")
+    }
+
+    /// [`Backend::name`] as a static NUL-terminated string, for the C API.
+    pub fn c_name(self) -> &'static std::ffi::CStr {
         match self {
-            Backend::Auto => "auto",
-            Backend::Flex => "flex",
-            Backend::NdArray => "ndarray",
-            Backend::Wgpu => "wgpu",
-            Backend::Cuda => "cuda",
+            Backend::Auto => c"auto",
+            Backend::Flex => c"flex",
+            Backend::NdArray => c"ndarray",
+            Backend::Wgpu => c"wgpu",
+            Backend::Cuda => c"cuda",
         }
     }
 

@@ -374,7 +374,7 @@ impl Detector {
         }
         let text = self.preprocessing.apply(code);
         let (ids, offsets) = self.tokenizer.encode_with_offsets(&text)?;
-        let bos = self.tokenizer.token_to_id("<s>").ok_or_else(|| Error::Inference("no <s> token".into()))?;
+        let bos = self.tokenizer.bos_id();
         let mut starts: Vec<usize> = (0..ids.len().saturating_sub(width)).step_by(stride).collect();
         starts.push(ids.len().saturating_sub(width));
         let windows: Vec<TokenizedInput> = starts

@@ -277,14 +277,7 @@ pub unsafe extern "C" fn icd_detector_backend(detector: *const icd_detector) -> 
     let Some(d) = detector.as_ref() else {
         return ptr::null();
     };
-    let name: &CStr = match d.detector.backend() {
-        Backend::Auto => c"auto",
-        Backend::Flex => c"flex",
-        Backend::NdArray => c"ndarray",
-        Backend::Wgpu => c"wgpu",
-        Backend::Cuda => c"cuda",
-    };
-    name.as_ptr()
+    d.detector.backend().c_name().as_ptr()
 }
 
 /// Classifies one function: `code_len` bytes of UTF-8 at `code`.

@@ -38,6 +38,7 @@ impl TokenizedInput {
 #[derive(Clone)]
 pub struct CodeTokenizer {
     inner: Tokenizer,
+    bos_id: u32,
     eos_id: u32,
     /// Bytes of the longest vocabulary token, when the pipeline is RoBERTa's byte-level
     /// one (no normalizer): then a long input can be cut before tokenizing, see
@@ -127,6 +128,9 @@ impl CodeTokenizer {
     }
 
     fn finish(inner: Tokenizer, path: &Path) -> Result<Self> {
+        let bos_id = inner
+            .token_to_id("<s>")
+            .ok_or_else(|| tokenizer_error(path, "the vocabulary has no <s> token".into()))?;
         let eos_id = inner
             .token_to_id("</s>")
             .ok_or_else(|| tokenizer_error(path, "the vocabulary has no </s> token".into()))?;
@@ -140,6 +144,7 @@ impl CodeTokenizer {
             .flatten();
         Ok(Self {
             inner,
+            bos_id,
             eos_id,
             longest_token_bytes,
         })
@@ -195,6 +200,11 @@ impl CodeTokenizer {
             .encode(text, false)
             .map_err(|e| Error::Inference(format!("tokenizer: {e}")))?;
         Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
+    /// The id of `<s>`, which starts every input.
+    pub fn bos_id(&self) -> u32 {
+        self.bos_id
     }
 
     /// The id of `</s>`, which ends every input.

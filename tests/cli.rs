@@ -366,7 +366,8 @@ fn default_model_comes_from_the_hugging_face_cache() {
     let run = |env: &[(&str, &Path)]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_icd"));
         command.args(["classify", &input.display().to_string(), "--format", "json"]);
-        command.env_remove("HF_HUB_CACHE").env_remove("HF_HOME").env_remove("BURN_DEVICE");
+        command.env_remove("HF_HUB_CACHE").env_remove("HF_HOME").env_remove("BURN_DEVICE").env_remove("HF_ENDPOINT");
+        command.env("HF_HUB_OFFLINE", "1").env("ICD_CACHE_DIR", cache.path().join("converted"));
         for (k, v) in env {
             command.env(k, v);
         }
@@ -389,4 +390,130 @@ fn default_model_comes_from_the_hugging_face_cache() {
     assert_eq!(missing.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("huggingface-cli download") && stderr.contains("--model"), "{stderr}");
+}
+
+const HUB_REPO: &str = "mrm8488/codebert-base-finetuned-detect-insecure-code";
+
+/// A stand-in for huggingface.co on loopback, answering as the hub does the two
+/// requests a download makes: the repository listing
+/// (`/api/models/{repo}/revision/main`) and ranged file reads
+/// (`/{repo}/resolve/main/{file}`, with `ETag`, `X-Repo-Commit` and `Content-Range`).
+/// Returns its address and the paths it was asked for.
+fn serve_fake_hub(commit: &'static str, files: Vec<(String, Vec<u8>)>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let mut range: Option<(usize, Option<usize>)> = None;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some(value) = header.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    let (start, end) = value.trim().split_once('-').unwrap();
+                    range = Some((start.parse().unwrap(), end.parse().ok()));
+                }
+            }
+            seen.lock().unwrap().push(path.clone());
+            let listing = format!("/api/models/{HUB_REPO}/revision/main");
+            let (status, headers, body) = if path == listing {
+                let siblings: Vec<Value> = files.iter().map(|(name, _)| serde_json::json!({ "rfilename": name })).collect();
+                let body = serde_json::json!({ "sha": commit, "siblings": siblings }).to_string().into_bytes();
+                ("200 OK", "Content-Type: application/json\r\n".to_owned(), body)
+            } else if let Some((name, data)) = path
+                .strip_prefix(&format!("/{HUB_REPO}/resolve/main/"))
+                .and_then(|name| files.iter().find(|(file, _)| file == name))
+            {
+                // "bytes=0-0" is how a download first asks for the size; "bytes=N-" reads on.
+                let (start, last) = range.unwrap_or((0, None));
+                let end = last.map_or(data.len(), |last| (last + 1).min(data.len()));
+                let body = data[start.min(end)..end].to_vec();
+                let headers = format!(
+                    "ETag: \"etag-{}\"\r\nX-Repo-Commit: {commit}\r\nContent-Range: bytes {start}-{}/{}\r\n",
+                    name.replace('.', "-"),
+                    end.saturating_sub(1),
+                    data.len()
+                );
+                ("206 Partial Content", headers, body)
+            } else {
+                ("404 Not Found", String::new(), b"not found".to_vec())
+            };
+            let head = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+        }
+    });
+    (endpoint, requests)
+}
+
+#[test]
+fn default_model_is_downloaded_when_missing_and_its_bin_converted_once() {
+    let checkpoint = fixture("roberta-1-label-old-config");
+    let files: Vec<(String, Vec<u8>)> = ["config.json", "vocab.json", "merges.txt", "pytorch_model.bin"]
+        .iter()
+        .map(|name| (name.to_string(), std::fs::read(checkpoint.join(name)).unwrap()))
+        .collect();
+    let commit = "5e1f0e2c0ffee5e1f0e2c0ffee5e1f0e2c0ffee5";
+    let (endpoint, requests) = serve_fake_hub(commit, files);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("f.c");
+    std::fs::write(&input, "int main(void) { char b[4]; gets(b); return 0; }").unwrap();
+    let hub_cache = tmp.path().join("hub");
+    let converted = tmp.path().join("converted");
+    let run = |env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_icd"));
+        command.args(["classify", &input.display().to_string(), "--format", "json"]);
+        command.env_remove("HF_HOME").env_remove("BURN_DEVICE").env_remove("HF_HUB_OFFLINE").env_remove("HF_ENDPOINT");
+        command.env("HF_HUB_CACHE", &hub_cache).env("ICD_CACHE_DIR", &converted);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let expected = icd(&["classify", &input.display().to_string(), "--format", "json", "--model", &checkpoint.display().to_string()]);
+    assert!(expected.status.success());
+
+    let first = run(&[("HF_ENDPOINT", &endpoint)]);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert_eq!(stdout(&first), stdout(&expected), "downloaded model gives other logits");
+    assert!(stderr.contains("converted the cached pytorch_model.bin once"), "{stderr}");
+    let repo = hub_cache.join("models--mrm8488--codebert-base-finetuned-detect-insecure-code");
+    assert_eq!(std::fs::read_to_string(repo.join("refs/main")).unwrap().trim(), commit);
+    for name in ["config.json", "vocab.json", "merges.txt", "pytorch_model.bin"] {
+        assert_eq!(
+            std::fs::read(repo.join("snapshots").join(commit).join(name)).unwrap(),
+            std::fs::read(checkpoint.join(name)).unwrap(),
+            "{name} in the cache differs from the served file"
+        );
+    }
+    let safetensors = converted.join("models--mrm8488--codebert-base-finetuned-detect-insecure-code").join(commit).join("model.safetensors");
+    assert!(safetensors.is_file());
+    let asked = requests.lock().unwrap().clone();
+    assert!(asked.contains(&format!("/api/models/{HUB_REPO}/revision/main")), "{asked:?}");
+    assert!(asked.iter().any(|path| path.ends_with("/resolve/main/pytorch_model.bin")), "{asked:?}");
+
+    // Second run: all from the caches, with the hub unreachable and no conversion.
+    let second = run(&[("HF_ENDPOINT", "http://127.0.0.1:9"), ("HF_HUB_OFFLINE", "1")]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert_eq!(stdout(&second), stdout(&expected));
+    assert!(!stderr.contains("converted"), "{stderr}");
+    assert_eq!(requests.lock().unwrap().len(), asked.len(), "the second run went to the hub");
+
+    // Nothing cached and the hub unreachable: the error says why and what to do.
+    std::fs::remove_dir_all(&hub_cache).unwrap();
+    let unreachable = run(&[("HF_ENDPOINT", "http://127.0.0.1:9")]);
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert_eq!(unreachable.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("could not be downloaded") && stderr.contains("--model"), "{stderr}");
 }

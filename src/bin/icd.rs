@@ -25,7 +25,9 @@ struct Cli {
 struct ModelArgs {
     /// Checkpoint directory (config.json, weights, tokenizer files). Default: the hub
     /// model mrm8488/codebert-base-finetuned-detect-insecure-code from the local
-    /// Hugging Face cache (HF_HUB_CACHE, HF_HOME).
+    /// Hugging Face cache (HF_HUB_CACHE, HF_HOME), downloaded into it when missing
+    /// and the machine is online (HF_HUB_OFFLINE=1 forbids that, HF_ENDPOINT picks the
+    /// hub); a pytorch_model.bin is converted to safetensors once (ICD_CACHE_DIR).
     #[arg(long, global = true, value_name = "DIR")]
     model: Option<PathBuf>,
     /// Backend: auto, flex, ndarray, wgpu or cuda. Default: BURN_DEVICE when it names
@@ -161,9 +163,18 @@ fn main() -> ExitCode {
 }
 
 fn load_detector(args: &ModelArgs) -> Result<Detector, Failure> {
-    let dir = match &args.model {
-        Some(dir) => dir.clone(),
-        None => hub::resolve_offline(HUB_MODEL_ID)?,
+    let (dir, weights) = match &args.model {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let snapshot = hub::resolve(HUB_MODEL_ID, std::io::stderr().is_terminal())?;
+            let root = hub::converted_cache_dir()
+                .ok_or_else(|| Failure("no cache directory for the converted weights: set ICD_CACHE_DIR".to_owned()))?;
+            let (weights, converted) = hub::safetensors_weights(&snapshot, &root)?;
+            if converted {
+                eprintln!("icd: converted the cached pytorch_model.bin once to {}", weights.display());
+            }
+            (snapshot, Some(weights))
+        }
     };
     let backend = match &args.backend {
         Some(name) => name.parse::<Backend>()?,
@@ -175,7 +186,11 @@ fn load_detector(args: &ModelArgs) -> Result<Detector, Failure> {
         },
     };
     let preprocessing = if args.collapse_whitespace { Preprocessing::CollapseWhitespace } else { Preprocessing::Raw };
-    Ok(Detector::builder(dir)
+    let mut builder = Detector::builder(dir);
+    if let Some(weights) = weights {
+        builder = builder.weights(weights);
+    }
+    Ok(builder
         .backend(backend)
         .batch_size(args.batch_size)
         .preprocessing(preprocessing)

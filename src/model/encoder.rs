@@ -16,12 +16,9 @@ pub(crate) fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear
 /// Multi-head self-attention with its output projection.
 #[derive(Module, Debug)]
 pub struct SelfAttention {
-    /// `attention.self.query`.
-    pub query: Linear,
-    /// `attention.self.key`.
-    pub key: Linear,
-    /// `attention.self.value`.
-    pub value: Linear,
+    /// `attention.self.query`, `.key` and `.value` side by side (`[hidden, 3 * hidden]`):
+    /// one matrix product for all three, joined at load by `crate::weights`.
+    pub query_key_value: Linear,
     /// `attention.output.dense`.
     pub output: Linear,
     heads: usize,
@@ -31,9 +28,7 @@ impl SelfAttention {
     fn new(config: &RobertaConfig, device: &Device) -> Self {
         let h = config.hidden_size;
         Self {
-            query: linear(h, h, device),
-            key: linear(h, h, device),
-            value: linear(h, h, device),
+            query_key_value: linear(h, 3 * h, device),
             output: linear(h, h, device),
             heads: config.num_attention_heads,
         }
@@ -42,12 +37,19 @@ impl SelfAttention {
     /// `key_mask` is `[batch, 1, 1, seq]`, true at padding.
     fn forward(&self, hidden: Tensor<3>, key_mask: Tensor<4, Bool>) -> Tensor<3> {
         let [batch, seq, width] = hidden.dims();
-        let head_dim = width / self.heads;
-        let split = |t: Tensor<3>| t.reshape([batch, seq, self.heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.query.forward(hidden.clone()));
-        let k = split(self.key.forward(hidden.clone()));
-        let v = split(self.value.forward(hidden));
-        let mask = key_mask.expand([batch, self.heads, seq, seq]);
+        let heads = self.heads;
+        let head_dim = width / heads;
+        // [batch, seq, 3·width] -> [batch, 3·heads, seq, head_dim]: query heads, then
+        // key heads, then value heads.
+        let qkv = self
+            .query_key_value
+            .forward(hidden)
+            .reshape([batch, seq, 3 * heads, head_dim])
+            .swap_dims(1, 2);
+        let q = qkv.clone().narrow(1, 0, heads);
+        let k = qkv.clone().narrow(1, heads, heads);
+        let v = qkv.narrow(1, 2 * heads, heads);
+        let mask = key_mask.expand([batch, heads, seq, seq]);
         // softmax(q·kᵀ / sqrt(head_dim)) · v, padding keys excluded.
         let context = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
         let context = context.swap_dims(1, 2).reshape([batch, seq, width]);

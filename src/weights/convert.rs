@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::store::{ModuleStore, PytorchStore};
 use burn::tensor::DType;
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 
@@ -22,13 +21,11 @@ pub enum StorageDtype {
 /// `safetensors.torch.save_file` would write it (so transformers loads it too).
 /// The pickle is checked first: anything beyond plain tensors is refused.
 pub fn convert_pytorch_to_safetensors(src: &Path, dst: &Path, dtype: StorageDtype) -> Result<()> {
-    super::pickle::check_pytorch_file(src)?;
+    let tensors = super::read_tensors(&super::WeightFile::PytorchBin(src.to_path_buf()))?;
     let format_error = |message: String| Error::WeightsFormat {
         path: src.to_path_buf(),
         message,
     };
-    let mut store = PytorchStore::from_file(src).map_indices_contiguous(false);
-    let tensors = store.get_all_tensors().map_err(|e| format_error(e.to_string()))?.clone();
     let mut owned: Vec<(String, StDtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
         let shape = tensor.shape.to_vec();

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use burn::store::{
     FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore,
+    PytorchStore,
 };
 use burn::tensor::DType;
 
@@ -35,8 +35,9 @@ const NAME_RULES: &[(&str, &str)] = &[
     (r"^roberta\.", ""),
     // encoder.layer.N.* -> layers.N.*
     (r"^encoder\.layer\.(\d+)\.", "layers.$1."),
-    // attention.self.{query,key,value} -> attention.{query,key,value}
-    (r"\.attention\.self\.(query|key|value)\.", ".attention.$1."),
+    // attention.self.query_key_value (the three projections joined at load, see
+    // `fuse_attention_projections`) -> attention.query_key_value
+    (r"\.attention\.self\.query_key_value\.", ".attention.query_key_value."),
     // attention.output.dense -> attention.output; its LayerNorm sits beside the attention.
     (r"\.attention\.output\.dense\.", ".attention.output."),
     (r"\.attention\.output\.LayerNorm\.", ".attention_norm."),
@@ -146,8 +147,9 @@ pub fn expected_tensors(config: &RobertaConfig) -> Vec<ExpectedTensor> {
 /// stored f16 and bf16 weights are widened losslessly).
 pub fn load(model: &mut RobertaClassifier, config: &RobertaConfig, file: &WeightFile, dtype: DType) -> Result<()> {
     let path = file.path();
-    let tensors = read_tensors(file)?;
+    let tensors = read_tensors(file)?.into_values().collect();
     let tensors = check_tensors(tensors, config, path)?;
+    let tensors = fuse_attention_projections(tensors, config);
 
     let remapper = KeyRemapper::from_patterns(NAME_RULES.to_vec())
         .map_err(|e| Error::Inference(format!("invalid tensor name rule: {e}")))?;
@@ -178,8 +180,9 @@ pub fn load(model: &mut RobertaClassifier, config: &RobertaConfig, file: &Weight
     Ok(())
 }
 
-/// All tensors of the file, by their stored names.
-fn read_tensors(file: &WeightFile) -> Result<Vec<burn::store::burn_pack::Tensor>> {
+/// All tensors of the file, by their stored names. A `.bin` has its pickle checked
+/// first: anything beyond plain tensors is refused before burn-store reads it.
+pub(crate) fn read_tensors(file: &WeightFile) -> Result<BTreeMap<String, burn::store::burn_pack::Tensor>> {
     let path = file.path();
     let format_error = |message: String| Error::WeightsFormat {
         path: path.to_path_buf(),
@@ -192,10 +195,7 @@ fn read_tensors(file: &WeightFile) -> Result<Vec<burn::store::burn_pack::Tensor>
         });
     }
     let tensors: BTreeMap<String, _> = match file {
-        WeightFile::Safetensors(p) => {
-            let mut store = SafetensorsStore::from_file(p).map_indices_contiguous(false);
-            store.get_all_tensors().map_err(|e| format_error(e.to_string()))?.clone()
-        }
+        WeightFile::Safetensors(p) => read_safetensors(p)?,
         WeightFile::PytorchBin(p) => {
             pickle::check_pytorch_file(p)?;
             // Layer indices must stay as stored: renumbering would hide a missing layer.
@@ -203,7 +203,89 @@ fn read_tensors(file: &WeightFile) -> Result<Vec<burn::store::burn_pack::Tensor>
             store.get_all_tensors().map_err(|e| format_error(e.to_string()))?.clone()
         }
     };
-    Ok(tensors.into_values().collect())
+    Ok(tensors)
+}
+
+/// The tensors of a safetensors file, each read when it is applied. Positioned reads
+/// rather than a memory map: a tensor's bytes are freed once copied into the model, so
+/// loading peaks at the model plus one tensor instead of the model plus the whole file
+/// (a map's pages stay resident until it is dropped). The header is validated by the
+/// safetensors crate (contiguous offsets, sizes that match dtype and shape) and here
+/// against the file's length, before anything is read.
+fn read_safetensors(path: &Path) -> Result<BTreeMap<String, burn::store::burn_pack::Tensor>> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::sync::{Arc, Mutex};
+
+    let format_error = |message: String| Error::WeightsFormat {
+        path: path.to_path_buf(),
+        message,
+    };
+    let io_error = |source: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_error)?;
+    let file_len = file.metadata().map_err(io_error)?.len();
+    let mut prefix = [0u8; 8];
+    file.read_exact(&mut prefix)
+        .map_err(|_| format_error(format!("{file_len} bytes: too short for the 8-byte header length")))?;
+    let header_len = u64::from_le_bytes(prefix);
+    // The safetensors crate's own limit on header size.
+    if header_len > 100_000_000 || header_len > file_len - 8 {
+        return Err(format_error(format!("header length {header_len} does not fit a file of {file_len} bytes")));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(io_error)?;
+    let metadata: safetensors::tensor::Metadata =
+        serde_json::from_slice(&header).map_err(|e| format_error(format!("invalid header: {e}")))?;
+    let data_start = 8 + header_len;
+    let data_len = file_len - data_start;
+    let infos = metadata.tensors();
+    let data_end = infos.values().map(|info| info.data_offsets.1 as u64).max().unwrap_or(0);
+    if data_end != data_len {
+        return Err(format_error(format!(
+            "the header describes {data_end} bytes of tensor data, the file holds {data_len}"
+        )));
+    }
+
+    let file = Arc::new(Mutex::new(file));
+    let mut tensors = BTreeMap::new();
+    for (name, info) in infos {
+        let dtype = match info.dtype {
+            safetensors::Dtype::F64 => DType::F64,
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            safetensors::Dtype::I64 => DType::I64,
+            safetensors::Dtype::I32 => DType::I32,
+            safetensors::Dtype::I16 => DType::I16,
+            safetensors::Dtype::I8 => DType::I8,
+            safetensors::Dtype::U8 => DType::U8,
+            safetensors::Dtype::BOOL => DType::Bool(burn::tensor::BoolStore::Native),
+            other => return Err(format_error(format!("tensor `{name}` has dtype {other:?}, which this library does not read"))),
+        };
+        let shape = burn::tensor::Shape::from(info.shape.clone());
+        let (start, end) = info.data_offsets;
+        let offset = data_start + start as u64;
+        let byte_len = end - start;
+        let (file, tensor_shape, tensor_name) = (file.clone(), shape.clone(), name.clone());
+        let tensor = burn::store::bridge::deferred(name.clone(), dtype, shape, None, move || {
+            let read = || -> std::io::Result<Vec<u8>> {
+                let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                file.seek(SeekFrom::Start(offset))?;
+                let mut bytes = vec![0u8; byte_len];
+                file.read_exact(&mut bytes)?;
+                Ok(bytes)
+            };
+            let bytes = read().map_err(|e| {
+                burn::store::burn_pack::Error::ValidationError(format!("reading tensor `{tensor_name}`: {e}"))
+            })?;
+            burn::tensor::TensorData::try_from_bytes_vec(bytes, tensor_shape.clone(), dtype)
+                .map_err(|e| burn::store::burn_pack::Error::ValidationError(format!("tensor `{tensor_name}`: {e}")))
+        });
+        tensors.insert(name, tensor);
+    }
+    Ok(tensors)
 }
 
 /// Checks the file's tensors against the configuration and returns the ones to load,
@@ -258,6 +340,47 @@ fn check_tensors(
     Ok(selected)
 }
 
+type PackTensor = burn::store::burn_pack::Tensor;
+
+/// The hub stores each layer's query, key and value projections as three linear
+/// layers; this crate runs them as one (`attention.query_key_value`): one matrix
+/// product with three times the columns keeps both cores busier on short inputs than
+/// three small ones. Each layer's weights (and biases) are joined lazily, read when
+/// applied, along the output dimension: query, then key, then value.
+fn fuse_attention_projections(tensors: Vec<PackTensor>, config: &RobertaConfig) -> Vec<PackTensor> {
+    let mut by_name: BTreeMap<String, PackTensor> = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+    for layer in 0..config.num_hidden_layers {
+        for kind in ["weight", "bias"] {
+            let name = |part: &str| format!("encoder.layer.{layer}.attention.self.{part}.{kind}");
+            let names = ["query", "key", "value"].map(name);
+            // check_tensors has put all three there; were one absent, the load report
+            // would name the fused tensor as missing.
+            if !names.iter().all(|n| by_name.contains_key(n)) {
+                continue;
+            }
+            let parts: Vec<PackTensor> = names.iter().filter_map(|n| by_name.remove(n)).collect();
+            let mut shape = parts[0].shape.to_vec();
+            shape[0] *= parts.len();
+            let same_dtype = parts.iter().all(|p| p.dtype == parts[0].dtype);
+            let dtype = if same_dtype { parts[0].dtype } else { DType::F32 };
+            let fused_name = name("query_key_value");
+            let parts = std::sync::Arc::new(parts);
+            let fused = burn::store::bridge::deferred(fused_name.clone(), dtype, shape.clone().into(), None, move || {
+                let mut bytes = Vec::new();
+                for part in parts.iter() {
+                    let data = burn::store::bridge::to_data(part)?;
+                    let data = if data.dtype() == dtype { data } else { data.convert_dtype(dtype) };
+                    bytes.extend_from_slice(data.as_bytes());
+                }
+                burn::tensor::TensorData::try_from_bytes_vec(bytes, shape.clone(), dtype)
+                    .map_err(|e| burn::store::burn_pack::Error::ValidationError(e.to_string()))
+            });
+            by_name.insert(fused_name, fused);
+        }
+    }
+    by_name.into_values().collect()
+}
+
 /// The full hub name of an encoder tensor, `roberta.` prefixed as the hub spells it.
 fn hub_name(name: &str) -> String {
     if name.starts_with("classifier.") {
@@ -272,10 +395,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_expected_tensor_maps_to_a_distinct_module_path() {
-        let config = RobertaConfig::from_json_str(r#"{"num_hidden_layers": 2}"#, Path::new("c")).unwrap();
+    fn every_tensor_maps_to_a_distinct_module_path_and_projections_fuse_in_order() {
+        let config = RobertaConfig::from_json_str(
+            r#"{"num_hidden_layers": 2, "hidden_size": 4, "num_attention_heads": 2, "intermediate_size": 8,
+                "vocab_size": 10, "max_position_embeddings": 8}"#,
+            Path::new("c"),
+        )
+        .unwrap();
+        // Each tensor filled with a value that tells which one it is.
+        let tensors: Vec<PackTensor> = expected_tensors(&config)
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let count = t.shape.iter().product();
+                let data = burn::tensor::TensorData::new(vec![i as f32; count], t.shape.clone());
+                burn::store::bridge::from_data(data, t.name.clone(), None)
+            })
+            .collect();
+        let index_of = |name: &str| expected_tensors(&config).iter().position(|t| t.name == name).unwrap() as f32;
+        let fused = fuse_attention_projections(tensors, &config);
+        assert_eq!(fused.len(), expected_tensors(&config).len() - 2 * 4);
+
+        let weight = fused.iter().find(|t| t.name == "encoder.layer.1.attention.self.query_key_value.weight").unwrap();
+        assert_eq!(weight.shape.to_vec(), vec![12, 4]);
+        let values = burn::store::bridge::to_data(weight).unwrap().try_to_vec::<f32>().unwrap();
+        for (row, part) in ["query", "key", "value"].iter().enumerate() {
+            let expected = index_of(&format!("encoder.layer.1.attention.self.{part}.weight"));
+            assert!(values[row * 16..(row + 1) * 16].iter().all(|v| *v == expected), "{part} rows out of place");
+        }
+
         let remapper = KeyRemapper::from_patterns(NAME_RULES.to_vec()).unwrap();
-        let mapped: Vec<String> = expected_tensors(&config)
+        let mapped: Vec<String> = fused
             .iter()
             .map(|t| {
                 let mut name = format!("roberta.{}", t.name);
@@ -285,13 +435,15 @@ mod tests {
                 name
             })
             .collect();
-        assert!(mapped.contains(&"layers.1.attention.query.weight".to_owned()));
+        assert!(mapped.contains(&"layers.1.attention.query_key_value.weight".to_owned()));
+        assert!(mapped.contains(&"layers.0.attention.query_key_value.bias".to_owned()));
         assert!(mapped.contains(&"layers.0.attention.output.bias".to_owned()));
         assert!(mapped.contains(&"layers.0.attention_norm.weight".to_owned()));
         assert!(mapped.contains(&"layers.1.output.weight".to_owned()));
         assert!(mapped.contains(&"layers.1.output_norm.bias".to_owned()));
         assert!(mapped.contains(&"layers.0.intermediate.weight".to_owned()));
         assert!(mapped.contains(&"embeddings.layer_norm.weight".to_owned()));
+        assert!(mapped.iter().all(|name| !name.contains(".self.") && !name.contains("encoder.")), "{mapped:?}");
         let unique: std::collections::BTreeSet<_> = mapped.iter().collect();
         assert_eq!(unique.len(), mapped.len());
     }

@@ -1,0 +1,48 @@
+//! Replays the fuzz targets' inputs on a stable toolchain: the committed seeds
+//! (`fuzz/seeds/<target>/`) and every input a fuzz run failed on
+//! (`fuzz/regressions/<target>/`), through the same bodies `cargo fuzz` runs
+//! (`fuzz/targets.rs`). A fixed bug stays fixed here without the fuzzer.
+
+#[path = "../fuzz/targets.rs"]
+mod targets;
+
+use std::path::Path;
+
+fn replay(target: &str, body: fn(&[u8])) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut replayed = 0;
+    for kind in ["seeds", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(kind).join(target)) else { continue };
+        let mut paths: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        for path in paths {
+            let data = std::fs::read(&path).unwrap();
+            if let Err(panic) = std::panic::catch_unwind(|| body(&data)) {
+                let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                panic!("{target} fails on {}: {}", path.display(), message.unwrap_or_default());
+            }
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 0, "no inputs for the {target} target under {}", root.display());
+}
+
+#[test]
+fn config_inputs() {
+    replay("config", targets::config);
+}
+
+#[test]
+fn checkpoint_inputs() {
+    replay("checkpoint", targets::checkpoint);
+}
+
+#[test]
+fn predict_inputs() {
+    replay("predict", targets::predict);
+}
+
+#[test]
+fn c_api_inputs() {
+    replay("c_api", targets::c_api);
+}
