@@ -288,10 +288,12 @@ def main():
         f"| peak resident memory <= 1.3x the weight file | {rss_ratio:.2f}x | {'yes' if rss_ratio <= 1.3 else 'no'} |",
         "",
         f"What bounds it: the model runs at {flops_per_pass(512) / ours['latency_seconds']['512'] / 1e9:.0f} GFLOP/s at 512 tokens, "
-        f"{flops_per_pass(512) / ours['latency_seconds']['512'] / 1e9 / peak:.0%} of the rate torch's own f32 matrix product reaches here; "
-        "the encoder's cost is almost all matrix products, so the gap is in the backend's kernels as built "
-        "(burn-flex, without its `x86-v4` feature), not in tokenizing or padding (not yet profiled). bf16 is slower than f32 on this "
-        "build, so it has no kernels that use the CPU's bf16 instructions.",
+        f"{flops_per_pass(512) / ours['latency_seconds']['512'] / 1e9 / peak:.0%} of the rate torch's own f32 matrix product reaches here. "
+        "The encoder's time is matrix products (burn-flex's gemm, AVX-512 kernels) and attention; to see the split on this machine, "
+        f"profile the library's side alone: `perf record -e cpu-clock target/debug/examples/bench {os.path.relpath(model_dir)} --lengths 512 --backend flex`, "
+        "then `perf report --sort symbol`. bf16 runs slower than f32: burn-flex widens bf16 to f32 for its matrix products, "
+        "so no kernel uses the CPU's bf16 instructions. Peak memory is that of the whole benchmark process, "
+        "batches of 8 functions of up to 512 tokens included.",
         "",
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -483,7 +483,10 @@ impl Detector {
         }
         let logits = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<f32>> {
             let input_ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, seq]), &self.device);
-            let padding = Tensor::<2, Bool>::from_data(TensorData::new(padding, [batch, seq]), &self.device);
+            // Inputs of one length (every batch of one) need no attention mask.
+            let padding = padding
+                .contains(&true)
+                .then(|| Tensor::<2, Bool>::from_data(TensorData::new(padding, [batch, seq]), &self.device));
             let logits = self.model.forward(input_ids, padding, self.config.pad_token_id);
             let data = logits
                 .try_into_data()

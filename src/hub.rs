@@ -97,7 +97,7 @@ pub fn resolve_offline(repo_id: &str) -> Result<PathBuf> {
 
 fn not_available(repo_id: &str, cache: Option<&Path>, download_error: Option<String>) -> Error {
     let why = match download_error {
-        Some(error) => format!("{repo_id} is not in the Hugging Face cache and could not be downloaded ({error})"),
+        Some(reason) => format!("{repo_id} is not in the Hugging Face cache and was not downloaded ({reason})"),
         None => format!("{repo_id} is not in the Hugging Face cache"),
     };
     Error::Io {
@@ -121,14 +121,16 @@ fn not_available(repo_id: &str, cache: Option<&Path>, download_error: Option<Str
 /// file, `model.safetensors` where the repository has it, else `pytorch_model.bin`.
 #[cfg(feature = "download")]
 pub fn resolve(repo_id: &str, progress: bool) -> Result<PathBuf> {
-    let cache = cache_dir();
     if let Ok(snapshot) = resolve_offline(repo_id) {
         return Ok(snapshot);
     }
-    let (Some(cache), false) = (cache, offline()) else {
-        return Err(not_available(repo_id, cache_dir().as_deref(), None));
-    };
     split_repo_id(repo_id)?;
+    let Some(cache) = cache_dir() else {
+        return Err(not_available(repo_id, None, Some("no cache directory: set HF_HUB_CACHE or HF_HOME".to_owned())));
+    };
+    if offline() {
+        return Err(not_available(repo_id, Some(&cache), Some("HF_HUB_OFFLINE is set".to_owned())));
+    }
     // hf-hub asserts on a few invariants of the cache; a panic there is an error here.
     let fetched = std::panic::catch_unwind(|| download(repo_id, &cache, progress))
         .unwrap_or_else(|_| Err("the download stopped on an internal error".to_owned()));

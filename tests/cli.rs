@@ -515,5 +515,10 @@ fn default_model_is_downloaded_when_missing_and_its_bin_converted_once() {
     let unreachable = run(&[("HF_ENDPOINT", "http://127.0.0.1:9")]);
     let stderr = String::from_utf8_lossy(&unreachable.stderr);
     assert_eq!(unreachable.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("could not be downloaded") && stderr.contains("--model"), "{stderr}");
+    assert!(stderr.contains("was not downloaded") && stderr.contains("--model"), "{stderr}");
+    let offline = run(&[("HF_ENDPOINT", &endpoint), ("HF_HUB_OFFLINE", "1")]);
+    let stderr = String::from_utf8_lossy(&offline.stderr);
+    assert_eq!(offline.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HF_HUB_OFFLINE is set"), "{stderr}");
+    assert_eq!(requests.lock().unwrap().len(), asked.len(), "HF_HUB_OFFLINE went to the hub");
 }

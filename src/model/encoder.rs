@@ -35,7 +35,7 @@ impl SelfAttention {
     }
 
     /// `key_mask` is `[batch, 1, 1, seq]`, true at padding.
-    fn forward(&self, hidden: Tensor<3>, key_mask: Tensor<4, Bool>) -> Tensor<3> {
+    fn forward(&self, hidden: Tensor<3>, key_mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
         let [batch, seq, width] = hidden.dims();
         let heads = self.heads;
         let head_dim = width / heads;
@@ -49,9 +49,9 @@ impl SelfAttention {
         let q = qkv.clone().narrow(1, 0, heads);
         let k = qkv.clone().narrow(1, heads, heads);
         let v = qkv.narrow(1, 2 * heads, heads);
-        let mask = key_mask.expand([batch, heads, seq, seq]);
+        let mask = key_mask.map(|m| m.expand([batch, heads, seq, seq]));
         // softmax(q·kᵀ / sqrt(head_dim)) · v, padding keys excluded.
-        let context = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
+        let context = attention(q, k, v, mask, None, AttentionModuleOptions::default());
         let context = context.swap_dims(1, 2).reshape([batch, seq, width]);
         self.output.forward(context)
     }
@@ -90,7 +90,7 @@ impl EncoderLayer {
     }
 
     /// `[batch, seq, hidden]` to the same shape.
-    pub fn forward(&self, hidden: Tensor<3>, key_mask: Tensor<4, Bool>) -> Tensor<3> {
+    pub fn forward(&self, hidden: Tensor<3>, key_mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
         let attended = self.attention.forward(hidden.clone(), key_mask);
         let hidden = self.attention_norm.forward(attended + hidden);
         // Exact GELU, x·Φ(x) through erf, as transformers' "gelu".

@@ -41,16 +41,17 @@ impl RobertaClassifier {
     }
 
     /// Logits `[batch, num_labels]` for ids `[batch, seq]`; `padding` is true where a
-    /// position is padding (transformers' `attention_mask == 0`).
+    /// position is padding (transformers' `attention_mask == 0`), `None` when no
+    /// position is.
     ///
     /// As in transformers, the attention mask and the position ids are separate
     /// things: a `<pad>` token written literally in the source text is attended to,
     /// yet its id still takes the padding position.
-    pub fn forward(&self, input_ids: Tensor<2, Int>, padding: Tensor<2, Bool>, pad_token_id: usize) -> Tensor<2> {
+    pub fn forward(&self, input_ids: Tensor<2, Int>, padding: Option<Tensor<2, Bool>>, pad_token_id: usize) -> Tensor<2> {
         let [batch, seq] = input_ids.dims();
         let mut hidden = self.embeddings.forward(input_ids, pad_token_id);
         // True where a key is padding: those scores are masked out of every softmax.
-        let key_mask: Tensor<4, Bool> = padding.reshape([batch, 1, 1, seq]);
+        let key_mask: Option<Tensor<4, Bool>> = padding.map(|p| p.reshape([batch, 1, 1, seq]));
         for layer in &self.layers {
             hidden = layer.forward(hidden, key_mask.clone());
         }
