@@ -75,12 +75,16 @@ pub fn cached_snapshot(cache: &Path, repo_id: &str, revision: &str) -> Result<Op
     Ok(snapshot.join("config.json").is_file().then_some(snapshot))
 }
 
-/// `true` when `dir` has what a detector needs: config, tokenizer and weights.
-fn is_complete(dir: &Path) -> bool {
-    let has = |name: &str| dir.join(name).is_file();
+/// `true` when the files `has` names make a checkpoint a detector can load: config,
+/// tokenizer and weights.
+fn has_checkpoint_files(has: impl Fn(&str) -> bool) -> bool {
     has("config.json")
         && (has("tokenizer.json") || (has("vocab.json") && has("merges.txt")))
         && (has("model.safetensors") || has("pytorch_model.bin"))
+}
+
+fn is_complete(dir: &Path) -> bool {
+    has_checkpoint_files(|name| dir.join(name).is_file())
 }
 
 /// The cached snapshot of `repo_id` at `main`, or an error that says how to supply
@@ -149,13 +153,10 @@ fn download(repo_id: &str, cache: &Path, progress: bool) -> std::result::Result<
     let repo = api.model(repo_id.to_owned());
     let listed: Vec<String> = repo.info().map_err(|e| e.to_string())?.siblings.into_iter().map(|s| s.rfilename).collect();
     let has = |name: &str| listed.iter().any(|f| f == name);
-    let weights = ["model.safetensors", "pytorch_model.bin"]
-        .into_iter()
-        .find(|name| has(name))
-        .ok_or("the repository has neither model.safetensors nor pytorch_model.bin")?;
-    if !has("config.json") || !(has("tokenizer.json") || (has("vocab.json") && has("merges.txt"))) {
-        return Err("the repository lacks config.json or its tokenizer files".to_owned());
+    if !has_checkpoint_files(has) {
+        return Err("the repository lacks config.json, its tokenizer files or its weights".to_owned());
     }
+    let weights = if has("model.safetensors") { "model.safetensors" } else { "pytorch_model.bin" };
     let wanted = ["config.json", "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
     let mut snapshot = None;
     for name in wanted.into_iter().filter(|name| has(name)).chain([weights]) {

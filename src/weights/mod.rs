@@ -25,6 +25,9 @@ use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
 use crate::model::RobertaClassifier;
 
+/// A tensor as burn-store reads it: name, dtype, shape, and its bytes (often read lazily).
+type PackTensor = burn::store::burn_pack::Tensor;
+
 /// The hub's tensor names (after the optional `roberta.` prefix is dropped) to this
 /// crate's module paths. Applied in order, each to the result of the previous one.
 /// LayerNorm `weight`/`bias` become burn's `gamma`/`beta`, and linear weights are
@@ -182,7 +185,7 @@ pub fn load(model: &mut RobertaClassifier, config: &RobertaConfig, file: &Weight
 
 /// All tensors of the file, by their stored names. A `.bin` has its pickle checked
 /// first: anything beyond plain tensors is refused before burn-store reads it.
-pub(crate) fn read_tensors(file: &WeightFile) -> Result<BTreeMap<String, burn::store::burn_pack::Tensor>> {
+pub(crate) fn read_tensors(file: &WeightFile) -> Result<BTreeMap<String, PackTensor>> {
     let path = file.path();
     let format_error = |message: String| Error::WeightsFormat {
         path: path.to_path_buf(),
@@ -212,7 +215,7 @@ pub(crate) fn read_tensors(file: &WeightFile) -> Result<BTreeMap<String, burn::s
 /// (a map's pages stay resident until it is dropped). The header is validated by the
 /// safetensors crate (contiguous offsets, sizes that match dtype and shape) and here
 /// against the file's length, before anything is read.
-fn read_safetensors(path: &Path) -> Result<BTreeMap<String, burn::store::burn_pack::Tensor>> {
+fn read_safetensors(path: &Path) -> Result<BTreeMap<String, PackTensor>> {
     use std::io::{Read, Seek, SeekFrom};
     use std::sync::{Arc, Mutex};
 
@@ -291,10 +294,10 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, burn::store::burn_pa
 /// Checks the file's tensors against the configuration and returns the ones to load,
 /// without the `roberta.` prefix and without the known unused ones.
 fn check_tensors(
-    tensors: Vec<burn::store::burn_pack::Tensor>,
+    tensors: Vec<PackTensor>,
     config: &RobertaConfig,
     path: &Path,
-) -> Result<Vec<burn::store::burn_pack::Tensor>> {
+) -> Result<Vec<PackTensor>> {
     let mut by_name = BTreeMap::new();
     for mut tensor in tensors {
         let name = tensor.name.strip_prefix("roberta.").unwrap_or(&tensor.name).to_owned();
@@ -339,8 +342,6 @@ fn check_tensors(
     }
     Ok(selected)
 }
-
-type PackTensor = burn::store::burn_pack::Tensor;
 
 /// The hub stores each layer's query, key and value projections as three linear
 /// layers; this crate runs them as one (`attention.query_key_value`): one matrix
