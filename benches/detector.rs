@@ -44,9 +44,18 @@ const CONFIG: &str = r#"{
 fn tensor_shapes() -> Vec<(String, Vec<usize>)> {
     let (h, i, v, p) = (768, 3072, 50265, 514);
     let mut shapes = vec![
-        ("roberta.embeddings.word_embeddings.weight".to_owned(), vec![v, h]),
-        ("roberta.embeddings.position_embeddings.weight".to_owned(), vec![p, h]),
-        ("roberta.embeddings.token_type_embeddings.weight".to_owned(), vec![1, h]),
+        (
+            "roberta.embeddings.word_embeddings.weight".to_owned(),
+            vec![v, h],
+        ),
+        (
+            "roberta.embeddings.position_embeddings.weight".to_owned(),
+            vec![p, h],
+        ),
+        (
+            "roberta.embeddings.token_type_embeddings.weight".to_owned(),
+            vec![1, h],
+        ),
         ("roberta.embeddings.LayerNorm.weight".to_owned(), vec![h]),
         ("roberta.embeddings.LayerNorm.bias".to_owned(), vec![h]),
         ("classifier.dense.weight".to_owned(), vec![h, h]),
@@ -108,17 +117,33 @@ fn random_checkpoint() -> Option<PathBuf> {
         .into_iter()
         .map(|(name, shape)| {
             let count: usize = shape.iter().product();
-            let offset = if name.ends_with("LayerNorm.weight") { 1.0 } else { 0.0 };
-            let bytes = (0..count).flat_map(|_| (offset + next()).to_le_bytes()).collect();
+            let offset = if name.ends_with("LayerNorm.weight") {
+                1.0
+            } else {
+                0.0
+            };
+            let bytes = (0..count)
+                .flat_map(|_| (offset + next()).to_le_bytes())
+                .collect();
             (name, shape, bytes)
         })
         .collect();
     let views: Vec<(String, TensorView)> = tensors
         .iter()
-        .map(|(name, shape, bytes)| (name.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).unwrap()))
+        .map(|(name, shape, bytes)| {
+            (
+                name.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), bytes).unwrap(),
+            )
+        })
         .collect();
     let partial = dir.join("model.safetensors.partial");
-    safetensors::serialize_to_file(views, Some(HashMap::from([("format".into(), "pt".into())])), &partial).unwrap();
+    safetensors::serialize_to_file(
+        views,
+        Some(HashMap::from([("format".into(), "pt".into())])),
+        &partial,
+    )
+    .unwrap();
     std::fs::rename(&partial, dir.join("model.safetensors")).unwrap();
     Some(dir)
 }
@@ -126,7 +151,10 @@ fn random_checkpoint() -> Option<PathBuf> {
 fn corpus(limit: usize) -> Option<Vec<String>> {
     let path = shared_dir().join("c-corpus/nginx.jsonl");
     let Ok(file) = std::fs::File::open(&path) else {
-        eprintln!("SKIPPED: throughput: {} is absent; set ICD_SHARED_DIR", path.display());
+        eprintln!(
+            "SKIPPED: throughput: {} is absent; set ICD_SHARED_DIR",
+            path.display()
+        );
         return None;
     };
     let functions = std::io::BufReader::new(file)
@@ -141,21 +169,36 @@ fn corpus(limit: usize) -> Option<Vec<String>> {
 }
 
 fn cpu_backends() -> Vec<Backend> {
-    [Backend::Flex, Backend::NdArray].into_iter().filter(|b| b.is_compiled()).collect()
+    [Backend::Flex, Backend::NdArray]
+        .into_iter()
+        .filter(|b| b.is_compiled())
+        .collect()
 }
 
 fn benches(c: &mut Criterion) {
-    let Some(model) = std::env::var_os("ICD_BENCH_MODEL").map(PathBuf::from).or_else(random_checkpoint) else {
+    let Some(model) = std::env::var_os("ICD_BENCH_MODEL")
+        .map(PathBuf::from)
+        .or_else(random_checkpoint)
+    else {
         return;
     };
-    let functions: usize = std::env::var("ICD_BENCH_FUNCTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+    let functions: usize = std::env::var("ICD_BENCH_FUNCTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
     let corpus = corpus(functions);
     for backend in cpu_backends() {
         let name = backend.name();
-        let detector = Detector::builder(&model).backend(backend).batch_size(8).build().unwrap();
+        let detector = Detector::builder(&model)
+            .backend(backend)
+            .batch_size(8)
+            .build()
+            .unwrap();
 
         let mut latency = c.benchmark_group(format!("latency/{name}"));
-        latency.sample_size(10).measurement_time(Duration::from_secs(10));
+        latency
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(10));
         for tokens in [64usize, 128, 256, 512] {
             // " x" is one token ("Ġx"): tokens - 2 of them, with <s> and </s>.
             let text = " x".repeat(tokens - 2);
@@ -170,9 +213,13 @@ fn benches(c: &mut Criterion) {
         if let Some(corpus) = &corpus {
             let refs: Vec<&str> = corpus.iter().map(String::as_str).collect();
             let mut throughput = c.benchmark_group(format!("throughput/{name}"));
-            throughput.sample_size(10).measurement_time(Duration::from_secs(30));
+            throughput
+                .sample_size(10)
+                .measurement_time(Duration::from_secs(30));
             throughput.throughput(Throughput::Elements(refs.len() as u64));
-            throughput.bench_function(format!("nginx-{}", refs.len()), |b| b.iter(|| detector.predict_batch(&refs).unwrap()));
+            throughput.bench_function(format!("nginx-{}", refs.len()), |b| {
+                b.iter(|| detector.predict_batch(&refs).unwrap())
+            });
             throughput.finish();
         }
         drop(detector);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --example bench -- MODEL_DIR [--corpus nginx.jsonl] [--functions N]
-//!     [--lengths 64,128,256,512] [--repeats N] [--backend flex] [--probe TEXT]
+//!     [--lengths 64,128,256,512] [--repeats N] [--backend flex] [--batch-size N] [--probe TEXT]
 //! ```
 //!
 //! Reports: load time, peak resident memory, median batch-1 latency per token length,
@@ -25,6 +25,7 @@ fn main() {
     let mut backend = Backend::default_cpu().unwrap();
     let mut precision = Precision::F32;
     let mut probes: Vec<String> = Vec::new();
+    let mut batch_size = 8usize;
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
@@ -42,19 +43,29 @@ fn main() {
                 }
             }
             "--probe" => probes.push(value()),
+            "--batch-size" => batch_size = value().parse().unwrap(),
             other => panic!("unknown option {other}"),
         }
     }
 
     let started = Instant::now();
-    let detector = Detector::builder(&model).backend(backend).precision(precision).build().unwrap();
+    let detector = Detector::builder(&model)
+        .backend(backend)
+        .precision(precision)
+        .batch_size(batch_size)
+        .build()
+        .unwrap();
     let load_seconds = started.elapsed().as_secs_f64();
 
     // " x" is one token ("Ġx") in RoBERTa's vocabulary: n - 2 of them make n tokens.
     let mut latency = serde_json::Map::new();
     for &n in &lengths {
         let text = " x".repeat(n - 2);
-        assert_eq!(detector.tokenize(&text).unwrap().input_ids.len(), n, "probe text is not {n} tokens");
+        assert_eq!(
+            detector.tokenize(&text).unwrap().input_ids.len(),
+            n,
+            "probe text is not {n} tokens"
+        );
         detector.predict(&text).unwrap(); // warm-up
         let mut times: Vec<f64> = (0..repeats)
             .map(|_| {
@@ -89,7 +100,10 @@ fn main() {
         });
     }
 
-    let probe_logits: Vec<Vec<f32>> = probes.iter().map(|p| detector.predict(p).unwrap().logits).collect();
+    let probe_logits: Vec<Vec<f32>> = probes
+        .iter()
+        .map(|p| detector.predict(p).unwrap().logits)
+        .collect();
     println!(
         "{}",
         json!({

@@ -33,21 +33,38 @@ fn fixture() -> PathBuf {
 
 fn detector() -> &'static Detector {
     static DETECTOR: OnceLock<Detector> = OnceLock::new();
-    DETECTOR.get_or_init(|| Detector::builder(fixture()).backend(Backend::Flex).build().expect("fixture loads"))
+    DETECTOR.get_or_init(|| {
+        Detector::builder(fixture())
+            .backend(Backend::Flex)
+            .build()
+            .expect("fixture loads")
+    })
 }
 
 fn check_prediction(prediction: &insecure_code_detector::Prediction, max_tokens: usize) {
-    assert!(prediction.logits.iter().all(|l| l.is_finite()), "non-finite logits {:?}", prediction.logits);
+    assert!(
+        prediction.logits.iter().all(|l| l.is_finite()),
+        "non-finite logits {:?}",
+        prediction.logits
+    );
     assert!((0.0..=1.0).contains(&prediction.insecure_probability));
     assert!(prediction.label < prediction.logits.len());
-    assert!(prediction.tokens >= 2 && prediction.tokens <= max_tokens, "{} tokens", prediction.tokens);
+    assert!(
+        prediction.tokens >= 2 && prediction.tokens <= max_tokens,
+        "{} tokens",
+        prediction.tokens
+    );
 }
 
 /// `config.json` text: parsed and checked, never a panic (nor an arithmetic overflow
 /// in the size checks); an accepted configuration is one a model can be built from.
 pub fn config(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(config) = RobertaConfig::from_json_str(text, Path::new("config.json")) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(config) = RobertaConfig::from_json_str(text, Path::new("config.json")) else {
+        return;
+    };
     assert!(config.num_attention_heads > 0 && config.hidden_size % config.num_attention_heads == 0);
     assert!(config.head_dim() * config.num_attention_heads == config.hidden_size);
     assert!(config.pad_token_id < config.vocab_size);
@@ -61,19 +78,40 @@ pub fn config(data: &[u8]) {
 /// which (safetensors weights, pytorch_model.bin, config.json, vocab.json, merges.txt),
 /// the rest is its content. Loading gives an error or a detector that predicts.
 pub fn checkpoint(data: &[u8]) {
-    let Some((&which, content)) = data.split_first() else { return };
-    let replaced = ["model.safetensors", "pytorch_model.bin", "config.json", "vocab.json", "merges.txt"];
+    let Some((&which, content)) = data.split_first() else {
+        return;
+    };
+    let replaced = [
+        "model.safetensors",
+        "pytorch_model.bin",
+        "config.json",
+        "vocab.json",
+        "merges.txt",
+    ];
     let replaced = replaced[which as usize % replaced.len()];
     let dir = tempfile::tempdir().expect("temporary directory");
-    for name in ["config.json", "vocab.json", "merges.txt", "tokenizer_config.json"] {
+    for name in [
+        "config.json",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer_config.json",
+    ] {
         std::fs::copy(fixture().join(name), dir.path().join(name)).expect("fixture file");
     }
     // One weight file only, so that the replaced one is the one read.
-    let weights = if replaced == "pytorch_model.bin" { "pytorch_model.bin" } else { "model.safetensors" };
+    let weights = if replaced == "pytorch_model.bin" {
+        "pytorch_model.bin"
+    } else {
+        "model.safetensors"
+    };
     std::fs::copy(fixture().join(weights), dir.path().join(weights)).expect("fixture weights");
     std::fs::write(dir.path().join(replaced), content).expect("write input");
-    let Ok(loaded) = Detector::builder(dir.path()).backend(Backend::Flex).build() else { return };
-    let prediction = loaded.predict("int f(char *s) { char b[8]; strcpy(b, s); return 0; }").expect("a loaded detector predicts");
+    let Ok(loaded) = Detector::builder(dir.path()).backend(Backend::Flex).build() else {
+        return;
+    };
+    let prediction = loaded
+        .predict("int f(char *s) { char b[8]; strcpy(b, s); return 0; }")
+        .expect("a loaded detector predicts");
     check_prediction(&prediction, loaded.max_tokens());
 }
 
@@ -88,7 +126,10 @@ pub fn predict(data: &[u8]) {
     // The input split at NUL bytes (or in two) as a batch of at most 8 functions.
     let mut parts: Vec<&str> = text.splitn(8, '\0').collect();
     if parts.len() == 1 {
-        let middle = (0..=text.len() / 2).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let middle = (0..=text.len() / 2)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
         parts = vec![&text[..middle], &text[middle..]];
     }
     let batch = detector.predict_batch(&parts).expect("predict_batch");
@@ -97,7 +138,12 @@ pub fn predict(data: &[u8]) {
         let alone = detector.predict(part).expect("predict");
         assert_eq!(alone.tokens, in_batch.tokens);
         for (a, b) in alone.logits.iter().zip(&in_batch.logits) {
-            assert!((a - b).abs() <= 1e-4, "batched logits differ: {:?} vs {:?}", alone.logits, in_batch.logits);
+            assert!(
+                (a - b).abs() <= 1e-4,
+                "batched logits differ: {:?} vs {:?}",
+                alone.logits,
+                in_batch.logits
+            );
         }
     }
 
@@ -106,14 +152,20 @@ pub fn predict(data: &[u8]) {
     let width = detector.max_tokens() - 2;
     let shortest = (width / 4).max(1);
     let stride = shortest + data.first().copied().unwrap_or(0) as usize % (width - shortest + 1);
-    let windows = detector.predict_windows(&text, stride).expect("predict_windows");
+    let windows = detector
+        .predict_windows(&text, stride)
+        .expect("predict_windows");
     assert!(windows.windows >= 1);
     check_prediction(&windows.prediction, detector.max_tokens());
     assert!(!windows.prediction.truncated);
     // The worst window is at least as insecure as the first 512 tokens alone.
     assert!(windows.prediction.insecure_probability + 1e-5 >= single.insecure_probability);
     let range = &windows.byte_range;
-    assert!(range.start <= range.end && range.end <= text.len(), "{range:?} of {} bytes", text.len());
+    assert!(
+        range.start <= range.end && range.end <= text.len(),
+        "{range:?} of {} bytes",
+        text.len()
+    );
 }
 
 fn open_c_detector() -> &'static CDetector {
@@ -150,9 +202,20 @@ unsafe impl Sync for CDetector {}
 pub fn c_api(data: &[u8]) {
     let handle = open_c_detector().0;
     let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
-    let strs: Vec<icd_str> = parts.iter().map(|p| icd_str { ptr: p.as_ptr().cast::<c_char>(), len: p.len() }).collect();
+    let strs: Vec<icd_str> = parts
+        .iter()
+        .map(|p| icd_str {
+            ptr: p.as_ptr().cast::<c_char>(),
+            len: p.len(),
+        })
+        .collect();
     let labels = unsafe { ffi::icd_detector_num_labels(handle) };
-    let sentinel = icd_prediction { label: 77, insecure_probability: -1.0, tokens: 0, truncated: true };
+    let sentinel = icd_prediction {
+        label: 77,
+        insecure_probability: -1.0,
+        tokens: 0,
+        truncated: true,
+    };
     let mut predictions = vec![sentinel; parts.len()];
     let mut logits = vec![f32::NAN; parts.len() * labels];
     let mut error = std::ptr::null_mut();
@@ -173,10 +236,15 @@ pub fn c_api(data: &[u8]) {
             assert_eq!(status, icd_status::ICD_OK);
             assert!(error.is_null());
             for (i, part) in parts.iter().enumerate() {
-                let expected = detector().predict(std::str::from_utf8(part).unwrap()).unwrap();
+                let expected = detector()
+                    .predict(std::str::from_utf8(part).unwrap())
+                    .unwrap();
                 assert_eq!(predictions[i].label as usize, expected.label);
                 assert_eq!(predictions[i].tokens as usize, expected.tokens);
-                for (a, b) in logits[i * labels..(i + 1) * labels].iter().zip(&expected.logits) {
+                for (a, b) in logits[i * labels..(i + 1) * labels]
+                    .iter()
+                    .zip(&expected.logits)
+                {
                     assert!((a - b).abs() <= 1e-4);
                 }
             }
@@ -184,10 +252,14 @@ pub fn c_api(data: &[u8]) {
         Some(index) => {
             assert_eq!(status, icd_status::ICD_ERR_INVALID_UTF8);
             assert!(!error.is_null());
-            let message = unsafe { std::ffi::CStr::from_ptr(ffi::icd_error_message(error)) }.to_string_lossy().into_owned();
+            let message = unsafe { std::ffi::CStr::from_ptr(ffi::icd_error_message(error)) }
+                .to_string_lossy()
+                .into_owned();
             assert!(message.contains(&format!("codes[{index}]")), "{message}");
             unsafe { ffi::icd_error_free(error) };
-            assert!(predictions.iter().all(|p| p.label == 77 && p.insecure_probability == -1.0));
+            assert!(predictions
+                .iter()
+                .all(|p| p.label == 77 && p.insecure_probability == -1.0));
             assert!(logits.iter().all(|l| l.is_nan()));
         }
     }

@@ -31,7 +31,12 @@ pub enum Backend {
 
 impl Backend {
     /// Every concrete backend, in `Auto`'s order of preference.
-    pub const ALL: [Backend; 4] = [Backend::Cuda, Backend::Flex, Backend::NdArray, Backend::Wgpu];
+    pub const ALL: [Backend; 4] = [
+        Backend::Cuda,
+        Backend::Flex,
+        Backend::NdArray,
+        Backend::Wgpu,
+    ];
 
     /// The name used by the C API, the Python package and the `icd` tool.
     pub fn name(self) -> &'static str {
@@ -60,6 +65,18 @@ impl Backend {
         }
     }
 
+    /// Parts that the row-wise work of each encoder layer is split into, run side by
+    /// side: the CPU backends' thread count, since their element-wise kernels
+    /// (GELU, LayerNorm, additions) run on one thread each; 1 for GPUs, which
+    /// parallelize every kernel themselves.
+    pub fn row_parts(self) -> usize {
+        match self {
+            #[cfg(feature = "cpu-kernels")]
+            Backend::Flex | Backend::NdArray => rayon::current_num_threads(),
+            _ => 1,
+        }
+    }
+
     /// The concrete backends compiled into this build.
     pub fn compiled() -> Vec<Backend> {
         Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
@@ -70,7 +87,12 @@ impl Backend {
         [Backend::Flex, Backend::NdArray]
             .into_iter()
             .find(|b| b.is_compiled())
-            .ok_or_else(|| unavailable("cpu", "no CPU backend (feature `flex` or `ndarray`) is compiled in"))
+            .ok_or_else(|| {
+                unavailable(
+                    "cpu",
+                    "no CPU backend (feature `flex` or `ndarray`) is compiled in",
+                )
+            })
     }
 
     /// Opens the backend's device and runs a tiny computation on it, so that an absent
@@ -79,7 +101,9 @@ impl Backend {
     pub fn open(self) -> Result<(Backend, Device)> {
         if self == Backend::Auto {
             let mut reasons = Vec::new();
-            for backend in Self::compiled().into_iter().filter(|b| *b != Backend::Wgpu)
+            for backend in Self::compiled()
+                .into_iter()
+                .filter(|b| *b != Backend::Wgpu)
                 .chain(Self::compiled().into_iter().filter(|b| *b == Backend::Wgpu))
             {
                 match backend.open() {
@@ -87,16 +111,27 @@ impl Backend {
                     Err(e) => reasons.push(format!("{}: {e}", backend.name())),
                 }
             }
-            return Err(unavailable("auto", &format!("no compiled-in backend works ({})", reasons.join("; "))));
+            return Err(unavailable(
+                "auto",
+                &format!("no compiled-in backend works ({})", reasons.join("; ")),
+            ));
         }
         let device = self.device()?;
         let probe = catch_unwind(AssertUnwindSafe(|| {
-            Tensor::<1>::from_floats([1.0, 2.0], &device).sum().try_into_data()
+            Tensor::<1>::from_floats([1.0, 2.0], &device)
+                .sum()
+                .try_into_data()
         }));
         match probe {
             Ok(Ok(_)) => Ok((self, device)),
-            Ok(Err(e)) => Err(unavailable(self.name(), &format!("its device failed: {e:?}"))),
-            Err(panic) => Err(unavailable(self.name(), &format!("its device failed: {}", panic_message(&*panic)))),
+            Ok(Err(e)) => Err(unavailable(
+                self.name(),
+                &format!("its device failed: {e:?}"),
+            )),
+            Err(panic) => Err(unavailable(
+                self.name(),
+                &format!("its device failed: {}", panic_message(&*panic)),
+            )),
         }
     }
 
@@ -121,7 +156,10 @@ impl Backend {
             }
             Backend::Auto => unreachable!("resolved by open()"),
         }
-        Err(unavailable(self.name(), &format!("the `{}` cargo feature is not compiled in", self.name())))
+        Err(unavailable(
+            self.name(),
+            &format!("the `{}` cargo feature is not compiled in", self.name()),
+        ))
     }
 }
 
@@ -154,7 +192,11 @@ impl FromStr for Backend {
 }
 
 fn compiled_names() -> String {
-    Backend::compiled().iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+    Backend::compiled()
+        .iter()
+        .map(|b| b.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn unavailable(requested: &str, reason: &str) -> Error {

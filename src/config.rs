@@ -92,7 +92,9 @@ impl RobertaConfig {
         };
         fields.check_architecture()?;
 
-        let hidden_act = fields.string("hidden_act")?.unwrap_or_else(|| "gelu".into());
+        let hidden_act = fields
+            .string("hidden_act")?
+            .unwrap_or_else(|| "gelu".into());
         if hidden_act != "gelu" {
             return Err(fields.unsupported(format!(
                 "hidden_act is {hidden_act:?}; only exact (erf) \"gelu\" is implemented"
@@ -108,12 +110,18 @@ impl RobertaConfig {
 
         let vocab_size = fields.size("vocab_size", 1, MAX_VOCAB)?.unwrap_or(50_265);
         let hidden_size = fields.size("hidden_size", 1, MAX_HIDDEN)?.unwrap_or(768);
-        let num_hidden_layers = fields.size("num_hidden_layers", 1, MAX_LAYERS)?.unwrap_or(12);
-        let num_attention_heads = fields.size("num_attention_heads", 1, MAX_HEADS)?.unwrap_or(12);
-        let intermediate_size =
-            fields.size("intermediate_size", 1, 8 * MAX_HIDDEN)?.unwrap_or(3072);
-        let max_position_embeddings =
-            fields.size("max_position_embeddings", 1, MAX_POSITIONS)?.unwrap_or(514);
+        let num_hidden_layers = fields
+            .size("num_hidden_layers", 1, MAX_LAYERS)?
+            .unwrap_or(12);
+        let num_attention_heads = fields
+            .size("num_attention_heads", 1, MAX_HEADS)?
+            .unwrap_or(12);
+        let intermediate_size = fields
+            .size("intermediate_size", 1, 8 * MAX_HIDDEN)?
+            .unwrap_or(3072);
+        let max_position_embeddings = fields
+            .size("max_position_embeddings", 1, MAX_POSITIONS)?
+            .unwrap_or(514);
         let type_vocab_size = fields.size("type_vocab_size", 1, 1024)?.unwrap_or(1);
         let pad_token_id = fields
             .size("pad_token_id", 0, MAX_VOCAB)?
@@ -123,7 +131,9 @@ impl RobertaConfig {
         if hidden_size % num_attention_heads != 0 {
             return Err(fields.value(
                 "num_attention_heads",
-                format!("is {num_attention_heads}, which does not divide hidden_size {hidden_size}"),
+                format!(
+                    "is {num_attention_heads}, which does not divide hidden_size {hidden_size}"
+                ),
             ));
         }
         if pad_token_id >= vocab_size {
@@ -143,7 +153,10 @@ impl RobertaConfig {
             ));
         }
         if !(layer_norm_eps > 0.0 && layer_norm_eps < 1.0) {
-            return Err(fields.value("layer_norm_eps", format!("is {layer_norm_eps}, expected 0 < eps < 1")));
+            return Err(fields.value(
+                "layer_norm_eps",
+                format!("is {layer_norm_eps}, expected 0 < eps < 1"),
+            ));
         }
 
         let (num_labels, id2label) = fields.labels()?;
@@ -189,7 +202,8 @@ impl RobertaConfig {
         let h = self.hidden_size;
         let embeddings =
             (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h;
-        let layer = 4 * (h * h + h) + 2 * h * self.intermediate_size + self.intermediate_size + h + 4 * h;
+        let layer =
+            4 * (h * h + h) + 2 * h * self.intermediate_size + self.intermediate_size + h + 4 * h;
         let head = h * h + h + h * self.num_labels + self.num_labels;
         embeddings + self.num_hidden_layers * layer + head
     }
@@ -226,9 +240,12 @@ impl Fields<'_> {
         let Some(value) = self.get(field) else {
             return Ok(None);
         };
-        let n = value
-            .as_u64()
-            .ok_or_else(|| self.value(field, format!("is {value}, expected a non-negative integer")))?;
+        let n = value.as_u64().ok_or_else(|| {
+            self.value(
+                field,
+                format!("is {value}, expected a non-negative integer"),
+            )
+        })?;
         if n < min as u64 || n > max as u64 {
             return Err(self.value(field, format!("is {n}, expected {min}..={max}")));
         }
@@ -285,15 +302,24 @@ impl Fields<'_> {
                 .as_object()
                 .ok_or_else(|| self.value("id2label", format!("is {value}, expected an object")))?;
             if map.is_empty() || map.len() > MAX_LABELS {
-                return Err(self.value("id2label", format!("has {} entries, expected 1..={MAX_LABELS}", map.len())));
+                return Err(self.value(
+                    "id2label",
+                    format!("has {} entries, expected 1..={MAX_LABELS}", map.len()),
+                ));
             }
             let mut by_index = BTreeMap::new();
             for (key, name) in map {
                 let index: usize = key.parse().map_err(|_| {
-                    self.value("id2label", format!("has key {key:?}, expected a label index"))
+                    self.value(
+                        "id2label",
+                        format!("has key {key:?}, expected a label index"),
+                    )
                 })?;
                 let name = name.as_str().ok_or_else(|| {
-                    self.value("id2label", format!("maps {key} to {name}, expected a string"))
+                    self.value(
+                        "id2label",
+                        format!("maps {key} to {name}, expected a string"),
+                    )
                 })?;
                 by_index.insert(index, name.to_owned());
             }
@@ -304,7 +330,10 @@ impl Fields<'_> {
             let names: Vec<String> = by_index.into_values().collect();
             if let Some(declared) = self.size("num_labels", 1, MAX_LABELS)? {
                 if declared != n {
-                    return Err(self.value("num_labels", format!("is {declared} but id2label has {n} entries")));
+                    return Err(self.value(
+                        "num_labels",
+                        format!("is {declared} but id2label has {n} entries"),
+                    ));
                 }
             }
             return Ok((n, names));
@@ -343,21 +372,34 @@ mod tests {
 
     #[test]
     fn absurd_sizes_are_refused_with_the_field_named() {
-        let err = parse(r#"{"num_hidden_layers": 1000000000}"#).unwrap_err().to_string();
-        assert!(err.contains("num_hidden_layers") && err.contains("1000000000"), "{err}");
-        let err = parse(r#"{"num_attention_heads": 0}"#).unwrap_err().to_string();
+        let err = parse(r#"{"num_hidden_layers": 1000000000}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("num_hidden_layers") && err.contains("1000000000"),
+            "{err}"
+        );
+        let err = parse(r#"{"num_attention_heads": 0}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("num_attention_heads"), "{err}");
-        let err = parse(r#"{"hidden_size": 100, "num_attention_heads": 12}"#).unwrap_err().to_string();
+        let err = parse(r#"{"hidden_size": 100, "num_attention_heads": 12}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not divide hidden_size 100"), "{err}");
         let err = parse(r#"{"hidden_size": "big"}"#).unwrap_err().to_string();
-        assert!(err.contains("hidden_size") && err.contains("\"big\""), "{err}");
+        assert!(
+            err.contains("hidden_size") && err.contains("\"big\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn parameter_budget_is_enforced() {
-        let err = parse(r#"{"vocab_size": 4000000, "hidden_size": 16384, "num_attention_heads": 16}"#)
-            .unwrap_err()
-            .to_string();
+        let err =
+            parse(r#"{"vocab_size": 4000000, "hidden_size": 16384, "num_attention_heads": 16}"#)
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("parameters"), "{err}");
     }
 
@@ -365,9 +407,13 @@ mod tests {
     fn other_architectures_and_activations_are_refused() {
         let err = parse(r#"{"model_type": "bert"}"#).unwrap_err().to_string();
         assert!(err.contains("model_type") && err.contains("bert"), "{err}");
-        let err = parse(r#"{"architectures": ["RobertaForMaskedLM"]}"#).unwrap_err().to_string();
+        let err = parse(r#"{"architectures": ["RobertaForMaskedLM"]}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("RobertaForMaskedLM"), "{err}");
-        let err = parse(r#"{"hidden_act": "gelu_new"}"#).unwrap_err().to_string();
+        let err = parse(r#"{"hidden_act": "gelu_new"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("gelu_new"), "{err}");
     }
 
@@ -382,7 +428,9 @@ mod tests {
         let config = parse(r#"{"id2label": {"1": "b", "0": "a", "2": "c"}}"#).unwrap();
         assert_eq!(config.num_labels, 3);
         assert_eq!(config.id2label, vec!["a", "b", "c"]);
-        let err = parse(r#"{"id2label": {"0": "a", "2": "c"}}"#).unwrap_err().to_string();
+        let err = parse(r#"{"id2label": {"0": "a", "2": "c"}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("id2label"), "{err}");
     }
 }

@@ -104,10 +104,11 @@ pub struct icd_prediction {
     pub truncated: bool,
 }
 
-const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-    Ok(s) => s,
-    Err(_) => panic!("version has no interior NUL"),
-};
+const VERSION: &CStr =
+    match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(s) => s,
+        Err(_) => panic!("version has no interior NUL"),
+    };
 
 /// The library version, e.g. "0.1.0": static, NUL-terminated, never freed.
 #[no_mangle]
@@ -179,7 +180,11 @@ pub unsafe extern "C" fn icd_detector_open(
             return Err(null_argument("detector_out"));
         }
         let dir = path_arg(model_dir, model_dir_len, "model_dir")?;
-        let options = if options.is_null() { icd_options_default() } else { *options };
+        let options = if options.is_null() {
+            icd_options_default()
+        } else {
+            *options
+        };
         let mut builder = Detector::builder(dir);
         if !backend.is_null() || backend_len != 0 {
             let name = str_arg(backend, backend_len, "backend")?;
@@ -208,7 +213,10 @@ pub unsafe extern "C" fn icd_detector_open(
             .iter()
             .map(|name| CString::new(name.replace('\0', "\u{fffd}")).expect("NULs replaced"))
             .collect();
-        *detector_out = Box::into_raw(Box::new(icd_detector { detector, label_names }));
+        *detector_out = Box::into_raw(Box::new(icd_detector {
+            detector,
+            label_names,
+        }));
         Ok(())
     })
 }
@@ -258,10 +266,13 @@ pub unsafe extern "C" fn icd_detector_label_name(
         if name_out.is_null() {
             return Err(null_argument("name_out"));
         }
-        let name = d.label_names.get(index).ok_or_else(|| Error::InvalidArgument {
-            argument: "index",
-            message: format!("is {index}, the model has {} labels", d.label_names.len()),
-        })?;
+        let name = d
+            .label_names
+            .get(index)
+            .ok_or_else(|| Error::InvalidArgument {
+                argument: "index",
+                message: format!("is {index}, the model has {} labels", d.label_names.len()),
+            })?;
         *name_out = name.as_ptr();
         if !name_len_out.is_null() {
             *name_len_out = name.as_bytes().len();
@@ -295,8 +306,19 @@ pub unsafe extern "C" fn icd_detector_predict(
     logits_capacity: usize,
     error_out: *mut *mut icd_error,
 ) -> icd_status {
-    let one = icd_str { ptr: code, len: code_len };
-    icd_detector_predict_batch(detector, &one, 1, prediction_out, logits_out, logits_capacity, error_out)
+    let one = icd_str {
+        ptr: code,
+        len: code_len,
+    };
+    icd_detector_predict_batch(
+        detector,
+        &one,
+        1,
+        prediction_out,
+        logits_out,
+        logits_capacity,
+        error_out,
+    )
 }
 
 /// Classifies `count` functions, in length-sorted padded batches; results come back in
@@ -331,7 +353,10 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
         if !logits_out.is_null() && logits_capacity < count.saturating_mul(labels) {
             return Err(Error::InvalidArgument {
                 argument: "logits_capacity",
-                message: format!("is {logits_capacity}, {count} predictions of {labels} logits need {}", count * labels),
+                message: format!(
+                    "is {logits_capacity}, {count} predictions of {labels} logits need {}",
+                    count * labels
+                ),
             }
             .into());
         }
@@ -347,7 +372,12 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
     })
 }
 
-unsafe fn write_predictions(predictions: &[Prediction], out: *mut icd_prediction, logits_out: *mut f32, labels: usize) {
+unsafe fn write_predictions(
+    predictions: &[Prediction],
+    out: *mut icd_prediction,
+    logits_out: *mut f32,
+    labels: usize,
+) {
     for (i, p) in predictions.iter().enumerate() {
         out.add(i).write(icd_prediction {
             label: p.label as u32,
@@ -398,9 +428,9 @@ impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let status = match &error {
             Error::Io { .. } | Error::NoWeights { .. } => icd_status::ICD_ERR_IO,
-            Error::ConfigParse { .. } | Error::ConfigValue { .. } | Error::UnsupportedModel { .. } => {
-                icd_status::ICD_ERR_CONFIG
-            }
+            Error::ConfigParse { .. }
+            | Error::ConfigValue { .. }
+            | Error::UnsupportedModel { .. } => icd_status::ICD_ERR_CONFIG,
             Error::Tokenizer { .. } => icd_status::ICD_ERR_TOKENIZER,
             Error::WeightsFormat { .. }
             | Error::MissingTensor { .. }
@@ -426,7 +456,10 @@ fn null_argument(argument: &str) -> Failure {
 }
 
 /// Runs `body`, turning its failure or panic into a status and, when asked, an error.
-unsafe fn guard(error_out: *mut *mut icd_error, body: impl FnOnce() -> Result<(), Failure>) -> icd_status {
+unsafe fn guard(
+    error_out: *mut *mut icd_error,
+    body: impl FnOnce() -> Result<(), Failure>,
+) -> icd_status {
     let failure = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return icd_status::ICD_OK,
         Ok(Err(failure)) => failure,
@@ -436,7 +469,8 @@ unsafe fn guard(error_out: *mut *mut icd_error, body: impl FnOnce() -> Result<()
         },
     };
     if !error_out.is_null() {
-        let message = CString::new(failure.message.replace('\0', "\u{fffd}")).expect("NULs replaced");
+        let message =
+            CString::new(failure.message.replace('\0', "\u{fffd}")).expect("NULs replaced");
         *error_out = Box::into_raw(Box::new(icd_error {
             status: failure.status,
             message,
@@ -445,7 +479,11 @@ unsafe fn guard(error_out: *mut *mut icd_error, body: impl FnOnce() -> Result<()
     failure.status
 }
 
-unsafe fn bytes_arg<'a>(ptr: *const c_char, len: usize, argument: &str) -> Result<&'a [u8], Failure> {
+unsafe fn bytes_arg<'a>(
+    ptr: *const c_char,
+    len: usize,
+    argument: &str,
+) -> Result<&'a [u8], Failure> {
     if len == 0 {
         return Ok(&[]);
     }

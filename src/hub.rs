@@ -35,12 +35,19 @@ pub fn converted_cache_dir() -> Option<PathBuf> {
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// `true` when `HF_HUB_OFFLINE` asks, as in `huggingface_hub`, never to touch the network.
 pub fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
 }
 
 fn split_repo_id(repo_id: &str) -> Result<(&str, &str)> {
@@ -49,7 +56,10 @@ fn split_repo_id(repo_id: &str) -> Result<(&str, &str)> {
         message: format!("{repo_id:?} is not a hub model id of the form owner/name"),
     };
     let (owner, name) = repo_id.split_once('/').ok_or_else(invalid)?;
-    if [owner, name].iter().any(|part| part.is_empty() || part.contains(['/', '\\']) || *part == "..") {
+    if [owner, name]
+        .iter()
+        .any(|part| part.is_empty() || part.contains(['/', '\\']) || *part == "..")
+    {
         return Err(invalid());
     }
     Ok((owner, name))
@@ -92,7 +102,9 @@ fn is_complete(dir: &Path) -> bool {
 pub fn resolve_offline(repo_id: &str) -> Result<PathBuf> {
     let cache = cache_dir();
     if let Some(cache) = &cache {
-        if let Some(snapshot) = cached_snapshot(cache, repo_id, "main")?.filter(|dir| is_complete(dir)) {
+        if let Some(snapshot) =
+            cached_snapshot(cache, repo_id, "main")?.filter(|dir| is_complete(dir))
+        {
             return Ok(snapshot);
         }
     }
@@ -101,11 +113,15 @@ pub fn resolve_offline(repo_id: &str) -> Result<PathBuf> {
 
 fn not_available(repo_id: &str, cache: Option<&Path>, download_error: Option<String>) -> Error {
     let why = match download_error {
-        Some(reason) => format!("{repo_id} is not in the Hugging Face cache and was not downloaded ({reason})"),
+        Some(reason) => {
+            format!("{repo_id} is not in the Hugging Face cache and was not downloaded ({reason})")
+        }
         None => format!("{repo_id} is not in the Hugging Face cache"),
     };
     Error::Io {
-        path: cache.unwrap_or(Path::new("")).join(format!("models--{}", repo_id.replace('/', "--"))),
+        path: cache
+            .unwrap_or(Path::new(""))
+            .join(format!("models--{}", repo_id.replace('/', "--"))),
         source: std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!(
@@ -130,10 +146,18 @@ pub fn resolve(repo_id: &str, progress: bool) -> Result<PathBuf> {
     }
     split_repo_id(repo_id)?;
     let Some(cache) = cache_dir() else {
-        return Err(not_available(repo_id, None, Some("no cache directory: set HF_HUB_CACHE or HF_HOME".to_owned())));
+        return Err(not_available(
+            repo_id,
+            None,
+            Some("no cache directory: set HF_HUB_CACHE or HF_HOME".to_owned()),
+        ));
     };
     if offline() {
-        return Err(not_available(repo_id, Some(&cache), Some("HF_HUB_OFFLINE is set".to_owned())));
+        return Err(not_available(
+            repo_id,
+            Some(&cache),
+            Some("HF_HUB_OFFLINE is set".to_owned()),
+        ));
     }
     // hf-hub asserts on a few invariants of the cache; a panic there is an error here.
     let fetched = std::panic::catch_unwind(|| download(repo_id, &cache, progress))
@@ -145,19 +169,39 @@ pub fn resolve(repo_id: &str, progress: bool) -> Result<PathBuf> {
 fn download(repo_id: &str, cache: &Path, progress: bool) -> std::result::Result<PathBuf, String> {
     use hf_hub::api::sync::ApiBuilder;
 
-    let mut builder = ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf())).with_progress(progress);
+    let mut builder =
+        ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf())).with_progress(progress);
     if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
         builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_owned());
     }
     let api = builder.build().map_err(|e| e.to_string())?;
     let repo = api.model(repo_id.to_owned());
-    let listed: Vec<String> = repo.info().map_err(|e| e.to_string())?.siblings.into_iter().map(|s| s.rfilename).collect();
+    let listed: Vec<String> = repo
+        .info()
+        .map_err(|e| e.to_string())?
+        .siblings
+        .into_iter()
+        .map(|s| s.rfilename)
+        .collect();
     let has = |name: &str| listed.iter().any(|f| f == name);
     if !has_checkpoint_files(has) {
-        return Err("the repository lacks config.json, its tokenizer files or its weights".to_owned());
+        return Err(
+            "the repository lacks config.json, its tokenizer files or its weights".to_owned(),
+        );
     }
-    let weights = if has("model.safetensors") { "model.safetensors" } else { "pytorch_model.bin" };
-    let wanted = ["config.json", "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
+    let weights = if has("model.safetensors") {
+        "model.safetensors"
+    } else {
+        "pytorch_model.bin"
+    };
+    let wanted = [
+        "config.json",
+        "tokenizer.json",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ];
     let mut snapshot = None;
     for name in wanted.into_iter().filter(|name| has(name)).chain([weights]) {
         let path = repo.get(name).map_err(|e| format!("{name}: {e}"))?;
@@ -180,15 +224,23 @@ pub fn safetensors_weights(snapshot: &Path, converted_root: &Path) -> Result<(Pa
     }
     let bin = snapshot.join("pytorch_model.bin");
     if !bin.is_file() {
-        return Err(Error::NoWeights { dir: snapshot.to_path_buf() });
+        return Err(Error::NoWeights {
+            dir: snapshot.to_path_buf(),
+        });
     }
     // snapshots/{commit} inside models--{owner}--{name}.
     let commit = snapshot.file_name();
-    let repo = snapshot.parent().and_then(Path::parent).and_then(Path::file_name);
+    let repo = snapshot
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name);
     let (Some(commit), Some(repo)) = (commit, repo) else {
         return Err(Error::InvalidArgument {
             argument: "snapshot",
-            message: format!("{} is not a hub cache snapshot directory", snapshot.display()),
+            message: format!(
+                "{} is not a hub cache snapshot directory",
+                snapshot.display()
+            ),
         });
     };
     let dir = converted_root.join(repo).join(commit);
@@ -196,10 +248,17 @@ pub fn safetensors_weights(snapshot: &Path, converted_root: &Path) -> Result<(Pa
     if converted.is_file() {
         return Ok((converted, false));
     }
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
     let partial = dir.join(format!("model.safetensors.{}.partial", std::process::id()));
-    let result = convert_pytorch_to_safetensors(&bin, &partial, StorageDtype::F32)
-        .and_then(|()| std::fs::rename(&partial, &converted).map_err(|source| Error::Io { path: converted.clone(), source }));
+    let result = convert_pytorch_to_safetensors(&bin, &partial, StorageDtype::F32).and_then(|()| {
+        std::fs::rename(&partial, &converted).map_err(|source| Error::Io {
+            path: converted.clone(),
+            source,
+        })
+    });
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
@@ -218,40 +277,76 @@ mod tests {
         std::fs::write(repo.join("refs/main"), "abc123\n").unwrap();
         let snapshot = repo.join("snapshots/abc123");
         std::fs::create_dir_all(&snapshot).unwrap();
-        assert_eq!(cached_snapshot(cache.path(), "owner/model", "main").unwrap(), None, "no config.json yet");
+        assert_eq!(
+            cached_snapshot(cache.path(), "owner/model", "main").unwrap(),
+            None,
+            "no config.json yet"
+        );
         std::fs::write(snapshot.join("config.json"), "{}").unwrap();
-        assert_eq!(cached_snapshot(cache.path(), "owner/model", "main").unwrap(), Some(snapshot.clone()));
-        assert_eq!(cached_snapshot(cache.path(), "owner/model", "abc123").unwrap(), Some(snapshot));
-        assert_eq!(cached_snapshot(cache.path(), "owner/other", "main").unwrap(), None);
+        assert_eq!(
+            cached_snapshot(cache.path(), "owner/model", "main").unwrap(),
+            Some(snapshot.clone())
+        );
+        assert_eq!(
+            cached_snapshot(cache.path(), "owner/model", "abc123").unwrap(),
+            Some(snapshot)
+        );
+        assert_eq!(
+            cached_snapshot(cache.path(), "owner/other", "main").unwrap(),
+            None
+        );
         assert!(cached_snapshot(cache.path(), "no-slash", "main").is_err());
         assert!(cached_snapshot(cache.path(), "owner/model", "../x").is_err());
     }
 
     #[test]
     fn converts_a_cached_bin_once_and_reuses_it() {
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roberta-1-label-old-config");
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roberta-1-label-old-config");
         let cache = tempfile::tempdir().unwrap();
         let snapshot = cache.path().join("models--owner--model/snapshots/abc123");
         std::fs::create_dir_all(&snapshot).unwrap();
-        std::fs::copy(fixture.join("pytorch_model.bin"), snapshot.join("pytorch_model.bin")).unwrap();
+        std::fs::copy(
+            fixture.join("pytorch_model.bin"),
+            snapshot.join("pytorch_model.bin"),
+        )
+        .unwrap();
         let converted = tempfile::tempdir().unwrap();
 
         let (path, fresh) = safetensors_weights(&snapshot, converted.path()).unwrap();
         assert!(fresh);
-        assert_eq!(path, converted.path().join("models--owner--model/abc123/model.safetensors"));
+        assert_eq!(
+            path,
+            converted
+                .path()
+                .join("models--owner--model/abc123/model.safetensors")
+        );
         let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
         let (again, fresh) = safetensors_weights(&snapshot, converted.path()).unwrap();
         assert_eq!((again, fresh), (path.clone(), false));
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified, "converted twice");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified,
+            "converted twice"
+        );
         // Nothing but the converted file is left behind.
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
 
         // A snapshot with its own safetensors is used as it is.
         std::fs::write(snapshot.join("model.safetensors"), b"x").unwrap();
-        assert_eq!(safetensors_weights(&snapshot, converted.path()).unwrap(), (snapshot.join("model.safetensors"), false));
+        assert_eq!(
+            safetensors_weights(&snapshot, converted.path()).unwrap(),
+            (snapshot.join("model.safetensors"), false)
+        );
 
         let empty = cache.path().join("models--owner--model/snapshots/def456");
         std::fs::create_dir_all(&empty).unwrap();
-        assert!(matches!(safetensors_weights(&empty, converted.path()), Err(Error::NoWeights { .. })));
+        assert!(matches!(
+            safetensors_weights(&empty, converted.path()),
+            Err(Error::NoWeights { .. })
+        ));
     }
 }

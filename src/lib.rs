@@ -34,7 +34,9 @@ pub mod weights;
 
 pub use backend::Backend;
 pub use config::RobertaConfig;
-pub use detector::{Detector, DetectorBuilder, Precision, Prediction, Preprocessing, WindowedPrediction};
+pub use detector::{
+    Detector, DetectorBuilder, Precision, Prediction, Preprocessing, WindowedPrediction,
+};
 pub use error::{Error, Result};
 pub use tokenizer::{CodeTokenizer, TokenizedInput};
 
@@ -48,7 +50,10 @@ pub(crate) fn tokenizer_max_length(dir: &std::path::Path) -> Result<Option<usize
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Tokenizer {
         path: path.clone(),
         message: e.to_string(),

@@ -37,7 +37,9 @@ impl Language {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "c" | "h" => Some(Language::C),
-            "cc" | "cpp" | "cxx" | "c++" | "hh" | "hpp" | "hxx" | "h++" | "ipp" | "tpp" => Some(Language::Cpp),
+            "cc" | "cpp" | "cxx" | "c++" | "hh" | "hpp" | "hxx" | "h++" | "ipp" | "tpp" => {
+                Some(Language::Cpp)
+            }
             _ => None,
         }
     }
@@ -121,13 +123,22 @@ pub fn find_functions(source: &str, language: Language) -> ScanResult {
     if parser.set_language(&language.grammar()).is_err() {
         // Only an ABI mismatch between grammar and library gets here; report it as
         // "could not parse" rather than panic.
-        return ScanResult { functions: Vec::new(), had_syntax_errors: true };
+        return ScanResult {
+            functions: Vec::new(),
+            had_syntax_errors: true,
+        };
     }
     let Some(tree) = parser.parse(source, None) else {
-        return ScanResult { functions: Vec::new(), had_syntax_errors: true };
+        return ScanResult {
+            functions: Vec::new(),
+            had_syntax_errors: true,
+        };
     };
     let root = tree.root_node();
-    ScanResult { functions: collect(root, source), had_syntax_errors: root.has_error() }
+    ScanResult {
+        functions: collect(root, source),
+        had_syntax_errors: root.has_error(),
+    }
 }
 
 /// Like [`find_functions`], for raw bytes. Invalid UTF-8 is first decoded lossily
@@ -178,14 +189,21 @@ fn span(definition: Node<'_>, source: &str) -> FunctionSpan {
     let start = outer.start_position();
     let end = definition.end_position();
     // A node ending at column 0 ends with a newline, whose line is not part of it.
-    let end_row = if end.column == 0 && end.row > start.row { end.row - 1 } else { end.row };
+    let end_row = if end.column == 0 && end.row > start.row {
+        end.row - 1
+    } else {
+        end.row
+    };
     FunctionSpan {
         name: function_name(definition, source).unwrap_or_else(|| ANONYMOUS.to_string()),
         start_line: start.row + 1,
         end_line: end_row + 1,
         start_byte,
         end_byte,
-        code: source.get(start_byte..end_byte).unwrap_or_default().to_string(),
+        code: source
+            .get(start_byte..end_byte)
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 
@@ -242,7 +260,11 @@ mod tests {
     }
 
     fn lines(result: &ScanResult) -> Vec<(usize, usize)> {
-        result.functions.iter().map(|f| (f.start_line, f.end_line)).collect()
+        result
+            .functions
+            .iter()
+            .map(|f| (f.start_line, f.end_line))
+            .collect()
     }
 
     #[test]
@@ -259,7 +281,10 @@ mod tests {
         assert_eq!(names(&result), ["square", "hello"]);
         assert_eq!(lines(&result), [(3, 7), (9, 9)]);
         let first = &result.functions[0];
-        assert_eq!(first.code, "static int\nsquare(int x)\n{\n    return x * x;\n}");
+        assert_eq!(
+            first.code,
+            "static int\nsquare(int x)\n{\n    return x * x;\n}"
+        );
         assert_eq!(&source[first.start_byte..first.end_byte], first.code);
     }
 
@@ -317,9 +342,24 @@ const std::string &name_ref() { static std::string s; return s; }
 "#;
         let result = find_functions(source, Language::Cpp);
         assert!(!result.had_syntax_errors, "{result:?}");
-        assert_eq!(names(&result), ["inline_method", "Foo::bar", "Foo::~Foo", "max_of", "operator==", "name_ref"]);
-        assert_eq!(lines(&result), [(4, 4), (9, 11), (13, 13), (16, 20), (22, 22), (24, 24)]);
-        assert!(result.functions[3].code.starts_with("template <typename T>\nT max_of"));
+        assert_eq!(
+            names(&result),
+            [
+                "inline_method",
+                "Foo::bar",
+                "Foo::~Foo",
+                "max_of",
+                "operator==",
+                "name_ref"
+            ]
+        );
+        assert_eq!(
+            lines(&result),
+            [(4, 4), (9, 11), (13, 13), (16, 20), (22, 22), (24, 24)]
+        );
+        assert!(result.functions[3]
+            .code
+            .starts_with("template <typename T>\nT max_of"));
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub struct TokenizedInput {
 impl TokenizedInput {
     /// Whether tokens were cut to fit the model.
     pub fn truncated(&self) -> bool {
-        self.untruncated_length.is_none_or(|n| n > self.input_ids.len())
+        self.untruncated_length
+            .is_none_or(|n| n > self.input_ids.len())
     }
 }
 
@@ -66,13 +67,18 @@ impl CodeTokenizer {
         if json.is_file() {
             return Self::from_tokenizer_json(&json);
         }
-        Self::from_vocab_and_merges(&dir.join("vocab.json"), &dir.join("merges.txt"), Some(&dir.join("tokenizer_config.json")))
+        Self::from_vocab_and_merges(
+            &dir.join("vocab.json"),
+            &dir.join("merges.txt"),
+            Some(&dir.join("tokenizer_config.json")),
+        )
     }
 
     /// Loads a serialized `tokenizers` pipeline. Any truncation or padding saved in it is
     /// dropped: this library truncates and pads itself.
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| tokenizer_error(path, e.to_string()))?;
+        let mut inner =
+            Tokenizer::from_file(path).map_err(|e| tokenizer_error(path, e.to_string()))?;
         inner
             .with_truncation(None)
             .map_err(|e| tokenizer_error(path, e.to_string()))?;
@@ -81,10 +87,17 @@ impl CodeTokenizer {
     }
 
     /// Builds RoBERTa's tokenizer from its vocabulary and merges, as transformers does.
-    pub fn from_vocab_and_merges(vocab: &Path, merges: &Path, tokenizer_config: Option<&Path>) -> Result<Self> {
+    pub fn from_vocab_and_merges(
+        vocab: &Path,
+        merges: &Path,
+        tokenizer_config: Option<&Path>,
+    ) -> Result<Self> {
         for file in [vocab, merges] {
             if !file.is_file() {
-                return Err(tokenizer_error(file, "file not found (expected tokenizer.json, or vocab.json and merges.txt)".into()));
+                return Err(tokenizer_error(
+                    file,
+                    "file not found (expected tokenizer.json, or vocab.json and merges.txt)".into(),
+                ));
             }
         }
         let vocab_str = path_str(vocab)?;
@@ -106,7 +119,10 @@ impl CodeTokenizer {
         let mut specials = Vec::new();
         for content in SPECIAL_TOKENS {
             if inner.token_to_id(content).is_none() {
-                return Err(tokenizer_error(vocab, format!("the vocabulary has no {content} token")));
+                return Err(tokenizer_error(
+                    vocab,
+                    format!("the vocabulary has no {content} token"),
+                ));
             }
             let (lstrip, rstrip) = flags.get(content);
             specials.push(
@@ -140,7 +156,13 @@ impl CodeTokenizer {
                 .is_some_and(|v| v["type"] == "ByteLevel" && v["use_regex"] == true);
         // Byte-level tokens spell one byte per character.
         let longest_token_bytes = byte_level
-            .then(|| inner.get_vocab(true).keys().map(|t| t.chars().count()).max())
+            .then(|| {
+                inner
+                    .get_vocab(true)
+                    .keys()
+                    .map(|t| t.chars().count())
+                    .max()
+            })
             .flatten();
         Ok(Self {
             inner,
@@ -158,7 +180,10 @@ impl CodeTokenizer {
     /// [`safe_cut`]) and far enough in to hold more than `max_tokens` tokens.
     pub fn encode(&self, text: &str, max_tokens: usize) -> Result<TokenizedInput> {
         let max_tokens = max_tokens.max(2);
-        if let Some(cut) = self.longest_token_bytes.and_then(|longest| safe_cut(text, (max_tokens + 1) * longest)) {
+        if let Some(cut) = self
+            .longest_token_bytes
+            .and_then(|longest| safe_cut(text, (max_tokens + 1) * longest))
+        {
             let mut ids = self.encode_untruncated(&text[..cut])?;
             // Each token spells at most `longest` bytes, so the prefix holds more than
             // max_tokens tokens; check rather than trust it.
@@ -238,7 +263,10 @@ pub fn safe_cut(text: &str, min_bytes: usize) -> Option<usize> {
     }
     (min_bytes.max(1)..bytes.len()).find(|&p| {
         bytes[p].is_ascii_whitespace()
-            && text[..p].chars().next_back().is_some_and(|c| !c.is_whitespace())
+            && text[..p]
+                .chars()
+                .next_back()
+                .is_some_and(|c| !c.is_whitespace())
     })
 }
 
@@ -255,19 +283,34 @@ impl SpecialTokenFlags {
             path: path.to_path_buf(),
             source,
         })?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| tokenizer_error(path, e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| tokenizer_error(path, e.to_string()))?;
         let mut flags = Vec::new();
         let mut take = |entry: &Value| {
             if let Some(content) = entry.get("content").and_then(Value::as_str) {
-                let lstrip = entry.get("lstrip").and_then(Value::as_bool).unwrap_or(false);
-                let rstrip = entry.get("rstrip").and_then(Value::as_bool).unwrap_or(false);
+                let lstrip = entry
+                    .get("lstrip")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let rstrip = entry
+                    .get("rstrip")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 flags.push((content.to_owned(), lstrip, rstrip));
             }
         };
         if let Some(decoder) = value.get("added_tokens_decoder").and_then(Value::as_object) {
             decoder.values().for_each(&mut take);
         }
-        for key in ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"] {
+        for key in [
+            "bos_token",
+            "eos_token",
+            "unk_token",
+            "sep_token",
+            "pad_token",
+            "cls_token",
+            "mask_token",
+        ] {
             if let Some(entry) = value.get(key).filter(|v| v.is_object()) {
                 take(entry);
             }

@@ -18,19 +18,34 @@ fn load_err(dir: &Path) -> Error {
 }
 
 /// Rewrites `model.safetensors` of `dir` after `edit` changed its tensors.
-fn rewrite_safetensors(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) {
+fn rewrite_safetensors(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
+) {
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
         .tensors()
         .into_iter()
-        .map(|(name, view)| (name, view.dtype(), view.shape().to_vec(), view.data().to_vec()))
+        .map(|(name, view)| {
+            (
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            )
+        })
         .collect();
     edit(&mut tensors);
     let views: Vec<(String, TensorView)> = tensors
         .iter()
-        .map(|(name, dtype, shape, data)| (name.clone(), TensorView::new(*dtype, shape.clone(), data).unwrap()))
+        .map(|(name, dtype, shape, data)| {
+            (
+                name.clone(),
+                TensorView::new(*dtype, shape.clone(), data).unwrap(),
+            )
+        })
         .collect();
     let out = safetensors::serialize(views, None::<HashMap<String, String>>).unwrap();
     std::fs::write(&path, out).unwrap();
@@ -39,9 +54,14 @@ fn rewrite_safetensors(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Dtype, Ve
 #[test]
 fn missing_tensor_is_named() {
     let dir = copy_fixture("roberta-2-labels");
-    rewrite_safetensors(dir.path(), |t| t.retain(|(name, ..)| name != "roberta.encoder.layer.1.attention.self.key.bias"));
+    rewrite_safetensors(dir.path(), |t| {
+        t.retain(|(name, ..)| name != "roberta.encoder.layer.1.attention.self.key.bias")
+    });
     let err = load_err(dir.path()).to_string();
-    assert!(err.contains("missing tensor `roberta.encoder.layer.1.attention.self.key.bias`"), "{err}");
+    assert!(
+        err.contains("missing tensor `roberta.encoder.layer.1.attention.self.key.bias`"),
+        "{err}"
+    );
     assert!(err.contains("model.safetensors"), "{err}");
 }
 
@@ -49,22 +69,34 @@ fn missing_tensor_is_named() {
 fn misshapen_tensor_names_both_shapes() {
     let dir = copy_fixture("roberta-2-labels");
     rewrite_safetensors(dir.path(), |t| {
-        let entry = t.iter_mut().find(|(name, ..)| name == "classifier.out_proj.weight").unwrap();
+        let entry = t
+            .iter_mut()
+            .find(|(name, ..)| name == "classifier.out_proj.weight")
+            .unwrap();
         entry.2 = vec![4, 16];
     });
     let err = load_err(dir.path()).to_string();
-    assert!(err.contains("`classifier.out_proj.weight` has shape [4, 16], expected [2, 32]"), "{err}");
+    assert!(
+        err.contains("`classifier.out_proj.weight` has shape [4, 16], expected [2, 32]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn integer_tensor_is_refused_by_dtype() {
     let dir = copy_fixture("roberta-2-labels");
     rewrite_safetensors(dir.path(), |t| {
-        let entry = t.iter_mut().find(|(name, ..)| name == "classifier.dense.bias").unwrap();
+        let entry = t
+            .iter_mut()
+            .find(|(name, ..)| name == "classifier.dense.bias")
+            .unwrap();
         entry.1 = Dtype::I32;
     });
     let err = load_err(dir.path()).to_string();
-    assert!(err.contains("classifier.dense.bias") && err.contains("I32"), "{err}");
+    assert!(
+        err.contains("classifier.dense.bias") && err.contains("I32"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -137,17 +169,26 @@ fn bad_configs_are_refused_with_the_field_named() {
     let cases: &[(&str, &str)] = &[
         ("{ not json", "invalid"),
         (r#"{"model_type": "bert"}"#, "model_type"),
-        (r#"{"architectures": ["RobertaForMaskedLM"], "model_type": "roberta"}"#, "RobertaForMaskedLM"),
+        (
+            r#"{"architectures": ["RobertaForMaskedLM"], "model_type": "roberta"}"#,
+            "RobertaForMaskedLM",
+        ),
         (r#"{"hidden_act": "relu"}"#, "hidden_act"),
         (r#"{"num_hidden_layers": 1000000000}"#, "num_hidden_layers"),
         (r#"{"num_attention_heads": 0}"#, "num_attention_heads"),
-        (r#"{"hidden_size": 30, "num_attention_heads": 4}"#, "num_attention_heads"),
+        (
+            r#"{"hidden_size": 30, "num_attention_heads": 4}"#,
+            "num_attention_heads",
+        ),
     ];
     for (text, expected) in cases {
         let dir = copy_fixture("roberta-2-labels");
         std::fs::write(dir.path().join("config.json"), text).unwrap();
         let err = load_err(dir.path()).to_string();
-        assert!(err.contains(expected) && err.contains("config.json"), "{text}: {err}");
+        assert!(
+            err.contains(expected) && err.contains("config.json"),
+            "{text}: {err}"
+        );
     }
 }
 
@@ -155,20 +196,36 @@ fn bad_configs_are_refused_with_the_field_named() {
 fn config_that_disagrees_with_the_weights_names_the_tensor() {
     let dir = copy_fixture("roberta-2-labels");
     let path = dir.path().join("config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     config["intermediate_size"] = 48.into();
     std::fs::write(&path, config.to_string()).unwrap();
     let err = load_err(dir.path()).to_string();
-    assert!(err.contains("roberta.encoder.layer.0.intermediate.dense.weight") && err.contains("[48, 32]"), "{err}");
+    assert!(
+        err.contains("roberta.encoder.layer.0.intermediate.dense.weight")
+            && err.contains("[48, 32]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_builder_arguments_are_named() {
-    let err = Detector::builder(fixture("roberta-2-labels")).max_tokens(513).build().unwrap_err().to_string();
+    let err = Detector::builder(fixture("roberta-2-labels"))
+        .max_tokens(513)
+        .build()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("max_tokens"), "{err}");
-    let err = Detector::builder(fixture("roberta-2-labels")).batch_size(0).build().unwrap_err().to_string();
+    let err = Detector::builder(fixture("roberta-2-labels"))
+        .batch_size(0)
+        .build()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("batch_size"), "{err}");
-    let err = "tpu".parse::<insecure_code_detector::Backend>().unwrap_err().to_string();
+    let err = "tpu"
+        .parse::<insecure_code_detector::Backend>()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("tpu") && err.contains("flex"), "{err}");
 }
 
@@ -176,7 +233,8 @@ fn bad_builder_arguments_are_named() {
 fn write_hostile_bin(path: &Path, pickle: &[u8]) {
     use std::io::Write;
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", options).unwrap();
     zip.write_all(pickle).unwrap();
     zip.start_file("archive/version", options).unwrap();
@@ -198,11 +256,17 @@ fn pickle_naming_a_foreign_global_is_refused_by_name() {
     let err = load_err(dir.path());
     assert!(matches!(err, Error::WeightsFormat { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("`os.system`") && message.contains("pytorch_model.bin"), "{message}");
+    assert!(
+        message.contains("`os.system`") && message.contains("pytorch_model.bin"),
+        "{message}"
+    );
     assert!(!marker.exists(), "the pickle's command ran");
 
     // Protocol 4 spelling of the same call.
-    write_hostile_bin(&dir.path().join("pytorch_model.bin"), b"\x80\x04\x8c\x08builtins\x94\x8c\x04exec\x94\x93\x94.");
+    write_hostile_bin(
+        &dir.path().join("pytorch_model.bin"),
+        b"\x80\x04\x8c\x08builtins\x94\x8c\x04exec\x94\x93\x94.",
+    );
     let message = load_err(dir.path()).to_string();
     assert!(message.contains("`builtins.exec`"), "{message}");
 }
@@ -211,6 +275,9 @@ fn pickle_naming_a_foreign_global_is_refused_by_name() {
 fn real_torch_save_files_pass_the_pickle_check() {
     // f32 zip-format .bin and f16 .bin with legacy buffers, both written by torch.save.
     let dir = fixture("roberta-2-labels");
-    Detector::builder(&dir).weights(dir.join("pytorch_model.bin")).build().unwrap();
+    Detector::builder(&dir)
+        .weights(dir.join("pytorch_model.bin"))
+        .build()
+        .unwrap();
     Detector::from_pretrained(fixture("roberta-1-label-old-config")).unwrap();
 }

@@ -42,7 +42,11 @@ fn compile_with(compiler: &str, std: &str, source: &Path, out: &Path, extra: &[&
         .args(extra)
         .status()
         .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
-    assert!(status.success(), "{compiler} failed on {}", source.display());
+    assert!(
+        status.success(),
+        "{compiler} failed on {}",
+        source.display()
+    );
 }
 
 /// "predict LABEL PROB TOKENS TRUNCATED LOGITS..." lines of the API test.
@@ -77,7 +81,11 @@ fn damaged_checkpoints() -> [tempfile::TempDir; 3] {
 
 /// The API test's command line, run directly or under `wrapper` (a program and its
 /// options, such as valgrind).
-fn api_test_command(wrapper: Option<(&str, &[&str])>, exe: &Path, damaged: &[tempfile::TempDir; 3]) -> Command {
+fn api_test_command(
+    wrapper: Option<(&str, &[&str])>,
+    exe: &Path,
+    damaged: &[tempfile::TempDir; 3],
+) -> Command {
     let mut command = match wrapper {
         Some((program, options)) => {
             let mut c = Command::new(program);
@@ -95,7 +103,12 @@ fn api_test_command(wrapper: Option<(&str, &[&str])>, exe: &Path, damaged: &[tem
 fn c_api_test_passes_and_agrees_with_the_rust_api() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = tmp.path().join("api_test");
-    compile("cc", "c11", &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"), &exe);
+    compile(
+        "cc",
+        "c11",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"),
+        &exe,
+    );
     let model = fixture("roberta-2-labels");
     let damaged = damaged_checkpoints();
     let output = api_test_command(None, &exe, &damaged).output().unwrap();
@@ -117,7 +130,10 @@ fn c_api_test_passes_and_agrees_with_the_rust_api() {
         assert_eq!(label, expected.label, "{text:?}");
         assert_eq!(tokens, expected.tokens, "{text:?}");
         assert_eq!(truncated, expected.truncated, "{text:?}");
-        assert!((probability - expected.insecure_probability).abs() <= 1e-6, "{text:?}");
+        assert!(
+            (probability - expected.insecure_probability).abs() <= 1e-6,
+            "{text:?}"
+        );
         assert_logits_close(&logits, &expected.logits, text);
     }
 }
@@ -130,7 +146,12 @@ fn c_api_test_is_clean_under_valgrind() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let exe = tmp.path().join("api_test");
-    compile("cc", "c11", &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"), &exe);
+    compile(
+        "cc",
+        "c11",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c"),
+        &exe,
+    );
     let damaged = damaged_checkpoints();
     let options: &[&str] = &[
         "--error-exitcode=99",
@@ -139,9 +160,14 @@ fn c_api_test_is_clean_under_valgrind() {
         "--show-leak-kinds=definite",
         "--quiet",
     ];
-    let output = api_test_command(Some(("valgrind", options)), &exe, &damaged).output().unwrap();
+    let output = api_test_command(Some(("valgrind", options)), &exe, &damaged)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "valgrind reported errors or leaks:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "valgrind reported errors or leaks:\n{stderr}"
+    );
     assert!(stderr.contains("all C API checks passed"), "{stderr}");
 }
 
@@ -155,29 +181,64 @@ fn c_and_cpp_embedding_examples_build_and_report() {
     let scan = tmp.path().join("scan_file");
     compile("c++", "c++17", &root.join("examples/scan_file.cpp"), &scan);
     // Threshold 0: every block is a finding (exit 1); threshold above 1: none (exit 0).
-    let all = Command::new(&scan).arg(&model).arg(&sample).arg("0").output().unwrap();
+    let all = Command::new(&scan)
+        .arg(&model)
+        .arg(&sample)
+        .arg("0")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&all.stdout);
-    assert_eq!(all.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&all.stderr));
+    assert_eq!(
+        all.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(lines[0].contains("sample.c:4-8: insecure"), "{stdout}");
     assert!(lines[1].contains("sample.c:10-17: insecure"), "{stdout}");
-    let none = Command::new(&scan).arg(&model).arg(&sample).arg("1.5").output().unwrap();
+    let none = Command::new(&scan)
+        .arg(&model)
+        .arg(&sample)
+        .arg("1.5")
+        .output()
+        .unwrap();
     assert_eq!(none.status.code(), Some(0));
-    let bad = Command::new(&scan).arg("/nonexistent").arg(&sample).output().unwrap();
+    let bad = Command::new(&scan)
+        .arg("/nonexistent")
+        .arg(&sample)
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent"));
 
     let classify = tmp.path().join("classify_file");
-    compile("cc", "c11", &root.join("examples/classify_file.c"), &classify);
-    let out = Command::new(&classify).arg(&model).arg(&sample).output().unwrap();
+    compile(
+        "cc",
+        "c11",
+        &root.join("examples/classify_file.c"),
+        &classify,
+    );
+    let out = Command::new(&classify)
+        .arg(&model)
+        .arg(&sample)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let expected = Detector::from_pretrained(&model)
         .unwrap()
         .predict(&std::fs::read_to_string(&sample).unwrap())
         .unwrap();
-    assert_eq!(out.status.code(), Some(i32::from(expected.insecure_probability >= 0.5)), "{stdout}");
-    assert!(stdout.contains(&format!("{:.4}", expected.insecure_probability)), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(expected.insecure_probability >= 0.5)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{:.4}", expected.insecure_probability)),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -186,8 +247,14 @@ fn eight_c_threads_sharing_one_detector_match_serial_results() {
     let exe = tmp.path().join("threads_test");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/threads_test.c");
     compile_with("cc", "c11", &source, &exe, &["-pthread"]);
-    let output = Command::new(&exe).arg(fixture("roberta-2-labels")).output().unwrap();
+    let output = Command::new(&exe)
+        .arg(fixture("roberta-2-labels"))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("1600 concurrent predictions equal the serial ones"), "{stderr}");
+    assert!(
+        stderr.contains("1600 concurrent predictions equal the serial ones"),
+        "{stderr}"
+    );
 }

@@ -13,7 +13,9 @@ use serde_json::Value;
 
 /// The scanned tree, written by each test into its own temporary directory.
 const TREE: &[(&str, &str)] = &[
-    ("src/basic.c", r#"#include <string.h>
+    (
+        "src/basic.c",
+        r#"#include <string.h>
 
 static int copy_name(char *dst, const char *src)
 {
@@ -28,15 +30,21 @@ int checked_get(const int *a, int len, int i)
     }
     return a[i];
 }
-"#),
-    ("src/kr.c", r#"int add(a, b)
+"#,
+    ),
+    (
+        "src/kr.c",
+        r#"int add(a, b)
     int a;
     int b;
 {
     return a + b;
 }
-"#),
-    ("src/macros.c", r#"#define WITH_LOCK(l, body) do { lock(l); body; unlock(l); } while (0)
+"#,
+    ),
+    (
+        "src/macros.c",
+        r#"#define WITH_LOCK(l, body) do { lock(l); body; unlock(l); } while (0)
 
 #ifdef HAVE_FEATURE
 static int guarded(void)
@@ -45,8 +53,11 @@ static int guarded(void)
     return counter;
 }
 #endif
-"#),
-    ("src/methods.cpp", r#"namespace ns {
+"#,
+    ),
+    (
+        "src/methods.cpp",
+        r#"namespace ns {
 
 class Buffer {
   public:
@@ -65,16 +76,29 @@ T clamp(T v, T lo, T hi)
 }  // namespace ns
 
 int ns_size(const ns::Buffer &b) { return b.size(); }
-"#),
-    ("src/broken.c", r#"}}}} int ((( {
-"#),
+"#,
+    ),
+    (
+        "src/broken.c",
+        r#"}}}} int ((( {
+"#,
+    ),
     ("src/empty.c", r#""#),
-    ("src/notes.txt", r#"not C at all
-"#),
-    (".gitignore", r#"ignored/
-"#),
-    ("ignored/skip.c", r#"int skipped(void) { return 1; }
-"#),
+    (
+        "src/notes.txt",
+        r#"not C at all
+"#,
+    ),
+    (
+        ".gitignore",
+        r#"ignored/
+"#,
+    ),
+    (
+        "ignored/skip.c",
+        r#"int skipped(void) { return 1; }
+"#,
+    ),
 ];
 
 fn write_tree(root: &Path) {
@@ -84,7 +108,11 @@ fn write_tree(root: &Path) {
         std::fs::write(path, text).unwrap();
     }
     // Latin-1 bytes in a comment: not UTF-8.
-    std::fs::write(root.join("src/latin1.c"), b"/* caf\xe9 */\nint latin(void)\n{\n    return 1; /* \xff */\n}\n").unwrap();
+    std::fs::write(
+        root.join("src/latin1.c"),
+        b"/* caf\xe9 */\nint latin(void)\n{\n    return 1; /* \xff */\n}\n",
+    )
+    .unwrap();
 }
 
 fn icd(args: &[&str]) -> Output {
@@ -108,7 +136,10 @@ fn scan_jsonl(root: &Path, extra: &[&str]) -> (Output, Vec<Value>) {
     let mut args = vec!["--model", &model, "scan", &root, "--format", "jsonl"];
     args.extend_from_slice(extra);
     let output = icd(&args);
-    let rows = stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     (output, rows)
 }
 
@@ -118,15 +149,31 @@ fn scan_finds_functions_with_line_ranges_and_respects_gitignore() {
     write_tree(tmp.path());
     let (output, rows) = scan_jsonl(tmp.path(), &["--threshold", "0"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "threshold 0 flags everything: {stderr}");
-    assert!(stderr.contains("broken.c") && stderr.contains("syntax errors"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "threshold 0 flags everything: {stderr}"
+    );
+    assert!(
+        stderr.contains("broken.c") && stderr.contains("syntax errors"),
+        "{stderr}"
+    );
 
     let found: Vec<(String, String, u64, u64)> = rows
         .iter()
         .map(|r| {
             let file = r["file"].as_str().unwrap();
-            let relative = Path::new(file).strip_prefix(tmp.path()).unwrap().display().to_string();
-            (relative, r["function"].as_str().unwrap().to_owned(), r["start_line"].as_u64().unwrap(), r["end_line"].as_u64().unwrap())
+            let relative = Path::new(file)
+                .strip_prefix(tmp.path())
+                .unwrap()
+                .display()
+                .to_string();
+            (
+                relative,
+                r["function"].as_str().unwrap().to_owned(),
+                r["start_line"].as_u64().unwrap(),
+                r["end_line"].as_u64().unwrap(),
+            )
         })
         .collect();
     let expect = |file: &str, name: &str, start: u64, end: u64| {
@@ -143,8 +190,13 @@ fn scan_finds_functions_with_line_ranges_and_respects_gitignore() {
     expect("src/methods.cpp", "clamp", 11, 15);
     expect("src/methods.cpp", "ns_size", 19, 19);
     expect("src/latin1.c", "latin", 2, 5);
-    assert!(found.iter().all(|(file, ..)| !file.starts_with("ignored/")), "gitignored file scanned: {found:?}");
-    assert!(found.iter().all(|(file, ..)| file != "src/empty.c" && file != "src/notes.txt"));
+    assert!(
+        found.iter().all(|(file, ..)| !file.starts_with("ignored/")),
+        "gitignored file scanned: {found:?}"
+    );
+    assert!(found
+        .iter()
+        .all(|(file, ..)| file != "src/empty.c" && file != "src/notes.txt"));
 
     // The probabilities are the library's own for the same text.
     let detector = Detector::from_pretrained(fixture("roberta-2-labels")).unwrap();
@@ -152,7 +204,12 @@ fn scan_finds_functions_with_line_ranges_and_respects_gitignore() {
     let copy_name: String = basic.lines().skip(2).take(5).collect::<Vec<_>>().join("\n");
     let row = rows.iter().find(|r| r["function"] == "copy_name").unwrap();
     let expected = detector.predict(&copy_name).unwrap();
-    let logits: Vec<f32> = row["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let logits: Vec<f32> = row["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
     assert_logits_close(&logits, &expected.logits, "copy_name through icd scan");
     assert_eq!(row["verdict"], "insecure");
 }
@@ -167,8 +224,14 @@ fn scan_exit_statuses_and_table_format() {
     assert_eq!(none.status.code(), Some(0));
     let table = stdout(&none);
     assert!(table.starts_with("VERDICT"), "{table}");
-    assert!(table.contains("basic.c:3-7") && table.contains("copy_name"), "{table}");
-    assert!(table.trim_end().ends_with("0 of 8 functions at or above 1"), "{table}");
+    assert!(
+        table.contains("basic.c:3-7") && table.contains("copy_name"),
+        "{table}"
+    );
+    assert!(
+        table.trim_end().ends_with("0 of 8 functions at or above 1"),
+        "{table}"
+    );
 
     let bad_model = icd(&["--model", "/nonexistent/model", "scan", &root]);
     assert_eq!(bad_model.status.code(), Some(2));
@@ -182,15 +245,32 @@ fn scan_exit_statuses_and_table_format() {
 #[test]
 fn scan_window_reports_the_worst_window_of_long_functions() {
     let tmp = tempfile::tempdir().unwrap();
-    let body: String = (0..400).map(|i| format!("    buf[{i}] = src[{i}] + len;\n")).collect();
-    std::fs::write(tmp.path().join("long.c"), format!("void long_function(char *buf, const char *src, int len)\n{{\n{body}}}\n")).unwrap();
-    let (output, rows) = scan_jsonl(tmp.path(), &["--window", "--stride", "200", "--threshold", "0"]);
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let body: String = (0..400)
+        .map(|i| format!("    buf[{i}] = src[{i}] + len;\n"))
+        .collect();
+    std::fs::write(
+        tmp.path().join("long.c"),
+        format!("void long_function(char *buf, const char *src, int len)\n{{\n{body}}}\n"),
+    )
+    .unwrap();
+    let (output, rows) = scan_jsonl(
+        tmp.path(),
+        &["--window", "--stride", "200", "--threshold", "0"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(rows.len(), 1);
     let window = &rows[0]["window"];
     let windows = window["windows"].as_u64().unwrap();
     assert!(windows >= 3, "{window}");
-    let (start, end) = (window["start_line"].as_u64().unwrap(), window["end_line"].as_u64().unwrap());
+    let (start, end) = (
+        window["start_line"].as_u64().unwrap(),
+        window["end_line"].as_u64().unwrap(),
+    );
     assert!(1 <= start && start < end && end <= 403, "{window}");
     assert_eq!(rows[0]["truncated"], false);
     // Without --window the same function is truncated.
@@ -204,24 +284,59 @@ fn scan_sarif_is_valid_sarif_2_1_0() {
     write_tree(tmp.path());
     let root = tmp.path().join("src").display().to_string();
     let sarif_path = tmp.path().join("out.sarif");
-    let output = icd(&["--model", &model(), "scan", &root, "--format", "sarif", "--threshold", "0", "--output", &sarif_path.display().to_string()]);
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
-    let sarif: Value = serde_json::from_str(&std::fs::read_to_string(&sarif_path).unwrap()).unwrap();
+    let output = icd(&[
+        "--model",
+        &model(),
+        "scan",
+        &root,
+        "--format",
+        "sarif",
+        "--threshold",
+        "0",
+        "--output",
+        &sarif_path.display().to_string(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sarif: Value =
+        serde_json::from_str(&std::fs::read_to_string(&sarif_path).unwrap()).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
     let run = &sarif["runs"][0];
     assert_eq!(run["tool"]["driver"]["rules"][0]["id"], "ICD001");
     let results = run["results"].as_array().unwrap();
     assert_eq!(results.len(), 8);
-    let first = results.iter().find(|r| r["locations"][0]["logicalLocations"][0]["name"] == "checked_get").unwrap();
+    let first = results
+        .iter()
+        .find(|r| r["locations"][0]["logicalLocations"][0]["name"] == "checked_get")
+        .unwrap();
     assert_eq!(first["ruleId"], "ICD001");
-    assert_eq!(first["locations"][0]["physicalLocation"]["region"]["startLine"], 9);
-    assert_eq!(first["locations"][0]["physicalLocation"]["region"]["endLine"], 15);
+    assert_eq!(
+        first["locations"][0]["physicalLocation"]["region"]["startLine"],
+        9
+    );
+    assert_eq!(
+        first["locations"][0]["physicalLocation"]["region"]["endLine"],
+        15
+    );
     let p = first["properties"]["insecureProbability"].as_f64().unwrap();
     assert!((first["rank"].as_f64().unwrap() - p * 100.0).abs() < 0.01);
     assert!(first["properties"]["tokens"].as_u64().unwrap() > 2);
 
     // At threshold 1 nothing is reported, and the log is still valid.
-    let empty = icd(&["--model", &model(), "scan", &root, "--format", "sarif", "--threshold", "1"]);
+    let empty = icd(&[
+        "--model",
+        &model(),
+        "scan",
+        &root,
+        "--format",
+        "sarif",
+        "--threshold",
+        "1",
+    ]);
     assert_eq!(empty.status.code(), Some(0));
     let empty: Value = serde_json::from_str(&stdout(&empty)).unwrap();
     assert_eq!(empty["runs"][0]["results"].as_array().unwrap().len(), 0);
@@ -243,7 +358,10 @@ fn scan_sarif_is_valid_sarif_2_1_0() {
     if stderr.contains("No module named 'jsonschema'") {
         panic!("Python's jsonschema is needed to validate SARIF: pip install jsonschema (./scripts/test does)");
     }
-    assert!(check.status.success() && stdout(&check).trim() == "valid", "SARIF is not valid: {stderr}");
+    assert!(
+        check.status.success() && stdout(&check).trim() == "valid",
+        "SARIF is not valid: {stderr}"
+    );
 }
 
 #[test]
@@ -255,26 +373,67 @@ fn classify_json_equals_the_library_logits() {
         .inputs
         .iter()
         .enumerate()
-        .map(|(i, input)| serde_json::json!({"idx": i, "func": input.text, "target": 0}).to_string())
+        .map(|(i, input)| {
+            serde_json::json!({"idx": i, "func": input.text, "target": 0}).to_string()
+        })
         .collect();
     std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
-    let output = icd(&["--model", &model(), "classify", &jsonl.display().to_string(), "--format", "json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let rows: Vec<Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let output = icd(&[
+        "--model",
+        &model(),
+        "classify",
+        &jsonl.display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), reference.inputs.len());
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row["idx"], i);
-        let logits: Vec<f32> = row["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-        assert_logits_close(&logits, &reference.inputs[i].raw.logits, &format!("icd classify row {i}"));
+        let logits: Vec<f32> = row["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_logits_close(
+            &logits,
+            &reference.inputs[i].raw.logits,
+            &format!("icd classify row {i}"),
+        );
         assert!(row["insecure_probability"].as_f64().unwrap() >= 0.0);
     }
     // One function from a file.
     let file = tmp.path().join("f.c");
     std::fs::write(&file, &reference.inputs[0].text).unwrap();
-    let output = icd(&["--model", &model(), "classify", &file.display().to_string(), "--format", "json"]);
+    let output = icd(&[
+        "--model",
+        &model(),
+        "classify",
+        &file.display().to_string(),
+        "--format",
+        "json",
+    ]);
     let row: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
-    let logits: Vec<f32> = row["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-    assert_logits_close(&logits, &reference.inputs[0].raw.logits, "icd classify FILE");
+    let logits: Vec<f32> = row["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert_logits_close(
+        &logits,
+        &reference.inputs[0].raw.logits,
+        "icd classify FILE",
+    );
 }
 
 #[test]
@@ -284,12 +443,31 @@ fn evaluate_reports_metrics_computed_independently() {
     let tmp = tempfile::tempdir().unwrap();
     let jsonl = tmp.path().join("test.jsonl");
     // Alternate labels so that every cell of the confusion matrix can fill.
-    let rows: Vec<(usize, &str, i64)> = reference.inputs.iter().enumerate().map(|(i, r)| (i, r.text.as_str(), (i % 2) as i64)).collect();
-    let text: Vec<String> = rows.iter().map(|(i, f, t)| serde_json::json!({"idx": i, "func": f, "target": t}).to_string()).collect();
+    let rows: Vec<(usize, &str, i64)> = reference
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i, r.text.as_str(), (i % 2) as i64))
+        .collect();
+    let text: Vec<String> = rows
+        .iter()
+        .map(|(i, f, t)| serde_json::json!({"idx": i, "func": f, "target": t}).to_string())
+        .collect();
     std::fs::write(&jsonl, text.join("\n")).unwrap();
     let predictions_path = tmp.path().join("predictions.txt");
-    let output = icd(&["--model", &model(), "evaluate", &jsonl.display().to_string(), "--predictions", &predictions_path.display().to_string()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = icd(&[
+        "--model",
+        &model(),
+        "evaluate",
+        &jsonl.display().to_string(),
+        "--predictions",
+        &predictions_path.display().to_string(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
 
     let (mut tp, mut fp, mut tn, mut fn_) = (0.0, 0.0, 0.0, 0.0);
@@ -307,14 +485,26 @@ fn evaluate_reports_metrics_computed_independently() {
     let accuracy = (tp + tn) / rows.len() as f64;
     let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
     let recall = if tp + fn_ > 0.0 { tp / (tp + fn_) } else { 0.0 };
-    let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+    let f1 = if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
     assert_eq!(report["examples"], rows.len());
     assert!((report["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-12);
     assert!((report["precision"].as_f64().unwrap() - precision).abs() < 1e-12);
     assert!((report["recall"].as_f64().unwrap() - recall).abs() < 1e-12);
     assert!((report["f1"].as_f64().unwrap() - f1).abs() < 1e-12);
-    assert_eq!(report["confusion_matrix"]["true_negative"].as_f64().unwrap(), tn);
-    assert_eq!(std::fs::read_to_string(&predictions_path).unwrap(), expected_lines);
+    assert_eq!(
+        report["confusion_matrix"]["true_negative"]
+            .as_f64()
+            .unwrap(),
+        tn
+    );
+    assert_eq!(
+        std::fs::read_to_string(&predictions_path).unwrap(),
+        expected_lines
+    );
 }
 
 #[test]
@@ -323,13 +513,20 @@ fn convert_output_loads_back_with_identical_logits() {
     let safetensors = tmp.path().join("model.safetensors");
     std::fs::remove_file(&safetensors).unwrap();
     let output = icd(&["convert", &tmp.path().display().to_string()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(safetensors.is_file());
     let converted = Detector::from_pretrained(tmp.path()).unwrap();
     let original = Detector::from_pretrained(fixture("roberta-2-labels")).unwrap();
     let reference = reference("roberta-2-labels");
     for input in &reference.inputs {
-        assert_eq!(converted.predict(&input.text).unwrap().logits, original.predict(&input.text).unwrap().logits);
+        assert_eq!(
+            converted.predict(&input.text).unwrap().logits,
+            original.predict(&input.text).unwrap().logits
+        );
     }
     // Same names and shapes as the hub's safetensors.
     let ours = std::fs::read(&safetensors).unwrap();
@@ -344,15 +541,26 @@ fn convert_output_loads_back_with_identical_logits() {
 
     // f16 halves the size; a pickle naming os.system is refused.
     let half = tmp.path().join("half.safetensors");
-    let output = icd(&["convert", &tmp.path().join("pytorch_model.bin").display().to_string(), &half.display().to_string(), "--dtype", "f16"]);
+    let output = icd(&[
+        "convert",
+        &tmp.path().join("pytorch_model.bin").display().to_string(),
+        &half.display().to_string(),
+        "--dtype",
+        "f16",
+    ]);
     assert!(output.status.success());
-    assert!(std::fs::metadata(&half).unwrap().len() < std::fs::metadata(&safetensors).unwrap().len() * 6 / 10);
+    assert!(
+        std::fs::metadata(&half).unwrap().len()
+            < std::fs::metadata(&safetensors).unwrap().len() * 6 / 10
+    );
 }
 
 #[test]
 fn default_model_comes_from_the_hugging_face_cache() {
     let cache = tempfile::tempdir().unwrap();
-    let repo = cache.path().join("models--mrm8488--codebert-base-finetuned-detect-insecure-code");
+    let repo = cache
+        .path()
+        .join("models--mrm8488--codebert-base-finetuned-detect-insecure-code");
     let snapshot = repo.join("snapshots/0123abcd");
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
@@ -366,30 +574,53 @@ fn default_model_comes_from_the_hugging_face_cache() {
     let run = |env: &[(&str, &Path)]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_icd"));
         command.args(["classify", &input.display().to_string(), "--format", "json"]);
-        command.env_remove("HF_HUB_CACHE").env_remove("HF_HOME").env_remove("BURN_DEVICE").env_remove("HF_ENDPOINT");
-        command.env("HF_HUB_OFFLINE", "1").env("ICD_CACHE_DIR", cache.path().join("converted"));
+        command
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HF_HOME")
+            .env_remove("BURN_DEVICE")
+            .env_remove("HF_ENDPOINT");
+        command
+            .env("HF_HUB_OFFLINE", "1")
+            .env("ICD_CACHE_DIR", cache.path().join("converted"));
         for (k, v) in env {
             command.env(k, v);
         }
         command.output().unwrap()
     };
     let found = run(&[("HF_HUB_CACHE", cache.path())]);
-    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
     // HF_HOME/hub is the cache when HF_HUB_CACHE is unset.
     let home = tempfile::tempdir().unwrap();
-    std::fs::rename(cache.path().join("models--mrm8488--codebert-base-finetuned-detect-insecure-code"), {
-        std::fs::create_dir_all(home.path().join("hub")).unwrap();
-        home.path().join("hub/models--mrm8488--codebert-base-finetuned-detect-insecure-code")
-    })
+    std::fs::rename(
+        cache
+            .path()
+            .join("models--mrm8488--codebert-base-finetuned-detect-insecure-code"),
+        {
+            std::fs::create_dir_all(home.path().join("hub")).unwrap();
+            home.path()
+                .join("hub/models--mrm8488--codebert-base-finetuned-detect-insecure-code")
+        },
+    )
     .unwrap();
     let found = run(&[("HF_HOME", home.path())]);
-    assert!(found.status.success(), "{}", String::from_utf8_lossy(&found.stderr));
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
 
     let empty = tempfile::tempdir().unwrap();
     let missing = run(&[("HF_HUB_CACHE", empty.path())]);
     assert_eq!(missing.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&missing.stderr);
-    assert!(stderr.contains("huggingface-cli download") && stderr.contains("--model"), "{stderr}");
+    assert!(
+        stderr.contains("huggingface-cli download") && stderr.contains("--model"),
+        "{stderr}"
+    );
 }
 
 const HUB_REPO: &str = "mrm8488/codebert-base-finetuned-detect-insecure-code";
@@ -399,7 +630,10 @@ const HUB_REPO: &str = "mrm8488/codebert-base-finetuned-detect-insecure-code";
 /// (`/api/models/{repo}/revision/main`) and ranged file reads
 /// (`/{repo}/resolve/main/{file}`, with `ETag`, `X-Repo-Commit` and `Content-Range`).
 /// Returns its address and the paths it was asked for.
-fn serve_fake_hub(commit: &'static str, files: Vec<(String, Vec<u8>)>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+fn serve_fake_hub(
+    commit: &'static str,
+    files: Vec<(String, Vec<u8>)>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -411,7 +645,11 @@ fn serve_fake_hub(commit: &'static str, files: Vec<(String, Vec<u8>)>) -> (Strin
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut request_line = String::new();
             reader.read_line(&mut request_line).unwrap();
-            let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_owned();
             let mut range: Option<(usize, Option<usize>)> = None;
             loop {
                 let mut header = String::new();
@@ -426,9 +664,18 @@ fn serve_fake_hub(commit: &'static str, files: Vec<(String, Vec<u8>)>) -> (Strin
             seen.lock().unwrap().push(path.clone());
             let listing = format!("/api/models/{HUB_REPO}/revision/main");
             let (status, headers, body) = if path == listing {
-                let siblings: Vec<Value> = files.iter().map(|(name, _)| serde_json::json!({ "rfilename": name })).collect();
-                let body = serde_json::json!({ "sha": commit, "siblings": siblings }).to_string().into_bytes();
-                ("200 OK", "Content-Type: application/json\r\n".to_owned(), body)
+                let siblings: Vec<Value> = files
+                    .iter()
+                    .map(|(name, _)| serde_json::json!({ "rfilename": name }))
+                    .collect();
+                let body = serde_json::json!({ "sha": commit, "siblings": siblings })
+                    .to_string()
+                    .into_bytes();
+                (
+                    "200 OK",
+                    "Content-Type: application/json\r\n".to_owned(),
+                    body,
+                )
             } else if let Some((name, data)) = path
                 .strip_prefix(&format!("/{HUB_REPO}/resolve/main/"))
                 .and_then(|name| files.iter().find(|(file, _)| file == name))
@@ -447,8 +694,13 @@ fn serve_fake_hub(commit: &'static str, files: Vec<(String, Vec<u8>)>) -> (Strin
             } else {
                 ("404 Not Found", String::new(), b"not found".to_vec())
             };
-            let head = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+            let head = format!(
+                "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream
+                .write_all(head.as_bytes())
+                .and_then(|()| stream.write_all(&body));
         }
     });
     (endpoint, requests)
@@ -457,10 +709,20 @@ fn serve_fake_hub(commit: &'static str, files: Vec<(String, Vec<u8>)>) -> (Strin
 #[test]
 fn default_model_is_downloaded_when_missing_and_its_bin_converted_once() {
     let checkpoint = fixture("roberta-1-label-old-config");
-    let files: Vec<(String, Vec<u8>)> = ["config.json", "vocab.json", "merges.txt", "pytorch_model.bin"]
-        .iter()
-        .map(|name| (name.to_string(), std::fs::read(checkpoint.join(name)).unwrap()))
-        .collect();
+    let files: Vec<(String, Vec<u8>)> = [
+        "config.json",
+        "vocab.json",
+        "merges.txt",
+        "pytorch_model.bin",
+    ]
+    .iter()
+    .map(|name| {
+        (
+            name.to_string(),
+            std::fs::read(checkpoint.join(name)).unwrap(),
+        )
+    })
+    .collect();
     let commit = "5e1f0e2c0ffee5e1f0e2c0ffee5e1f0e2c0ffee5";
     let (endpoint, requests) = serve_fake_hub(commit, files);
 
@@ -472,53 +734,108 @@ fn default_model_is_downloaded_when_missing_and_its_bin_converted_once() {
     let run = |env: &[(&str, &str)]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_icd"));
         command.args(["classify", &input.display().to_string(), "--format", "json"]);
-        command.env_remove("HF_HOME").env_remove("BURN_DEVICE").env_remove("HF_HUB_OFFLINE").env_remove("HF_ENDPOINT");
-        command.env("HF_HUB_CACHE", &hub_cache).env("ICD_CACHE_DIR", &converted);
+        command
+            .env_remove("HF_HOME")
+            .env_remove("BURN_DEVICE")
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("HF_ENDPOINT");
+        command
+            .env("HF_HUB_CACHE", &hub_cache)
+            .env("ICD_CACHE_DIR", &converted);
         for (k, v) in env {
             command.env(k, v);
         }
         command.output().unwrap()
     };
-    let expected = icd(&["classify", &input.display().to_string(), "--format", "json", "--model", &checkpoint.display().to_string()]);
+    let expected = icd(&[
+        "classify",
+        &input.display().to_string(),
+        "--format",
+        "json",
+        "--model",
+        &checkpoint.display().to_string(),
+    ]);
     assert!(expected.status.success());
 
     let first = run(&[("HF_ENDPOINT", &endpoint)]);
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "{stderr}");
-    assert_eq!(stdout(&first), stdout(&expected), "downloaded model gives other logits");
-    assert!(stderr.contains("converted the cached pytorch_model.bin once"), "{stderr}");
+    assert_eq!(
+        stdout(&first),
+        stdout(&expected),
+        "downloaded model gives other logits"
+    );
+    assert!(
+        stderr.contains("converted the cached pytorch_model.bin once"),
+        "{stderr}"
+    );
     let repo = hub_cache.join("models--mrm8488--codebert-base-finetuned-detect-insecure-code");
-    assert_eq!(std::fs::read_to_string(repo.join("refs/main")).unwrap().trim(), commit);
-    for name in ["config.json", "vocab.json", "merges.txt", "pytorch_model.bin"] {
+    assert_eq!(
+        std::fs::read_to_string(repo.join("refs/main"))
+            .unwrap()
+            .trim(),
+        commit
+    );
+    for name in [
+        "config.json",
+        "vocab.json",
+        "merges.txt",
+        "pytorch_model.bin",
+    ] {
         assert_eq!(
             std::fs::read(repo.join("snapshots").join(commit).join(name)).unwrap(),
             std::fs::read(checkpoint.join(name)).unwrap(),
             "{name} in the cache differs from the served file"
         );
     }
-    let safetensors = converted.join("models--mrm8488--codebert-base-finetuned-detect-insecure-code").join(commit).join("model.safetensors");
+    let safetensors = converted
+        .join("models--mrm8488--codebert-base-finetuned-detect-insecure-code")
+        .join(commit)
+        .join("model.safetensors");
     assert!(safetensors.is_file());
     let asked = requests.lock().unwrap().clone();
-    assert!(asked.contains(&format!("/api/models/{HUB_REPO}/revision/main")), "{asked:?}");
-    assert!(asked.iter().any(|path| path.ends_with("/resolve/main/pytorch_model.bin")), "{asked:?}");
+    assert!(
+        asked.contains(&format!("/api/models/{HUB_REPO}/revision/main")),
+        "{asked:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .any(|path| path.ends_with("/resolve/main/pytorch_model.bin")),
+        "{asked:?}"
+    );
 
     // Second run: all from the caches, with the hub unreachable and no conversion.
-    let second = run(&[("HF_ENDPOINT", "http://127.0.0.1:9"), ("HF_HUB_OFFLINE", "1")]);
+    let second = run(&[
+        ("HF_ENDPOINT", "http://127.0.0.1:9"),
+        ("HF_HUB_OFFLINE", "1"),
+    ]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{stderr}");
     assert_eq!(stdout(&second), stdout(&expected));
     assert!(!stderr.contains("converted"), "{stderr}");
-    assert_eq!(requests.lock().unwrap().len(), asked.len(), "the second run went to the hub");
+    assert_eq!(
+        requests.lock().unwrap().len(),
+        asked.len(),
+        "the second run went to the hub"
+    );
 
     // Nothing cached and the hub unreachable: the error says why and what to do.
     std::fs::remove_dir_all(&hub_cache).unwrap();
     let unreachable = run(&[("HF_ENDPOINT", "http://127.0.0.1:9")]);
     let stderr = String::from_utf8_lossy(&unreachable.stderr);
     assert_eq!(unreachable.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("was not downloaded") && stderr.contains("--model"), "{stderr}");
+    assert!(
+        stderr.contains("was not downloaded") && stderr.contains("--model"),
+        "{stderr}"
+    );
     let offline = run(&[("HF_ENDPOINT", &endpoint), ("HF_HUB_OFFLINE", "1")]);
     let stderr = String::from_utf8_lossy(&offline.stderr);
     assert_eq!(offline.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("HF_HUB_OFFLINE is set"), "{stderr}");
-    assert_eq!(requests.lock().unwrap().len(), asked.len(), "HF_HUB_OFFLINE went to the hub");
+    assert_eq!(
+        requests.lock().unwrap().len(),
+        asked.len(),
+        "HF_HUB_OFFLINE went to the hub"
+    );
 }

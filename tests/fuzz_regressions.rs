@@ -12,19 +12,32 @@ fn replay(target: &str, body: fn(&[u8])) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut replayed = 0;
     for kind in ["seeds", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(root.join(kind).join(target)) else { continue };
+        let Ok(entries) = std::fs::read_dir(root.join(kind).join(target)) else {
+            continue;
+        };
         let mut paths: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
         paths.sort();
         for path in paths {
             let data = std::fs::read(&path).unwrap();
             if let Err(panic) = std::panic::catch_unwind(|| body(&data)) {
-                let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-                panic!("{target} fails on {}: {}", path.display(), message.unwrap_or_default());
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                panic!(
+                    "{target} fails on {}: {}",
+                    path.display(),
+                    message.unwrap_or_default()
+                );
             }
             replayed += 1;
         }
     }
-    assert!(replayed > 0, "no inputs for the {target} target under {}", root.display());
+    assert!(
+        replayed > 0,
+        "no inputs for the {target} target under {}",
+        root.display()
+    );
 }
 
 #[test]

@@ -47,14 +47,23 @@ fn binary_garbage_and_control_characters_classify() {
 
 #[test]
 fn hundred_thousand_tiny_functions_in_one_batch_call() {
-    let detector = Detector::builder(fixture("roberta-2-labels")).batch_size(64).build().unwrap();
-    let codes: Vec<String> = (0..100_000).map(|i| format!("int f{i}(void) {{ return {i}; }}")).collect();
+    let detector = Detector::builder(fixture("roberta-2-labels"))
+        .batch_size(64)
+        .build()
+        .unwrap();
+    let codes: Vec<String> = (0..100_000)
+        .map(|i| format!("int f{i}(void) {{ return {i}; }}"))
+        .collect();
     let refs: Vec<&str> = codes.iter().map(String::as_str).collect();
     let started = Instant::now();
     let predictions = detector.predict_batch(&refs).unwrap();
     eprintln!("100000 tiny functions: {:?}", started.elapsed());
     assert_eq!(predictions.len(), codes.len());
     for i in [0, 4_999, 99_999] {
-        assert_eq!(predictions[i], detector.predict(&codes[i]).unwrap(), "input {i}");
+        assert_eq!(
+            predictions[i],
+            detector.predict(&codes[i]).unwrap(),
+            "input {i}"
+        );
     }
 }

@@ -20,18 +20,32 @@ fn check_single_inputs(detector: &Detector, checkpoint: &str, mode: Preprocessin
             Preprocessing::Raw => &input.raw,
             Preprocessing::CollapseWhitespace => &input.collapse_whitespace,
         };
-        let what = format!("{checkpoint} on {} ({mode:?}), input {i} {:?}", detector.backend(), truncate(&input.text));
+        let what = format!(
+            "{checkpoint} on {} ({mode:?}), input {i} {:?}",
+            detector.backend(),
+            truncate(&input.text)
+        );
         let tokens = detector.tokenize(&input.text).unwrap();
         assert_eq!(tokens.input_ids, expected.input_ids, "{what}: token ids");
         match tokens.untruncated_length {
             Some(n) => assert_eq!(n, expected.untruncated_length, "{what}: untruncated length"),
             // Only a prefix was tokenized: the input must be over the limit.
-            None => assert!(expected.truncated, "{what}: cut before tokenizing but not truncated"),
+            None => assert!(
+                expected.truncated,
+                "{what}: cut before tokenizing but not truncated"
+            ),
         }
         let prediction = detector.predict(&input.text).unwrap();
         assert_logits_close(&prediction.logits, &expected.logits, &what);
-        assert_eq!(prediction.tokens, expected.input_ids.len(), "{what}: tokens");
-        assert_eq!(prediction.truncated, expected.truncated, "{what}: truncated");
+        assert_eq!(
+            prediction.tokens,
+            expected.input_ids.len(),
+            "{what}: tokens"
+        );
+        assert_eq!(
+            prediction.truncated, expected.truncated,
+            "{what}: truncated"
+        );
     }
 }
 
@@ -79,8 +93,13 @@ fn padded_batches_match_transformers_and_single_predictions() {
                     .unwrap();
                 let predictions = detector.predict_batch(&texts).unwrap();
                 assert_eq!(predictions.len(), texts.len());
-                for (i, (p, expected)) in predictions.iter().zip(&reference.padded_batch_logits).enumerate() {
-                    let what = format!("{checkpoint} on {backend}, batch size {batch_size}, input {i}");
+                for (i, (p, expected)) in predictions
+                    .iter()
+                    .zip(&reference.padded_batch_logits)
+                    .enumerate()
+                {
+                    let what =
+                        format!("{checkpoint} on {backend}, batch size {batch_size}, input {i}");
                     assert_logits_close(&p.logits, expected, &what);
                     assert_logits_close(&p.logits, &reference.inputs[i].raw.logits, &what);
                     assert_eq!(p.truncated, reference.inputs[i].raw.truncated, "{what}");
@@ -93,9 +112,15 @@ fn padded_batches_match_transformers_and_single_predictions() {
 #[test]
 fn fixtures_cover_truncation_and_the_empty_string() {
     let reference = reference("roberta-2-labels");
-    assert!(reference.inputs.iter().any(|i| i.raw.truncated && i.raw.input_ids.len() == reference.max_length));
+    assert!(reference
+        .inputs
+        .iter()
+        .any(|i| i.raw.truncated && i.raw.input_ids.len() == reference.max_length));
     assert!(reference.inputs.iter().any(|i| i.text.is_empty()));
-    assert!(reference.inputs.iter().any(|i| i.text.contains("\r\n") && i.text.contains('\t')));
+    assert!(reference
+        .inputs
+        .iter()
+        .any(|i| i.text.contains("\r\n") && i.text.contains('\t')));
     assert!(reference.inputs.iter().any(|i| !i.text.is_ascii()));
 }
 
@@ -151,7 +176,11 @@ fn reduced_precision_stays_close_to_f32() {
     for backend in test_backends() {
         for precision in [Precision::Bf16, Precision::F16] {
             for checkpoint in CHECKPOINTS {
-                let detector = match Detector::builder(fixture(checkpoint)).backend(backend).precision(precision).build() {
+                let detector = match Detector::builder(fixture(checkpoint))
+                    .backend(backend)
+                    .precision(precision)
+                    .build()
+                {
                     Ok(d) => d,
                     Err(e) => {
                         assert_ne!(backend, Backend::Flex, "flex supports bf16 and f16: {e}");
@@ -161,14 +190,20 @@ fn reduced_precision_stays_close_to_f32() {
                         continue;
                     }
                 };
-                let exact = Detector::builder(fixture(checkpoint)).backend(backend).build().unwrap();
+                let exact = Detector::builder(fixture(checkpoint))
+                    .backend(backend)
+                    .build()
+                    .unwrap();
                 let reference = reference(checkpoint);
                 let texts: Vec<&str> = reference.inputs.iter().map(|i| i.text.as_str()).collect();
                 let reduced = detector.predict_batch(&texts).unwrap();
                 let full = exact.predict_batch(&texts).unwrap();
                 for (i, (r, f)) in reduced.iter().zip(&full).enumerate() {
                     let diff = (r.insecure_probability - f.insecure_probability).abs();
-                    assert!(diff <= 1e-2, "{checkpoint} {backend} {precision:?} input {i}: |dp| = {diff}");
+                    assert!(
+                        diff <= 1e-2,
+                        "{checkpoint} {backend} {precision:?} input {i}: |dp| = {diff}"
+                    );
                     assert_eq!(r.insecure_probability >= 0.5, f.insecure_probability >= 0.5);
                 }
             }
@@ -179,12 +214,19 @@ fn reduced_precision_stays_close_to_f32() {
 #[test]
 fn windows_cover_long_functions_and_equal_predict_for_short_ones() {
     let backend = test_backends()[0];
-    let detector = Detector::builder(fixture("roberta-2-labels")).backend(backend).build().unwrap();
+    let detector = Detector::builder(fixture("roberta-2-labels"))
+        .backend(backend)
+        .build()
+        .unwrap();
     let reference = reference("roberta-2-labels");
     let short = &reference.inputs[0].text;
     let w = detector.predict_windows(short, 255).unwrap();
     assert_eq!(w.windows, 1);
-    assert_logits_close(&w.prediction.logits, &reference.inputs[0].raw.logits, "one window");
+    assert_logits_close(
+        &w.prediction.logits,
+        &reference.inputs[0].raw.logits,
+        "one window",
+    );
     assert_eq!(w.byte_range, 0..short.len());
 
     let long = reference.inputs.iter().find(|i| i.raw.truncated).unwrap();

@@ -14,7 +14,10 @@ fn real_tokenizer_and_corpus() -> Option<(CodeTokenizer, std::path::PathBuf)> {
     let vocab = shared_file("roberta-base-tokenizer/vocab.json")?;
     let merges = shared_file("roberta-base-tokenizer/merges.txt")?;
     let corpus = shared_file("c-corpus/nginx.jsonl")?;
-    Some((CodeTokenizer::from_vocab_and_merges(&vocab, &merges, None).unwrap(), corpus))
+    Some((
+        CodeTokenizer::from_vocab_and_merges(&vocab, &merges, None).unwrap(),
+        corpus,
+    ))
 }
 
 #[test]
@@ -24,12 +27,19 @@ fn roberta_tokenizer_matches_transformers_on_the_nginx_corpus() {
     };
     assert_eq!(tokenizer.vocab_size(), 50_265);
 
-    let reference = flate2::read::GzDecoder::new(std::fs::File::open(fixture("nginx-roberta-ids.jsonl.gz")).unwrap());
+    let reference = flate2::read::GzDecoder::new(
+        std::fs::File::open(fixture("nginx-roberta-ids.jsonl.gz")).unwrap(),
+    );
     let expected: Vec<(u64, Vec<u32>)> = BufReader::new(reference)
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-            let ids = v["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+            let ids = v["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
             (v["idx"].as_u64().unwrap(), ids)
         })
         .collect();
@@ -38,7 +48,10 @@ fn roberta_tokenizer_matches_transformers_on_the_nginx_corpus() {
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-            (v["idx"].as_u64().unwrap(), v["func"].as_str().unwrap().to_owned())
+            (
+                v["idx"].as_u64().unwrap(),
+                v["func"].as_str().unwrap().to_owned(),
+            )
         })
         .collect();
     assert_eq!(functions.len(), 600);
@@ -49,7 +62,11 @@ fn roberta_tokenizer_matches_transformers_on_the_nginx_corpus() {
         assert_eq!(idx, ref_idx);
         let ids = tokenizer.encode_untruncated(code).unwrap();
         if ids != *ref_ids {
-            let first = ids.iter().zip(ref_ids).position(|(a, b)| a != b).unwrap_or(ids.len().min(ref_ids.len()));
+            let first = ids
+                .iter()
+                .zip(ref_ids)
+                .position(|(a, b)| a != b)
+                .unwrap_or(ids.len().min(ref_ids.len()));
             panic!(
                 "function idx {idx}: ids differ from transformers at position {first} (ours {} tokens, transformers {})",
                 ids.len(),
@@ -83,10 +100,17 @@ fn prefix_cut_gives_the_ids_of_full_tokenization() {
                 expected.truncate(max_tokens - 1);
                 expected.push(2);
             }
-            assert_eq!(encoded.input_ids, expected, "idx {} at max_tokens {max_tokens}", v["idx"]);
+            assert_eq!(
+                encoded.input_ids, expected,
+                "idx {} at max_tokens {max_tokens}",
+                v["idx"]
+            );
             assert_eq!(encoded.truncated(), full.len() > max_tokens);
             cut_inputs += usize::from(encoded.untruncated_length.is_none());
         }
     }
-    assert!(cut_inputs > 500, "the prefix cut was exercised only {cut_inputs} times");
+    assert!(
+        cut_inputs > 500,
+        "the prefix cut was exercised only {cut_inputs} times"
+    );
 }

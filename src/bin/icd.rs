@@ -167,11 +167,17 @@ fn load_detector(args: &ModelArgs) -> Result<Detector, Failure> {
         Some(dir) => (dir.clone(), None),
         None => {
             let snapshot = hub::resolve(HUB_MODEL_ID, std::io::stderr().is_terminal())?;
-            let root = hub::converted_cache_dir()
-                .ok_or_else(|| Failure("no cache directory for the converted weights: set ICD_CACHE_DIR".to_owned()))?;
+            let root = hub::converted_cache_dir().ok_or_else(|| {
+                Failure(
+                    "no cache directory for the converted weights: set ICD_CACHE_DIR".to_owned(),
+                )
+            })?;
             let (weights, converted) = hub::safetensors_weights(&snapshot, &root)?;
             if converted {
-                eprintln!("icd: converted the cached pytorch_model.bin once to {}", weights.display());
+                eprintln!(
+                    "icd: converted the cached pytorch_model.bin once to {}",
+                    weights.display()
+                );
             }
             (snapshot, Some(weights))
         }
@@ -180,12 +186,19 @@ fn load_detector(args: &ModelArgs) -> Result<Detector, Failure> {
         Some(name) => name.parse::<Backend>()?,
         // BURN_DEVICE is honoured only when it names a backend this tool knows, and
         // through the same checked path as --backend: never Device::default().
-        None => match std::env::var("BURN_DEVICE").ok().and_then(|v| v.parse::<Backend>().ok()) {
+        None => match std::env::var("BURN_DEVICE")
+            .ok()
+            .and_then(|v| v.parse::<Backend>().ok())
+        {
             Some(backend) => backend,
             None => Backend::default_cpu()?,
         },
     };
-    let preprocessing = if args.collapse_whitespace { Preprocessing::CollapseWhitespace } else { Preprocessing::Raw };
+    let preprocessing = if args.collapse_whitespace {
+        Preprocessing::CollapseWhitespace
+    } else {
+        Preprocessing::Raw
+    };
     let mut builder = Detector::builder(dir);
     if let Some(weights) = weights {
         builder = builder.weights(weights);
@@ -210,7 +223,10 @@ struct Finding {
 
 fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     if !(0.0..=1.0).contains(&args.threshold) {
-        return Err(Failure(format!("--threshold is {}, expected 0..=1", args.threshold)));
+        return Err(Failure(format!(
+            "--threshold is {}, expected 0..=1",
+            args.threshold
+        )));
     }
     let detector = load_detector(model)?;
     let stride = args.stride.unwrap_or((detector.max_tokens() - 2) / 2);
@@ -248,7 +264,12 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
                 let w = detector.predict_windows(&f.code, stride)?;
                 let first = f.start_line + f.code[..w.byte_range.start].matches('\n').count();
                 let last = f.start_line + f.code[..w.byte_range.end].matches('\n').count();
-                findings.push(finding(file, f, w.prediction, Some((first, last, w.windows))));
+                findings.push(finding(
+                    file,
+                    f,
+                    w.prediction,
+                    Some((first, last, w.windows)),
+                ));
             }
         } else {
             let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.code.as_str()).collect();
@@ -270,17 +291,32 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
             .iter()
             .map(|f| finding_json(f, args.threshold).to_string() + "\n")
             .collect(),
-        ScanFormat::Sarif => serde_json::to_string_pretty(&sarif(&findings, args.threshold, &detector))? + "\n",
+        ScanFormat::Sarif => {
+            serde_json::to_string_pretty(&sarif(&findings, args.threshold, &detector))? + "\n"
+        }
     };
     match &args.output {
-        Some(path) => std::fs::write(path, report).map_err(|e| Failure(format!("{}: {e}", path.display())))?,
+        Some(path) => {
+            std::fs::write(path, report).map_err(|e| Failure(format!("{}: {e}", path.display())))?
+        }
         None => std::io::stdout().write_all(report.as_bytes())?,
     }
-    let flagged = findings.iter().any(|f| f.prediction.insecure_probability >= args.threshold);
-    Ok(if flagged { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    let flagged = findings
+        .iter()
+        .any(|f| f.prediction.insecure_probability >= args.threshold);
+    Ok(if flagged {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn finding(file: &str, f: &insecure_code_detector::scan::FunctionSpan, prediction: Prediction, window: Option<(usize, usize, usize)>) -> Finding {
+fn finding(
+    file: &str,
+    f: &insecure_code_detector::scan::FunctionSpan,
+    prediction: Prediction,
+    window: Option<(usize, usize, usize)>,
+) -> Finding {
     Finding {
         file: file.to_owned(),
         function: f.name.clone(),
@@ -296,11 +332,17 @@ fn collect_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Language)>, Failure>
     let mut files = Vec::new();
     for path in paths {
         if path.is_file() {
-            files.push((path.clone(), Language::from_path(path).unwrap_or(Language::C)));
+            files.push((
+                path.clone(),
+                Language::from_path(path).unwrap_or(Language::C),
+            ));
             continue;
         }
         if !path.exists() {
-            return Err(Failure(format!("{}: no such file or directory", path.display())));
+            return Err(Failure(format!(
+                "{}: no such file or directory",
+                path.display()
+            )));
         }
         let mut found: Vec<(PathBuf, Language)> = ignore::WalkBuilder::new(path)
             // Honour .gitignore files also outside a git checkout (an unpacked tarball).
@@ -325,7 +367,10 @@ fn verdict(p: &Prediction, threshold: f32) -> &'static str {
 }
 
 fn table(findings: &[Finding], threshold: f32) -> String {
-    let mut out = format!("{:<9} {:>6}  {:<40} {}\n", "VERDICT", "P", "LOCATION", "FUNCTION");
+    let mut out = format!(
+        "{:<9} {:>6}  {:<40} {}\n",
+        "VERDICT", "P", "LOCATION", "FUNCTION"
+    );
     for f in findings {
         let location = format!("{}:{}-{}", f.file, f.start_line, f.end_line);
         let mut note = String::new();
@@ -343,8 +388,14 @@ fn table(findings: &[Finding], threshold: f32) -> String {
             note
         );
     }
-    let flagged = findings.iter().filter(|f| f.prediction.insecure_probability >= threshold).count();
-    out += &format!("{flagged} of {} functions at or above {threshold}\n", findings.len());
+    let flagged = findings
+        .iter()
+        .filter(|f| f.prediction.insecure_probability >= threshold)
+        .count();
+    out += &format!(
+        "{flagged} of {} functions at or above {threshold}\n",
+        findings.len()
+    );
     out
 }
 
@@ -445,16 +496,23 @@ fn sarif_uri(file: &str) -> String {
 
 /// Rows of a CodeXGLUE jsonl file: (idx, func, target).
 fn read_jsonl(path: &Path) -> Result<Vec<(serde_json::Value, String, Option<i64>)>, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
-            let v: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| Failure(format!("{}:{}: {e}", path.display(), n + 1)))?;
+            let v: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| Failure(format!("{}:{}: {e}", path.display(), n + 1)))?;
             let func = v["func"]
                 .as_str()
-                .ok_or_else(|| Failure(format!("{}:{}: no string field `func`", path.display(), n + 1)))?
+                .ok_or_else(|| {
+                    Failure(format!(
+                        "{}:{}: no string field `func`",
+                        path.display(),
+                        n + 1
+                    ))
+                })?
                 .to_owned();
             Ok((v["idx"].clone(), func, v["target"].as_i64()))
         })
@@ -465,13 +523,17 @@ fn classify(model: &ModelArgs, args: &ClassifyArgs) -> Result<(), Failure> {
     let detector = load_detector(model)?;
     let is_jsonl = args.jsonl || args.input.extension().is_some_and(|e| e == "jsonl");
     let rows: Vec<(serde_json::Value, String)> = if is_jsonl {
-        read_jsonl(&args.input)?.into_iter().map(|(idx, func, _)| (idx, func)).collect()
+        read_jsonl(&args.input)?
+            .into_iter()
+            .map(|(idx, func, _)| (idx, func))
+            .collect()
     } else {
         let mut bytes = Vec::new();
         if args.input.as_os_str() == "-" {
             std::io::stdin().read_to_end(&mut bytes)?;
         } else {
-            bytes = std::fs::read(&args.input).map_err(|e| Failure(format!("{}: {e}", args.input.display())))?;
+            bytes = std::fs::read(&args.input)
+                .map_err(|e| Failure(format!("{}: {e}", args.input.display())))?;
         }
         vec![(json!(0), String::from_utf8_lossy(&bytes).into_owned())]
     };
@@ -524,10 +586,18 @@ fn evaluate(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
     for chunk in rows.chunks(detector.batch_size() * 8) {
         let codes: Vec<&str> = chunk.iter().map(|(_, f, _)| f.as_str()).collect();
         for ((idx, _, target), p) in chunk.iter().zip(detector.predict_batch(&codes)?) {
-            let target = target.ok_or_else(|| Failure(format!("{}: row idx {idx} has no integer `target`", args.data.display())))?;
+            let target = target.ok_or_else(|| {
+                Failure(format!(
+                    "{}: row idx {idx} has no integer `target`",
+                    args.data.display()
+                ))
+            })?;
             // The CodeXGLUE evaluator's convention: predicted label 1 when p >= 0.5.
             let predicted = i64::from(p.insecure_probability >= 0.5);
-            let idx_text = idx.as_str().map(str::to_owned).unwrap_or_else(|| idx.to_string());
+            let idx_text = idx
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| idx.to_string());
             predictions += &format!("{idx_text}\t{predicted}\n");
             match (predicted, target) {
                 (1, 1) => confusion.true_positive += 1,
@@ -537,14 +607,19 @@ fn evaluate(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
             }
         }
     }
-    std::fs::write(&args.predictions, predictions).map_err(|e| Failure(format!("{}: {e}", args.predictions.display())))?;
+    std::fs::write(&args.predictions, predictions)
+        .map_err(|e| Failure(format!("{}: {e}", args.predictions.display())))?;
     let c = &confusion;
     let total = c.true_positive + c.false_positive + c.true_negative + c.false_negative;
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let accuracy = ratio(c.true_positive + c.true_negative, total);
     let precision = ratio(c.true_positive, c.true_positive + c.false_positive);
     let recall = ratio(c.true_positive, c.true_positive + c.false_negative);
-    let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({
@@ -566,11 +641,17 @@ fn evaluate(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
 }
 
 fn convert(args: &ConvertArgs) -> Result<(), Failure> {
-    let input = if args.input.is_dir() { args.input.join("pytorch_model.bin") } else { args.input.clone() };
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| input.parent().unwrap_or(Path::new(".")).join("model.safetensors"));
+    let input = if args.input.is_dir() {
+        args.input.join("pytorch_model.bin")
+    } else {
+        args.input.clone()
+    };
+    let output = args.output.clone().unwrap_or_else(|| {
+        input
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("model.safetensors")
+    });
     let dtype = match args.dtype {
         ConvertDtype::F32 => StorageDtype::F32,
         ConvertDtype::F16 => StorageDtype::F16,

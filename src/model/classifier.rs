@@ -1,6 +1,6 @@
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::encoder::linear;
 use crate::config::RobertaConfig;
@@ -22,10 +22,21 @@ impl ClassificationHead {
         }
     }
 
-    /// `[batch, seq, hidden]` to logits `[batch, num_labels]`.
-    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
-        let [batch, _, width] = hidden.dims();
-        let first = hidden.narrow(1, 0, 1).reshape([batch, width]);
+    /// `[1, total, hidden]` for inputs laid end to end (`lengths` tokens each) to
+    /// logits `[inputs, num_labels]`, from each input's first token.
+    pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
+        let [_, _, width] = hidden.dims();
+        let starts: Vec<i64> = lengths
+            .iter()
+            .scan(0, |start, &len| {
+                let this = *start;
+                *start += len;
+                Some(this as i64)
+            })
+            .collect();
+        let device = hidden.device();
+        let starts = Tensor::<1, Int>::from_data(TensorData::new(starts, [lengths.len()]), &device);
+        let first = hidden.select(1, starts).reshape([lengths.len(), width]);
         self.out_proj.forward(self.dense.forward(first).tanh())
     }
 }

@@ -34,15 +34,8 @@ impl RobertaEmbeddings {
         }
     }
 
-    /// `[batch, seq]` ids to `[batch, seq, hidden]`.
-    ///
-    /// Position ids count non-padding tokens and start at `pad_token_id + 1`, padding
-    /// itself sitting at `pad_token_id`, exactly as transformers'
-    /// `create_position_ids_from_input_ids`: so left and right padding give the same
-    /// result for every real token.
-    pub fn forward(&self, input_ids: Tensor<2, Int>, pad_token_id: usize) -> Tensor<3> {
-        let not_padding = input_ids.clone().not_equal_elem(pad_token_id as i64).int();
-        let position_ids = not_padding.clone().cumsum(1) * not_padding + pad_token_id as i64;
+    /// `[batch, seq]` ids and their position ids to `[batch, seq, hidden]`.
+    pub fn forward(&self, input_ids: Tensor<2, Int>, position_ids: Tensor<2, Int>) -> Tensor<3> {
         // RoBERTa has a single token type; every token uses its row 0.
         let token_type_ids = input_ids.zeros_like();
         let embeddings = self.word_embeddings.forward(input_ids)
@@ -50,4 +43,30 @@ impl RobertaEmbeddings {
             + self.position_embeddings.forward(position_ids);
         self.layer_norm.forward(embeddings)
     }
+}
+
+/// RoBERTa's position ids for one input, exactly as transformers'
+/// `create_position_ids_from_input_ids`: tokens that are not `<pad>` count up from
+/// `pad_token_id + 1`, and a `<pad>` id takes position `pad_token_id` even when it is
+/// written literally in the source text (transformers derives positions from the ids,
+/// not from the attention mask).
+///
+/// ```
+/// use insecure_code_detector::model::position_ids;
+/// assert_eq!(position_ids(&[0, 42, 1, 42, 2], 1), vec![2, 3, 1, 4, 5]);
+/// ```
+pub fn position_ids(input_ids: &[u32], pad_token_id: usize) -> Vec<i64> {
+    let pad = pad_token_id as i64;
+    let mut count = 0;
+    input_ids
+        .iter()
+        .map(|&id| {
+            if i64::from(id) == pad {
+                pad
+            } else {
+                count += 1;
+                pad + count
+            }
+        })
+        .collect()
 }

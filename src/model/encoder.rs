@@ -3,7 +3,7 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use crate::config::RobertaConfig;
 
@@ -13,7 +13,8 @@ pub(crate) fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear
         .init(device)
 }
 
-/// Multi-head self-attention with its output projection.
+/// Multi-head self-attention and its output projection (applied by [`EncoderLayer`]
+/// together with the rest of its row-wise work).
 #[derive(Module, Debug)]
 pub struct SelfAttention {
     /// `attention.self.query`, `.key` and `.value` side by side (`[hidden, 3 * hidden]`):
@@ -34,26 +35,38 @@ impl SelfAttention {
         }
     }
 
-    /// `key_mask` is `[batch, 1, 1, seq]`, true at padding.
-    fn forward(&self, hidden: Tensor<3>, key_mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
-        let [batch, seq, width] = hidden.dims();
+    /// Attention context `[1, total, hidden]` (before the output projection) for
+    /// inputs laid end to end, `lengths` tokens each: each input attends only to its
+    /// own tokens.
+    fn forward(&self, hidden: Tensor<3>, lengths: &[usize]) -> Tensor<3> {
+        let [_, total, width] = hidden.dims();
         let heads = self.heads;
         let head_dim = width / heads;
-        // [batch, seq, 3·width] -> [batch, 3·heads, seq, head_dim]: query heads, then
-        // key heads, then value heads.
-        let qkv = self
-            .query_key_value
-            .forward(hidden)
-            .reshape([batch, seq, 3 * heads, head_dim])
-            .swap_dims(1, 2);
-        let q = qkv.clone().narrow(1, 0, heads);
-        let k = qkv.clone().narrow(1, heads, heads);
-        let v = qkv.narrow(1, 2 * heads, heads);
-        let mask = key_mask.map(|m| m.expand([batch, heads, seq, seq]));
-        // softmax(q·kᵀ / sqrt(head_dim)) · v, padding keys excluded.
-        let context = attention(q, k, v, mask, None, AttentionModuleOptions::default());
-        let context = context.swap_dims(1, 2).reshape([batch, seq, width]);
-        self.output.forward(context)
+        let qkv = self.query_key_value.forward(hidden);
+        let mut contexts = Vec::with_capacity(lengths.len());
+        let mut start = 0;
+        for &len in lengths {
+            // [1, len, 3·width] -> [1, 3·heads, len, head_dim]: query heads, then key
+            // heads, then value heads.
+            let part = if len == total {
+                qkv.clone()
+            } else {
+                qkv.clone().narrow(1, start, len)
+            };
+            let part = part.reshape([1, len, 3 * heads, head_dim]).swap_dims(1, 2);
+            let q = part.clone().narrow(1, 0, heads);
+            let k = part.clone().narrow(1, heads, heads);
+            let v = part.narrow(1, 2 * heads, heads);
+            // softmax(q·kᵀ / sqrt(head_dim)) · v
+            let context = attention(q, k, v, None, None, AttentionModuleOptions::default());
+            contexts.push(context.swap_dims(1, 2).reshape([1, len, width]));
+            start += len;
+        }
+        if contexts.len() == 1 {
+            contexts.pop().expect("one context")
+        } else {
+            Tensor::cat(contexts, 1)
+        }
     }
 }
 
@@ -89,12 +102,51 @@ impl EncoderLayer {
         }
     }
 
-    /// `[batch, seq, hidden]` to the same shape.
-    pub fn forward(&self, hidden: Tensor<3>, key_mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
-        let attended = self.attention.forward(hidden.clone(), key_mask);
-        let hidden = self.attention_norm.forward(attended + hidden);
-        // Exact GELU, x·Φ(x) through erf, as transformers' "gelu".
-        let expanded = gelu(self.intermediate.forward(hidden.clone()));
-        self.output_norm.forward(self.output.forward(expanded) + hidden)
+    /// `[1, total, hidden]` for inputs laid end to end (`lengths` tokens each) to the
+    /// same shape.
+    ///
+    /// Everything after attention works on each token alone, so it runs on `row_parts`
+    /// slices of the tokens side by side (see [`crate::Backend::row_parts`]).
+    pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize], row_parts: usize) -> Tensor<3> {
+        let context = self.attention.forward(hidden.clone(), lengths);
+        let rows = |(context, hidden): (Tensor<3>, Tensor<3>)| {
+            let attended = self.attention.output.forward(context);
+            let hidden = self.attention_norm.forward(attended + hidden);
+            // Exact GELU, x·Φ(x) through erf, as transformers' "gelu".
+            let expanded = gelu(self.intermediate.forward(hidden.clone()));
+            self.output_norm
+                .forward(self.output.forward(expanded) + hidden)
+        };
+        on_row_parts((context, hidden), row_parts, rows)
     }
+}
+
+/// `f` on the whole of `(a, b)` (`[1, total, _]` each), or on `parts` slices of their
+/// tokens run in parallel, joined back in order.
+fn on_row_parts(
+    (a, b): (Tensor<3>, Tensor<3>),
+    parts: usize,
+    f: impl Fn((Tensor<3>, Tensor<3>)) -> Tensor<3> + Send + Sync,
+) -> Tensor<3> {
+    let [_, total, _] = a.dims();
+    // A slice of a handful of tokens is not worth a thread.
+    let parts = parts.min(total / 16);
+    if parts <= 1 {
+        return f((a, b));
+    }
+    #[cfg(feature = "cpu-kernels")]
+    {
+        use rayon::prelude::*;
+        let step = total.div_ceil(parts);
+        let slices: Vec<_> = (0..total)
+            .step_by(step)
+            .map(|start| {
+                let n = step.min(total - start);
+                (a.clone().narrow(1, start, n), b.clone().narrow(1, start, n))
+            })
+            .collect();
+        Tensor::cat(slices.into_par_iter().map(&f).collect(), 1)
+    }
+    #[cfg(not(feature = "cpu-kernels"))]
+    f((a, b))
 }

@@ -8,11 +8,11 @@ mod embeddings;
 mod encoder;
 
 pub use classifier::ClassificationHead;
-pub use embeddings::RobertaEmbeddings;
+pub use embeddings::{position_ids, RobertaEmbeddings};
 pub use encoder::{EncoderLayer, SelfAttention};
 
 use burn::module::Module;
-use burn::tensor::{Bool, Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::RobertaConfig;
 
@@ -40,21 +40,26 @@ impl RobertaClassifier {
         }
     }
 
-    /// Logits `[batch, num_labels]` for ids `[batch, seq]`; `padding` is true where a
-    /// position is padding (transformers' `attention_mask == 0`), `None` when no
-    /// position is.
+    /// Logits `[inputs, num_labels]` for inputs laid end to end in one row.
     ///
-    /// As in transformers, the attention mask and the position ids are separate
-    /// things: a `<pad>` token written literally in the source text is attended to,
-    /// yet its id still takes the padding position.
-    pub fn forward(&self, input_ids: Tensor<2, Int>, padding: Option<Tensor<2, Bool>>, pad_token_id: usize) -> Tensor<2> {
-        let [batch, seq] = input_ids.dims();
-        let mut hidden = self.embeddings.forward(input_ids, pad_token_id);
-        // True where a key is padding: those scores are masked out of every softmax.
-        let key_mask: Option<Tensor<4, Bool>> = padding.map(|p| p.reshape([batch, 1, 1, seq]));
+    /// `input_ids` and `position_ids` are `[1, total]`, the inputs one after another
+    /// with no padding; `lengths` gives each input's token count (they sum to `total`).
+    /// Matrix products run over all tokens at once and attention within each input, so
+    /// no work is spent on padding and the result for an input does not depend on the
+    /// others beside it. [`position_ids`] gives an input's position ids. `row_parts`
+    /// splits each layer's row-wise work across threads ([`crate::Backend::row_parts`]);
+    /// the result does not depend on it.
+    pub fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        position_ids: Tensor<2, Int>,
+        lengths: &[usize],
+        row_parts: usize,
+    ) -> Tensor<2> {
+        let mut hidden = self.embeddings.forward(input_ids, position_ids);
         for layer in &self.layers {
-            hidden = layer.forward(hidden, key_mask.clone());
+            hidden = layer.forward(hidden, lengths, row_parts);
         }
-        self.classifier.forward(hidden)
+        self.classifier.forward(hidden, lengths)
     }
 }

@@ -29,8 +29,11 @@ pub fn convert_pytorch_to_safetensors(src: &Path, dst: &Path, dtype: StorageDtyp
     let mut owned: Vec<(String, StDtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
         let shape = tensor.shape.to_vec();
-        let bytes = tensor.to_bytes().map_err(|e| format_error(format!("tensor `{name}`: {e}")))?;
-        let (st_dtype, data) = convert_bytes(&name, tensor.dtype, &bytes, dtype).map_err(format_error)?;
+        let bytes = tensor
+            .to_bytes()
+            .map_err(|e| format_error(format!("tensor `{name}`: {e}")))?;
+        let (st_dtype, data) =
+            convert_bytes(&name, tensor.dtype, &bytes, dtype).map_err(format_error)?;
         owned.push((name, st_dtype, shape, data));
     }
     let views = owned
@@ -48,28 +51,65 @@ pub fn convert_pytorch_to_safetensors(src: &Path, dst: &Path, dtype: StorageDtyp
     })
 }
 
-fn convert_bytes(name: &str, from: DType, bytes: &[u8], to: StorageDtype) -> std::result::Result<(StDtype, Vec<u8>), String> {
+fn convert_bytes(
+    name: &str,
+    from: DType,
+    bytes: &[u8],
+    to: StorageDtype,
+) -> std::result::Result<(StDtype, Vec<u8>), String> {
     let floats: Option<Vec<f32>> = match from {
-        DType::F32 => Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
-        DType::F16 => Some(bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
-        DType::BF16 => Some(bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
-        DType::F64 => Some(bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect()),
+        DType::F32 => Some(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        DType::F16 => Some(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        ),
+        DType::BF16 => Some(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        ),
+        DType::F64 => Some(
+            bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+        ),
         _ => None,
     };
     if let Some(values) = floats {
         return Ok(match to {
-            StorageDtype::F32 => (StDtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            StorageDtype::F16 => (StDtype::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
+            StorageDtype::F32 => (
+                StDtype::F32,
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+            StorageDtype::F16 => (
+                StDtype::F16,
+                values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            ),
         });
     }
-    let st = match from {
-        DType::I64 => StDtype::I64,
-        DType::I32 => StDtype::I32,
-        DType::I16 => StDtype::I16,
-        DType::I8 => StDtype::I8,
-        DType::U8 => StDtype::U8,
-        DType::Bool(_) => StDtype::BOOL,
-        other => return Err(format!("tensor `{name}` has dtype {other:?}, which safetensors output does not support")),
-    };
+    let st =
+        match from {
+            DType::I64 => StDtype::I64,
+            DType::I32 => StDtype::I32,
+            DType::I16 => StDtype::I16,
+            DType::I8 => StDtype::I8,
+            DType::U8 => StDtype::U8,
+            DType::Bool(_) => StDtype::BOOL,
+            other => return Err(format!(
+                "tensor `{name}` has dtype {other:?}, which safetensors output does not support"
+            )),
+        };
     Ok((st, bytes.to_vec()))
 }

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::store::{
-    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    PytorchStore,
+    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore,
+    PyTorchToBurnAdapter, PytorchStore,
 };
 use burn::tensor::DType;
 
@@ -40,7 +40,10 @@ const NAME_RULES: &[(&str, &str)] = &[
     (r"^encoder\.layer\.(\d+)\.", "layers.$1."),
     // attention.self.query_key_value (the three projections joined at load, see
     // `fuse_attention_projections`) -> attention.query_key_value
-    (r"\.attention\.self\.query_key_value\.", ".attention.query_key_value."),
+    (
+        r"\.attention\.self\.query_key_value\.",
+        ".attention.query_key_value.",
+    ),
     // attention.output.dense -> attention.output; its LayerNorm sits beside the attention.
     (r"\.attention\.output\.dense\.", ".attention.output."),
     (r"\.attention\.output\.LayerNorm\.", ".attention_norm."),
@@ -82,7 +85,9 @@ impl WeightFile {
         if bin.is_file() {
             return Ok(Self::PytorchBin(bin));
         }
-        Err(Error::NoWeights { dir: dir.to_path_buf() })
+        Err(Error::NoWeights {
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// By extension: `.safetensors`, else a PyTorch file.
@@ -117,17 +122,27 @@ pub fn expected_tensors(config: &RobertaConfig) -> Vec<ExpectedTensor> {
     let i = config.intermediate_size;
     let mut out = Vec::new();
     let mut push = |name: String, shape: Vec<usize>| out.push(ExpectedTensor { name, shape });
-    let linear = |prefix: &str, d_out: usize, d_in: usize, push: &mut dyn FnMut(String, Vec<usize>)| {
-        push(format!("{prefix}.weight"), vec![d_out, d_in]);
-        push(format!("{prefix}.bias"), vec![d_out]);
-    };
+    let linear =
+        |prefix: &str, d_out: usize, d_in: usize, push: &mut dyn FnMut(String, Vec<usize>)| {
+            push(format!("{prefix}.weight"), vec![d_out, d_in]);
+            push(format!("{prefix}.bias"), vec![d_out]);
+        };
     let norm = |prefix: &str, push: &mut dyn FnMut(String, Vec<usize>)| {
         push(format!("{prefix}.weight"), vec![h]);
         push(format!("{prefix}.bias"), vec![h]);
     };
-    push("embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h]);
-    push("embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h]);
-    push("embeddings.token_type_embeddings.weight".into(), vec![config.type_vocab_size, h]);
+    push(
+        "embeddings.word_embeddings.weight".into(),
+        vec![config.vocab_size, h],
+    );
+    push(
+        "embeddings.position_embeddings.weight".into(),
+        vec![config.max_position_embeddings, h],
+    );
+    push(
+        "embeddings.token_type_embeddings.weight".into(),
+        vec![config.type_vocab_size, h],
+    );
     norm("embeddings.LayerNorm", &mut push);
     for layer in 0..config.num_hidden_layers {
         let p = format!("encoder.layer.{layer}");
@@ -148,7 +163,12 @@ pub fn expected_tensors(config: &RobertaConfig) -> Vec<ExpectedTensor> {
 /// Reads `file` into `model`, checking names, shapes and dtypes first and the load
 /// report after. Every float tensor is converted to `dtype` (f32 for exact results;
 /// stored f16 and bf16 weights are widened losslessly).
-pub fn load(model: &mut RobertaClassifier, config: &RobertaConfig, file: &WeightFile, dtype: DType) -> Result<()> {
+pub fn load(
+    model: &mut RobertaClassifier,
+    config: &RobertaConfig,
+    file: &WeightFile,
+    dtype: DType,
+) -> Result<()> {
     let path = file.path();
     let tensors = read_tensors(file)?.into_values().collect();
     let tensors = check_tensors(tensors, config, path)?;
@@ -203,7 +223,10 @@ pub(crate) fn read_tensors(file: &WeightFile) -> Result<BTreeMap<String, PackTen
             pickle::check_pytorch_file(p)?;
             // Layer indices must stay as stored: renumbering would hide a missing layer.
             let mut store = PytorchStore::from_file(p).map_indices_contiguous(false);
-            store.get_all_tensors().map_err(|e| format_error(e.to_string()))?.clone()
+            store
+                .get_all_tensors()
+                .map_err(|e| format_error(e.to_string()))?
+                .clone()
         }
     };
     Ok(tensors)
@@ -230,21 +253,30 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, PackTensor>> {
     let mut file = std::fs::File::open(path).map_err(io_error)?;
     let file_len = file.metadata().map_err(io_error)?.len();
     let mut prefix = [0u8; 8];
-    file.read_exact(&mut prefix)
-        .map_err(|_| format_error(format!("{file_len} bytes: too short for the 8-byte header length")))?;
+    file.read_exact(&mut prefix).map_err(|_| {
+        format_error(format!(
+            "{file_len} bytes: too short for the 8-byte header length"
+        ))
+    })?;
     let header_len = u64::from_le_bytes(prefix);
     // The safetensors crate's own limit on header size.
     if header_len > 100_000_000 || header_len > file_len - 8 {
-        return Err(format_error(format!("header length {header_len} does not fit a file of {file_len} bytes")));
+        return Err(format_error(format!(
+            "header length {header_len} does not fit a file of {file_len} bytes"
+        )));
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(io_error)?;
-    let metadata: safetensors::tensor::Metadata =
-        serde_json::from_slice(&header).map_err(|e| format_error(format!("invalid header: {e}")))?;
+    let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header)
+        .map_err(|e| format_error(format!("invalid header: {e}")))?;
     let data_start = 8 + header_len;
     let data_len = file_len - data_start;
     let infos = metadata.tensors();
-    let data_end = infos.values().map(|info| info.data_offsets.1 as u64).max().unwrap_or(0);
+    let data_end = infos
+        .values()
+        .map(|info| info.data_offsets.1 as u64)
+        .max()
+        .unwrap_or(0);
     if data_end != data_len {
         return Err(format_error(format!(
             "the header describes {data_end} bytes of tensor data, the file holds {data_len}"
@@ -265,7 +297,11 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, PackTensor>> {
             safetensors::Dtype::I8 => DType::I8,
             safetensors::Dtype::U8 => DType::U8,
             safetensors::Dtype::BOOL => DType::Bool(burn::tensor::BoolStore::Native),
-            other => return Err(format_error(format!("tensor `{name}` has dtype {other:?}, which this library does not read"))),
+            other => {
+                return Err(format_error(format!(
+                    "tensor `{name}` has dtype {other:?}, which this library does not read"
+                )))
+            }
         };
         let shape = burn::tensor::Shape::from(info.shape.clone());
         let (start, end) = info.data_offsets;
@@ -281,10 +317,16 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, PackTensor>> {
                 Ok(bytes)
             };
             let bytes = read().map_err(|e| {
-                burn::store::burn_pack::Error::ValidationError(format!("reading tensor `{tensor_name}`: {e}"))
+                burn::store::burn_pack::Error::ValidationError(format!(
+                    "reading tensor `{tensor_name}`: {e}"
+                ))
             })?;
             burn::tensor::TensorData::try_from_bytes_vec(bytes, tensor_shape.clone(), dtype)
-                .map_err(|e| burn::store::burn_pack::Error::ValidationError(format!("tensor `{tensor_name}`: {e}")))
+                .map_err(|e| {
+                    burn::store::burn_pack::Error::ValidationError(format!(
+                        "tensor `{tensor_name}`: {e}"
+                    ))
+                })
         });
         tensors.insert(name, tensor);
     }
@@ -300,7 +342,11 @@ fn check_tensors(
 ) -> Result<Vec<PackTensor>> {
     let mut by_name = BTreeMap::new();
     for mut tensor in tensors {
-        let name = tensor.name.strip_prefix("roberta.").unwrap_or(&tensor.name).to_owned();
+        let name = tensor
+            .name
+            .strip_prefix("roberta.")
+            .unwrap_or(&tensor.name)
+            .to_owned();
         tensor.name = name.clone();
         by_name.insert(name, tensor);
     }
@@ -320,7 +366,10 @@ fn check_tensors(
                 found: tensor.shape.to_vec(),
             });
         }
-        if !matches!(tensor.dtype, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+        if !matches!(
+            tensor.dtype,
+            DType::F32 | DType::F16 | DType::BF16 | DType::F64
+        ) {
             return Err(Error::TensorDtype {
                 path: path.to_path_buf(),
                 tensor: hub_name(&expected.name),
@@ -349,7 +398,8 @@ fn check_tensors(
 /// three small ones. Each layer's weights (and biases) are joined lazily, read when
 /// applied, along the output dimension: query, then key, then value.
 fn fuse_attention_projections(tensors: Vec<PackTensor>, config: &RobertaConfig) -> Vec<PackTensor> {
-    let mut by_name: BTreeMap<String, PackTensor> = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+    let mut by_name: BTreeMap<String, PackTensor> =
+        tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
     for layer in 0..config.num_hidden_layers {
         for kind in ["weight", "bias"] {
             let name = |part: &str| format!("encoder.layer.{layer}.attention.self.{part}.{kind}");
@@ -363,19 +413,33 @@ fn fuse_attention_projections(tensors: Vec<PackTensor>, config: &RobertaConfig) 
             let mut shape = parts[0].shape.to_vec();
             shape[0] *= parts.len();
             let same_dtype = parts.iter().all(|p| p.dtype == parts[0].dtype);
-            let dtype = if same_dtype { parts[0].dtype } else { DType::F32 };
+            let dtype = if same_dtype {
+                parts[0].dtype
+            } else {
+                DType::F32
+            };
             let fused_name = name("query_key_value");
             let parts = std::sync::Arc::new(parts);
-            let fused = burn::store::bridge::deferred(fused_name.clone(), dtype, shape.clone().into(), None, move || {
-                let mut bytes = Vec::new();
-                for part in parts.iter() {
-                    let data = burn::store::bridge::to_data(part)?;
-                    let data = if data.dtype() == dtype { data } else { data.convert_dtype(dtype) };
-                    bytes.extend_from_slice(data.as_bytes());
-                }
-                burn::tensor::TensorData::try_from_bytes_vec(bytes, shape.clone(), dtype)
-                    .map_err(|e| burn::store::burn_pack::Error::ValidationError(e.to_string()))
-            });
+            let fused = burn::store::bridge::deferred(
+                fused_name.clone(),
+                dtype,
+                shape.clone().into(),
+                None,
+                move || {
+                    let mut bytes = Vec::new();
+                    for part in parts.iter() {
+                        let data = burn::store::bridge::to_data(part)?;
+                        let data = if data.dtype() == dtype {
+                            data
+                        } else {
+                            data.convert_dtype(dtype)
+                        };
+                        bytes.extend_from_slice(data.as_bytes());
+                    }
+                    burn::tensor::TensorData::try_from_bytes_vec(bytes, shape.clone(), dtype)
+                        .map_err(|e| burn::store::burn_pack::Error::ValidationError(e.to_string()))
+                },
+            );
             by_name.insert(fused_name, fused);
         }
     }
@@ -413,16 +477,32 @@ mod tests {
                 burn::store::bridge::from_data(data, t.name.clone(), None)
             })
             .collect();
-        let index_of = |name: &str| expected_tensors(&config).iter().position(|t| t.name == name).unwrap() as f32;
+        let index_of = |name: &str| {
+            expected_tensors(&config)
+                .iter()
+                .position(|t| t.name == name)
+                .unwrap() as f32
+        };
         let fused = fuse_attention_projections(tensors, &config);
         assert_eq!(fused.len(), expected_tensors(&config).len() - 2 * 4);
 
-        let weight = fused.iter().find(|t| t.name == "encoder.layer.1.attention.self.query_key_value.weight").unwrap();
+        let weight = fused
+            .iter()
+            .find(|t| t.name == "encoder.layer.1.attention.self.query_key_value.weight")
+            .unwrap();
         assert_eq!(weight.shape.to_vec(), vec![12, 4]);
-        let values = burn::store::bridge::to_data(weight).unwrap().try_to_vec::<f32>().unwrap();
+        let values = burn::store::bridge::to_data(weight)
+            .unwrap()
+            .try_to_vec::<f32>()
+            .unwrap();
         for (row, part) in ["query", "key", "value"].iter().enumerate() {
             let expected = index_of(&format!("encoder.layer.1.attention.self.{part}.weight"));
-            assert!(values[row * 16..(row + 1) * 16].iter().all(|v| *v == expected), "{part} rows out of place");
+            assert!(
+                values[row * 16..(row + 1) * 16]
+                    .iter()
+                    .all(|v| *v == expected),
+                "{part} rows out of place"
+            );
         }
 
         let remapper = KeyRemapper::from_patterns(NAME_RULES.to_vec()).unwrap();
@@ -431,7 +511,9 @@ mod tests {
             .map(|t| {
                 let mut name = format!("roberta.{}", t.name);
                 for (pattern, replacement) in remapper.to_regex_pairs() {
-                    name = pattern.replace_all(&name, replacement.as_str()).into_owned();
+                    name = pattern
+                        .replace_all(&name, replacement.as_str())
+                        .into_owned();
                 }
                 name
             })
@@ -444,7 +526,12 @@ mod tests {
         assert!(mapped.contains(&"layers.1.output_norm.bias".to_owned()));
         assert!(mapped.contains(&"layers.0.intermediate.weight".to_owned()));
         assert!(mapped.contains(&"embeddings.layer_norm.weight".to_owned()));
-        assert!(mapped.iter().all(|name| !name.contains(".self.") && !name.contains("encoder.")), "{mapped:?}");
+        assert!(
+            mapped
+                .iter()
+                .all(|name| !name.contains(".self.") && !name.contains("encoder.")),
+            "{mapped:?}"
+        );
         let unique: std::collections::BTreeSet<_> = mapped.iter().collect();
         assert_eq!(unique.len(), mapped.len());
     }

@@ -49,22 +49,37 @@ pub fn check_pytorch_file(path: &Path) -> Result<()> {
     let mut magic = [0u8; 4];
     let is_zip = {
         let mut f = &file;
-        f.read(&mut magic).map_err(|source| Error::Io { path: path.to_path_buf(), source })? == 4 && magic == *b"PK\x03\x04"
+        f.read(&mut magic).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })? == 4
+            && magic == *b"PK\x03\x04"
     };
     if is_zip {
-        let mut archive = zip::ZipArchive::new(&file).map_err(|e| refuse(format!("not a readable zip archive: {e}")))?;
+        let mut archive = zip::ZipArchive::new(&file)
+            .map_err(|e| refuse(format!("not a readable zip archive: {e}")))?;
         let mut scanned = 0;
         for i in 0..archive.len() {
-            let mut entry = archive.by_index(i).map_err(|e| refuse(format!("zip entry {i}: {e}")))?;
-            let name = entry.name().map_err(|e| refuse(format!("zip entry {i}: {e}")))?.into_owned();
+            let mut entry = archive
+                .by_index(i)
+                .map_err(|e| refuse(format!("zip entry {i}: {e}")))?;
+            let name = entry
+                .name()
+                .map_err(|e| refuse(format!("zip entry {i}: {e}")))?
+                .into_owned();
             if !name.ends_with(".pkl") {
                 continue;
             }
             if entry.size() > MAX_PICKLE_BYTES {
-                return Err(refuse(format!("pickle {name} is {} bytes, too large for a state dict", entry.size())));
+                return Err(refuse(format!(
+                    "pickle {name} is {} bytes, too large for a state dict",
+                    entry.size()
+                )));
             }
             let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes).map_err(|e| refuse(format!("{name}: {e}")))?;
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| refuse(format!("{name}: {e}")))?;
             scan(&bytes, 1).map_err(|e| refuse(format!("{name}: {e}")))?;
             scanned += 1;
         }
@@ -79,7 +94,10 @@ pub fn check_pytorch_file(path: &Path) -> Result<()> {
         (&file)
             .take(MAX_PICKLE_BYTES)
             .read_to_end(&mut bytes)
-            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         scan(&bytes, 5).map_err(refuse)
     }
 }
@@ -101,9 +119,16 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            format!("pickle truncated at byte {} (needs {n} more bytes)", self.pos)
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| {
+                format!(
+                    "pickle truncated at byte {} (needs {n} more bytes)",
+                    self.pos
+                )
+            })?;
         let out = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -122,14 +147,20 @@ impl<'a> Cursor<'a> {
 
     fn line(&mut self) -> std::result::Result<&'a str, String> {
         let rest = &self.bytes[self.pos..];
-        let end = rest.iter().position(|&b| b == b'\n').ok_or("unterminated text line in pickle")?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("unterminated text line in pickle")?;
         self.pos += end + 1;
         std::str::from_utf8(&rest[..end]).map_err(|_| "text line in pickle is not UTF-8".to_owned())
     }
 }
 
 fn check_global(module: &str, name: &str) -> std::result::Result<(), String> {
-    if ALLOWED_GLOBALS.iter().any(|&(m, n)| m == module && n == name) {
+    if ALLOWED_GLOBALS
+        .iter()
+        .any(|&(m, n)| m == module && n == name)
+    {
         Ok(())
     } else {
         Err(format!(
@@ -155,8 +186,9 @@ fn scan_one(r: &mut Cursor) -> std::result::Result<(), String> {
         match op {
             b'.' => return Ok(()),
             // No argument.
-            b'(' | b'0' | b'1' | b'2' | b'N' | b'Q' | b'R' | b'a' | b'b' | b'd' | b'}' | b'e' | b'l' | b']' | b'o' | b's'
-            | b't' | b')' | b'u' | 0x81 | 0x85 | 0x86 | 0x87 | 0x88 | 0x89 | 0x8f | 0x90 | 0x91 | 0x92 | 0x97 | 0x98 => {}
+            b'(' | b'0' | b'1' | b'2' | b'N' | b'Q' | b'R' | b'a' | b'b' | b'd' | b'}' | b'e'
+            | b'l' | b']' | b'o' | b's' | b't' | b')' | b'u' | 0x81 | 0x85 | 0x86 | 0x87 | 0x88
+            | 0x89 | 0x8f | 0x90 | 0x91 | 0x92 | 0x97 | 0x98 => {}
             // Text-line arguments.
             b'F' | b'I' | b'L' | b'P' | b'S' => {
                 r.line()?;
@@ -248,10 +280,22 @@ fn scan_one(r: &mut Cursor) -> std::result::Result<(), String> {
             }
             0x93 => match (&recent[0], &recent[1]) {
                 (Some(module), Some(name)) => check_global(module, name)?,
-                _ => return Err("refused: a STACK_GLOBAL whose module and name are not plain strings".into()),
+                _ => {
+                    return Err(
+                        "refused: a STACK_GLOBAL whose module and name are not plain strings"
+                            .into(),
+                    )
+                }
             },
-            0x82..=0x84 => return Err("refused: the pickle uses the extension registry (EXT opcodes)".into()),
-            other => return Err(format!("unknown pickle opcode 0x{other:02x} at byte {}", r.pos - 1)),
+            0x82..=0x84 => {
+                return Err("refused: the pickle uses the extension registry (EXT opcodes)".into())
+            }
+            other => {
+                return Err(format!(
+                    "unknown pickle opcode 0x{other:02x} at byte {}",
+                    r.pos - 1
+                ))
+            }
         }
         if let Some(value) = pushed {
             push(&mut recent, value);
@@ -266,23 +310,42 @@ mod tests {
     #[test]
     fn plain_globals_pass_and_others_are_named() {
         assert!(scan(b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01.", 1).is_ok());
-        let err = scan(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.", 1).unwrap_err();
+        let err = scan(
+            b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.",
+            1,
+        )
+        .unwrap_err();
         assert!(err.contains("`os.system`"), "{err}");
         // Protocol 4: STACK_GLOBAL from two memoized strings.
         let err = scan(b"\x80\x04\x8c\x08builtins\x94\x8c\x04eval\x94\x93\x94.", 1).unwrap_err();
         assert!(err.contains("`builtins.eval`"), "{err}");
-        let ok = scan(b"\x80\x04\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93\x94)R\x94.", 1);
+        let ok = scan(
+            b"\x80\x04\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93\x94)R\x94.",
+            1,
+        );
         assert!(ok.is_ok(), "{ok:?}");
         // The same strings fetched back from the memo.
-        let err = scan(b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94h\x00h\x01\x93.", 1).unwrap_err();
+        let err = scan(
+            b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94h\x00h\x01\x93.",
+            1,
+        )
+        .unwrap_err();
         assert!(err.contains("`os.system`"), "{err}");
     }
 
     #[test]
     fn truncated_and_unknown_pickles_are_errors() {
-        assert!(scan(b"\x80\x02ccollections\nOrderedDict", 1).unwrap_err().contains("unterminated"));
-        assert!(scan(b"\x80\x02X\xff\xff\xff\x7f", 1).unwrap_err().contains("truncated"));
-        assert!(scan(b"\xff", 1).unwrap_err().contains("unknown pickle opcode 0xff"));
-        assert!(scan(b"\x80\x02\x82\x01.", 1).unwrap_err().contains("extension registry"));
+        assert!(scan(b"\x80\x02ccollections\nOrderedDict", 1)
+            .unwrap_err()
+            .contains("unterminated"));
+        assert!(scan(b"\x80\x02X\xff\xff\xff\x7f", 1)
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(scan(b"\xff", 1)
+            .unwrap_err()
+            .contains("unknown pickle opcode 0xff"));
+        assert!(scan(b"\x80\x02\x82\x01.", 1)
+            .unwrap_err()
+            .contains("extension registry"));
     }
 }

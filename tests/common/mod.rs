@@ -11,11 +11,17 @@ use serde_json::Value;
 pub const LOGIT_TOLERANCE: f32 = 1e-4;
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The checkpoints the fixture script makes.
-pub const CHECKPOINTS: [&str; 3] = ["roberta-2-labels", "roberta-1-label-old-config", "roberta-5-labels"];
+pub const CHECKPOINTS: [&str; 3] = [
+    "roberta-2-labels",
+    "roberta-1-label-old-config",
+    "roberta-5-labels",
+];
 
 /// What transformers produced for one input in one preprocessing mode.
 #[derive(Debug, Clone)]
@@ -41,12 +47,21 @@ pub struct Reference {
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn expected(v: &Value) -> Expected {
     Expected {
-        input_ids: v["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect(),
+        input_ids: v["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect(),
         untruncated_length: v["untruncated_length"].as_u64().unwrap() as usize,
         truncated: v["truncated"].as_bool().unwrap(),
         logits: floats(&v["logits"]),
@@ -67,14 +82,22 @@ pub fn reference(checkpoint: &str) -> Reference {
                 collapse_whitespace: expected(&e["collapse_whitespace"]),
             })
             .collect(),
-        padded_batch_logits: v["padded_batch_logits"].as_array().unwrap().iter().map(floats).collect(),
+        padded_batch_logits: v["padded_batch_logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect(),
         max_length: v["max_length"].as_u64().unwrap() as usize,
     }
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "logit counts differ: {a:?} vs {b:?}");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn assert_logits_close(actual: &[f32], expected: &[f32], what: &str) {
@@ -93,7 +116,12 @@ pub fn test_backends() -> Vec<Backend> {
         Ok(list) if !list.trim().is_empty() => list
             .split(',')
             .map(|name| name.trim().parse::<Backend>().unwrap())
-            .inspect(|b| assert!(b.is_compiled(), "ICD_TEST_BACKENDS names {b}, which is not compiled in"))
+            .inspect(|b| {
+                assert!(
+                    b.is_compiled(),
+                    "ICD_TEST_BACKENDS names {b}, which is not compiled in"
+                )
+            })
             .collect(),
         _ => Backend::compiled()
             .into_iter()
