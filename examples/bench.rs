@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Reports: load time, peak resident memory, median batch-1 latency per token length,
-//! throughput over the corpus (truncated at 512 tokens, length-sorted batches of 8),
+//! throughput over the corpus (truncated at 512 tokens, through `predict_batch`),
 //! and the logits of the probe texts so that the caller can check agreement.
 
 use std::io::BufRead;

@@ -160,8 +160,8 @@ enum icd_status icd_detector_predict(const struct icd_detector *detector,
                                      size_t logits_capacity,
                                      struct icd_error **error_out);
 
-// Classifies `count` functions, in length-sorted padded batches; results come back in
-// input order and equal `icd_detector_predict`'s.
+// Classifies `count` functions, several per model call without padding; results come
+// back in input order and equal `icd_detector_predict`'s.
 //
 // `predictions_out` has room for `count` predictions. `logits_out` receives
 // `count * icd_detector_num_labels` floats, row by row; `logits_capacity` is its length

@@ -77,6 +77,18 @@ impl Backend {
         }
     }
 
+    /// Whether [`crate::Precision::Bf16`] runs the encoder's matrix products with this
+    /// CPU's bf16 dot-product instructions (AVX512-BF16, checked at run time): true
+    /// for the CPU backends on such CPUs. Elsewhere bf16 is the backend's own bf16
+    /// tensor type.
+    pub fn has_bf16_products(self) -> bool {
+        match self {
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            Backend::Flex | Backend::NdArray => crate::model::bf16_gemm::available(),
+            _ => false,
+        }
+    }
+
     /// The concrete backends compiled into this build.
     pub fn compiled() -> Vec<Backend> {
         Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()

@@ -50,9 +50,15 @@ pub enum Precision {
     /// f32 throughout: the logits equal transformers' within 1e-4.
     #[default]
     F32,
-    /// bf16 weights and activations (LayerNorm statistics are accumulated in f32 by
-    /// burn). Opt-in: faster where the backend has bf16 kernels, with probabilities
-    /// within about 1e-2 of f32 (tested on the fixtures).
+    /// bf16 matrix products. Opt-in: faster where the hardware multiplies bf16, with
+    /// probabilities within about 1e-2 of f32 (tested on the fixtures).
+    ///
+    /// On the CPU backends on a CPU with AVX512-BF16
+    /// ([`Backend::has_bf16_products`]), the encoder's projections hold bf16 weights
+    /// and multiply with the CPU's bf16 dot-product instruction, summing in f32;
+    /// everything else (embeddings, attention, LayerNorm, GELU, the head) stays f32.
+    /// Elsewhere weights and activations are burn's bf16 tensors throughout
+    /// (LayerNorm statistics accumulated in f32).
     Bf16,
     /// f16 weights and activations, as [`Precision::Bf16`] with more mantissa and
     /// less range.
@@ -258,7 +264,13 @@ impl DetectorBuilder {
             None => Backend::default_cpu()?,
         };
         let (backend, device) = backend.open()?;
-        let dtype = self.precision.dtype();
+        let bf16_products = self.precision == Precision::Bf16 && backend.has_bf16_products();
+        // bf16 products load f32 weights, then pack the projections' into bf16.
+        let dtype = if bf16_products {
+            burn::tensor::DType::F32
+        } else {
+            self.precision.dtype()
+        };
         if !device.supports_dtype(dtype) {
             return Err(Error::InvalidArgument {
                 argument: "precision",
@@ -267,6 +279,10 @@ impl DetectorBuilder {
         }
         let mut model = RobertaClassifier::new(&config, &device);
         weights::load(&mut model, &config, &weight_file, dtype)?;
+        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+        if bf16_products {
+            model.pack_bf16();
+        }
         Ok(Detector {
             model,
             tokenizer,

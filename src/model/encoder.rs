@@ -3,9 +3,18 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
+use std::sync::Arc;
+
 use burn::tensor::{Device, Tensor};
 
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+use super::bf16_gemm::PackedMatrix;
 use crate::config::RobertaConfig;
+
+/// Stands in for the bf16 matrices where the kernels are not built: never constructed.
+#[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+#[derive(Debug)]
+enum PackedMatrix {}
 
 pub(crate) fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear {
     LinearConfig::new(d_input, d_output)
@@ -35,14 +44,14 @@ impl SelfAttention {
         }
     }
 
-    /// Attention context `[1, total, hidden]` (before the output projection) for
-    /// inputs laid end to end, `lengths` tokens each: each input attends only to its
-    /// own tokens.
-    fn forward(&self, hidden: Tensor<3>, lengths: &[usize]) -> Tensor<3> {
-        let [_, total, width] = hidden.dims();
+    /// Attention context `[1, total, hidden]` (before the output projection) from the
+    /// query, key and value projections `[1, total, 3 * hidden]` of inputs laid end to
+    /// end, `lengths` tokens each: each input attends only to its own tokens.
+    fn context(&self, qkv: Tensor<3>, lengths: &[usize]) -> Tensor<3> {
+        let [_, total, width3] = qkv.dims();
+        let width = width3 / 3;
         let heads = self.heads;
         let head_dim = width / heads;
-        let qkv = self.query_key_value.forward(hidden);
         let mut contexts = Vec::with_capacity(lengths.len());
         let mut start = 0;
         for &len in lengths {
@@ -84,6 +93,19 @@ pub struct EncoderLayer {
     pub output: Linear,
     /// `output.LayerNorm`.
     pub output_norm: LayerNorm,
+    /// The four projections in bf16 for the CPU's bf16 instructions, when
+    /// [`EncoderLayer::pack_bf16`] has replaced the f32 ones with them.
+    #[module(skip)]
+    packed: Option<Arc<PackedProjections>>,
+}
+
+/// An encoder layer's projections packed for [`bf16_gemm`].
+#[derive(Debug)]
+struct PackedProjections {
+    query_key_value: PackedMatrix,
+    attention_output: PackedMatrix,
+    intermediate: PackedMatrix,
+    output: PackedMatrix,
 }
 
 impl EncoderLayer {
@@ -99,7 +121,43 @@ impl EncoderLayer {
             intermediate: linear(config.hidden_size, config.intermediate_size, device),
             output: linear(config.intermediate_size, config.hidden_size, device),
             output_norm: norm(),
+            packed: None,
         }
+    }
+
+    /// Moves the four projections' weights into bf16 matrices for the CPU's bf16
+    /// dot-product instructions (see [`bf16_gemm`]); their f32 tensors are released.
+    /// Call only where [`bf16_gemm::available`] holds.
+    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    pub(crate) fn pack_bf16(&mut self) {
+        fn take(linear: &mut Linear) -> PackedMatrix {
+            let [k, n] = linear.weight.dims();
+            let device = linear.weight.device();
+            let weight = linear
+                .weight
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 weights");
+            let bias = linear.bias.as_ref().map(|b| {
+                b.val()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("f32 bias")
+            });
+            // Empty tensors keep the module's structure while freeing the f32 copy.
+            linear.weight = burn::module::Param::from_tensor(Tensor::zeros([0, 0], &device));
+            linear.bias = None;
+            PackedMatrix::new(&weight, bias.as_deref(), k, n)
+        }
+        self.packed = Some(Arc::new(PackedProjections {
+            query_key_value: take(&mut self.attention.query_key_value),
+            attention_output: take(&mut self.attention.output),
+            intermediate: take(&mut self.intermediate),
+            output: take(&mut self.output),
+        }));
     }
 
     /// `[1, total, hidden]` for inputs laid end to end (`lengths` tokens each) to the
@@ -108,16 +166,51 @@ impl EncoderLayer {
     /// Everything after attention works on each token alone, so it runs on `row_parts`
     /// slices of the tokens side by side (see [`crate::Backend::row_parts`]).
     pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize], row_parts: usize) -> Tensor<3> {
-        let context = self.attention.forward(hidden.clone(), lengths);
+        let packed = self.packed.as_deref();
+        let qkv = project(
+            &self.attention.query_key_value,
+            packed.map(|p| &p.query_key_value),
+            hidden.clone(),
+        );
+        let context = self.attention.context(qkv, lengths);
         let rows = |(context, hidden): (Tensor<3>, Tensor<3>)| {
-            let attended = self.attention.output.forward(context);
+            let attended = project(
+                &self.attention.output,
+                packed.map(|p| &p.attention_output),
+                context,
+            );
             let hidden = self.attention_norm.forward(attended + hidden);
             // Exact GELU, x·Φ(x) through erf, as transformers' "gelu".
-            let expanded = gelu(self.intermediate.forward(hidden.clone()));
+            let expanded = gelu(project(
+                &self.intermediate,
+                packed.map(|p| &p.intermediate),
+                hidden.clone(),
+            ));
             self.output_norm
-                .forward(self.output.forward(expanded) + hidden)
+                .forward(project(&self.output, packed.map(|p| &p.output), expanded) + hidden)
         };
         on_row_parts((context, hidden), row_parts, rows)
+    }
+}
+
+/// `linear` applied to `x` (`[1, rows, k]`), or `packed` (its bf16 form) when present.
+fn project(linear: &Linear, packed: Option<&PackedMatrix>, x: Tensor<3>) -> Tensor<3> {
+    match packed {
+        None => linear.forward(x),
+        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+        Some(packed) => {
+            let [batch, rows, _] = x.dims();
+            let device = x.device();
+            let input = x
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 activations");
+            let output = packed.matmul(&input, batch * rows);
+            Tensor::from_data(burn::tensor::TensorData::new(output, [batch, rows, packed.n()]), &device)
+        }
+        #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+        Some(packed) => match *packed {},
     }
 }
 

@@ -3,6 +3,8 @@
 //! The structure follows transformers' `RobertaForSequenceClassification` one to one;
 //! `crate::weights` maps the hub's tensor names onto these fields.
 
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) mod bf16_gemm;
 mod classifier;
 mod embeddings;
 mod encoder;
@@ -37,6 +39,16 @@ impl RobertaClassifier {
                 .map(|_| EncoderLayer::new(config, device))
                 .collect(),
             classifier: ClassificationHead::new(config, device),
+        }
+    }
+
+    /// Runs the encoder's matrix products on bf16 weights with the CPU's bf16
+    /// instructions from now on; their f32 weights are released. Call only where
+    /// [`crate::Backend::has_bf16_products`] holds.
+    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    pub(crate) fn pack_bf16(&mut self) {
+        for layer in &mut self.layers {
+            layer.pack_bf16();
         }
     }
 

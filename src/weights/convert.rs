@@ -99,17 +99,18 @@ fn convert_bytes(
             ),
         });
     }
-    let st =
-        match from {
-            DType::I64 => StDtype::I64,
-            DType::I32 => StDtype::I32,
-            DType::I16 => StDtype::I16,
-            DType::I8 => StDtype::I8,
-            DType::U8 => StDtype::U8,
-            DType::Bool(_) => StDtype::BOOL,
-            other => return Err(format!(
+    let st = match from {
+        DType::I64 => StDtype::I64,
+        DType::I32 => StDtype::I32,
+        DType::I16 => StDtype::I16,
+        DType::I8 => StDtype::I8,
+        DType::U8 => StDtype::U8,
+        DType::Bool(_) => StDtype::BOOL,
+        other => {
+            return Err(format!(
                 "tensor `{name}` has dtype {other:?}, which safetensors output does not support"
-            )),
-        };
+            ))
+        }
+    };
     Ok((st, bytes.to_vec()))
 }

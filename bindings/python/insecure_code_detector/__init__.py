@@ -368,7 +368,7 @@ class Detector:
         return self.predict_batch([code])[0]
 
     def predict_batch(self, codes: Sequence[Union[str, bytes]]) -> List[Prediction]:
-        """Classifies many functions in length-sorted padded batches; results are in input order."""
+        """Classifies many functions, several per model call; results are in input order and equal ``predict``'s."""
         encoded = [_encode(c, f"codes[{i}]") for i, c in enumerate(codes)]
         n = len(encoded)
         if n == 0:

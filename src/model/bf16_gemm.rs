@@ -1,0 +1,337 @@
+//! Matrix products on bf16 weights with the CPU's bf16 dot-product instruction
+//! (AVX512-BF16 `vdpbf16ps`), for [`crate::Precision::Bf16`] on the CPU backends.
+//!
+//! burn's CPU backends widen bf16 to f32 before multiplying, so bf16 weights there only
+//! save memory. `vdpbf16ps` multiplies pairs of bf16 values and accumulates in f32,
+//! twice the work of an f32 FMA per instruction. Weights are converted and laid out
+//! for it once, at load; activations are rounded to bf16 (to nearest, ties to even)
+//! at each product, and sums, bias and everything outside the products stay f32.
+
+use rayon::prelude::*;
+use std::arch::x86_64::*;
+
+/// Output columns per kernel call: two 16-lane registers.
+const COLUMNS: usize = 32;
+/// Rows per kernel call: 12 rows x 2 registers = 24 accumulators, leaving registers
+/// for the two weight vectors.
+const ROWS: usize = 8;
+
+/// Whether this CPU has the instructions (checked at run time: the build targets any
+/// x86-64).
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+}
+
+/// A `[k, n]` weight matrix (and bias) in bf16, laid out for the kernel: for each
+/// block of 32 output columns, for each pair of input rows, 32 `u32`s holding the
+/// pair's two bf16 values for each column (the lower half is the even row), as
+/// `vdpbf16ps` reads them.
+#[derive(Clone)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    blocks: Vec<u32>,
+    bias: Vec<f32>,
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    // The shape, not millions of packed values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedMatrix")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
+}
+
+/// f32 to bf16 bits, rounded to nearest with ties to even, as `vcvtne2ps2bf16` does.
+fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+impl PackedMatrix {
+    /// Packs `weight` (`[k, n]`, row-major, as burn's `Linear` holds it) and `bias`
+    /// (`n` values, zeros when `None`).
+    pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+        assert_eq!(weight.len(), k * n, "weight is not [{k}, {n}]");
+        let pairs = k.div_ceil(2);
+        let column_blocks = n.div_ceil(COLUMNS);
+        let mut blocks = vec![0u32; column_blocks * pairs * COLUMNS];
+        let at = |row: usize, col: usize| {
+            if row < k && col < n {
+                bf16_bits(weight[row * n + col])
+            } else {
+                0
+            }
+        };
+        blocks
+            .par_chunks_mut(pairs * COLUMNS)
+            .enumerate()
+            .for_each(|(block, panel)| {
+                for (pair, out) in panel.chunks_exact_mut(COLUMNS).enumerate() {
+                    for (lane, slot) in out.iter_mut().enumerate() {
+                        let col = block * COLUMNS + lane;
+                        *slot =
+                            u32::from(at(2 * pair, col)) | (u32::from(at(2 * pair + 1, col)) << 16);
+                    }
+                }
+            });
+        let bias = match bias {
+            Some(b) => {
+                assert_eq!(b.len(), n, "bias is not [{n}]");
+                b.to_vec()
+            }
+            None => vec![0.0; n],
+        };
+        Self { k, n, blocks, bias }
+    }
+
+    /// Output width.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
+    /// Rows are split across the rayon pool.
+    ///
+    /// # Panics
+    /// When the CPU lacks AVX512-BF16 (check [`available`] first) or `input` is not
+    /// `m × k`.
+    pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
+        assert!(available(), "the CPU has no AVX512-BF16");
+        assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
+        let pairs = self.k.div_ceil(2);
+        // Inputs rounded to bf16, each row padded to whole pairs: row r's u32 number p
+        // holds columns 2p and 2p + 1, the layout the kernel broadcasts from.
+        let mut rounded = vec![0u32; m * pairs];
+        rounded
+            .par_chunks_mut(pairs)
+            .zip(input.par_chunks(self.k))
+            .for_each(|(out, row)| {
+                // SAFETY: `available()` was checked above.
+                unsafe { round_row(row, out) }
+            });
+        let mut output = vec![0f32; m * self.n];
+        if m == 0 || self.n == 0 {
+            return output;
+        }
+        // Whole 12-row blocks per task, enough tasks to share the work between threads.
+        let threads = rayon::current_num_threads().max(1);
+        let rows_per_task = m.div_ceil(threads).div_ceil(ROWS) * ROWS;
+        output
+            .par_chunks_mut(rows_per_task * self.n)
+            .zip(rounded.par_chunks(rows_per_task * pairs))
+            .for_each(|(out, a)| self.rows(a, out));
+        output
+    }
+
+    /// One task's rows: for each column block (its weights stay in cache), every
+    /// 12-row block.
+    fn rows(&self, a: &[u32], out: &mut [f32]) {
+        let pairs = self.k.div_ceil(2);
+        let m = out.len() / self.n;
+        for block in 0..self.n.div_ceil(COLUMNS) {
+            let b = &self.blocks[block * pairs * COLUMNS..][..pairs * COLUMNS];
+            let col = block * COLUMNS;
+            let width = COLUMNS.min(self.n - col);
+            let bias = &self.bias[col..col + width];
+            for row in (0..m).step_by(ROWS) {
+                let rows = ROWS.min(m - row);
+                let a = &a[row * pairs..(row + rows) * pairs];
+                let out = &mut out[row * self.n..];
+                // SAFETY: `available()` was checked by `matmul`; the kernel reads
+                // `rows × pairs` of `a`, `pairs × 32` of `b`, and writes `width`
+                // columns from `col` in `rows` rows of `out`, all within the slices
+                // (`out` has `rows` full rows of `n` from here).
+                unsafe {
+                    match rows {
+                        8 => kernel::<8>(a, b, pairs, bias, out, self.n, col, width),
+                        7 => kernel::<7>(a, b, pairs, bias, out, self.n, col, width),
+                        6 => kernel::<6>(a, b, pairs, bias, out, self.n, col, width),
+                        5 => kernel::<5>(a, b, pairs, bias, out, self.n, col, width),
+                        4 => kernel::<4>(a, b, pairs, bias, out, self.n, col, width),
+                        3 => kernel::<3>(a, b, pairs, bias, out, self.n, col, width),
+                        2 => kernel::<2>(a, b, pairs, bias, out, self.n, col, width),
+                        _ => kernel::<1>(a, b, pairs, bias, out, self.n, col, width),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One row of f32 rounded to bf16 pairs (`out.len()` = `row.len()` / 2, rounded up).
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn round_row(row: &[f32], out: &mut [u32]) {
+    let mut i = 0;
+    while i + 32 <= row.len() {
+        // SAFETY: 32 floats from `i` are in `row`; 16 u32 from `i / 2` are in `out`.
+        unsafe {
+            let lo = _mm512_loadu_ps(row.as_ptr().wrapping_add(i));
+            let hi = _mm512_loadu_ps(row.as_ptr().wrapping_add(i + 16));
+            // The second operand fills the lower half.
+            let packed = _mm512_cvtne2ps_pbh(hi, lo);
+            _mm512_storeu_si512(
+                out.as_mut_ptr().wrapping_add(i / 2).cast(),
+                std::mem::transmute::<__m512bh, __m512i>(packed),
+            );
+        }
+        i += 32;
+    }
+    while i < row.len() {
+        let low = u32::from(bf16_bits(row[i]));
+        let high = row.get(i + 1).map_or(0, |&x| u32::from(bf16_bits(x)));
+        out[i / 2] = low | (high << 16);
+        i += 2;
+    }
+}
+
+/// `R` rows by up to 32 columns: `out[r][col..col + width] = Σ_p a[r][p] · b[p] + bias`.
+///
+/// # Safety
+/// AVX512-F and AVX512-BF16 are present; `a` has `R × pairs` values, `b` has
+/// `pairs × 32`, `bias` has `width` ≤ 32, and `out` holds `R` rows of `stride`
+/// floats with `col + width` ≤ `stride` (the last row may end right after them).
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel<const R: usize>(
+    a: &[u32],
+    b: &[u32],
+    pairs: usize,
+    bias: &[f32],
+    out: &mut [f32],
+    stride: usize,
+    col: usize,
+    width: usize,
+) {
+    debug_assert!(a.len() >= R * pairs && b.len() >= pairs * COLUMNS && width <= COLUMNS);
+    debug_assert!(out.len() >= (R - 1) * stride + col + width);
+    let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+    let b = b.as_ptr();
+    // Each row's start in `a`; rows past `R` are never read.
+    let mut row_start = [a.as_ptr(); ROWS];
+    for (r, start) in row_start.iter_mut().enumerate().take(R) {
+        *start = a[r * pairs..].as_ptr();
+    }
+    // The rows are spelled out (`r` a literal, `r < R` known at compile time) so that
+    // the 24 accumulators live in registers.
+    macro_rules! step {
+        ($p:expr, $b0:expr, $b1:expr; $($r:literal)*) => {$(
+            if $r < R {
+                // SAFETY: row `$r` < R has `pairs` values from its start; $p < pairs.
+                let x: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(*row_start[$r].wrapping_add($p) as i32)) };
+                acc[$r][0] = _mm512_dpbf16_ps(acc[$r][0], x, $b0);
+                acc[$r][1] = _mm512_dpbf16_ps(acc[$r][1], x, $b1);
+            }
+        )*};
+    }
+    for p in 0..pairs {
+        // SAFETY: p < pairs, so both 16-lane reads are inside `b` (pairs × 32 values).
+        let (b0, b1): (__m512bh, __m512bh) = unsafe {
+            (
+                std::mem::transmute(_mm512_loadu_si512(b.wrapping_add(p * COLUMNS).cast())),
+                std::mem::transmute(_mm512_loadu_si512(b.wrapping_add(p * COLUMNS + 16).cast())),
+            )
+        };
+        step!(p, b0, b1; 0 1 2 3 4 5 6 7);
+    }
+    // Lanes past `width` (the matrix's last, partial column block) are not written.
+    let mask0: __mmask16 = if width >= 16 {
+        0xffff
+    } else {
+        (1u16 << width) - 1
+    };
+    let mask1: __mmask16 = if width >= 32 {
+        0xffff
+    } else if width > 16 {
+        (1u16 << (width - 16)) - 1
+    } else {
+        0
+    };
+    // SAFETY: masked loads and stores touch only the first `width` columns from `col`
+    // of each of the `R` rows, inside `bias` and `out` by the contract.
+    unsafe {
+        let bias0 = _mm512_maskz_loadu_ps(mask0, bias.as_ptr());
+        let bias1 = _mm512_maskz_loadu_ps(mask1, bias.as_ptr().wrapping_add(16.min(width)));
+        for (r, acc) in acc.iter().enumerate().take(R) {
+            let row = out.as_mut_ptr().wrapping_add(r * stride + col);
+            _mm512_mask_storeu_ps(row, mask0, _mm512_add_ps(acc[0], bias0));
+            _mm512_mask_storeu_ps(
+                row.wrapping_add(16.min(width)),
+                mask1,
+                _mm512_add_ps(acc[1], bias1),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bf16(x: f32) -> f64 {
+        f64::from(f32::from_bits(u32::from(bf16_bits(x)) << 16))
+    }
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(bf16_bits(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even 1.
+        assert_eq!(bf16_bits(1.0 + 1.0 / 256.0), 0x3f80);
+        assert_eq!(bf16_bits(1.0 + 3.0 / 256.0), 0x3f82);
+        assert!(f32::from_bits(u32::from(bf16_bits(f32::NAN)) << 16).is_nan());
+        assert_eq!(bf16_bits(f32::INFINITY), 0x7f80);
+    }
+
+    /// Products against an f64 reference on the same bf16-rounded values, for shapes
+    /// with partial row and column blocks, odd widths, and rows split across threads.
+    #[test]
+    fn products_equal_a_reference_on_rounded_values() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        for &(m, k, n) in &[
+            (1, 2, 32),
+            (5, 7, 33),
+            (12, 64, 32),
+            (13, 31, 70),
+            (30, 768, 96),
+            (97, 100, 16),
+            (0, 4, 8),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
+            let w: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let bias: Vec<f32> = (0..n).map(|_| next()).collect();
+            let packed = PackedMatrix::new(&w, Some(&bias), k, n);
+            let got = packed.matmul(&a, m);
+            assert_eq!(got.len(), m * n);
+            for r in 0..m {
+                for c in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|i| bf16(a[r * k + i]) * bf16(w[i * n + c]))
+                        .sum::<f64>()
+                        + f64::from(bias[c]);
+                    let diff = (f64::from(got[r * n + c]) - want).abs();
+                    assert!(
+                        diff < 1e-4 * (k as f64).sqrt(),
+                        "[{m}x{k}x{n}] ({r}, {c}): {} vs {want}",
+                        got[r * n + c]
+                    );
+                }
+            }
+        }
+    }
+}
