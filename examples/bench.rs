@@ -3,11 +3,15 @@
 //! ```text
 //! cargo run --example bench -- MODEL_DIR [--corpus nginx.jsonl] [--functions N]
 //!     [--lengths 64,128,256,512] [--repeats N] [--backend flex] [--batch-size N] [--probe TEXT]
+//!     [--peak]
 //! ```
 //!
 //! Reports: load time, peak resident memory, median batch-1 latency per token length,
 //! throughput over the corpus (truncated at 512 tokens, through `predict_batch`),
-//! and the logits of the probe texts so that the caller can check agreement.
+//! and the logits of the probe texts so that the caller can check agreement. `--peak`
+//! adds this CPU's measured peak multiply-add rates (f32 FMA and, where present, the
+//! bf16 dot product) on the rayon thread count, the ceiling the model's rate is
+//! compared with.
 
 use std::io::BufRead;
 use std::time::Instant;
@@ -26,6 +30,7 @@ fn main() {
     let mut precision = Precision::F32;
     let mut probes: Vec<String> = Vec::new();
     let mut batch_size = 8usize;
+    let mut peak = false;
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
@@ -44,6 +49,7 @@ fn main() {
             }
             "--probe" => probes.push(value()),
             "--batch-size" => batch_size = value().parse().unwrap(),
+            "--peak" => peak = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -115,6 +121,7 @@ fn main() {
             "latency_seconds": latency,
             "throughput": throughput,
             "probe_logits": probe_logits,
+            "cpu_peak_gflops": if peak { cpu_peak_gflops() } else { serde_json::Value::Null },
         })
     );
 }
@@ -125,4 +132,90 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Peak GFLOP/s of AVX-512 multiply-adds on as many threads as rayon uses: each thread
+/// runs 16 independent accumulator chains with no memory traffic, so only the
+/// multiply-add units bound it. `null` entries where the CPU lacks the instructions.
+fn cpu_peak_gflops() -> serde_json::Value {
+    // The thread count the CPU backends use: RAYON_NUM_THREADS, else every core.
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rate = |kernel: fn(u64) -> f32, flops_per_instruction: f64| {
+        const ITERATIONS: u64 = 20_000_000;
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| std::hint::black_box(kernel(ITERATIONS)));
+            }
+        });
+        let instructions = (threads as u64 * ITERATIONS * 16) as f64;
+        instructions * flops_per_instruction / started.elapsed().as_secs_f64() / 1e9
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        let f32_fma = is_x86_feature_detected!("avx512f").then(|| rate(peak::fma, 32.0));
+        let bf16_dot = (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bf16"))
+        .then(|| rate(peak::dpbf16, 64.0));
+        json!({ "threads": threads, "f32_fma": f32_fma, "bf16_dot": bf16_dot })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = rate;
+        json!({ "threads": threads, "f32_fma": null, "bf16_dot": null })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::x86_64::*;
+
+    /// 16 chains written out, so that they stay in registers.
+    macro_rules! chains {
+        ($acc:ident, $step:expr; $($i:literal)*) => {$( $acc[$i] = $step($acc[$i]); )*};
+    }
+
+    /// `iterations` x 16 FMAs (16 lanes, 2 flops each).
+    pub fn fma(iterations: u64) -> f32 {
+        assert!(is_x86_feature_detected!("avx512f"));
+        #[target_feature(enable = "avx512f")]
+        fn run(iterations: u64) -> f32 {
+            let x = std::hint::black_box(_mm512_set1_ps(1.0));
+            let y = std::hint::black_box(_mm512_set1_ps(0.0));
+            let mut acc = [_mm512_setzero_ps(); 16];
+            for _ in 0..iterations {
+                chains!(acc, |a| _mm512_fmadd_ps(x, y, a); 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            }
+            acc.iter()
+                .fold(0.0, |sum, &a| sum + _mm512_reduce_add_ps(a))
+        }
+        // SAFETY: AVX-512F was checked above.
+        unsafe { run(iterations) }
+    }
+
+    /// `iterations` x 16 `vdpbf16ps` (16 lanes, 2 products and 2 additions each).
+    pub fn dpbf16(iterations: u64) -> f32 {
+        assert!(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"));
+        #[target_feature(enable = "avx512f,avx512bf16")]
+        fn run(iterations: u64) -> f32 {
+            // 0x3f80 is bf16 1.0: pairs of (1.0, 1.0) times pairs of zeros.
+            let x: __m512bh = unsafe {
+                std::mem::transmute(std::hint::black_box(_mm512_set1_epi32(0x3f80_3f80)))
+            };
+            let y: __m512bh =
+                unsafe { std::mem::transmute(std::hint::black_box(_mm512_set1_epi32(0))) };
+            let mut acc = [_mm512_setzero_ps(); 16];
+            for _ in 0..iterations {
+                chains!(acc, |a| _mm512_dpbf16_ps(a, x, y); 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            }
+            acc.iter()
+                .fold(0.0, |sum, &a| sum + _mm512_reduce_add_ps(a))
+        }
+        // SAFETY: AVX-512F and AVX512-BF16 were checked above.
+        unsafe { run(iterations) }
+    }
 }

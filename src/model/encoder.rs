@@ -133,23 +133,25 @@ impl EncoderLayer {
         fn take(linear: &mut Linear) -> PackedMatrix {
             let [k, n] = linear.weight.dims();
             let device = linear.weight.device();
-            let weight = linear
-                .weight
-                .val()
+            // Taken out of the module (an empty tensor keeps its structure) so that this
+            // is the tensor's only owner and reading it out need not copy it.
+            let weight = std::mem::replace(
+                &mut linear.weight,
+                burn::module::Param::from_tensor(Tensor::zeros([0, 0], &device)),
+            );
+            let weight = weight
+                .into_value()
                 .into_data()
                 .convert::<f32>()
                 .try_into_vec::<f32>()
                 .expect("f32 weights");
-            let bias = linear.bias.as_ref().map(|b| {
-                b.val()
+            let bias = linear.bias.take().map(|b| {
+                b.into_value()
                     .into_data()
                     .convert::<f32>()
                     .try_into_vec::<f32>()
                     .expect("f32 bias")
             });
-            // Empty tensors keep the module's structure while freeing the f32 copy.
-            linear.weight = burn::module::Param::from_tensor(Tensor::zeros([0, 0], &device));
-            linear.bias = None;
             PackedMatrix::new(&weight, bias.as_deref(), k, n)
         }
         self.packed = Some(Arc::new(PackedProjections {
@@ -207,7 +209,10 @@ fn project(linear: &Linear, packed: Option<&PackedMatrix>, x: Tensor<3>) -> Tens
                 .try_into_vec::<f32>()
                 .expect("f32 activations");
             let output = packed.matmul(&input, batch * rows);
-            Tensor::from_data(burn::tensor::TensorData::new(output, [batch, rows, packed.n()]), &device)
+            Tensor::from_data(
+                burn::tensor::TensorData::new(output, [batch, rows, packed.n()]),
+                &device,
+            )
         }
         #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
         Some(packed) => match *packed {},
