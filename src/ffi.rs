@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::ptr;
 
 use crate::backend::panic_message;
-use crate::{Backend, Detector, Error, Prediction, Preprocessing};
+use crate::{Backend, Detector, Error, Precision, Prediction, Preprocessing};
 
 /// Result of every fallible call.
 #[repr(C)]
@@ -88,6 +88,9 @@ pub struct icd_options {
     /// 0: the text as given (the model card's usage). 1: whitespace collapsed as
     /// CodeXGLUE does (`' '.join(code.split())`).
     pub preprocessing: u32,
+    /// 0: f32 (logits equal transformers'). 1: bf16 matrix products, faster on CPUs
+    /// with AVX512-BF16, probabilities within about 1e-2 of f32. 2: f16.
+    pub precision: u32,
 }
 
 /// One classification. The logits go to a separate caller buffer.
@@ -127,13 +130,14 @@ pub extern "C" fn icd_backends() -> *const c_char {
     NAMES.as_ptr()
 }
 
-/// The default options: the checkpoint's token limit, batches of 8, raw text.
+/// The default options: the checkpoint's token limit, batches of 8, raw text, f32.
 #[no_mangle]
 pub extern "C" fn icd_options_default() -> icd_options {
     icd_options {
         max_tokens: 0,
         batch_size: 0,
         preprocessing: 0,
+        precision: 0,
     }
 }
 
@@ -203,6 +207,18 @@ pub unsafe extern "C" fn icd_detector_open(
                 return Err(Error::InvalidArgument {
                     argument: "options.preprocessing",
                     message: format!("is {other}, expected 0 (raw) or 1 (collapse whitespace)"),
+                }
+                .into())
+            }
+        });
+        builder = builder.precision(match options.precision {
+            0 => Precision::F32,
+            1 => Precision::Bf16,
+            2 => Precision::F16,
+            other => {
+                return Err(Error::InvalidArgument {
+                    argument: "options.precision",
+                    message: format!("is {other}, expected 0 (f32), 1 (bf16) or 2 (f16)"),
                 }
                 .into())
             }

@@ -434,6 +434,42 @@ fn classify_json_equals_the_library_logits() {
         &reference.inputs[0].raw.logits,
         "icd classify FILE",
     );
+    // --precision bf16: the same verdict inputs, probabilities within 1e-2.
+    let exact = row["insecure_probability"].as_f64().unwrap();
+    let output = icd(&[
+        "--model",
+        &model(),
+        "--precision",
+        "bf16",
+        "classify",
+        &file.display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let row: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let reduced = row["insecure_probability"].as_f64().unwrap();
+    assert!(
+        (reduced - exact).abs() <= 1e-2,
+        "bf16 {reduced} vs f32 {exact}"
+    );
+    let output = icd(&[
+        "--model",
+        &model(),
+        "--precision",
+        "int4",
+        "classify",
+        &file.display().to_string(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an unknown precision is a usage error"
+    );
 }
 
 #[test]

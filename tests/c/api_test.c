@@ -82,6 +82,9 @@ int main(int argc, char **argv) {
     options.preprocessing = 7;
     EXPECT_ERROR(icd_detector_open(dir, strlen(dir), NULL, 0, &options, &detector, &err_), ICD_ERR_INVALID_ARGUMENT, "preprocessing");
     options = icd_options_default();
+    options.precision = 9;
+    EXPECT_ERROR(icd_detector_open(dir, strlen(dir), NULL, 0, &options, &detector, &err_), ICD_ERR_INVALID_ARGUMENT, "precision");
+    options = icd_options_default();
     options.max_tokens = 100000;
     EXPECT_ERROR(icd_detector_open(dir, strlen(dir), NULL, 0, &options, &detector, &err_), ICD_ERR_INVALID_ARGUMENT, "max_tokens");
     EXPECT_ERROR(icd_detector_open(bad_config, strlen(bad_config), NULL, 0, NULL, &detector, &err_), ICD_ERR_CONFIG,
@@ -133,6 +136,19 @@ int main(int argc, char **argv) {
         CHECK(prediction.insecure_probability >= 0.0f && prediction.insecure_probability <= 1.0f);
         CHECK(prediction.label < labels);
         print_prediction(&prediction, logits, labels);
+
+        /* The bf16 option gives nearly the same probability. */
+        icd_options reduced = icd_options_default();
+        reduced.precision = 1;
+        icd_detector *bf16 = NULL;
+        CHECK(icd_detector_open(dir, strlen(dir), NULL, 0, &reduced, &bf16, NULL) == ICD_OK);
+        icd_prediction approximate;
+        if (bf16 != NULL) {
+            CHECK(icd_detector_predict(bf16, code, strlen(code), &approximate, NULL, 0, NULL) == ICD_OK);
+            float difference = approximate.insecure_probability - prediction.insecure_probability;
+            CHECK(difference <= 1e-2f && difference >= -1e-2f);
+            icd_detector_free(bf16);
+        }
     }
 
     /* Errors leave outputs untouched and the detector usable. */

@@ -113,6 +113,7 @@ _ERRORS = {
 }
 
 _PREPROCESSING = {"raw": 0, "collapse_whitespace": 1}
+_PRECISION = {"f32": 0, "bf16": 1, "f16": 2}
 
 
 class _Str(ctypes.Structure):
@@ -120,7 +121,12 @@ class _Str(ctypes.Structure):
 
 
 class _Options(ctypes.Structure):
-    _fields_ = [("max_tokens", ctypes.c_uint32), ("batch_size", ctypes.c_uint32), ("preprocessing", ctypes.c_uint32)]
+    _fields_ = [
+        ("max_tokens", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+        ("preprocessing", ctypes.c_uint32),
+        ("precision", ctypes.c_uint32),
+    ]
 
 
 class _Prediction(ctypes.Structure):
@@ -303,6 +309,8 @@ class Detector:
     "wgpu", "cuda", or None for the default CPU backend. ``max_tokens``/``batch_size``:
     0 for the defaults (the checkpoint's limit; 8). ``preprocessing``: "raw" (the text
     as given) or "collapse_whitespace" (CodeXGLUE's ``' '.join(code.split())``).
+    ``precision``: "f32" (logits equal transformers'), "bf16" (faster on CPUs with
+    AVX512-BF16; probabilities within about 1e-2 of f32) or "f16".
 
     Release it with :meth:`close` or a ``with`` block; a finalizer frees it otherwise.
     """
@@ -315,16 +323,16 @@ class Detector:
         max_tokens: int = 0,
         batch_size: int = 0,
         preprocessing: str = "raw",
+        precision: str = "f32",
     ):
         lib = _library()
-        if preprocessing not in _PREPROCESSING:
-            raise InvalidArgumentError(
-                f"argument `preprocessing` is {preprocessing!r}, expected one of {sorted(_PREPROCESSING)}"
-            )
+        for name, value, choices in (("preprocessing", preprocessing, _PREPROCESSING), ("precision", precision, _PRECISION)):
+            if value not in choices:
+                raise InvalidArgumentError(f"argument `{name}` is {value!r}, expected one of {sorted(choices)}")
         for name, value in (("max_tokens", max_tokens), ("batch_size", batch_size)):
             if not isinstance(value, int) or not 0 <= value < 2**32:
                 raise InvalidArgumentError(f"argument `{name}` is {value!r}, expected an integer in 0..2**32")
-        options = _Options(max_tokens, batch_size, _PREPROCESSING[preprocessing])
+        options = _Options(max_tokens, batch_size, _PREPROCESSING[preprocessing], _PRECISION[precision])
         path = os.fsencode(os.fspath(model_dir))
         backend_bytes = backend.encode() if backend is not None else None
         ptr = ctypes.c_void_p()

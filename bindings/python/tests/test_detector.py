@@ -57,6 +57,12 @@ def test_prediction_fields_and_metadata():
     assert "flex" in icd.backends() or "ndarray" in icd.backends()
 
 
+def test_bf16_stays_close_to_f32():
+    code = b"void f(char *s) { char b[8]; strcpy(b, s); }"
+    with Detector(FIXTURES / "roberta-2-labels") as exact, Detector(FIXTURES / "roberta-2-labels", precision="bf16") as reduced:
+        assert abs(reduced.predict(code).insecure_probability - exact.predict(code).insecure_probability) <= 1e-2
+
+
 def test_errors_become_exceptions_with_the_library_message(tmp_path):
     with pytest.raises(icd.CheckpointNotFoundError, match="/nonexistent/checkpoint"):
         Detector("/nonexistent/checkpoint")
@@ -66,6 +72,8 @@ def test_errors_become_exceptions_with_the_library_message(tmp_path):
         Detector(FIXTURES / "roberta-2-labels", max_tokens=100000)
     with pytest.raises(icd.InvalidArgumentError, match="preprocessing"):
         Detector(FIXTURES / "roberta-2-labels", preprocessing="lowercase")
+    with pytest.raises(icd.InvalidArgumentError, match="precision"):
+        Detector(FIXTURES / "roberta-2-labels", precision="int4")
 
     broken = tmp_path / "broken"
     shutil.copytree(FIXTURES / "roberta-2-labels", broken)
