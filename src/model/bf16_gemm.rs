@@ -12,9 +12,8 @@ use std::arch::x86_64::*;
 
 /// Output columns per kernel call: two 16-lane registers.
 const COLUMNS: usize = 32;
-/// Rows per kernel call: 8 rows x 2 registers = 16 accumulators. At 8 rows the
-/// kernel runs at about 85% of this CPU's `vdpbf16ps` peak; at 12 the compiler
-/// shuffles registers inside the loop and it runs slower.
+/// Rows per kernel call: 8 rows x 2 registers = 16 accumulators. With 12 rows (24
+/// accumulators) the compiler shuffles registers inside the loop and it runs slower.
 const ROWS: usize = 8;
 
 /// Whether this CPU has the instructions (checked at run time: the build targets any
