@@ -66,7 +66,10 @@ impl SelfAttention {
             let q = part.clone().narrow(1, 0, heads);
             let k = part.clone().narrow(1, heads, heads);
             let v = part.narrow(1, 2 * heads, heads);
-            // softmax(q·kᵀ / sqrt(head_dim)) · v
+            // softmax(q·kᵀ / sqrt(head_dim)) · v. burn's fused op keeps the scores in a
+            // per-thread scratch block; spelled as matmul, softmax, matmul it allocates
+            // [heads, len, len] twice per layer, and at 512 tokens those fresh pages
+            // cost more than the faster softmax saves.
             let context = attention(q, k, v, None, None, AttentionModuleOptions::default());
             contexts.push(context.swap_dims(1, 2).reshape([1, len, width]));
             start += len;
