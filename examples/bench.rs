@@ -39,14 +39,7 @@ fn main() {
             "--lengths" => lengths = value().split(',').map(|x| x.parse().unwrap()).collect(),
             "--repeats" => repeats = value().parse().unwrap(),
             "--backend" => backend = value().parse().unwrap(),
-            "--precision" => {
-                precision = match value().as_str() {
-                    "f32" => Precision::F32,
-                    "bf16" => Precision::Bf16,
-                    "f16" => Precision::F16,
-                    other => panic!("unknown precision {other}"),
-                }
-            }
+            "--precision" => precision = value().parse().unwrap(),
             "--probe" => probes.push(value()),
             "--batch-size" => batch_size = value().parse().unwrap(),
             "--peak" => peak = true,

@@ -65,6 +65,23 @@ pub enum Precision {
     F16,
 }
 
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    /// Parses `f32`, `bf16` or `f16` (any case), the names the `icd` tool takes.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            "f16" => Ok(Precision::F16),
+            _ => Err(Error::InvalidArgument {
+                argument: "precision",
+                message: format!("unknown precision {s:?}; expected one of f32, bf16, f16"),
+            }),
+        }
+    }
+}
+
 impl Precision {
     /// The burn dtype of weights and activations.
     pub fn dtype(self) -> burn::tensor::DType {

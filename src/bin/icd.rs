@@ -47,15 +47,8 @@ struct ModelArgs {
     collapse_whitespace: bool,
     /// Precision of the matrix products: f32 (logits equal transformers'), or bf16
     /// (faster on CPUs with AVX512-BF16; probabilities within about 1e-2).
-    #[arg(long, global = true, value_enum, default_value_t = PrecisionArg::F32)]
-    precision: PrecisionArg,
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum PrecisionArg {
-    F32,
-    Bf16,
-    F16,
+    #[arg(long, global = true, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    precision: String,
 }
 
 #[derive(Subcommand)]
@@ -220,11 +213,7 @@ fn load_detector(args: &ModelArgs) -> Result<Detector, Failure> {
         .backend(backend)
         .batch_size(args.batch_size)
         .preprocessing(preprocessing)
-        .precision(match args.precision {
-            PrecisionArg::F32 => Precision::F32,
-            PrecisionArg::Bf16 => Precision::Bf16,
-            PrecisionArg::F16 => Precision::F16,
-        })
+        .precision(args.precision.parse::<Precision>()?)
         .build()?)
 }
 
