@@ -101,6 +101,11 @@ impl PackedMatrix {
         self.n
     }
 
+    /// `u32` steps along an input row: its width in bf16 pairs, the last one padded.
+    fn pairs(&self) -> usize {
+        self.k.div_ceil(2)
+    }
+
     /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
     /// Rows are split across the rayon pool.
     ///
@@ -110,7 +115,7 @@ impl PackedMatrix {
     pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
         assert!(available(), "the CPU has no AVX512-BF16");
         assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
-        let pairs = self.k.div_ceil(2);
+        let pairs = self.pairs();
         // Inputs rounded to bf16, each row padded to whole pairs: row r's u32 number p
         // holds columns 2p and 2p + 1, the layout the kernel broadcasts from.
         let mut rounded = vec![0u32; m * pairs];
@@ -138,7 +143,7 @@ impl PackedMatrix {
     /// One task's rows: for each column block (its weights stay in cache), every
     /// 8-row block.
     fn rows(&self, a: &[u32], out: &mut [f32]) {
-        let pairs = self.k.div_ceil(2);
+        let pairs = self.pairs();
         let m = out.len() / self.n;
         for block in 0..self.n.div_ceil(COLUMNS) {
             let b = &self.blocks[block * pairs * COLUMNS..][..pairs * COLUMNS];
@@ -214,8 +219,10 @@ unsafe fn kernel<const R: usize>(
     col: usize,
     width: usize,
 ) {
-    debug_assert!(a.len() >= R * pairs && b.len() >= pairs * COLUMNS && width <= COLUMNS);
-    debug_assert!(out.len() >= (R - 1) * stride + col + width);
+    // The contract, checked on every call: once per tile, beside `pairs` steps of 16
+    // products each (and this crate's debug assertions are off in its one profile).
+    assert!(a.len() >= R * pairs && b.len() >= pairs * COLUMNS && width <= COLUMNS);
+    assert!(col + width <= stride && out.len() >= (R - 1) * stride + col + width);
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     let b = b.as_ptr();
     // Each row's start in `a`; rows past `R` are never read.

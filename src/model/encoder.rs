@@ -1,10 +1,10 @@
+use std::sync::Arc;
+
 use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use std::sync::Arc;
-
 use burn::tensor::{Device, Tensor};
 
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
@@ -102,7 +102,7 @@ pub struct EncoderLayer {
     packed: Option<Arc<PackedProjections>>,
 }
 
-/// An encoder layer's projections packed for [`bf16_gemm`].
+/// An encoder layer's projections packed for [`super::bf16_gemm`].
 #[derive(Debug)]
 struct PackedProjections {
     query_key_value: PackedMatrix,
@@ -129,8 +129,8 @@ impl EncoderLayer {
     }
 
     /// Moves the four projections' weights into bf16 matrices for the CPU's bf16
-    /// dot-product instructions (see [`bf16_gemm`]); their f32 tensors are released.
-    /// Call only where [`bf16_gemm::available`] holds.
+    /// dot-product instructions (see [`super::bf16_gemm`]); their f32 tensors are
+    /// released. Call only where [`super::bf16_gemm::available`] holds.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     pub(crate) fn pack_bf16(&mut self) {
         fn take(linear: &mut Linear) -> PackedMatrix {
