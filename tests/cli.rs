@@ -127,6 +127,36 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
+/// `icd --model FIXTURE EXTRA... classify PATH --format json`, which must succeed: its
+/// JSON rows.
+fn classify_json(extra: &[&str], path: &Path) -> Vec<Value> {
+    let model = model();
+    let path = path.display().to_string();
+    let mut args = vec!["--model", &model];
+    args.extend_from_slice(extra);
+    args.extend(["classify", &path, "--format", "json"]);
+    let output = icd(&args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A JSON row's `logits` as f32.
+fn logits_of(row: &Value) -> Vec<f32> {
+    row["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
 fn model() -> String {
     fixture("roberta-2-labels").display().to_string()
 }
@@ -204,13 +234,11 @@ fn scan_finds_functions_with_line_ranges_and_respects_gitignore() {
     let copy_name: String = basic.lines().skip(2).take(5).collect::<Vec<_>>().join("\n");
     let row = rows.iter().find(|r| r["function"] == "copy_name").unwrap();
     let expected = detector.predict(&copy_name).unwrap();
-    let logits: Vec<f32> = row["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    assert_logits_close(&logits, &expected.logits, "copy_name through icd scan");
+    assert_logits_close(
+        &logits_of(row),
+        &expected.logits,
+        "copy_name through icd scan",
+    );
     assert_eq!(row["verdict"], "insecure");
 }
 
@@ -378,34 +406,12 @@ fn classify_json_equals_the_library_logits() {
         })
         .collect();
     std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
-    let output = icd(&[
-        "--model",
-        &model(),
-        "classify",
-        &jsonl.display().to_string(),
-        "--format",
-        "json",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rows: Vec<Value> = stdout(&output)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = classify_json(&[], &jsonl);
     assert_eq!(rows.len(), reference.inputs.len());
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row["idx"], i);
-        let logits: Vec<f32> = row["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
         assert_logits_close(
-            &logits,
+            &logits_of(row),
             &reference.inputs[i].raw.logits,
             &format!("icd classify row {i}"),
         );
@@ -414,45 +420,18 @@ fn classify_json_equals_the_library_logits() {
     // One function from a file.
     let file = tmp.path().join("f.c");
     std::fs::write(&file, &reference.inputs[0].text).unwrap();
-    let output = icd(&[
-        "--model",
-        &model(),
-        "classify",
-        &file.display().to_string(),
-        "--format",
-        "json",
-    ]);
-    let row: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
-    let logits: Vec<f32> = row["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
+    let rows = classify_json(&[], &file);
+    assert_eq!(rows.len(), 1, "one function, one row");
     assert_logits_close(
-        &logits,
+        &logits_of(&rows[0]),
         &reference.inputs[0].raw.logits,
         "icd classify FILE",
     );
-    // --precision bf16: the same verdict inputs, probabilities within 1e-2.
-    let exact = row["insecure_probability"].as_f64().unwrap();
-    let output = icd(&[
-        "--model",
-        &model(),
-        "--precision",
-        "bf16",
-        "classify",
-        &file.display().to_string(),
-        "--format",
-        "json",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let row: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
-    let reduced = row["insecure_probability"].as_f64().unwrap();
+    // --precision bf16: the same input, its probability within 1e-2.
+    let exact = rows[0]["insecure_probability"].as_f64().unwrap();
+    let rows = classify_json(&["--precision", "bf16"], &file);
+    assert_eq!(rows.len(), 1, "one function, one row");
+    let reduced = rows[0]["insecure_probability"].as_f64().unwrap();
     assert!(
         (reduced - exact).abs() <= 1e-2,
         "bf16 {reduced} vs f32 {exact}"
