@@ -82,11 +82,19 @@ impl Backend {
     /// for the CPU backends on such CPUs. Elsewhere bf16 is the backend's own bf16
     /// tensor type.
     pub fn has_bf16_products(self) -> bool {
-        match self {
-            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            Backend::Flex | Backend::NdArray => crate::model::bf16_gemm::available(),
-            _ => false,
-        }
+        self.is_cpu() && crate::model::Packing::Bf16.available()
+    }
+
+    /// Whether [`crate::Precision::Int8`] runs here: true for the CPU backends on
+    /// CPUs with AVX2 (checked at run time), which multiply int8 weights with AVX2
+    /// integer multiply-adds.
+    pub fn has_int8_products(self) -> bool {
+        self.is_cpu() && crate::model::Packing::Int8.available()
+    }
+
+    /// flex or ndarray, compiled in.
+    fn is_cpu(self) -> bool {
+        matches!(self, Backend::Flex | Backend::NdArray) && self.is_compiled()
     }
 
     /// The concrete backends compiled into this build.

@@ -436,6 +436,14 @@ fn classify_json_equals_the_library_logits() {
         (reduced - exact).abs() <= 1e-2,
         "bf16 {reduced} vs f32 {exact}"
     );
+    // --precision int8: within 2e-2.
+    let rows = classify_json(&["--precision", "int8"], &file);
+    assert_eq!(rows.len(), 1, "one function, one row");
+    let reduced = rows[0]["insecure_probability"].as_f64().unwrap();
+    assert!(
+        (reduced - exact).abs() <= 2e-2,
+        "int8 {reduced} vs f32 {exact}"
+    );
     let output = icd(&[
         "--model",
         &model(),

@@ -7,14 +7,10 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
+use super::packed::PackedMatrix;
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-use super::bf16_gemm::PackedMatrix;
+use super::Packing;
 use crate::config::RobertaConfig;
-
-/// Stands in for the bf16 matrices where the kernels are not built: never constructed.
-#[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
-#[derive(Debug)]
-enum PackedMatrix {}
 
 pub(crate) fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear {
     LinearConfig::new(d_input, d_output)
@@ -96,13 +92,13 @@ pub struct EncoderLayer {
     pub output: Linear,
     /// `output.LayerNorm`.
     pub output_norm: LayerNorm,
-    /// The four projections in bf16 for the CPU's bf16 instructions, when
-    /// [`EncoderLayer::pack_bf16`] has replaced the f32 ones with them.
+    /// The four projections packed for one of this crate's CPU kernels, when
+    /// `EncoderLayer::pack` has replaced the f32 ones with them.
     #[module(skip)]
     packed: Option<Arc<PackedProjections>>,
 }
 
-/// An encoder layer's projections packed for [`super::bf16_gemm`].
+/// An encoder layer's projections packed for a CPU kernel.
 #[derive(Debug)]
 struct PackedProjections {
     query_key_value: PackedMatrix,
@@ -128,12 +124,12 @@ impl EncoderLayer {
         }
     }
 
-    /// Moves the four projections' weights into bf16 matrices for the CPU's bf16
-    /// dot-product instructions (see [`super::bf16_gemm`]); their f32 tensors are
-    /// released. Call only where [`super::bf16_gemm::available`] holds.
+    /// Moves the four projections' weights into matrices packed for `packing`'s CPU
+    /// kernel; their f32 tensors are released. Call only where
+    /// [`Packing::available`] holds.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-    pub(crate) fn pack_bf16(&mut self) {
-        fn take(linear: &mut Linear) -> PackedMatrix {
+    pub(crate) fn pack(&mut self, packing: Packing) {
+        let take = |linear: &mut Linear| -> PackedMatrix {
             let [k, n] = linear.weight.dims();
             let device = linear.weight.device();
             // Taken out of the module (an empty tensor keeps its structure) so that this
@@ -155,8 +151,8 @@ impl EncoderLayer {
                     .try_into_vec::<f32>()
                     .expect("f32 bias")
             });
-            PackedMatrix::new(&weight, bias.as_deref(), k, n)
-        }
+            PackedMatrix::new(packing, &weight, bias.as_deref(), k, n)
+        };
         self.packed = Some(Arc::new(PackedProjections {
             query_key_value: take(&mut self.attention.query_key_value),
             attention_output: take(&mut self.attention.output),
@@ -198,11 +194,10 @@ impl EncoderLayer {
     }
 }
 
-/// `linear` applied to `x` (`[1, rows, k]`), or `packed` (its bf16 form) when present.
+/// `linear` applied to `x` (`[1, rows, k]`), or `packed` (its packed form) when present.
 fn project(linear: &Linear, packed: Option<&PackedMatrix>, x: Tensor<3>) -> Tensor<3> {
     match packed {
         None => linear.forward(x),
-        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
         Some(packed) => {
             let [batch, rows, _] = x.dims();
             let device = x.device();
@@ -217,8 +212,6 @@ fn project(linear: &Linear, packed: Option<&PackedMatrix>, x: Tensor<3>) -> Tens
                 &device,
             )
         }
-        #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
-        Some(packed) => match *packed {},
     }
 }
 

@@ -8,10 +8,14 @@ pub(crate) mod bf16_gemm;
 mod classifier;
 mod embeddings;
 mod encoder;
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) mod int8_gemm;
+mod packed;
 
 pub use classifier::ClassificationHead;
 pub use embeddings::{position_ids, RobertaEmbeddings};
 pub use encoder::{EncoderLayer, SelfAttention};
+pub(crate) use packed::Packing;
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
@@ -42,13 +46,13 @@ impl RobertaClassifier {
         }
     }
 
-    /// Runs the encoder's matrix products on bf16 weights with the CPU's bf16
-    /// instructions from now on; their f32 weights are released. Call only where
-    /// [`crate::Backend::has_bf16_products`] holds.
+    /// Runs the encoder's matrix products on this crate's CPU kernel for `packing`
+    /// from now on; their f32 weights are released. Call only where
+    /// [`Packing::available`] holds, on a CPU backend.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-    pub(crate) fn pack_bf16(&mut self) {
+    pub(crate) fn pack(&mut self, packing: Packing) {
         for layer in &mut self.layers {
-            layer.pack_bf16();
+            layer.pack(packing);
         }
     }
 

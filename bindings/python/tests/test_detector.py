@@ -57,10 +57,11 @@ def test_prediction_fields_and_metadata():
     assert "flex" in icd.backends() or "ndarray" in icd.backends()
 
 
-def test_bf16_stays_close_to_f32():
+@pytest.mark.parametrize("precision, tolerance", [("bf16", 1e-2), ("int8", 2e-2)])
+def test_reduced_precision_stays_close_to_f32(precision, tolerance):
     code = b"void f(char *s) { char b[8]; strcpy(b, s); }"
-    with Detector(FIXTURES / "roberta-2-labels") as exact, Detector(FIXTURES / "roberta-2-labels", precision="bf16") as reduced:
-        assert abs(reduced.predict(code).insecure_probability - exact.predict(code).insecure_probability) <= 1e-2
+    with Detector(FIXTURES / "roberta-2-labels") as exact, Detector(FIXTURES / "roberta-2-labels", precision=precision) as reduced:
+        assert abs(reduced.predict(code).insecure_probability - exact.predict(code).insecure_probability) <= tolerance
 
 
 def test_errors_become_exceptions_with_the_library_message(tmp_path):

@@ -1,0 +1,455 @@
+//! Matrix products on int8 weights with AVX2 integer multiply-adds, for
+//! [`crate::Precision::Int8`] on the CPU backends.
+//!
+//! Dynamic quantization, as ONNX Runtime's `quantize_dynamic` does it: each weight
+//! column is scaled symmetrically onto [-127, 127] once, at load, and each activation
+//! row (one token) likewise at every product, so a token's result does not depend on
+//! the other tokens in the call. `vpmaddwd` multiplies pairs of 16-bit integers and
+//! adds each pair into 32 bits: 16 multiply-adds per AVX2 instruction, where an f32
+//! FMA does 8. The integer sums are exact (below [`MAX_K`] terms they cannot
+//! overflow), so the only error is the rounding of the two operands; each sum is
+//! scaled back to f32 and the bias added in f32.
+
+use rayon::prelude::*;
+use std::arch::x86_64::*;
+
+/// Output columns per kernel call: two 8-lane registers.
+const COLUMNS: usize = 16;
+/// Rows per kernel call: 4 rows x 2 registers = 8 accumulators, which with the two
+/// weight registers, the broadcast row pair and the product leave AVX2's 16 registers
+/// room; 6 rows spill.
+const ROWS: usize = 4;
+/// The widest input whose sums fit in i32: `k · 127²` below 2³¹.
+pub const MAX_K: usize = i32::MAX as usize / (127 * 127);
+
+/// Whether this CPU has the instructions (checked at run time: the build targets any
+/// x86-64).
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2")
+}
+
+/// A `[k, n]` weight matrix quantized to int8 per output column, with its scales and
+/// bias, laid out for the kernel: for each block of 16 output columns, for each pair
+/// of input rows, 32 `i16`s holding the pair's two values for each column (even row
+/// first), the operand layout of `vpmaddwd`.
+#[derive(Clone)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    blocks: Vec<i16>,
+    /// Per column: the weight a quantized step of 1 stands for.
+    scales: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    // The shape, not millions of packed values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedMatrix")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The scale that maps the largest magnitude of `values` onto 127, and its inverse
+/// (0 for an all-zero slice, which then quantizes to zeros).
+fn symmetric_scale(max_abs: f32) -> (f32, f32) {
+    if max_abs > 0.0 {
+        (max_abs / 127.0, 127.0 / max_abs)
+    } else {
+        (0.0, 0.0)
+    }
+}
+
+/// `x · inverse_scale` clamped to [-127, 127] and rounded to the nearest integer,
+/// ties to even (0 for NaN).
+#[inline(always)]
+fn quantize(x: f32, inverse_scale: f32) -> i16 {
+    // Adding and subtracting 1.5 · 2²³ rounds any |v| < 2²² to an integer in the
+    // current rounding mode (nearest, ties to even): plain arithmetic that vectorizes,
+    // where `round_ties_even` is a libm call per value.
+    const ROUND: f32 = 12_582_912.0;
+    let v = (x * inverse_scale).clamp(-127.0, 127.0);
+    ((v + ROUND) - ROUND) as i16
+}
+
+impl PackedMatrix {
+    /// Quantizes and packs `weight` (`[k, n]`, row-major, as burn's `Linear` holds it)
+    /// and `bias` (`n` values, zeros when `None`).
+    ///
+    /// # Panics
+    /// When the slices do not have those shapes or `k` exceeds [`MAX_K`].
+    pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+        assert_eq!(weight.len(), k * n, "weight is not [{k}, {n}]");
+        assert!(
+            k > 0 && k <= MAX_K,
+            "k = {k} is not in 1..={MAX_K}: i32 sums could overflow"
+        );
+        let mut max_abs = vec![0f32; n];
+        for row in weight.chunks_exact(n.max(1)) {
+            for (m, &x) in max_abs.iter_mut().zip(row) {
+                *m = m.max(x.abs());
+            }
+        }
+        let (scales, inverses): (Vec<f32>, Vec<f32>) =
+            max_abs.iter().map(|&m| symmetric_scale(m)).unzip();
+        let pairs = k.div_ceil(2);
+        let column_blocks = n.div_ceil(COLUMNS);
+        let mut blocks = vec![0i16; column_blocks * pairs * 2 * COLUMNS];
+        blocks
+            .par_chunks_mut(pairs * 2 * COLUMNS)
+            .enumerate()
+            .for_each(|(block, panel)| {
+                let col = block * COLUMNS;
+                let width = COLUMNS.min(n - col);
+                for (pair, out) in panel.chunks_exact_mut(2 * COLUMNS).enumerate() {
+                    for c in 0..width {
+                        for half in 0..2 {
+                            let row = 2 * pair + half;
+                            if row < k {
+                                out[2 * c + half] =
+                                    quantize(weight[row * n + col + c], inverses[col + c]);
+                            }
+                        }
+                    }
+                }
+            });
+        let bias = match bias {
+            Some(b) => {
+                assert_eq!(b.len(), n, "bias is not [{n}]");
+                b.to_vec()
+            }
+            None => vec![0.0; n],
+        };
+        Self {
+            k,
+            n,
+            blocks,
+            scales,
+            bias,
+        }
+    }
+
+    /// Output width.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `i16` values per quantized input row: its width rounded up to whole pairs.
+    fn row_width(&self) -> usize {
+        self.k.div_ceil(2) * 2
+    }
+
+    /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
+    /// Rows are split across the rayon pool.
+    ///
+    /// # Panics
+    /// When the CPU lacks AVX2 (check [`available`] first) or `input` is not `m × k`.
+    pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
+        assert!(available(), "the CPU has no AVX2");
+        assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
+        let mut output = vec![0f32; m * self.n];
+        if m == 0 || self.n == 0 {
+            return output;
+        }
+        let width = self.row_width();
+        // Whole 4-row blocks per task, enough tasks to share the work between threads.
+        let threads = rayon::current_num_threads().max(1);
+        let rows_per_task = m.div_ceil(threads).div_ceil(ROWS) * ROWS;
+        output
+            .par_chunks_mut(rows_per_task * self.n)
+            .zip(input.par_chunks(rows_per_task * self.k))
+            .for_each(|(out, rows)| {
+                let count = rows.len() / self.k;
+                let mut quantized = vec![0i16; count * width];
+                let mut row_scales = vec![0f32; count];
+                for ((q, scale), row) in quantized
+                    .chunks_exact_mut(width)
+                    .zip(&mut row_scales)
+                    .zip(rows.chunks_exact(self.k))
+                {
+                    // SAFETY: `available()` was checked above.
+                    *scale = unsafe { quantize_row(row, q) };
+                }
+                self.rows(&quantized, &row_scales, out);
+            });
+        output
+    }
+
+    /// One task's rows, already quantized: for each column block (its weights stay in
+    /// cache), every 4-row block.
+    fn rows(&self, a: &[i16], row_scales: &[f32], out: &mut [f32]) {
+        let width = self.row_width();
+        let m = row_scales.len();
+        let panel = width * COLUMNS;
+        for block in 0..self.n.div_ceil(COLUMNS) {
+            let b = &self.blocks[block * panel..][..panel];
+            let col = block * COLUMNS;
+            let columns = COLUMNS.min(self.n - col);
+            let tile = Tile {
+                b,
+                scales: &self.scales[col..col + columns],
+                bias: &self.bias[col..col + columns],
+                col,
+                stride: self.n,
+            };
+            for row in (0..m).step_by(ROWS) {
+                let rows = ROWS.min(m - row);
+                let a = &a[row * width..(row + rows) * width];
+                let scales = &row_scales[row..row + rows];
+                let out = &mut out[row * self.n..];
+                // SAFETY: `available()` was checked by `matmul`; the slices have the
+                // lengths `kernel` asks for, which it asserts.
+                unsafe {
+                    match rows {
+                        4 => kernel::<4>(a, scales, &tile, out),
+                        3 => kernel::<3>(a, scales, &tile, out),
+                        2 => kernel::<2>(a, scales, &tile, out),
+                        _ => kernel::<1>(a, scales, &tile, out),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One row of f32 quantized to int8 values (held as `i16`, padded with a zero to whole
+/// pairs): returns the row's scale.
+#[target_feature(enable = "avx2")]
+fn quantize_row(row: &[f32], out: &mut [i16]) -> f32 {
+    // Written to vectorize: eight running maxima of the magnitudes (bit patterns,
+    // whose order is the magnitudes' for non-negative floats, NaN above infinity).
+    let mut lanes = [0u32; 8];
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (m, &x) in lanes.iter_mut().zip(chunk) {
+            *m = (*m).max(x.to_bits() & 0x7fff_ffff);
+        }
+    }
+    let max_bits = chunks
+        .remainder()
+        .iter()
+        .map(|x| x.to_bits() & 0x7fff_ffff)
+        .chain(lanes)
+        .max()
+        .unwrap_or(0);
+    // A non-finite value makes the row's scale, and so its results, NaN: as in f32,
+    // it does not vanish silently.
+    let (scale, inverse) = if max_bits < f32::INFINITY.to_bits() {
+        symmetric_scale(f32::from_bits(max_bits))
+    } else {
+        (f32::NAN, 0.0)
+    };
+    for (q, &x) in out.iter_mut().zip(row) {
+        *q = quantize(x, inverse);
+    }
+    scale
+}
+
+/// What the kernel needs of one column block: its packed weights (`pairs × 32`
+/// values), the block's column scales and bias (`columns` ≤ 16 each), its first
+/// column and the output's row stride.
+struct Tile<'a> {
+    b: &'a [i16],
+    scales: &'a [f32],
+    bias: &'a [f32],
+    col: usize,
+    stride: usize,
+}
+
+/// `R` rows by up to 16 columns:
+/// `out[r][col + c] = (Σ_p a[r][p] · b[p][c]) · row_scales[r] · scales[c] + bias[c]`.
+///
+/// # Safety
+/// AVX2 is present. The asserted contract keeps every access inside the slices: `a`
+/// holds `R` quantized rows of `b.len() / 16` values, `out` holds `R` rows of
+/// `stride` floats (the last may end right after column `col + columns`).
+#[target_feature(enable = "avx2")]
+unsafe fn kernel<const R: usize>(a: &[i16], row_scales: &[f32], tile: &Tile, out: &mut [f32]) {
+    let columns = tile.scales.len();
+    let width = tile.b.len() / COLUMNS;
+    let pairs = width / 2;
+    // The contract, checked on every call: once per tile, beside `pairs` steps of 16
+    // multiply-adds per row.
+    assert!(a.len() == R * width && row_scales.len() == R && width.is_multiple_of(2));
+    assert!(columns <= COLUMNS && tile.bias.len() == columns);
+    assert!(
+        tile.col + columns <= tile.stride
+            && out.len() >= (R - 1) * tile.stride + tile.col + columns
+    );
+    let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
+    let b = tile.b.as_ptr();
+    // Each row's start in `a`; rows past `R` are never read.
+    let mut row_start = [a.as_ptr(); ROWS];
+    for (r, start) in row_start.iter_mut().enumerate().take(R) {
+        *start = a[r * width..].as_ptr();
+    }
+    // The rows are spelled out (`r` a literal, `r < R` known at compile time) so that
+    // the accumulators live in registers.
+    macro_rules! step {
+        ($p:expr, $b0:expr, $b1:expr; $($r:literal)*) => {$(
+            if $r < R {
+                // SAFETY: row `$r` < R has `2 · pairs` values from its start and
+                // $p < pairs: the two i16 at 2·$p, read as one (unaligned) i32.
+                let pair = unsafe { row_start[$r].wrapping_add(2 * $p).cast::<i32>().read_unaligned() };
+                let x = _mm256_set1_epi32(pair);
+                acc[$r][0] = _mm256_add_epi32(acc[$r][0], _mm256_madd_epi16(x, $b0));
+                acc[$r][1] = _mm256_add_epi32(acc[$r][1], _mm256_madd_epi16(x, $b1));
+            }
+        )*};
+    }
+    for p in 0..pairs {
+        // SAFETY: p < pairs, so both 16-value reads are inside `b` (pairs × 32 values).
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_si256(b.wrapping_add(p * 2 * COLUMNS).cast()),
+                _mm256_loadu_si256(b.wrapping_add(p * 2 * COLUMNS + COLUMNS).cast()),
+            )
+        };
+        step!(p, b0, b1; 0 1 2 3);
+    }
+    // Column scales and bias, zero past `columns` (those lanes are not written).
+    let mut scales = [0f32; COLUMNS];
+    let mut bias = [0f32; COLUMNS];
+    scales[..columns].copy_from_slice(tile.scales);
+    bias[..columns].copy_from_slice(tile.bias);
+    // SAFETY: both arrays hold 16 floats: two 8-lane loads each.
+    let (scale0, scale1, bias0, bias1) = unsafe {
+        (
+            _mm256_loadu_ps(scales.as_ptr()),
+            _mm256_loadu_ps(scales.as_ptr().add(8)),
+            _mm256_loadu_ps(bias.as_ptr()),
+            _mm256_loadu_ps(bias.as_ptr().add(8)),
+        )
+    };
+    for (r, acc) in acc.iter().enumerate().take(R) {
+        let row_scale = _mm256_set1_ps(row_scales[r]);
+        let mut values = [0f32; COLUMNS];
+        let lo = _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(acc[0]),
+            _mm256_mul_ps(row_scale, scale0),
+            bias0,
+        );
+        let hi = _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(acc[1]),
+            _mm256_mul_ps(row_scale, scale1),
+            bias1,
+        );
+        // SAFETY: `values` holds 16 floats.
+        unsafe {
+            _mm256_storeu_ps(values.as_mut_ptr(), lo);
+            _mm256_storeu_ps(values.as_mut_ptr().add(8), hi);
+        }
+        let start = r * tile.stride + tile.col;
+        out[start..start + columns].copy_from_slice(&values[..columns]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(seed: &mut u64) -> f32 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    #[test]
+    fn quantizing_rounds_to_nearest_within_the_range() {
+        let (scale, inverse) = symmetric_scale(2.0);
+        assert_eq!(scale, 2.0 / 127.0);
+        assert_eq!(quantize(2.0, inverse), 127);
+        assert_eq!(quantize(-2.0, inverse), -127);
+        assert_eq!(quantize(0.5 * scale, inverse), 0, "ties go to even");
+        assert_eq!(quantize(1.5 * scale, inverse), 2, "ties go to even");
+        assert_eq!(quantize(-1.4 * scale, inverse), -1);
+        assert_eq!(symmetric_scale(0.0), (0.0, 0.0));
+    }
+
+    /// Products against an f64 reference on the same quantized values (so any
+    /// difference is the kernel's, not quantization's), for shapes with partial row
+    /// and column blocks, odd widths, zero rows and columns, and rows split across
+    /// threads.
+    #[test]
+    fn products_equal_a_reference_on_quantized_values() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX2");
+            return;
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for &(m, k, n) in &[
+            (1, 2, 16),
+            (5, 7, 17),
+            (12, 64, 32),
+            (13, 31, 70),
+            (30, 768, 96),
+            (97, 100, 8),
+            (0, 4, 8),
+            (3, 1, 5),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| random(&mut seed)).collect();
+            let mut w: Vec<f32> = (0..k * n).map(|_| random(&mut seed)).collect();
+            // An all-zero column: its scale is 0 and its results are the bias.
+            for row in 0..k {
+                w[row * n] = 0.0;
+            }
+            let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
+            let packed = PackedMatrix::new(&w, Some(&bias), k, n);
+            let got = packed.matmul(&a, m);
+            assert_eq!(got.len(), m * n);
+            for r in 0..m {
+                let row = &a[r * k..(r + 1) * k];
+                let (row_scale, row_inverse) =
+                    symmetric_scale(row.iter().fold(0f32, |s, &x| s.max(x.abs())));
+                for c in 0..n {
+                    let column: Vec<f32> = (0..k).map(|i| w[i * n + c]).collect();
+                    let (col_scale, col_inverse) =
+                        symmetric_scale(column.iter().fold(0f32, |s, &x| s.max(x.abs())));
+                    let sum: i64 = (0..k)
+                        .map(|i| {
+                            i64::from(quantize(row[i], row_inverse))
+                                * i64::from(quantize(column[i], col_inverse))
+                        })
+                        .sum();
+                    let want = sum as f64 * f64::from(row_scale) * f64::from(col_scale)
+                        + f64::from(bias[c]);
+                    let diff = (f64::from(got[r * n + c]) - want).abs();
+                    assert!(
+                        diff < 1e-5 * (1.0 + want.abs()),
+                        "[{m}x{k}x{n}] ({r}, {c}): {} vs {want}",
+                        got[r * n + c]
+                    );
+                    // And the product itself is close to f32's: int8 rounding only.
+                    let exact: f64 = (0..k)
+                        .map(|i| f64::from(row[i]) * f64::from(column[i]))
+                        .sum::<f64>()
+                        + f64::from(bias[c]);
+                    assert!(
+                        (f64::from(got[r * n + c]) - exact).abs() < 0.02 * (k as f64).sqrt(),
+                        "[{m}x{k}x{n}] ({r}, {c}): {} vs f32 {exact}",
+                        got[r * n + c]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_inputs_give_non_finite_rows() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX2");
+            return;
+        }
+        let packed = PackedMatrix::new(&[1.0, 2.0, 3.0, 4.0], None, 2, 2);
+        let got = packed.matmul(&[f32::INFINITY, 1.0, 1.0, 1.0, 0.5, f32::NAN], 3);
+        assert!(got[0].is_nan() && got[1].is_nan(), "{got:?}");
+        assert!(
+            (got[2] - 4.0).abs() < 0.05 && (got[3] - 6.0).abs() < 0.05,
+            "{got:?}"
+        );
+        assert!(got[4].is_nan() && got[5].is_nan(), "{got:?}");
+    }
+}

@@ -1,0 +1,76 @@
+//! The encoder's projections packed for this crate's CPU kernels: bf16 weights for
+//! the bf16 dot-product instruction ([`super::bf16_gemm`]) or int8 weights for AVX2
+//! integer multiply-adds ([`super::int8_gemm`]).
+
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+use super::{bf16_gemm, int8_gemm};
+
+/// Which kernel the projections are packed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Packing {
+    /// bf16 weights, `vdpbf16ps` (AVX512-BF16).
+    Bf16,
+    /// int8 weights per column, activations quantized per row, `vpmaddwd` (AVX2).
+    Int8,
+}
+
+impl Packing {
+    /// Whether this CPU runs the kernel (checked at run time).
+    pub(crate) fn available(self) -> bool {
+        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+        return match self {
+            Packing::Bf16 => bf16_gemm::available(),
+            Packing::Int8 => int8_gemm::available(),
+        };
+        #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+        false
+    }
+}
+
+/// One `[k, n]` projection (weight and bias) packed for a kernel.
+#[derive(Debug)]
+pub(crate) enum PackedMatrix {
+    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    Bf16(bf16_gemm::PackedMatrix),
+    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    Int8(int8_gemm::PackedMatrix),
+}
+
+impl PackedMatrix {
+    /// Packs `weight` (`[k, n]` row-major) and `bias` for `packing`, whose
+    /// [`Packing::available`] must hold.
+    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    pub(crate) fn new(
+        packing: Packing,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+    ) -> Self {
+        match packing {
+            Packing::Bf16 => Self::Bf16(bf16_gemm::PackedMatrix::new(weight, bias, k, n)),
+            Packing::Int8 => Self::Int8(int8_gemm::PackedMatrix::new(weight, bias, k, n)),
+        }
+    }
+
+    /// Output width.
+    pub(crate) fn n(&self) -> usize {
+        match *self {
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            Self::Bf16(ref m) => m.n(),
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            Self::Int8(ref m) => m.n(),
+        }
+    }
+
+    /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
+    pub(crate) fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
+        let _ = (input, m);
+        match *self {
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            Self::Bf16(ref matrix) => matrix.matmul(input, m),
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            Self::Int8(ref matrix) => matrix.matmul(input, m),
+        }
+    }
+}
