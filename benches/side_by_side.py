@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,14 +27,26 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import transformers
-from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
+from transformers import AutoTokenizer, RobertaForSequenceClassification
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkpoint import LENGTHS, PROBES, flops_per_pass, length_text, make_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-LENGTHS = [64, 128, 256, 512]
-PROBES = [
-    "int main(void) { return 0; }",
-    "void copy(char *dst, const char *src, size_t n)\n{\n    memcpy(dst, src, n);\n}\n",
-]
+
+
+# The opt-in reduced-precision modes timed beside f32.
+REDUCED = ["bf16", "int8"]
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def cpu_has_avx512_bf16():
@@ -43,30 +54,6 @@ def cpu_has_avx512_bf16():
         return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-
-
-def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072):
-    """Multiply-adds x2 of the encoder's matrix products (embeddings and head are negligible)."""
-    s, h, i = tokens, hidden, intermediate
-    per_layer = 4 * 2 * s * h * h + 2 * 2 * s * h * i + 2 * 2 * s * s * h
-    return layers * per_layer
-
-
-def make_checkpoint(workdir, tokenizer_dir):
-    model_dir = workdir / "codebert-base-random"
-    if (model_dir / "model.safetensors").is_file():
-        return model_dir
-    model_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    config = RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
-                           layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2, num_labels=2)
-    config.architectures = ["RobertaForSequenceClassification"]
-    model = RobertaForSequenceClassification(config).eval()
-    model.save_pretrained(model_dir, safe_serialization=True)
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(Path(tokenizer_dir) / name, model_dir / name)
-    (model_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512, "tokenizer_class": "RobertaTokenizer"}))
-    return model_dir
 
 
 def median_time(fn, repeats):
@@ -77,11 +64,6 @@ def median_time(fn, repeats):
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
-
-
-def length_text(n):
-    """" x" is one token in RoBERTa's vocabulary: n - 2 of them make n tokens."""
-    return " x" * (n - 2)
 
 
 def bench_torch(model, tokenizer, codes, repeats):
@@ -189,8 +171,10 @@ def main():
     ox = bench_onnx(model, tokenizer, codes, args.repeats, args.threads, workdir)
     print("timing insecure-code-detector ...", file=sys.stderr)
     ours = bench_ours(model_dir, args.corpus, args.functions, args.threads, args.repeats, args.features, peak=True)
-    print("timing insecure-code-detector (bf16) ...", file=sys.stderr)
-    ours_bf16 = bench_ours(model_dir, args.corpus, args.functions, args.threads, args.repeats, args.features, "bf16")
+    reduced = {}
+    for mode in REDUCED:
+        print(f"timing insecure-code-detector ({mode}) ...", file=sys.stderr)
+        reduced[mode] = bench_ours(model_dir, args.corpus, args.functions, args.threads, args.repeats, args.features, mode)
     peak = torch_matmul_gflops(args.threads)
 
     def max_diff(a, b):
@@ -201,13 +185,18 @@ def main():
         "onnx_vs_torch": max_diff(ox["probe_logits"], pt["probe_logits"]),
     }
     ours_probs = ours["throughput"]["insecure_probabilities"]
-    bf16_probs = ours_bf16["throughput"]["insecure_probabilities"]
     corpus_prob_diff = max(abs(a - b) for a, b in zip(ours_probs, pt["probabilities"]))
-    bf16_prob_diff = max(abs(a - b) for a, b in zip(bf16_probs, ours_probs))
-    bf16_verdicts = sum((a >= 0.5) == (b >= 0.5) for a, b in zip(bf16_probs, ours_probs))
+    fidelity = {}
+    for mode, run in reduced.items():
+        probs = run["throughput"]["insecure_probabilities"]
+        fidelity[mode] = (
+            sum((a >= 0.5) == (b >= 0.5) for a, b in zip(probs, ours_probs)),
+            max(abs(a - b) for a, b in zip(probs, ours_probs)),
+        )
 
     weight_bytes = (model_dir / "model.safetensors").stat().st_size
     cpu_peak = ours["cpu_peak_gflops"]
+    isa = {"avx512": "AVX-512", "avx2": "AVX2"}.get(cpu_peak.get("f32_isa"), cpu_peak.get("f32_isa"))
 
     def rate_of(seconds, n):
         rate = flops_per_pass(n) / seconds / 1e9
@@ -226,7 +215,8 @@ def main():
         command,
         "```",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.platform()}; threads: {args.threads}.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {cpu_model()}, {platform.platform()}; "
+        f"threads: {args.threads}.",
         f"Versions: torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {ort.__version__}; "
         f"this library built with `cargo run --example bench --features {args.features}` (the test build's profile:",
         "dependencies at opt-level 2).",
@@ -239,24 +229,30 @@ def main():
         "",
         "## Batch-1 latency (median of %d runs, seconds)" % args.repeats,
         "",
-        "| tokens | PyTorch | ONNX Runtime | ours (f32) | ours (bf16) | ours / PyTorch | ours / ORT | bf16 / ORT "
-        "| ORT GFLOP/s (of f32 peak) | ours GFLOP/s (of f32 peak) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| tokens | PyTorch | ONNX Runtime | ours (f32) | "
+        + " | ".join(f"ours ({m})" for m in REDUCED)
+        + " | ours / PyTorch | ours / ORT | "
+        + " | ".join(f"{m} / ORT" for m in REDUCED)
+        + " | ORT GFLOP/s (of f32 peak) | ours GFLOP/s (of f32 peak) |",
+        "| --- " * (8 + 2 * len(REDUCED)) + "|",
     ]
     for n in LENGTHS:
         o = ours["latency_seconds"][str(n)]
-        b = ours_bf16["latency_seconds"][str(n)]
+        r = [reduced[m]["latency_seconds"][str(n)] for m in REDUCED]
         lines.append(
-            f"| {n} | {pt['latency'][n]:.4f} | {ox['latency'][n]:.4f} | {o:.4f} | {b:.4f} | "
-            f"{o / pt['latency'][n]:.2f}x | {o / ox['latency'][n]:.2f}x | {b / ox['latency'][n]:.2f}x | "
-            f"{rate_of(ox['latency'][n], n)} | {rate_of(o, n)} |"
+            f"| {n} | {pt['latency'][n]:.4f} | {ox['latency'][n]:.4f} | {o:.4f} | "
+            + "".join(f"{t:.4f} | " for t in r)
+            + f"{o / pt['latency'][n]:.2f}x | {o / ox['latency'][n]:.2f}x | "
+            + "".join(f"{t / ox['latency'][n]:.2f}x | " for t in r)
+            + f"{rate_of(ox['latency'][n], n)} | {rate_of(o, n)} |"
         )
     ofps = ours["throughput"]["functions_per_second"]
-    bfps = ours_bf16["throughput"]["functions_per_second"]
+    fps = {m: reduced[m]["throughput"]["functions_per_second"] for m in REDUCED}
     peak_line = (
-        f"This CPU's measured peak on {cpu_peak['threads']} threads (`examples/bench --peak`: AVX-512 multiply-adds "
+        f"This CPU's measured peak on {cpu_peak['threads']} threads (`examples/bench --peak`: {isa} multiply-adds "
         f"with no memory traffic): f32 FMA {cpu_peak['f32_fma']:.0f} GFLOP/s"
-        + (f", bf16 dot product {cpu_peak['bf16_dot']:.0f} GFLOP/s." if cpu_peak["bf16_dot"] else ".")
+        + (f", bf16 dot product {cpu_peak['bf16_dot']:.0f} GFLOP/s" if cpu_peak["bf16_dot"] else "")
+        + (f", int8 kernel's `vpmaddwd` + `vpaddd` {cpu_peak['int8_madd']:.0f} GOP/s." if cpu_peak.get("int8_madd") else ".")
     )
     lines += [
         "",
@@ -272,7 +268,9 @@ def main():
         f"| PyTorch | length-sorted batches of 8 | {pt['sorted_batches_fps']:.2f} | {ofps / pt['sorted_batches_fps']:.2f}x |",
         f"| ONNX Runtime | length-sorted batches of 8 | {ox['sorted_batches_fps']:.2f} | {ofps / ox['sorted_batches_fps']:.2f}x |",
         f"| ours (f32) | `predict_batch`: length-sorted, up to 8 laid end to end, no padding | {ofps:.2f} | 1.00x |",
-        f"| ours (bf16) | the same, `Precision::Bf16` | {bfps:.2f} | {bfps / ofps:.2f}x |",
+    ]
+    lines += [f"| ours ({m}) | the same, `Precision::{m.capitalize()}` | {fps[m]:.2f} | {fps[m] / ofps:.2f}x |" for m in REDUCED]
+    lines += [
         "",
         "Relative: ours (f32) functions/s over the row's (above 1x means this library is faster).",
         "",
@@ -281,17 +279,26 @@ def main():
         f"- load from safetensors: ours {ours['load_seconds']:.2f} s, transformers {torch_load:.2f} s",
         f"- peak resident memory of the benchmark process (ours): {ours['peak_rss_bytes'] / 2**20:.0f} MiB; "
         f"weight file {weight_bytes / 2**20:.0f} MiB ({ours['peak_rss_bytes'] / weight_bytes:.2f}x); "
-        f"with bf16: {ours_bf16['peak_rss_bytes'] / 2**20:.0f} MiB, load {ours_bf16['load_seconds']:.2f} s",
+        + "; ".join(f"with {m}: {reduced[m]['peak_rss_bytes'] / 2**20:.0f} MiB, load {reduced[m]['load_seconds']:.2f} s"
+                    for m in REDUCED),
         "",
-        "## Reduced precision (bf16, opt-in)",
+        "## Reduced precision (opt-in)",
         "",
-        f"- verdicts (at 0.5) equal to f32 on {bf16_verdicts} of {len(codes)} corpus functions; "
-        f"max |probability difference| {bf16_prob_diff:.2e}",
-        f"- throughput {bfps:.2f} functions/s against {ofps:.2f} in f32 ({bfps / ofps:.2f}x); "
-        f"{bfps / pt['sorted_batches_fps']:.2f}x PyTorch's length-sorted batches, {bfps / pt['model_card_fps']:.2f}x the model card's usage",
+    ]
+    for m in REDUCED:
+        verdicts, prob_diff = fidelity[m]
+        lines += [
+            f"- {m}: verdicts (at 0.5) equal to f32 on {verdicts} of {len(codes)} corpus functions; "
+            f"max |probability difference| {prob_diff:.2e}; throughput {fps[m]:.2f} functions/s against {ofps:.2f} "
+            f"in f32 ({fps[m] / ofps:.2f}x), {fps[m] / pt['sorted_batches_fps']:.2f}x PyTorch's length-sorted batches, "
+            f"{fps[m] / pt['model_card_fps']:.2f}x the model card's usage",
+        ]
+    lines += [
         f"- this CPU {'has' if cpu_has_avx512_bf16() else 'lacks'} AVX512-BF16, so bf16 ran "
         + ("the projections on this library's bf16 kernel (`model::bf16_gemm`), the rest in f32"
            if cpu_has_avx512_bf16() else "as burn-flex's bf16 tensors, widened to f32 for each product"),
+        "- int8 ran the projections on this library's AVX2 int8 kernel (`model::int8_gemm`: int8 weights per "
+        "column, activations quantized per token, exact 32-bit sums), the rest in f32",
         "",
         "## Against the targets",
         "",
@@ -304,20 +311,20 @@ def main():
     checks = [
         ("throughput >= 1.5x PyTorch's length-sorted batches", ofps / pt["sorted_batches_fps"], 1.5),
         ("throughput >= 3x the model card's usage", ofps / pt["model_card_fps"], 3.0),
-        ("bf16 throughput >= 2x f32", bfps / ofps, 2.0),
-    ]
+    ] + [(f"{m} throughput >= 2x f32", fps[m] / ofps, 2.0) for m in REDUCED]
     for name, value, goal in checks:
         lines.append(f"| {name} | {value:.2f}x | {'yes' if value >= goal else 'no'} |")
-    # The same latency and throughput targets met by the opt-in bf16 mode, whose fidelity
-    # is stated above, as separate rows: f32 is the default and the rows above.
-    for n in (128, 256, 512):
-        ratio = ours_bf16["latency_seconds"][str(n)] / ox["latency"][n]
-        lines.append(f"| (bf16, opt-in) batch-1 latency at {n} tokens below ONNX Runtime's (f32) | {ratio:.2f}x ORT's time | {'yes' if ratio < 1 else 'no'} |")
-    for name, value, goal in [
-        ("(bf16, opt-in) throughput >= 1.5x PyTorch's length-sorted batches", bfps / pt["sorted_batches_fps"], 1.5),
-        ("(bf16, opt-in) throughput >= 3x the model card's usage", bfps / pt["model_card_fps"], 3.0),
-    ]:
-        lines.append(f"| {name} | {value:.2f}x | {'yes' if value >= goal else 'no'} |")
+    # The same latency and throughput targets for the opt-in modes, whose fidelity is
+    # stated above, as separate rows: f32 is the default and the rows above.
+    for m in REDUCED:
+        for n in (128, 256, 512):
+            ratio = reduced[m]["latency_seconds"][str(n)] / ox["latency"][n]
+            lines.append(f"| ({m}, opt-in) batch-1 latency at {n} tokens below ONNX Runtime's (f32) | {ratio:.2f}x ORT's time | {'yes' if ratio < 1 else 'no'} |")
+        for name, value, goal in [
+            (f"({m}, opt-in) throughput >= 1.5x PyTorch's length-sorted batches", fps[m] / pt["sorted_batches_fps"], 1.5),
+            (f"({m}, opt-in) throughput >= 3x the model card's usage", fps[m] / pt["model_card_fps"], 3.0),
+        ]:
+            lines.append(f"| {name} | {value:.2f}x | {'yes' if value >= goal else 'no'} |")
     rss_ratio = ours["peak_rss_bytes"] / weight_bytes
     lines += [
         f"| load from safetensors under 1 s | {ours['load_seconds']:.2f} s | {'yes' if ours['load_seconds'] < 1 else 'no'} |",
@@ -326,18 +333,18 @@ def main():
         f"What bounds it: {peak_line} At 512 tokens ONNX Runtime runs at "
         f"{flops_per_pass(512) / ox['latency'][512] / 1e9 / cpu_peak['f32_fma']:.0%} of the f32 peak and this library at "
         f"{flops_per_pass(512) / ours['latency_seconds']['512'] / 1e9 / cpu_peak['f32_fma']:.0%}, so in f32 no runtime can be more than "
-        f"{cpu_peak['f32_fma'] / (flops_per_pass(512) / ox['latency'][512] / 1e9):.2f}x faster than ONNX Runtime there; "
-        "PyTorch's batches run near ONNX Runtime's rate, which puts 1.5x PyTorch's throughput out of f32's reach on this CPU. "
-        "Our f32 time is burn-flex's matrix products (gemm crate, AVX-512) and attention; to see the split, "
+        f"{cpu_peak['f32_fma'] / (flops_per_pass(512) / ox['latency'][512] / 1e9):.2f}x faster than ONNX Runtime there. "
+        f"Our f32 time is burn-flex's matrix products (gemm crate, {isa}) and attention; to see the split, "
         f"profile the library's side alone: `perf record -e cpu-clock target/debug/examples/bench {os.path.relpath(model_dir)} --lengths 512 --backend flex`, "
-        "then `perf report --sort symbol`. In bf16 the projections run on the CPU's bf16 dot product (twice the f32 peak) "
-        "while attention, GELU and LayerNorm stay f32: those f32 parts keep bf16's gain over f32 below 2x. "
+        "then `perf report --sort symbol`. The reduced-precision kernels speed up only the projections, by at most "
+        "the ratio of their peak to the f32 FMA peak above (bf16's dot product and int8's `vpmaddwd` do twice an "
+        "f32 FMA's multiply-adds per instruction, but issue at their own rate), while attention, GELU and LayerNorm "
+        "stay f32: both keep either mode's gain over f32 below 2x. "
         "Peak memory is that of the whole benchmark process, model calls of up to 512 tokens included.",
         "",
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
 
 if __name__ == "__main__":
     main()

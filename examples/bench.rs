@@ -9,9 +9,9 @@
 //! Reports: load time, peak resident memory, median batch-1 latency per token length,
 //! throughput over the corpus (truncated at 512 tokens, through `predict_batch`),
 //! and the logits of the probe texts so that the caller can check agreement. `--peak`
-//! adds this CPU's measured peak multiply-add rates (f32 FMA and, where present, the
-//! bf16 dot product) on the rayon thread count, the ceiling the model's rate is
-//! compared with.
+//! adds this CPU's measured peak multiply-add rates (f32 FMA, the int8 kernel's 16-bit
+//! multiply-add and, where present, the bf16 dot product) on the rayon thread count,
+//! the ceilings the model's rates are compared with.
 
 use std::io::BufRead;
 use std::time::Instant;
@@ -127,9 +127,10 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Peak GFLOP/s of AVX-512 multiply-adds on as many threads as rayon uses: each thread
-/// runs 16 independent accumulator chains with no memory traffic, so only the
-/// multiply-add units bound it. `null` entries where the CPU lacks the instructions.
+/// Peak GFLOP/s of vector multiply-adds on as many threads as rayon uses: each thread
+/// runs independent accumulator chains with no memory traffic, so only the
+/// multiply-add units bound it. f32 uses the widest FMA the CPU has (AVX-512, else
+/// AVX2), named in `f32_isa`; `null` entries where the CPU lacks the instructions.
 fn cpu_peak_gflops() -> serde_json::Value {
     // The thread count the CPU backends use: RAYON_NUM_THREADS, else every core.
     let threads = std::env::var("RAYON_NUM_THREADS")
@@ -137,7 +138,8 @@ fn cpu_peak_gflops() -> serde_json::Value {
         .and_then(|v| v.parse().ok())
         .filter(|&n: &usize| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let rate = |kernel: fn(u64) -> f32, flops_per_instruction: f64| {
+    // `kernel(n)` runs n rounds of `chains` instructions of `flops_per_instruction` each.
+    let rate = |kernel: fn(u64) -> f32, chains: u64, flops_per_instruction: f64| {
         const ITERATIONS: u64 = 20_000_000;
         let started = Instant::now();
         std::thread::scope(|scope| {
@@ -145,21 +147,32 @@ fn cpu_peak_gflops() -> serde_json::Value {
                 scope.spawn(|| std::hint::black_box(kernel(ITERATIONS)));
             }
         });
-        let instructions = (threads as u64 * ITERATIONS * 16) as f64;
+        let instructions = (threads as u64 * ITERATIONS * chains) as f64;
         instructions * flops_per_instruction / started.elapsed().as_secs_f64() / 1e9
     };
     #[cfg(target_arch = "x86_64")]
     {
-        let f32_fma = is_x86_feature_detected!("avx512f").then(|| rate(peak::fma, 32.0));
+        let (f32_isa, f32_fma) = if is_x86_feature_detected!("avx512f") {
+            ("avx512", Some(rate(peak::fma, 16, 32.0)))
+        } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            ("avx2", Some(rate(peak::fma256, 12, 16.0)))
+        } else {
+            ("none", None)
+        };
         let bf16_dot = (is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bf16"))
-        .then(|| rate(peak::dpbf16, 64.0));
-        json!({ "threads": threads, "f32_fma": f32_fma, "bf16_dot": bf16_dot })
+        .then(|| rate(peak::dpbf16, 16, 64.0));
+        // What `Precision::Int8`'s kernel runs: vpmaddwd and vpaddd, 16 multiply-adds
+        // (32 operations) per pair.
+        let int8_madd = is_x86_feature_detected!("avx2").then(|| rate(peak::madd256, 12, 32.0));
+        json!({ "threads": threads, "f32_isa": f32_isa, "f32_fma": f32_fma, "bf16_dot": bf16_dot,
+                "int8_madd": int8_madd })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = rate;
-        json!({ "threads": threads, "f32_fma": null, "bf16_dot": null })
+        json!({ "threads": threads, "f32_isa": "none", "f32_fma": null, "bf16_dot": null,
+                "int8_madd": null })
     }
 }
 
@@ -187,6 +200,49 @@ mod peak {
                 .fold(0.0, |sum, &a| sum + _mm512_reduce_add_ps(a))
         }
         // SAFETY: AVX-512F was checked above.
+        unsafe { run(iterations) }
+    }
+
+    /// `iterations` x 12 AVX2 FMAs (8 lanes, 2 flops each): 12 chains and the two
+    /// operands fill AVX2's 16 vector registers.
+    pub fn fma256(iterations: u64) -> f32 {
+        assert!(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"));
+        #[target_feature(enable = "avx2,fma")]
+        fn run(iterations: u64) -> f32 {
+            let x = std::hint::black_box(_mm256_set1_ps(1.0));
+            let y = std::hint::black_box(_mm256_set1_ps(0.0));
+            let mut acc = [_mm256_setzero_ps(); 12];
+            for _ in 0..iterations {
+                chains!(acc, |a| _mm256_fmadd_ps(x, y, a); 0 1 2 3 4 5 6 7 8 9 10 11);
+            }
+            let mut lanes = [0.0f32; 8];
+            let sum = acc
+                .iter()
+                .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+            // SAFETY: `lanes` holds 8 floats, the width of one AVX register.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+            lanes.iter().sum()
+        }
+        // SAFETY: AVX2 and FMA were checked above.
+        unsafe { run(iterations) }
+    }
+
+    /// `iterations` x 12 AVX2 `vpmaddwd` + `vpaddd` pairs (8 lanes of 2 products
+    /// summed into an accumulator): each chain feeds its own accumulator back in as
+    /// an operand, so the products cannot be hoisted out of the loop.
+    pub fn madd256(iterations: u64) -> f32 {
+        assert!(is_x86_feature_detected!("avx2"));
+        #[target_feature(enable = "avx2")]
+        fn run(iterations: u64) -> f32 {
+            let y = std::hint::black_box(_mm256_set1_epi16(0));
+            let mut acc = [_mm256_setzero_si256(); 12];
+            for _ in 0..iterations {
+                chains!(acc, |a| _mm256_add_epi32(a, _mm256_madd_epi16(a, y)); 0 1 2 3 4 5 6 7 8 9 10 11);
+            }
+            let sum = acc.iter().fold(_mm256_setzero_si256(), |s, &a| _mm256_add_epi32(s, a));
+            _mm256_extract_epi32::<0>(sum) as f32
+        }
+        // SAFETY: AVX2 was checked above.
         unsafe { run(iterations) }
     }
 
