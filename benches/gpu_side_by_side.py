@@ -18,10 +18,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,54 +27,9 @@ import transformers
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from checkpoint import LENGTHS, PROBES, flops_per_pass, length_text, make_checkpoint  # noqa: E402
+from common import LENGTHS, PROBES, bench_torch, flops_per_pass, make_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cuda_median_time(fn, repeats):
-    """Median wall time of `fn` with the GPU drained before and after each run."""
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def bench_torch(model, tokenizer, codes, repeats):
-    out = {"latency": {}}
-    on_gpu = lambda enc: {k: v.cuda() for k, v in enc.items()}  # noqa: E731
-    with torch.inference_mode():
-        for n in LENGTHS:
-            enc = on_gpu(tokenizer(length_text(n), return_tensors="pt"))
-            assert enc["input_ids"].shape[1] == n
-            out["latency"][n] = cuda_median_time(lambda: model(**enc), repeats)
-        # Length-sorted batches of 8, padded to the longest of each; tokenizing and the
-        # copies to the GPU are counted, as they are on our side.
-        order = sorted(range(len(codes)), key=lambda i: len(tokenizer(codes[i], truncation=True)["input_ids"]))
-        probs = [None] * len(codes)
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for start in range(0, len(order), 8):
-            idx = order[start:start + 8]
-            enc = on_gpu(tokenizer([codes[i] for i in idx], truncation=True, padding=True, return_tensors="pt"))
-            p = torch.softmax(model(**enc).logits, -1)[:, 1]
-            for i, v in zip(idx, p.tolist()):
-                probs[i] = v
-        out["sorted_batches_fps"] = len(codes) / (time.perf_counter() - t)
-        out["probabilities"] = probs
-        t = time.perf_counter()
-        for code in codes:
-            enc = on_gpu(tokenizer(code, truncation=True, padding="max_length", return_tensors="pt"))
-            model(**enc).logits.cpu()
-        out["model_card_fps"] = len(codes) / (time.perf_counter() - t)
-        out["probe_logits"] = [model(**on_gpu(tokenizer(p, return_tensors="pt"))).logits[0].tolist() for p in PROBES]
-    return out
 
 
 def bench_ours(bench, model_dir, corpus, functions, repeats, backend):
@@ -116,7 +69,7 @@ def main():
     codes = [json.loads(line)["func"] for line in open(args.corpus)][: args.functions]
 
     print("timing PyTorch (CUDA) ...", file=sys.stderr)
-    pt = bench_torch(model, tokenizer, codes, args.repeats)
+    pt = bench_torch(model, tokenizer, codes, args.repeats, device="cuda")
     print(f"timing insecure-code-detector ({args.backend}) ...", file=sys.stderr)
     ours = bench_ours(args.bench, model_dir, args.corpus, args.functions, args.repeats, args.backend)
 

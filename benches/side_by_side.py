@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import transformers
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from checkpoint import LENGTHS, PROBES, flops_per_pass, length_text, make_checkpoint  # noqa: E402
+from common import LENGTHS, PROBES, bench_torch, flops_per_pass, length_text, make_checkpoint, median_time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,45 +53,6 @@ def cpu_has_avx512_bf16():
         return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def bench_torch(model, tokenizer, codes, repeats):
-    out = {"latency": {}}
-    with torch.inference_mode():
-        for n in LENGTHS:
-            enc = tokenizer(length_text(n), return_tensors="pt")
-            assert enc["input_ids"].shape[1] == n
-            out["latency"][n] = median_time(lambda: model(**enc), repeats)
-        # Length-sorted batches of 8, padded to the longest of each.
-        order = sorted(range(len(codes)), key=lambda i: len(tokenizer(codes[i], truncation=True)["input_ids"]))
-        t = time.perf_counter()
-        probs = [None] * len(codes)
-        for start in range(0, len(order), 8):
-            idx = order[start:start + 8]
-            enc = tokenizer([codes[i] for i in idx], truncation=True, padding=True, return_tensors="pt")
-            p = torch.softmax(model(**enc).logits, -1)[:, 1]
-            for i, v in zip(idx, p.tolist()):
-                probs[i] = v
-        out["sorted_batches_fps"] = len(codes) / (time.perf_counter() - t)
-        out["probabilities"] = probs
-        # The model card's usage: one function at a time, padded to 512.
-        t = time.perf_counter()
-        for code in codes:
-            enc = tokenizer(code, truncation=True, padding="max_length", return_tensors="pt")
-            model(**enc)
-        out["model_card_fps"] = len(codes) / (time.perf_counter() - t)
-        out["probe_logits"] = [model(**tokenizer(p, return_tensors="pt")).logits[0].tolist() for p in PROBES]
-    return out
 
 
 def bench_onnx(model, tokenizer, codes, repeats, threads, workdir):

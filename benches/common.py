@@ -1,0 +1,93 @@
+"""The benchmarks' shared pieces: the codebert-base-shaped random checkpoint, the probe
+texts and token lengths, the encoder's operation count, and PyTorch's timings."""
+
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import RobertaConfig, RobertaForSequenceClassification
+
+LENGTHS = [64, 128, 256, 512]
+PROBES = [
+    "int main(void) { return 0; }",
+    "void copy(char *dst, const char *src, size_t n)\n{\n    memcpy(dst, src, n);\n}\n",
+]
+
+
+def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072):
+    """Multiply-adds x2 of the encoder's matrix products (embeddings and head are negligible)."""
+    s, h, i = tokens, hidden, intermediate
+    per_layer = 4 * 2 * s * h * h + 2 * 2 * s * h * i + 2 * 2 * s * s * h
+    return layers * per_layer
+
+
+def make_checkpoint(workdir, tokenizer_dir):
+    model_dir = workdir / "codebert-base-random"
+    if (model_dir / "model.safetensors").is_file():
+        return model_dir
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
+                           layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2, num_labels=2)
+    config.architectures = ["RobertaForSequenceClassification"]
+    model = RobertaForSequenceClassification(config).eval()
+    model.save_pretrained(model_dir, safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(Path(tokenizer_dir) / name, model_dir / name)
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512, "tokenizer_class": "RobertaTokenizer"}))
+    return model_dir
+
+
+def length_text(n):
+    """" x" is one token in RoBERTa's vocabulary: n - 2 of them make n tokens."""
+    return " x" * (n - 2)
+
+
+def median_time(fn, repeats, synchronize=lambda: None):
+    """Median wall time of `fn` after a warm-up; `synchronize` drains a GPU around each run."""
+    fn()
+    synchronize()
+    times = []
+    for _ in range(repeats):
+        synchronize()
+        t = time.perf_counter()
+        fn()
+        synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_torch(model, tokenizer, codes, repeats, device="cpu"):
+    """transformers' timings on `device`: batch-1 latency at each of LENGTHS, length-sorted
+    batches of 8, the model card's usage (one function at a time, padded to 512), and
+    the probes' logits. Tokenizing and copies to the device are counted."""
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    on_device = lambda enc: {k: v.to(device) for k, v in enc.items()}  # noqa: E731
+    out = {"latency": {}}
+    with torch.inference_mode():
+        for n in LENGTHS:
+            enc = on_device(tokenizer(length_text(n), return_tensors="pt"))
+            assert enc["input_ids"].shape[1] == n
+            out["latency"][n] = median_time(lambda: model(**enc), repeats, synchronize)
+        order = sorted(range(len(codes)), key=lambda i: len(tokenizer(codes[i], truncation=True)["input_ids"]))
+        probs = [None] * len(codes)
+        synchronize()
+        t = time.perf_counter()
+        for start in range(0, len(order), 8):
+            idx = order[start:start + 8]
+            enc = on_device(tokenizer([codes[i] for i in idx], truncation=True, padding=True, return_tensors="pt"))
+            p = torch.softmax(model(**enc).logits, -1)[:, 1]
+            for i, v in zip(idx, p.tolist()):
+                probs[i] = v
+        out["sorted_batches_fps"] = len(codes) / (time.perf_counter() - t)
+        out["probabilities"] = probs
+        t = time.perf_counter()
+        for code in codes:
+            enc = on_device(tokenizer(code, truncation=True, padding="max_length", return_tensors="pt"))
+            model(**enc).logits.cpu()
+        out["model_card_fps"] = len(codes) / (time.perf_counter() - t)
+        out["probe_logits"] = [model(**on_device(tokenizer(p, return_tensors="pt"))).logits[0].tolist() for p in PROBES]
+    return out
