@@ -2,14 +2,18 @@
 texts and token lengths, the encoder's operation count, and PyTorch's timings."""
 
 import json
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 from transformers import RobertaConfig, RobertaForSequenceClassification
 
+ROOT = Path(__file__).resolve().parents[1]
 LENGTHS = [64, 128, 256, 512]
 PROBES = [
     "int main(void) { return 0; }",
@@ -91,3 +95,18 @@ def bench_torch(model, tokenizer, codes, repeats, device="cpu"):
         out["model_card_fps"] = len(codes) / (time.perf_counter() - t)
         out["probe_logits"] = [model(**on_device(tokenizer(p, return_tensors="pt"))).logits[0].tolist() for p in PROBES]
     return out
+
+
+def bench_ours(model_dir, corpus, functions, repeats, options, features, bench=None, env=None):
+    """This library's timings as `examples/bench` reports them (JSON), with the probes'
+    logits: the `bench` binary given, else `cargo run --example bench --features
+    FEATURES`; `options` are bench's own (--backend, --precision, --peak)."""
+    command = [bench] if bench else ["cargo", "run", "-q", "--features", features, "--example", "bench", "--"]
+    command += [str(model_dir), "--corpus", str(corpus), "--functions", str(functions), "--repeats", str(repeats)]
+    command += options
+    for p in PROBES:
+        command += ["--probe", p]
+    result = subprocess.run(command, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return json.loads(result.stdout)

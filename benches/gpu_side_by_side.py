@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,24 +26,8 @@ import transformers
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LENGTHS, PROBES, bench_torch, flops_per_pass, make_checkpoint  # noqa: E402
+from common import LENGTHS, ROOT, bench_ours, bench_torch, flops_per_pass, make_checkpoint  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def bench_ours(bench, model_dir, corpus, functions, repeats, backend):
-    if bench:
-        command = [bench]
-    else:
-        command = ["cargo", "run", "-q", "--features", backend, "--example", "bench", "--"]
-    command += [str(model_dir), "--backend", backend, "--corpus", str(corpus), "--functions", str(functions),
-                "--repeats", str(repeats)]
-    for p in PROBES:
-        command += ["--probe", p]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command[:3])} ... failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return json.loads(result.stdout)
 
 
 def main():
@@ -71,7 +54,8 @@ def main():
     print("timing PyTorch (CUDA) ...", file=sys.stderr)
     pt = bench_torch(model, tokenizer, codes, args.repeats, device="cuda")
     print(f"timing insecure-code-detector ({args.backend}) ...", file=sys.stderr)
-    ours = bench_ours(args.bench, model_dir, args.corpus, args.functions, args.repeats, args.backend)
+    ours = bench_ours(model_dir, args.corpus, args.functions, args.repeats, ["--backend", args.backend],
+                      args.backend, bench=args.bench)
 
     logit_diff = max(abs(x - y) for ra, rb in zip(ours["probe_logits"], pt["probe_logits"]) for x, y in zip(ra, rb))
     probs = ours["throughput"]["insecure_probabilities"]

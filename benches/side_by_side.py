@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,9 +28,8 @@ import transformers
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LENGTHS, PROBES, bench_torch, flops_per_pass, length_text, make_checkpoint, median_time  # noqa: E402
+from common import LENGTHS, PROBES, ROOT, bench_ours, bench_torch, flops_per_pass, length_text, make_checkpoint, median_time  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # The opt-in reduced-precision modes timed beside f32.
@@ -85,17 +83,6 @@ def bench_onnx(model, tokenizer, codes, repeats, threads, workdir):
     return out
 
 
-def bench_ours(model_dir, corpus, functions, threads, repeats, features, precision="f32", peak=False):
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    command = ["cargo", "run", "-q", "--features", features, "--example", "bench", "--", str(model_dir),
-               "--corpus", str(corpus), "--functions", str(functions), "--repeats", str(repeats),
-               "--precision", precision] + (["--peak"] if peak else [])
-    for p in PROBES:
-        command += ["--probe", p]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
-
-
 def torch_matmul_gflops(threads):
     """The best f32 matrix-product rate torch reaches here (2048x768 @ 768x3072)."""
     a, b = torch.randn(2048, 768), torch.randn(768, 3072)
@@ -130,11 +117,14 @@ def main():
     print("timing ONNX Runtime ...", file=sys.stderr)
     ox = bench_onnx(model, tokenizer, codes, args.repeats, args.threads, workdir)
     print("timing insecure-code-detector ...", file=sys.stderr)
-    ours = bench_ours(model_dir, args.corpus, args.functions, args.threads, args.repeats, args.features, peak=True)
+    threads = {"RAYON_NUM_THREADS": str(args.threads)}
+    ours = bench_ours(model_dir, args.corpus, args.functions, args.repeats, ["--precision", "f32", "--peak"],
+                      args.features, env=threads)
     reduced = {}
     for mode in REDUCED:
         print(f"timing insecure-code-detector ({mode}) ...", file=sys.stderr)
-        reduced[mode] = bench_ours(model_dir, args.corpus, args.functions, args.threads, args.repeats, args.features, mode)
+        reduced[mode] = bench_ours(model_dir, args.corpus, args.functions, args.repeats, ["--precision", mode],
+                                   args.features, env=threads)
     peak = torch_matmul_gflops(args.threads)
 
     def max_diff(a, b):

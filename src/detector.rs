@@ -106,16 +106,6 @@ impl Precision {
             Precision::F16 => burn::tensor::DType::F16,
         }
     }
-
-    /// The name [`FromStr`](std::str::FromStr) parses: `f32`, `bf16`, `f16`, `int8`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-            Precision::F16 => "f16",
-            Precision::Int8 => "int8",
-        }
-    }
 }
 
 /// The classifier's verdict on one function.

@@ -52,8 +52,8 @@ impl std::fmt::Debug for PackedMatrix {
     }
 }
 
-/// The scale that maps the largest magnitude of `values` onto 127, and its inverse
-/// (0 for an all-zero slice, which then quantizes to zeros).
+/// The scale that maps the magnitude `max_abs` onto 127, and its inverse (both 0 for
+/// 0: an all-zero column or row then quantizes to zeros).
 fn symmetric_scale(max_abs: f32) -> (f32, f32) {
     if max_abs > 0.0 {
         (max_abs / 127.0, 127.0 / max_abs)
@@ -218,20 +218,11 @@ impl PackedMatrix {
 /// pairs): returns the row's scale.
 #[target_feature(enable = "avx2")]
 fn quantize_row(row: &[f32], out: &mut [i16]) -> f32 {
-    // Written to vectorize: eight running maxima of the magnitudes (bit patterns,
-    // whose order is the magnitudes' for non-negative floats, NaN above infinity).
-    let mut lanes = [0u32; 8];
-    let mut chunks = row.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (m, &x) in lanes.iter_mut().zip(chunk) {
-            *m = (*m).max(x.to_bits() & 0x7fff_ffff);
-        }
-    }
-    let max_bits = chunks
-        .remainder()
+    // The largest magnitude as bit patterns, whose order is the magnitudes' for
+    // non-negative floats, NaN above infinity; an integer maximum that vectorizes.
+    let max_bits = row
         .iter()
         .map(|x| x.to_bits() & 0x7fff_ffff)
-        .chain(lanes)
         .max()
         .unwrap_or(0);
     // A non-finite value makes the row's scale, and so its results, NaN: as in f32,
