@@ -239,7 +239,9 @@ mod peak {
             for _ in 0..iterations {
                 chains!(acc, |a| _mm256_add_epi32(a, _mm256_madd_epi16(a, y)); 0 1 2 3 4 5 6 7 8 9 10 11);
             }
-            let sum = acc.iter().fold(_mm256_setzero_si256(), |s, &a| _mm256_add_epi32(s, a));
+            let sum = acc
+                .iter()
+                .fold(_mm256_setzero_si256(), |s, &a| _mm256_add_epi32(s, a));
             _mm256_extract_epi32::<0>(sum) as f32
         }
         // SAFETY: AVX2 was checked above.
