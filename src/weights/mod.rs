@@ -8,6 +8,7 @@
 //! the model's parameters must have been filled.
 
 mod convert;
+mod layout;
 mod pickle;
 
 pub use convert::{convert_pytorch_to_safetensors, StorageDtype};
@@ -16,8 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::store::{
-    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore,
-    PyTorchToBurnAdapter, PytorchStore,
+    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PytorchStore,
 };
 use burn::tensor::DType;
 
@@ -31,7 +31,7 @@ type PackTensor = burn::store::burn_pack::Tensor;
 /// The hub's tensor names (after the optional `roberta.` prefix is dropped) to this
 /// crate's module paths. Applied in order, each to the result of the previous one.
 /// LayerNorm `weight`/`bias` become burn's `gamma`/`beta`, and linear weights are
-/// transposed, by `PyTorchToBurnAdapter`, not here.
+/// transposed, by `layout::HubToBurnAdapter`, not here.
 const NAME_RULES: &[(&str, &str)] = &[
     // Checkpoints saved from the classifier prefix the encoder with `roberta.`;
     // those saved from the bare encoder do not.
@@ -179,7 +179,7 @@ pub fn load(
     let (tensors, _) = remapper.remap(tensors);
     let expected = tensors.len();
     let adapter: Box<dyn ModuleAdapter> =
-        Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype)));
+        Box::new(layout::HubToBurnAdapter.chain(FloatCastAdapter::to(dtype)));
     let report = model.apply(tensors, None, Some(adapter), true);
 
     if let Some(error) = report.errors.first() {
@@ -309,24 +309,22 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, PackTensor>> {
         let byte_len = end - start;
         let (file, tensor_shape, tensor_name) = (file.clone(), shape.clone(), name.clone());
         let tensor = burn::store::bridge::deferred(name.clone(), dtype, shape, None, move || {
-            let read = || -> std::io::Result<Vec<u8>> {
+            let mut bytes = ElementBytes::zeroed(dtype.size(), byte_len);
+            let read = |buffer: &mut [u8]| -> std::io::Result<()> {
                 let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 file.seek(SeekFrom::Start(offset))?;
-                let mut bytes = vec![0u8; byte_len];
-                file.read_exact(&mut bytes)?;
-                Ok(bytes)
+                file.read_exact(buffer)
             };
-            let bytes = read().map_err(|e| {
+            read(bytes.as_mut()).map_err(|e| {
                 burn::store::burn_pack::Error::ValidationError(format!(
                     "reading tensor `{tensor_name}`: {e}"
                 ))
             })?;
-            burn::tensor::TensorData::try_from_bytes_vec(bytes, tensor_shape.clone(), dtype)
-                .map_err(|e| {
-                    burn::store::burn_pack::Error::ValidationError(format!(
-                        "tensor `{tensor_name}`: {e}"
-                    ))
-                })
+            bytes.into_data(tensor_shape.clone(), dtype).map_err(|e| {
+                burn::store::burn_pack::Error::ValidationError(format!(
+                    "tensor `{tensor_name}`: {e}"
+                ))
+            })
         });
         tensors.insert(name, tensor);
     }
@@ -426,7 +424,9 @@ fn fuse_attention_projections(tensors: Vec<PackTensor>, config: &RobertaConfig) 
                 shape.clone().into(),
                 None,
                 move || {
-                    let mut bytes = Vec::new();
+                    let byte_len = shape.iter().product::<usize>() * dtype.size();
+                    let mut bytes = ElementBytes::zeroed(dtype.size(), byte_len);
+                    let mut filled = 0;
                     for part in parts.iter() {
                         let data = burn::store::bridge::to_data(part)?;
                         let data = if data.dtype() == dtype {
@@ -434,9 +434,13 @@ fn fuse_attention_projections(tensors: Vec<PackTensor>, config: &RobertaConfig) 
                         } else {
                             data.convert_dtype(dtype)
                         };
-                        bytes.extend_from_slice(data.as_bytes());
+                        let part_bytes = data.as_bytes();
+                        bytes.as_mut()[filled..filled + part_bytes.len()]
+                            .copy_from_slice(part_bytes);
+                        filled += part_bytes.len();
                     }
-                    burn::tensor::TensorData::try_from_bytes_vec(bytes, shape.clone(), dtype)
+                    bytes
+                        .into_data(shape.clone(), dtype)
                         .map_err(|e| burn::store::burn_pack::Error::ValidationError(e.to_string()))
                 },
             );
@@ -444,6 +448,66 @@ fn fuse_attention_projections(tensors: Vec<PackTensor>, config: &RobertaConfig) 
         }
     }
     by_name.into_values().collect()
+}
+
+/// A zeroed byte buffer allocated with its elements' alignment.
+///
+/// burn keeps tensor bytes aligned for their elements and copies a plain `Vec<u8>`
+/// (alignment 1) into a fresh allocation when it becomes tensor data; a buffer
+/// allocated as `u16`, `u32` or `u64` elements becomes tensor data as it is, which
+/// spares the load one copy of every tensor.
+pub(crate) enum ElementBytes {
+    /// One-byte elements.
+    U8(Vec<u8>),
+    /// Two-byte elements (f16, bf16, i16).
+    U16(Vec<u16>),
+    /// Four-byte elements (f32, i32).
+    U32(Vec<u32>),
+    /// Eight-byte elements (f64, i64).
+    U64(Vec<u64>),
+}
+
+impl ElementBytes {
+    /// `byte_len` zero bytes for elements of `element_size` bytes; a length that is not
+    /// a whole number of such elements gets a byte buffer, which `into_data` refuses.
+    pub(crate) fn zeroed(element_size: usize, byte_len: usize) -> Self {
+        let whole = |size: usize| element_size == size && byte_len % size == 0;
+        if whole(8) {
+            Self::U64(vec![0; byte_len / 8])
+        } else if whole(4) {
+            Self::U32(vec![0; byte_len / 4])
+        } else if whole(2) {
+            Self::U16(vec![0; byte_len / 2])
+        } else {
+            Self::U8(vec![0; byte_len])
+        }
+    }
+
+    /// The buffer as bytes, to be filled.
+    pub(crate) fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::U8(v) => v,
+            Self::U16(v) => bytemuck::cast_slice_mut(v),
+            Self::U32(v) => bytemuck::cast_slice_mut(v),
+            Self::U64(v) => bytemuck::cast_slice_mut(v),
+        }
+    }
+
+    /// Tensor data of `shape` and `dtype` over these bytes, without copying them.
+    pub(crate) fn into_data(
+        self,
+        shape: impl Into<burn::tensor::Shape>,
+        dtype: DType,
+    ) -> std::result::Result<burn::tensor::TensorData, burn::tensor::DataError> {
+        use burn::tensor::Bytes;
+        let bytes = match self {
+            Self::U8(v) => Bytes::from_elems(v),
+            Self::U16(v) => Bytes::from_elems(v),
+            Self::U32(v) => Bytes::from_elems(v),
+            Self::U64(v) => Bytes::from_elems(v),
+        };
+        burn::tensor::TensorData::try_from_bytes(bytes, shape, dtype)
+    }
 }
 
 /// The full hub name of an encoder tensor, `roberta.` prefixed as the hub spells it.
