@@ -93,7 +93,7 @@ impl Backend {
     }
 
     /// flex or ndarray, compiled in.
-    fn is_cpu(self) -> bool {
+    pub(crate) fn is_cpu(self) -> bool {
         matches!(self, Backend::Flex | Backend::NdArray) && self.is_compiled()
     }
 

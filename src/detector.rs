@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::backend::{panic_message, Backend};
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
-use crate::model::{position_ids, Packing, RobertaClassifier};
+use crate::model::{position_ids, Packing, ProjectionLayout, RobertaClassifier};
 use crate::tokenizer::{CodeTokenizer, TokenizedInput};
 use crate::weights::{self, WeightFile};
 
@@ -48,6 +48,10 @@ fn is_python_whitespace(c: char) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// f32 throughout: the logits equal transformers' within 1e-4.
+    ///
+    /// On the CPU backends of a CPU with AVX2 and FMA but no AVX-512, the encoder's
+    /// projections run on this crate's f32 kernel over weights laid out for it at
+    /// load (`model::f32_gemm`); elsewhere on the backend's matrix product.
     #[default]
     F32,
     /// bf16 matrix products. Opt-in: faster where the hardware multiplies bf16, with
@@ -297,7 +301,8 @@ impl DetectorBuilder {
         };
         let (backend, device) = backend.open()?;
         // This crate's CPU kernels take f32 weights and pack the projections' for
-        // themselves; without them bf16 and f16 are the backend's own tensor types.
+        // themselves; without them f32 runs on the backend's product, and bf16 and f16
+        // are the backend's own tensor types.
         let packing = match self.precision {
             Precision::Bf16 if backend.has_bf16_products() => Some(Packing::Bf16),
             Precision::Int8 if backend.has_int8_products() => Some(Packing::Int8),
@@ -311,6 +316,9 @@ impl DetectorBuilder {
                     ),
                 })
             }
+            // f32 sums, within rounding of the backend product; faster where there is
+            // no AVX-512.
+            Precision::F32 if backend.is_cpu() && Packing::F32.available() => Some(Packing::F32),
             _ => None,
         };
         let dtype = if packing.is_some() {
@@ -324,7 +332,14 @@ impl DetectorBuilder {
                 message: format!("the {} backend has no {dtype:?} support", backend.name()),
             });
         }
-        let mut model = RobertaClassifier::new(&config, &device);
+        // Packed projections are laid out from the checkpoint's [out, in] weights as
+        // they are stored, with no transpose in between.
+        let layout = if packing.is_some() {
+            ProjectionLayout::OutIn
+        } else {
+            ProjectionLayout::InOut
+        };
+        let mut model = RobertaClassifier::with_layout(&config, layout, &device);
         weights::load(&mut model, &config, &weight_file, dtype)?;
         #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
         if let Some(packing) = packing {

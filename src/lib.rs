@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+mod alloc;
 pub mod backend;
 pub mod config;
 pub mod detector;

@@ -55,21 +55,21 @@ fn bf16_bits(x: f32) -> u16 {
 }
 
 impl PackedMatrix {
-    /// Packs `weight` (`[k, n]`, row-major, as burn's `Linear` holds it) and `bias`
-    /// (`n` values, zeros when `None`).
+    /// Packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]` layout) and
+    /// `bias` (`n` values, zeros when `None`).
     pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
-        assert_eq!(weight.len(), k * n, "weight is not [{k}, {n}]");
+        assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
         let pairs = k.div_ceil(2);
         let column_blocks = n.div_ceil(COLUMNS);
-        let mut blocks = vec![0u32; column_blocks * pairs * COLUMNS];
-        // Row `row` of the weight, columns `col..col + 32`, in bf16 (zeros past the
-        // edges).
+        let mut blocks: Vec<u32> = crate::alloc::zeroed_vec(column_blocks * pairs * COLUMNS);
+        // Input `row`'s weights for output columns `col..col + 32`, in bf16 (zeros past
+        // the edges).
         let columns = |row: usize, col: usize| -> [u16; COLUMNS] {
             let mut values = [0; COLUMNS];
             if row < k {
                 let end = (col + COLUMNS).min(n);
-                for (value, &x) in values.iter_mut().zip(&weight[row * n + col..row * n + end]) {
-                    *value = bf16_bits(x);
+                for (value, c) in values.iter_mut().zip(col..end) {
+                    *value = bf16_bits(weight[c * k + row]);
                 }
             }
             values
@@ -327,7 +327,8 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
             let w: Vec<f32> = (0..k * n).map(|_| next()).collect();
             let bias: Vec<f32> = (0..n).map(|_| next()).collect();
-            let packed = PackedMatrix::new(&w, Some(&bias), k, n);
+            let stored: Vec<f32> = (0..n * k).map(|j| w[(j % k) * n + j / k]).collect();
+            let packed = PackedMatrix::new(&stored, Some(&bias), k, n);
             let got = packed.matmul(&a, m);
             assert_eq!(got.len(), m * n);
             for r in 0..m {

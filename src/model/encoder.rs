@@ -18,6 +18,39 @@ pub(crate) fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear
         .init(device)
 }
 
+/// How the encoder's projections hold their weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectionLayout {
+    /// `[in, out]`, as burn's `Linear::forward` multiplies them.
+    InOut,
+    /// `[out, in]`, as the checkpoint stores them: loaded without a transpose, for
+    /// `RobertaClassifier::pack` to lay out for a CPU kernel. `forward` cannot run
+    /// until then.
+    OutIn,
+}
+
+/// A projection from `d_input` to `d_output` whose weight is held in `layout`.
+fn projection(
+    d_input: usize,
+    d_output: usize,
+    layout: ProjectionLayout,
+    device: &Device,
+) -> Linear {
+    match layout {
+        ProjectionLayout::InOut => linear(d_input, d_output, device),
+        ProjectionLayout::OutIn => {
+            // The swapped config gives the weight its [out, in] shape and the bias the
+            // wrong length, which is set right here.
+            let mut swapped = linear(d_output, d_input, device);
+            swapped.bias = Some(burn::module::Param::from_tensor(Tensor::zeros(
+                [d_output],
+                device,
+            )));
+            swapped
+        }
+    }
+}
+
 /// Multi-head self-attention and its output projection (applied by [`EncoderLayer`]
 /// together with the rest of its row-wise work).
 #[derive(Module, Debug)]
@@ -31,11 +64,11 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn new(config: &RobertaConfig, device: &Device) -> Self {
+    fn new(config: &RobertaConfig, layout: ProjectionLayout, device: &Device) -> Self {
         let h = config.hidden_size;
         Self {
-            query_key_value: linear(h, 3 * h, device),
-            output: linear(h, h, device),
+            query_key_value: projection(h, 3 * h, layout, device),
+            output: projection(h, h, layout, device),
             heads: config.num_attention_heads,
         }
     }
@@ -96,6 +129,9 @@ pub struct EncoderLayer {
     /// `EncoderLayer::pack` has replaced the f32 ones with them.
     #[module(skip)]
     packed: Option<Arc<PackedProjections>>,
+    /// How the four projections' f32 weights are held.
+    #[module(skip)]
+    layout: ProjectionLayout,
 }
 
 /// An encoder layer's projections packed for a CPU kernel.
@@ -108,29 +144,36 @@ struct PackedProjections {
 }
 
 impl EncoderLayer {
-    pub(crate) fn new(config: &RobertaConfig, device: &Device) -> Self {
+    pub(crate) fn new(config: &RobertaConfig, layout: ProjectionLayout, device: &Device) -> Self {
         let norm = || {
             LayerNormConfig::new(config.hidden_size)
                 .with_epsilon(config.layer_norm_eps)
                 .init(device)
         };
+        let (h, i) = (config.hidden_size, config.intermediate_size);
         Self {
-            attention: SelfAttention::new(config, device),
+            attention: SelfAttention::new(config, layout, device),
             attention_norm: norm(),
-            intermediate: linear(config.hidden_size, config.intermediate_size, device),
-            output: linear(config.intermediate_size, config.hidden_size, device),
+            intermediate: projection(h, i, layout, device),
+            output: projection(i, h, layout, device),
             output_norm: norm(),
             packed: None,
+            layout,
         }
     }
 
-    /// Moves the four projections' weights into matrices packed for `packing`'s CPU
-    /// kernel; their f32 tensors are released. Call only where
-    /// [`Packing::available`] holds.
+    /// Moves the four projections' weights, held `[out, in]`
+    /// ([`ProjectionLayout::OutIn`]), into matrices packed for `packing`'s CPU kernel;
+    /// their f32 tensors are released. Call only where [`Packing::available`] holds.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     pub(crate) fn pack(&mut self, packing: Packing) {
+        assert_eq!(
+            self.layout,
+            ProjectionLayout::OutIn,
+            "packing reads [out, in] weights"
+        );
         let take = |linear: &mut Linear| -> PackedMatrix {
-            let [k, n] = linear.weight.dims();
+            let [n, k] = linear.weight.dims();
             let device = linear.weight.device();
             // Taken out of the module (an empty tensor keeps its structure) so that this
             // is the tensor's only owner and reading it out need not copy it.
@@ -161,6 +204,11 @@ impl EncoderLayer {
         }));
     }
 
+    /// How the four projections' f32 weights are held.
+    pub fn layout(&self) -> ProjectionLayout {
+        self.layout
+    }
+
     /// `[1, total, hidden]` for inputs laid end to end (`lengths` tokens each) to the
     /// same shape.
     ///
@@ -168,6 +216,10 @@ impl EncoderLayer {
     /// slices of the tokens side by side (see [`crate::Backend::row_parts`]).
     pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize], row_parts: usize) -> Tensor<3> {
         let packed = self.packed.as_deref();
+        assert!(
+            packed.is_some() || self.layout == ProjectionLayout::InOut,
+            "[out, in] projections run only once packed"
+        );
         let qkv = project(
             &self.attention.query_key_value,
             packed.map(|p| &p.query_key_value),

@@ -75,43 +75,37 @@ fn quantize(x: f32, inverse_scale: f32) -> i16 {
 }
 
 impl PackedMatrix {
-    /// Quantizes and packs `weight` (`[k, n]`, row-major, as burn's `Linear` holds it)
-    /// and `bias` (`n` values, zeros when `None`).
+    /// Quantizes and packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]`
+    /// layout) and `bias` (`n` values, zeros when `None`).
     ///
     /// # Panics
     /// When the slices do not have those shapes or `k` exceeds [`MAX_K`].
     pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
-        assert_eq!(weight.len(), k * n, "weight is not [{k}, {n}]");
+        assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
         assert!(
             k > 0 && k <= MAX_K,
             "k = {k} is not in 1..={MAX_K}: i32 sums could overflow"
         );
-        let mut max_abs = vec![0f32; n];
-        for row in weight.chunks_exact(n.max(1)) {
-            for (m, &x) in max_abs.iter_mut().zip(row) {
-                *m = m.max(x.abs());
-            }
-        }
-        let (scales, inverses): (Vec<f32>, Vec<f32>) =
-            max_abs.iter().map(|&m| symmetric_scale(m)).unzip();
+        // Output column c's weights are row c of the stored matrix.
+        let (scales, inverses): (Vec<f32>, Vec<f32>) = weight
+            .chunks_exact(k)
+            .map(|column| symmetric_scale(column.iter().fold(0f32, |m, &x| m.max(x.abs()))))
+            .unzip();
         let pairs = k.div_ceil(2);
         let column_blocks = n.div_ceil(COLUMNS);
-        let mut blocks = vec![0i16; column_blocks * pairs * 2 * COLUMNS];
+        let mut blocks: Vec<i16> = crate::alloc::zeroed_vec(column_blocks * pairs * 2 * COLUMNS);
         blocks
             .par_chunks_mut(pairs * 2 * COLUMNS)
             .enumerate()
             .for_each(|(block, panel)| {
                 let col = block * COLUMNS;
                 let width = COLUMNS.min(n - col);
-                for (pair, out) in panel.chunks_exact_mut(2 * COLUMNS).enumerate() {
-                    for c in 0..width {
-                        for half in 0..2 {
-                            let row = 2 * pair + half;
-                            if row < k {
-                                out[2 * c + half] =
-                                    quantize(weight[row * n + col + c], inverses[col + c]);
-                            }
-                        }
+                for c in 0..width {
+                    let column = &weight[(col + c) * k..][..k];
+                    let inverse = inverses[col + c];
+                    for (row, &x) in column.iter().enumerate() {
+                        // Pair `row / 2`, column c, half `row % 2`.
+                        panel[(row / 2) * 2 * COLUMNS + 2 * c + row % 2] = quantize(x, inverse);
                     }
                 }
             });
@@ -388,7 +382,8 @@ mod tests {
                 w[row * n] = 0.0;
             }
             let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
-            let packed = PackedMatrix::new(&w, Some(&bias), k, n);
+            let stored: Vec<f32> = (0..n * k).map(|j| w[(j % k) * n + j / k]).collect();
+            let packed = PackedMatrix::new(&stored, Some(&bias), k, n);
             let got = packed.matmul(&a, m);
             assert_eq!(got.len(), m * n);
             for r in 0..m {
@@ -434,7 +429,8 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX2");
             return;
         }
-        let packed = PackedMatrix::new(&[1.0, 2.0, 3.0, 4.0], None, 2, 2);
+        // [[1, 2], [3, 4]] as [k, n], stored [n, k].
+        let packed = PackedMatrix::new(&[1.0, 3.0, 2.0, 4.0], None, 2, 2);
         let got = packed.matmul(&[f32::INFINITY, 1.0, 1.0, 1.0, 0.5, f32::NAN], 3);
         assert!(got[0].is_nan() && got[1].is_nan(), "{got:?}");
         assert!(

@@ -9,12 +9,14 @@ mod classifier;
 mod embeddings;
 mod encoder;
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) mod f32_gemm;
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
 pub(crate) mod int8_gemm;
 mod packed;
 
 pub use classifier::ClassificationHead;
 pub use embeddings::{position_ids, RobertaEmbeddings};
-pub use encoder::{EncoderLayer, SelfAttention};
+pub use encoder::{EncoderLayer, ProjectionLayout, SelfAttention};
 pub(crate) use packed::Packing;
 
 use burn::module::Module;
@@ -37,18 +39,31 @@ pub struct RobertaClassifier {
 impl RobertaClassifier {
     /// A model with the configuration's shapes, its weights zero until loaded.
     pub fn new(config: &RobertaConfig, device: &Device) -> Self {
+        Self::with_layout(config, ProjectionLayout::InOut, device)
+    }
+
+    /// [`RobertaClassifier::new`] with the encoder's projections held in `layout`.
+    pub fn with_layout(config: &RobertaConfig, layout: ProjectionLayout, device: &Device) -> Self {
         Self {
             embeddings: RobertaEmbeddings::new(config, device),
             layers: (0..config.num_hidden_layers)
-                .map(|_| EncoderLayer::new(config, device))
+                .map(|_| EncoderLayer::new(config, layout, device))
                 .collect(),
             classifier: ClassificationHead::new(config, device),
         }
     }
 
+    /// How the encoder's projections hold their weights (the same in every layer).
+    pub fn projection_layout(&self) -> ProjectionLayout {
+        self.layers
+            .first()
+            .map_or(ProjectionLayout::InOut, |layer| layer.layout())
+    }
+
     /// Runs the encoder's matrix products on this crate's CPU kernel for `packing`
-    /// from now on; their f32 weights are released. Call only where
-    /// [`Packing::available`] holds, on a CPU backend.
+    /// from now on; their f32 weights are released. The model must have been made
+    /// with [`ProjectionLayout::OutIn`]. Call only where [`Packing::available`]
+    /// holds, on a CPU backend.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     pub(crate) fn pack(&mut self, packing: Packing) {
         for layer in &mut self.layers {

@@ -3,11 +3,13 @@
 //! integer multiply-adds ([`super::int8_gemm`]).
 
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-use super::{bf16_gemm, int8_gemm};
+use super::{bf16_gemm, f32_gemm, int8_gemm};
 
 /// Which kernel the projections are packed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Packing {
+    /// f32 weights, AVX2 FMAs, for CPUs without AVX-512.
+    F32,
     /// bf16 weights, `vdpbf16ps` (AVX512-BF16).
     Bf16,
     /// int8 weights per column, activations quantized per row, `vpmaddwd` (AVX2).
@@ -19,6 +21,7 @@ impl Packing {
     pub(crate) fn available(self) -> bool {
         #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
         return match self {
+            Packing::F32 => f32_gemm::preferred(),
             Packing::Bf16 => bf16_gemm::available(),
             Packing::Int8 => int8_gemm::available(),
         };
@@ -31,14 +34,16 @@ impl Packing {
 #[derive(Debug)]
 pub(crate) enum PackedMatrix {
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    F32(f32_gemm::PackedMatrix),
+    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     Bf16(bf16_gemm::PackedMatrix),
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     Int8(int8_gemm::PackedMatrix),
 }
 
 impl PackedMatrix {
-    /// Packs `weight` (`[k, n]` row-major) and `bias` for `packing`, whose
-    /// [`Packing::available`] must hold.
+    /// Packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]` layout) and
+    /// `bias` for `packing`, whose [`Packing::available`] must hold.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     pub(crate) fn new(
         packing: Packing,
@@ -48,6 +53,7 @@ impl PackedMatrix {
         n: usize,
     ) -> Self {
         match packing {
+            Packing::F32 => Self::F32(f32_gemm::PackedMatrix::new(weight, bias, k, n)),
             Packing::Bf16 => Self::Bf16(bf16_gemm::PackedMatrix::new(weight, bias, k, n)),
             Packing::Int8 => Self::Int8(int8_gemm::PackedMatrix::new(weight, bias, k, n)),
         }
@@ -56,6 +62,8 @@ impl PackedMatrix {
     /// Output width.
     pub(crate) fn n(&self) -> usize {
         match *self {
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            Self::F32(ref m) => m.n(),
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
             Self::Bf16(ref m) => m.n(),
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
@@ -67,6 +75,8 @@ impl PackedMatrix {
     pub(crate) fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
         let _ = (input, m);
         match *self {
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            Self::F32(ref matrix) => matrix.matmul(input, m),
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
             Self::Bf16(ref matrix) => matrix.matmul(input, m),
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]

@@ -12,13 +12,21 @@ use super::{ElementBytes, PackTensor};
 /// result, one cache miss per element; over codebert-base's 85 M projection weights
 /// that was most of the load time. Everything else is left to `PyTorchToBurnAdapter`.
 #[derive(Debug, Clone, Default)]
-pub(super) struct HubToBurnAdapter;
+pub(super) struct HubToBurnAdapter {
+    /// The encoder layers' projections are held `[out, in]`
+    /// ([`crate::model::ProjectionLayout::OutIn`]): their weights are not transposed.
+    pub(super) projections_out_in: bool,
+}
 
 impl ModuleAdapter for HubToBurnAdapter {
     fn adapt(&self, tensor: PackTensor, ctx: ModuleContext<'_>) -> PackTensor {
         let linear_weight = ctx.module_type() == Some("Struct:Linear")
             && tensor.name.rsplit('.').next() == Some("weight")
             && tensor.shape.len() == 2;
+        // Every linear layer under `layers.` is one of the four projections.
+        if linear_weight && self.projections_out_in && tensor.name.starts_with("layers.") {
+            return tensor;
+        }
         let element_size = match tensor.dtype {
             DType::F64 => 8,
             DType::F32 => 4,
@@ -90,7 +98,14 @@ fn transpose<const N: usize>(bytes: &[u8], out: &mut [u8], rows: usize, cols: us
             }
             for (col, column) in block[..band_cols].iter().enumerate() {
                 let at = col * rows + row_start;
-                out_band[at..at + block_rows].copy_from_slice(&column[..block_rows]);
+                let target = &mut out_band[at..at + block_rows];
+                if block_rows == TILE {
+                    // A whole block column: a fixed-size copy, inlined.
+                    let whole: &mut [[u8; N]; TILE] = target.try_into().expect("TILE elements");
+                    *whole = *column;
+                } else {
+                    target.copy_from_slice(&column[..block_rows]);
+                }
             }
         }
     };

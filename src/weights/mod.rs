@@ -21,9 +21,10 @@ use burn::store::{
 };
 use burn::tensor::DType;
 
+use crate::alloc::zeroed_vec;
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
-use crate::model::RobertaClassifier;
+use crate::model::{ProjectionLayout, RobertaClassifier};
 
 /// A tensor as burn-store reads it: name, dtype, shape, and its bytes (often read lazily).
 type PackTensor = burn::store::burn_pack::Tensor;
@@ -178,8 +179,12 @@ pub fn load(
         .map_err(|e| Error::Inference(format!("invalid tensor name rule: {e}")))?;
     let (tensors, _) = remapper.remap(tensors);
     let expected = tensors.len();
-    let adapter: Box<dyn ModuleAdapter> =
-        Box::new(layout::HubToBurnAdapter.chain(FloatCastAdapter::to(dtype)));
+    let adapter: Box<dyn ModuleAdapter> = Box::new(
+        layout::HubToBurnAdapter {
+            projections_out_in: model.projection_layout() == ProjectionLayout::OutIn,
+        }
+        .chain(FloatCastAdapter::to(dtype)),
+    );
     let report = model.apply(tensors, None, Some(adapter), true);
 
     if let Some(error) = report.errors.first() {
@@ -473,13 +478,13 @@ impl ElementBytes {
     pub(crate) fn zeroed(element_size: usize, byte_len: usize) -> Self {
         let whole = |size: usize| element_size == size && byte_len % size == 0;
         if whole(8) {
-            Self::U64(vec![0; byte_len / 8])
+            Self::U64(zeroed_vec(byte_len / 8))
         } else if whole(4) {
-            Self::U32(vec![0; byte_len / 4])
+            Self::U32(zeroed_vec(byte_len / 4))
         } else if whole(2) {
-            Self::U16(vec![0; byte_len / 2])
+            Self::U16(zeroed_vec(byte_len / 2))
         } else {
-            Self::U8(vec![0; byte_len])
+            Self::U8(zeroed_vec(byte_len))
         }
     }
 
