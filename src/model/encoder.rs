@@ -132,15 +132,29 @@ pub struct EncoderLayer {
     /// How the four projections' f32 weights are held.
     #[module(skip)]
     layout: ProjectionLayout,
+    /// Both LayerNorms' epsilon (`layer_norm_eps`).
+    #[module(skip)]
+    norm_epsilon: f64,
 }
 
-/// An encoder layer's projections packed for a CPU kernel.
+/// An encoder layer's projections packed for a CPU kernel, and what the row-wise
+/// work between them needs, as plain f32 slices.
 #[derive(Debug)]
 struct PackedProjections {
     query_key_value: PackedMatrix,
     attention_output: PackedMatrix,
     intermediate: PackedMatrix,
     output: PackedMatrix,
+    attention_norm: NormParameters,
+    output_norm: NormParameters,
+}
+
+/// A LayerNorm's scale, shift and epsilon.
+#[derive(Debug)]
+struct NormParameters {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    epsilon: f32,
 }
 
 impl EncoderLayer {
@@ -159,6 +173,7 @@ impl EncoderLayer {
             output_norm: norm(),
             packed: None,
             layout,
+            norm_epsilon: config.layer_norm_eps,
         }
     }
 
@@ -196,11 +211,33 @@ impl EncoderLayer {
             });
             PackedMatrix::new(packing, &weight, bias.as_deref(), k, n)
         };
+        let epsilon = self.norm_epsilon as f32;
+        let norm = |norm: &LayerNorm| {
+            let values = |tensor: Tensor<1>| {
+                tensor
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .expect("f32 LayerNorm parameters")
+            };
+            let gamma = values(norm.gamma.val());
+            let beta = match &norm.beta {
+                Some(beta) => values(beta.val()),
+                None => vec![0.0; gamma.len()],
+            };
+            NormParameters {
+                gamma,
+                beta,
+                epsilon,
+            }
+        };
         self.packed = Some(Arc::new(PackedProjections {
             query_key_value: take(&mut self.attention.query_key_value),
             attention_output: take(&mut self.attention.output),
             intermediate: take(&mut self.intermediate),
             output: take(&mut self.output),
+            attention_norm: norm(&self.attention_norm),
+            output_norm: norm(&self.output_norm),
         }));
     }
 
@@ -226,24 +263,99 @@ impl EncoderLayer {
             hidden.clone(),
         );
         let context = self.attention.context(qkv, lengths);
+        if let Some(packed) = packed {
+            return packed.rows(context, hidden);
+        }
         let rows = |(context, hidden): (Tensor<3>, Tensor<3>)| {
-            let attended = project(
-                &self.attention.output,
-                packed.map(|p| &p.attention_output),
-                context,
-            );
+            let attended = self.attention.output.forward(context);
             let hidden = self.attention_norm.forward(attended + hidden);
             // Exact GELU, x·Φ(x) through erf, as transformers' "gelu".
-            let expanded = gelu(project(
-                &self.intermediate,
-                packed.map(|p| &p.intermediate),
-                hidden.clone(),
-            ));
+            let expanded = gelu(self.intermediate.forward(hidden.clone()));
             self.output_norm
-                .forward(project(&self.output, packed.map(|p| &p.output), expanded) + hidden)
+                .forward(self.output.forward(expanded) + hidden)
         };
         on_row_parts((context, hidden), row_parts, rows)
     }
+}
+
+impl PackedProjections {
+    /// The row-wise rest of a layer after attention, on plain f32 rows: output
+    /// projection, residual and LayerNorm, the GELU feed-forward block, residual and
+    /// LayerNorm. burn's tensors in between would cost a copy and a pass over memory
+    /// per operation; here each is one pass, split across threads.
+    fn rows(&self, context: Tensor<3>, hidden: Tensor<3>) -> Tensor<3> {
+        let [batch, total, width] = hidden.dims();
+        let device = hidden.device();
+        let rows = batch * total;
+        let mut attended = self.attention_output.matmul(&f32_values(context), rows);
+        self.attention_norm
+            .add_and_normalize(&mut attended, &f32_values(hidden));
+        let mut expanded = self.intermediate.matmul(&attended, rows);
+        gelu_in_place(&mut expanded);
+        let mut output = self.output.matmul(&expanded, rows);
+        self.output_norm.add_and_normalize(&mut output, &attended);
+        Tensor::from_data(
+            burn::tensor::TensorData::new(output, [batch, total, width]),
+            &device,
+        )
+    }
+}
+
+impl NormParameters {
+    /// Each row of `rows` replaced by LayerNorm(row + the same row of `residual`), as
+    /// transformers computes it in f32: mean, then the mean square deviation from it.
+    fn add_and_normalize(&self, rows: &mut [f32], residual: &[f32]) {
+        let width = self.gamma.len();
+        let n = width as f32;
+        let row = |(row, residual): (&mut [f32], &[f32])| {
+            for (x, r) in row.iter_mut().zip(residual) {
+                *x += r;
+            }
+            let mean = row.iter().sum::<f32>() / n;
+            let variance = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+            let inverse = 1.0 / (variance + self.epsilon).sqrt();
+            for ((x, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
+                *x = (*x - mean) * inverse * g + b;
+            }
+        };
+        #[cfg(feature = "cpu-kernels")]
+        {
+            use rayon::prelude::*;
+            rows.par_chunks_mut(width)
+                .zip(residual.par_chunks(width))
+                .with_min_len(16)
+                .for_each(row);
+        }
+        #[cfg(not(feature = "cpu-kernels"))]
+        rows.chunks_mut(width)
+            .zip(residual.chunks(width))
+            .for_each(row);
+    }
+}
+
+/// Exact GELU, x·Φ(x) = x/2 · (1 + erf(x/√2)), as transformers' "gelu", in place.
+fn gelu_in_place(values: &mut [f32]) {
+    let chunk = |chunk: &mut [f32]| {
+        for x in chunk {
+            *x = 0.5 * *x * (1.0 + libm::erff(*x * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    };
+    #[cfg(feature = "cpu-kernels")]
+    {
+        use rayon::prelude::*;
+        values.par_chunks_mut(16 * 1024).for_each(chunk);
+    }
+    #[cfg(not(feature = "cpu-kernels"))]
+    chunk(values);
+}
+
+/// A tensor's values as f32, row-major.
+fn f32_values(tensor: Tensor<3>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 activations")
 }
 
 /// `linear` applied to `x` (`[1, rows, k]`), or `packed` (its packed form) when present.
@@ -253,12 +365,7 @@ fn project(linear: &Linear, packed: Option<&PackedMatrix>, x: Tensor<3>) -> Tens
         Some(packed) => {
             let [batch, rows, _] = x.dims();
             let device = x.device();
-            let input = x
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32 activations");
-            let output = packed.matmul(&input, batch * rows);
+            let output = packed.matmul(&f32_values(x), batch * rows);
             Tensor::from_data(
                 burn::tensor::TensorData::new(output, [batch, rows, packed.n()]),
                 &device,

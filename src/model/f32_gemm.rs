@@ -232,13 +232,21 @@ unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: &mut [f32], tile: Tile
     // The starting sums: the bias, or what the steps before this block left in `out`.
     let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
     for (r, acc) in acc.iter_mut().enumerate().take(rows) {
-        let mut start = [0f32; COLUMNS];
-        if depth_start == 0 {
-            start[..width].copy_from_slice(bias);
+        let at = r * stride + col;
+        let start = if depth_start == 0 {
+            bias
         } else {
-            let at = r * stride + col;
-            start[..width].copy_from_slice(&out[at..at + width]);
-        }
+            &out[at..at + width]
+        };
+        let mut padded = [0f32; COLUMNS];
+        // A whole block is read in place; a partial one through a zero-padded copy
+        // (a copy of unknown length is a library call, too slow for every tile).
+        let start = if width == COLUMNS {
+            start
+        } else {
+            padded[..width].copy_from_slice(start);
+            &padded[..]
+        };
         // SAFETY: `start` holds 16 floats: two 8-lane loads.
         unsafe {
             acc[0] = _mm256_loadu_ps(start.as_ptr());

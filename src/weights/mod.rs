@@ -476,7 +476,7 @@ impl ElementBytes {
     /// `byte_len` zero bytes for elements of `element_size` bytes; a length that is not
     /// a whole number of such elements gets a byte buffer, which `into_data` refuses.
     pub(crate) fn zeroed(element_size: usize, byte_len: usize) -> Self {
-        let whole = |size: usize| element_size == size && byte_len % size == 0;
+        let whole = |size: usize| element_size == size && byte_len.is_multiple_of(size);
         if whole(8) {
             Self::U64(zeroed_vec(byte_len / 8))
         } else if whole(4) {
