@@ -96,11 +96,6 @@ impl PackedMatrix {
         Self { k, n, blocks, bias }
     }
 
-    /// Output width.
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
     /// `u32` steps along an input row: its width in bf16 pairs, the last one padded.
     fn pairs(&self) -> usize {
         self.k.div_ceil(2)

@@ -257,15 +257,11 @@ impl EncoderLayer {
             packed.is_some() || self.layout == ProjectionLayout::InOut,
             "[out, in] projections run only once packed"
         );
-        let qkv = project(
-            &self.attention.query_key_value,
-            packed.map(|p| &p.query_key_value),
-            hidden.clone(),
-        );
-        let context = self.attention.context(qkv, lengths);
         if let Some(packed) = packed {
-            return packed.rows(context, hidden);
+            return packed.forward(&self.attention, hidden, lengths);
         }
+        let qkv = self.attention.query_key_value.forward(hidden.clone());
+        let context = self.attention.context(qkv, lengths);
         let rows = |(context, hidden): (Tensor<3>, Tensor<3>)| {
             let attended = self.attention.output.forward(context);
             let hidden = self.attention_norm.forward(attended + hidden);
@@ -279,17 +275,43 @@ impl EncoderLayer {
 }
 
 impl PackedProjections {
-    /// The row-wise rest of a layer after attention, on plain f32 rows: output
-    /// projection, residual and LayerNorm, the GELU feed-forward block, residual and
-    /// LayerNorm. burn's tensors in between would cost a copy and a pass over memory
-    /// per operation; here each is one pass, split across threads.
-    fn rows(&self, context: Tensor<3>, hidden: Tensor<3>) -> Tensor<3> {
+    /// [`EncoderLayer::forward`] on the packed projections, on plain f32 rows: the
+    /// query, key and value projection, attention (on this crate's f32 kernel where
+    /// the CPU has it, else `attention`'s), the output projection, residual and
+    /// LayerNorm, the GELU feed-forward block, residual and LayerNorm. burn's tensors
+    /// in between would cost a copy and a pass over memory per operation; here each
+    /// is one pass, split across threads.
+    fn forward(
+        &self,
+        attention: &SelfAttention,
+        hidden: Tensor<3>,
+        lengths: &[usize],
+    ) -> Tensor<3> {
         let [batch, total, width] = hidden.dims();
         let device = hidden.device();
         let rows = batch * total;
-        let mut attended = self.attention_output.matmul(&f32_values(context), rows);
+        let hidden = f32_values(hidden);
+        let qkv = self.query_key_value.matmul(&hidden, rows);
+        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+        let context = if super::f32_gemm::supported() {
+            Some(super::f32_gemm::attention(
+                &qkv,
+                lengths,
+                attention.heads,
+                width,
+            ))
+        } else {
+            None
+        };
+        #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+        let context: Option<Vec<f32>> = None;
+        let context = context.unwrap_or_else(|| {
+            let qkv = burn::tensor::TensorData::new(qkv, [batch, total, 3 * width]);
+            f32_values(attention.context(Tensor::from_data(qkv, &device), lengths))
+        });
+        let mut attended = self.attention_output.matmul(&context, rows);
         self.attention_norm
-            .add_and_normalize(&mut attended, &f32_values(hidden));
+            .add_and_normalize(&mut attended, &hidden);
         let mut expanded = self.intermediate.matmul(&attended, rows);
         gelu_in_place(&mut expanded);
         let mut output = self.output.matmul(&expanded, rows);
@@ -356,22 +378,6 @@ fn f32_values(tensor: Tensor<3>) -> Vec<f32> {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("f32 activations")
-}
-
-/// `linear` applied to `x` (`[1, rows, k]`), or `packed` (its packed form) when present.
-fn project(linear: &Linear, packed: Option<&PackedMatrix>, x: Tensor<3>) -> Tensor<3> {
-    match packed {
-        None => linear.forward(x),
-        Some(packed) => {
-            let [batch, rows, _] = x.dims();
-            let device = x.device();
-            let output = packed.matmul(&f32_values(x), batch * rows);
-            Tensor::from_data(
-                burn::tensor::TensorData::new(output, [batch, rows, packed.n()]),
-                &device,
-            )
-        }
-    }
 }
 
 /// `f` on the whole of `(a, b)` (`[1, total, _]` each), or on `parts` slices of their

@@ -32,7 +32,7 @@ pub fn preferred() -> bool {
         && !is_x86_feature_detected!("avx512f")
 }
 
-fn supported() -> bool {
+pub(crate) fn supported() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
@@ -90,11 +90,6 @@ impl PackedMatrix {
         Self { k, n, blocks, bias }
     }
 
-    /// Output width.
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
     /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
     /// Rows are split across the rayon pool.
     ///
@@ -120,6 +115,19 @@ impl PackedMatrix {
             .par_chunks_mut(rows_per_task * self.n)
             .zip(input.par_chunks(rows_per_task * self.k))
             .for_each(|(out, a)| self.rows(a, out));
+        output
+    }
+
+    /// `input · weight + bias` as [`PackedMatrix::matmul`], on the calling thread: for
+    /// products too small to share out.
+    fn product(&self, input: &[f32], m: usize) -> Vec<f32> {
+        assert!(supported(), "the CPU has no AVX2 and FMA");
+        assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
+        assert!(self.k > 0, "no inputs to sum");
+        let mut output = vec![0f32; m * self.n];
+        if m > 0 && self.n > 0 {
+            self.rows(input, &mut output);
+        }
         output
     }
 
@@ -191,6 +199,82 @@ impl PackedMatrix {
             }
         }
     }
+}
+
+/// Multi-head self-attention: the context `[total, width]` (heads side by side) from
+/// the query, key and value projections `[total, 3 * width]` of inputs laid end to
+/// end, `lengths` tokens each, each input attending only to its own tokens:
+/// softmax(q·kᵀ / √head_dim)·v per input and head, both products on this kernel.
+/// Inputs and heads run in parallel.
+pub fn attention(qkv: &[f32], lengths: &[usize], heads: usize, width: usize) -> Vec<f32> {
+    let head_dim = width / heads;
+    let total: usize = lengths.iter().sum();
+    assert!(
+        head_dim > 0 && head_dim * heads == width,
+        "{width} is not {heads} heads wide"
+    );
+    assert_eq!(
+        qkv.len(),
+        total * 3 * width,
+        "qkv is not [{total}, {}]",
+        3 * width
+    );
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let mut jobs = Vec::with_capacity(lengths.len() * heads);
+    let mut start = 0;
+    for &len in lengths {
+        if len > 0 {
+            jobs.extend((0..heads).map(|head| (start, len, head)));
+        }
+        start += len;
+    }
+    let contexts: Vec<Vec<f32>> = jobs
+        .par_iter()
+        .map(|&(start, len, head)| {
+            // One head's queries, keys or values: [len, head_dim].
+            let gather = |part: usize| -> Vec<f32> {
+                let mut values = Vec::with_capacity(len * head_dim);
+                for token in start..start + len {
+                    let at = token * 3 * width + part * width + head * head_dim;
+                    values.extend_from_slice(&qkv[at..at + head_dim]);
+                }
+                values
+            };
+            let (queries, keys, values) = (gather(0), gather(1), gather(2));
+            // Scores [len, len]: the keys, [len, head_dim], are already the [n, k]
+            // layout the packing reads.
+            let mut scores = PackedMatrix::new(&keys, None, head_dim, len).product(&queries, len);
+            for row in scores.chunks_exact_mut(len) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let mut sum = 0.0;
+                for x in row.iter_mut() {
+                    *x = ((*x - max) * scale).exp();
+                    sum += *x;
+                }
+                let inverse = 1.0 / sum;
+                for x in row.iter_mut() {
+                    *x *= inverse;
+                }
+            }
+            // Context [len, head_dim] = probabilities · values, the values in the
+            // [n, k] layout: transposed.
+            let mut values_by_dim = vec![0f32; head_dim * len];
+            for (token, row) in values.chunks_exact(head_dim).enumerate() {
+                for (dim, &x) in row.iter().enumerate() {
+                    values_by_dim[dim * len + token] = x;
+                }
+            }
+            PackedMatrix::new(&values_by_dim, None, len, head_dim).product(&scores, len)
+        })
+        .collect();
+    let mut context = vec![0f32; total * width];
+    for (&(start, len, head), head_context) in jobs.iter().zip(&contexts) {
+        for (token, row) in (start..start + len).zip(head_context.chunks_exact(head_dim)) {
+            let at = token * width + head * head_dim;
+            context[at..at + head_dim].copy_from_slice(row);
+        }
+    }
+    context
 }
 
 /// Where a kernel call works: output rows (up to 6) and columns from `col` in rows
@@ -295,6 +379,64 @@ mod tests {
     /// `w` (`[k, n]`) in the checkpoint's `[n, k]` layout, as `new` takes it.
     fn stored(w: &[f32], k: usize, n: usize) -> Vec<f32> {
         (0..n * k).map(|j| w[(j % k) * n + j / k]).collect()
+    }
+
+    /// Attention against an f64 reference, for two inputs side by side (each attending
+    /// only to itself), one longer than a cache block of steps.
+    #[test]
+    fn attention_equals_an_f64_reference() {
+        if !supported() {
+            eprintln!("skipped: this CPU has no AVX2 and FMA");
+            return;
+        }
+        let (heads, head_dim) = (3, 8);
+        let width = heads * head_dim;
+        let lengths = [5usize, 300];
+        let total: usize = lengths.iter().sum();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let qkv: Vec<f32> = (0..total * 3 * width)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * 3.0
+            })
+            .collect();
+        let got = attention(&qkv, &lengths, heads, width);
+        assert_eq!(got.len(), total * width);
+        let at = |token: usize, part: usize, head: usize, dim: usize| {
+            f64::from(qkv[token * 3 * width + part * width + head * head_dim + dim])
+        };
+        let mut start = 0;
+        for &len in &lengths {
+            for head in 0..heads {
+                for query in start..start + len {
+                    let scores: Vec<f64> = (start..start + len)
+                        .map(|key| {
+                            (0..head_dim)
+                                .map(|d| at(query, 0, head, d) * at(key, 1, head, d))
+                                .sum::<f64>()
+                                / (head_dim as f64).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f64 = weights.iter().sum();
+                    for d in 0..head_dim {
+                        let want: f64 = (start..start + len)
+                            .zip(&weights)
+                            .map(|(key, w)| w / sum * at(key, 2, head, d))
+                            .sum();
+                        let value = f64::from(got[query * width + head * head_dim + d]);
+                        assert!(
+                            (value - want).abs() < 1e-5,
+                            "input at {start}, head {head}, query {query}, dim {d}: {value} vs {want}"
+                        );
+                    }
+                }
+            }
+            start += len;
+        }
     }
 
     /// Products against an f64 reference, for shapes with partial row and column

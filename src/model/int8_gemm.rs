@@ -125,11 +125,6 @@ impl PackedMatrix {
         }
     }
 
-    /// Output width.
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
     /// `i16` values per quantized input row: its width rounded up to whole pairs.
     fn row_width(&self) -> usize {
         self.k.div_ceil(2) * 2

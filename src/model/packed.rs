@@ -59,18 +59,6 @@ impl PackedMatrix {
         }
     }
 
-    /// Output width.
-    pub(crate) fn n(&self) -> usize {
-        match *self {
-            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            Self::F32(ref m) => m.n(),
-            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            Self::Bf16(ref m) => m.n(),
-            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            Self::Int8(ref m) => m.n(),
-        }
-    }
-
     /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
     pub(crate) fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
         let _ = (input, m);
