@@ -284,7 +284,11 @@ def main():
         f"{flops_per_pass(512) / ox['latency'][512] / 1e9 / cpu_peak['f32_fma']:.0%} of the f32 peak and this library at "
         f"{flops_per_pass(512) / ours['latency_seconds']['512'] / 1e9 / cpu_peak['f32_fma']:.0%}, so in f32 no runtime can be more than "
         f"{cpu_peak['f32_fma'] / (flops_per_pass(512) / ox['latency'][512] / 1e9):.2f}x faster than ONNX Runtime there. "
-        f"Our f32 time is burn-flex's matrix products (gemm crate, {isa}) and attention; to see the split, "
+        + (f"Our f32 time is the projections on this library's AVX2 FMA kernel (`model::f32_gemm`, used where the CPU "
+           "has AVX2 but no AVX-512), attention on the same kernel, then LayerNorm, GELU and the softmax's exponentials; "
+           if cpu_peak.get("f32_isa") == "avx2" else
+           f"Our f32 time is burn-flex's matrix products (gemm crate, {isa}) and attention; ")
+        + "to see the split, "
         f"profile the library's side alone: `perf record -e cpu-clock target/debug/examples/bench {os.path.relpath(model_dir)} --lengths 512 --backend flex`, "
         "then `perf report --sort symbol`. The reduced-precision kernels speed up only the projections, by at most "
         "the ratio of their peak to the f32 FMA peak above (bf16's dot product and int8's `vpmaddwd` do twice an "

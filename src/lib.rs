@@ -20,7 +20,6 @@
 
 #![warn(missing_docs)]
 
-mod alloc;
 pub mod backend;
 pub mod config;
 pub mod detector;

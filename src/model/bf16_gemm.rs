@@ -61,7 +61,7 @@ impl PackedMatrix {
         assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
         let pairs = k.div_ceil(2);
         let column_blocks = n.div_ceil(COLUMNS);
-        let mut blocks: Vec<u32> = crate::alloc::zeroed_vec(column_blocks * pairs * COLUMNS);
+        let mut blocks = vec![0u32; column_blocks * pairs * COLUMNS];
         // Input `row`'s weights for output columns `col..col + 32`, in bf16 (zeros past
         // the edges).
         let columns = |row: usize, col: usize| -> [u16; COLUMNS] {

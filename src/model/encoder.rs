@@ -209,7 +209,7 @@ impl EncoderLayer {
                     .try_into_vec::<f32>()
                     .expect("f32 bias")
             });
-            PackedMatrix::new(packing, &weight, bias.as_deref(), k, n)
+            PackedMatrix::new(packing, weight, bias.as_deref(), k, n)
         };
         let epsilon = self.norm_epsilon as f32;
         let norm = |norm: &LayerNorm| {

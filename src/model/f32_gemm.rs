@@ -62,7 +62,7 @@ impl PackedMatrix {
     /// `bias` (`n` values, zeros when `None`).
     pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
         assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
-        let mut blocks: Vec<f32> = crate::alloc::zeroed_vec(n.div_ceil(COLUMNS) * k * COLUMNS);
+        let mut blocks = vec![0f32; n.div_ceil(COLUMNS) * k * COLUMNS];
         if k > 0 {
             blocks
                 .par_chunks_mut(k * COLUMNS)
@@ -116,6 +116,38 @@ impl PackedMatrix {
             .zip(input.par_chunks(rows_per_task * self.k))
             .for_each(|(out, a)| self.rows(a, out));
         output
+    }
+
+    /// [`PackedMatrix::new`] on a weight the caller gives up: where `n` is a whole
+    /// number of column blocks, each block's 16 stored rows (contiguous) become its
+    /// panel (the same size, at the same place) in place, so no second buffer the
+    /// size of the matrix is allocated and touched.
+    pub fn from_vec(mut weight: Vec<f32>, bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+        if k == 0 || !n.is_multiple_of(COLUMNS) {
+            return Self::new(&weight, bias, k, n);
+        }
+        assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
+        weight.par_chunks_mut(COLUMNS * k).for_each(|block| {
+            let stored = block.to_vec();
+            for (c, column) in stored.chunks_exact(k).enumerate() {
+                for (row, &x) in column.iter().enumerate() {
+                    block[row * COLUMNS + c] = x;
+                }
+            }
+        });
+        let bias = match bias {
+            Some(b) => {
+                assert_eq!(b.len(), n, "bias is not [{n}]");
+                b.to_vec()
+            }
+            None => vec![0.0; n],
+        };
+        Self {
+            k,
+            n,
+            blocks: weight,
+            bias,
+        }
     }
 
     /// `input · weight + bias` as [`PackedMatrix::matmul`], on the calling thread: for
@@ -461,6 +493,7 @@ mod tests {
             (13, 31, 70),
             (30, 768, 96),
             (200, 600, 40),
+            (7, 33, 48),
             (97, 100, 8),
             (0, 4, 8),
             (3, 0, 5),
@@ -469,6 +502,8 @@ mod tests {
             let w: Vec<f32> = (0..k * n).map(|_| next()).collect();
             let bias: Vec<f32> = (0..n).map(|_| next()).collect();
             let got = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n).matmul(&a, m);
+            let in_place = PackedMatrix::from_vec(stored(&w, k, n), Some(&bias), k, n);
+            assert_eq!(in_place.matmul(&a, m), got, "[{m}x{k}x{n}] packed in place");
             assert_eq!(got.len(), m * n);
             for r in 0..m {
                 for c in 0..n {

@@ -93,7 +93,7 @@ impl PackedMatrix {
             .unzip();
         let pairs = k.div_ceil(2);
         let column_blocks = n.div_ceil(COLUMNS);
-        let mut blocks: Vec<i16> = crate::alloc::zeroed_vec(column_blocks * pairs * 2 * COLUMNS);
+        let mut blocks = vec![0i16; column_blocks * pairs * 2 * COLUMNS];
         blocks
             .par_chunks_mut(pairs * 2 * COLUMNS)
             .enumerate()

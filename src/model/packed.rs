@@ -47,15 +47,15 @@ impl PackedMatrix {
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     pub(crate) fn new(
         packing: Packing,
-        weight: &[f32],
+        weight: Vec<f32>,
         bias: Option<&[f32]>,
         k: usize,
         n: usize,
     ) -> Self {
         match packing {
-            Packing::F32 => Self::F32(f32_gemm::PackedMatrix::new(weight, bias, k, n)),
-            Packing::Bf16 => Self::Bf16(bf16_gemm::PackedMatrix::new(weight, bias, k, n)),
-            Packing::Int8 => Self::Int8(int8_gemm::PackedMatrix::new(weight, bias, k, n)),
+            Packing::F32 => Self::F32(f32_gemm::PackedMatrix::from_vec(weight, bias, k, n)),
+            Packing::Bf16 => Self::Bf16(bf16_gemm::PackedMatrix::new(&weight, bias, k, n)),
+            Packing::Int8 => Self::Int8(int8_gemm::PackedMatrix::new(&weight, bias, k, n)),
         }
     }
 

@@ -21,7 +21,6 @@ use burn::store::{
 };
 use burn::tensor::DType;
 
-use crate::alloc::zeroed_vec;
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
 use crate::model::{ProjectionLayout, RobertaClassifier};
@@ -478,13 +477,13 @@ impl ElementBytes {
     pub(crate) fn zeroed(element_size: usize, byte_len: usize) -> Self {
         let whole = |size: usize| element_size == size && byte_len.is_multiple_of(size);
         if whole(8) {
-            Self::U64(zeroed_vec(byte_len / 8))
+            Self::U64(vec![0; byte_len / 8])
         } else if whole(4) {
-            Self::U32(zeroed_vec(byte_len / 4))
+            Self::U32(vec![0; byte_len / 4])
         } else if whole(2) {
-            Self::U16(zeroed_vec(byte_len / 2))
+            Self::U16(vec![0; byte_len / 2])
         } else {
-            Self::U8(zeroed_vec(byte_len))
+            Self::U8(vec![0; byte_len])
         }
     }
 
