@@ -456,11 +456,11 @@ fn fuse_attention_projections(tensors: Vec<PackTensor>, config: &RobertaConfig) 
 
 /// A zeroed byte buffer allocated with its elements' alignment.
 ///
-/// burn keeps tensor bytes aligned for their elements and copies a plain `Vec<u8>`
-/// (alignment 1) into a fresh allocation when it becomes tensor data; a buffer
-/// allocated as `u16`, `u32` or `u64` elements becomes tensor data as it is, which
-/// spares the load one copy of every tensor.
-pub(crate) enum ElementBytes {
+/// burn copies a plain `Vec<u8>` (alignment 1) into a fresh 16-byte-aligned
+/// allocation when it becomes tensor data; a buffer allocated as `u16`, `u32` or `u64`
+/// elements becomes tensor data as it is, which spares the load one copy of every
+/// tensor.
+enum ElementBytes {
     /// One-byte elements.
     U8(Vec<u8>),
     /// Two-byte elements (f16, bf16, i16).
@@ -472,9 +472,10 @@ pub(crate) enum ElementBytes {
 }
 
 impl ElementBytes {
-    /// `byte_len` zero bytes for elements of `element_size` bytes; a length that is not
-    /// a whole number of such elements gets a byte buffer, which `into_data` refuses.
-    pub(crate) fn zeroed(element_size: usize, byte_len: usize) -> Self {
+    /// `byte_len` zero bytes for elements of `element_size` bytes: a byte buffer for
+    /// one-byte elements, and for a length that is no whole number of elements (which
+    /// `into_data` then refuses).
+    fn zeroed(element_size: usize, byte_len: usize) -> Self {
         let whole = |size: usize| element_size == size && byte_len.is_multiple_of(size);
         if whole(8) {
             Self::U64(vec![0; byte_len / 8])
@@ -488,7 +489,7 @@ impl ElementBytes {
     }
 
     /// The buffer as bytes, to be filled.
-    pub(crate) fn as_mut(&mut self) -> &mut [u8] {
+    fn as_mut(&mut self) -> &mut [u8] {
         match self {
             Self::U8(v) => v,
             Self::U16(v) => bytemuck::cast_slice_mut(v),
@@ -498,7 +499,7 @@ impl ElementBytes {
     }
 
     /// Tensor data of `shape` and `dtype` over these bytes, without copying them.
-    pub(crate) fn into_data(
+    fn into_data(
         self,
         shape: impl Into<burn::tensor::Shape>,
         dtype: DType,
