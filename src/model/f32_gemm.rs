@@ -70,23 +70,10 @@ impl PackedMatrix {
                 .for_each(|(block, panel)| {
                     let col = block * COLUMNS;
                     let width = COLUMNS.min(n - col);
-                    for (c, column) in weight[col * k..(col + width) * k]
-                        .chunks_exact(k)
-                        .enumerate()
-                    {
-                        for (row, &x) in column.iter().enumerate() {
-                            panel[row * COLUMNS + c] = x;
-                        }
-                    }
+                    fill_panel(panel, &weight[col * k..(col + width) * k], k);
                 });
         }
-        let bias = match bias {
-            Some(b) => {
-                assert_eq!(b.len(), n, "bias is not [{n}]");
-                b.to_vec()
-            }
-            None => vec![0.0; n],
-        };
+        let bias = super::packed::bias_or_zeros(bias, n);
         Self { k, n, blocks, bias }
     }
 
@@ -129,19 +116,9 @@ impl PackedMatrix {
         assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
         weight.par_chunks_mut(COLUMNS * k).for_each(|block| {
             let stored = block.to_vec();
-            for (c, column) in stored.chunks_exact(k).enumerate() {
-                for (row, &x) in column.iter().enumerate() {
-                    block[row * COLUMNS + c] = x;
-                }
-            }
+            fill_panel(block, &stored, k);
         });
-        let bias = match bias {
-            Some(b) => {
-                assert_eq!(b.len(), n, "bias is not [{n}]");
-                b.to_vec()
-            }
-            None => vec![0.0; n],
-        };
+        let bias = super::packed::bias_or_zeros(bias, n);
         Self {
             k,
             n,
@@ -229,6 +206,16 @@ impl PackedMatrix {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Lays a column block's stored rows (`[width, k]`, width ≤ 16) into its panel
+/// (`[k, 16]`): input `row`'s weight for column `c` at `row * 16 + c`.
+fn fill_panel(panel: &mut [f32], stored_rows: &[f32], k: usize) {
+    for (c, column) in stored_rows.chunks_exact(k).enumerate() {
+        for (row, &x) in column.iter().enumerate() {
+            panel[row * COLUMNS + c] = x;
         }
     }
 }

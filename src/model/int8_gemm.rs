@@ -109,13 +109,7 @@ impl PackedMatrix {
                     }
                 }
             });
-        let bias = match bias {
-            Some(b) => {
-                assert_eq!(b.len(), n, "bias is not [{n}]");
-                b.to_vec()
-            }
-            None => vec![0.0; n],
-        };
+        let bias = super::packed::bias_or_zeros(bias, n);
         Self {
             k,
             n,

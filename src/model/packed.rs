@@ -72,3 +72,15 @@ impl PackedMatrix {
         }
     }
 }
+
+/// A packed matrix's bias: `bias` (which must hold `n` values) or `n` zeros.
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) fn bias_or_zeros(bias: Option<&[f32]>, n: usize) -> Vec<f32> {
+    match bias {
+        Some(b) => {
+            assert_eq!(b.len(), n, "bias is not [{n}]");
+            b.to_vec()
+        }
+        None => vec![0.0; n],
+    }
+}
