@@ -241,6 +241,28 @@ impl EncoderLayer {
         }));
     }
 
+    /// Whether `EncoderLayer::pack` has packed the projections for a CPU kernel.
+    pub(crate) fn is_packed(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    /// [`EncoderLayer::forward`] of a packed layer on plain f32 rows: `activations`'
+    /// hidden rows (inputs laid end to end, `lengths` tokens each) are replaced by the
+    /// layer's output. `device` is the model's, for attention where this crate's f32
+    /// kernel cannot run.
+    ///
+    /// # Panics
+    /// When the layer is not packed.
+    pub(crate) fn forward_rows(
+        &self,
+        activations: &mut Activations,
+        lengths: &[usize],
+        device: &Device,
+    ) {
+        let packed = self.packed.as_deref().expect("a packed layer");
+        packed.forward(&self.attention, activations, lengths, device);
+    }
+
     /// How the four projections' f32 weights are held.
     pub fn layout(&self) -> ProjectionLayout {
         self.layout
@@ -257,8 +279,13 @@ impl EncoderLayer {
             packed.is_some() || self.layout == ProjectionLayout::InOut,
             "[out, in] projections run only once packed"
         );
-        if let Some(packed) = packed {
-            return packed.forward(&self.attention, hidden, lengths);
+        if packed.is_some() {
+            let [batch, total, width] = hidden.dims();
+            let device = hidden.device();
+            let mut activations = Activations::new(f32_values(hidden));
+            self.forward_rows(&mut activations, lengths, &device);
+            let output = burn::tensor::TensorData::new(activations.hidden, [batch, total, width]);
+            return Tensor::from_data(output, &device);
         }
         let qkv = self.attention.query_key_value.forward(hidden.clone());
         let context = self.attention.context(qkv, lengths);
@@ -274,52 +301,71 @@ impl EncoderLayer {
     }
 }
 
+/// The packed path's activations between layers and between a layer's steps, as
+/// plain f32 rows, reused from layer to layer: each buffer is allocated, and its
+/// pages first touched, once per pass rather than once per layer.
+#[derive(Debug, Default)]
+pub(crate) struct Activations {
+    /// `[total, hidden]`: a layer's input, replaced by its output.
+    pub(crate) hidden: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    attended: Vec<f32>,
+    expanded: Vec<f32>,
+}
+
+impl Activations {
+    /// Activations whose hidden rows are `hidden`.
+    pub(crate) fn new(hidden: Vec<f32>) -> Self {
+        Self {
+            hidden,
+            ..Self::default()
+        }
+    }
+}
+
 impl PackedProjections {
     /// [`EncoderLayer::forward`] on the packed projections, on plain f32 rows: the
     /// query, key and value projection, attention (on this crate's f32 kernel where
-    /// the CPU has it, else `attention`'s), the output projection, residual and
-    /// LayerNorm, the GELU feed-forward block, residual and LayerNorm. burn's tensors
-    /// in between would cost a copy and a pass over memory per operation; here each
-    /// is one pass, split across threads.
+    /// the CPU has it, else `attention`'s on `device`), the output projection,
+    /// residual and LayerNorm, the GELU feed-forward block, residual and LayerNorm.
+    /// burn's tensors in between would cost a copy and a pass over memory per
+    /// operation; here each is one pass, split across threads.
     fn forward(
         &self,
         attention: &SelfAttention,
-        hidden: Tensor<3>,
+        activations: &mut Activations,
         lengths: &[usize],
-    ) -> Tensor<3> {
-        let [batch, total, width] = hidden.dims();
-        let device = hidden.device();
-        let rows = batch * total;
-        let hidden = f32_values(hidden);
-        let qkv = self.query_key_value.matmul(&hidden, rows);
+        device: &Device,
+    ) {
+        let a = activations;
+        let width = self.attention_norm.gamma.len();
+        let rows = a.hidden.len() / width;
+        self.query_key_value
+            .matmul_into(&a.hidden, rows, &mut a.qkv);
         #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-        let context = if super::f32_gemm::supported() {
-            Some(super::f32_gemm::attention(
-                &qkv,
-                lengths,
-                attention.heads,
-                width,
-            ))
-        } else {
-            None
-        };
+        let on_kernel = super::f32_gemm::supported();
         #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
-        let context: Option<Vec<f32>> = None;
-        let context = context.unwrap_or_else(|| {
-            let qkv = burn::tensor::TensorData::new(qkv, [batch, total, 3 * width]);
-            f32_values(attention.context(Tensor::from_data(qkv, &device), lengths))
-        });
-        let mut attended = self.attention_output.matmul(&context, rows);
+        let on_kernel = false;
+        if on_kernel {
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            super::f32_gemm::attention(&a.qkv, lengths, attention.heads, width, &mut a.context);
+        } else {
+            let qkv =
+                burn::tensor::TensorData::new(std::mem::take(&mut a.qkv), [1, rows, 3 * width]);
+            a.context = f32_values(attention.context(Tensor::from_data(qkv, device), lengths));
+        }
+        self.attention_output
+            .matmul_into(&a.context, rows, &mut a.attended);
         self.attention_norm
-            .add_and_normalize(&mut attended, &hidden);
-        let mut expanded = self.intermediate.matmul(&attended, rows);
-        gelu_in_place(&mut expanded);
-        let mut output = self.output.matmul(&expanded, rows);
-        self.output_norm.add_and_normalize(&mut output, &attended);
-        Tensor::from_data(
-            burn::tensor::TensorData::new(output, [batch, total, width]),
-            &device,
-        )
+            .add_and_normalize(&mut a.attended, &a.hidden);
+        self.intermediate
+            .matmul_into(&a.attended, rows, &mut a.expanded);
+        gelu_in_place(&mut a.expanded);
+        // The layer's output goes where its input was, no longer needed.
+        self.output.matmul_into(&a.expanded, rows, &mut a.hidden);
+        self.output_norm
+            .add_and_normalize(&mut a.hidden, &a.attended);
     }
 }
 
@@ -358,6 +404,10 @@ impl NormParameters {
 /// Exact GELU, x·Φ(x) = x/2 · (1 + erf(x/√2)), as transformers' "gelu", in place.
 fn gelu_in_place(values: &mut [f32]) {
     let chunk = |chunk: &mut [f32]| {
+        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+        if super::vector_math::supported() {
+            return super::vector_math::gelu_in_place(chunk);
+        }
         for x in chunk {
             *x = 0.5 * *x * (1.0 + libm::erff(*x * std::f32::consts::FRAC_1_SQRT_2));
         }
@@ -372,7 +422,7 @@ fn gelu_in_place(values: &mut [f32]) {
 }
 
 /// A tensor's values as f32, row-major.
-fn f32_values(tensor: Tensor<3>) -> Vec<f32> {
+pub(crate) fn f32_values(tensor: Tensor<3>) -> Vec<f32> {
     tensor
         .into_data()
         .convert::<f32>()

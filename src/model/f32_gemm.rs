@@ -78,31 +78,73 @@ impl PackedMatrix {
     }
 
     /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
-    /// Rows are split across the rayon pool.
+    /// The work is split across the rayon pool (see [`PackedMatrix::matmul_into`]).
     ///
     /// # Panics
     /// When the CPU lacks AVX2 or FMA or `input` is not `m × k`.
+    #[cfg(test)]
     pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
+        let mut output = Vec::new();
+        self.matmul_into(input, m, &mut output);
+        output
+    }
+
+    /// [`PackedMatrix::matmul`] into `output`, resized to `m × n`. Every value is
+    /// written, so a buffer reused from call to call is not cleared again: only what
+    /// it grows by is zeroed.
+    ///
+    /// Many rows (at least a band per thread) are split into whole 6-row blocks per
+    /// thread. Fewer are not: each thread takes a share of the column blocks for all
+    /// the rows, so that it streams only its share of the weights, where a split of
+    /// the rows would have every thread stream all of them.
+    ///
+    /// # Panics
+    /// When the CPU lacks AVX2 or FMA or `input` is not `m × k`.
+    pub fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
         assert!(supported(), "the CPU has no AVX2 and FMA");
-        assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
-        let mut output = vec![0f32; m * self.n];
-        if m == 0 || self.n == 0 {
-            return output;
+        let (k, n) = (self.k, self.n);
+        assert_eq!(input.len(), m * k, "input is not [{m}, {k}]");
+        output.truncate(m * n);
+        output.resize(m * n, 0.0);
+        if m == 0 || n == 0 {
+            return;
         }
-        // Whole 6-row blocks per task, enough tasks to share the work between threads.
-        let threads = rayon::current_num_threads().max(1);
-        let rows_per_task = m.div_ceil(threads).div_ceil(ROWS) * ROWS;
-        if self.k == 0 {
-            for row in output.chunks_exact_mut(self.n) {
+        if k == 0 {
+            for row in output.chunks_exact_mut(n) {
                 row.copy_from_slice(&self.bias);
             }
-            return output;
+            return;
         }
-        output
-            .par_chunks_mut(rows_per_task * self.n)
-            .zip(input.par_chunks(rows_per_task * self.k))
-            .for_each(|(out, a)| self.rows(a, out));
-        output
+        let blocks = n.div_ceil(COLUMNS);
+        let threads = rayon::current_num_threads().max(1);
+        let (row_parts, column_parts) = if m >= threads * BAND {
+            (threads, 1)
+        } else {
+            (1, threads.min(blocks))
+        };
+        let rows_per_part = m.div_ceil(row_parts).div_ceil(ROWS) * ROWS;
+        let row_parts = m.div_ceil(rows_per_part);
+        let blocks_per_part = blocks.div_ceil(column_parts);
+        let column_parts = blocks.div_ceil(blocks_per_part);
+        let out = SharedOutput(output.as_mut_ptr());
+        (0..row_parts * column_parts)
+            .into_par_iter()
+            .for_each(|part| {
+                let first_row = part / column_parts * rows_per_part;
+                let last_row = (first_row + rows_per_part).min(m);
+                let first_block = part % column_parts * blocks_per_part;
+                let last_block = (first_block + blocks_per_part).min(blocks);
+                // SAFETY: `supported()` holds; the parts' (rows, column blocks) tile the
+                // output without overlap, so each value has one writer; row `first_row`
+                // starts at `first_row * n` of `m * n` values.
+                unsafe {
+                    self.rows(
+                        &input[first_row * k..last_row * k],
+                        out.at(first_row * n),
+                        first_block..last_block,
+                    )
+                }
+            });
     }
 
     /// [`PackedMatrix::new`] on a weight the caller gives up: where `n` is a whole
@@ -135,7 +177,8 @@ impl PackedMatrix {
         assert!(self.k > 0, "no inputs to sum");
         let mut output = vec![0f32; m * self.n];
         if m > 0 && self.n > 0 {
-            self.rows(input, &mut output);
+            // SAFETY: `supported()` holds; `output` holds the m rows of n values.
+            unsafe { self.rows(input, output.as_mut_ptr(), 0..self.n.div_ceil(COLUMNS)) };
         }
         output
     }
@@ -145,7 +188,11 @@ impl PackedMatrix {
     /// time, each block adding onto what the steps before it summed. A block's inputs
     /// are first copied into panels of 6 rows interleaved step by step (96 KiB, in
     /// L2), so that the kernel reads one sequential stream instead of six rows.
-    fn rows(&self, a: &[f32], out: &mut [f32]) {
+    ///
+    /// # Safety
+    /// AVX2 and FMA are present; `out` points at `a`'s rows in an output of `n` values
+    /// per row, whose columns of `blocks` no other thread touches meanwhile.
+    unsafe fn rows(&self, a: &[f32], out: *mut f32, blocks: std::ops::Range<usize>) {
         let k = self.k;
         let m = a.len() / k;
         let mut panels = vec![0f32; BAND.div_ceil(ROWS) * ROWS * DEPTH];
@@ -174,7 +221,7 @@ impl PackedMatrix {
                         }
                     }
                 }
-                for block in 0..self.n.div_ceil(COLUMNS) {
+                for block in blocks.clone() {
                     let b = &self.blocks[(block * k + depth_start) * COLUMNS..][..depth * COLUMNS];
                     let col = block * COLUMNS;
                     let width = COLUMNS.min(self.n - col);
@@ -192,16 +239,11 @@ impl PackedMatrix {
                             col,
                             stride: self.n,
                         };
-                        // SAFETY: `supported()` was checked by `matmul`; the slices have
-                        // the lengths `kernel` asks for, which it asserts.
+                        // SAFETY: AVX2 and FMA are present; the slices have the lengths
+                        // `kernel` asks for, which it asserts, and the tile's rows and
+                        // columns are in the caller's region of `out`.
                         unsafe {
-                            kernel(
-                                &panel[..depth * ROWS],
-                                b,
-                                bias,
-                                &mut out[row * self.n..],
-                                tile,
-                            )
+                            kernel(&panel[..depth * ROWS], b, bias, out.add(row * self.n), tile)
                         }
                     }
                 }
@@ -224,8 +266,15 @@ fn fill_panel(panel: &mut [f32], stored_rows: &[f32], k: usize) {
 /// the query, key and value projections `[total, 3 * width]` of inputs laid end to
 /// end, `lengths` tokens each, each input attending only to its own tokens:
 /// softmax(q·kᵀ / √head_dim)·v per input and head, both products on this kernel.
-/// Inputs and heads run in parallel.
-pub fn attention(qkv: &[f32], lengths: &[usize], heads: usize, width: usize) -> Vec<f32> {
+/// Inputs and heads run in parallel. `context` is resized to `[total, width]`, every
+/// value written (as [`PackedMatrix::matmul_into`]'s output).
+pub fn attention(
+    qkv: &[f32],
+    lengths: &[usize],
+    heads: usize,
+    width: usize,
+    context: &mut Vec<f32>,
+) {
     let head_dim = width / heads;
     let total: usize = lengths.iter().sum();
     assert!(
@@ -263,18 +312,7 @@ pub fn attention(qkv: &[f32], lengths: &[usize], heads: usize, width: usize) -> 
             // Scores [len, len]: the keys, [len, head_dim], are already the [n, k]
             // layout the packing reads.
             let mut scores = PackedMatrix::new(&keys, None, head_dim, len).product(&queries, len);
-            for row in scores.chunks_exact_mut(len) {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let mut sum = 0.0;
-                for x in row.iter_mut() {
-                    *x = ((*x - max) * scale).exp();
-                    sum += *x;
-                }
-                let inverse = 1.0 / sum;
-                for x in row.iter_mut() {
-                    *x *= inverse;
-                }
-            }
+            super::vector_math::softmax_rows(&mut scores, len, scale);
             // Context [len, head_dim] = probabilities · values, the values in the
             // [n, k] layout: transposed.
             let mut values_by_dim = vec![0f32; head_dim * len];
@@ -286,14 +324,35 @@ pub fn attention(qkv: &[f32], lengths: &[usize], heads: usize, width: usize) -> 
             PackedMatrix::new(&values_by_dim, None, len, head_dim).product(&scores, len)
         })
         .collect();
-    let mut context = vec![0f32; total * width];
+    context.truncate(total * width);
+    context.resize(total * width, 0.0);
     for (&(start, len, head), head_context) in jobs.iter().zip(&contexts) {
         for (token, row) in (start..start + len).zip(head_context.chunks_exact(head_dim)) {
             let at = token * width + head * head_dim;
             context[at..at + head_dim].copy_from_slice(row);
         }
     }
-    context
+}
+
+/// The output buffer's start, shared by the threads of one product, each writing
+/// only its own rows and columns.
+#[derive(Clone, Copy)]
+struct SharedOutput(*mut f32);
+
+// SAFETY: the pointer is only written through in disjoint regions (see `matmul_into`).
+unsafe impl Send for SharedOutput {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOutput {}
+
+impl SharedOutput {
+    /// The value at `offset` (a method, so closures capture the whole `Sync` wrapper).
+    ///
+    /// # Safety
+    /// `offset` is inside the buffer.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller's.
+        unsafe { self.0.add(offset) }
+    }
 }
 
 /// Where a kernel call works: output rows (up to 6) and columns from `col` in rows
@@ -313,12 +372,12 @@ struct Tile {
 /// `rows` rows are read and written in `out`.
 ///
 /// # Safety
-/// AVX2 and FMA are present. The asserted contract keeps every access inside the
-/// slices: `a` holds `depth × 6` values, `b` `depth × 16`, `bias` at most 16, `out`
-/// `rows` rows of `stride` floats (the last may end right after column
-/// `col + bias.len()`).
+/// AVX2 and FMA are present. `out` points at the first of `rows` rows of `stride`
+/// floats, whose columns `col..col + bias.len()` the caller alone may access. The
+/// asserted contract keeps the other accesses inside the slices: `a` holds `depth × 6`
+/// values, `b` `depth × 16`, `bias` at most 16.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: &mut [f32], tile: Tile) {
+unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: *mut f32, tile: Tile) {
     let Tile {
         rows,
         depth_start,
@@ -331,7 +390,7 @@ unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: &mut [f32], tile: Tile
     // 12 FMAs.
     assert!(a.len() == depth * ROWS && b.len() == depth * COLUMNS);
     assert!((1..=ROWS).contains(&rows) && width <= COLUMNS);
-    assert!(col + width <= stride && out.len() >= (rows - 1) * stride + col + width);
+    assert!(col + width <= stride);
     // The starting sums: the bias, or what the steps before this block left in `out`.
     let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
     for (r, acc) in acc.iter_mut().enumerate().take(rows) {
@@ -339,7 +398,8 @@ unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: &mut [f32], tile: Tile
         let start = if depth_start == 0 {
             bias
         } else {
-            &out[at..at + width]
+            // SAFETY: the row's columns col..col + width are the caller's (contract).
+            unsafe { std::slice::from_raw_parts(out.add(at), width) }
         };
         let mut padded = [0f32; COLUMNS];
         // A whole block is read in place; a partial one through a zero-padded copy
@@ -373,20 +433,21 @@ unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: &mut [f32], tile: Tile
     for (r, acc) in acc.iter().enumerate().take(rows) {
         let start = r * stride + col;
         if width == COLUMNS {
-            // SAFETY: 16 floats from `start` are in `out` by the contract.
+            // SAFETY: the 16 floats from `start` are the caller's (contract).
             unsafe {
-                let row = out.as_mut_ptr().add(start);
+                let row = out.add(start);
                 _mm256_storeu_ps(row, acc[0]);
                 _mm256_storeu_ps(row.add(8), acc[1]);
             }
         } else {
             let mut values = [0f32; COLUMNS];
-            // SAFETY: `values` holds 16 floats.
+            // SAFETY: `values` holds 16 floats; the `width` floats from `start` are the
+            // caller's (contract).
             unsafe {
                 _mm256_storeu_ps(values.as_mut_ptr(), acc[0]);
                 _mm256_storeu_ps(values.as_mut_ptr().add(8), acc[1]);
+                std::ptr::copy_nonoverlapping(values.as_ptr(), out.add(start), width);
             }
-            out[start..start + width].copy_from_slice(&values[..width]);
         }
     }
 }
@@ -421,7 +482,9 @@ mod tests {
                 ((seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * 3.0
             })
             .collect();
-        let got = attention(&qkv, &lengths, heads, width);
+        // A reused buffer that holds more than the result, to be cut down.
+        let mut got = vec![f32::NAN; 2 * total * width];
+        attention(&qkv, &lengths, heads, width, &mut got);
         assert_eq!(got.len(), total * width);
         let at = |token: usize, part: usize, head: usize, dim: usize| {
             f64::from(qkv[token * 3 * width + part * width + head * head_dim + dim])
@@ -480,6 +543,7 @@ mod tests {
             (13, 31, 70),
             (30, 768, 96),
             (200, 600, 40),
+            (300, 40, 50),
             (7, 33, 48),
             (97, 100, 8),
             (0, 4, 8),
@@ -492,6 +556,17 @@ mod tests {
             let in_place = PackedMatrix::from_vec(stored(&w, k, n), Some(&bias), k, n);
             assert_eq!(in_place.matmul(&a, m), got, "[{m}x{k}x{n}] packed in place");
             assert_eq!(got.len(), m * n);
+            // The same sums however the work is split (rows or columns, 1 to 3 threads),
+            // and into a reused buffer longer than the result and full of NaN.
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("thread pool");
+                let mut reused = vec![f32::NAN; m * n + 5];
+                pool.install(|| in_place.matmul_into(&a, m, &mut reused));
+                assert_eq!(reused, got, "[{m}x{k}x{n}] on {threads} threads");
+            }
             for r in 0..m {
                 for c in 0..n {
                     let want: f64 = (0..k)

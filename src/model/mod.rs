@@ -13,6 +13,8 @@ pub(crate) mod f32_gemm;
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
 pub(crate) mod int8_gemm;
 mod packed;
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) mod vector_math;
 
 pub use classifier::ClassificationHead;
 pub use embeddings::{position_ids, RobertaEmbeddings};
@@ -88,8 +90,21 @@ impl RobertaClassifier {
         row_parts: usize,
     ) -> Tensor<2> {
         let mut hidden = self.embeddings.forward(input_ids, position_ids);
-        for layer in &self.layers {
-            hidden = layer.forward(hidden, lengths, row_parts);
+        if !self.layers.is_empty() && self.layers.iter().all(EncoderLayer::is_packed) {
+            // Packed layers run on plain f32 rows: converted once for the whole stack,
+            // not at every layer.
+            let [batch, total, width] = hidden.dims();
+            let device = hidden.device();
+            let mut activations = encoder::Activations::new(encoder::f32_values(hidden));
+            for layer in &self.layers {
+                layer.forward_rows(&mut activations, lengths, &device);
+            }
+            let rows = burn::tensor::TensorData::new(activations.hidden, [batch, total, width]);
+            hidden = Tensor::from_data(rows, &device);
+        } else {
+            for layer in &self.layers {
+                hidden = layer.forward(hidden, lengths, row_parts);
+            }
         }
         self.classifier.forward(hidden, lengths)
     }

@@ -59,16 +59,18 @@ impl PackedMatrix {
         }
     }
 
-    /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
-    pub(crate) fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
-        let _ = (input, m);
+    /// `input · weight + bias` for `input` `[m, k]` row-major into `output`, which
+    /// becomes `[m, n]` row-major. The f32 kernel writes into `output`'s memory; the
+    /// others replace it.
+    pub(crate) fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
+        let _ = (input, m, &output);
         match *self {
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            Self::F32(ref matrix) => matrix.matmul(input, m),
+            Self::F32(ref matrix) => matrix.matmul_into(input, m, output),
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            Self::Bf16(ref matrix) => matrix.matmul(input, m),
+            Self::Bf16(ref matrix) => *output = matrix.matmul(input, m),
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            Self::Int8(ref matrix) => matrix.matmul(input, m),
+            Self::Int8(ref matrix) => *output = matrix.matmul(input, m),
         }
     }
 }
