@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""Side by side on a GPU: PyTorch (transformers, CUDA, f32) and this library on wgpu.
+"""Side by side on a GPU: PyTorch (transformers, CUDA, f32) and this library on a GPU backend.
 
 Makes the same codebert-base-shaped random checkpoint as side_by_side.py, times
-PyTorch on CUDA and this library's wgpu backend (Vulkan) on the same GPU, inputs and
-token lengths in one run, checks that their logits agree, and writes a Markdown
-report (default: BENCHMARKS-gpu.md).
+PyTorch on CUDA and this library's `--backend` (wgpu, through Vulkan, by default; or
+cuda) on the same GPU, inputs and token lengths in one run, checks that their logits
+agree, and writes a Markdown report (default: BENCHMARKS-gpu.md).
 
     python3 benches/gpu_side_by_side.py --tokenizer ../shared/roberta-base-tokenizer \
         --corpus ../shared/c-corpus/nginx.jsonl
 
-By default the library's side is `cargo run --example bench --features wgpu`; `--bench
+By default the library's side is `cargo run --example bench --features BACKEND`; `--bench
 PATH` runs an already built `examples/bench` binary instead (for a GPU machine without
 a Rust toolchain). Needs torch with CUDA and transformers; not part of the test run.
 """
@@ -67,7 +67,7 @@ def main():
                + (f" --bench {args.bench}" if args.bench else ""))
     ofps = ours["throughput"]["functions_per_second"]
     lines = [
-        "# GPU benchmarks",
+        f"# GPU benchmarks: the `{args.backend}` backend",
         "",
         f"Produced by `benches/gpu_side_by_side.py` in one run on one {gpu}: PyTorch (transformers,",
         f"CUDA, f32) and this library's `{args.backend}` backend (f32) on the same GPU and inputs, with a",
