@@ -259,7 +259,8 @@ mod tests {
             return;
         }
         // Widths with and without a partial last register; scores spread wide enough
-        // that some exponentials underflow to nothing next to the largest.
+        // (exponents down to -250) that some fall below the clamp at ln of the smallest
+        // normal float.
         for width in [1usize, 7, 8, 13, 64, 509] {
             let mut state = 0x9e37_79b9_u32 ^ width as u32;
             let mut values: Vec<f32> = (0..3 * width)
@@ -267,7 +268,7 @@ mod tests {
                     state ^= state << 13;
                     state ^= state >> 17;
                     state ^= state << 5;
-                    (state as f32 / u32::MAX as f32 - 0.5) * 400.0
+                    (state as f32 / u32::MAX as f32 - 0.5) * 2000.0
                 })
                 .collect();
             let scores = values.clone();
