@@ -46,6 +46,8 @@ fn main() {
             other => panic!("unknown option {other}"),
         }
     }
+    // Each length's median needs at least one timed run.
+    assert!(repeats > 0, "--repeats must be at least 1");
 
     let started = Instant::now();
     let detector = Detector::builder(&model)
