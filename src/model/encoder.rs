@@ -253,12 +253,7 @@ impl EncoderLayer {
     ///
     /// # Panics
     /// When the layer is not packed.
-    pub(crate) fn forward_rows(
-        &self,
-        activations: &mut Activations,
-        lengths: &[usize],
-        device: &Device,
-    ) {
+    fn forward_rows(&self, activations: &mut Activations, lengths: &[usize], device: &Device) {
         let packed = self.packed.as_deref().expect("a packed layer");
         packed.forward(&self.attention, activations, lengths, device);
     }
@@ -280,12 +275,7 @@ impl EncoderLayer {
             "[out, in] projections run only once packed"
         );
         if packed.is_some() {
-            let [batch, total, width] = hidden.dims();
-            let device = hidden.device();
-            let mut activations = Activations::new(f32_values(hidden));
-            self.forward_rows(&mut activations, lengths, &device);
-            let output = burn::tensor::TensorData::new(activations.hidden, [batch, total, width]);
-            return Tensor::from_data(output, &device);
+            return forward_packed(std::slice::from_ref(self), hidden, lengths);
         }
         let qkv = self.attention.query_key_value.forward(hidden.clone());
         let context = self.attention.context(qkv, lengths);
@@ -301,13 +291,34 @@ impl EncoderLayer {
     }
 }
 
+/// Packed `layers` in turn on `hidden` (`[1, total, hidden]`, inputs laid end to end,
+/// `lengths` tokens each), as plain f32 rows: converted from the tensor and back once
+/// for all of them, not at every layer.
+///
+/// # Panics
+/// When a layer is not packed.
+pub(crate) fn forward_packed(
+    layers: &[EncoderLayer],
+    hidden: Tensor<3>,
+    lengths: &[usize],
+) -> Tensor<3> {
+    let [batch, total, width] = hidden.dims();
+    let device = hidden.device();
+    let mut activations = Activations::new(f32_values(hidden));
+    for layer in layers {
+        layer.forward_rows(&mut activations, lengths, &device);
+    }
+    let rows = burn::tensor::TensorData::new(activations.hidden, [batch, total, width]);
+    Tensor::from_data(rows, &device)
+}
+
 /// The packed path's activations between layers and between a layer's steps, as
 /// plain f32 rows, reused from layer to layer: each buffer is allocated, and its
 /// pages first touched, once per pass rather than once per layer.
 #[derive(Debug, Default)]
-pub(crate) struct Activations {
+struct Activations {
     /// `[total, hidden]`: a layer's input, replaced by its output.
-    pub(crate) hidden: Vec<f32>,
+    hidden: Vec<f32>,
     qkv: Vec<f32>,
     context: Vec<f32>,
     attended: Vec<f32>,
@@ -316,7 +327,7 @@ pub(crate) struct Activations {
 
 impl Activations {
     /// Activations whose hidden rows are `hidden`.
-    pub(crate) fn new(hidden: Vec<f32>) -> Self {
+    fn new(hidden: Vec<f32>) -> Self {
         Self {
             hidden,
             ..Self::default()
@@ -422,7 +433,7 @@ fn gelu_in_place(values: &mut [f32]) {
 }
 
 /// A tensor's values as f32, row-major.
-pub(crate) fn f32_values(tensor: Tensor<3>) -> Vec<f32> {
+fn f32_values(tensor: Tensor<3>) -> Vec<f32> {
     tensor
         .into_data()
         .convert::<f32>()

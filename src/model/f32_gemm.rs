@@ -104,7 +104,6 @@ impl PackedMatrix {
         assert!(supported(), "the CPU has no AVX2 and FMA");
         let (k, n) = (self.k, self.n);
         assert_eq!(input.len(), m * k, "input is not [{m}, {k}]");
-        output.truncate(m * n);
         output.resize(m * n, 0.0);
         if m == 0 || n == 0 {
             return;
@@ -324,7 +323,6 @@ pub fn attention(
             PackedMatrix::new(&values_by_dim, None, len, head_dim).product(&scores, len)
         })
         .collect();
-    context.truncate(total * width);
     context.resize(total * width, 0.0);
     for (&(start, len, head), head_context) in jobs.iter().zip(&contexts) {
         for (token, row) in (start..start + len).zip(head_context.chunks_exact(head_dim)) {

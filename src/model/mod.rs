@@ -91,16 +91,7 @@ impl RobertaClassifier {
     ) -> Tensor<2> {
         let mut hidden = self.embeddings.forward(input_ids, position_ids);
         if !self.layers.is_empty() && self.layers.iter().all(EncoderLayer::is_packed) {
-            // Packed layers run on plain f32 rows: converted once for the whole stack,
-            // not at every layer.
-            let [batch, total, width] = hidden.dims();
-            let device = hidden.device();
-            let mut activations = encoder::Activations::new(encoder::f32_values(hidden));
-            for layer in &self.layers {
-                layer.forward_rows(&mut activations, lengths, &device);
-            }
-            let rows = burn::tensor::TensorData::new(activations.hidden, [batch, total, width]);
-            hidden = Tensor::from_data(rows, &device);
+            hidden = encoder::forward_packed(&self.layers, hidden, lengths);
         } else {
             for layer in &self.layers {
                 hidden = layer.forward(hidden, lengths, row_parts);
