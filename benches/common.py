@@ -97,6 +97,57 @@ def bench_torch(model, tokenizer, codes, repeats, device="cpu"):
     return out
 
 
+def bench_binary(features):
+    """Builds `examples/bench` with `features` and returns the executable's path."""
+    subprocess.run(["cargo", "build", "-q", "--features", features, "--example", "bench"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return str(target / "debug" / "examples" / "bench")
+
+
+class OursServer:
+    """One `examples/bench --serve` process: the library loaded once, then timed one run
+    at a time on request, so that its runs can be interleaved with other runtimes'."""
+
+    def __init__(self, bench, model_dir, corpus, functions, options, env=None):
+        command = [bench, str(model_dir), "--corpus", str(corpus), "--functions", str(functions), "--serve"]
+        command += options
+        for p in PROBES:
+            command += ["--probe", p]
+        self.command = " ".join(command)
+        self.process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ, **(env or {})),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # Its first line says it has loaded: the next server's load does not overlap this one's.
+        self._reply("loading")
+
+    def _reply(self, request):
+        reply = self.process.stdout.readline()
+        if not reply:
+            sys.exit(f"{self.command} stopped ({self.process.wait()}) on {request!r}")
+        return json.loads(reply)
+
+    def _ask(self, request):
+        self.process.stdin.write(request + "\n")
+        self.process.stdin.flush()
+        return self._reply(request)
+
+    def latency(self, tokens):
+        """Seconds of one batch-1 run of `tokens` tokens."""
+        return self._ask(f"latency {tokens}")["seconds"]
+
+    def throughput(self):
+        """One pass over the corpus: functions/s; its probabilities are kept in `probabilities`."""
+        reply = self._ask("throughput")
+        self.probabilities = reply["insecure_probabilities"]
+        return reply["functions_per_second"]
+
+    def finish(self):
+        """Ends the process and returns its report (load time, peak memory, probes' logits, peak rates)."""
+        out, _ = self.process.communicate()
+        if self.process.returncode != 0:
+            sys.exit(f"{self.command} failed ({self.process.returncode})")
+        return json.loads(out)
+
+
 def bench_ours(model_dir, corpus, functions, repeats, options, features, bench=None, env=None):
     """This library's timings as `examples/bench` reports them (JSON), with the probes'
     logits: the `bench` binary given, else `cargo run --example bench --features

@@ -3,7 +3,9 @@
 
 Makes one codebert-base-shaped RoBERTa classifier with random weights and the real
 RoBERTa vocabulary, times all three on the same inputs with the same thread count,
-checks that their logits agree, and writes BENCHMARKS.md.
+checks that their logits agree, and writes BENCHMARKS.md. The runtimes' runs are
+interleaved: each round runs every one of them once, in an order rotated from round to
+round, so that a slow spell of a shared machine falls on all of them alike.
 
     python3 -m venv /tmp/bench && /tmp/bench/bin/pip install -r benches/requirements.txt
     /tmp/bench/bin/python benches/side_by_side.py \
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,7 +31,7 @@ import transformers
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LENGTHS, PROBES, ROOT, bench_ours, bench_torch, flops_per_pass, length_text, make_checkpoint, median_time  # noqa: E402
+from common import LENGTHS, PROBES, ROOT, OursServer, bench_binary, flops_per_pass, length_text, make_checkpoint, median_time  # noqa: E402
 
 
 
@@ -53,34 +56,105 @@ def cpu_has_avx512_bf16():
         return False
 
 
-def bench_onnx(model, tokenizer, codes, repeats, threads, workdir):
-    path = workdir / "model.onnx"
-    if not path.is_file():
-        enc = tokenizer(["int x;", "int y = 0;"], padding=True, return_tensors="pt")
-        torch.onnx.export(model, (enc["input_ids"], enc["attention_mask"]), str(path),
-                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
-                          opset_version=17, dynamo=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run(enc):
-        return session.run(None, {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
-
-    out = {"latency": {}}
-    for n in LENGTHS:
-        enc = tokenizer(length_text(n), return_tensors="np")
-        out["latency"][n] = median_time(lambda: run(enc), repeats)
+def sorted_batches(tokenizer, codes):
+    """The corpus in length-sorted batches of 8: (indices, texts) pairs."""
     order = sorted(range(len(codes)), key=lambda i: len(tokenizer(codes[i], truncation=True)["input_ids"]))
-    t = time.perf_counter()
-    for start in range(0, len(order), 8):
-        enc = tokenizer([codes[i] for i in order[start:start + 8]], truncation=True, padding=True, return_tensors="np")
-        run(enc)
-    out["sorted_batches_fps"] = len(codes) / (time.perf_counter() - t)
-    out["probe_logits"] = [run(tokenizer(p, return_tensors="np"))[0].tolist() for p in PROBES]
-    return out
+    return [(order[s:s + 8], [codes[i] for i in order[s:s + 8]]) for s in range(0, len(order), 8)]
+
+
+class TorchRuns:
+    """transformers on PyTorch, one timed run per call. Tokenizing is counted in the corpus
+    passes (as it is in ours), not in batch-1 runs, whose inputs are tokenized ahead."""
+
+    def __init__(self, model, tokenizer, codes):
+        self.model, self.tokenizer, self.codes = model, tokenizer, codes
+        self.inputs = {n: tokenizer(length_text(n), return_tensors="pt") for n in LENGTHS}
+        assert all(enc["input_ids"].shape[1] == n for n, enc in self.inputs.items())
+        self.batches = sorted_batches(tokenizer, codes)
+
+    def latency(self, n):
+        with torch.inference_mode():
+            t = time.perf_counter()
+            self.model(**self.inputs[n])
+            return time.perf_counter() - t
+
+    def sorted_batches_fps(self):
+        """Length-sorted batches of 8, each padded to its longest; keeps the probabilities."""
+        probs = [None] * len(self.codes)
+        with torch.inference_mode():
+            t = time.perf_counter()
+            for idx, texts in self.batches:
+                enc = self.tokenizer(texts, truncation=True, padding=True, return_tensors="pt")
+                for i, v in zip(idx, torch.softmax(self.model(**enc).logits, -1)[:, 1].tolist()):
+                    probs[i] = v
+            fps = len(self.codes) / (time.perf_counter() - t)
+        self.probabilities = probs
+        return fps
+
+    def model_card_fps(self):
+        """The model card's usage: one function at a time, padded to 512."""
+        with torch.inference_mode():
+            t = time.perf_counter()
+            for code in self.codes:
+                self.model(**self.tokenizer(code, truncation=True, padding="max_length", return_tensors="pt")).logits
+            return len(self.codes) / (time.perf_counter() - t)
+
+    def probe_logits(self):
+        with torch.inference_mode():
+            return [self.model(**self.tokenizer(p, return_tensors="pt")).logits[0].tolist() for p in PROBES]
+
+
+class OnnxRuns:
+    """ONNX Runtime on the same model exported to ONNX, one timed run per call."""
+
+    def __init__(self, model, tokenizer, codes, threads, workdir):
+        path = workdir / "model.onnx"
+        if not path.is_file():
+            enc = tokenizer(["int x;", "int y = 0;"], padding=True, return_tensors="pt")
+            torch.onnx.export(model, (enc["input_ids"], enc["attention_mask"]), str(path),
+                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                              dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
+                              opset_version=17, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer, self.codes = tokenizer, codes
+        self.inputs = {n: tokenizer(length_text(n), return_tensors="np") for n in LENGTHS}
+        self.batches = sorted_batches(tokenizer, codes)
+
+    def run(self, enc):
+        return self.session.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
+                                       "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
+
+    def latency(self, n):
+        t = time.perf_counter()
+        self.run(self.inputs[n])
+        return time.perf_counter() - t
+
+    def sorted_batches_fps(self):
+        t = time.perf_counter()
+        for _, texts in self.batches:
+            self.run(self.tokenizer(texts, truncation=True, padding=True, return_tensors="np"))
+        return len(self.codes) / (time.perf_counter() - t)
+
+    def probe_logits(self):
+        return [self.run(self.tokenizer(p, return_tensors="np"))[0].tolist() for p in PROBES]
+
+
+def interleave(jobs, rounds):
+    """Runs each of `jobs` (name -> callable) once per round, the order rotated from round
+    to round; returns name -> the results in round order."""
+    names = list(jobs)
+    results = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            results[name].append(jobs[name]())
+            # Lets the runtime just timed park its worker threads, which spin for a
+            # while after a run, before the next one starts.
+            time.sleep(0.05)
+    return results
 
 
 def torch_matmul_gflops(threads):
@@ -112,19 +186,44 @@ def main():
     torch_load = time.perf_counter() - t
     codes = [json.loads(line)["func"] for line in open(args.corpus)][: args.functions]
 
-    print("timing PyTorch ...", file=sys.stderr)
-    pt = bench_torch(model, tokenizer, codes, args.repeats)
-    print("timing ONNX Runtime ...", file=sys.stderr)
-    ox = bench_onnx(model, tokenizer, codes, args.repeats, args.threads, workdir)
-    print("timing insecure-code-detector ...", file=sys.stderr)
     threads = {"RAYON_NUM_THREADS": str(args.threads)}
-    ours = bench_ours(model_dir, args.corpus, args.functions, args.repeats, ["--precision", "f32", "--peak"],
-                      args.features, env=threads)
-    reduced = {}
+    bench = bench_binary(args.features)
+    servers = {"f32": OursServer(bench, model_dir, args.corpus, args.functions, ["--precision", "f32", "--peak"], threads)}
     for mode in REDUCED:
-        print(f"timing insecure-code-detector ({mode}) ...", file=sys.stderr)
-        reduced[mode] = bench_ours(model_dir, args.corpus, args.functions, args.repeats, ["--precision", mode],
-                                   args.features, env=threads)
+        servers[mode] = OursServer(bench, model_dir, args.corpus, args.functions, ["--precision", mode], threads)
+    torch_runs = TorchRuns(model, tokenizer, codes)
+    onnx_runs = OnnxRuns(model, tokenizer, codes, args.threads, workdir)
+
+    latency = {}
+    for n in LENGTHS:
+        print(f"timing batch-1 latency at {n} tokens, {args.repeats} rounds ...", file=sys.stderr)
+        jobs = {"PyTorch": lambda: torch_runs.latency(n), "ONNX Runtime": lambda: onnx_runs.latency(n)}
+        jobs.update({mode: (lambda s=server: s.latency(n)) for mode, server in servers.items()})
+        for job in jobs.values():
+            job()  # warm-up
+        latency[n] = interleave(jobs, args.repeats)
+    print(f"timing throughput, {args.repeats} rounds ...", file=sys.stderr)
+    jobs = {"PyTorch card": torch_runs.model_card_fps, "PyTorch sorted": torch_runs.sorted_batches_fps,
+            "ONNX Runtime sorted": onnx_runs.sorted_batches_fps}
+    jobs.update({mode: server.throughput for mode, server in servers.items()})
+    throughput = interleave(jobs, args.repeats)
+    median = {name: {n: statistics.median(latency[n][name]) for n in LENGTHS} for name in latency[LENGTHS[0]]}
+    fps_median = {name: statistics.median(rates) for name, rates in throughput.items()}
+
+    pt = {"latency": median["PyTorch"], "sorted_batches_fps": fps_median["PyTorch sorted"],
+          "model_card_fps": fps_median["PyTorch card"], "probabilities": torch_runs.probabilities,
+          "probe_logits": torch_runs.probe_logits()}
+    ox = {"latency": median["ONNX Runtime"], "sorted_batches_fps": fps_median["ONNX Runtime sorted"],
+          "probe_logits": onnx_runs.probe_logits()}
+    reports = {mode: server.finish() for mode, server in servers.items()}
+    for mode, report in reports.items():
+        report["latency_seconds"] = {str(n): median[mode][n] for n in LENGTHS}
+        report["throughput"] = {"functions_per_second": fps_median[mode],
+                                "insecure_probabilities": servers[mode].probabilities}
+    ours = reports["f32"]
+    reduced = {mode: reports[mode] for mode in REDUCED}
+    # How far the rounds spread: ours over ONNX Runtime, round by round.
+    round_ratios = {n: [o / x for o, x in zip(latency[n]["f32"], latency[n]["ONNX Runtime"])] for n in LENGTHS}
     peak = torch_matmul_gflops(args.threads)
 
     def max_diff(a, b):
@@ -177,7 +276,10 @@ def main():
         f"ONNX Runtime vs PyTorch {agreement['onnx_vs_torch']:.2e}",
         f"- max |insecure probability difference| over the {len(codes)} corpus functions (batched): {corpus_prob_diff:.2e}",
         "",
-        "## Batch-1 latency (median of %d runs, seconds)" % args.repeats,
+        "## Batch-1 latency (median of %d interleaved rounds, seconds)" % args.repeats,
+        "",
+        "Each round runs every runtime once at each length, in an order rotated from round to round, so",
+        "that the shared machine's slow spells fall on all of them alike.",
         "",
         "| tokens | PyTorch | ONNX Runtime | ours (f32) | "
         + " | ".join(f"ours ({m})" for m in REDUCED)
@@ -206,11 +308,13 @@ def main():
     )
     lines += [
         "",
-        "Ratios are time over time: below 1x means this library is faster.",
+        "Ratios are time over time: below 1x means this library is faster. Ours (f32) over ONNX Runtime, "
+        "round by round (lowest to highest): "
+        + "; ".join(f"{n} tokens {min(r):.2f}x to {max(r):.2f}x" for n, r in round_ratios.items()) + ".",
         f"For reference, torch's own f32 product of 2048x768 by 768x3072 runs at {peak:.0f} GFLOP/s here.",
         peak_line,
         "",
-        f"## Throughput over the first {len(codes)} nginx functions (truncated at 512 tokens)",
+        f"## Throughput over the first {len(codes)} nginx functions (truncated at 512 tokens; median of {args.repeats} interleaved rounds)",
         "",
         "| runtime | usage | functions/s | ours relative |",
         "| --- | --- | --- | --- |",
@@ -284,7 +388,7 @@ def main():
         f"{flops_per_pass(512) / ox['latency'][512] / 1e9 / cpu_peak['f32_fma']:.0%} of the f32 peak and this library at "
         f"{flops_per_pass(512) / ours['latency_seconds']['512'] / 1e9 / cpu_peak['f32_fma']:.0%}, so in f32 no runtime can be more than "
         f"{cpu_peak['f32_fma'] / (flops_per_pass(512) / ox['latency'][512] / 1e9):.2f}x faster than ONNX Runtime there. "
-        + (f"Our f32 time is the projections on this library's AVX2 FMA kernel (`model::f32_gemm`, used where the CPU "
+        + ("Our f32 time is the projections on this library's AVX2 FMA kernel (`model::f32_gemm`, used where the CPU "
            "has AVX2 but no AVX-512), attention on the same kernel, then LayerNorm, GELU and the softmax's exponentials; "
            if cpu_peak.get("f32_isa") == "avx2" else
            f"Our f32 time is burn-flex's matrix products (gemm crate, {isa}) and attention; ")

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example bench -- MODEL_DIR [--corpus nginx.jsonl] [--functions N]
 //!     [--lengths 64,128,256,512] [--repeats N] [--backend flex] [--batch-size N] [--probe TEXT]
-//!     [--peak]
+//!     [--peak] [--serve]
 //! ```
 //!
 //! Reports: load time, peak resident memory, median batch-1 latency per token length,
@@ -12,6 +12,14 @@
 //! adds this CPU's measured peak multiply-add rates (f32 FMA, the int8 kernel's 16-bit
 //! multiply-add and, where present, the bf16 dot product) on the rayon thread count,
 //! the ceilings the model's rates are compared with.
+//!
+//! `--serve` times on request instead, so that a caller can interleave this library's
+//! runs with other runtimes' on a machine whose speed drifts: once loaded, it says so
+//! (`{"load_seconds": ...}`), then answers each line on stdin with one JSON line on
+//! stdout: `latency N` with one batch-1 run of N tokens (`{"seconds": ...}`),
+//! `throughput` with one pass over the corpus (as the report's `throughput`). At the
+//! end of stdin the report follows, its latencies the medians of the runs served and
+//! its throughput the last pass.
 
 use std::io::BufRead;
 use std::time::Instant;
@@ -31,6 +39,7 @@ fn main() {
     let mut probes: Vec<String> = Vec::new();
     let mut batch_size = 8usize;
     let mut peak = false;
+    let mut serve = false;
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
@@ -43,6 +52,7 @@ fn main() {
             "--probe" => probes.push(value()),
             "--batch-size" => batch_size = value().parse().unwrap(),
             "--peak" => peak = true,
+            "--serve" => serve = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -58,47 +68,53 @@ fn main() {
         .unwrap();
     let load_seconds = started.elapsed().as_secs_f64();
 
-    // " x" is one token ("Ġx") in RoBERTa's vocabulary: n - 2 of them make n tokens.
-    let mut latency = serde_json::Map::new();
-    for &n in &lengths {
-        let text = " x".repeat(n - 2);
-        assert_eq!(
-            detector.tokenize(&text).unwrap().input_ids.len(),
-            n,
-            "probe text is not {n} tokens"
-        );
-        detector.predict(&text).unwrap(); // warm-up
-        let mut times: Vec<f64> = (0..repeats)
-            .map(|_| {
-                let t = Instant::now();
-                detector.predict(&text).unwrap();
-                t.elapsed().as_secs_f64()
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        latency.insert(n.to_string(), json!(times[times.len() / 2]));
-    }
-
-    let mut throughput = serde_json::Value::Null;
-    if let Some(corpus) = corpus {
-        let codes: Vec<String> = std::io::BufReader::new(std::fs::File::open(&corpus).unwrap())
+    let codes: Vec<String> = match &corpus {
+        Some(corpus) => std::io::BufReader::new(std::fs::File::open(corpus).unwrap())
             .lines()
             .take(functions)
             .map(|line| {
                 let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
                 v["func"].as_str().unwrap().to_owned()
             })
-            .collect();
-        let refs: Vec<&str> = codes.iter().map(String::as_str).collect();
-        let t = Instant::now();
-        let predictions = detector.predict_batch(&refs).unwrap();
-        let seconds = t.elapsed().as_secs_f64();
-        throughput = json!({
-            "functions": predictions.len(),
-            "seconds": seconds,
-            "functions_per_second": predictions.len() as f64 / seconds,
-            "insecure_probabilities": predictions.iter().map(|p| p.insecure_probability).collect::<Vec<_>>(),
-        });
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut latency = serde_json::Map::new();
+    let mut throughput = serde_json::Value::Null;
+    if serve {
+        println!("{}", json!({ "load_seconds": load_seconds }));
+        let mut served: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
+        for line in std::io::stdin().lock().lines() {
+            let line = line.unwrap();
+            let reply = match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["latency", n] => {
+                    let n: usize = n.parse().expect("latency takes a token count");
+                    let seconds = batch1_seconds(&detector, n);
+                    served.entry(n).or_default().push(seconds);
+                    json!({ "seconds": seconds })
+                }
+                [] => continue,
+                ["throughput"] => {
+                    assert!(corpus.is_some(), "throughput needs --corpus");
+                    throughput = corpus_pass(&detector, &codes);
+                    throughput.clone()
+                }
+                _ => panic!("unknown request {line:?}: latency N or throughput"),
+            };
+            println!("{reply}");
+        }
+        for (n, mut times) in served {
+            latency.insert(n.to_string(), json!(median(&mut times)));
+        }
+    } else {
+        for &n in &lengths {
+            batch1_seconds(&detector, n); // warm-up
+            let mut times: Vec<f64> = (0..repeats).map(|_| batch1_seconds(&detector, n)).collect();
+            latency.insert(n.to_string(), json!(median(&mut times)));
+        }
+        if corpus.is_some() {
+            throughput = corpus_pass(&detector, &codes);
+        }
     }
 
     let probe_logits: Vec<Vec<f32>> = probes
@@ -119,6 +135,40 @@ fn main() {
             "cpu_peak_gflops": if peak { cpu_peak_gflops() } else { serde_json::Value::Null },
         })
     );
+}
+
+/// Seconds of one batch-1 prediction on an input of `n` tokens, tokenizing included.
+fn batch1_seconds(detector: &Detector, n: usize) -> f64 {
+    // " x" is one token ("Ġx") in RoBERTa's vocabulary: n - 2 of them make n tokens.
+    let text = " x".repeat(n - 2);
+    assert_eq!(
+        detector.tokenize(&text).unwrap().input_ids.len(),
+        n,
+        "probe text is not {n} tokens"
+    );
+    let t = Instant::now();
+    detector.predict(&text).unwrap();
+    t.elapsed().as_secs_f64()
+}
+
+/// One `predict_batch` pass over `codes`: its rate and the insecure probabilities.
+fn corpus_pass(detector: &Detector, codes: &[String]) -> serde_json::Value {
+    let refs: Vec<&str> = codes.iter().map(String::as_str).collect();
+    let t = Instant::now();
+    let predictions = detector.predict_batch(&refs).unwrap();
+    let seconds = t.elapsed().as_secs_f64();
+    json!({
+        "functions": predictions.len(),
+        "seconds": seconds,
+        "functions_per_second": predictions.len() as f64 / seconds,
+        "insecure_probabilities": predictions.iter().map(|p| p.insecure_probability).collect::<Vec<_>>(),
+    })
+}
+
+/// The median of `times` (the upper one of an even count), which it sorts.
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 /// VmHWM from /proc/self/status (Linux), in bytes.
