@@ -93,10 +93,13 @@ impl PackedMatrix {
     /// written, so a buffer reused from call to call is not cleared again: only what
     /// it grows by is zeroed.
     ///
-    /// Many rows (at least a band per thread) are split into whole 6-row blocks per
-    /// thread. Fewer are not: each thread takes a share of the column blocks for all
-    /// the rows, so that it streams only its share of the weights, where a split of
-    /// the rows would have every thread stream all of them.
+    /// Many rows (at least a band per thread) are split into bands of whole 6-row
+    /// blocks, a whole number of rounds of the threads, which take them as they come
+    /// free: a thread slowed by other work on its core takes fewer, where an even split
+    /// would have the others wait for it. Each band streams all the weights, as it
+    /// would inside an even split. Fewer rows are not split: each thread takes a share
+    /// of the column blocks for all the rows, so that it streams only its share of the
+    /// weights, where a split of the rows would have every thread stream all of them.
     ///
     /// # Panics
     /// When the CPU lacks AVX2 or FMA or `input` is not `m × k`.
@@ -117,7 +120,8 @@ impl PackedMatrix {
         let blocks = n.div_ceil(COLUMNS);
         let threads = rayon::current_num_threads().max(1);
         let (row_parts, column_parts) = if m >= threads * BAND {
-            (threads, 1)
+            // Whole rounds of bands, so that threads equally fast end together.
+            (m.div_ceil(threads * BAND) * threads, 1)
         } else {
             (1, threads.min(blocks))
         };
@@ -165,6 +169,29 @@ impl PackedMatrix {
             n,
             blocks: weight,
             bias,
+        }
+    }
+
+    /// A matrix given as `[k, n]` row-major (one row per input, as attention's values
+    /// are), with no bias: [`PackedMatrix::new`] on its transpose, packed without
+    /// forming it.
+    pub fn from_input_rows(matrix: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(matrix.len(), k * n, "matrix is not [{k}, {n}]");
+        let mut blocks = vec![0f32; n.div_ceil(COLUMNS) * k * COLUMNS];
+        if k > 0 {
+            for (block, panel) in blocks.chunks_exact_mut(k * COLUMNS).enumerate() {
+                let col = block * COLUMNS;
+                let width = COLUMNS.min(n - col);
+                for (row, values) in matrix.chunks_exact(n).enumerate() {
+                    panel[row * COLUMNS..][..width].copy_from_slice(&values[col..col + width]);
+                }
+            }
+        }
+        Self {
+            k,
+            n,
+            blocks,
+            bias: vec![0.0; n],
         }
     }
 
@@ -308,19 +335,21 @@ pub fn attention(
                 values
             };
             let (queries, keys, values) = (gather(0), gather(1), gather(2));
-            // Scores [len, len]: the keys, [len, head_dim], are already the [n, k]
-            // layout the packing reads.
-            let mut scores = PackedMatrix::new(&keys, None, head_dim, len).product(&queries, len);
-            super::vector_math::softmax_rows(&mut scores, len, scale);
-            // Context [len, head_dim] = probabilities · values, the values in the
-            // [n, k] layout: transposed.
-            let mut values_by_dim = vec![0f32; head_dim * len];
-            for (token, row) in values.chunks_exact(head_dim).enumerate() {
-                for (dim, &x) in row.iter().enumerate() {
-                    values_by_dim[dim * len + token] = x;
-                }
+            // The keys, [len, head_dim], are already the [n, k] layout `new` packs; the
+            // values are [k, n].
+            let keys = PackedMatrix::new(&keys, None, head_dim, len);
+            let values = PackedMatrix::from_input_rows(&values, len, head_dim);
+            // A band of queries at a time: its scores, [rows, len], stay in cache from
+            // the product that makes them through the softmax to the product that reads
+            // them, where all of a long input's scores would not.
+            let mut context = Vec::with_capacity(len * head_dim);
+            for band in queries.chunks(BAND * head_dim) {
+                let rows = band.len() / head_dim;
+                let mut scores = keys.product(band, rows);
+                super::vector_math::softmax_rows(&mut scores, len, scale);
+                context.extend_from_slice(&values.product(&scores, rows));
             }
-            PackedMatrix::new(&values_by_dim, None, len, head_dim).product(&scores, len)
+            context
         })
         .collect();
     context.resize(total * width, 0.0);
@@ -460,7 +489,8 @@ mod tests {
     }
 
     /// Attention against an f64 reference, for two inputs side by side (each attending
-    /// only to itself), one longer than a cache block of steps.
+    /// only to itself), one longer than a cache block of steps and than a band of
+    /// queries.
     #[test]
     fn attention_equals_an_f64_reference() {
         if !supported() {
@@ -553,6 +583,12 @@ mod tests {
             let got = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n).matmul(&a, m);
             let in_place = PackedMatrix::from_vec(stored(&w, k, n), Some(&bias), k, n);
             assert_eq!(in_place.matmul(&a, m), got, "[{m}x{k}x{n}] packed in place");
+            // Packed from [k, n] rows, the layout as the one from [n, k].
+            assert_eq!(
+                PackedMatrix::from_input_rows(&w, k, n).blocks,
+                PackedMatrix::new(&stored(&w, k, n), None, k, n).blocks,
+                "[{k}x{n}] packed from input rows"
+            );
             assert_eq!(got.len(), m * n);
             // The same sums however the work is split (rows or columns, 1 to 3 threads),
             // and into a reused buffer longer than the result and full of NaN.
