@@ -31,7 +31,8 @@ import transformers
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LENGTHS, PROBES, ROOT, OursServer, bench_binary, flops_per_pass, length_text, make_checkpoint, median_time  # noqa: E402
+from common import (LENGTHS, PROBES, ROOT, OursServer, TorchRuns, bench_binary, flops_per_pass,  # noqa: E402
+                    length_text, make_checkpoint, median_time, sorted_batches)
 
 
 
@@ -54,54 +55,6 @@ def cpu_has_avx512_bf16():
         return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-
-
-def sorted_batches(tokenizer, codes):
-    """The corpus in length-sorted batches of 8: (indices, texts) pairs."""
-    order = sorted(range(len(codes)), key=lambda i: len(tokenizer(codes[i], truncation=True)["input_ids"]))
-    return [(order[s:s + 8], [codes[i] for i in order[s:s + 8]]) for s in range(0, len(order), 8)]
-
-
-class TorchRuns:
-    """transformers on PyTorch, one timed run per call. Tokenizing is counted in the corpus
-    passes (as it is in ours), not in batch-1 runs, whose inputs are tokenized ahead."""
-
-    def __init__(self, model, tokenizer, codes):
-        self.model, self.tokenizer, self.codes = model, tokenizer, codes
-        self.inputs = {n: tokenizer(length_text(n), return_tensors="pt") for n in LENGTHS}
-        assert all(enc["input_ids"].shape[1] == n for n, enc in self.inputs.items())
-        self.batches = sorted_batches(tokenizer, codes)
-
-    def latency(self, n):
-        with torch.inference_mode():
-            t = time.perf_counter()
-            self.model(**self.inputs[n])
-            return time.perf_counter() - t
-
-    def sorted_batches_fps(self):
-        """Length-sorted batches of 8, each padded to its longest; keeps the probabilities."""
-        probs = [None] * len(self.codes)
-        with torch.inference_mode():
-            t = time.perf_counter()
-            for idx, texts in self.batches:
-                enc = self.tokenizer(texts, truncation=True, padding=True, return_tensors="pt")
-                for i, v in zip(idx, torch.softmax(self.model(**enc).logits, -1)[:, 1].tolist()):
-                    probs[i] = v
-            fps = len(self.codes) / (time.perf_counter() - t)
-        self.probabilities = probs
-        return fps
-
-    def model_card_fps(self):
-        """The model card's usage: one function at a time, padded to 512."""
-        with torch.inference_mode():
-            t = time.perf_counter()
-            for code in self.codes:
-                self.model(**self.tokenizer(code, truncation=True, padding="max_length", return_tensors="pt")).logits
-            return len(self.codes) / (time.perf_counter() - t)
-
-    def probe_logits(self):
-        with torch.inference_mode():
-            return [self.model(**self.tokenizer(p, return_tensors="pt")).logits[0].tolist() for p in PROBES]
 
 
 class OnnxRuns:
