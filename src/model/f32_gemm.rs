@@ -143,6 +143,8 @@ impl PackedMatrix {
                 unsafe {
                     self.rows(
                         &input[first_row * k..last_row * k],
+                        k,
+                        last_row - first_row,
                         out.at(first_row * n),
                         first_block..last_block,
                     )
@@ -172,18 +174,21 @@ impl PackedMatrix {
         }
     }
 
-    /// A matrix given as `[k, n]` row-major (one row per input, as attention's values
-    /// are), with no bias: [`PackedMatrix::new`] on its transpose, packed without
-    /// forming it.
-    pub fn from_input_rows(matrix: &[f32], k: usize, n: usize) -> Self {
-        assert_eq!(matrix.len(), k * n, "matrix is not [{k}, {n}]");
+    /// A matrix whose row `i` of `k` (one per input, as attention's values come) is
+    /// `source[i * row_stride..][..n]`, with no bias: [`PackedMatrix::new`] on its
+    /// transpose, packed on the calling thread without forming it.
+    pub fn from_input_rows(source: &[f32], row_stride: usize, k: usize, n: usize) -> Self {
         let mut blocks = vec![0f32; n.div_ceil(COLUMNS) * k * COLUMNS];
-        if k > 0 {
+        if k > 0 && n > 0 {
+            assert!(
+                (k - 1) * row_stride + n <= source.len(),
+                "source does not hold {k} rows of {n}, {row_stride} apart"
+            );
             for (block, panel) in blocks.chunks_exact_mut(k * COLUMNS).enumerate() {
                 let col = block * COLUMNS;
                 let width = COLUMNS.min(n - col);
-                for (row, values) in matrix.chunks_exact(n).enumerate() {
-                    panel[row * COLUMNS..][..width].copy_from_slice(&values[col..col + width]);
+                for (row, values) in panel.chunks_exact_mut(COLUMNS).enumerate() {
+                    values[..width].copy_from_slice(&source[row * row_stride + col..][..width]);
                 }
             }
         }
@@ -195,18 +200,88 @@ impl PackedMatrix {
         }
     }
 
-    /// `input · weight + bias` as [`PackedMatrix::matmul`], on the calling thread: for
-    /// products too small to share out.
-    fn product(&self, input: &[f32], m: usize) -> Vec<f32> {
-        assert!(supported(), "the CPU has no AVX2 and FMA");
-        assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
-        assert!(self.k > 0, "no inputs to sum");
-        let mut output = vec![0f32; m * self.n];
-        if m > 0 && self.n > 0 {
-            // SAFETY: `supported()` holds; `output` holds the m rows of n values.
-            unsafe { self.rows(input, output.as_mut_ptr(), 0..self.n.div_ceil(COLUMNS)) };
+    /// A matrix whose output column `c` of `n` (as attention's keys come) has its `k`
+    /// weights at `source[c * column_stride..][..k]`, with no bias: [`PackedMatrix::new`]
+    /// on the columns gathered, packed on the calling thread without gathering them.
+    pub fn from_columns(source: &[f32], column_stride: usize, k: usize, n: usize) -> Self {
+        let mut blocks = vec![0f32; n.div_ceil(COLUMNS) * k * COLUMNS];
+        if k > 0 && n > 0 {
+            assert!(
+                (n - 1) * column_stride + k <= source.len(),
+                "source does not hold {n} columns of {k}, {column_stride} apart"
+            );
+            for (block, panel) in blocks.chunks_exact_mut(k * COLUMNS).enumerate() {
+                let col = block * COLUMNS;
+                for c in 0..COLUMNS.min(n - col) {
+                    let column = &source[(col + c) * column_stride..][..k];
+                    for (row, &x) in column.iter().enumerate() {
+                        panel[row * COLUMNS + c] = x;
+                    }
+                }
+            }
         }
-        output
+        Self {
+            k,
+            n,
+            blocks,
+            bias: vec![0.0; n],
+        }
+    }
+
+    /// `a · weight + bias` for `m` rows read where they lie (row `r` at `a[r ·
+    /// row_stride..][..k]`), into rows `out_stride` apart from `out`, on the calling
+    /// thread: attention's product of a band's probabilities with the values, read in
+    /// place (see [`kernel_in_rows`]), and written straight into the context.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are present; `a` holds the `m` rows; `out` is valid for `m` rows
+    /// of `n` values, `out_stride` apart, that no other thread touches meanwhile.
+    unsafe fn product_in_rows(
+        &self,
+        a: &[f32],
+        row_stride: usize,
+        m: usize,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        let k = self.k;
+        assert!(
+            k > 0 && self.n <= out_stride,
+            "no inputs to sum, or rows overlap"
+        );
+        assert!(
+            m == 0 || (m - 1) * row_stride + k <= a.len(),
+            "a does not hold {m} rows"
+        );
+        // Six rows at a time, through all the columns and all of `k` in one kernel
+        // call each: the six rows (at most 12 KiB for 512 keys) stay in L1 while the
+        // packed matrix streams from L2, and the sums stay in registers throughout.
+        for row in (0..m).step_by(ROWS) {
+            for block in 0..self.n.div_ceil(COLUMNS) {
+                let b = &self.blocks[block * k * COLUMNS..][..k * COLUMNS];
+                let col = block * COLUMNS;
+                let bias = &self.bias[col..col + COLUMNS.min(self.n - col)];
+                let tile = Tile {
+                    rows: ROWS.min(m - row),
+                    depth_start: 0,
+                    depth: k,
+                    col,
+                    stride: out_stride,
+                };
+                // SAFETY: AVX2 and FMA are present; the tile's rows hold `k` values in
+                // `a` (asserted above), and its output is the caller's.
+                unsafe {
+                    kernel_in_rows(
+                        a.as_ptr().add(row * row_stride),
+                        row_stride,
+                        b,
+                        bias,
+                        out.add(row * out_stride),
+                        tile,
+                    )
+                }
+            }
+        }
     }
 
     /// One task's rows, in blocks that stay in cache: `DEPTH` steps of `k` at a time
@@ -215,13 +290,27 @@ impl PackedMatrix {
     /// are first copied into panels of 6 rows interleaved step by step (96 KiB, in
     /// L2), so that the kernel reads one sequential stream instead of six rows.
     ///
+    /// Row `r` of the `m` is `a[r * row_stride..][..k]`.
+    ///
     /// # Safety
     /// AVX2 and FMA are present; `out` points at `a`'s rows in an output of `n` values
     /// per row, whose columns of `blocks` no other thread touches meanwhile.
-    unsafe fn rows(&self, a: &[f32], out: *mut f32, blocks: std::ops::Range<usize>) {
+    unsafe fn rows(
+        &self,
+        a: &[f32],
+        row_stride: usize,
+        m: usize,
+        out: *mut f32,
+        blocks: std::ops::Range<usize>,
+    ) {
         let k = self.k;
-        let m = a.len() / k;
-        let mut panels = vec![0f32; BAND.div_ceil(ROWS) * ROWS * DEPTH];
+        assert!(
+            m == 0 || (m - 1) * row_stride + k <= a.len(),
+            "a does not hold {m} rows"
+        );
+        // Panels as deep as a block of steps, or all of `k` where that is less.
+        let panel_depth = DEPTH.min(k);
+        let mut panels = vec![0f32; BAND.min(m).div_ceil(ROWS) * ROWS * panel_depth];
         for depth_start in (0..k).step_by(DEPTH) {
             let depth = DEPTH.min(k - depth_start);
             for band_start in (0..m).step_by(BAND) {
@@ -229,14 +318,14 @@ impl PackedMatrix {
                 // Panel p holds rows band_start + 6p .. + 6, value (i, r) at 6i + r; rows
                 // past the band stay zero and their sums are never stored.
                 for (p, panel) in panels
-                    .chunks_exact_mut(ROWS * DEPTH)
+                    .chunks_exact_mut(ROWS * panel_depth)
                     .take(band_rows.div_ceil(ROWS))
                     .enumerate()
                 {
                     for r in 0..ROWS {
                         let row = band_start + p * ROWS + r;
                         if row < band_start + band_rows {
-                            let source = &a[row * k + depth_start..][..depth];
+                            let source = &a[row * row_stride + depth_start..][..depth];
                             for (i, &x) in source.iter().enumerate() {
                                 panel[i * ROWS + r] = x;
                             }
@@ -253,7 +342,7 @@ impl PackedMatrix {
                     let width = COLUMNS.min(self.n - col);
                     let bias = &self.bias[col..col + width];
                     for (p, panel) in panels
-                        .chunks_exact(ROWS * DEPTH)
+                        .chunks_exact(ROWS * panel_depth)
                         .take(band_rows.div_ceil(ROWS))
                         .enumerate()
                     {
@@ -301,6 +390,7 @@ pub fn attention(
     width: usize,
     context: &mut Vec<f32>,
 ) {
+    assert!(supported(), "the CPU has no AVX2 and FMA");
     let head_dim = width / heads;
     let total: usize = lengths.iter().sum();
     assert!(
@@ -322,43 +412,53 @@ pub fn attention(
         }
         start += len;
     }
-    let contexts: Vec<Vec<f32>> = jobs
-        .par_iter()
-        .map(|&(start, len, head)| {
-            // One head's queries, keys or values: [len, head_dim].
-            let gather = |part: usize| -> Vec<f32> {
-                let mut values = Vec::with_capacity(len * head_dim);
-                for token in start..start + len {
-                    let at = token * 3 * width + part * width + head * head_dim;
-                    values.extend_from_slice(&qkv[at..at + head_dim]);
-                }
-                values
-            };
-            let (queries, keys, values) = (gather(0), gather(1), gather(2));
-            // The keys, [len, head_dim], are already the [n, k] layout `new` packs; the
-            // values are [k, n].
-            let keys = PackedMatrix::new(&keys, None, head_dim, len);
-            let values = PackedMatrix::from_input_rows(&values, len, head_dim);
-            // A band of queries at a time: its scores, [rows, len], stay in cache from
-            // the product that makes them through the softmax to the product that reads
-            // them, where all of a long input's scores would not.
-            let mut context = Vec::with_capacity(len * head_dim);
-            for band in queries.chunks(BAND * head_dim) {
-                let rows = band.len() / head_dim;
-                let mut scores = keys.product(band, rows);
-                super::vector_math::softmax_rows(&mut scores, len, scale);
-                context.extend_from_slice(&values.product(&scores, rows));
-            }
-            context
-        })
-        .collect();
+    // Every (token, head) value is written below, each by its one job.
     context.resize(total * width, 0.0);
-    for (&(start, len, head), head_context) in jobs.iter().zip(&contexts) {
-        for (token, row) in (start..start + len).zip(head_context.chunks_exact(head_dim)) {
-            let at = token * width + head * head_dim;
-            context[at..at + head_dim].copy_from_slice(row);
+    let out = SharedOutput(context.as_mut_ptr());
+    let row = 3 * width;
+    jobs.par_iter().for_each(|&(start, len, head)| {
+        // This input's query, key and value columns of this head: row `token` of each
+        // at `token * row` from these.
+        let part = |part: usize| &qkv[start * row + part * width + head * head_dim..];
+        let keys = PackedMatrix::from_columns(part(1), row, head_dim, len);
+        let values = PackedMatrix::from_input_rows(part(2), row, len, head_dim);
+        // A band of queries at a time: its scores, [rows, len], stay in cache from the
+        // product that makes them through the softmax to the product that reads them,
+        // where all of a long input's scores would not.
+        let mut scores = vec![0f32; BAND.min(len) * len];
+        let mut inverse_sums = vec![0f32; BAND.min(len)];
+        for band_start in (0..len).step_by(BAND) {
+            let rows = BAND.min(len - band_start);
+            let scores = &mut scores[..rows * len];
+            let inverse_sums = &mut inverse_sums[..rows];
+            // SAFETY (both blocks): `supported()` holds (asserted above), and the products
+            // assert that their inputs hold the rows they read. The first writes this
+            // job's own scores, `rows` rows of `len` (the keys' columns); the second, and
+            // the division, this job's head's columns of its own tokens' rows of
+            // `context` (`total × width`), which no other job writes.
+            unsafe {
+                keys.rows(
+                    &part(0)[band_start * row..],
+                    row,
+                    rows,
+                    scores.as_mut_ptr(),
+                    0..len.div_ceil(COLUMNS),
+                );
+            }
+            super::vector_math::softmax_rows_unnormalized(scores, len, scale, inverse_sums);
+            unsafe {
+                let first = out.at((start + band_start) * width + head * head_dim);
+                values.product_in_rows(scores, len, rows, first, width);
+                // The softmax's division, on head_dim values per row instead of len.
+                for (r, &inverse) in inverse_sums.iter().enumerate() {
+                    let head_row = std::slice::from_raw_parts_mut(first.add(r * width), head_dim);
+                    for x in head_row {
+                        *x *= inverse;
+                    }
+                }
+            }
         }
-    }
+    });
 }
 
 /// The output buffer's start, shared by the threads of one product, each writing
@@ -405,6 +505,48 @@ struct Tile {
 /// values, `b` `depth × 16`, `bias` at most 16.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: *mut f32, tile: Tile) {
+    assert!(a.len() == tile.depth * ROWS);
+    // SAFETY: the caller's contract; `a` holds value (i, r) at 6i + r for every row.
+    unsafe { kernel_on::<ROWS, 1>(a.as_ptr(), 0, b, bias, out, tile) }
+}
+
+/// [`kernel`] reading its inputs where they lie: row `r`'s value at step `i` at
+/// `a[r · row_stride + i]`, rows past `tile.rows` reading the last row again (their
+/// sums are not stored). Attention's probabilities are read so: packing them would cost
+/// about what the few column blocks (head_dim / 16) that read them save.
+///
+/// # Safety
+/// As [`kernel`], with `a` valid for `tile.depth` values from each of the tile's
+/// `rows` row starts, `row_stride` apart.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_in_rows(
+    a: *const f32,
+    row_stride: usize,
+    b: &[f32],
+    bias: &[f32],
+    out: *mut f32,
+    tile: Tile,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { kernel_on::<1, 0>(a, row_stride, b, bias, out, tile) }
+}
+
+/// The kernel for both input layouts: value (i, r) at `a[i · STEP + r · ROW + r ·
+/// row_stride]`, rows from `tile.rows` on reading row `tile.rows - 1`.
+///
+/// # Safety
+/// See [`kernel`] and [`kernel_in_rows`]; `a`'s reads are the caller's to keep in
+/// bounds.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn kernel_on<const STEP: usize, const ROW: usize>(
+    a: *const f32,
+    row_stride: usize,
+    b: &[f32],
+    bias: &[f32],
+    out: *mut f32,
+    tile: Tile,
+) {
     let Tile {
         rows,
         depth_start,
@@ -415,7 +557,7 @@ unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: *mut f32, tile: Tile) 
     let width = bias.len();
     // The contract, checked on every call: once per tile, beside `depth` steps of
     // 12 FMAs.
-    assert!(a.len() == depth * ROWS && b.len() == depth * COLUMNS);
+    assert!(b.len() == depth * COLUMNS);
     assert!((1..=ROWS).contains(&rows) && width <= COLUMNS);
     assert!(col + width <= stride);
     // The starting sums: the bias, or what the steps before this block left in `out`.
@@ -443,15 +585,19 @@ unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: *mut f32, tile: Tile) 
             acc[1] = _mm256_loadu_ps(start.as_ptr().add(8));
         }
     }
-    let (a, b) = (a.as_ptr(), b.as_ptr());
+    let b = b.as_ptr();
+    // Where each row's values start: in a packed panel 0 to 5 (then STEP is 6), in
+    // rows the row starts, the tile's last row standing in for absent ones.
+    let starts: [usize; ROWS] =
+        std::array::from_fn(|r| r * ROW + r.min(rows - 1) * row_stride * (1 - ROW));
     for i in 0..depth {
         // SAFETY: i < depth: the two 8-lane reads are inside `b` (depth × 16 values)
-        // and the six reads inside `a` (depth × 6).
+        // and the six reads are the caller's values (i, r) of `a`.
         unsafe {
             let b0 = _mm256_loadu_ps(b.add(i * COLUMNS));
             let b1 = _mm256_loadu_ps(b.add(i * COLUMNS + 8));
             for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_broadcast_ss(&*a.add(i * ROWS + r));
+                let x = _mm256_broadcast_ss(&*a.add(i * STEP + starts[r]));
                 acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
                 acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
             }
@@ -583,9 +729,21 @@ mod tests {
             let got = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n).matmul(&a, m);
             let in_place = PackedMatrix::from_vec(stored(&w, k, n), Some(&bias), k, n);
             assert_eq!(in_place.matmul(&a, m), got, "[{m}x{k}x{n}] packed in place");
-            // Packed from [k, n] rows, the layout as the one from [n, k].
+            // Packed from [k, n] rows, or from [n, k] columns spaced out, the layout as
+            // the one from [n, k].
+            let spaced: Vec<f32> = stored(&w, k, n)
+                .chunks(k.max(1))
+                .flat_map(|column| column.iter().copied().chain([f32::NAN; 3]))
+                .collect();
+            if k > 0 {
+                assert_eq!(
+                    PackedMatrix::from_columns(&spaced, k + 3, k, n).blocks,
+                    PackedMatrix::new(&stored(&w, k, n), None, k, n).blocks,
+                    "[{k}x{n}] packed from spaced columns"
+                );
+            }
             assert_eq!(
-                PackedMatrix::from_input_rows(&w, k, n).blocks,
+                PackedMatrix::from_input_rows(&w, n, k, n).blocks,
                 PackedMatrix::new(&stored(&w, k, n), None, k, n).blocks,
                 "[{k}x{n}] packed from input rows"
             );

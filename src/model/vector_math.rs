@@ -18,17 +18,30 @@ pub(crate) fn supported() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// Each row replaced by softmax(row · `scale`): e^((x - max) · scale) over its sum,
-/// which is transformers' softmax of the scaled scores (the scale is positive).
+/// Each row replaced by the numerators of softmax(row · `scale`), e^((x - max) ·
+/// scale), and the inverse of their sum written to `inverse_sums`: times that, they are
+/// transformers' softmax of the scaled scores (the scale is positive). Attention
+/// applies the division to its output, head_dim values per row instead of the row's
+/// width.
 ///
 /// # Panics
-/// Where [`supported`] does not hold.
-pub(crate) fn softmax_rows(values: &mut [f32], width: usize, scale: f32) {
+/// Where [`supported`] does not hold, or `inverse_sums` is not one per row.
+pub(crate) fn softmax_rows_unnormalized(
+    values: &mut [f32],
+    width: usize,
+    scale: f32,
+    inverse_sums: &mut [f32],
+) {
     assert!(supported(), "the CPU has no AVX2 and FMA");
     assert!(scale > 0.0, "softmax scale {scale} is not positive");
-    for row in values.chunks_exact_mut(width) {
+    assert_eq!(
+        values.len(),
+        inverse_sums.len() * width,
+        "not one sum per row"
+    );
+    for (row, inverse) in values.chunks_exact_mut(width).zip(inverse_sums) {
         // SAFETY: AVX2 and FMA were checked above.
-        unsafe { softmax_row(row, scale) }
+        *inverse = unsafe { softmax_row(row, scale) };
     }
 }
 
@@ -43,7 +56,7 @@ pub(crate) fn gelu_in_place(values: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_row(row: &mut [f32], scale: f32) {
+unsafe fn softmax_row(row: &mut [f32], scale: f32) -> f32 {
     let (lanes, tail) = row.split_at_mut(row.len() / 8 * 8);
     let mut max8 = _mm256_set1_ps(f32::NEG_INFINITY);
     for chunk in lanes.chunks_exact(8) {
@@ -79,18 +92,7 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32) {
         tail.copy_from_slice(&e[..tail.len()]);
         sum += tail.iter().sum::<f32>();
     }
-    let inverse = 1.0 / sum;
-    let inverse8 = _mm256_set1_ps(inverse);
-    for chunk in lanes.chunks_exact_mut(8) {
-        // SAFETY: `chunk` holds 8 floats.
-        unsafe {
-            let e = _mm256_loadu_ps(chunk.as_ptr());
-            _mm256_storeu_ps(chunk.as_mut_ptr(), _mm256_mul_ps(e, inverse8));
-        }
-    }
-    for x in tail {
-        *x *= inverse;
-    }
+    1.0 / sum
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -273,8 +275,13 @@ mod tests {
                 .collect();
             let scores = values.clone();
             let scale = 0.125;
-            softmax_rows(&mut values, width, scale);
-            for (row, probabilities) in scores.chunks(width).zip(values.chunks(width)) {
+            let mut inverse_sums = vec![0f32; 3];
+            softmax_rows_unnormalized(&mut values, width, scale, &mut inverse_sums);
+            for ((row, numerators), inverse) in scores
+                .chunks(width)
+                .zip(values.chunks(width))
+                .zip(inverse_sums)
+            {
                 // The exponents as f32 computes them (x - max rounds at |x - max| · 2^-24),
                 // their exponentials and the normalization in f64.
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
@@ -283,8 +290,8 @@ mod tests {
                     .map(|&x| f64::from((x - max) * scale).exp())
                     .collect();
                 let sum: f64 = weights.iter().sum();
-                for (w, &p) in weights.iter().zip(probabilities) {
-                    let exact = w / sum;
+                for (w, &numerator) in weights.iter().zip(numerators) {
+                    let (p, exact) = (numerator * inverse, w / sum);
                     assert!(
                         (f64::from(p) - exact).abs() <= 1e-6 * exact + 1e-37,
                         "width {width}: {p} vs {exact}"
