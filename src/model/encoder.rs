@@ -387,6 +387,16 @@ impl NormParameters {
         let width = self.gamma.len();
         let n = width as f32;
         let row = |(row, residual): (&mut [f32], &[f32])| {
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            if super::vector_math::supported() {
+                return super::vector_math::add_and_layer_norm(
+                    row,
+                    residual,
+                    &self.gamma,
+                    &self.beta,
+                    self.epsilon,
+                );
+            }
             for (x, r) in row.iter_mut().zip(residual) {
                 *x += r;
             }

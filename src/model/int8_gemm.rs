@@ -23,10 +23,10 @@ const ROWS: usize = 6;
 /// The widest input whose sums fit in i32: `k · 127²` below 2³¹.
 pub const MAX_K: usize = i32::MAX as usize / (127 * 127);
 
-/// Whether this CPU has the instructions (checked at run time: the build targets any
-/// x86-64).
+/// Whether this CPU has the instructions, AVX2 and (for the scaling back to f32) FMA,
+/// checked at run time: the build targets any x86-64.
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx2")
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
 /// A `[k, n]` weight matrix quantized to int8 per output column, with its scales and
@@ -218,7 +218,22 @@ fn quantize_row(row: &[f32], out: &mut [i16]) -> f32 {
     } else {
         (f32::NAN, 0.0)
     };
-    for (q, &x) in out.iter_mut().zip(row) {
+    // Eight at a time: `vcvtps2dq` rounds to nearest, ties to even, as `quantize`
+    // does, and the clamped values fit 16 bits, so packing them loses nothing.
+    let inverse8 = _mm256_set1_ps(inverse);
+    let (low, high) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+    let whole = row.len() / 8 * 8;
+    for (q, x) in out.chunks_exact_mut(8).zip(row.chunks_exact(8)) {
+        // SAFETY: `x` holds 8 floats and `q` 8 i16 (16 bytes).
+        unsafe {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr()), inverse8);
+            let v = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, low), high));
+            let packed =
+                _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            _mm_storeu_si128(q.as_mut_ptr().cast(), packed);
+        }
+    }
+    for (q, &x) in out[whole..].iter_mut().zip(&row[whole..]) {
         *q = quantize(x, inverse);
     }
     scale
@@ -242,7 +257,7 @@ struct Tile<'a> {
 /// AVX2 is present. The asserted contract keeps every access inside the slices: `a`
 /// holds `R` quantized rows of `b.len() / 16` values, `out` holds `R` rows of
 /// `stride` floats (the last may end right after column `col + columns`).
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn kernel<const R: usize>(a: &[i16], row_scales: &[f32], tile: &Tile, out: &mut [f32]) {
     let columns = tile.scales.len();
     let width = tile.b.len() / COLUMNS;
@@ -302,7 +317,6 @@ unsafe fn kernel<const R: usize>(a: &[i16], row_scales: &[f32], tile: &Tile, out
     };
     for (r, acc) in acc.iter().enumerate().take(R) {
         let row_scale = _mm256_set1_ps(row_scales[r]);
-        let mut values = [0f32; COLUMNS];
         let lo = _mm256_fmadd_ps(
             _mm256_cvtepi32_ps(acc[0]),
             _mm256_mul_ps(row_scale, scale0),
@@ -313,13 +327,24 @@ unsafe fn kernel<const R: usize>(a: &[i16], row_scales: &[f32], tile: &Tile, out
             _mm256_mul_ps(row_scale, scale1),
             bias1,
         );
-        // SAFETY: `values` holds 16 floats.
-        unsafe {
-            _mm256_storeu_ps(values.as_mut_ptr(), lo);
-            _mm256_storeu_ps(values.as_mut_ptr().add(8), hi);
-        }
         let start = r * tile.stride + tile.col;
-        out[start..start + columns].copy_from_slice(&values[..columns]);
+        let row = &mut out[start..start + columns];
+        if columns == COLUMNS {
+            // SAFETY: `row` holds 16 floats: two 8-lane stores.
+            unsafe {
+                _mm256_storeu_ps(row.as_mut_ptr(), lo);
+                _mm256_storeu_ps(row.as_mut_ptr().add(8), hi);
+            }
+        } else {
+            // A partial block through a copy (the whole block would write past it).
+            let mut values = [0f32; COLUMNS];
+            // SAFETY: `values` holds 16 floats.
+            unsafe {
+                _mm256_storeu_ps(values.as_mut_ptr(), lo);
+                _mm256_storeu_ps(values.as_mut_ptr().add(8), hi);
+            }
+            row.copy_from_slice(&values[..columns]);
+        }
     }
 }
 
@@ -332,6 +357,31 @@ mod tests {
         *seed ^= *seed >> 7;
         *seed ^= *seed << 17;
         (*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    #[test]
+    fn rows_quantize_as_each_value_does() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX2");
+            return;
+        }
+        // Largest magnitude 127, so a step is 1: ties at every half, on both sides,
+        // across whole 8-value groups and a tail.
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut row: Vec<f32> = (0..29).map(|i| i as f32 - 14.5).collect();
+        row.extend((0..20).map(|_| random(&mut seed) * 127.0));
+        row.extend([127.0, -126.5, 126.5, 0.49999997, -0.5, 2.5000002]);
+        let (_, inverse) = symmetric_scale(127.0);
+        let mut got = vec![0i16; row.len().div_ceil(2) * 2];
+        // SAFETY: `available()` holds.
+        let scale = unsafe { quantize_row(&row, &mut got) };
+        assert_eq!(scale, 1.0);
+        let want: Vec<i16> = row.iter().map(|&x| quantize(x, inverse)).collect();
+        assert_eq!(&got[..row.len()], &want[..]);
+        assert!(
+            got[row.len()..].iter().all(|&q| q == 0),
+            "padding stays zero"
+        );
     }
 
     #[test]
