@@ -182,46 +182,43 @@ impl PackedMatrix {
     /// `source[i * row_stride..][..n]`, with no bias: [`PackedMatrix::new`] on its
     /// transpose, packed on the calling thread without forming it.
     pub fn from_input_rows(source: &[f32], row_stride: usize, k: usize, n: usize) -> Self {
-        let mut blocks = vec![0f32; n.div_ceil(COLUMNS) * k * COLUMNS];
-        if k > 0 && n > 0 {
-            assert!(
-                (k - 1) * row_stride + n <= source.len(),
-                "source does not hold {k} rows of {n}, {row_stride} apart"
-            );
-            for (block, panel) in blocks.chunks_exact_mut(k * COLUMNS).enumerate() {
-                let col = block * COLUMNS;
-                let width = COLUMNS.min(n - col);
-                for (row, values) in panel.chunks_exact_mut(COLUMNS).enumerate() {
-                    values[..width].copy_from_slice(&source[row * row_stride + col..][..width]);
-                }
+        assert!(
+            k == 0 || n == 0 || (k - 1) * row_stride + n <= source.len(),
+            "source does not hold {k} rows of {n}, {row_stride} apart"
+        );
+        Self::without_bias(k, n, |col, width, panel| {
+            for (row, values) in panel.chunks_exact_mut(COLUMNS).enumerate() {
+                values[..width].copy_from_slice(&source[row * row_stride + col..][..width]);
             }
-        }
-        Self {
-            k,
-            n,
-            blocks,
-            bias: vec![0.0; n],
-        }
+        })
     }
 
     /// A matrix whose output column `c` of `n` (as attention's keys come) has its `k`
     /// weights at `source[c * column_stride..][..k]`, with no bias: [`PackedMatrix::new`]
     /// on the columns gathered, packed on the calling thread without gathering them.
     pub fn from_columns(source: &[f32], column_stride: usize, k: usize, n: usize) -> Self {
+        assert!(
+            k == 0 || n == 0 || (n - 1) * column_stride + k <= source.len(),
+            "source does not hold {n} columns of {k}, {column_stride} apart"
+        );
+        Self::without_bias(k, n, |col, width, panel| {
+            for c in 0..width {
+                let column = &source[(col + c) * column_stride..][..k];
+                for (row, &x) in column.iter().enumerate() {
+                    panel[row * COLUMNS + c] = x;
+                }
+            }
+        })
+    }
+
+    /// A `k × n` matrix with no bias whose column blocks `fill` packs, on the calling
+    /// thread: `fill(first column, columns, panel)`, the panel zeroed beforehand.
+    fn without_bias(k: usize, n: usize, mut fill: impl FnMut(usize, usize, &mut [f32])) -> Self {
         let mut blocks = vec![0f32; n.div_ceil(COLUMNS) * k * COLUMNS];
-        if k > 0 && n > 0 {
-            assert!(
-                (n - 1) * column_stride + k <= source.len(),
-                "source does not hold {n} columns of {k}, {column_stride} apart"
-            );
+        if k > 0 {
             for (block, panel) in blocks.chunks_exact_mut(k * COLUMNS).enumerate() {
                 let col = block * COLUMNS;
-                for c in 0..COLUMNS.min(n - col) {
-                    let column = &source[(col + c) * column_stride..][..k];
-                    for (row, &x) in column.iter().enumerate() {
-                        panel[row * COLUMNS + c] = x;
-                    }
-                }
+                fill(col, COLUMNS.min(n - col), panel);
             }
         }
         Self {
@@ -235,7 +232,7 @@ impl PackedMatrix {
     /// `a · weight + bias` for `m` rows read where they lie (row `r` at `a[r ·
     /// row_stride..][..k]`), into rows `out_stride` apart from `out`, on the calling
     /// thread: attention's product of a band's probabilities with the values, read in
-    /// place (see [`kernel_in_rows`]), and written straight into the context.
+    /// place (see [`kernel_on`]), and written straight into the context.
     ///
     /// # Safety
     /// AVX2 and FMA are present; `a` holds the `m` rows; `out` is valid for `m` rows
@@ -273,9 +270,9 @@ impl PackedMatrix {
                     stride: out_stride,
                 };
                 // SAFETY: AVX2 and FMA are present; the tile's rows hold `k` values in
-                // `a` (asserted above), and its output is the caller's.
+                // `a`, `row_stride` apart (asserted above), and its output is the caller's.
                 unsafe {
-                    kernel_in_rows(
+                    kernel_on::<1, 0>(
                         a.as_ptr().add(row * row_stride),
                         row_stride,
                         b,
@@ -514,33 +511,15 @@ unsafe fn kernel(a: &[f32], b: &[f32], bias: &[f32], out: *mut f32, tile: Tile) 
     unsafe { kernel_on::<ROWS, 1>(a.as_ptr(), 0, b, bias, out, tile) }
 }
 
-/// [`kernel`] reading its inputs where they lie: row `r`'s value at step `i` at
-/// `a[r · row_stride + i]`, rows past `tile.rows` reading the last row again (their
-/// sums are not stored). Attention's probabilities are read so: packing them would cost
-/// about what the few column blocks (head_dim / 16) that read them save.
+/// The kernel for both input layouts. In a packed panel (`STEP` 6, `ROW` 1), value
+/// (i, r) at `a[6i + r]`: [`kernel`]. In rows where they lie (`STEP` 1, `ROW` 0), at
+/// `a[r · row_stride + i]`, rows from `tile.rows` on reading row `tile.rows - 1` again
+/// (their sums are not stored): attention's probabilities are read so, as packing them
+/// would cost about what the few column blocks (head_dim / 16) that read them save.
 ///
 /// # Safety
-/// As [`kernel`], with `a` valid for `tile.depth` values from each of the tile's
-/// `rows` row starts, `row_stride` apart.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_in_rows(
-    a: *const f32,
-    row_stride: usize,
-    b: &[f32],
-    bias: &[f32],
-    out: *mut f32,
-    tile: Tile,
-) {
-    // SAFETY: the caller's contract.
-    unsafe { kernel_on::<1, 0>(a, row_stride, b, bias, out, tile) }
-}
-
-/// The kernel for both input layouts: value (i, r) at `a[i · STEP + r · ROW + r ·
-/// row_stride]`, rows from `tile.rows` on reading row `tile.rows - 1`.
-///
-/// # Safety
-/// See [`kernel`] and [`kernel_in_rows`]; `a`'s reads are the caller's to keep in
-/// bounds.
+/// As [`kernel`], with `a` valid for the `tile.depth` values of each of the tile's
+/// rows in its layout.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn kernel_on<const STEP: usize, const ROW: usize>(
