@@ -65,7 +65,7 @@ pub(crate) fn add_and_layer_norm(
         residual.len() == row.len() && gamma.len() == row.len() && beta.len() == row.len(),
         "LayerNorm operands differ in length"
     );
-    // SAFETY: AVX2 and FMA were checked above; the lengths are equal.
+    // SAFETY: AVX2 and FMA were checked above.
     unsafe { layer_norm_row(row, residual, gamma, beta, epsilon) }
 }
 
@@ -79,35 +79,30 @@ unsafe fn layer_norm_row(
 ) {
     let n = row.len();
     let whole = n / 8 * 8;
-    let (x, r, g, b) = (
-        row.as_mut_ptr(),
-        residual.as_ptr(),
-        gamma.as_ptr(),
-        beta.as_ptr(),
-    );
     let mut sum8 = _mm256_setzero_ps();
-    for i in (0..whole).step_by(8) {
-        // SAFETY: i + 8 <= whole <= n, the length of all four slices.
+    for (x, r) in row[..whole]
+        .chunks_exact_mut(8)
+        .zip(residual.chunks_exact(8))
+    {
+        // SAFETY: both chunks hold 8 floats.
         unsafe {
-            let v = _mm256_add_ps(_mm256_loadu_ps(x.add(i)), _mm256_loadu_ps(r.add(i)));
-            _mm256_storeu_ps(x.add(i), v);
+            let v = _mm256_add_ps(_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(r.as_ptr()));
+            _mm256_storeu_ps(x.as_mut_ptr(), v);
             sum8 = _mm256_add_ps(sum8, v);
         }
     }
     let mut sum = horizontal(sum8, |a, b| a + b);
-    for i in whole..n {
-        row[i] += residual[i];
-        sum += row[i];
+    for (x, r) in row[whole..].iter_mut().zip(&residual[whole..]) {
+        *x += r;
+        sum += *x;
     }
     let mean = sum / n as f32;
     let mean8 = _mm256_set1_ps(mean);
     let mut squares8 = _mm256_setzero_ps();
-    for i in (0..whole).step_by(8) {
-        // SAFETY: as above.
-        unsafe {
-            let d = _mm256_sub_ps(_mm256_loadu_ps(x.add(i)), mean8);
-            squares8 = _mm256_fmadd_ps(d, d, squares8);
-        }
+    for x in row[..whole].chunks_exact(8) {
+        // SAFETY: the chunk holds 8 floats.
+        let d = _mm256_sub_ps(unsafe { _mm256_loadu_ps(x.as_ptr()) }, mean8);
+        squares8 = _mm256_fmadd_ps(d, d, squares8);
     }
     let mut squares = horizontal(squares8, |a, b| a + b);
     for &v in &row[whole..] {
@@ -115,21 +110,23 @@ unsafe fn layer_norm_row(
     }
     let inverse = 1.0 / (squares / n as f32 + epsilon).sqrt();
     let inverse8 = _mm256_set1_ps(inverse);
-    for i in (0..whole).step_by(8) {
-        // SAFETY: as above.
+    let affine = gamma.chunks_exact(8).zip(beta.chunks_exact(8));
+    for (x, (g, b)) in row[..whole].chunks_exact_mut(8).zip(affine) {
+        // SAFETY: the three chunks hold 8 floats each.
         unsafe {
             let normalized =
-                _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x.add(i)), mean8), inverse8);
+                _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr()), mean8), inverse8);
             let y = _mm256_fmadd_ps(
                 normalized,
-                _mm256_loadu_ps(g.add(i)),
-                _mm256_loadu_ps(b.add(i)),
+                _mm256_loadu_ps(g.as_ptr()),
+                _mm256_loadu_ps(b.as_ptr()),
             );
-            _mm256_storeu_ps(x.add(i), y);
+            _mm256_storeu_ps(x.as_mut_ptr(), y);
         }
     }
-    for i in whole..n {
-        row[i] = (row[i] - mean) * inverse * gamma[i] + beta[i];
+    let affine = gamma[whole..].iter().zip(&beta[whole..]);
+    for (x, (g, b)) in row[whole..].iter_mut().zip(affine) {
+        *x = (*x - mean) * inverse * g + b;
     }
 }
 
