@@ -189,6 +189,21 @@ class OursServer:
         return json.loads(out)
 
 
+def interleave(jobs, rounds):
+    """Runs each of `jobs` (name -> callable) once per round, the order rotated from round
+    to round; returns name -> the results in round order."""
+    names = list(jobs)
+    results = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            results[name].append(jobs[name]())
+            # Lets the runtime just timed park its worker threads, which spin for a
+            # while after a run, before the next one starts.
+            time.sleep(0.05)
+    return results
+
+
 def bench_ours(model_dir, corpus, functions, repeats, options, features, bench=None, env=None):
     """This library's timings as `examples/bench` reports them (JSON), with the probes'
     logits: the `bench` binary given, else `cargo run --example bench --features

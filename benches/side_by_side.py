@@ -32,7 +32,7 @@ from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (LENGTHS, PROBES, ROOT, OursServer, TorchRuns, bench_binary, flops_per_pass,  # noqa: E402
-                    length_text, make_checkpoint, median_time, sorted_batches)
+                    interleave, length_text, make_checkpoint, median_time, sorted_batches)
 
 
 
@@ -93,21 +93,6 @@ class OnnxRuns:
 
     def probe_logits(self):
         return [self.run(self.tokenizer(p, return_tensors="np"))[0].tolist() for p in PROBES]
-
-
-def interleave(jobs, rounds):
-    """Runs each of `jobs` (name -> callable) once per round, the order rotated from round
-    to round; returns name -> the results in round order."""
-    names = list(jobs)
-    results = {name: [] for name in names}
-    for r in range(rounds):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            results[name].append(jobs[name]())
-            # Lets the runtime just timed park its worker threads, which spin for a
-            # while after a run, before the next one starts.
-            time.sleep(0.05)
-    return results
 
 
 def torch_matmul_gflops(threads):

@@ -21,9 +21,9 @@ const COLUMNS: usize = 16;
 const ROWS: usize = 6;
 /// Steps of `k` per cache block: all of a 768-wide input, a quarter of a 3072-wide one.
 /// A column block's weights for them take 48 KiB and a band's panels 288 KiB, both in
-/// L2. Each kernel call then keeps its sums in registers through 768 steps: a depth of
-/// 256 (weights in L1) reloaded them from memory every 256 steps, and measured 3-8%
-/// slower over a pass.
+/// L2. Each kernel call then keeps its sums in registers through 768 steps, where a
+/// depth of 256 (weights in L1) reloaded them from memory every 256 steps and measured
+/// slower over a pass (`benches/ab.py`).
 const DEPTH: usize = 768;
 /// Rows per cache block: their inputs for `DEPTH` steps take 288 KiB.
 const BAND: usize = 96;
