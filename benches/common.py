@@ -22,11 +22,23 @@ PROBES = [
 ]
 
 
-def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072):
-    """Multiply-adds x2 of the encoder's matrix products (embeddings and head are negligible)."""
+def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072, first_token_last_layer=False):
+    """Multiply-adds x2 of the encoder's matrix products (embeddings and head are negligible).
+
+    With first_token_last_layer, those this library performs: its last layer projects every
+    token's query, key and value, but attends from, projects and feeds forward `<s>` alone, the
+    only token the classification head reads.
+    """
     s, h, i = tokens, hidden, intermediate
-    per_layer = 4 * 2 * s * h * h + 2 * 2 * s * h * i + 2 * 2 * s * s * h
-    return layers * per_layer
+
+    def layer(queries):
+        # The QKV projection on every token, then the rest on `queries` of them.
+        return (3 * 2 * s * h * h + 2 * 2 * queries * s * h
+                + 2 * queries * h * h + 2 * 2 * queries * h * i)
+
+    if first_token_last_layer:
+        return (layers - 1) * layer(s) + layer(1)
+    return layers * layer(s)
 
 
 def make_checkpoint(workdir, tokenizer_dir):

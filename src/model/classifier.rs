@@ -1,6 +1,6 @@
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 use super::encoder::linear;
 use crate::config::RobertaConfig;
@@ -25,18 +25,14 @@ impl ClassificationHead {
     /// `[1, total, hidden]` for inputs laid end to end (`lengths` tokens each) to
     /// logits `[inputs, num_labels]`, from each input's first token.
     pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
-        let [_, _, width] = hidden.dims();
-        let starts: Vec<i64> = lengths
-            .iter()
-            .scan(0, |start, &len| {
-                let this = *start;
-                *start += len;
-                Some(this as i64)
-            })
-            .collect();
-        let device = hidden.device();
-        let starts = Tensor::<1, Int>::from_data(TensorData::new(starts, [lengths.len()]), &device);
-        let first = hidden.select(1, starts).reshape([lengths.len(), width]);
+        self.forward_first_tokens(super::first_tokens(hidden, lengths))
+    }
+
+    /// Logits `[inputs, num_labels]` from the inputs' first tokens alone,
+    /// `[1, inputs, hidden]`.
+    pub fn forward_first_tokens(&self, first_tokens: Tensor<3>) -> Tensor<2> {
+        let [_, inputs, width] = first_tokens.dims();
+        let first = first_tokens.reshape([inputs, width]);
         self.out_proj.forward(self.dense.forward(first).tanh())
     }
 }

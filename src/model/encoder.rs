@@ -253,9 +253,15 @@ impl EncoderLayer {
     ///
     /// # Panics
     /// When the layer is not packed.
-    fn forward_rows(&self, activations: &mut Activations, lengths: &[usize], device: &Device) {
+    fn forward_rows(
+        &self,
+        activations: &mut Activations,
+        lengths: &[usize],
+        first_only: bool,
+        device: &Device,
+    ) {
         let packed = self.packed.as_deref().expect("a packed layer");
-        packed.forward(&self.attention, activations, lengths, device);
+        packed.forward(&self.attention, activations, lengths, first_only, device);
     }
 
     /// How the four projections' f32 weights are held.
@@ -269,16 +275,52 @@ impl EncoderLayer {
     /// Everything after attention works on each token alone, so it runs on `row_parts`
     /// slices of the tokens side by side (see [`crate::Backend::row_parts`]).
     pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize], row_parts: usize) -> Tensor<3> {
+        self.forward_tokens(hidden, lengths, row_parts, false)
+    }
+
+    /// [`EncoderLayer::forward`]'s output for each input's first token alone,
+    /// `[1, inputs, hidden]`: those rows of the full output, from the keys and values
+    /// of every token, with the rest of the layer's work (after attention, all of it
+    /// row by row) spent on those rows only.
+    ///
+    /// # Panics
+    /// When an input has no tokens.
+    pub fn forward_first_tokens(
+        &self,
+        hidden: Tensor<3>,
+        lengths: &[usize],
+        row_parts: usize,
+    ) -> Tensor<3> {
+        self.forward_tokens(hidden, lengths, row_parts, true)
+    }
+
+    /// [`EncoderLayer::forward`], or with `first_only` [`EncoderLayer::forward_first_tokens`].
+    fn forward_tokens(
+        &self,
+        hidden: Tensor<3>,
+        lengths: &[usize],
+        row_parts: usize,
+        first_only: bool,
+    ) -> Tensor<3> {
         let packed = self.packed.as_deref();
         assert!(
             packed.is_some() || self.layout == ProjectionLayout::InOut,
             "[out, in] projections run only once packed"
         );
         if packed.is_some() {
-            return forward_packed(std::slice::from_ref(self), hidden, lengths);
+            return forward_packed(std::slice::from_ref(self), hidden, lengths, first_only);
         }
+        assert!(
+            !first_only || !lengths.contains(&0),
+            "an input without tokens has no first token"
+        );
         let qkv = self.attention.query_key_value.forward(hidden.clone());
-        let context = self.attention.context(qkv, lengths);
+        let mut context = self.attention.context(qkv, lengths);
+        let mut hidden = hidden;
+        if first_only {
+            context = super::first_tokens(context, lengths);
+            hidden = super::first_tokens(hidden, lengths);
+        }
         let rows = |(context, hidden): (Tensor<3>, Tensor<3>)| {
             let attended = self.attention.output.forward(context);
             let hidden = self.attention_norm.forward(attended + hidden);
@@ -295,21 +337,50 @@ impl EncoderLayer {
 /// `lengths` tokens each), as plain f32 rows: converted from the tensor and back once
 /// for all of them, not at every layer.
 ///
+/// With `first_tokens_out`, the result is only each input's first token,
+/// `[1, inputs, hidden]`, those rows of the full result value for value: the last
+/// layer then computes its keys and values for every token but the rest (a layer's
+/// attention queries, output projection, feed-forward block and LayerNorms, about
+/// three quarters of its work) for the first tokens alone, as the classification head
+/// reads nothing else.
+///
 /// # Panics
-/// When a layer is not packed.
+/// When a layer is not packed, or, with `first_tokens_out`, an input has no tokens.
 pub(crate) fn forward_packed(
     layers: &[EncoderLayer],
     hidden: Tensor<3>,
     lengths: &[usize],
+    first_tokens_out: bool,
 ) -> Tensor<3> {
-    let [batch, total, width] = hidden.dims();
+    let [batch, _, width] = hidden.dims();
     let device = hidden.device();
     let mut activations = Activations::new(f32_values(hidden));
-    for layer in layers {
-        layer.forward_rows(&mut activations, lengths, &device);
+    for (index, layer) in layers.iter().enumerate() {
+        let first_only = first_tokens_out && index + 1 == layers.len();
+        layer.forward_rows(&mut activations, lengths, first_only, &device);
     }
-    let rows = burn::tensor::TensorData::new(activations.hidden, [batch, total, width]);
+    if first_tokens_out && layers.is_empty() {
+        activations.hidden = first_rows(&activations.hidden, lengths, width);
+    }
+    let rows = activations.hidden.len() / width;
+    let rows = burn::tensor::TensorData::new(activations.hidden, [batch, rows, width]);
     Tensor::from_data(rows, &device)
+}
+
+/// Each input's first row of `values` (`width` values per row, inputs laid end to end,
+/// `lengths` rows each).
+fn first_rows(values: &[f32], lengths: &[usize], width: usize) -> Vec<f32> {
+    assert!(
+        !lengths.contains(&0),
+        "an input without tokens has no first token"
+    );
+    let mut rows = Vec::with_capacity(lengths.len() * width);
+    let mut start = 0;
+    for &len in lengths {
+        rows.extend_from_slice(&values[start * width..][..width]);
+        start += len;
+    }
+    rows
 }
 
 /// The packed path's activations between layers and between a layer's steps, as
@@ -342,11 +413,15 @@ impl PackedProjections {
     /// residual and LayerNorm, the GELU feed-forward block, residual and LayerNorm.
     /// burn's tensors in between would cost a copy and a pass over memory per
     /// operation; here each is one pass, split across threads.
+    ///
+    /// With `first_only`, the layer's output is only each input's first token (its
+    /// rows of the full output, value for value), from keys and values of all tokens.
     fn forward(
         &self,
         attention: &SelfAttention,
         activations: &mut Activations,
         lengths: &[usize],
+        first_only: bool,
         device: &Device,
     ) {
         let a = activations;
@@ -360,12 +435,28 @@ impl PackedProjections {
         let on_kernel = false;
         if on_kernel {
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            super::f32_gemm::attention(&a.qkv, lengths, attention.heads, width, &mut a.context);
+            super::f32_gemm::attention(
+                &a.qkv,
+                lengths,
+                attention.heads,
+                width,
+                first_only,
+                &mut a.context,
+            );
         } else {
             let qkv =
                 burn::tensor::TensorData::new(std::mem::take(&mut a.qkv), [1, rows, 3 * width]);
             a.context = f32_values(attention.context(Tensor::from_data(qkv, device), lengths));
+            if first_only {
+                a.context = first_rows(&a.context, lengths, width);
+            }
         }
+        // From here on every step works on each row alone: with `first_only`, on the
+        // first tokens' rows, the residual's included.
+        if first_only {
+            a.hidden = first_rows(&a.hidden, lengths, width);
+        }
+        let rows = a.hidden.len() / width;
         self.attention_output
             .matmul_into(&a.context, rows, &mut a.attended);
         self.attention_norm

@@ -384,11 +384,16 @@ fn fill_panel(panel: &mut [f32], stored_rows: &[f32], k: usize) {
 /// softmax(q·kᵀ / √head_dim)·v per input and head, both products on this kernel.
 /// Inputs and heads run in parallel. `context` is resized to `[total, width]`, every
 /// value written (as [`PackedMatrix::matmul_into`]'s output).
+///
+/// With `first_only`, only each input's first token attends (to all of its input's
+/// tokens), and `context` is `[inputs, width]`: its rows are those of the full
+/// context, value for value.
 pub fn attention(
     qkv: &[f32],
     lengths: &[usize],
     heads: usize,
     width: usize,
+    first_only: bool,
     context: &mut Vec<f32>,
 ) {
     assert!(supported(), "the CPU has no AVX2 and FMA");
@@ -405,19 +410,27 @@ pub fn attention(
         3 * width
     );
     let scale = 1.0 / (head_dim as f32).sqrt();
+    assert!(
+        !first_only || !lengths.contains(&0),
+        "an input without tokens has no first token"
+    );
+    // (first token, tokens, head, the first token's row of `context`) of each job.
     let mut jobs = Vec::with_capacity(lengths.len() * heads);
     let mut start = 0;
-    for &len in lengths {
+    for (input, &len) in lengths.iter().enumerate() {
         if len > 0 {
-            jobs.extend((0..heads).map(|head| (start, len, head)));
+            let out_row = if first_only { input } else { start };
+            jobs.extend((0..heads).map(|head| (start, len, head, out_row)));
         }
         start += len;
     }
-    // Every (token, head) value is written below, each by its one job.
-    context.resize(total * width, 0.0);
+    let context_rows = if first_only { lengths.len() } else { total };
+    // Every (row, head) value is written below, each by its one job.
+    context.resize(context_rows * width, 0.0);
     let out = SharedOutput(context.as_mut_ptr());
     let row = 3 * width;
-    jobs.par_iter().for_each(|&(start, len, head)| {
+    jobs.par_iter().for_each(|&(start, len, head, out_row)| {
+        let queries = if first_only { 1 } else { len };
         // This input's query, key and value columns of this head: row `token` of each
         // at `token * row` from these.
         let part = |part: usize| &qkv[start * row + part * width + head * head_dim..];
@@ -426,17 +439,17 @@ pub fn attention(
         // A band of queries at a time: its scores, [rows, len], stay in cache from the
         // product that makes them through the softmax to the product that reads them,
         // where all of a long input's scores would not.
-        let mut scores = vec![0f32; BAND.min(len) * len];
-        let mut inverse_sums = vec![0f32; BAND.min(len)];
-        for band_start in (0..len).step_by(BAND) {
-            let rows = BAND.min(len - band_start);
+        let mut scores = vec![0f32; BAND.min(queries) * len];
+        let mut inverse_sums = vec![0f32; BAND.min(queries)];
+        for band_start in (0..queries).step_by(BAND) {
+            let rows = BAND.min(queries - band_start);
             let scores = &mut scores[..rows * len];
             let inverse_sums = &mut inverse_sums[..rows];
             // SAFETY (both blocks): `supported()` holds (asserted above), and the products
             // assert that their inputs hold the rows they read. The first writes this
             // job's own scores, `rows` rows of `len` (the keys' columns); the second, and
-            // the division, this job's head's columns of its own tokens' rows of
-            // `context` (`total × width`), which no other job writes.
+            // the division, this job's head's columns of its own queries' rows of
+            // `context` (`context_rows × width`), which no other job writes.
             unsafe {
                 keys.rows(
                     &part(0)[band_start * row..],
@@ -448,7 +461,7 @@ pub fn attention(
             }
             super::vector_math::softmax_rows_unnormalized(scores, len, scale, inverse_sums);
             unsafe {
-                let first = out.at((start + band_start) * width + head * head_dim);
+                let first = out.at((out_row + band_start) * width + head * head_dim);
                 values.product_in_rows(scores, len, rows, first, width);
                 // The softmax's division, on head_dim values per row instead of len.
                 for (r, &inverse) in inverse_sums.iter().enumerate() {
@@ -641,7 +654,7 @@ mod tests {
             .collect();
         // A reused buffer that holds more than the result, to be cut down.
         let mut got = vec![f32::NAN; 2 * total * width];
-        attention(&qkv, &lengths, heads, width, &mut got);
+        attention(&qkv, &lengths, heads, width, false, &mut got);
         assert_eq!(got.len(), total * width);
         let at = |token: usize, part: usize, head: usize, dim: usize| {
             f64::from(qkv[token * 3 * width + part * width + head * head_dim + dim])
@@ -676,6 +689,14 @@ mod tests {
             }
             start += len;
         }
+        // Only the first tokens: the full context's rows, value for value.
+        let mut first = vec![f32::NAN; 3];
+        attention(&qkv, &lengths, heads, width, true, &mut first);
+        let want: Vec<f32> = [0, lengths[0]]
+            .iter()
+            .flat_map(|&token| got[token * width..][..width].to_vec())
+            .collect();
+        assert_eq!(first, want);
     }
 
     /// Products against an f64 reference, for shapes with partial row and column

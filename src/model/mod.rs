@@ -22,7 +22,7 @@ pub use encoder::{EncoderLayer, ProjectionLayout, SelfAttention};
 pub(crate) use packed::Packing;
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::RobertaConfig;
 
@@ -90,13 +90,35 @@ impl RobertaClassifier {
         row_parts: usize,
     ) -> Tensor<2> {
         let mut hidden = self.embeddings.forward(input_ids, position_ids);
-        if !self.layers.is_empty() && self.layers.iter().all(EncoderLayer::is_packed) {
-            hidden = encoder::forward_packed(&self.layers, hidden, lengths);
+        // The head reads only each input's first token, so the last layer computes
+        // only those tokens' outputs (from every token's keys and values).
+        let Some((last, layers)) = self.layers.split_last() else {
+            return self.classifier.forward(hidden, lengths);
+        };
+        let first_tokens = if last.is_packed() && layers.iter().all(EncoderLayer::is_packed) {
+            encoder::forward_packed(&self.layers, hidden, lengths, true)
         } else {
-            for layer in &self.layers {
+            for layer in layers {
                 hidden = layer.forward(hidden, lengths, row_parts);
             }
-        }
-        self.classifier.forward(hidden, lengths)
+            last.forward_first_tokens(hidden, lengths, row_parts)
+        };
+        self.classifier.forward_first_tokens(first_tokens)
     }
+}
+
+/// Each input's first token of `hidden` (`[1, total, hidden]`, inputs laid end to
+/// end, `lengths` tokens each): `[1, inputs, hidden]`.
+fn first_tokens(hidden: Tensor<3>, lengths: &[usize]) -> Tensor<3> {
+    let starts: Vec<i64> = lengths
+        .iter()
+        .scan(0, |start, &len| {
+            let this = *start;
+            *start += len;
+            Some(this as i64)
+        })
+        .collect();
+    let device = hidden.device();
+    let starts = Tensor::<1, Int>::from_data(TensorData::new(starts, [lengths.len()]), &device);
+    hidden.select(1, starts)
 }
