@@ -280,7 +280,26 @@ impl DetectorBuilder {
                 message: format!("is {max_tokens}, expected 2..={limit} for this checkpoint"),
             });
         }
-        let tokenizer = CodeTokenizer::from_dir(dir)?;
+        // The tokenizer's vocabulary and merges are parsed on a thread of their own
+        // while the weights load: neither needs the other, and the parse (about 0.1 s
+        // for RoBERTa's 50,265 tokens) need not wait for the read. A tokenizer error is
+        // reported before any error of the weights.
+        let (tokenizer, loaded) = std::thread::scope(|scope| {
+            let parse = || CodeTokenizer::from_dir(dir);
+            let spawned = std::thread::Builder::new()
+                .name("icd-tokenizer".into())
+                .spawn_scoped(scope, parse);
+            let loaded = self.load_model(&config);
+            let tokenizer = match spawned {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // Where no thread can be started, the parse runs here after the read.
+                Err(_) => parse(),
+            };
+            (tokenizer, loaded)
+        });
+        let tokenizer = tokenizer?;
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::Tokenizer {
                 path: dir.clone(),
@@ -291,6 +310,26 @@ impl DetectorBuilder {
                 ),
             });
         }
+        let (model, backend, device) = loaded?;
+        Ok(Detector {
+            model,
+            tokenizer,
+            insecure: InsecureScore::for_labels(&config.id2label),
+            config,
+            device,
+            backend,
+            max_tokens,
+            batch_size: self.batch_size,
+            preprocessing: self.preprocessing,
+            precision: self.precision,
+            model_dir: self.model_dir,
+        })
+    }
+
+    /// The backend opened and the model loaded on it, packed for this crate's CPU
+    /// kernels where they run.
+    fn load_model(&self, config: &RobertaConfig) -> Result<(RobertaClassifier, Backend, Device)> {
+        let dir = &self.model_dir;
         let weight_file = match &self.weights {
             Some(path) => WeightFile::from_path(path),
             None => WeightFile::find(dir)?,
@@ -339,25 +378,13 @@ impl DetectorBuilder {
         } else {
             ProjectionLayout::InOut
         };
-        let mut model = RobertaClassifier::with_layout(&config, layout, &device);
-        weights::load(&mut model, &config, &weight_file, dtype)?;
+        let mut model = RobertaClassifier::with_layout(config, layout, &device);
+        weights::load(&mut model, config, &weight_file, dtype)?;
         #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
         if let Some(packing) = packing {
             model.pack(packing);
         }
-        Ok(Detector {
-            model,
-            tokenizer,
-            insecure: InsecureScore::for_labels(&config.id2label),
-            config,
-            device,
-            backend,
-            max_tokens,
-            batch_size: self.batch_size,
-            preprocessing: self.preprocessing,
-            precision: self.precision,
-            model_dir: self.model_dir,
-        })
+        Ok((model, backend, device))
     }
 }
 
