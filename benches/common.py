@@ -63,6 +63,23 @@ def length_text(n):
     return " x" * (n - 2)
 
 
+def timed(fn):
+    """Wall time of one call of `fn`."""
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def load_seconds(bench, model_dir, options, env=None):
+    """This library's load time (`DetectorBuilder::build`, as `examples/bench` times it) in
+    a fresh process; `options` are bench's own (--precision, --backend)."""
+    command = [bench, str(model_dir), "--lengths", "8", "--repeats", "1"] + options
+    result = subprocess.run(command, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return json.loads(result.stdout)["load_seconds"]
+
+
 def median_time(fn, repeats, synchronize=lambda: None):
     """Median wall time of `fn` after a warm-up; `synchronize` drains a GPU around each run."""
     fn()
