@@ -73,11 +73,7 @@ def timed(fn):
 def load_seconds(bench, model_dir, options, env=None):
     """This library's load time (`DetectorBuilder::build`, as `examples/bench` times it) in
     a fresh process; `options` are bench's own (--precision, --backend)."""
-    command = [bench, str(model_dir), "--lengths", "8", "--repeats", "1"] + options
-    result = subprocess.run(command, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return json.loads(result.stdout)["load_seconds"]
+    return run_bench([bench, str(model_dir), "--lengths", "8", "--repeats", "1"] + options, env)["load_seconds"]
 
 
 def median_time(fn, repeats, synchronize=lambda: None):
@@ -242,6 +238,11 @@ def bench_ours(model_dir, corpus, functions, repeats, options, features, bench=N
     command += options
     for p in PROBES:
         command += ["--probe", p]
+    return run_bench(command, env)
+
+
+def run_bench(command, env=None):
+    """The JSON report of one `examples/bench` run; exits with its stderr if it fails."""
     result = subprocess.run(command, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
