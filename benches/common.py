@@ -76,18 +76,10 @@ def load_seconds(bench, model_dir, options, env=None):
     return run_bench([bench, str(model_dir), "--lengths", "8", "--repeats", "1"] + options, env)["load_seconds"]
 
 
-def median_time(fn, repeats, synchronize=lambda: None):
-    """Median wall time of `fn` after a warm-up; `synchronize` drains a GPU around each run."""
+def median_time(fn, repeats):
+    """Median wall time of `fn` after a warm-up."""
     fn()
-    synchronize()
-    times = []
-    for _ in range(repeats):
-        synchronize()
-        t = time.perf_counter()
-        fn()
-        synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(timed(fn) for _ in range(repeats))
 
 
 def sorted_batches(tokenizer, codes):
@@ -148,19 +140,6 @@ class TorchRuns:
         with torch.inference_mode():
             return [self.model(**self.on_device(self.tokenizer(p, return_tensors="pt"))).logits[0].tolist()
                     for p in PROBES]
-
-
-def bench_torch(model, tokenizer, codes, repeats, device="cpu"):
-    """transformers' timings on `device`, one runtime alone: the median batch-1 latency
-    at each of LENGTHS after a warm-up, one pass of length-sorted batches of 8, one of
-    the model card's usage, and the probes' logits (see `TorchRuns`)."""
-    runs = TorchRuns(model, tokenizer, codes, device)
-    latency = {}
-    for n in LENGTHS:
-        runs.latency(n)  # warm-up
-        latency[n] = statistics.median([runs.latency(n) for _ in range(repeats)])
-    return {"latency": latency, "sorted_batches_fps": runs.sorted_batches_fps(), "probabilities": runs.probabilities,
-            "model_card_fps": runs.model_card_fps(), "probe_logits": runs.probe_logits()}
 
 
 def bench_binary(features):
@@ -227,18 +206,6 @@ def interleave(jobs, rounds):
             # while after a run, before the next one starts.
             time.sleep(0.05)
     return results
-
-
-def bench_ours(model_dir, corpus, functions, repeats, options, features, bench=None, env=None):
-    """This library's timings as `examples/bench` reports them (JSON), with the probes'
-    logits: the `bench` binary given, else `cargo run --example bench --features
-    FEATURES`; `options` are bench's own (--backend, --precision, --peak)."""
-    command = [bench] if bench else ["cargo", "run", "-q", "--features", features, "--example", "bench", "--"]
-    command += [str(model_dir), "--corpus", str(corpus), "--functions", str(functions), "--repeats", str(repeats)]
-    command += options
-    for p in PROBES:
-        command += ["--probe", p]
-    return run_bench(command, env)
 
 
 def run_bench(command, env=None):

@@ -3,8 +3,12 @@
 
 Makes the same codebert-base-shaped random checkpoint as side_by_side.py, times
 PyTorch on CUDA and this library's `--backend` (wgpu, through Vulkan, by default; or
-cuda) on the same GPU, inputs and token lengths in one run, checks that their logits
-agree, and writes a Markdown report (default: BENCHMARKS-gpu.md).
+cuda) on the same GPU, inputs and token lengths in one run, in each of `--precisions`
+(f32 by default; f32,tf32 shows what the cuda backend's TF32 products give), checks
+that their logits agree, and writes a Markdown report (default: BENCHMARKS-gpu.md). As in side_by_side.py the
+two runtimes' runs are interleaved round by round and each figure is a median over rounds;
+the first corpus pass of each is reported apart, as this library's GPU backends compile a
+kernel the first time they meet each new shape.
 
     python3 benches/gpu_side_by_side.py --tokenizer ../shared/roberta-base-tokenizer \
         --corpus ../shared/c-corpus/nginx.jsonl
@@ -18,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -26,8 +31,8 @@ import transformers
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LENGTHS, ROOT, bench_ours, bench_torch, flops_per_pass, make_checkpoint  # noqa: E402
-
+from common import (LENGTHS, ROOT, OursServer, TorchRuns, bench_binary, flops_per_pass, interleave,  # noqa: E402
+                    make_checkpoint)
 
 
 def main():
@@ -37,6 +42,7 @@ def main():
     parser.add_argument("--functions", type=int, default=32, help="corpus functions timed for throughput")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--backend", default="wgpu", help="this library's GPU backend")
+    parser.add_argument("--precisions", default="f32", help="this library's precisions to time, comma-separated")
     parser.add_argument("--bench", help="a built examples/bench binary (default: cargo run --example bench)")
     parser.add_argument("--workdir", default=str(ROOT / "target" / "bench"))
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS-gpu.md"))
@@ -45,33 +51,44 @@ def main():
         sys.exit("no CUDA GPU visible to torch")
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    precisions = args.precisions.split(",")
 
     model_dir = make_checkpoint(workdir, args.tokenizer)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = RobertaForSequenceClassification.from_pretrained(str(model_dir)).eval().cuda()
     codes = [json.loads(line)["func"] for line in open(args.corpus)][: args.functions]
 
-    print("timing PyTorch (CUDA) ...", file=sys.stderr)
-    pt = bench_torch(model, tokenizer, codes, args.repeats, device="cuda")
-    print(f"timing insecure-code-detector ({args.backend}) ...", file=sys.stderr)
-    ours = bench_ours(model_dir, args.corpus, args.functions, args.repeats, ["--backend", args.backend],
-                      args.backend, bench=args.bench)
+    bench = args.bench or bench_binary(args.backend)
+    servers = {p: OursServer(bench, model_dir, args.corpus, args.functions, ["--backend", args.backend, "--precision", p])
+               for p in precisions}
+    torch_runs = TorchRuns(model, tokenizer, codes, device="cuda")
+    latency = {}
+    for n in LENGTHS:
+        print(f"timing batch-1 latency at {n} tokens, {args.repeats} rounds ...", file=sys.stderr)
+        jobs = {"PyTorch": lambda: torch_runs.latency(n)}
+        jobs.update({p: (lambda s=server: s.latency(n)) for p, server in servers.items()})
+        for job in jobs.values():
+            job()  # warm-up
+        latency[n] = {name: statistics.median(times) for name, times in interleave(jobs, args.repeats).items()}
+    print(f"timing throughput, {args.repeats} rounds ...", file=sys.stderr)
+    jobs = {"PyTorch card": torch_runs.model_card_fps, "PyTorch sorted": torch_runs.sorted_batches_fps}
+    jobs.update({p: server.throughput for p, server in servers.items()})
+    first_pass = {name: job() for name, job in jobs.items()}
+    throughput = {name: statistics.median(rates) for name, rates in interleave(jobs, args.repeats).items()}
+    pt_probabilities, pt_logits = torch_runs.probabilities, torch_runs.probe_logits()
+    reports = {p: server.finish() for p, server in servers.items()}
 
-    logit_diff = max(abs(x - y) for ra, rb in zip(ours["probe_logits"], pt["probe_logits"]) for x, y in zip(ra, rb))
-    probs = ours["throughput"]["insecure_probabilities"]
-    prob_diff = max(abs(a - b) for a, b in zip(probs, pt["probabilities"]))
-    verdicts = sum((a >= 0.5) == (b >= 0.5) for a, b in zip(probs, pt["probabilities"]))
     gpu = torch.cuda.get_device_name(0)
     command = (f"python benches/gpu_side_by_side.py --tokenizer {args.tokenizer} --corpus {args.corpus} "
-               f"--functions {args.functions} --repeats {args.repeats} --backend {args.backend}"
-               + (f" --bench {args.bench}" if args.bench else ""))
-    ofps = ours["throughput"]["functions_per_second"]
+               f"--functions {args.functions} --repeats {args.repeats} --backend {args.backend} "
+               f"--precisions {args.precisions}" + (f" --bench {args.bench}" if args.bench else ""))
+    names = ", ".join(f"`{p}`" for p in precisions)
     lines = [
         f"# GPU benchmarks: the `{args.backend}` backend",
         "",
         f"Produced by `benches/gpu_side_by_side.py` in one run on one {gpu}: PyTorch (transformers,",
-        f"CUDA, f32) and this library's `{args.backend}` backend (f32) on the same GPU and inputs, with a",
-        "codebert-base-shaped classifier (random weights, the real RoBERTa vocabulary). Reproduce with:",
+        f"CUDA, f32) and this library's `{args.backend}` backend (precision {names}) on the same GPU and inputs,",
+        "with a codebert-base-shaped classifier (random weights, the real RoBERTa vocabulary). Reproduce with:",
         "",
         "```sh",
         command,
@@ -79,42 +96,66 @@ def main():
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, {platform.platform()}; GPU: {gpu}.",
         f"Versions: torch {torch.__version__}, transformers {transformers.__version__}; this library's `examples/bench`",
-        f"(the test build's profile), backend `{ours['backend']}`.",
+        f"(the test build's profile), backend `{reports[precisions[0]]['backend']}`.",
         "",
         "## Agreement",
         "",
-        f"- max |logit difference| on the probe functions, ours vs PyTorch: {logit_diff:.2e}",
-        f"- over the {len(codes)} corpus functions (batched): max |insecure probability difference| {prob_diff:.2e}, "
-        f"verdicts (at 0.5) equal on {verdicts} of {len(codes)}",
+    ]
+    for p in precisions:
+        logit_diff = max(abs(x - y) for ra, rb in zip(reports[p]["probe_logits"], pt_logits) for x, y in zip(ra, rb))
+        probs = servers[p].probabilities
+        prob_diff = max(abs(a - b) for a, b in zip(probs, pt_probabilities))
+        verdicts = sum((a >= 0.5) == (b >= 0.5) for a, b in zip(probs, pt_probabilities))
+        lines.append(f"- `{p}`: max |logit difference| on the probe functions, ours vs PyTorch: {logit_diff:.2e}; over "
+                     f"the {len(codes)} corpus functions (batched): max |insecure probability difference| "
+                     f"{prob_diff:.2e}, verdicts (at 0.5) equal on {verdicts} of {len(codes)}")
+    lines += [
         "",
-        f"## Batch-1 latency (median of {args.repeats} runs, seconds, host clock around a drained GPU)",
+        f"## Batch-1 latency (median of {args.repeats} interleaved rounds after a warm-up, seconds, host clock "
+        "around a drained GPU)",
         "",
-        "| tokens | PyTorch (CUDA) | ours | ours / PyTorch | PyTorch GFLOP/s | ours GFLOP/s (a whole pass's FLOPs over its time) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| tokens | PyTorch (CUDA) | " + " | ".join(f"ours ({p})" for p in precisions) + " | "
+        + " | ".join(f"{p} / PyTorch" for p in precisions) + " | PyTorch GFLOP/s | "
+        + " | ".join(f"{p} GFLOP/s" for p in precisions) + " |",
+        "| --- " * (3 + 3 * len(precisions)) + "|",
     ]
     for n in LENGTHS:
-        o = ours["latency_seconds"][str(n)]
-        p = pt["latency"][n]
-        lines.append(f"| {n} | {p:.4f} | {o:.4f} | {o / p:.2f}x | {flops_per_pass(n) / p / 1e9:.0f} | "
-                     f"{flops_per_pass(n) / o / 1e9:.0f} |")
+        pt = latency[n]["PyTorch"]
+        ours = [latency[n][p] for p in precisions]
+        lines.append(f"| {n} | {pt:.4f} | " + " | ".join(f"{o:.4f}" for o in ours) + " | "
+                     + " | ".join(f"{o / pt:.2f}x" for o in ours) + f" | {flops_per_pass(n) / pt / 1e9:.0f} | "
+                     + " | ".join(f"{flops_per_pass(n) / o / 1e9:.0f}" for o in ours) + " |")
     lines += [
         "",
         "Ratios are time over time: below 1x means this library is faster. GFLOP/s are a whole pass's "
         "FLOPs over each runtime's time; this library's last layer carries only `<s>` (the one token the "
         "classification head reads) past attention, so it performs a few percent fewer.",
         "",
-        f"## Throughput over the first {len(codes)} nginx functions (truncated at 512 tokens)",
+        f"## Throughput over the first {len(codes)} nginx functions (truncated at 512 tokens; median of "
+        f"{args.repeats} interleaved passes after a first one)",
         "",
-        "| runtime | usage | functions/s | ours relative |",
-        "| --- | --- | --- | --- |",
-        f"| PyTorch (CUDA) | model card (each function padded to 512) | {pt['model_card_fps']:.2f} | "
-        f"{ofps / pt['model_card_fps']:.2f}x |",
-        f"| PyTorch (CUDA) | length-sorted batches of 8 | {pt['sorted_batches_fps']:.2f} | "
-        f"{ofps / pt['sorted_batches_fps']:.2f}x |",
-        f"| ours ({args.backend}) | `predict_batch`: length-sorted, up to 8 laid end to end, no padding | {ofps:.2f} | 1.00x |",
+        "| runtime | usage | functions/s | " + " | ".join(f"ours ({p}) relative" for p in precisions)
+        + " | first pass, functions/s |",
+        "| --- " * (4 + len(precisions)) + "|",
+    ]
+    rows = [("PyTorch (CUDA)", "model card (each function padded to 512)", "PyTorch card"),
+            ("PyTorch (CUDA)", "length-sorted batches of 8", "PyTorch sorted")]
+    rows += [(f"ours ({args.backend}, {p})", "`predict_batch`: length-sorted, up to 8 laid end to end, no padding", p)
+             for p in precisions]
+    for runtime, usage, key in rows:
+        lines.append(f"| {runtime} | {usage} | {throughput[key]:.2f} | "
+                     + " | ".join(f"{throughput[p] / throughput[key]:.2f}x" for p in precisions)
+                     + f" | {first_pass[key]:.2f} |")
+    lines += [
         "",
         "Relative: ours functions/s over the row's (above 1x means this library is faster).",
-        f"Load from safetensors onto the GPU: {ours['load_seconds']:.2f} s.",
+        "The first pass is each runtime's first over the corpus in this process, after the batch-1 runs: "
+        "this library's GPU backends compile a kernel the first time they meet each new input shape (and "
+        "keep it for the process's life), so a process's first pass over inputs of new lengths costs "
+        "more than the passes after it.",
+        "",
+        "Load from safetensors onto the GPU: "
+        + "; ".join(f"`{p}` {reports[p]['load_seconds']:.2f} s" for p in precisions) + ".",
         "",
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -3,7 +3,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use crate::backend::{panic_message, Backend};
 use crate::config::RobertaConfig;
@@ -51,9 +51,20 @@ pub enum Precision {
     ///
     /// On the CPU backends of a CPU with AVX2 and FMA but no AVX-512, the encoder's
     /// projections run on this crate's f32 kernel over weights laid out for it at
-    /// load (`model::f32_gemm`); elsewhere on the backend's matrix product.
+    /// load (`model::f32_gemm`); elsewhere on the backend's matrix product. On the
+    /// `cuda` backend the weights and activations are f64: burn's CUDA matrix product
+    /// runs f32 inputs as TF32 on GPUs since Ampere, too coarse for 1e-4 on a
+    /// full-size model. That costs speed: on an H100 the f64 products take 2 to 16
+    /// times as long, and more on GPUs with few f64 units (most consumer GPUs).
+    /// [`Precision::Tf32`] is the fast mode there.
     #[default]
     F32,
+    /// f32 weights and activations, whose matrix products the backend may run as
+    /// TF32 (10-bit mantissas, f32 sums) on tensor cores. Opt-in: on `cuda`, burn's
+    /// tensor-core products at their own speed, with logits about 2e-4 from
+    /// transformers' on a full-size model (1.9e-4 on an H100); on every other backend,
+    /// which has no TF32 products, exactly [`Precision::F32`].
+    Tf32,
     /// bf16 matrix products. Opt-in: faster where the hardware multiplies bf16, with
     /// probabilities within about 1e-2 of f32 (tested on the fixtures).
     ///
@@ -84,17 +95,20 @@ pub enum Precision {
 impl std::str::FromStr for Precision {
     type Err = Error;
 
-    /// Parses `f32`, `bf16`, `f16` or `int8` (any case), the names the `icd` tool
-    /// takes.
+    /// Parses `f32`, `tf32`, `bf16`, `f16` or `int8` (any case), the names the `icd`
+    /// tool takes.
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Ok(Precision::F32),
+            "tf32" => Ok(Precision::Tf32),
             "bf16" => Ok(Precision::Bf16),
             "f16" => Ok(Precision::F16),
             "int8" => Ok(Precision::Int8),
             _ => Err(Error::InvalidArgument {
                 argument: "precision",
-                message: format!("unknown precision {s:?}; expected one of f32, bf16, f16, int8"),
+                message: format!(
+                    "unknown precision {s:?}; expected one of f32, tf32, bf16, f16, int8"
+                ),
             }),
         }
     }
@@ -102,12 +116,13 @@ impl std::str::FromStr for Precision {
 
 impl Precision {
     /// The burn dtype of the weights as loaded and of the activations between the
-    /// matrix products (f32 for int8, whose products quantize on the fly).
-    pub fn dtype(self) -> burn::tensor::DType {
+    /// matrix products (f32 for int8, whose products quantize on the fly). On the
+    /// `cuda` backend, `F32` loads and computes in f64 instead (see [`Precision::F32`]).
+    pub fn dtype(self) -> DType {
         match self {
-            Precision::F32 | Precision::Int8 => burn::tensor::DType::F32,
-            Precision::Bf16 => burn::tensor::DType::BF16,
-            Precision::F16 => burn::tensor::DType::F16,
+            Precision::F32 | Precision::Tf32 | Precision::Int8 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+            Precision::F16 => DType::F16,
         }
     }
 }
@@ -357,14 +372,12 @@ impl DetectorBuilder {
             }
             // f32 sums, within rounding of the backend product; faster where there is
             // no AVX-512.
-            Precision::F32 if backend.is_cpu() && Packing::F32.available() => Some(Packing::F32),
+            Precision::F32 | Precision::Tf32 if backend.is_cpu() && Packing::F32.available() => {
+                Some(Packing::F32)
+            }
             _ => None,
         };
-        let dtype = if packing.is_some() {
-            burn::tensor::DType::F32
-        } else {
-            self.precision.dtype()
-        };
+        let dtype = compute_dtype(self.precision, backend, packing.is_some());
         if !device.supports_dtype(dtype) {
             return Err(Error::InvalidArgument {
                 argument: "precision",
@@ -385,6 +398,21 @@ impl DetectorBuilder {
             model.pack(packing);
         }
         Ok((model, backend, device))
+    }
+}
+
+/// The dtype the weights are loaded in and the model computes in: f32 for this
+/// crate's CPU kernels (which pack f32 weights for themselves), else the precision's
+/// own, except that f32 runs as f64 on CUDA (and [`Precision::Tf32`] as f32). burn's CUDA matrix product runs f32
+/// inputs on the tensor cores as TF32 (10 mantissa bits) on every GPU that has them
+/// (Ampere and later), with no switch to keep f32 off them, and that moves a
+/// full-size model's logits past 1e-4 from transformers' (1.9e-4 on an H100); its
+/// f64 products do not touch TF32.
+fn compute_dtype(precision: Precision, backend: Backend, packed: bool) -> DType {
+    match precision {
+        _ if packed => DType::F32,
+        Precision::F32 if backend == Backend::Cuda => DType::F64,
+        _ => precision.dtype(),
     }
 }
 
@@ -710,6 +738,79 @@ mod tests {
         assert!((one.probability(&[0.0]) - 0.5).abs() < 1e-6);
         let five = InsecureScore::for_labels(&names(&["overflow", "safe", "a", "b", "c"]));
         assert!(five.probability(&[0.0, 10.0, 0.0, 0.0, 0.0]) < 0.01);
+    }
+
+    #[test]
+    fn f32_computes_in_f64_on_cuda_alone() {
+        assert_eq!(
+            compute_dtype(Precision::F32, Backend::Cuda, false),
+            DType::F64
+        );
+        for backend in [Backend::Flex, Backend::NdArray, Backend::Wgpu] {
+            assert_eq!(compute_dtype(Precision::F32, backend, false), DType::F32);
+        }
+        assert_eq!(
+            compute_dtype(Precision::Tf32, Backend::Cuda, false),
+            DType::F32
+        );
+        assert_eq!(
+            compute_dtype(Precision::Tf32, Backend::Wgpu, false),
+            DType::F32
+        );
+        assert_eq!(
+            compute_dtype(Precision::Bf16, Backend::Cuda, false),
+            DType::BF16
+        );
+        assert_eq!(
+            compute_dtype(Precision::F16, Backend::Cuda, false),
+            DType::F16
+        );
+        // This crate's CPU kernels pack f32 weights whatever the precision.
+        for precision in [
+            Precision::F32,
+            Precision::Tf32,
+            Precision::Bf16,
+            Precision::Int8,
+        ] {
+            assert_eq!(compute_dtype(precision, Backend::Flex, true), DType::F32);
+        }
+    }
+
+    /// The f64 model that `Precision::F32` runs as on CUDA, run here on the default
+    /// CPU backend: the logits of the f32 detector, which the parity tests hold to
+    /// transformers'.
+    #[test]
+    fn the_f64_model_gives_the_f32_logits() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roberta-2-labels");
+        let detector = Detector::builder(&dir).build().unwrap();
+        let texts = [
+            "int main(void) { return 0; }",
+            "void f(char *s) { char b[8]; strcpy(b, s); }",
+            "",
+        ];
+        let f32_logits: Vec<Vec<f32>> = texts
+            .iter()
+            .map(|t| detector.predict(t).unwrap().logits)
+            .collect();
+        let mut model = RobertaClassifier::with_layout(
+            &detector.config,
+            ProjectionLayout::InOut,
+            &detector.device,
+        );
+        let weight_file = WeightFile::find(&dir).unwrap();
+        weights::load(&mut model, &detector.config, &weight_file, DType::F64).unwrap();
+        assert_eq!(model.classifier.dense.weight.val().dtype(), DType::F64);
+        let f64_detector = Detector { model, ..detector };
+        for (text, expected) in texts.iter().zip(&f32_logits) {
+            let logits = f64_detector.predict(text).unwrap().logits;
+            assert_eq!(logits.len(), expected.len());
+            for (a, b) in logits.iter().zip(expected) {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "{text:?}: f64 {logits:?}, f32 {expected:?}"
+                );
+            }
+        }
     }
 
     #[test]

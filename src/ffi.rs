@@ -91,7 +91,9 @@ pub struct icd_options {
     /// 0: f32 (logits equal transformers'). 1: bf16 matrix products, faster on CPUs
     /// with AVX512-BF16, probabilities within about 1e-2 of f32. 2: f16. 3: int8
     /// matrix products (CPU backends with AVX2), faster than f32 on CPUs without
-    /// bf16 instructions, probabilities within a few 1e-2 of f32.
+    /// bf16 instructions, probabilities within a few 1e-2 of f32. 4: tf32, the
+    /// tensor cores' TF32 products on the cuda backend (logits about 2e-4 from
+    /// transformers'), f32 elsewhere.
     pub precision: u32,
 }
 
@@ -218,10 +220,13 @@ pub unsafe extern "C" fn icd_detector_open(
             1 => Precision::Bf16,
             2 => Precision::F16,
             3 => Precision::Int8,
+            4 => Precision::Tf32,
             other => {
                 return Err(Error::InvalidArgument {
                     argument: "options.precision",
-                    message: format!("is {other}, expected 0 (f32), 1 (bf16), 2 (f16) or 3 (int8)"),
+                    message: format!(
+                        "is {other}, expected 0 (f32), 1 (bf16), 2 (f16), 3 (int8) or 4 (tf32)"
+                    ),
                 }
                 .into())
             }

@@ -169,7 +169,9 @@ fn max_tokens_truncates_like_transformers_max_length() {
 }
 
 /// Reduced precision is opt-in; its fidelity against the f32 results on the fixtures:
-/// probabilities within 1e-2 (bf16, f16) or 2e-2 (int8) and the same verdicts at 0.5.
+/// probabilities within 1e-2 (bf16, f16), 2e-2 (int8) or 1e-3 (tf32, on cuda) and the
+/// same verdicts at 0.5. tf32 on any other backend, which has no TF32 products, gives
+/// the f32 logits exactly.
 #[test]
 fn reduced_precision_stays_close_to_f32() {
     use insecure_code_detector::Precision;
@@ -178,6 +180,7 @@ fn reduced_precision_stays_close_to_f32() {
             (Precision::Bf16, 1e-2),
             (Precision::F16, 1e-2),
             (Precision::Int8, 2e-2),
+            (Precision::Tf32, 1e-3),
         ] {
             for checkpoint in CHECKPOINTS {
                 let detector = match Detector::builder(fixture(checkpoint))
@@ -217,6 +220,9 @@ fn reduced_precision_stays_close_to_f32() {
                         "{checkpoint} {backend} {precision:?} input {i}: |dp| = {diff}"
                     );
                     assert_eq!(r.insecure_probability >= 0.5, f.insecure_probability >= 0.5);
+                    if precision == Precision::Tf32 && backend != Backend::Cuda {
+                        assert_eq!(r.logits, f.logits, "{checkpoint} {backend} tf32 input {i}");
+                    }
                 }
             }
         }
