@@ -742,37 +742,30 @@ mod tests {
 
     #[test]
     fn f32_computes_in_f64_on_cuda_alone() {
-        assert_eq!(
-            compute_dtype(Precision::F32, Backend::Cuda, false),
-            DType::F64
-        );
-        for backend in [Backend::Flex, Backend::NdArray, Backend::Wgpu] {
-            assert_eq!(compute_dtype(Precision::F32, backend, false), DType::F32);
-        }
-        assert_eq!(
-            compute_dtype(Precision::Tf32, Backend::Cuda, false),
-            DType::F32
-        );
-        assert_eq!(
-            compute_dtype(Precision::Tf32, Backend::Wgpu, false),
-            DType::F32
-        );
-        assert_eq!(
-            compute_dtype(Precision::Bf16, Backend::Cuda, false),
-            DType::BF16
-        );
-        assert_eq!(
-            compute_dtype(Precision::F16, Backend::Cuda, false),
-            DType::F16
-        );
-        // This crate's CPU kernels pack f32 weights whatever the precision.
-        for precision in [
-            Precision::F32,
-            Precision::Tf32,
-            Precision::Bf16,
-            Precision::Int8,
-        ] {
-            assert_eq!(compute_dtype(precision, Backend::Flex, true), DType::F32);
+        use Backend::{Cuda, Flex, NdArray, Wgpu};
+        use Precision::{Bf16, Int8, Tf32, F16, F32};
+        let cases = [
+            // (precision, backend, packed for this crate's CPU kernels, dtype)
+            (F32, Cuda, false, DType::F64),
+            (F32, Flex, false, DType::F32),
+            (F32, NdArray, false, DType::F32),
+            (F32, Wgpu, false, DType::F32),
+            (Tf32, Cuda, false, DType::F32),
+            (Tf32, Wgpu, false, DType::F32),
+            (Bf16, Cuda, false, DType::BF16),
+            (F16, Cuda, false, DType::F16),
+            // The CPU kernels pack f32 weights whatever the precision.
+            (F32, Flex, true, DType::F32),
+            (Tf32, Flex, true, DType::F32),
+            (Bf16, Flex, true, DType::F32),
+            (Int8, Flex, true, DType::F32),
+        ];
+        for (precision, backend, packed, dtype) in cases {
+            assert_eq!(
+                compute_dtype(precision, backend, packed),
+                dtype,
+                "{precision:?} on {backend}, packed: {packed}"
+            );
         }
     }
 
