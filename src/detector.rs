@@ -219,12 +219,6 @@ pub struct DetectorBuilder {
 /// memory for huge batches while leaving enough to sort by length.
 const TOKENIZE_WINDOW_BATCHES: usize = 16;
 
-/// Tokens in one model call, at most, unless one input alone is longer. On CPUs the
-/// matrix products run no faster with more rows than this, while larger activations
-/// cost memory and fresh pages from the allocator on every call (over the nginx
-/// corpus, calls of 2048 and 4096 tokens ran slower than calls of 512).
-const CALL_TOKEN_BUDGET: usize = 512;
-
 impl DetectorBuilder {
     /// The backend to run on (default: the CPU backend, flex where compiled in).
     pub fn backend(mut self, backend: Backend) -> Self {
@@ -633,28 +627,18 @@ impl Detector {
         &self.tokenizer
     }
 
-    /// `order` cut into consecutive model calls of at most `batch_size` inputs and
-    /// [`CALL_TOKEN_BUDGET`] tokens (an input longer than that runs alone).
+    /// `order` cut into this detector's model calls (see [`model_calls`]).
     fn model_calls<'a>(
         &self,
         order: &'a [usize],
         tokens: impl Fn(usize) -> usize,
     ) -> Vec<&'a [usize]> {
-        let mut calls = Vec::new();
-        let (mut start, mut call_tokens) = (0, 0);
-        for (position, &input) in order.iter().enumerate() {
-            let n = tokens(input);
-            let members = position - start;
-            if members > 0 && (members == self.batch_size || call_tokens + n > CALL_TOKEN_BUDGET) {
-                calls.push(&order[start..position]);
-                (start, call_tokens) = (position, 0);
-            }
-            call_tokens += n;
-        }
-        if start < order.len() {
-            calls.push(&order[start..]);
-        }
-        calls
+        model_calls(
+            order,
+            tokens,
+            self.batch_size,
+            self.backend.call_token_budget(),
+        )
     }
 
     /// Runs the model on inputs laid end to end in one call. A panic inside the
@@ -715,9 +699,50 @@ impl Detector {
     }
 }
 
+/// `order` cut into consecutive model calls of at most `batch_size` inputs and
+/// `token_budget` tokens (an input longer than that runs alone); `tokens(i)` is input
+/// `i`'s token count.
+fn model_calls(
+    order: &[usize],
+    tokens: impl Fn(usize) -> usize,
+    batch_size: usize,
+    token_budget: usize,
+) -> Vec<&[usize]> {
+    let mut calls = Vec::new();
+    let (mut start, mut call_tokens) = (0, 0);
+    for (position, &input) in order.iter().enumerate() {
+        let n = tokens(input);
+        let members = position - start;
+        if members > 0 && (members == batch_size || call_tokens + n > token_budget) {
+            calls.push(&order[start..position]);
+            (start, call_tokens) = (position, 0);
+        }
+        call_tokens += n;
+    }
+    if start < order.len() {
+        calls.push(&order[start..]);
+    }
+    calls
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_calls_hold_batch_size_inputs_and_token_budget_tokens() {
+        let tokens = [100, 200, 300, 600, 10, 10, 10, 10];
+        let order: Vec<usize> = (0..tokens.len()).collect();
+        let calls = |batch_size, budget| model_calls(&order, |i| tokens[i], batch_size, budget);
+        // 512 tokens: 100 + 200 fit, 300 starts a call, 600 runs alone, then the rest.
+        assert_eq!(calls(8, 512), [&[0, 1][..], &[2], &[3], &[4, 5, 6, 7]]);
+        // The batch size cuts too.
+        assert_eq!(calls(3, 512), [&[0, 1][..], &[2], &[3], &[4, 5, 6], &[7]]);
+        // No budget (the GPU backends): the batch size alone.
+        assert_eq!(calls(8, usize::MAX), [&order[..]]);
+        assert_eq!(calls(3, usize::MAX), [&[0, 1, 2][..], &[3, 4, 5], &[6, 7]]);
+        assert!(model_calls(&[], |_| 1, 8, 512).is_empty());
+    }
 
     #[test]
     fn collapse_whitespace_matches_python_split_join() {
