@@ -397,11 +397,11 @@ impl DetectorBuilder {
 
 /// The dtype the weights are loaded in and the model computes in: f32 for this
 /// crate's CPU kernels (which pack f32 weights for themselves), else the precision's
-/// own, except that f32 runs as f64 on CUDA (and [`Precision::Tf32`] as f32). burn's CUDA matrix product runs f32
-/// inputs on the tensor cores as TF32 (10 mantissa bits) on every GPU that has them
-/// (Ampere and later), with no switch to keep f32 off them, and that moves a
-/// full-size model's logits past 1e-4 from transformers' (1.9e-4 on an H100); its
-/// f64 products do not touch TF32.
+/// own, except that f32 runs as f64 on CUDA ([`Precision::Tf32`] stays f32). burn's
+/// CUDA matrix product runs f32 inputs on the tensor cores as TF32 (10 mantissa bits)
+/// on every GPU that has them (Ampere and later), with no switch to keep f32 off
+/// them, and that moves a full-size model's logits past 1e-4 from transformers'
+/// (1.9e-4 on an H100); its f64 products do not touch TF32.
 fn compute_dtype(precision: Precision, backend: Backend, packed: bool) -> DType {
     match precision {
         _ if packed => DType::F32,
