@@ -190,6 +190,8 @@ def main():
     weight_bytes = (model_dir / "model.safetensors").stat().st_size
     cpu_peak = ours["cpu_peak_gflops"]
     isa = {"avx512": "AVX-512", "avx2": "AVX2"}.get(cpu_peak.get("f32_isa"), cpu_peak.get("f32_isa"))
+    int8_instruction = ("AVX512-VNNI `vpdpbusd`" if cpu_peak.get("int8_isa") == "avx512vnni"
+                        else "AVX2 `vpmaddwd` + `vpaddd`")
 
     # FLOPs of a whole 512-token pass, of this library's (its last layer on `<s>` alone past
     # attention), and ONNX Runtime's rate on a whole pass.
@@ -254,7 +256,7 @@ def main():
         f"This CPU's measured peak on {cpu_peak['threads']} threads (`examples/bench --peak`: {isa} multiply-adds "
         f"with no memory traffic): f32 FMA {cpu_peak['f32_fma']:.0f} GFLOP/s"
         + (f", bf16 dot product {cpu_peak['bf16_dot']:.0f} GFLOP/s" if cpu_peak["bf16_dot"] else "")
-        + (f", int8 kernel's `vpmaddwd` + `vpaddd` {cpu_peak['int8_madd']:.0f} GOP/s." if cpu_peak.get("int8_madd") else ".")
+        + (f", int8 kernel's {int8_instruction} {cpu_peak['int8_madd']:.0f} GOP/s." if cpu_peak.get("int8_madd") else ".")
     )
     lines += [
         "",
@@ -307,8 +309,8 @@ def main():
         f"- this CPU {'has' if cpu_has_avx512_bf16() else 'lacks'} AVX512-BF16, so bf16 ran "
         + ("the projections on this library's bf16 kernel (`model::bf16_gemm`), the rest in f32"
            if cpu_has_avx512_bf16() else "as burn-flex's bf16 tensors, widened to f32 for each product"),
-        "- int8 ran the projections on this library's AVX2 int8 kernel (`model::int8_gemm`: int8 weights per "
-        "column, activations quantized per token, exact 32-bit sums), the rest in f32",
+        f"- int8 ran the projections on this library's int8 kernel (`model::int8_gemm`, {int8_instruction}: int8 "
+        "weights per column, activations quantized per token, exact 32-bit sums), the rest in f32",
         "",
         "## Against the targets",
         "",
@@ -347,16 +349,11 @@ def main():
         f"{cpu_peak['f32_fma'] / ort_rate_512:.2f}x faster than ONNX Runtime there, "
         f"and this library, which performs {1 - ours_512 / whole_512:.1%} fewer FLOPs, at most "
         f"{cpu_peak['f32_fma'] / (ours_512 / ox['latency'][512] / 1e9):.2f}x. "
-        + ("Our f32 time is the projections on this library's AVX2 FMA kernel (`model::f32_gemm`, used where the CPU "
-           "has AVX2 but no AVX-512), attention on the same kernel, then LayerNorm, GELU and the softmax's exponentials; "
-           if cpu_peak.get("f32_isa") == "avx2" else
-           f"Our f32 time is burn-flex's matrix products (gemm crate, {isa}) and attention; ")
-        + "to see the split, "
+        + f"Our f32 time is the projections on this library's FMA kernel (`model::f32_gemm`, {isa}), attention on "
+        "the same kernel, then LayerNorm, GELU and the softmax's exponentials; to see the split, "
         f"profile the library's side alone: `perf record -e cpu-clock target/debug/examples/bench {os.path.relpath(model_dir)} --lengths 512 --backend flex`, "
         "then `perf report --sort symbol`. The reduced-precision kernels speed up only the projections, by at most "
-        "the ratio of their peak to the f32 FMA peak above (bf16's dot product and int8's `vpmaddwd` do twice an "
-        "f32 FMA's multiply-adds per instruction, but issue at their own rate), while attention, GELU and LayerNorm "
-        "stay f32: both keep either mode's gain over f32 below 2x. "
+        "the ratio of their peak to the f32 FMA peak above, while attention, GELU and LayerNorm stay f32. "
         "Peak memory is that of the whole benchmark process, model calls of up to 512 tokens included.",
         "",
     ]

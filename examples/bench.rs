@@ -9,7 +9,7 @@
 //! Reports: load time, peak resident memory, median batch-1 latency per token length,
 //! throughput over the corpus (truncated at 512 tokens, through `predict_batch`),
 //! and the logits of the probe texts so that the caller can check agreement. `--peak`
-//! adds this CPU's measured peak multiply-add rates (f32 FMA, the int8 kernel's 16-bit
+//! adds this CPU's measured peak multiply-add rates (f32 FMA, the int8 kernel's integer
 //! multiply-add and, where present, the bf16 dot product) on the rayon thread count,
 //! the ceilings the model's rates are compared with.
 //!
@@ -214,17 +214,26 @@ fn cpu_peak_gflops() -> serde_json::Value {
         let bf16_dot = (is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bf16"))
         .then(|| rate(peak::dpbf16, 16, 64.0));
-        // What `Precision::Int8`'s kernel runs: vpmaddwd and vpaddd, 16 multiply-adds
-        // (32 operations) per pair.
-        let int8_madd = is_x86_feature_detected!("avx2").then(|| rate(peak::madd256, 12, 32.0));
+        // What `Precision::Int8`'s kernel runs: AVX512-VNNI's vpdpbusd, 64 multiply-adds
+        // (128 operations) each, else AVX2's vpmaddwd and vpaddd, 16 (32 operations)
+        // per pair.
+        let (int8_isa, int8_madd) = if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vnni")
+        {
+            ("avx512vnni", Some(rate(peak::dpbusd, 16, 128.0)))
+        } else if is_x86_feature_detected!("avx2") {
+            ("avx2", Some(rate(peak::madd256, 12, 32.0)))
+        } else {
+            ("none", None)
+        };
         json!({ "threads": threads, "f32_isa": f32_isa, "f32_fma": f32_fma, "bf16_dot": bf16_dot,
-                "int8_madd": int8_madd })
+                "int8_isa": int8_isa, "int8_madd": int8_madd })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = rate;
         json!({ "threads": threads, "f32_isa": "none", "f32_fma": null, "bf16_dot": null,
-                "int8_madd": null })
+                "int8_isa": "none", "int8_madd": null })
     }
 }
 
@@ -297,6 +306,25 @@ mod peak {
             _mm256_extract_epi32::<0>(sum) as f32
         }
         // SAFETY: AVX2 was checked above.
+        unsafe { run(iterations) }
+    }
+
+    /// `iterations` x 16 `vpdpbusd` (16 lanes of 4 byte products summed into the
+    /// accumulator), each chain's accumulator also an operand, as in `madd256`.
+    pub fn dpbusd(iterations: u64) -> f32 {
+        assert!(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"));
+        #[target_feature(enable = "avx512f,avx512vnni")]
+        fn run(iterations: u64) -> f32 {
+            let y = std::hint::black_box(_mm512_set1_epi32(0));
+            let mut acc = [_mm512_setzero_si512(); 16];
+            for _ in 0..iterations {
+                chains!(acc, |a| _mm512_dpbusd_epi32(a, a, y); 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            }
+            _mm512_reduce_add_epi32(
+                acc.iter().fold(_mm512_setzero_si512(), |s, &a| _mm512_add_epi32(s, a)),
+            ) as f32
+        }
+        // SAFETY: AVX-512F and AVX512-VNNI were checked above.
         unsafe { run(iterations) }
     }
 

@@ -49,8 +49,8 @@ fn is_python_whitespace(c: char) -> bool {
 pub enum Precision {
     /// f32 throughout: the logits equal transformers' within 1e-4.
     ///
-    /// On the CPU backends of a CPU with AVX2 and FMA but no AVX-512, the encoder's
-    /// projections run on this crate's f32 kernel over weights laid out for it at
+    /// On the CPU backends of a CPU with AVX2 and FMA, the encoder's projections run
+    /// on this crate's f32 kernel (AVX2 or AVX-512) over weights laid out for it at
     /// load (`model::f32_gemm`); elsewhere on the backend's matrix product. On the
     /// `cuda` backend the weights and activations are f64: burn's CUDA matrix product
     /// runs f32 inputs as TF32 on GPUs since Ampere, too coarse for 1e-4 on a
@@ -79,14 +79,15 @@ pub enum Precision {
     /// less range.
     F16,
     /// int8 matrix products (dynamic quantization). Opt-in, on the CPU backends of a
-    /// CPU with AVX2 ([`Backend::has_int8_products`]); refused elsewhere. Faster than
-    /// f32 on CPUs without bf16 instructions, with probabilities within a few 1e-2
-    /// of f32 (tested on the fixtures).
+    /// CPU with AVX2 ([`Backend::has_int8_products`]); refused elsewhere. The fastest
+    /// mode there, with probabilities within a few 1e-2 of f32 (tested on the
+    /// fixtures).
     ///
     /// Each column of the encoder's projection weights is rounded to int8 with its
     /// own scale at load, each token's activations likewise at every product, and
-    /// the products summed exactly in 32-bit integers: ONNX Runtime's
-    /// `quantize_dynamic` scheme. Everything else (embeddings, attention, LayerNorm,
+    /// the products summed exactly in 32-bit integers (AVX512-VNNI's byte products
+    /// where the CPU has them, else AVX2's 16-bit ones, with the same results): ONNX
+    /// Runtime's `quantize_dynamic` scheme. Everything else (embeddings, attention, LayerNorm,
     /// GELU, the head) stays f32, and a token's result still does not depend on the
     /// other inputs in a batch.
     Int8,
@@ -364,8 +365,8 @@ impl DetectorBuilder {
                     ),
                 })
             }
-            // f32 sums, within rounding of the backend product; faster where there is
-            // no AVX-512.
+            // f32 sums, within rounding of the backend product, which packs the
+            // weights again on every call.
             Precision::F32 | Precision::Tf32 if backend.is_cpu() && Packing::F32.available() => {
                 Some(Packing::F32)
             }

@@ -90,10 +90,10 @@ pub struct icd_options {
     pub preprocessing: u32,
     /// 0: f32 (logits equal transformers'). 1: bf16 matrix products, faster on CPUs
     /// with AVX512-BF16, probabilities within about 1e-2 of f32. 2: f16. 3: int8
-    /// matrix products (CPU backends with AVX2), faster than f32 on CPUs without
-    /// bf16 instructions, probabilities within a few 1e-2 of f32. 4: tf32, the
-    /// tensor cores' TF32 products on the cuda backend (logits about 2e-4 from
-    /// transformers'), f32 elsewhere.
+    /// matrix products (CPU backends with AVX2), the fastest mode there,
+    /// probabilities within a few 1e-2 of f32. 4: tf32, the tensor cores' TF32
+    /// products on the cuda backend (logits about 2e-4 from transformers'), f32
+    /// elsewhere.
     pub precision: u32,
 }
 

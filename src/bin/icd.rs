@@ -48,8 +48,8 @@ struct ModelArgs {
     /// Precision of the matrix products: f32 (logits equal transformers'), tf32
     /// (the cuda backend's TF32 tensor-core products; logits about 2e-4 off; f32
     /// elsewhere), bf16 (faster on CPUs with AVX512-BF16; probabilities within about
-    /// 1e-2), f16, or int8 (CPU backends with AVX2; faster where bf16 is not; within a
-    /// few 1e-2).
+    /// 1e-2), f16, or int8 (CPU backends with AVX2; the fastest there; within a few
+    /// 1e-2).
     #[arg(long, global = true, default_value = "f32", value_parser = ["f32", "tf32", "bf16", "f16", "int8"])]
     precision: String,
 }

@@ -1,5 +1,6 @@
-//! Matrix products on int8 weights with AVX2 integer multiply-adds, for
-//! [`crate::Precision::Int8`] on the CPU backends.
+//! Matrix products on int8 weights with integer multiply-adds, for
+//! [`crate::Precision::Int8`] on the CPU backends: AVX512-VNNI's `vpdpbusd` where the
+//! CPU has it, AVX2's `vpmaddwd` elsewhere.
 //!
 //! Dynamic quantization, as ONNX Runtime's `quantize_dynamic` does it: each weight
 //! column is scaled symmetrically onto [-127, 127] once, at load, and each activation
@@ -9,6 +10,12 @@
 //! FMA does 8. The integer sums are exact (below [`MAX_K`] terms they cannot
 //! overflow), so the only error is the rounding of the two operands; each sum is
 //! scaled back to f32 and the bias added in f32.
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes, four pairs into each 32-bit lane:
+//! 64 multiply-adds per instruction, with the weights a byte each (half the memory
+//! `vpmaddwd`'s 16-bit operands stream). Activations take it shifted by 128 onto
+//! [1, 255], and each column's sum sheds `128 · Σ weights` after: the same integer
+//! sums, so both kernels give the same results bit for bit.
 
 use rayon::prelude::*;
 use std::arch::x86_64::*;
@@ -29,15 +36,59 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
+/// Which instruction a [`PackedMatrix`] is laid out for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX2 `vpmaddwd` on 16-bit operands.
+    Avx2,
+    /// AVX512-VNNI `vpdpbusd` on bytes.
+    Vnni,
+}
+
+impl Kernel {
+    /// The fastest this CPU runs, checked at run time ([`available`] must hold).
+    pub fn best() -> Self {
+        if Kernel::Vnni.runs_here() {
+            Kernel::Vnni
+        } else {
+            Kernel::Avx2
+        }
+    }
+
+    /// Whether this CPU has the kernel's instructions.
+    pub fn runs_here(self) -> bool {
+        match self {
+            Kernel::Avx2 => available(),
+            Kernel::Vnni => {
+                available()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
+        }
+    }
+}
+
+/// The quantized weights in one kernel's layout.
+#[derive(Clone)]
+enum Weights {
+    /// For each block of 16 output columns, for each pair of input rows, 32 `i16`s
+    /// holding the pair's two values for each column (even row first): `vpmaddwd`'s
+    /// operand layout.
+    Pairs(Vec<i16>),
+    /// For each block of 32 output columns, for each four input rows, 128 bytes
+    /// holding the four values for each column in order: `vpdpbusd`'s. With each
+    /// column's `128 · Σ weights`, what the shifted activations add to its sum.
+    Quads { blocks: Vec<i8>, offsets: Vec<i32> },
+}
+
 /// A `[k, n]` weight matrix quantized to int8 per output column, with its scales and
-/// bias, laid out for the kernel: for each block of 16 output columns, for each pair
-/// of input rows, 32 `i16`s holding the pair's two values for each column (even row
-/// first), the operand layout of `vpmaddwd`.
+/// bias, laid out for one [`Kernel`].
 #[derive(Clone)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
-    blocks: Vec<i16>,
+    weights: Weights,
     /// Per column: the weight a quantized step of 1 stands for.
     scales: Vec<f32>,
     bias: Vec<f32>,
@@ -77,11 +128,22 @@ fn quantize(x: f32, inverse_scale: f32) -> i16 {
 
 impl PackedMatrix {
     /// Quantizes and packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]`
-    /// layout) and `bias` (`n` values, zeros when `None`).
+    /// layout) and `bias` (`n` values, zeros when `None`) for [`Kernel::best`].
     ///
     /// # Panics
     /// When the slices do not have those shapes or `k` exceeds [`MAX_K`].
     pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+        Self::for_kernel(Kernel::best(), weight, bias, k, n)
+    }
+
+    /// [`PackedMatrix::new`] laid out for `kernel`.
+    pub fn for_kernel(
+        kernel: Kernel,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+    ) -> Self {
         assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
         assert!(
             k > 0 && k <= MAX_K,
@@ -92,31 +154,39 @@ impl PackedMatrix {
             .chunks_exact(k)
             .map(|column| symmetric_scale(column.iter().fold(0f32, |m, &x| m.max(x.abs()))))
             .unzip();
-        let pairs = k.div_ceil(2);
-        let column_blocks = n.div_ceil(COLUMNS);
-        let mut blocks = vec![0i16; column_blocks * pairs * 2 * COLUMNS];
-        blocks
-            .par_chunks_mut(pairs * 2 * COLUMNS)
-            .enumerate()
-            .for_each(|(block, panel)| {
-                let col = block * COLUMNS;
-                let width = COLUMNS.min(n - col);
-                for c in 0..width {
-                    let column = &weight[(col + c) * k..][..k];
-                    let inverse = inverses[col + c];
-                    for (row, &x) in column.iter().enumerate() {
-                        // Pair `row / 2`, column c, half `row % 2`.
-                        panel[(row / 2) * 2 * COLUMNS + 2 * c + row % 2] = quantize(x, inverse);
-                    }
-                }
-            });
+        let weights = match kernel {
+            Kernel::Avx2 => Weights::Pairs(pack(weight, &inverses, k, n, COLUMNS, 2, |q| q)),
+            Kernel::Vnni => {
+                let blocks = pack(weight, &inverses, k, n, vnni::COLUMNS, 4, |q| q as i8);
+                // Wrapping: a sum less its offset is exact modulo 2³², and the
+                // difference, the true sum, fits (`MAX_K`).
+                let offsets = weight
+                    .chunks_exact(k)
+                    .zip(&inverses)
+                    .map(|(column, &inverse)| {
+                        column.iter().fold(0i32, |sum, &x| {
+                            sum.wrapping_add(i32::from(quantize(x, inverse)) * 128)
+                        })
+                    })
+                    .collect();
+                Weights::Quads { blocks, offsets }
+            }
+        };
         let bias = super::packed::bias_or_zeros(bias, n);
         Self {
             k,
             n,
-            blocks,
+            weights,
             scales,
             bias,
+        }
+    }
+
+    /// The kernel this matrix is laid out for.
+    pub fn kernel(&self) -> Kernel {
+        match self.weights {
+            Weights::Pairs(_) => Kernel::Avx2,
+            Weights::Quads { .. } => Kernel::Vnni,
         }
     }
 
@@ -131,10 +201,18 @@ impl PackedMatrix {
     /// # Panics
     /// When the CPU lacks AVX2 (check [`available`] first) or `input` is not `m × k`.
     pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
-        assert!(available(), "the CPU has no AVX2");
+        assert!(
+            self.kernel().runs_here(),
+            "the CPU lacks {:?}",
+            self.kernel()
+        );
         assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
         let mut output = vec![0f32; m * self.n];
         if m == 0 || self.n == 0 {
+            return output;
+        }
+        if let Weights::Quads { blocks, offsets } = &self.weights {
+            vnni::matmul(self, blocks, offsets, input, m, &mut output);
             return output;
         }
         let width = self.row_width();
@@ -164,11 +242,14 @@ impl PackedMatrix {
     /// One task's rows, already quantized: for each column block (its weights stay in
     /// cache), every 6-row block.
     fn rows(&self, a: &[i16], row_scales: &[f32], out: &mut [f32]) {
+        let Weights::Pairs(blocks) = &self.weights else {
+            unreachable!("rows of the AVX2 layout only")
+        };
         let width = self.row_width();
         let m = row_scales.len();
         let panel = width * COLUMNS;
         for block in 0..self.n.div_ceil(COLUMNS) {
-            let b = &self.blocks[block * panel..][..panel];
+            let b = &blocks[block * panel..][..panel];
             let col = block * COLUMNS;
             let columns = COLUMNS.min(self.n - col);
             let tile = Tile {
@@ -200,10 +281,41 @@ impl PackedMatrix {
     }
 }
 
-/// One row of f32 quantized to int8 values (held as `i16`, padded with a zero to whole
-/// pairs): returns the row's scale.
-#[target_feature(enable = "avx2")]
-fn quantize_row(row: &[f32], out: &mut [i16]) -> f32 {
+/// Quantized weights laid out in blocks of `columns` output columns, each block for
+/// each `group` input rows holding the group's values for each column in turn (rows
+/// past `k` and columns past `n` zero), each value `as_element(quantized)`.
+fn pack<T: Copy + Default + Send>(
+    weight: &[f32],
+    inverses: &[f32],
+    k: usize,
+    n: usize,
+    columns: usize,
+    group: usize,
+    as_element: impl Fn(i16) -> T + Sync,
+) -> Vec<T> {
+    let groups = k.div_ceil(group);
+    let mut blocks = vec![T::default(); n.div_ceil(columns) * groups * group * columns];
+    blocks
+        .par_chunks_mut(groups * group * columns)
+        .enumerate()
+        .for_each(|(block, panel)| {
+            let col = block * columns;
+            for c in 0..columns.min(n - col) {
+                let column = &weight[(col + c) * k..][..k];
+                let inverse = inverses[col + c];
+                for (row, &x) in column.iter().enumerate() {
+                    // Group `row / group`, column c, place `row % group`.
+                    panel[(row / group) * group * columns + group * c + row % group] =
+                        as_element(quantize(x, inverse));
+                }
+            }
+        });
+    blocks
+}
+
+/// A row's scale and its inverse ([`symmetric_scale`] of its largest magnitude).
+#[inline(always)]
+fn row_scale(row: &[f32]) -> (f32, f32) {
     // The largest magnitude as bit patterns, whose order is the magnitudes' for
     // non-negative floats, NaN above infinity; an integer maximum that vectorizes.
     let max_bits = row
@@ -213,11 +325,18 @@ fn quantize_row(row: &[f32], out: &mut [i16]) -> f32 {
         .unwrap_or(0);
     // A non-finite value makes the row's scale, and so its results, NaN: as in f32,
     // it does not vanish silently.
-    let (scale, inverse) = if max_bits < f32::INFINITY.to_bits() {
+    if max_bits < f32::INFINITY.to_bits() {
         symmetric_scale(f32::from_bits(max_bits))
     } else {
         (f32::NAN, 0.0)
-    };
+    }
+}
+
+/// One row of f32 quantized to int8 values (held as `i16`, padded with a zero to whole
+/// pairs): returns the row's scale.
+#[target_feature(enable = "avx2")]
+fn quantize_row(row: &[f32], out: &mut [i16]) -> f32 {
+    let (scale, inverse) = row_scale(row);
     // Eight at a time: `vcvtps2dq` rounds to nearest, ties to even, as `quantize`
     // does, and the clamped values fit 16 bits, so packing them loses nothing.
     let inverse8 = _mm256_set1_ps(inverse);
@@ -348,6 +467,224 @@ unsafe fn kernel<const R: usize>(a: &[i16], row_scales: &[f32], tile: &Tile, out
     }
 }
 
+/// The AVX512-VNNI kernel and its activation layout.
+mod vnni {
+    use super::{quantize, row_scale, PackedMatrix};
+    use rayon::prelude::*;
+    use std::arch::x86_64::*;
+
+    /// Output columns per kernel call: two 16-lane registers.
+    pub(super) const COLUMNS: usize = 32;
+    /// Rows per kernel call: 8 rows x 2 registers = 16 accumulators, half of
+    /// AVX-512's registers, each step's multiply-adds independent of one another.
+    const ROWS: usize = 8;
+
+    /// [`PackedMatrix::matmul`] on the byte layout: each task's rows are quantized,
+    /// shifted onto [1, 255], then multiplied by every column block in turn.
+    pub(super) fn matmul(
+        matrix: &PackedMatrix,
+        blocks: &[i8],
+        offsets: &[i32],
+        input: &[f32],
+        m: usize,
+        output: &mut [f32],
+    ) {
+        let (k, n) = (matrix.k, matrix.n);
+        let width = k.div_ceil(4) * 4;
+        // Whole 8-row blocks per task, enough tasks to share the work between threads.
+        let threads = rayon::current_num_threads().max(1);
+        let rows_per_task = m.div_ceil(threads).div_ceil(ROWS) * ROWS;
+        output
+            .par_chunks_mut(rows_per_task * n)
+            .zip(input.par_chunks(rows_per_task * k))
+            .for_each(|(out, rows)| {
+                let count = rows.len() / k;
+                // 128 is a quantized 0: the padding adds nothing (its weights are 0).
+                let mut quantized = vec![128u8; count * width];
+                let mut row_scales = vec![0f32; count];
+                for ((q, scale), row) in quantized
+                    .chunks_exact_mut(width)
+                    .zip(&mut row_scales)
+                    .zip(rows.chunks_exact(k))
+                {
+                    // SAFETY: the caller checked `Kernel::Vnni.runs_here()`.
+                    *scale = unsafe { quantize_row(row, q) };
+                }
+                for block in 0..n.div_ceil(COLUMNS) {
+                    let col = block * COLUMNS;
+                    let columns = COLUMNS.min(n - col);
+                    let tile = Tile {
+                        b: &blocks[block * width * COLUMNS..][..width * COLUMNS],
+                        offsets: &offsets[col..col + columns],
+                        scales: &matrix.scales[col..col + columns],
+                        bias: &matrix.bias[col..col + columns],
+                        col,
+                        stride: n,
+                    };
+                    for row in (0..count).step_by(ROWS) {
+                        let rows = ROWS.min(count - row);
+                        let a = &quantized[row * width..(row + rows) * width];
+                        let scales = &row_scales[row..row + rows];
+                        let out = &mut out[row * n..];
+                        // SAFETY: the caller checked `Kernel::Vnni.runs_here()`; the
+                        // slices have the lengths `kernel` asks for, which it asserts.
+                        unsafe {
+                            match rows {
+                                8 => kernel::<8>(a, scales, &tile, out),
+                                7 => kernel::<7>(a, scales, &tile, out),
+                                6 => kernel::<6>(a, scales, &tile, out),
+                                5 => kernel::<5>(a, scales, &tile, out),
+                                4 => kernel::<4>(a, scales, &tile, out),
+                                3 => kernel::<3>(a, scales, &tile, out),
+                                2 => kernel::<2>(a, scales, &tile, out),
+                                _ => kernel::<1>(a, scales, &tile, out),
+                            }
+                        }
+                    }
+                }
+            });
+    }
+
+    /// One row of f32 quantized as [`super::quantize_row`] does, each value plus 128
+    /// as a byte (`out` past the row keeps its values): returns the row's scale.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn quantize_row(row: &[f32], out: &mut [u8]) -> f32 {
+        let (scale, inverse) = row_scale(row);
+        // Sixteen at a time, rounded as `quantize` does (`vcvtps2dq`: to nearest, ties
+        // to even); the shifted values fit a byte, so `vpmovdb`'s truncation keeps them.
+        let inverse16 = _mm512_set1_ps(inverse);
+        let (low, high) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+        let shift = _mm512_set1_epi32(128);
+        let whole = row.len() / 16 * 16;
+        for (q, x) in out.chunks_exact_mut(16).zip(row[..whole].chunks_exact(16)) {
+            // SAFETY: `x` holds 16 floats and `q` 16 bytes.
+            unsafe {
+                let v = _mm512_mul_ps(_mm512_loadu_ps(x.as_ptr()), inverse16);
+                let v = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, low), high));
+                let bytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(v, shift));
+                _mm_storeu_si128(q.as_mut_ptr().cast(), bytes);
+            }
+        }
+        for (q, &x) in out[whole..].iter_mut().zip(&row[whole..]) {
+            *q = (quantize(x, inverse) + 128) as u8;
+        }
+        scale
+    }
+
+    /// What the kernel needs of one column block: its packed weights (`quads × 128`
+    /// bytes), the block's column offsets, scales and bias (`columns` ≤ 32 each), its
+    /// first column and the output's row stride.
+    struct Tile<'a> {
+        b: &'a [i8],
+        offsets: &'a [i32],
+        scales: &'a [f32],
+        bias: &'a [f32],
+        col: usize,
+        stride: usize,
+    }
+
+    /// `R` rows by up to 32 columns: `out[r][col + c] = (Σ_i a[r][i] · b[i][c] -
+    /// offsets[c]) · row_scales[r] · scales[c] + bias[c]`, with `a` the shifted bytes.
+    ///
+    /// # Safety
+    /// AVX512-F, AVX512-BW and AVX512-VNNI are present. The asserted contract keeps
+    /// every access inside the slices: `a` holds `R` rows of `b.len() / 32` bytes,
+    /// `out` `R` rows of `stride` floats (the last may end right after column
+    /// `col + columns`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn kernel<const R: usize>(a: &[u8], row_scales: &[f32], tile: &Tile, out: &mut [f32]) {
+        let columns = tile.scales.len();
+        let width = tile.b.len() / COLUMNS;
+        let quads = width / 4;
+        // The contract, checked on every call: once per tile, beside `quads` steps of
+        // 64 multiply-adds per row.
+        assert!(a.len() == R * width && row_scales.len() == R && width.is_multiple_of(4));
+        assert!(columns <= COLUMNS && tile.bias.len() == columns);
+        assert!(tile.offsets.len() == columns);
+        assert!(
+            tile.col + columns <= tile.stride
+                && out.len() >= (R - 1) * tile.stride + tile.col + columns
+        );
+        let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
+        let b = tile.b.as_ptr();
+        // Each row's start in `a`; rows past `R` are never read.
+        let mut row_start = [a.as_ptr(); ROWS];
+        for (r, start) in row_start.iter_mut().enumerate().take(R) {
+            *start = a[r * width..].as_ptr();
+        }
+        // The rows are spelled out (`r` a literal, `r < R` known at compile time) so
+        // that the accumulators live in registers.
+        macro_rules! step {
+            ($q:expr, $b0:expr, $b1:expr; $($r:literal)*) => {$(
+                if $r < R {
+                    // SAFETY: row `$r` < R has `4 · quads` bytes from its start and
+                    // $q < quads: the four at 4·$q, read as one (unaligned) i32.
+                    let quad = unsafe { row_start[$r].wrapping_add(4 * $q).cast::<i32>().read_unaligned() };
+                    let x = _mm512_set1_epi32(quad);
+                    acc[$r][0] = _mm512_dpbusd_epi32(acc[$r][0], x, $b0);
+                    acc[$r][1] = _mm512_dpbusd_epi32(acc[$r][1], x, $b1);
+                }
+            )*};
+        }
+        for q in 0..quads {
+            // SAFETY: q < quads, so both 64-byte reads are inside `b` (quads × 128).
+            let (b0, b1) = unsafe {
+                (
+                    _mm512_loadu_si512(b.wrapping_add(q * 4 * COLUMNS).cast()),
+                    _mm512_loadu_si512(b.wrapping_add(q * 4 * COLUMNS + 64).cast()),
+                )
+            };
+            step!(q, b0, b1; 0 1 2 3 4 5 6 7);
+        }
+        // Lanes past `columns` (the matrix's last, partial column block) are neither
+        // read nor written.
+        let mask = |from: usize| -> __mmask16 {
+            match columns.saturating_sub(from) {
+                0 => 0,
+                c if c >= 16 => 0xffff,
+                c => (1u16 << c) - 1,
+            }
+        };
+        let (mask0, mask1) = (mask(0), mask(16));
+        let second = 16.min(columns);
+        // SAFETY: masked loads and stores touch only the first `columns` values from
+        // each slice's start (the second half from 16), and of the `R` output rows
+        // only columns `col..col + columns`, inside `out` by the contract.
+        unsafe {
+            let load = |values: *const f32, mask| _mm512_maskz_loadu_ps(mask, values);
+            let (scale0, scale1) = (
+                load(tile.scales.as_ptr(), mask0),
+                load(tile.scales.as_ptr().wrapping_add(second), mask1),
+            );
+            let (bias0, bias1) = (
+                load(tile.bias.as_ptr(), mask0),
+                load(tile.bias.as_ptr().wrapping_add(second), mask1),
+            );
+            let (offset0, offset1) = (
+                _mm512_maskz_loadu_epi32(mask0, tile.offsets.as_ptr()),
+                _mm512_maskz_loadu_epi32(mask1, tile.offsets.as_ptr().wrapping_add(second)),
+            );
+            for (r, acc) in acc.iter().enumerate().take(R) {
+                let row_scale = _mm512_set1_ps(row_scales[r]);
+                // As the AVX2 kernel scales its sums, operation for operation.
+                let lo = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[0], offset0)),
+                    _mm512_mul_ps(row_scale, scale0),
+                    bias0,
+                );
+                let hi = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[1], offset1)),
+                    _mm512_mul_ps(row_scale, scale1),
+                    bias1,
+                );
+                let row = out.as_mut_ptr().wrapping_add(r * tile.stride + tile.col);
+                _mm512_mask_storeu_ps(row, mask0, lo);
+                _mm512_mask_storeu_ps(row.wrapping_add(second), mask1, hi);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,42 +766,68 @@ mod tests {
             }
             let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
             let stored: Vec<f32> = (0..n * k).map(|j| w[(j % k) * n + j / k]).collect();
-            let packed = PackedMatrix::new(&stored, Some(&bias), k, n);
-            let got = packed.matmul(&a, m);
-            assert_eq!(got.len(), m * n);
-            for r in 0..m {
-                let row = &a[r * k..(r + 1) * k];
-                let (row_scale, row_inverse) =
-                    symmetric_scale(row.iter().fold(0f32, |s, &x| s.max(x.abs())));
-                for c in 0..n {
-                    let column: Vec<f32> = (0..k).map(|i| w[i * n + c]).collect();
-                    let (col_scale, col_inverse) =
-                        symmetric_scale(column.iter().fold(0f32, |s, &x| s.max(x.abs())));
-                    let sum: i64 = (0..k)
-                        .map(|i| {
-                            i64::from(quantize(row[i], row_inverse))
-                                * i64::from(quantize(column[i], col_inverse))
-                        })
-                        .sum();
-                    let want = sum as f64 * f64::from(row_scale) * f64::from(col_scale)
-                        + f64::from(bias[c]);
-                    let diff = (f64::from(got[r * n + c]) - want).abs();
-                    assert!(
-                        diff < 1e-5 * (1.0 + want.abs()),
-                        "[{m}x{k}x{n}] ({r}, {c}): {} vs {want}",
-                        got[r * n + c]
-                    );
-                    // And the product itself is close to f32's: int8 rounding only.
-                    let exact: f64 = (0..k)
-                        .map(|i| f64::from(row[i]) * f64::from(column[i]))
-                        .sum::<f64>()
-                        + f64::from(bias[c]);
-                    assert!(
-                        (f64::from(got[r * n + c]) - exact).abs() < 0.02 * (k as f64).sqrt(),
-                        "[{m}x{k}x{n}] ({r}, {c}): {} vs f32 {exact}",
-                        got[r * n + c]
-                    );
-                }
+            for kernel in kernels_here() {
+                let packed = PackedMatrix::for_kernel(kernel, &stored, Some(&bias), k, n);
+                let got = packed.matmul(&a, m);
+                assert_eq!(got.len(), m * n);
+                check_product(&a, &w, &bias, (m, k, n), &got, kernel);
+            }
+        }
+    }
+
+    /// The kernels this CPU runs, each tested.
+    fn kernels_here() -> Vec<Kernel> {
+        let kernels: Vec<Kernel> = [Kernel::Avx2, Kernel::Vnni]
+            .into_iter()
+            .filter(|kernel| kernel.runs_here())
+            .collect();
+        if !kernels.contains(&Kernel::Vnni) {
+            eprintln!("this CPU has no AVX512-VNNI: only the AVX2 kernel is tested");
+        }
+        kernels
+    }
+
+    /// `got` against the f64 reference on the quantized values, and against f32's.
+    fn check_product(
+        a: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        (m, k, n): (usize, usize, usize),
+        got: &[f32],
+        kernel: Kernel,
+    ) {
+        for r in 0..m {
+            let row = &a[r * k..(r + 1) * k];
+            let (row_scale, row_inverse) =
+                symmetric_scale(row.iter().fold(0f32, |s, &x| s.max(x.abs())));
+            for c in 0..n {
+                let column: Vec<f32> = (0..k).map(|i| w[i * n + c]).collect();
+                let (col_scale, col_inverse) =
+                    symmetric_scale(column.iter().fold(0f32, |s, &x| s.max(x.abs())));
+                let sum: i64 = (0..k)
+                    .map(|i| {
+                        i64::from(quantize(row[i], row_inverse))
+                            * i64::from(quantize(column[i], col_inverse))
+                    })
+                    .sum();
+                let want =
+                    sum as f64 * f64::from(row_scale) * f64::from(col_scale) + f64::from(bias[c]);
+                let diff = (f64::from(got[r * n + c]) - want).abs();
+                assert!(
+                    diff < 1e-5 * (1.0 + want.abs()),
+                    "{kernel:?} [{m}x{k}x{n}] ({r}, {c}): {} vs {want}",
+                    got[r * n + c]
+                );
+                // And the product itself is close to f32's: int8 rounding only.
+                let exact: f64 = (0..k)
+                    .map(|i| f64::from(row[i]) * f64::from(column[i]))
+                    .sum::<f64>()
+                    + f64::from(bias[c]);
+                assert!(
+                    (f64::from(got[r * n + c]) - exact).abs() < 0.02 * (k as f64).sqrt(),
+                    "{kernel:?} [{m}x{k}x{n}] ({r}, {c}): {} vs f32 {exact}",
+                    got[r * n + c]
+                );
             }
         }
     }
@@ -475,14 +838,72 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX2");
             return;
         }
-        // [[1, 2], [3, 4]] as [k, n], stored [n, k].
-        let packed = PackedMatrix::new(&[1.0, 3.0, 2.0, 4.0], None, 2, 2);
-        let got = packed.matmul(&[f32::INFINITY, 1.0, 1.0, 1.0, 0.5, f32::NAN], 3);
-        assert!(got[0].is_nan() && got[1].is_nan(), "{got:?}");
-        assert!(
-            (got[2] - 4.0).abs() < 0.05 && (got[3] - 6.0).abs() < 0.05,
-            "{got:?}"
-        );
-        assert!(got[4].is_nan() && got[5].is_nan(), "{got:?}");
+        for kernel in kernels_here() {
+            // [[1, 2], [3, 4]] as [k, n], stored [n, k].
+            let packed = PackedMatrix::for_kernel(kernel, &[1.0, 3.0, 2.0, 4.0], None, 2, 2);
+            let got = packed.matmul(&[f32::INFINITY, 1.0, 1.0, 1.0, 0.5, f32::NAN], 3);
+            assert!(got[0].is_nan() && got[1].is_nan(), "{kernel:?} {got:?}");
+            assert!(
+                (got[2] - 4.0).abs() < 0.05 && (got[3] - 6.0).abs() < 0.05,
+                "{kernel:?} {got:?}"
+            );
+            assert!(got[4].is_nan() && got[5].is_nan(), "{kernel:?} {got:?}");
+        }
+    }
+
+    /// The byte kernel's sums, less their offsets, are the 16-bit kernel's: the two
+    /// give the same results bit for bit, on shapes with partial row, column and
+    /// four-row groups, wide sums, and rows split across threads.
+    #[test]
+    fn both_kernels_give_the_same_results() {
+        if !Kernel::Vnni.runs_here() {
+            eprintln!("skipped: this CPU has no AVX512-VNNI");
+            return;
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for &(m, k, n) in &[
+            (1, 3, 33),
+            (9, 13, 31),
+            (17, 768, 64),
+            (40, 3072, 48),
+            (3, 5, 1),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| random(&mut seed) * 4.0).collect();
+            let stored: Vec<f32> = (0..n * k).map(|_| random(&mut seed)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
+            let avx2 = PackedMatrix::for_kernel(Kernel::Avx2, &stored, Some(&bias), k, n);
+            let vnni = PackedMatrix::for_kernel(Kernel::Vnni, &stored, Some(&bias), k, n);
+            assert_eq!((avx2.kernel(), vnni.kernel()), (Kernel::Avx2, Kernel::Vnni));
+            let (want, got) = (avx2.matmul(&a, m), vnni.matmul(&a, m));
+            let differing = want
+                .iter()
+                .zip(&got)
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count();
+            assert_eq!(differing, 0, "[{m}x{k}x{n}]: {differing} values differ");
+        }
+    }
+
+    #[test]
+    fn byte_rows_quantize_as_each_value_does() {
+        if !Kernel::Vnni.runs_here() {
+            eprintln!("skipped: this CPU has no AVX512-VNNI");
+            return;
+        }
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut row: Vec<f32> = (0..33).map(|i| i as f32 - 16.5).collect();
+        row.extend((0..20).map(|_| random(&mut seed) * 127.0));
+        row.extend([127.0, -126.5, 126.5, 0.49999997, -0.5, 2.5000002]);
+        let (_, inverse) = symmetric_scale(127.0);
+        let mut got = vec![7u8; row.len() + 3];
+        // SAFETY: `Kernel::Vnni.runs_here()` holds.
+        let scale = unsafe { vnni::quantize_row(&row, &mut got) };
+        assert_eq!(scale, 1.0);
+        let want: Vec<u8> = row
+            .iter()
+            .map(|&x| (quantize(x, inverse) + 128) as u8)
+            .collect();
+        assert_eq!(&got[..row.len()], &want[..]);
+        assert_eq!(&got[row.len()..], &[7, 7, 7], "past the row is untouched");
     }
 }

@@ -1,6 +1,6 @@
 //! The encoder's projections packed for this crate's CPU kernels: bf16 weights for
-//! the bf16 dot-product instruction ([`super::bf16_gemm`]) or int8 weights for AVX2
-//! integer multiply-adds ([`super::int8_gemm`]).
+//! the bf16 dot-product instruction ([`super::bf16_gemm`]) or int8 weights for integer
+//! multiply-adds ([`super::int8_gemm`]).
 
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
 use super::{bf16_gemm, f32_gemm, int8_gemm};
@@ -8,11 +8,12 @@ use super::{bf16_gemm, f32_gemm, int8_gemm};
 /// Which kernel the projections are packed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Packing {
-    /// f32 weights, AVX2 FMAs, for CPUs without AVX-512.
+    /// f32 weights, AVX2 or AVX-512 FMAs.
     F32,
     /// bf16 weights, `vdpbf16ps` (AVX512-BF16).
     Bf16,
-    /// int8 weights per column, activations quantized per row, `vpmaddwd` (AVX2).
+    /// int8 weights per column, activations quantized per row, `vpdpbusd`
+    /// (AVX512-VNNI) or `vpmaddwd` (AVX2).
     Int8,
 }
 
@@ -21,7 +22,7 @@ impl Packing {
     pub(crate) fn available(self) -> bool {
         #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
         return match self {
-            Packing::F32 => f32_gemm::preferred(),
+            Packing::F32 => f32_gemm::supported(),
             Packing::Bf16 => bf16_gemm::available(),
             Packing::Int8 => int8_gemm::available(),
         };
