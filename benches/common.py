@@ -208,6 +208,20 @@ def interleave(jobs, rounds):
     return results
 
 
+def interleaved_latencies(jobs_at, rounds):
+    """Batch-1 latencies at each of LENGTHS: `jobs_at(n)` (name -> one timed run of n
+    tokens) run once each as a warm-up, then interleaved for `rounds` rounds; returns
+    n -> name -> the seconds in round order."""
+    latency = {}
+    for n in LENGTHS:
+        print(f"timing batch-1 latency at {n} tokens, {rounds} rounds ...", file=sys.stderr)
+        jobs = jobs_at(n)
+        for job in jobs.values():
+            job()
+        latency[n] = interleave(jobs, rounds)
+    return latency
+
+
 def run_bench(command, env=None):
     """The JSON report of one `examples/bench` run; exits with its stderr if it fails."""
     result = subprocess.run(command, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True)

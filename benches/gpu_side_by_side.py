@@ -5,10 +5,10 @@ Makes the same codebert-base-shaped random checkpoint as side_by_side.py, times
 PyTorch on CUDA and this library's `--backend` (wgpu, through Vulkan, by default; or
 cuda) on the same GPU, inputs and token lengths in one run, in each of `--precisions`
 (f32 by default; f32,tf32 shows what the cuda backend's TF32 products give), checks
-that their logits agree, and writes a Markdown report (default: BENCHMARKS-gpu.md). As in side_by_side.py the
-two runtimes' runs are interleaved round by round and each figure is a median over rounds;
-the first corpus pass of each is reported apart, as this library's GPU backends compile a
-kernel the first time they meet each new shape.
+that their logits agree, and writes a Markdown report (default: BENCHMARKS-gpu.md). As
+in side_by_side.py the two runtimes' runs are interleaved round by round and each
+figure is a median over rounds; the first corpus pass of each is reported apart, as this
+library's GPU backends compile a kernel the first time they meet each new shape.
 
     python3 benches/gpu_side_by_side.py --tokenizer ../shared/roberta-base-tokenizer \
         --corpus ../shared/c-corpus/nginx.jsonl
@@ -32,7 +32,7 @@ from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (LENGTHS, ROOT, OursServer, TorchRuns, bench_binary, flops_per_pass, interleave,  # noqa: E402
-                    make_checkpoint)
+                    interleaved_latencies, make_checkpoint)
 
 
 def main():
@@ -62,14 +62,13 @@ def main():
     servers = {p: OursServer(bench, model_dir, args.corpus, args.functions, ["--backend", args.backend, "--precision", p])
                for p in precisions}
     torch_runs = TorchRuns(model, tokenizer, codes, device="cuda")
-    latency = {}
-    for n in LENGTHS:
-        print(f"timing batch-1 latency at {n} tokens, {args.repeats} rounds ...", file=sys.stderr)
+    def latency_jobs(n):
         jobs = {"PyTorch": lambda: torch_runs.latency(n)}
         jobs.update({p: (lambda s=server: s.latency(n)) for p, server in servers.items()})
-        for job in jobs.values():
-            job()  # warm-up
-        latency[n] = {name: statistics.median(times) for name, times in interleave(jobs, args.repeats).items()}
+        return jobs
+
+    latency = {n: {name: statistics.median(times) for name, times in by_name.items()}
+               for n, by_name in interleaved_latencies(latency_jobs, args.repeats).items()}
     print(f"timing throughput, {args.repeats} rounds ...", file=sys.stderr)
     jobs = {"PyTorch card": torch_runs.model_card_fps, "PyTorch sorted": torch_runs.sorted_batches_fps}
     jobs.update({p: server.throughput for p, server in servers.items()})

@@ -32,8 +32,8 @@ from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (LENGTHS, PROBES, ROOT, OursServer, TorchRuns, bench_binary, flops_per_pass,  # noqa: E402
-                    interleave, length_text, load_seconds, make_checkpoint, median_time, sorted_batches,
-                    timed)
+                    interleave, interleaved_latencies, length_text, load_seconds, make_checkpoint,
+                    median_time, sorted_batches, timed)
 
 
 
@@ -129,14 +129,12 @@ def main():
     torch_runs = TorchRuns(model, tokenizer, codes)
     onnx_runs = OnnxRuns(model, tokenizer, codes, args.threads, workdir)
 
-    latency = {}
-    for n in LENGTHS:
-        print(f"timing batch-1 latency at {n} tokens, {args.repeats} rounds ...", file=sys.stderr)
+    def latency_jobs(n):
         jobs = {"PyTorch": lambda: torch_runs.latency(n), "ONNX Runtime": lambda: onnx_runs.latency(n)}
         jobs.update({mode: (lambda s=server: s.latency(n)) for mode, server in servers.items()})
-        for job in jobs.values():
-            job()  # warm-up
-        latency[n] = interleave(jobs, args.repeats)
+        return jobs
+
+    latency = interleaved_latencies(latency_jobs, args.repeats)
     print(f"timing throughput, {args.repeats} rounds ...", file=sys.stderr)
     jobs = {"PyTorch card": torch_runs.model_card_fps, "PyTorch sorted": torch_runs.sorted_batches_fps,
             "ONNX Runtime sorted": onnx_runs.sorted_batches_fps}
