@@ -217,15 +217,14 @@ fn cpu_peak_gflops() -> serde_json::Value {
         // What `Precision::Int8`'s kernel runs: AVX512-VNNI's vpdpbusd, 64 multiply-adds
         // (128 operations) each, else AVX2's vpmaddwd and vpaddd, 16 (32 operations)
         // per pair.
-        let (int8_isa, int8_madd) = if is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512vnni")
-        {
-            ("avx512vnni", Some(rate(peak::dpbusd, 16, 128.0)))
-        } else if is_x86_feature_detected!("avx2") {
-            ("avx2", Some(rate(peak::madd256, 12, 32.0)))
-        } else {
-            ("none", None)
-        };
+        let (int8_isa, int8_madd) =
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
+                ("avx512vnni", Some(rate(peak::dpbusd, 16, 128.0)))
+            } else if is_x86_feature_detected!("avx2") {
+                ("avx2", Some(rate(peak::madd256, 12, 32.0)))
+            } else {
+                ("none", None)
+            };
         json!({ "threads": threads, "f32_isa": f32_isa, "f32_fma": f32_fma, "bf16_dot": bf16_dot,
                 "int8_isa": int8_isa, "int8_madd": int8_madd })
     }
@@ -321,7 +320,8 @@ mod peak {
                 chains!(acc, |a| _mm512_dpbusd_epi32(a, a, y); 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
             }
             _mm512_reduce_add_epi32(
-                acc.iter().fold(_mm512_setzero_si512(), |s, &a| _mm512_add_epi32(s, a)),
+                acc.iter()
+                    .fold(_mm512_setzero_si512(), |s, &a| _mm512_add_epi32(s, a)),
             ) as f32
         }
         // SAFETY: AVX-512F and AVX512-VNNI were checked above.
