@@ -274,6 +274,7 @@ unsafe fn kernel<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::random;
 
     fn bf16(x: f32) -> f64 {
         f64::from(f32::from_bits(u32::from(bf16_bits(x)) << 16))
@@ -298,12 +299,7 @@ mod tests {
             return;
         }
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        };
+        let mut next = || random(&mut seed);
         for &(m, k, n) in &[
             (1, 2, 32),
             (5, 7, 33),

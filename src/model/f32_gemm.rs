@@ -731,9 +731,8 @@ unsafe fn wide_kernel<const STEP: usize, const ROW: usize, const BLOCKS: usize>(
     // weights; the loop advances them with no bounds or overflow checks, so that the
     // compiler keeps all the sums in registers (a panic exit inside the loop has it
     // store them to the stack on every step).
-    let mut inputs: [*const f32; ROWS] = std::array::from_fn(|r| {
-        a.wrapping_add(r * ROW + r.min(rows - 1) * row_stride * (1 - ROW))
-    });
+    let mut inputs: [*const f32; ROWS] =
+        std::array::from_fn(|r| a.wrapping_add(r * ROW + r.min(rows - 1) * row_stride * (1 - ROW)));
     let mut weights = b.as_ptr().wrapping_add(depth_start * COLUMNS);
     let block_stride = k * COLUMNS;
     for _ in 0..depth {
@@ -767,6 +766,7 @@ unsafe fn wide_kernel<const STEP: usize, const ROW: usize, const BLOCKS: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::random;
 
     /// `w` (`[k, n]`) in the checkpoint's `[n, k]` layout, as `new` takes it.
     fn stored(w: &[f32], k: usize, n: usize) -> Vec<f32> {
@@ -788,12 +788,7 @@ mod tests {
         let total: usize = lengths.iter().sum();
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let qkv: Vec<f32> = (0..total * 3 * width)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                ((seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * 3.0
-            })
+            .map(|_| random(&mut seed) * 3.0)
             .collect();
         // A reused buffer that holds more than the result, to be cut down.
         let mut got = vec![f32::NAN; 2 * total * width];
@@ -853,12 +848,7 @@ mod tests {
             return;
         }
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        };
+        let mut next = || random(&mut seed);
         for &(m, k, n) in &[
             (1, 5, 16),
             (7, 33, 70),
@@ -904,12 +894,7 @@ mod tests {
             return;
         }
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        };
+        let mut next = || random(&mut seed);
         for &(m, k, n) in &[
             (1, 1, 16),
             (5, 7, 17),

@@ -215,27 +215,16 @@ impl PackedMatrix {
             vnni::matmul(self, blocks, offsets, input, m, &mut output);
             return output;
         }
-        let width = self.row_width();
-        // Whole 6-row blocks per task, enough tasks to share the work between threads.
-        let threads = rayon::current_num_threads().max(1);
-        let rows_per_task = m.div_ceil(threads).div_ceil(ROWS) * ROWS;
-        output
-            .par_chunks_mut(rows_per_task * self.n)
-            .zip(input.par_chunks(rows_per_task * self.k))
-            .for_each(|(out, rows)| {
-                let count = rows.len() / self.k;
-                let mut quantized = vec![0i16; count * width];
-                let mut row_scales = vec![0f32; count];
-                for ((q, scale), row) in quantized
-                    .chunks_exact_mut(width)
-                    .zip(&mut row_scales)
-                    .zip(rows.chunks_exact(self.k))
-                {
-                    // SAFETY: `available()` was checked above.
-                    *scale = unsafe { quantize_row(row, q) };
-                }
-                self.rows(&quantized, &row_scales, out);
-            });
+        let quantized_rows = QuantizedRows {
+            k: self.k,
+            width: self.row_width(),
+            padding: 0i16,
+            // SAFETY: the kernel's instructions, AVX2's, were checked above.
+            quantize: |row: &[f32], q: &mut [_]| unsafe { quantize_row(row, q) },
+        };
+        quantized_rows.tasks(input, m, ROWS, self.n, &mut output, |a, row_scales, out| {
+            self.rows(a, row_scales, out)
+        });
         output
     }
 
@@ -278,6 +267,50 @@ impl PackedMatrix {
                 }
             }
         }
+    }
+}
+
+/// How a kernel takes its activations: rows of `k` values quantized by `quantize`
+/// (which returns the row's scale) into `width` elements, the rest `padding`.
+struct QuantizedRows<T, Q> {
+    k: usize,
+    width: usize,
+    padding: T,
+    quantize: Q,
+}
+
+impl<T: Copy + Send + Sync, Q: Fn(&[f32], &mut [T]) -> f32 + Sync> QuantizedRows<T, Q> {
+    /// `input`'s `m` rows split into tasks of whole `block`-row kernel calls, enough
+    /// to share the work between the rayon pool's threads; each task's rows are
+    /// quantized, then `product(quantized, row_scales, output rows)` fills the task's
+    /// rows of `output` (`m × n`).
+    fn tasks(
+        &self,
+        input: &[f32],
+        m: usize,
+        block: usize,
+        n: usize,
+        output: &mut [f32],
+        product: impl Fn(&[T], &[f32], &mut [f32]) + Sync,
+    ) {
+        let threads = rayon::current_num_threads().max(1);
+        let rows_per_task = m.div_ceil(threads).div_ceil(block) * block;
+        output
+            .par_chunks_mut(rows_per_task * n)
+            .zip(input.par_chunks(rows_per_task * self.k))
+            .for_each(|(out, rows)| {
+                let count = rows.len() / self.k;
+                let mut quantized = vec![self.padding; count * self.width];
+                let mut row_scales = vec![0f32; count];
+                for ((q, scale), row) in quantized
+                    .chunks_exact_mut(self.width)
+                    .zip(&mut row_scales)
+                    .zip(rows.chunks_exact(self.k))
+                {
+                    *scale = (self.quantize)(row, q);
+                }
+                product(&quantized, &row_scales, out);
+            });
     }
 }
 
@@ -469,8 +502,7 @@ unsafe fn kernel<const R: usize>(a: &[i16], row_scales: &[f32], tile: &Tile, out
 
 /// The AVX512-VNNI kernel and its activation layout.
 mod vnni {
-    use super::{quantize, row_scale, PackedMatrix};
-    use rayon::prelude::*;
+    use super::{quantize, row_scale, PackedMatrix, QuantizedRows};
     use std::arch::x86_64::*;
 
     /// Output columns per kernel call: two 16-lane registers.
@@ -489,60 +521,51 @@ mod vnni {
         m: usize,
         output: &mut [f32],
     ) {
-        let (k, n) = (matrix.k, matrix.n);
-        let width = k.div_ceil(4) * 4;
-        // Whole 8-row blocks per task, enough tasks to share the work between threads.
-        let threads = rayon::current_num_threads().max(1);
-        let rows_per_task = m.div_ceil(threads).div_ceil(ROWS) * ROWS;
-        output
-            .par_chunks_mut(rows_per_task * n)
-            .zip(input.par_chunks(rows_per_task * k))
-            .for_each(|(out, rows)| {
-                let count = rows.len() / k;
-                // 128 is a quantized 0: the padding adds nothing (its weights are 0).
-                let mut quantized = vec![128u8; count * width];
-                let mut row_scales = vec![0f32; count];
-                for ((q, scale), row) in quantized
-                    .chunks_exact_mut(width)
-                    .zip(&mut row_scales)
-                    .zip(rows.chunks_exact(k))
-                {
-                    // SAFETY: the caller checked `Kernel::Vnni.runs_here()`.
-                    *scale = unsafe { quantize_row(row, q) };
-                }
-                for block in 0..n.div_ceil(COLUMNS) {
-                    let col = block * COLUMNS;
-                    let columns = COLUMNS.min(n - col);
-                    let tile = Tile {
-                        b: &blocks[block * width * COLUMNS..][..width * COLUMNS],
-                        offsets: &offsets[col..col + columns],
-                        scales: &matrix.scales[col..col + columns],
-                        bias: &matrix.bias[col..col + columns],
-                        col,
-                        stride: n,
-                    };
-                    for row in (0..count).step_by(ROWS) {
-                        let rows = ROWS.min(count - row);
-                        let a = &quantized[row * width..(row + rows) * width];
-                        let scales = &row_scales[row..row + rows];
-                        let out = &mut out[row * n..];
-                        // SAFETY: the caller checked `Kernel::Vnni.runs_here()`; the
-                        // slices have the lengths `kernel` asks for, which it asserts.
-                        unsafe {
-                            match rows {
-                                8 => kernel::<8>(a, scales, &tile, out),
-                                7 => kernel::<7>(a, scales, &tile, out),
-                                6 => kernel::<6>(a, scales, &tile, out),
-                                5 => kernel::<5>(a, scales, &tile, out),
-                                4 => kernel::<4>(a, scales, &tile, out),
-                                3 => kernel::<3>(a, scales, &tile, out),
-                                2 => kernel::<2>(a, scales, &tile, out),
-                                _ => kernel::<1>(a, scales, &tile, out),
-                            }
+        let n = matrix.n;
+        let width = matrix.k.div_ceil(4) * 4;
+        let quantized_rows = QuantizedRows {
+            k: matrix.k,
+            width,
+            // 128 is a quantized 0: the padding adds nothing (its weights are 0).
+            padding: 128u8,
+            // SAFETY: the caller checked `Kernel::Vnni.runs_here()`.
+            quantize: |row: &[f32], q: &mut [_]| unsafe { quantize_row(row, q) },
+        };
+        quantized_rows.tasks(input, m, ROWS, n, output, |quantized, row_scales, out| {
+            let count = row_scales.len();
+            for block in 0..n.div_ceil(COLUMNS) {
+                let col = block * COLUMNS;
+                let columns = COLUMNS.min(n - col);
+                let tile = Tile {
+                    b: &blocks[block * width * COLUMNS..][..width * COLUMNS],
+                    offsets: &offsets[col..col + columns],
+                    scales: &matrix.scales[col..col + columns],
+                    bias: &matrix.bias[col..col + columns],
+                    col,
+                    stride: n,
+                };
+                for row in (0..count).step_by(ROWS) {
+                    let rows = ROWS.min(count - row);
+                    let a = &quantized[row * width..(row + rows) * width];
+                    let scales = &row_scales[row..row + rows];
+                    let out = &mut out[row * n..];
+                    // SAFETY: the caller checked `Kernel::Vnni.runs_here()`; the
+                    // slices have the lengths `kernel` asks for, which it asserts.
+                    unsafe {
+                        match rows {
+                            8 => kernel::<8>(a, scales, &tile, out),
+                            7 => kernel::<7>(a, scales, &tile, out),
+                            6 => kernel::<6>(a, scales, &tile, out),
+                            5 => kernel::<5>(a, scales, &tile, out),
+                            4 => kernel::<4>(a, scales, &tile, out),
+                            3 => kernel::<3>(a, scales, &tile, out),
+                            2 => kernel::<2>(a, scales, &tile, out),
+                            _ => kernel::<1>(a, scales, &tile, out),
                         }
                     }
                 }
-            });
+            }
+        });
     }
 
     /// One row of f32 quantized as [`super::quantize_row`] does, each value plus 128
@@ -688,13 +711,7 @@ mod vnni {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn random(seed: &mut u64) -> f32 {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        (*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
+    use crate::model::random;
 
     #[test]
     fn rows_quantize_as_each_value_does() {

@@ -16,6 +16,15 @@ mod packed;
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
 pub(crate) mod vector_math;
 
+/// A reproducible value in [-1, 1) from `seed` (xorshift64), for the kernels' tests.
+#[cfg(all(test, target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) fn random(seed: &mut u64) -> f32 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    (*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+}
+
 pub use classifier::ClassificationHead;
 pub use embeddings::{position_ids, RobertaEmbeddings};
 pub use encoder::{EncoderLayer, ProjectionLayout, SelfAttention};
