@@ -37,9 +37,14 @@ pub(crate) fn supported() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// Whether the CPU has AVX-512F, for the wide kernel.
-fn wide() -> bool {
-    is_x86_feature_detected!("avx512f")
+/// Column blocks per kernel call on this CPU: [`WIDE_BLOCKS`] where it has AVX-512F
+/// (for [`wide_kernel`]), else 1 ([`kernel_on`]).
+fn blocks_per_call() -> usize {
+    if is_x86_feature_detected!("avx512f") {
+        WIDE_BLOCKS
+    } else {
+        1
+    }
 }
 
 /// A weight matrix (`k` inputs, `n` outputs) and its bias laid out for the kernel:
@@ -110,14 +115,17 @@ impl PackedMatrix {
     /// # Panics
     /// When the CPU lacks AVX2 or FMA or `input` is not `m × k`.
     pub fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
-        self.product_into(input, m, output, wide());
+        self.product_into(input, m, output, blocks_per_call());
     }
 
-    /// [`PackedMatrix::matmul_into`] on the AVX-512 kernel where `wide` (which the CPU
-    /// must then have), else on AVX2's.
-    fn product_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>, wide: bool) {
+    /// [`PackedMatrix::matmul_into`] with up to `per_call` column blocks per kernel
+    /// call: 1 on AVX2's kernel, more (at most [`blocks_per_call`]) on AVX-512's.
+    fn product_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>, per_call: usize) {
         assert!(supported(), "the CPU has no AVX2 and FMA");
-        assert!(!wide || self::wide(), "the CPU has no AVX-512F");
+        assert!(
+            (1..=blocks_per_call()).contains(&per_call),
+            "{per_call} blocks per call: the CPU has no AVX-512F"
+        );
         let (k, n) = (self.k, self.n);
         assert_eq!(input.len(), m * k, "input is not [{m}, {k}]");
         output.resize(m * n, 0.0);
@@ -160,7 +168,7 @@ impl PackedMatrix {
                         last_row - first_row,
                         out.at(first_row * n),
                         first_block..last_block,
-                        wide,
+                        per_call,
                     )
                 }
             });
@@ -245,9 +253,9 @@ impl PackedMatrix {
     /// place (see [`kernel_on`]), and written straight into the context.
     ///
     /// # Safety
-    /// AVX2 and FMA (and where `wide`, AVX-512F) are present; `a` holds the `m` rows;
-    /// `out` is valid for `m` rows of `n` values, `out_stride` apart, that no other
-    /// thread touches meanwhile.
+    /// AVX2 and FMA (and where `per_call` is more than 1, AVX-512F) are present; `a`
+    /// holds the `m` rows; `out` is valid for `m` rows of `n` values, `out_stride`
+    /// apart, that no other thread touches meanwhile.
     unsafe fn product_in_rows(
         &self,
         a: &[f32],
@@ -255,7 +263,7 @@ impl PackedMatrix {
         m: usize,
         out: *mut f32,
         out_stride: usize,
-        wide: bool,
+        per_call: usize,
     ) {
         let k = self.k;
         assert!(
@@ -269,10 +277,9 @@ impl PackedMatrix {
         // Six rows at a time, through all the columns and all of `k` in one kernel
         // call each: the six rows (at most 12 KiB for 512 keys) stay in L1 while the
         // packed matrix streams from L2, and the sums stay in registers throughout.
-        let group = if wide { WIDE_BLOCKS } else { 1 };
         let all_blocks = self.n.div_ceil(COLUMNS);
         for row in (0..m).step_by(ROWS) {
-            for first in (0..all_blocks).step_by(group) {
+            for first in (0..all_blocks).step_by(per_call) {
                 let tile = Tile {
                     rows: ROWS.min(m - row),
                     depth_start: 0,
@@ -286,7 +293,7 @@ impl PackedMatrix {
                     self.tile::<1, 0>(
                         a.as_ptr().add(row * row_stride),
                         row_stride,
-                        (group.min(all_blocks - first), wide),
+                        per_call.min(all_blocks - first),
                         out.add(row * out_stride),
                         tile,
                     )
@@ -296,18 +303,18 @@ impl PackedMatrix {
     }
 
     /// The kernel on the tile's rows and `blocks` column blocks from the one at
-    /// `tile.col`: on the AVX-512 kernel where `wide`, else (one block) on AVX2's.
+    /// `tile.col`: one on AVX2's kernel, more on AVX-512's.
     ///
     /// # Safety
-    /// As [`kernel_on`], with AVX-512F present where `wide`; `blocks` is 1 unless
-    /// `wide`, at most [`WIDE_BLOCKS`], and inside the matrix; the tile's steps are
-    /// inside `k`.
+    /// As [`kernel_on`], with AVX-512F present where `blocks` is more than 1; `blocks`
+    /// is at most [`WIDE_BLOCKS`] and inside the matrix; the tile's steps are inside
+    /// `k`.
     #[inline]
     unsafe fn tile<const STEP: usize, const ROW: usize>(
         &self,
         a: *const f32,
         row_stride: usize,
-        (blocks, wide): (usize, bool),
+        blocks: usize,
         out: *mut f32,
         tile: Tile,
     ) {
@@ -318,12 +325,11 @@ impl PackedMatrix {
         let steps = tile.depth_start * COLUMNS..(tile.depth_start + tile.depth) * COLUMNS;
         // SAFETY: the caller's contract; `b` holds the blocks' panels, `k` steps each.
         unsafe {
-            match (wide, blocks) {
-                (false, _) => kernel_on::<STEP, ROW>(a, row_stride, &b[steps], bias, out, tile),
-                (true, 4) => wide_kernel::<STEP, ROW, 4>(a, row_stride, b, k, bias, out, tile),
-                (true, 3) => wide_kernel::<STEP, ROW, 3>(a, row_stride, b, k, bias, out, tile),
-                (true, 2) => wide_kernel::<STEP, ROW, 2>(a, row_stride, b, k, bias, out, tile),
-                (true, _) => wide_kernel::<STEP, ROW, 1>(a, row_stride, b, k, bias, out, tile),
+            match blocks {
+                4 => wide_kernel::<STEP, ROW, 4>(a, row_stride, b, k, bias, out, tile),
+                3 => wide_kernel::<STEP, ROW, 3>(a, row_stride, b, k, bias, out, tile),
+                2 => wide_kernel::<STEP, ROW, 2>(a, row_stride, b, k, bias, out, tile),
+                _ => kernel_on::<STEP, ROW>(a, row_stride, &b[steps], bias, out, tile),
             }
         }
     }
@@ -337,9 +343,9 @@ impl PackedMatrix {
     /// Row `r` of the `m` is `a[r * row_stride..][..k]`.
     ///
     /// # Safety
-    /// AVX2 and FMA (and where `wide`, AVX-512F) are present; `out` points at `a`'s
-    /// rows in an output of `n` values per row, whose columns of `blocks` no other
-    /// thread touches meanwhile.
+    /// AVX2 and FMA (and where `per_call` is more than 1, AVX-512F) are present; `out`
+    /// points at `a`'s rows in an output of `n` values per row, whose columns of
+    /// `blocks` no other thread touches meanwhile.
     unsafe fn rows(
         &self,
         a: &[f32],
@@ -347,14 +353,13 @@ impl PackedMatrix {
         m: usize,
         out: *mut f32,
         blocks: std::ops::Range<usize>,
-        wide: bool,
+        per_call: usize,
     ) {
         let k = self.k;
         assert!(
             m == 0 || (m - 1) * row_stride + k <= a.len(),
             "a does not hold {m} rows"
         );
-        let group = if wide { WIDE_BLOCKS } else { 1 };
         // Panels as deep as a block of steps, or all of `k` where that is less.
         let panel_depth = DEPTH.min(k);
         let mut panels = vec![0f32; BAND.min(m).div_ceil(ROWS) * ROWS * panel_depth];
@@ -383,7 +388,7 @@ impl PackedMatrix {
                         }
                     }
                 }
-                for first in blocks.clone().step_by(group) {
+                for first in blocks.clone().step_by(per_call) {
                     for (p, panel) in panels
                         .chunks_exact(ROWS * panel_depth)
                         .take(band_rows.div_ceil(ROWS))
@@ -405,7 +410,7 @@ impl PackedMatrix {
                             self.tile::<ROWS, 1>(
                                 panel[..depth * ROWS].as_ptr(),
                                 0,
-                                (group.min(blocks.end - first), wide),
+                                per_call.min(blocks.end - first),
                                 out.add(row * self.n),
                                 tile,
                             )
@@ -445,20 +450,29 @@ pub fn attention(
     first_only: bool,
     context: &mut Vec<f32>,
 ) {
-    attention_on(qkv, (lengths, heads, width), first_only, context, wide());
+    attention_on(
+        qkv,
+        (lengths, heads, width),
+        first_only,
+        context,
+        blocks_per_call(),
+    );
 }
 
-/// [`attention`] on the AVX-512 kernel where `wide` (which the CPU must then have),
-/// else on AVX2's.
+/// [`attention`] with up to `per_call` column blocks per kernel call, as
+/// [`PackedMatrix::matmul_into`]'s products take them.
 fn attention_on(
     qkv: &[f32],
     (lengths, heads, width): (&[usize], usize, usize),
     first_only: bool,
     context: &mut Vec<f32>,
-    wide: bool,
+    per_call: usize,
 ) {
     assert!(supported(), "the CPU has no AVX2 and FMA");
-    assert!(!wide || self::wide(), "the CPU has no AVX-512F");
+    assert!(
+        (1..=blocks_per_call()).contains(&per_call),
+        "{per_call} blocks per call: the CPU has no AVX-512F"
+    );
     let head_dim = width / heads;
     let total: usize = lengths.iter().sum();
     assert!(
@@ -519,13 +533,13 @@ fn attention_on(
                     rows,
                     scores.as_mut_ptr(),
                     0..len.div_ceil(COLUMNS),
-                    wide,
+                    per_call,
                 );
             }
             super::vector_math::softmax_rows_unnormalized(scores, len, scale, inverse_sums);
             unsafe {
                 let first = out.at((out_row + band_start) * width + head * head_dim);
-                values.product_in_rows(scores, len, rows, first, width, wide);
+                values.product_in_rows(scores, len, rows, first, width, per_call);
                 // The softmax's division, on head_dim values per row instead of len.
                 for (r, &inverse) in inverse_sums.iter().enumerate() {
                     let head_row = std::slice::from_raw_parts_mut(first.add(r * width), head_dim);
@@ -843,7 +857,7 @@ mod tests {
     /// one partial block and of several.
     #[test]
     fn both_instruction_sets_give_the_same_bits() {
-        if !supported() || !wide() {
+        if !supported() || blocks_per_call() == 1 {
             eprintln!("skipped: this CPU has no AVX-512F");
             return;
         }
@@ -861,8 +875,8 @@ mod tests {
             let bias: Vec<f32> = (0..n).map(|_| next()).collect();
             let packed = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n);
             let (mut avx2, mut avx512) = (Vec::new(), Vec::new());
-            packed.product_into(&a, m, &mut avx2, false);
-            packed.product_into(&a, m, &mut avx512, true);
+            packed.product_into(&a, m, &mut avx2, 1);
+            packed.product_into(&a, m, &mut avx512, WIDE_BLOCKS);
             assert!(avx2.iter().all(|x| x.is_finite()), "[{m}x{k}x{n}]");
             assert_eq!(bits(&avx2), bits(&avx512), "[{m}x{k}x{n}]");
         }
@@ -874,8 +888,8 @@ mod tests {
             for first_only in [false, true] {
                 let (mut avx2, mut avx512) = (Vec::new(), Vec::new());
                 let shape = (&lengths[..], heads, width);
-                attention_on(&qkv, shape, first_only, &mut avx2, false);
-                attention_on(&qkv, shape, first_only, &mut avx512, true);
+                attention_on(&qkv, shape, first_only, &mut avx2, 1);
+                attention_on(&qkv, shape, first_only, &mut avx512, WIDE_BLOCKS);
                 assert_eq!(bits(&avx2), bits(&avx512), "{heads} heads of {head_dim}");
             }
         }
