@@ -87,9 +87,9 @@ pub enum Precision {
     /// own scale at load, each token's activations likewise at every product, and
     /// the products summed exactly in 32-bit integers (AVX512-VNNI's byte products
     /// where the CPU has them, else AVX2's 16-bit ones, with the same results): ONNX
-    /// Runtime's `quantize_dynamic` scheme. Everything else (embeddings, attention, LayerNorm,
-    /// GELU, the head) stays f32, and a token's result still does not depend on the
-    /// other inputs in a batch.
+    /// Runtime's `quantize_dynamic` scheme. Everything else (embeddings, attention,
+    /// LayerNorm, GELU, the head) stays f32, and a token's result still does not
+    /// depend on the other inputs in a batch.
     Int8,
 }
 

@@ -154,19 +154,29 @@ impl PackedMatrix {
             .chunks_exact(k)
             .map(|column| symmetric_scale(column.iter().fold(0f32, |m, &x| m.max(x.abs()))))
             .unzip();
+        // Output column c's quantized weights are `quantized[c * k..][..k]`.
+        let mut quantized = vec![0i16; n * k];
+        quantized
+            .par_chunks_mut(k)
+            .zip(weight.par_chunks(k))
+            .zip(&inverses)
+            .for_each(|((q, column), &inverse)| {
+                for (q, &x) in q.iter_mut().zip(column) {
+                    *q = quantize(x, inverse);
+                }
+            });
         let weights = match kernel {
-            Kernel::Avx2 => Weights::Pairs(pack(weight, &inverses, k, n, COLUMNS, 2, |q| q)),
+            Kernel::Avx2 => Weights::Pairs(pack(&quantized, k, n, COLUMNS, 2, |q| q)),
             Kernel::Vnni => {
-                let blocks = pack(weight, &inverses, k, n, vnni::COLUMNS, 4, |q| q as i8);
+                let blocks = pack(&quantized, k, n, vnni::COLUMNS, 4, |q| q as i8);
                 // Wrapping: a sum less its offset is exact modulo 2³², and the
                 // difference, the true sum, fits (`MAX_K`).
-                let offsets = weight
+                let offsets = quantized
                     .chunks_exact(k)
-                    .zip(&inverses)
-                    .map(|(column, &inverse)| {
-                        column.iter().fold(0i32, |sum, &x| {
-                            sum.wrapping_add(i32::from(quantize(x, inverse)) * 128)
-                        })
+                    .map(|column| {
+                        column
+                            .iter()
+                            .fold(0i32, |sum, &q| sum.wrapping_add(i32::from(q) * 128))
                     })
                     .collect();
                 Weights::Quads { blocks, offsets }
@@ -314,12 +324,12 @@ impl<T: Copy + Send + Sync, Q: Fn(&[f32], &mut [T]) -> f32 + Sync> QuantizedRows
     }
 }
 
-/// Quantized weights laid out in blocks of `columns` output columns, each block for
-/// each `group` input rows holding the group's values for each column in turn (rows
-/// past `k` and columns past `n` zero), each value `as_element(quantized)`.
+/// Quantized weights (`[n, k]`, a column's `k` values together) laid out in blocks of
+/// `columns` output columns, each block for each `group` input rows holding the
+/// group's values for each column in turn (rows past `k` and columns past `n` zero),
+/// each value `as_element(quantized)`.
 fn pack<T: Copy + Default + Send>(
-    weight: &[f32],
-    inverses: &[f32],
+    quantized: &[i16],
     k: usize,
     n: usize,
     columns: usize,
@@ -334,12 +344,11 @@ fn pack<T: Copy + Default + Send>(
         .for_each(|(block, panel)| {
             let col = block * columns;
             for c in 0..columns.min(n - col) {
-                let column = &weight[(col + c) * k..][..k];
-                let inverse = inverses[col + c];
-                for (row, &x) in column.iter().enumerate() {
+                let column = &quantized[(col + c) * k..][..k];
+                for (row, &q) in column.iter().enumerate() {
                     // Group `row / group`, column c, place `row % group`.
                     panel[(row / group) * group * columns + group * c + row % group] =
-                        as_element(quantize(x, inverse));
+                        as_element(q);
                 }
             }
         });
