@@ -146,16 +146,21 @@ impl PackedMatrix {
         } else {
             (1, threads.min(blocks))
         };
-        let rows_per_part = m.div_ceil(row_parts).div_ceil(ROWS) * ROWS;
-        let row_parts = m.div_ceil(rows_per_part);
+        // Parts of whole 6-row blocks, as even as they divide: part p takes blocks
+        // [p·P/parts, (p+1)·P/parts) of the P. Parts rounded up to whole blocks each
+        // would leave the remainder to the last (512 rows in 6 parts: five of 90
+        // and one of 62, one thread's 270 rows against the other's 242).
+        let row_blocks = m.div_ceil(ROWS);
+        let row_parts = row_parts.min(row_blocks);
+        let part_start = |part: usize| (part * row_blocks / row_parts * ROWS).min(m);
         let blocks_per_part = blocks.div_ceil(column_parts);
         let column_parts = blocks.div_ceil(blocks_per_part);
         let out = SharedOutput(output.as_mut_ptr());
         (0..row_parts * column_parts)
             .into_par_iter()
             .for_each(|part| {
-                let first_row = part / column_parts * rows_per_part;
-                let last_row = (first_row + rows_per_part).min(m);
+                let first_row = part_start(part / column_parts);
+                let last_row = part_start(part / column_parts + 1);
                 let first_block = part % column_parts * blocks_per_part;
                 let last_block = (first_block + blocks_per_part).min(blocks);
                 // SAFETY: `supported()` holds; the parts' (rows, column blocks) tile the
