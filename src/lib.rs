@@ -61,6 +61,6 @@ pub(crate) fn tokenizer_max_length(dir: &std::path::Path) -> Result<Option<usize
     Ok(value
         .get("model_max_length")
         .and_then(serde_json::Value::as_u64)
-        .filter(|&n| n >= 2 && n < 1 << 32)
+        .filter(|n| (2..1 << 32).contains(n))
         .map(|n| n as usize))
 }

@@ -17,6 +17,9 @@ use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{Error, Result};
 
+/// A token's bytes in the text it was encoded from: `(start, end)`, end exclusive.
+pub type ByteSpan = (usize, usize);
+
 /// Token ids for one input, ready for the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenizedInput {
@@ -219,7 +222,7 @@ impl CodeTokenizer {
 
     /// Content tokens of all of `text` (no `<s>`/`</s>`) with the byte range of `text`
     /// each one spells, for classifying overlapping windows of a long input.
-    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<ByteSpan>)> {
         let encoding = self
             .inner
             .encode(text, false)

@@ -235,8 +235,12 @@ unsafe fn kernel<const R: usize>(
         // SAFETY: p < pairs, so both 16-lane reads are inside `b` (pairs × 32 values).
         let (b0, b1): (__m512bh, __m512bh) = unsafe {
             (
-                std::mem::transmute(_mm512_loadu_si512(b.wrapping_add(p * COLUMNS).cast())),
-                std::mem::transmute(_mm512_loadu_si512(b.wrapping_add(p * COLUMNS + 16).cast())),
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                    b.wrapping_add(p * COLUMNS).cast(),
+                )),
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                    b.wrapping_add(p * COLUMNS + 16).cast(),
+                )),
             )
         };
         step!(p, b0, b1; 0 1 2 3 4 5 6 7);

@@ -90,9 +90,9 @@ fn transpose<const N: usize>(bytes: &[u8], out: &mut [u8], rows: usize, cols: us
         let mut block = [[[0u8; N]; TILE]; TILE];
         for row_start in (0..rows).step_by(TILE) {
             let block_rows = TILE.min(rows - row_start);
-            for row in 0..block_rows {
-                let at = (row_start + row) * cols + col_start;
-                for (col, value) in source[at..at + band_cols].iter().enumerate() {
+            let lines = source[row_start * cols..].chunks(cols).take(block_rows);
+            for (row, line) in lines.enumerate() {
+                for (col, value) in line[col_start..col_start + band_cols].iter().enumerate() {
                     block[col][row] = *value;
                 }
             }
