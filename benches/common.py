@@ -22,12 +22,16 @@ PROBES = [
 ]
 
 
-def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072, first_token_last_layer=False):
+def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072, heads=12, last_layer="whole"):
     """Multiply-adds x2 of the encoder's matrix products (embeddings and head are negligible).
 
-    With first_token_last_layer, those this library performs: its last layer projects every
-    token's query, key and value, but attends from, projects and feeds forward `<s>` alone, the
-    only token the classification head reads.
+    last_layer says how much of the last layer is computed:
+    - "whole", as transformers and ONNX Runtime compute it;
+    - "first_token": every token's query, key and value projected, but only `<s>`, the one token
+      the classification head reads, attended from, projected and fed forward (this library on
+      burn's tensors, and its bf16 and int8 modes);
+    - "folded": this library's f32 CPU kernel, where the keys and values fold into `<s>`'s query
+      (`f32_gemm::first_token_context`), so that no other token is projected at all.
     """
     s, h, i = tokens, hidden, intermediate
 
@@ -36,9 +40,15 @@ def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072, first_token
         return (3 * 2 * s * h * h + 2 * 2 * queries * s * h
                 + 2 * queries * h * h + 2 * 2 * queries * h * i)
 
-    if first_token_last_layer:
+    if last_layer == "whole":
+        return layers * layer(s)
+    if last_layer == "first_token":
         return (layers - 1) * layer(s) + layer(1)
-    return layers * layer(s)
+    assert last_layer == "folded", last_layer
+    # `<s>`'s query, its folded keys (W_k q per head) and the heads' values (mean row · W_v);
+    # per head, the scores and the probability-weighted mean over every token; then `<s>` alone.
+    folded = 3 * 2 * h * h + 2 * 2 * heads * s * h + 2 * h * h + 2 * 2 * h * i
+    return (layers - 1) * layer(s) + folded
 
 
 def make_checkpoint(workdir, tokenizer_dir):

@@ -338,11 +338,12 @@ impl EncoderLayer {
 /// for all of them, not at every layer.
 ///
 /// With `first_tokens_out`, the result is only each input's first token,
-/// `[1, inputs, hidden]`, those rows of the full result value for value: the last
-/// layer then computes its keys and values for every token but the rest (a layer's
-/// attention queries, output projection, feed-forward block and LayerNorms, about
-/// three quarters of its work) for the first tokens alone, as the classification head
-/// reads nothing else.
+/// `[1, inputs, hidden]`, those rows of the full result: the last layer computes all
+/// of its work for the first tokens alone, as the classification head reads nothing
+/// else. Every token still counts through attention: on f32 projections with this
+/// crate's kernel, through keys and values folded into the first tokens' queries
+/// (see `f32_gemm::first_token_context`: equal within rounding), elsewhere through
+/// every token's keys and values (value for value).
 ///
 /// # Panics
 /// When a layer is not packed, or, with `first_tokens_out`, an input has no tokens.
@@ -415,7 +416,7 @@ impl PackedProjections {
     /// operation; here each is one pass, split across threads.
     ///
     /// With `first_only`, the layer's output is only each input's first token (its
-    /// rows of the full output, value for value), from keys and values of all tokens.
+    /// rows of the full output, from every token: see [`forward_packed`]).
     fn forward(
         &self,
         attention: &SelfAttention,
@@ -426,31 +427,7 @@ impl PackedProjections {
     ) {
         let a = activations;
         let width = self.attention_norm.gamma.len();
-        let rows = a.hidden.len() / width;
-        self.query_key_value
-            .matmul_into(&a.hidden, rows, &mut a.qkv);
-        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-        let on_kernel = super::f32_gemm::supported();
-        #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
-        let on_kernel = false;
-        if on_kernel {
-            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            super::f32_gemm::attention(
-                &a.qkv,
-                lengths,
-                attention.heads,
-                width,
-                first_only,
-                &mut a.context,
-            );
-        } else {
-            let qkv =
-                burn::tensor::TensorData::new(std::mem::take(&mut a.qkv), [1, rows, 3 * width]);
-            a.context = f32_values(attention.context(Tensor::from_data(qkv, device), lengths));
-            if first_only {
-                a.context = first_rows(&a.context, lengths, width);
-            }
-        }
+        self.attend(attention, a, lengths, first_only, device);
         // From here on every step works on each row alone: with `first_only`, on the
         // first tokens' rows, the residual's included.
         if first_only {
@@ -468,6 +445,55 @@ impl PackedProjections {
         self.output.matmul_into(&a.expanded, rows, &mut a.hidden);
         self.output_norm
             .add_and_normalize(&mut a.hidden, &a.attended);
+    }
+
+    /// The attention context (before the output projection) of the rows in
+    /// `a.hidden` into `a.context`: `[total, hidden]`, or with `first_only` each
+    /// input's first row alone, `[inputs, hidden]`.
+    fn attend(
+        &self,
+        attention: &SelfAttention,
+        a: &mut Activations,
+        lengths: &[usize],
+        first_only: bool,
+        device: &Device,
+    ) {
+        let width = self.attention_norm.gamma.len();
+        let rows = a.hidden.len() / width;
+        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+        if super::f32_gemm::supported() {
+            match self.query_key_value.as_f32() {
+                // For the first tokens alone, f32 keys and values fold into the
+                // queries, and no other token is projected.
+                Some(qkv) if first_only => super::f32_gemm::first_token_context(
+                    qkv,
+                    &a.hidden,
+                    lengths,
+                    attention.heads,
+                    &mut a.context,
+                ),
+                _ => {
+                    self.query_key_value
+                        .matmul_into(&a.hidden, rows, &mut a.qkv);
+                    super::f32_gemm::attention(
+                        &a.qkv,
+                        lengths,
+                        attention.heads,
+                        width,
+                        first_only,
+                        &mut a.context,
+                    );
+                }
+            }
+            return;
+        }
+        self.query_key_value
+            .matmul_into(&a.hidden, rows, &mut a.qkv);
+        let qkv = burn::tensor::TensorData::new(std::mem::take(&mut a.qkv), [1, rows, 3 * width]);
+        a.context = f32_values(attention.context(Tensor::from_data(qkv, device), lengths));
+        if first_only {
+            a.context = first_rows(&a.context, lengths, width);
+        }
     }
 }
 

@@ -100,7 +100,7 @@ impl RobertaClassifier {
     ) -> Tensor<2> {
         let mut hidden = self.embeddings.forward(input_ids, position_ids);
         // The head reads only each input's first token, so the last layer computes
-        // only those tokens' outputs (from every token's keys and values).
+        // only those tokens' outputs (every token counting through attention).
         let Some((last, layers)) = self.layers.split_last() else {
             return self.classifier.forward(hidden, lengths);
         };

@@ -76,6 +76,17 @@ impl PackedMatrix {
     }
 }
 
+impl PackedMatrix {
+    /// The matrix packed for the f32 kernel, if it is.
+    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    pub(crate) fn as_f32(&self) -> Option<&f32_gemm::PackedMatrix> {
+        match self {
+            Self::F32(matrix) => Some(matrix),
+            _ => None,
+        }
+    }
+}
+
 /// A packed matrix's bias: `bias` (which must hold `n` values) or `n` zeros.
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
 pub(crate) fn bias_or_zeros(bias: Option<&[f32]>, n: usize) -> Vec<f32> {
