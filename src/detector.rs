@@ -481,7 +481,8 @@ impl Detector {
     /// Classifies many functions. Inputs sorted by length run up to
     /// [`batch_size`](Self::batch_size) at a time, laid end to end without padding
     /// (each attends only to itself), so results are in input order and equal
-    /// [`predict`](Self::predict)'s.
+    /// [`predict`](Self::predict)'s. On the CPU backends the model calls run side by
+    /// side on the current rayon pool.
     pub fn predict_batch(&self, codes: &[&str]) -> Result<Vec<Prediction>> {
         let mut results = Vec::with_capacity(codes.len());
         for window in codes.chunks(self.batch_size * TOKENIZE_WINDOW_BATCHES) {
@@ -492,9 +493,26 @@ impl Detector {
             let mut order: Vec<usize> = (0..inputs.len()).collect();
             order.sort_by_key(|&i| inputs[i].input_ids.len());
             let mut window_results: Vec<Option<Prediction>> = vec![None; inputs.len()];
-            for batch in self.model_calls(&order, |i| inputs[i].input_ids.len()) {
+            let calls = self.model_calls(&order, |i| inputs[i].input_ids.len());
+            let run = |batch: &&[usize]| {
                 let members: Vec<&TokenizedInput> = batch.iter().map(|&i| &inputs[i]).collect();
-                for (&i, prediction) in batch.iter().zip(self.run_batch(&members)?) {
+                self.run_batch(&members)
+            };
+            // On the CPU backends the calls run side by side on the rayon pool. Each
+            // call's work still splits across the threads, but a thread done with its
+            // share of a step takes up another call's work instead of waiting for the
+            // others to finish theirs.
+            #[cfg(feature = "cpu-kernels")]
+            let outputs: Vec<Result<Vec<Prediction>>> = if self.backend.is_cpu() {
+                use rayon::prelude::*;
+                calls.par_iter().map(run).collect()
+            } else {
+                calls.iter().map(run).collect()
+            };
+            #[cfg(not(feature = "cpu-kernels"))]
+            let outputs: Vec<Result<Vec<Prediction>>> = calls.iter().map(run).collect();
+            for (batch, output) in calls.iter().zip(outputs) {
+                for (&i, prediction) in batch.iter().zip(output?) {
                     window_results[i] = Some(prediction);
                 }
             }
