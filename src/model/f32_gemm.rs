@@ -28,6 +28,8 @@ const ROWS: usize = 6;
 const DEPTH: usize = 768;
 /// Rows per cache block: their inputs for `DEPTH` steps take 288 KiB.
 const BAND: usize = 96;
+/// A block of steps of zeros, the values of a panel's rows past the last.
+static ZEROS: [f32; DEPTH] = [0.0; DEPTH];
 /// Column blocks per AVX-512 kernel call: 6 rows x 4 registers = 24 accumulators.
 const WIDE_BLOCKS: usize = 4;
 
@@ -412,31 +414,34 @@ impl PackedMatrix {
         );
         // Panels as deep as a block of steps, or all of `k` where that is less.
         let panel_depth = DEPTH.min(k);
-        let mut panels = vec![0f32; BAND.min(m).div_ceil(ROWS) * ROWS * panel_depth];
+        // This thread's panels from its last call, grown where they are too small: as
+        // every value read is written first, they need no clearing, nor fresh pages on
+        // every call.
+        let mut panels = PANELS.take();
+        let size = BAND.min(m).div_ceil(ROWS) * ROWS * panel_depth + SLACK;
+        if panels.len() < size {
+            panels = vec![0f32; size];
+        }
         for depth_start in (0..k).step_by(DEPTH) {
             let depth = DEPTH.min(k - depth_start);
             for band_start in (0..m).step_by(BAND) {
                 let band_rows = BAND.min(m - band_start);
                 // Panel p holds rows band_start + 6p .. + 6, value (i, r) at 6i + r; rows
                 // past the band stay zero and their sums are never stored.
-                for (p, panel) in panels
-                    .chunks_exact_mut(ROWS * panel_depth)
-                    .take(band_rows.div_ceil(ROWS))
-                    .enumerate()
-                {
-                    for r in 0..ROWS {
+                for p in 0..band_rows.div_ceil(ROWS) {
+                    let sources: [&[f32]; ROWS] = std::array::from_fn(|r| {
                         let row = band_start + p * ROWS + r;
                         if row < band_start + band_rows {
-                            let source = &a[row * row_stride + depth_start..][..depth];
-                            for (i, &x) in source.iter().enumerate() {
-                                panel[i * ROWS + r] = x;
-                            }
+                            &a[row * row_stride + depth_start..][..depth]
                         } else {
-                            for i in 0..depth {
-                                panel[i * ROWS + r] = 0.0;
-                            }
+                            &ZEROS[..depth]
                         }
-                    }
+                    });
+                    // Panel p and the slack after it, which the next panel (or nothing)
+                    // overwrites.
+                    let panel = &mut panels[p * ROWS * panel_depth..][..depth * ROWS + SLACK];
+                    // SAFETY: AVX2 is present (the caller's contract).
+                    unsafe { interleave(sources, panel) };
                 }
                 for first in blocks.clone().step_by(per_call) {
                     for (p, panel) in panels
@@ -468,6 +473,71 @@ impl PackedMatrix {
                     }
                 }
             }
+        }
+        PANELS.set(panels);
+    }
+}
+
+thread_local! {
+    /// Each thread's input panels, kept from one [`PackedMatrix::rows`] call to the next.
+    static PANELS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Values past a panel that [`interleave`] may write: its last step's two lanes
+/// beyond the six rows.
+const SLACK: usize = 2;
+
+/// Six rows of equal length interleaved step by step into `panel`: value (i, r) at
+/// `6i + r`. Eight steps at a time, the six rows and two of zeros are transposed in
+/// registers and each step's eight lanes stored in turn, the next step's store
+/// overwriting the two beyond the six: so `panel` holds [`SLACK`] values more, past
+/// the interleaved ones, that are left zero or overwritten.
+///
+/// # Safety
+/// AVX2 is present.
+#[target_feature(enable = "avx2")]
+unsafe fn interleave(rows: [&[f32]; ROWS], panel: &mut [f32]) {
+    let depth = rows[0].len();
+    assert!(rows.iter().all(|row| row.len() == depth) && panel.len() == depth * ROWS + SLACK);
+    let whole = depth / 8 * 8;
+    for i in (0..whole).step_by(8) {
+        let zero = _mm256_setzero_ps();
+        // SAFETY: i + 8 ≤ depth: each load reads eight values of its row.
+        let r: [__m256; ROWS] =
+            std::array::from_fn(|r| unsafe { _mm256_loadu_ps(rows[r][i..].as_ptr()) });
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xee>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xee>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, zero);
+        let u5 = _mm256_shuffle_ps::<0xee>(t4, zero);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, zero);
+        let u7 = _mm256_shuffle_ps::<0xee>(t5, zero);
+        // Step i + s: its six values, then two zeros.
+        let steps = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (s, step) in steps.into_iter().enumerate() {
+            // SAFETY: (i + s)·6 + 8 ≤ depth·6 + SLACK, as i + s < depth.
+            unsafe { _mm256_storeu_ps(panel[(i + s) * ROWS..][..8].as_mut_ptr(), step) };
+        }
+    }
+    for i in whole..depth {
+        for (r, row) in rows.iter().enumerate() {
+            panel[i * ROWS + r] = row[i];
         }
     }
 }
@@ -922,20 +992,28 @@ unsafe fn wide_kernel<const STEP: usize, const ROW: usize, const BLOCKS: usize>(
         let lanes = (width - j * COLUMNS).min(COLUMNS);
         (((1u32 << lanes) - 1) & 0xffff) as __mmask16
     });
-    // The starting sums: the bias, or what the steps before this block left in `out`.
-    let mut acc = [[_mm512_setzero_ps(); BLOCKS]; ROWS];
-    for (r, acc) in acc.iter_mut().enumerate().take(rows) {
-        for (j, acc) in acc.iter_mut().enumerate() {
-            let start = if depth_start == 0 {
-                bias.as_ptr()
+    // The starting sums: the bias, or what the steps before this block left in `out`;
+    // zero in rows past the tile's, through loads with no lanes (which read nothing).
+    // Every sum is written once, from uninitialized memory: an array of zeros first
+    // compiled to a call to memset per tile.
+    let mut starts = [[std::mem::MaybeUninit::<__m512>::uninit(); BLOCKS]; ROWS];
+    for (r, starts) in starts.iter_mut().enumerate() {
+        for (j, start) in starts.iter_mut().enumerate() {
+            let (from, mask) = if r >= rows {
+                (bias.as_ptr(), 0)
+            } else if depth_start == 0 {
+                (bias.as_ptr(), masks[j])
             } else {
-                out.wrapping_add(r * stride + col) as *const f32
+                (out.wrapping_add(r * stride + col) as *const f32, masks[j])
             };
             // SAFETY: the masked lanes are the row's columns in the group, inside
-            // `bias` or the caller's part of `out` (contract).
-            *acc = unsafe { _mm512_maskz_loadu_ps(masks[j], start.wrapping_add(j * COLUMNS)) };
+            // `bias` or the caller's part of `out` (contract); a load with no lanes
+            // reads no memory.
+            start.write(unsafe { _mm512_maskz_loadu_ps(mask, from.wrapping_add(j * COLUMNS)) });
         }
     }
+    // SAFETY: every element was written above; the arrays have the same layout.
+    let mut acc: [[__m512; BLOCKS]; ROWS] = unsafe { std::mem::transmute_copy(&starts) };
     // Each row's next value, as `kernel_on` reads them, and the first block's next
     // weights; the loop advances them with no bounds or overflow checks, so that the
     // compiler keeps all the sums in registers (a panic exit inside the loop has it
@@ -1079,6 +1157,31 @@ mod tests {
                     "{heads} heads of {head_dim}, value {i}: {g} vs {w}"
                 );
             }
+        }
+    }
+
+    /// Six rows interleaved step by step, for depths of whole groups of eight steps,
+    /// partial ones and both; the slack after them left zero.
+    #[test]
+    fn six_rows_interleave_step_by_step() {
+        if !supported() {
+            eprintln!("skipped: this CPU has no AVX2 and FMA");
+            return;
+        }
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for depth in [0usize, 1, 7, 8, 9, 16, 21] {
+            let rows: Vec<Vec<f32>> = (0..ROWS)
+                .map(|_| (0..depth).map(|_| random(&mut seed)).collect())
+                .collect();
+            let mut panel = vec![0f32; depth * ROWS + SLACK];
+            // SAFETY: `supported()` holds.
+            unsafe { interleave(std::array::from_fn(|r| &rows[r][..]), &mut panel) };
+            for i in 0..depth {
+                for (r, row) in rows.iter().enumerate() {
+                    assert_eq!(panel[i * ROWS + r], row[i], "depth {depth}, ({i}, {r})");
+                }
+            }
+            assert_eq!(panel[depth * ROWS..], [0.0; SLACK], "depth {depth}");
         }
     }
 
