@@ -438,9 +438,7 @@ impl PackedProjections {
             .matmul_into(&a.context, rows, &mut a.attended);
         self.attention_norm
             .add_and_normalize(&mut a.attended, &a.hidden);
-        self.intermediate
-            .matmul_into(&a.attended, rows, &mut a.expanded);
-        gelu_in_place(&mut a.expanded);
+        expand(&self.intermediate, &a.attended, rows, &mut a.expanded);
         // The layer's output goes where its input was, no longer needed.
         self.output.matmul_into(&a.expanded, rows, &mut a.hidden);
         self.output_norm
@@ -537,6 +535,17 @@ impl NormParameters {
             .zip(residual.chunks(width))
             .for_each(row);
     }
+}
+
+/// `intermediate`'s product of `input` (`rows` rows), then exact GELU, into
+/// `output`: on the f32 kernel in one pass, each tile's values while still in cache.
+fn expand(intermediate: &PackedMatrix, input: &[f32], rows: usize, output: &mut Vec<f32>) {
+    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    if let Some(matrix) = intermediate.as_f32() {
+        return matrix.matmul_gelu_into(input, rows, output);
+    }
+    intermediate.matmul_into(input, rows, output);
+    gelu_in_place(output);
 }
 
 /// Exact GELU, x·Φ(x) = x/2 · (1 + erf(x/√2)), as transformers' "gelu", in place.

@@ -117,12 +117,31 @@ impl PackedMatrix {
     /// # Panics
     /// When the CPU lacks AVX2 or FMA or `input` is not `m × k`.
     pub fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
-        self.product_into(input, m, output, blocks_per_call());
+        self.product_into(input, m, output, blocks_per_call(), false);
+    }
+
+    /// [`PackedMatrix::matmul_into`] followed by exact GELU on every value (as
+    /// [`super::vector_math::gelu_in_place`]), each tile's as soon as its sums are
+    /// complete, while they are in L1: the same values as a pass over the whole output
+    /// afterwards, without that pass's trip through memory.
+    ///
+    /// # Panics
+    /// As [`PackedMatrix::matmul_into`].
+    pub fn matmul_gelu_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
+        self.product_into(input, m, output, blocks_per_call(), true);
     }
 
     /// [`PackedMatrix::matmul_into`] with up to `per_call` column blocks per kernel
-    /// call: 1 on AVX2's kernel, more (at most [`blocks_per_call`]) on AVX-512's.
-    fn product_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>, per_call: usize) {
+    /// call: 1 on AVX2's kernel, more (at most [`blocks_per_call`]) on AVX-512's; with
+    /// `gelu`, [`PackedMatrix::matmul_gelu_into`].
+    fn product_into(
+        &self,
+        input: &[f32],
+        m: usize,
+        output: &mut Vec<f32>,
+        per_call: usize,
+        gelu: bool,
+    ) {
         assert!(supported(), "the CPU has no AVX2 and FMA");
         assert!(
             (1..=blocks_per_call()).contains(&per_call),
@@ -137,6 +156,9 @@ impl PackedMatrix {
         if k == 0 {
             for row in output.chunks_exact_mut(n) {
                 row.copy_from_slice(&self.bias);
+                if gelu {
+                    super::vector_math::gelu_in_place(row);
+                }
             }
             return;
         }
@@ -175,7 +197,7 @@ impl PackedMatrix {
                         last_row - first_row,
                         out.at(first_row * n),
                         first_block..last_block,
-                        per_call,
+                        (per_call, gelu),
                     )
                 }
             });
@@ -392,7 +414,8 @@ impl PackedMatrix {
     /// are first copied into panels of 6 rows interleaved step by step (288 KiB, in
     /// L2), so that the kernel reads one sequential stream instead of six rows.
     ///
-    /// Row `r` of the `m` is `a[r * row_stride..][..k]`.
+    /// Row `r` of the `m` is `a[r * row_stride..][..k]`. With `gelu`, each tile's
+    /// outputs go through exact GELU once its last block of steps has summed them.
     ///
     /// # Safety
     /// AVX2 and FMA (and where `per_call` is more than 1, AVX-512F) are present; `out`
@@ -405,7 +428,7 @@ impl PackedMatrix {
         m: usize,
         out: *mut f32,
         blocks: std::ops::Range<usize>,
-        per_call: usize,
+        (per_call, gelu): (usize, bool),
     ) {
         let k = self.k;
         assert!(
@@ -444,6 +467,7 @@ impl PackedMatrix {
                     unsafe { interleave(sources, panel) };
                 }
                 for first in blocks.clone().step_by(per_call) {
+                    let group = per_call.min(blocks.end - first);
                     for (p, panel) in panels
                         .chunks_exact(ROWS * panel_depth)
                         .take(band_rows.div_ceil(ROWS))
@@ -465,10 +489,24 @@ impl PackedMatrix {
                             self.tile::<ROWS, 1>(
                                 panel[..depth * ROWS].as_ptr(),
                                 0,
-                                per_call.min(blocks.end - first),
+                                group,
                                 out.add(row * self.n),
                                 tile,
                             )
+                        }
+                        if gelu && depth_start + depth == k {
+                            let columns = tile.col..((first + group) * COLUMNS).min(self.n);
+                            for r in row..row + tile.rows {
+                                // SAFETY: the tile's rows and columns are the caller's
+                                // region of `out`, which no other thread touches.
+                                let values = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        out.add(r * self.n + columns.start),
+                                        columns.len(),
+                                    )
+                                };
+                                super::vector_math::gelu_in_place(values);
+                            }
                         }
                     }
                 }
@@ -653,7 +691,7 @@ fn attention_on(
                     rows,
                     scores.as_mut_ptr(),
                     0..len.div_ceil(COLUMNS),
-                    per_call,
+                    (per_call, false),
                 );
             }
             super::vector_math::softmax_rows_unnormalized(scores, len, scale, inverse_sums);
@@ -747,7 +785,7 @@ pub fn first_token_context(
                     1,
                     projected.as_mut_ptr(),
                     column_blocks(0, width),
-                    per_call,
+                    (per_call, false),
                 );
             }
             let query = &projected[..width];
@@ -808,7 +846,7 @@ pub fn first_token_context(
                         1,
                         projected.as_mut_ptr(),
                         column_blocks(first, head_dim),
-                        per_call,
+                        (per_call, false),
                     );
                 }
                 context[head * head_dim..][..head_dim]
@@ -1185,6 +1223,39 @@ mod tests {
         }
     }
 
+    /// A product with GELU applied tile by tile equals the product followed by GELU
+    /// over all of it, bit for bit: deeper than a block of steps, partial column
+    /// groups, rows split and columns split across 1 to 3 threads, and no inputs.
+    #[test]
+    fn gelu_products_equal_products_then_gelu() {
+        if !supported() {
+            eprintln!("skipped: this CPU has no AVX2 and FMA");
+            return;
+        }
+        let mut seed = 0x0bad_5eed_1234_5678u64;
+        for &(m, k, n) in &[(7, 33, 70), (13, 1000, 150), (250, 100, 200), (3, 0, 20)] {
+            let a: Vec<f32> = (0..m * k).map(|_| random(&mut seed) * 2.0).collect();
+            let w: Vec<f32> = (0..k * n).map(|_| random(&mut seed)).collect();
+            let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
+            let packed = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n);
+            let mut want = packed.matmul(&a, m);
+            super::super::vector_math::gelu_in_place(&mut want);
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("thread pool");
+                let mut got = vec![f32::NAN; 3];
+                pool.install(|| packed.matmul_gelu_into(&a, m, &mut got));
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "[{m}x{k}x{n}] on {threads} threads"
+                );
+            }
+        }
+    }
+
     /// The AVX-512 kernel's sums are the AVX2 kernel's, bit for bit: the same FMAs in
     /// the same order. Products on groups of four column blocks and partial groups,
     /// deeper than a block of steps, on few rows and on bands; attention on heads of
@@ -1209,8 +1280,8 @@ mod tests {
             let bias: Vec<f32> = (0..n).map(|_| next()).collect();
             let packed = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n);
             let (mut avx2, mut avx512) = (Vec::new(), Vec::new());
-            packed.product_into(&a, m, &mut avx2, 1);
-            packed.product_into(&a, m, &mut avx512, WIDE_BLOCKS);
+            packed.product_into(&a, m, &mut avx2, 1, false);
+            packed.product_into(&a, m, &mut avx512, WIDE_BLOCKS, false);
             assert!(avx2.iter().all(|x| x.is_finite()), "[{m}x{k}x{n}]");
             assert_eq!(bits(&avx2), bits(&avx512), "[{m}x{k}x{n}]");
         }
