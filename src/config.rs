@@ -70,11 +70,11 @@ impl RobertaConfig {
     /// Refuses, with the field named, anything this library cannot run: another
     /// architecture, an activation other than exact GELU, sizes that do not fit
     /// together or that no real checkpoint has.
+    /// The file is read as untrusted input: a regular file of at most
+    /// [`crate::files::CONFIG_LIMIT`] bytes.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::files::read_untrusted_text(path, crate::files::CONFIG_LIMIT, "config.json")?;
         Self::from_json_str(&text, path)
     }
 

@@ -36,6 +36,52 @@ impl Preprocessing {
                 .into(),
         }
     }
+
+    /// The bytes of `code` that `range` of the preprocessed text [`apply`](Self::apply)
+    /// gives came from. With collapsed whitespace, each word of the preprocessed text
+    /// is a word of `code` copied as it is; a range that starts on a joining space
+    /// starts at the next word, and one that ends on it ends after the previous word.
+    pub fn source_range(self, code: &str, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        if self == Preprocessing::Raw {
+            return range;
+        }
+        // Each word of `code`: its offset in `code`, and its text.
+        let words: Vec<(usize, &str)> = code
+            .split(is_python_whitespace)
+            .filter(|w| !w.is_empty())
+            .map(|w| (w.as_ptr() as usize - code.as_ptr() as usize, w))
+            .collect();
+        // Where each word starts in the preprocessed text (words joined by one space).
+        let mut starts = Vec::with_capacity(words.len());
+        let mut at = 0;
+        for (_, w) in &words {
+            starts.push(at);
+            at += w.len() + 1;
+        }
+        // Preprocessed byte `o`: `Ok(source offset)` inside a word, `Err(i)` on the
+        // space after word `i`.
+        let locate = |o: usize| -> std::result::Result<usize, usize> {
+            let i = starts.partition_point(|&s| s <= o).max(1) - 1;
+            let (raw, w) = words[i];
+            match o - starts[i] < w.len() {
+                true => Ok(raw + o - starts[i]),
+                false => Err(i),
+            }
+        };
+        if words.is_empty() {
+            return 0..0;
+        }
+        let start = locate(range.start)
+            .unwrap_or_else(|i| words.get(i + 1).map_or(code.len(), |(raw, _)| *raw));
+        if range.end <= range.start {
+            return start..start;
+        }
+        let end = match locate(range.end - 1) {
+            Ok(raw) => raw + 1,
+            Err(i) => words[i].0 + words[i].1.len(),
+        };
+        start..end.max(start)
+    }
 }
 
 /// Python's `str.isspace`: Unicode White_Space plus the four ASCII separators
@@ -155,7 +201,9 @@ pub struct Prediction {
 pub struct WindowedPrediction {
     /// The prediction for that window (`truncated` is false: each window fits).
     pub prediction: Prediction,
-    /// Byte range of the (preprocessed) text that the window covers.
+    /// Byte range of the code as given that the window covers (with
+    /// [`Preprocessing::CollapseWhitespace`], mapped back from the collapsed text by
+    /// [`Preprocessing::source_range`]).
     pub byte_range: std::ops::Range<usize>,
     /// Windows classified.
     pub windows: usize,
@@ -310,6 +358,19 @@ impl DetectorBuilder {
             (tokenizer, loaded)
         });
         let tokenizer = tokenizer?;
+        // An id past the embedding table would fail inside the model at inference.
+        if let Some((id, token)) = tokenizer
+            .max_id()
+            .filter(|(id, _)| *id as usize >= config.vocab_size)
+        {
+            return Err(Error::Tokenizer {
+                path: dir.clone(),
+                message: format!(
+                    "token {token:?} has id {id}, past config.json's vocab_size {} (ids must be below it)",
+                    config.vocab_size
+                ),
+            });
+        }
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::Tokenizer {
                 path: dir.clone(),
@@ -494,9 +555,17 @@ impl Detector {
             order.sort_by_key(|&i| inputs[i].input_ids.len());
             let mut window_results: Vec<Option<Prediction>> = vec![None; inputs.len()];
             let calls = self.model_calls(&order, |i| inputs[i].input_ids.len());
+            let window_start = results.len();
             let run = |batch: &&[usize]| {
                 let members: Vec<&TokenizedInput> = batch.iter().map(|&i| &inputs[i]).collect();
-                self.run_batch(&members)
+                self.run_batch(&members).map_err(|e| match e {
+                    // The position in the call, as the caller's index.
+                    Error::NonFiniteLogits { input, logits } => Error::NonFiniteLogits {
+                        input: window_start + batch[input],
+                        logits,
+                    },
+                    other => other,
+                })
             };
             // On the CPU backends the calls run side by side on the rayon pool. Each
             // call's work still splits across the threads, but a thread done with its
@@ -571,7 +640,14 @@ impl Detector {
         let order: Vec<usize> = (0..windows.len()).collect();
         for chunk in self.model_calls(&order, |i| windows[i].input_ids.len()) {
             let members: Vec<&TokenizedInput> = chunk.iter().map(|&i| &windows[i]).collect();
-            for (&index, prediction) in chunk.iter().zip(self.run_batch(&members)?) {
+            let predictions = self.run_batch(&members).map_err(|e| match e {
+                // One input: every window's error is the input's.
+                Error::NonFiniteLogits { logits, .. } => {
+                    Error::NonFiniteLogits { input: 0, logits }
+                }
+                other => other,
+            })?;
+            for (&index, prediction) in chunk.iter().zip(predictions) {
                 if best
                     .as_ref()
                     .is_none_or(|(_, b)| prediction.insecure_probability > b.insecure_probability)
@@ -584,9 +660,10 @@ impl Detector {
         let start = starts[index];
         let end = (start + width).min(ids.len());
         let byte_range = if start < end {
-            offsets[start].0..offsets[end - 1].1
+            self.preprocessing
+                .source_range(code, offsets[start].0..offsets[end - 1].1)
         } else {
-            0..text.len()
+            0..code.len()
         };
         Ok(WindowedPrediction {
             prediction,
@@ -692,11 +769,22 @@ impl Detector {
         .map_err(|panic| Error::Inference(panic_message(&*panic)))??;
 
         let labels = self.config.num_labels;
-        Ok(inputs
+        inputs
             .iter()
             .zip(logits.chunks(labels))
-            .map(|(input, logits)| self.prediction(input, logits.to_vec()))
-            .collect())
+            .enumerate()
+            .map(|(position, (input, logits))| {
+                // Fail closed: NaN compares false with every threshold, so a NaN
+                // probability would read as "not insecure".
+                if logits.iter().any(|l| !l.is_finite()) {
+                    return Err(Error::NonFiniteLogits {
+                        input: position,
+                        logits: logits.to_vec(),
+                    });
+                }
+                Ok(self.prediction(input, logits.to_vec()))
+            })
+            .collect()
     }
 
     fn prediction(&self, input: &TokenizedInput, logits: Vec<f32>) -> Prediction {
@@ -747,6 +835,31 @@ fn model_calls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collapsed_ranges_map_back_to_the_source() {
+        let code = "int  f(void)\n{\n\treturn \u{e9};\r\n}\n";
+        let p = Preprocessing::CollapseWhitespace;
+        let text = p.apply(code);
+        assert_eq!(text, "int f(void) { return \u{e9}; }");
+        // Every word, and every part of one, maps to the same bytes of the source.
+        for word in text.split(' ') {
+            let at = word.as_ptr() as usize - text.as_ptr() as usize;
+            assert_eq!(&code[p.source_range(code, at..at + word.len())], word);
+            let first = word.chars().next().unwrap().len_utf8();
+            assert_eq!(&code[p.source_range(code, at..at + first)], &word[..first]);
+        }
+        // A range across words covers the source's whitespace between them.
+        assert_eq!(&code[p.source_range(code, 0..text.len())], code.trim_end());
+        // A range starting on a joining space starts at the next word; one ending on
+        // it ends after the previous word.
+        let space = text.find(' ').unwrap();
+        assert_eq!(&code[p.source_range(code, space..space + 2)], "f");
+        assert_eq!(&code[p.source_range(code, 0..space + 1)], "int");
+        assert_eq!(p.source_range(code, 4..4), 5..5);
+        assert_eq!(p.source_range("   ", 0..0), 0..0);
+        assert_eq!(Preprocessing::Raw.source_range(code, 3..7), 3..7);
+    }
 
     #[test]
     fn model_calls_hold_batch_size_inputs_and_token_budget_tokens() {

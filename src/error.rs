@@ -106,6 +106,28 @@ pub enum Error {
         found: String,
     },
 
+    /// A tensor holds NaN or infinite values (or values that overflow f32): such
+    /// weights give no verdict, only NaN probabilities, so they are refused at load.
+    #[error("{}: tensor `{tensor}` holds {count} NaN or infinite value(s); refusing weights that cannot give a verdict", path.display())]
+    NonFiniteTensor {
+        /// The weight file.
+        path: PathBuf,
+        /// The tensor's name as the hub checkpoint spells it.
+        tensor: String,
+        /// How many of its values are not finite.
+        count: usize,
+    },
+
+    /// The model gave NaN or infinite logits for an input: no verdict can be read off
+    /// them, so the input is an error rather than "not insecure" (fail closed).
+    #[error("the model gave non-finite logits {logits:?} for input {input}: no verdict (the weights or the precision overflow)")]
+    NonFiniteLogits {
+        /// The input's index in the call (0 for a single prediction).
+        input: usize,
+        /// The logits as computed.
+        logits: Vec<f32>,
+    },
+
     /// The weight file holds tensors that belong to no part of this model.
     #[error("{}: unexpected tensors {tensors:?}: not part of a RoBERTa sequence classifier", path.display())]
     UnexpectedTensors {
@@ -133,6 +155,26 @@ pub enum Error {
         reason: String,
         /// The backends this build has, comma-separated.
         available: String,
+    },
+
+    /// An input file is not one this library reads: not a regular file, too large
+    /// for its kind, or not text where text is needed.
+    #[error("refusing {}: {reason}", path.display())]
+    FileRefused {
+        /// The file.
+        path: PathBuf,
+        /// Why, with the limit where one applies.
+        reason: String,
+    },
+
+    /// An output path names one of the command's inputs: writing it would destroy the
+    /// input.
+    #[error("refusing to write {}: it is the input {}", output.display(), input.display())]
+    OutputIsInput {
+        /// The output path.
+        output: PathBuf,
+        /// The input it would overwrite.
+        input: PathBuf,
     },
 
     /// The model failed while running: a backend error or an internal invariant.

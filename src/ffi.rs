@@ -451,7 +451,9 @@ struct Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let status = match &error {
-            Error::Io { .. } | Error::NoWeights { .. } => icd_status::ICD_ERR_IO,
+            Error::Io { .. } | Error::NoWeights { .. } | Error::FileRefused { .. } => {
+                icd_status::ICD_ERR_IO
+            }
             Error::ConfigParse { .. }
             | Error::ConfigValue { .. }
             | Error::UnsupportedModel { .. } => icd_status::ICD_ERR_CONFIG,
@@ -460,10 +462,13 @@ impl From<Error> for Failure {
             | Error::MissingTensor { .. }
             | Error::TensorShape { .. }
             | Error::TensorDtype { .. }
-            | Error::UnexpectedTensors { .. } => icd_status::ICD_ERR_WEIGHTS,
-            Error::InvalidArgument { .. } => icd_status::ICD_ERR_INVALID_ARGUMENT,
+            | Error::UnexpectedTensors { .. }
+            | Error::NonFiniteTensor { .. } => icd_status::ICD_ERR_WEIGHTS,
+            Error::InvalidArgument { .. } | Error::OutputIsInput { .. } => {
+                icd_status::ICD_ERR_INVALID_ARGUMENT
+            }
             Error::BackendUnavailable { .. } => icd_status::ICD_ERR_BACKEND_UNAVAILABLE,
-            Error::Inference(_) => icd_status::ICD_ERR_INFERENCE,
+            Error::Inference(_) | Error::NonFiniteLogits { .. } => icd_status::ICD_ERR_INFERENCE,
         };
         Failure {
             status,

@@ -25,6 +25,7 @@ pub mod config;
 pub mod detector;
 pub mod error;
 pub mod ffi;
+pub mod files;
 pub mod hub;
 pub mod model;
 #[cfg(feature = "scan")]
@@ -50,10 +51,7 @@ pub(crate) fn tokenizer_max_length(dir: &std::path::Path) -> Result<Option<usize
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = files::read_untrusted_text(&path, files::CONFIG_LIMIT, "tokenizer_config.json")?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Tokenizer {
         path: path.clone(),
         message: e.to_string(),

@@ -58,6 +58,10 @@ impl std::fmt::Debug for CodeTokenizer {
     }
 }
 
+/// Bytes of text per token of `max_tokens` past which [`CodeTokenizer::encode`] never
+/// tokenizes: 256 KiB for 512 tokens, four times RoBERTa's longest token (128 bytes).
+pub const MAX_BYTES_PER_TOKEN: usize = 512;
+
 /// The special tokens of RoBERTa, in the order transformers registers them.
 const SPECIAL_TOKENS: [&str; 5] = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"];
 
@@ -80,8 +84,10 @@ impl CodeTokenizer {
     /// Loads a serialized `tokenizers` pipeline. Any truncation or padding saved in it is
     /// dropped: this library truncates and pads itself.
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
+        let bytes =
+            crate::files::read_untrusted(path, crate::files::TOKENIZER_LIMIT, "tokenizer.json")?;
         let mut inner =
-            Tokenizer::from_file(path).map_err(|e| tokenizer_error(path, e.to_string()))?;
+            Tokenizer::from_bytes(bytes).map_err(|e| tokenizer_error(path, e.to_string()))?;
         inner
             .with_truncation(None)
             .map_err(|e| tokenizer_error(path, e.to_string()))?;
@@ -95,13 +101,15 @@ impl CodeTokenizer {
         merges: &Path,
         tokenizer_config: Option<&Path>,
     ) -> Result<Self> {
-        for file in [vocab, merges] {
-            if !file.is_file() {
+        for (file, kind) in [(vocab, "vocab.json"), (merges, "merges.txt")] {
+            if !file.exists() {
                 return Err(tokenizer_error(
                     file,
                     "file not found (expected tokenizer.json, or vocab.json and merges.txt)".into(),
                 ));
             }
+            // Regular and within bounds, before the tokenizers crate reads it by path.
+            crate::files::open_untrusted(file, crate::files::TOKENIZER_LIMIT, kind)?;
         }
         let vocab_str = path_str(vocab)?;
         let merges_str = path_str(merges)?;
@@ -181,11 +189,19 @@ impl CodeTokenizer {
     /// Time and memory are bounded by `max_tokens`, not by the input: a long input is
     /// cut before tokenizing, at a point where the ids before it cannot change (see
     /// [`safe_cut`]) and far enough in to hold more than `max_tokens` tokens.
+    ///
+    /// Where no such point exists within the first `max_tokens * MAX_BYTES_PER_TOKEN`
+    /// bytes (text without whitespace there, or a pipeline other than RoBERTa's
+    /// byte-level one), only those bytes reach the tokenizer, so that no input and no
+    /// `tokenizer.json` makes tokenizing cost more; then the last ids before the cut
+    /// may differ from those of the whole text, which real code (with whitespace every
+    /// few bytes) never meets.
     pub fn encode(&self, text: &str, max_tokens: usize) -> Result<TokenizedInput> {
         let max_tokens = max_tokens.max(2);
+        let bound = text.floor_char_boundary(max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN));
         if let Some(cut) = self
             .longest_token_bytes
-            .and_then(|longest| safe_cut(text, (max_tokens + 1) * longest))
+            .and_then(|longest| safe_cut(&text[..bound], (max_tokens + 1) * longest))
         {
             let mut ids = self.encode_untruncated(&text[..cut])?;
             // Each token spells at most `longest` bytes, so the prefix holds more than
@@ -198,6 +214,17 @@ impl CodeTokenizer {
                     untruncated_length: None,
                 });
             }
+        }
+        if bound < text.len() {
+            let mut ids = self.encode_untruncated(&text[..bound])?;
+            if ids.len() > max_tokens {
+                ids.truncate(max_tokens - 1);
+                ids.push(self.eos_id);
+            }
+            return Ok(TokenizedInput {
+                input_ids: ids,
+                untruncated_length: None,
+            });
         }
         let mut ids = self.encode_untruncated(text)?;
         let untruncated_length = ids.len();
@@ -245,6 +272,16 @@ impl CodeTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The largest token id the tokenizer can give, with the token that has it
+    /// (added tokens included); `None` for an empty vocabulary.
+    pub fn max_id(&self) -> Option<(u32, String)> {
+        self.inner
+            .get_vocab(true)
+            .into_iter()
+            .max_by_key(|(token, id)| (*id, std::cmp::Reverse(token.clone())))
+            .map(|(token, id)| (id, token))
+    }
+
     /// The id of `token`, if the vocabulary has it.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
@@ -282,10 +319,11 @@ struct SpecialTokenFlags {
 
 impl SpecialTokenFlags {
     fn from_tokenizer_config(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::files::read_untrusted_text(
+            path,
+            crate::files::CONFIG_LIMIT,
+            "tokenizer_config.json",
+        )?;
         let value: Value =
             serde_json::from_str(&text).map_err(|e| tokenizer_error(path, e.to_string()))?;
         let mut flags = Vec::new();

@@ -185,7 +185,7 @@ fn scan_finds_functions_with_line_ranges_and_respects_gitignore() {
         "threshold 0 flags everything: {stderr}"
     );
     assert!(
-        stderr.contains("broken.c") && stderr.contains("syntax errors"),
+        stderr.contains("1 line of") && stderr.contains("broken.c could not be parsed (line 1)"),
         "{stderr}"
     );
 
@@ -243,6 +243,51 @@ fn scan_finds_functions_with_line_ranges_and_respects_gitignore() {
 }
 
 #[test]
+fn functions_lists_what_scan_classifies_without_a_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path());
+    let root = tmp.path().display().to_string();
+    let listed = icd(&["functions", &root, "--format", "jsonl"]);
+    assert_eq!(listed.status.code(), Some(0));
+    let listed: Vec<(String, u64, u64)> = stdout(&listed)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|r| {
+            (
+                r["function"].as_str().unwrap().to_owned(),
+                r["start_line"].as_u64().unwrap(),
+                r["end_line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (_, rows) = scan_jsonl(tmp.path(), &["--threshold", "0"]);
+    let scanned: Vec<(String, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["function"].as_str().unwrap().to_owned(),
+                r["start_line"].as_u64().unwrap(),
+                r["end_line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, scanned);
+    assert!(listed.len() >= 8, "{listed:?}");
+
+    let table = icd(&["functions", &root]);
+    let text = stdout(&table);
+    assert!(text.starts_with("LOCATION"), "{text}");
+    assert!(
+        text.contains(&format!("{} functions in ", listed.len())),
+        "{text}"
+    );
+    assert!(
+        text.contains("broken.c could not be parsed (line 1)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn scan_exit_statuses_and_table_format() {
     let tmp = tempfile::tempdir().unwrap();
     write_tree(tmp.path());
@@ -257,7 +302,14 @@ fn scan_exit_statuses_and_table_format() {
         "{table}"
     );
     assert!(
-        table.trim_end().ends_with("0 of 8 functions at or above 1"),
+        table.contains("\n0 of 8 functions at or above 1\n"),
+        "{table}"
+    );
+    // The footer names what could not be covered.
+    assert!(
+        table
+            .trim_end()
+            .ends_with("broken.c could not be parsed (line 1); functions there are not scanned"),
         "{table}"
     );
 
@@ -353,6 +405,29 @@ fn scan_sarif_is_valid_sarif_2_1_0() {
     let p = first["properties"]["insecureProbability"].as_f64().unwrap();
     assert!((first["rank"].as_f64().unwrap() - p * 100.0).abs() < 0.01);
     assert!(first["properties"]["tokens"].as_u64().unwrap() > 2);
+
+    // The file that does not parse is named, with its lines, as a tool notification.
+    let invocation = &run["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], true);
+    let notifications = invocation["toolExecutionNotifications"].as_array().unwrap();
+    assert_eq!(notifications.len(), 1, "{notifications:#?}");
+    let unparsed = &notifications[0];
+    assert_eq!(unparsed["descriptor"]["id"], "ICD-UNPARSED");
+    assert_eq!(
+        run["tool"]["driver"]["notifications"][0]["id"],
+        "ICD-UNPARSED"
+    );
+    let location = &unparsed["locations"][0]["physicalLocation"];
+    assert!(location["artifactLocation"]["uri"]
+        .as_str()
+        .unwrap()
+        .ends_with("src/broken.c"));
+    assert_eq!(location["region"]["startLine"], 1);
+    assert_eq!(location["region"]["endLine"], 1);
+    assert!(unparsed["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("could not be parsed"));
 
     // At threshold 1 nothing is reported, and the log is still valid.
     let empty = icd(&[

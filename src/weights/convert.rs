@@ -19,7 +19,9 @@ pub enum StorageDtype {
 
 /// Converts a PyTorch state dict to safetensors with the same tensor names, as
 /// `safetensors.torch.save_file` would write it (so transformers loads it too).
-/// The pickle is checked first: anything beyond plain tensors is refused.
+/// The pickle is checked first: anything beyond plain tensors is refused. `dst` is
+/// written whole or not at all ([`crate::files::write_atomically`]): a link there is
+/// replaced rather than followed, and `dst` naming `src` is refused.
 pub fn convert_pytorch_to_safetensors(src: &Path, dst: &Path, dtype: StorageDtype) -> Result<()> {
     let tensors = super::read_tensors(&super::WeightFile::PytorchBin(src.to_path_buf()))?;
     let format_error = |message: String| Error::WeightsFormat {
@@ -45,9 +47,13 @@ pub fn convert_pytorch_to_safetensors(src: &Path, dst: &Path, dtype: StorageDtyp
         })
         .collect::<Result<Vec<_>>>()?;
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
-    safetensors::serialize_to_file(views, Some(metadata), dst).map_err(|e| Error::WeightsFormat {
-        path: dst.to_path_buf(),
-        message: e.to_string(),
+    crate::files::write_atomically(dst, &[src], |tmp| {
+        safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| {
+            Error::WeightsFormat {
+                path: dst.to_path_buf(),
+                message: e.to_string(),
+            }
+        })
     })
 }
 
@@ -85,6 +91,23 @@ fn convert_bytes(
         _ => None,
     };
     if let Some(values) = floats {
+        let limit = match to {
+            StorageDtype::F32 => f32::MAX,
+            StorageDtype::F16 => f32::from(half::f16::MAX),
+        };
+        let non_finite = values
+            .iter()
+            .filter(|v| !v.is_finite() || v.abs() > limit)
+            .count();
+        if non_finite > 0 {
+            return Err(format!(
+                "tensor `{name}` holds {non_finite} value(s) that are NaN, infinite or past the range of {}; refusing to write weights that cannot give a verdict",
+                match to {
+                    StorageDtype::F32 => "f32",
+                    StorageDtype::F16 => "f16",
+                }
+            ));
+        }
         return Ok(match to {
             StorageDtype::F32 => (
                 StDtype::F32,

@@ -171,7 +171,11 @@ pub fn load(
 ) -> Result<()> {
     let path = file.path();
     let tensors = read_tensors(file)?.into_values().collect();
-    let tensors = check_tensors(tensors, config, path)?;
+    let non_finite = NonFiniteValues::default();
+    let tensors = check_tensors(tensors, config, path)?
+        .into_iter()
+        .map(|t| non_finite.watch(t, dtype))
+        .collect();
     let tensors = fuse_attention_projections(tensors, config);
 
     let remapper = KeyRemapper::from_patterns(NAME_RULES.to_vec())
@@ -186,6 +190,13 @@ pub fn load(
     );
     let report = model.apply(tensors, None, Some(adapter), true);
 
+    if let Some((tensor, count)) = non_finite.first() {
+        return Err(Error::NonFiniteTensor {
+            path: path.to_path_buf(),
+            tensor,
+            count,
+        });
+    }
     if let Some(error) = report.errors.first() {
         return Err(Error::WeightsFormat {
             path: path.to_path_buf(),
@@ -557,6 +568,67 @@ impl ElementBytes {
             Self::U64(v) => Bytes::from_elems(v),
         };
         burn::tensor::TensorData::try_from_bytes(bytes, shape, dtype)
+    }
+}
+
+/// Tensors found to hold values that are not finite in the precision they load into,
+/// by hub name, with how many such values each has. Filled as each tensor's bytes are
+/// read (in the pass that loads them, while they are in cache), checked after.
+#[derive(Default, Clone)]
+struct NonFiniteValues(std::sync::Arc<std::sync::Mutex<Vec<(String, usize)>>>);
+
+impl NonFiniteValues {
+    /// `tensor`, counting its non-finite values when it is read: NaN and infinities
+    /// in any float dtype, f64 values past f32's range, and values past f16's range
+    /// when the model loads in f16.
+    fn watch(&self, tensor: PackTensor, load_dtype: DType) -> PackTensor {
+        let (name, dtype, shape) = (tensor.name.clone(), tensor.dtype, tensor.shape.clone());
+        let hub = hub_name(&name);
+        let found = self.clone();
+        burn::store::bridge::map_data(tensor, name, dtype, shape, move |data| {
+            let count = non_finite_count(data.as_bytes(), data.dtype(), load_dtype);
+            if count > 0 {
+                found
+                    .0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((hub.clone(), count));
+            }
+            data
+        })
+    }
+
+    /// The first tensor found, in hub-name order (the order of loading varies).
+    fn first(&self) -> Option<(String, usize)> {
+        let found = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        found.iter().min().cloned()
+    }
+}
+
+/// Values of `bytes` (little-endian `dtype`) that are not finite once loaded as
+/// `load_dtype`: NaN or infinite, an f64 past f32's range, or past f16's range (65504)
+/// for an f16 model (bf16 has f32's range).
+fn non_finite_count(bytes: &[u8], dtype: DType, load_dtype: DType) -> usize {
+    let f16_max = f32::from(half::f16::MAX);
+    let bad = |v: f32| !v.is_finite() || (load_dtype == DType::F16 && v.abs() > f16_max);
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .filter(|b| bad(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            .count(),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .filter(|b| bad(half::f16::from_le_bytes([b[0], b[1]]).to_f32()))
+            .count(),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .filter(|b| bad(half::bf16::from_le_bytes([b[0], b[1]]).to_f32()))
+            .count(),
+        DType::F64 => bytes
+            .chunks_exact(8)
+            .filter(|b| bad(f64::from_le_bytes((*b).try_into().expect("8 bytes")) as f32))
+            .count(),
+        _ => 0,
     }
 }
 

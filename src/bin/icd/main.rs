@@ -6,12 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use insecure_code_detector::scan::{find_functions_in_bytes, Language};
+mod sources;
+
+use insecure_code_detector::files::write_atomically;
+use insecure_code_detector::scan::{FunctionSpan, Language};
 use insecure_code_detector::weights::{convert_pytorch_to_safetensors, StorageDtype};
 use insecure_code_detector::{
-    hub, Backend, Detector, Precision, Prediction, Preprocessing, HUB_MODEL_ID,
+    hub, Backend, Detector, Error, Precision, Prediction, Preprocessing, HUB_MODEL_ID,
 };
 use serde_json::json;
+use sources::{find_functions_under, Gap, GapKind, SourceArgs};
 
 /// Flags insecure C/C++ functions with CodeBERT fine-tuned for defect detection.
 #[derive(Parser)]
@@ -39,9 +43,9 @@ struct ModelArgs {
     /// Functions per model call.
     #[arg(long, global = true, default_value_t = 8)]
     batch_size: usize,
-    /// CPU threads for the model (default: all cores).
-    #[arg(long, global = true)]
-    threads: Option<usize>,
+    /// CPU threads for the model (default: all cores; at most 1024).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     /// Collapse whitespace before tokenizing, as CodeXGLUE's scripts do.
     #[arg(long, global = true)]
     collapse_whitespace: bool,
@@ -67,6 +71,23 @@ enum Command {
     Evaluate(EvaluateArgs),
     /// Convert a hub checkpoint's pytorch_model.bin to model.safetensors.
     Convert(ConvertArgs),
+    /// List the C/C++ function definitions under PATHs (respecting .gitignore), as
+    /// `scan` finds them, without loading a model.
+    Functions(FunctionsArgs),
+}
+
+#[derive(Args)]
+struct FunctionsArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    #[arg(long, value_enum, default_value_t = FunctionsFormat::Table)]
+    format: FunctionsFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum FunctionsFormat {
+    Table,
+    Jsonl,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -78,9 +99,8 @@ enum ScanFormat {
 
 #[derive(Args)]
 struct ScanArgs {
-    /// Files and directories to scan.
-    #[arg(required = true)]
-    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    sources: SourceArgs,
     #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
     format: ScanFormat,
     /// Insecure probability at or above which a function is a finding.
@@ -154,18 +174,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(threads) = cli.model.threads {
         // Read by the thread pool of the CPU backends when it starts, which is later.
-        std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
     let result = match &cli.command {
         Command::Scan(args) => scan(&cli.model, args),
         Command::Classify(args) => classify(&cli.model, args).map(|()| ExitCode::SUCCESS),
         Command::Evaluate(args) => evaluate(&cli.model, args).map(|()| ExitCode::SUCCESS),
         Command::Convert(args) => convert(args).map(|()| ExitCode::SUCCESS),
+        Command::Functions(args) => functions(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
         Err(Failure(message)) => {
-            eprintln!("icd: error: {message}");
+            eprintln!("icd: error: {}", printable(&message));
             ExitCode::from(2)
         }
     }
@@ -240,24 +261,8 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     }
     let detector = load_detector(model)?;
     let stride = args.stride.unwrap_or((detector.max_tokens() - 2) / 2);
-    let files = collect_files(&args.paths)?;
-
     // Find every function first, so that the progress bar knows the total.
-    let mut functions = Vec::new();
-    let mut parse_warnings = Vec::new();
-    for (path, language) in &files {
-        let bytes = std::fs::read(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
-        let result = find_functions_in_bytes(&bytes, *language);
-        if result.had_syntax_errors {
-            parse_warnings.push(path.display().to_string());
-        }
-        for function in result.functions {
-            functions.push((path.display().to_string(), function));
-        }
-    }
-    for file in &parse_warnings {
-        eprintln!("icd: warning: {file}: syntax errors; functions in the parts that parsed are still scanned");
-    }
+    let (functions, inputs, gaps) = find_functions_under(&args.sources)?;
 
     let progress = (std::io::stderr().is_terminal() && functions.len() >= 64).then(|| {
         let bar = indicatif::ProgressBar::new(functions.len() as u64);
@@ -271,7 +276,9 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     for chunk in functions.chunks(detector.batch_size() * 8) {
         if args.window {
             for (file, f) in chunk {
-                let w = detector.predict_windows(&f.code, stride)?;
+                let w = detector
+                    .predict_windows(&f.code, stride)
+                    .map_err(|e| function_failure(file, f, e))?;
                 let first = f.start_line + f.code[..w.byte_range.start].matches('\n').count();
                 let last = f.start_line + f.code[..w.byte_range.end].matches('\n').count();
                 findings.push(finding(
@@ -283,7 +290,14 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
             }
         } else {
             let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.code.as_str()).collect();
-            for ((file, f), prediction) in chunk.iter().zip(detector.predict_batch(&codes)?) {
+            let predictions = detector.predict_batch(&codes).map_err(|e| match e {
+                Error::NonFiniteLogits { input, .. } => {
+                    let (file, f) = &chunk[input];
+                    function_failure(file, f, e)
+                }
+                other => Failure::from(other),
+            })?;
+            for ((file, f), prediction) in chunk.iter().zip(predictions) {
                 findings.push(finding(file, f, prediction, None));
             }
         }
@@ -296,18 +310,20 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     }
 
     let report = match args.format {
-        ScanFormat::Table => table(&findings, args.threshold),
+        ScanFormat::Table => table(&findings, args.threshold, &gaps),
         ScanFormat::Jsonl => findings
             .iter()
             .map(|f| finding_json(f, args.threshold).to_string() + "\n")
             .collect(),
         ScanFormat::Sarif => {
-            serde_json::to_string_pretty(&sarif(&findings, args.threshold, &detector))? + "\n"
+            serde_json::to_string_pretty(&sarif(&findings, args.threshold, &gaps, &detector))?
+                + "\n"
         }
     };
     match &args.output {
         Some(path) => {
-            std::fs::write(path, report).map_err(|e| Failure(format!("{}: {e}", path.display())))?
+            let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+            write_output(path, &inputs, report.as_bytes())?
         }
         None => std::io::stdout().write_all(report.as_bytes())?,
     }
@@ -321,9 +337,17 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     })
 }
 
+/// An error classifying one function, naming it.
+fn function_failure(file: &str, f: &FunctionSpan, e: Error) -> Failure {
+    Failure(format!(
+        "{file}:{}-{}: function `{}`: {e}",
+        f.start_line, f.end_line, f.name
+    ))
+}
+
 fn finding(
     file: &str,
-    f: &insecure_code_detector::scan::FunctionSpan,
+    f: &FunctionSpan,
     prediction: Prediction,
     window: Option<(usize, usize, usize)>,
 ) -> Finding {
@@ -337,35 +361,41 @@ fn finding(
     }
 }
 
-/// C and C++ files under `paths`, honouring .gitignore; named files are taken as given.
-fn collect_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Language)>, Failure> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_file() {
-            files.push((
-                path.clone(),
-                Language::from_path(path).unwrap_or(Language::C),
-            ));
-            continue;
-        }
-        if !path.exists() {
-            return Err(Failure(format!(
-                "{}: no such file or directory",
-                path.display()
-            )));
-        }
-        let mut found: Vec<(PathBuf, Language)> = ignore::WalkBuilder::new(path)
-            // Honour .gitignore files also outside a git checkout (an unpacked tarball).
-            .require_git(false)
-            .build()
-            .filter_map(|entry| entry.ok())
-            .filter(|entry| entry.file_type().is_some_and(|t| t.is_file()))
-            .filter_map(|entry| Language::from_path(entry.path()).map(|l| (entry.into_path(), l)))
-            .collect();
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        files.extend(found);
+fn functions(args: &FunctionsArgs) -> Result<(), Failure> {
+    let (functions, inputs, gaps) = find_functions_under(&args.sources)?;
+    let mut out = String::new();
+    if args.format == FunctionsFormat::Table {
+        out += &format!("{:<40} {}\n", "LOCATION", "FUNCTION");
     }
-    Ok(files)
+    for (file, f) in &functions {
+        match args.format {
+            FunctionsFormat::Table => {
+                let location = format!("{}:{}-{}", printable(file), f.start_line, f.end_line);
+                out += &format!("{location:<40} {}\n", printable(&f.name));
+            }
+            FunctionsFormat::Jsonl => {
+                let language = Language::from_path(Path::new(file)).unwrap_or(Language::C);
+                out += &json!({
+                    "file": file,
+                    "language": language.name(),
+                    "function": f.name,
+                    "start_line": f.start_line,
+                    "end_line": f.end_line,
+                })
+                .to_string();
+                out.push('\n');
+            }
+        }
+    }
+    if args.format == FunctionsFormat::Table {
+        out += &format!("{} functions in {} files\n", functions.len(), inputs.len());
+        for gap in &gaps {
+            out += &gap.message();
+            out.push('\n');
+        }
+    }
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
 }
 
 fn verdict(p: &Prediction, threshold: f32) -> &'static str {
@@ -376,13 +406,13 @@ fn verdict(p: &Prediction, threshold: f32) -> &'static str {
     }
 }
 
-fn table(findings: &[Finding], threshold: f32) -> String {
+fn table(findings: &[Finding], threshold: f32, gaps: &[Gap]) -> String {
     let mut out = format!(
         "{:<9} {:>6}  {:<40} {}\n",
         "VERDICT", "P", "LOCATION", "FUNCTION"
     );
     for f in findings {
-        let location = format!("{}:{}-{}", f.file, f.start_line, f.end_line);
+        let location = format!("{}:{}-{}", printable(&f.file), f.start_line, f.end_line);
         let mut note = String::new();
         if let Some((first, last, windows)) = f.window {
             note = format!("  (worst of {windows} windows: lines {first}-{last})");
@@ -394,7 +424,7 @@ fn table(findings: &[Finding], threshold: f32) -> String {
             verdict(&f.prediction, threshold),
             f.prediction.insecure_probability,
             location,
-            f.function,
+            printable(&f.function),
             note
         );
     }
@@ -406,6 +436,10 @@ fn table(findings: &[Finding], threshold: f32) -> String {
         "{flagged} of {} functions at or above {threshold}\n",
         findings.len()
     );
+    for gap in gaps {
+        out += &gap.message();
+        out.push('\n');
+    }
     out
 }
 
@@ -431,8 +465,48 @@ fn finding_json(f: &Finding, threshold: f32) -> serde_json::Value {
 
 const RULE_ID: &str = "ICD001";
 
-/// SARIF 2.1.0: one result per function at or above the threshold.
-fn sarif(findings: &[Finding], threshold: f32, detector: &Detector) -> serde_json::Value {
+/// Notification ids: lines that could not be parsed, files that were not read.
+const UNPARSED_ID: &str = "ICD-UNPARSED";
+const SKIPPED_ID: &str = "ICD-SKIPPED";
+
+/// SARIF 2.1.0: one result per function at or above the threshold, and one tool
+/// notification per file with lines that could not be parsed or not read at all.
+fn sarif(
+    findings: &[Finding],
+    threshold: f32,
+    gaps: &[Gap],
+    detector: &Detector,
+) -> serde_json::Value {
+    let notifications: Vec<serde_json::Value> = gaps
+        .iter()
+        .map(|gap| {
+            let artifact = json!({ "uri": sarif_uri(&gap.file) });
+            let locations: Vec<serde_json::Value> = match gap.lines() {
+                [] => vec![json!({ "physicalLocation": { "artifactLocation": artifact } })],
+                lines => lines
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "physicalLocation": {
+                                "artifactLocation": artifact,
+                                "region": { "startLine": r.start_line, "endLine": r.end_line }
+                            }
+                        })
+                    })
+                    .collect(),
+            };
+            let id = match gap.kind {
+                GapKind::Skipped(_) => SKIPPED_ID,
+                GapKind::Unparsed(_) => UNPARSED_ID,
+            };
+            json!({
+                "descriptor": { "id": id },
+                "level": "warning",
+                "message": { "text": gap.message() },
+                "locations": locations,
+            })
+        })
+        .collect();
     let model = detector.model_dir().display().to_string();
     let results: Vec<serde_json::Value> = findings
         .iter()
@@ -489,30 +563,123 @@ fn sarif(findings: &[Finding], threshold: f32, detector: &Detector) -> serde_jso
                         },
                         "defaultConfiguration": { "level": "warning" },
                         "properties": { "tags": ["security", "machine-learning"], "precision": "low" }
+                    }],
+                    "notifications": [{
+                        "id": UNPARSED_ID,
+                        "name": "UnparsedLines",
+                        "shortDescription": { "text": "Lines that could not be parsed into function definitions" },
+                        "fullDescription": {
+                            "text": "The parser read these lines of a file, under every selection of its preprocessor branches, as no function definition, declaration or other complete item. Functions there, if any, were not classified."
+                        },
+                        "defaultConfiguration": { "level": "warning" }
+                    }, {
+                        "id": SKIPPED_ID,
+                        "name": "SkippedFile",
+                        "shortDescription": { "text": "A source file that was not scanned" },
+                        "fullDescription": {
+                            "text": "The file was not read: a symbolic link (not followed), not a regular file, unreadable, or larger than --max-file-size. Its functions were not classified."
+                        },
+                        "defaultConfiguration": { "level": "warning" }
                     }]
                 }
             },
+            "invocations": [{
+                "executionSuccessful": true,
+                "toolExecutionNotifications": notifications,
+            }],
             "results": results,
         }]
     })
 }
 
-/// A relative path with forward slashes, as SARIF artifact URIs are written.
+/// Bytes of a path segment written as they are in a URI: RFC 3986's unreserved
+/// characters and the sub-delimiters and `@` that a segment may hold. `:` is encoded
+/// too, since a relative reference's first segment may not hold one; everything else
+/// (`%`, `#`, `?`, space, `\\`, control and non-ASCII bytes) is percent-encoded.
+const URI_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b'@');
+
+/// The URI of a scanned file as SARIF writes it (RFC 3986): a relative path as a
+/// relative reference, an absolute one as a `file://` URI (RFC 8089), each segment
+/// percent-encoded. A backslash is a character of a Linux file name, not a separator,
+/// so it is encoded rather than turned into `/`.
 fn sarif_uri(file: &str) -> String {
     let path = Path::new(file);
     let relative = path.strip_prefix("./").unwrap_or(path);
-    relative.to_string_lossy().replace('\\', "/")
+    let segments: Vec<String> = relative
+        .to_string_lossy()
+        .split('/')
+        .map(|segment| percent_encoding::utf8_percent_encode(segment, URI_SEGMENT).to_string())
+        .collect();
+    let joined = segments.join("/");
+    if relative.is_absolute() {
+        format!("file://{joined}")
+    } else {
+        joined
+    }
 }
 
-/// Rows of a CodeXGLUE jsonl file: (idx, func, target).
-fn read_jsonl(path: &Path) -> Result<Vec<(serde_json::Value, String, Option<i64>)>, Failure> {
+/// Text for a terminal or a log: control characters (ESC, CR, LF, ...) escaped as
+/// `\\u{1b}`, so that a file or function name cannot forge report lines or move the
+/// cursor.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// Writes an output file whole or not at all, never through a link and never over
+/// one of `inputs` ([`write_atomically`]).
+fn write_output(path: &Path, inputs: &[&Path], bytes: &[u8]) -> Result<(), Failure> {
+    write_atomically(path, inputs, |tmp| {
+        std::fs::write(tmp, bytes).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
+    Ok(())
+}
+
+/// One row of a CodeXGLUE jsonl file.
+struct JsonlRow {
+    /// 1-based line in the file.
+    line: usize,
+    idx: serde_json::Value,
+    func: String,
+    target: serde_json::Value,
+}
+
+/// Rows of a CodeXGLUE jsonl file; each must be an object with a string `func`.
+fn read_jsonl(path: &Path) -> Result<Vec<JsonlRow>, Failure> {
     let text =
         std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
-            let v: serde_json::Value = serde_json::from_str(line)
+            let mut v: serde_json::Value = serde_json::from_str(line)
                 .map_err(|e| Failure(format!("{}:{}: {e}", path.display(), n + 1)))?;
             let func = v["func"]
                 .as_str()
@@ -524,7 +691,12 @@ fn read_jsonl(path: &Path) -> Result<Vec<(serde_json::Value, String, Option<i64>
                     ))
                 })?
                 .to_owned();
-            Ok((v["idx"].clone(), func, v["target"].as_i64()))
+            Ok(JsonlRow {
+                line: n + 1,
+                idx: v["idx"].take(),
+                func,
+                target: v["target"].take(),
+            })
         })
         .collect()
 }
@@ -535,7 +707,7 @@ fn classify(model: &ModelArgs, args: &ClassifyArgs) -> Result<(), Failure> {
     let rows: Vec<(serde_json::Value, String)> = if is_jsonl {
         read_jsonl(&args.input)?
             .into_iter()
-            .map(|(idx, func, _)| (idx, func))
+            .map(|row| (row.idx, row.func))
             .collect()
     } else {
         let mut bytes = Vec::new();
@@ -589,27 +761,38 @@ struct Confusion {
 }
 
 fn evaluate(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
-    let detector = load_detector(model)?;
     let rows = read_jsonl(&args.data)?;
+    // Every label and index is checked before the model runs, naming the line.
+    let mut labelled = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let at = format!("{}:{}", args.data.display(), row.line);
+        let target = match row.target.as_u64() {
+            Some(t @ (0 | 1)) => t,
+            _ => {
+                return Err(Failure(format!(
+                    "{at}: `target` is {}, expected 0 or 1",
+                    row.target
+                )))
+            }
+        };
+        let idx = row
+            .idx
+            .as_i64()
+            .map(|i| i.to_string())
+            .or_else(|| row.idx.as_u64().map(|i| i.to_string()))
+            .ok_or_else(|| Failure(format!("{at}: `idx` is {}, expected an integer", row.idx)))?;
+        labelled.push((idx, row.func.as_str(), target));
+    }
+    let detector = load_detector(model)?;
     let mut confusion = Confusion::default();
     let mut predictions = String::new();
-    for chunk in rows.chunks(detector.batch_size() * 8) {
-        let codes: Vec<&str> = chunk.iter().map(|(_, f, _)| f.as_str()).collect();
+    for chunk in labelled.chunks(detector.batch_size() * 8) {
+        let codes: Vec<&str> = chunk.iter().map(|(_, f, _)| *f).collect();
         for ((idx, _, target), p) in chunk.iter().zip(detector.predict_batch(&codes)?) {
-            let target = target.ok_or_else(|| {
-                Failure(format!(
-                    "{}: row idx {idx} has no integer `target`",
-                    args.data.display()
-                ))
-            })?;
             // The CodeXGLUE evaluator's convention: predicted label 1 when p >= 0.5.
-            let predicted = i64::from(p.insecure_probability >= 0.5);
-            let idx_text = idx
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| idx.to_string());
-            predictions += &format!("{idx_text}\t{predicted}\n");
-            match (predicted, target) {
+            let predicted = u64::from(p.insecure_probability >= 0.5);
+            predictions += &format!("{idx}\t{predicted}\n");
+            match (predicted, *target) {
                 (1, 1) => confusion.true_positive += 1,
                 (1, _) => confusion.false_positive += 1,
                 (_, 1) => confusion.false_negative += 1,
@@ -617,8 +800,7 @@ fn evaluate(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
             }
         }
     }
-    std::fs::write(&args.predictions, predictions)
-        .map_err(|e| Failure(format!("{}: {e}", args.predictions.display())))?;
+    write_output(&args.predictions, &[&args.data], predictions.as_bytes())?;
     let c = &confusion;
     let total = c.true_positive + c.false_positive + c.true_negative + c.false_negative;
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };

@@ -1,0 +1,344 @@
+//! Reading untrusted files within bounds, and writing outputs so that a planted link
+//! or a failure cannot clobber anything.
+//!
+//! A checkpoint directory and a source tree may come from whoever opened a pull
+//! request. Every such file is read by [`read_untrusted`]: regular files only (a FIFO
+//! or a device is refused without blocking on it), at most a limit per kind of file,
+//! named in the error.
+//!
+//! `icd` writes reports into trees that pull requests control, and converted weights
+//! into checkpoint directories that may be shared. An output is written to a fresh
+//! temporary file beside its target and renamed into place once whole: a symbolic
+//! link at the target is replaced, never written through; a failed write leaves the
+//! target as it was and no partial file; and a target that is one of the command's
+//! inputs is refused before anything is written.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Most bytes of a JSON configuration file (`config.json`, `tokenizer_config.json`):
+/// the hub's are a few KiB.
+pub const CONFIG_LIMIT: u64 = 1 << 20;
+
+/// Most bytes of a tokenizer file (`tokenizer.json`, `vocab.json`, `merges.txt`):
+/// RoBERTa's `tokenizer.json` is 2 MiB, the largest vocabularies' tens of MiB.
+pub const TOKENIZER_LIMIT: u64 = 64 << 20;
+
+/// Opens `path` for reading if it is a regular file (links followed) of at most
+/// `limit` bytes, and returns it with its length; `kind` names the file in errors
+/// ("config.json", "source file"). A FIFO is opened without blocking, then refused.
+pub fn open_untrusted(path: &Path, limit: u64, kind: &str) -> Result<(std::fs::File, u64)> {
+    let io_error = |source: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Opening a FIFO for reading would wait for a writer.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    if !meta.is_file() {
+        return Err(Error::FileRefused {
+            path: path.to_path_buf(),
+            reason: format!("{kind} is {}, not a regular file", file_type_name(&meta)),
+        });
+    }
+    if meta.len() > limit {
+        return Err(too_large(path, kind, meta.len(), limit));
+    }
+    Ok((file, meta.len()))
+}
+
+/// The bytes of `path`, a regular file of at most `limit` bytes (see
+/// [`open_untrusted`]). A file that grows past the limit while read is refused too.
+pub fn read_untrusted(path: &Path, limit: u64, kind: &str) -> Result<Vec<u8>> {
+    let (file, len) = open_untrusted(path, limit, kind)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(path, kind, bytes.len() as u64, limit));
+    }
+    Ok(bytes)
+}
+
+/// [`read_untrusted`] as UTF-8 text.
+pub fn read_untrusted_text(path: &Path, limit: u64, kind: &str) -> Result<String> {
+    String::from_utf8(read_untrusted(path, limit, kind)?).map_err(|e| Error::FileRefused {
+        path: path.to_path_buf(),
+        reason: format!(
+            "{kind} is not UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        ),
+    })
+}
+
+fn too_large(path: &Path, kind: &str, size: u64, limit: u64) -> Error {
+    Error::FileRefused {
+        path: path.to_path_buf(),
+        reason: format!("{kind} holds {size} bytes or more, past its limit of {limit} bytes"),
+    }
+}
+
+/// "a directory", "a FIFO", ... for an error message.
+fn file_type_name(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "not a regular file"
+}
+
+/// Writes `target` whole or not at all. `write` fills the temporary file at the path
+/// it is given (a new, empty file in `target`'s directory); the file is then synced
+/// and renamed onto `target`, replacing what is there (a symbolic link itself, not
+/// what it points to). On any failure the temporary file is removed and `target` is
+/// untouched. A `target` that is the same file as one of `inputs` (by device and
+/// inode, links followed) is refused with [`Error::OutputIsInput`].
+///
+/// The new file gets the permissions of the regular file it replaces, else `0644`.
+///
+/// ```
+/// use insecure_code_detector::files::write_atomically;
+///
+/// let dir = tempfile::tempdir()?;
+/// let report = dir.path().join("report.txt");
+/// write_atomically(&report, &[], |tmp| {
+///     std::fs::write(tmp, "no findings\n").map_err(|source| insecure_code_detector::Error::Io {
+///         path: tmp.to_path_buf(),
+///         source,
+///     })
+/// })?;
+/// assert_eq!(std::fs::read_to_string(&report)?, "no findings\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_atomically(
+    target: &Path,
+    inputs: &[&Path],
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| Error::Io { path, source }
+    };
+    for input in inputs {
+        if same_file(target, input) {
+            return Err(Error::OutputIsInput {
+                output: target.to_path_buf(),
+                input: input.to_path_buf(),
+            });
+        }
+    }
+    let dir = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument {
+            argument: "output",
+            message: format!("{} names no file", target.display()),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let temporary = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .map_err(io_error(&dir))?;
+    write(temporary.path())?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(temporary.path())
+        .map_err(io_error(temporary.path()))?;
+    file.sync_all().map_err(io_error(temporary.path()))?;
+    set_permissions_like(target, temporary.path()).map_err(io_error(temporary.path()))?;
+    temporary
+        .persist(target)
+        .map_err(|e| io_error(target)(e.error))?;
+    Ok(())
+}
+
+/// True when both paths name one existing file (links followed).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
+/// Gives `temporary` the permissions of the regular file at `target` (not of what a
+/// link there points to), else `0644` (the temporary file starts as `0600`).
+fn set_permissions_like(target: &Path, temporary: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Ok(meta) if meta.is_file() => std::fs::set_permissions(temporary, meta.permissions()),
+        _ => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(temporary, std::fs::Permissions::from_mode(0o644))
+            }
+            #[cfg(not(unix))]
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_reads_take_regular_files_within_their_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, "{}").unwrap();
+        assert_eq!(read_untrusted(&file, 2, "config.json").unwrap(), b"{}");
+        let error = read_untrusted(&file, 1, "config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("config.json holds 2 bytes") && error.contains("limit of 1"),
+            "{error}"
+        );
+        let error = read_untrusted(dir.path(), 10, "config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is a directory"), "{error}");
+        std::fs::write(&file, [0xff, 0xfe]).unwrap();
+        let error = read_untrusted_text(&file, 10, "config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not UTF-8"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn devices_and_fifos_are_refused_without_blocking() {
+        let error = read_untrusted(Path::new("/dev/zero"), 1 << 20, "config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("a character device"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let error = read_untrusted(&fifo, 10, "config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("a FIFO"), "{error}");
+    }
+
+    fn write_text(text: &'static str) -> impl FnOnce(&Path) -> Result<()> {
+        move |tmp| {
+            std::fs::write(tmp, text).map_err(|source| Error::Io {
+                path: tmp.to_path_buf(),
+                source,
+            })
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_target_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let target = dir.path().join("report.sarif");
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        write_atomically(&target, &[], write_text("report")).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!std::fs::symlink_metadata(&target).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "report");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_target_and_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.txt");
+        std::fs::write(&target, "old").unwrap();
+        let result = write_atomically(&target, &[], |tmp| {
+            std::fs::write(tmp, "half").unwrap();
+            Err(Error::Inference("disk full".into()))
+        });
+        assert!(result.is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out.txt"]);
+    }
+
+    #[test]
+    fn an_input_is_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("pytorch_model.bin");
+        std::fs::write(&input, "weights").unwrap();
+        let error = write_atomically(&input, &[&input], write_text("x")).unwrap_err();
+        assert!(matches!(error, Error::OutputIsInput { .. }), "{error}");
+        assert!(error.to_string().contains("pytorch_model.bin"), "{error}");
+        #[cfg(unix)]
+        {
+            // Nor through a link to it.
+            let link = dir.path().join("model.safetensors");
+            std::os::unix::fs::symlink(&input, &link).unwrap();
+            let error = write_atomically(&link, &[&input], write_text("x")).unwrap_err();
+            assert!(matches!(error, Error::OutputIsInput { .. }), "{error}");
+        }
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "weights");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn permissions_follow_the_replaced_file_else_0644() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh");
+        write_atomically(&fresh, &[], write_text("a")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&fresh), 0o644);
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomically(&fresh, &[], write_text("b")).unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+    }
+}

@@ -1,0 +1,841 @@
+//! Finds C and C++ function definitions in source text with
+//! [tree-sitter](https://tree-sitter.github.io/), so whole files can be split into the
+//! per-function snippets the classifier was trained on (CodeXGLUE defect detection
+//! scores one function at a time).
+//!
+//! ```
+//! use insecure_code_detector::scan::{find_functions, Language};
+//!
+//! let source = "int add(int a, int b)\n{\n    return a + b;\n}\n";
+//! let result = find_functions(source, Language::C);
+//! assert_eq!(result.functions[0].name, "add");
+//! assert_eq!((result.functions[0].start_line, result.functions[0].end_line), (1, 4));
+//! assert!(!result.had_syntax_errors);
+//! ```
+
+mod conditionals;
+
+use std::path::Path;
+
+use tree_sitter::{Node, Parser};
+
+use conditionals::Conditionals;
+
+/// Source language of a file, by extension or explicit choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    /// C, parsed with `tree-sitter-c`.
+    C,
+    /// C++, parsed with `tree-sitter-cpp`.
+    Cpp,
+}
+
+impl Language {
+    /// Picks the language from the file extension (ASCII case-insensitive):
+    /// `.c`/`.h` are C; `.cc`, `.cpp`, `.cxx`, `.c++`, `.hh`, `.hpp`, `.hxx`, `.h++`,
+    /// `.ipp`, `.tpp` are C++; anything else is `None`.
+    ///
+    /// `.h` counts as C because the model's training data (CodeXGLUE) is C; the C
+    /// grammar also fails more gracefully on C++ than the reverse does on K&R C.
+    pub fn from_path(path: &Path) -> Option<Language> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "c" | "h" => Some(Language::C),
+            "cc" | "cpp" | "cxx" | "c++" | "hh" | "hpp" | "hxx" | "h++" | "ipp" | "tpp" => {
+                Some(Language::Cpp)
+            }
+            _ => None,
+        }
+    }
+
+    /// Short lowercase name: `"c"` or `"cpp"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::C => "c",
+            Language::Cpp => "cpp",
+        }
+    }
+
+    fn grammar(self) -> tree_sitter::Language {
+        match self {
+            Language::C => tree_sitter_c::LANGUAGE.into(),
+            Language::Cpp => tree_sitter_cpp::LANGUAGE.into(),
+        }
+    }
+}
+
+/// One function definition found in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpan {
+    /// Function name as written (whitespace runs collapsed to one space): `foo`,
+    /// `Class::method`, `ns::Class<T>::method`, `operator==`, `Foo::~Foo`, or
+    /// `<anonymous>` when the declarator has no identifier.
+    pub name: String,
+    /// 1-based first line of the definition, including any return-type and
+    /// `template<...>` header lines.
+    pub start_line: usize,
+    /// 1-based last line of the definition (inclusive).
+    pub end_line: usize,
+    /// Byte offset where the definition starts in the source.
+    pub start_byte: usize,
+    /// Byte offset just past the end of the definition in the source.
+    pub end_byte: usize,
+    /// The definition's text, `source[start_byte..end_byte]`.
+    pub code: String,
+}
+
+/// Result of parsing one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanResult {
+    /// Function definitions, in source order.
+    pub functions: Vec<FunctionSpan>,
+    /// True when tree-sitter reported syntax errors anywhere in the file as written.
+    /// Functions are still returned for the parts that parsed, through tree-sitter's
+    /// error recovery and a reading per preprocessor branch (see [`find_functions`]);
+    /// what stayed unreadable is in `unparsed_lines`.
+    pub had_syntax_errors: bool,
+    /// Lines holding code that fell in no function definition and no other complete
+    /// item (declaration, type, directive, comment) under any branch selection: the
+    /// part of the file whose functions, if any, were not found. Ranges in source
+    /// order, 1-based and inclusive; empty when the whole file parsed.
+    pub unparsed_lines: Vec<LineRange>,
+}
+
+impl ScanResult {
+    /// How many lines `unparsed_lines` covers.
+    pub fn unparsed_line_count(&self) -> usize {
+        self.unparsed_lines
+            .iter()
+            .map(|r| r.end_line - r.start_line + 1)
+            .sum()
+    }
+}
+
+/// An inclusive range of 1-based source lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LineRange {
+    /// First line of the range.
+    pub start_line: usize,
+    /// Last line of the range (inclusive).
+    pub end_line: usize,
+}
+
+/// Placeholder name for a definition whose declarator holds no identifier.
+const ANONYMOUS: &str = "<anonymous>";
+
+/// Most readings of one file, one per branch selection: a conditional with more
+/// branches than this has the later ones reported as unparsed rather than read.
+const MAX_VARIANTS: usize = 8;
+
+/// Node kinds that end the descent through a declarator: their text is the name.
+const NAME_KINDS: &[&str] = &[
+    "identifier",
+    "field_identifier",
+    "type_identifier",
+    "qualified_identifier",
+    "operator_name",
+    "destructor_name",
+    "template_function",
+    "template_method",
+    "operator_cast",
+];
+
+/// Node kinds that are whole items of a file or a class body: their lines count as
+/// parsed when the node has no syntax error inside.
+const ITEM_KINDS: &[&str] = &[
+    "function_definition",
+    "declaration",
+    "type_definition",
+    "field_declaration",
+    "struct_specifier",
+    "union_specifier",
+    "enum_specifier",
+    "class_specifier",
+    "namespace_definition",
+    "linkage_specification",
+    "template_declaration",
+    "alias_declaration",
+    "using_declaration",
+    "namespace_alias_definition",
+    "static_assert_declaration",
+    "concept_definition",
+    "access_specifier",
+    "comment",
+];
+
+/// Finds function definitions: tree-sitter `function_definition` nodes, which cover
+/// C++ methods defined inside classes, template functions (the span then starts at the
+/// `template<...>` line), K&R-style C definitions, and definitions nested in namespaces,
+/// `extern "C"` blocks or preprocessor `#if` blocks.
+///
+/// Preprocessor conditionals whose branches split a statement or a function defeat a
+/// parser that reads the file as written. When the file has syntax errors and
+/// conditionals, it is read again once per branch selection, as ctags does: reading
+/// `k` keeps branch `k` of every `#if`/`#elif`/`#else` chain (the last where a chain has
+/// fewer) with the other branches blanked out (offsets and lines unchanged). The
+/// definitions of all readings are merged: those that parsed without error first, in
+/// the order branch 0, 1, ..., then the file as written; each is kept unless it
+/// overlaps one kept already. So each variant of a function defined under both `#if`
+/// and `#elif` is reported with its own lines, and a function whose body or header a
+/// conditional splits is reported once, from its first branch's header.
+/// [`FunctionSpan::code`] is always the original text, every branch included. Lines
+/// that no reading could parse are in [`ScanResult::unparsed_lines`].
+///
+/// A definition nested inside another one (a GCC nested function; lambdas are not
+/// `function_definition`s) is reported only as part of the outermost. Functions come
+/// back in source order. Never panics: macro-heavy code may be mis-parsed, and a file
+/// that does not parse at all yields no functions, with `had_syntax_errors` set and its
+/// lines in `unparsed_lines`.
+///
+/// A parser is created per call (it is cheap, and `tree_sitter::Parser` is not `Sync`),
+/// so this may be called from many threads at once.
+///
+/// ```
+/// use insecure_code_detector::scan::{find_functions, Language};
+///
+/// let source = "int f(int a, int b)\n{\n#ifdef STRICT\n    if (a && b) {\n#else\n    if (a) {\n#endif\n        return 1;\n    }\n    return 0;\n}\n\nint g(void) { return 2; }\n";
+/// let result = find_functions(source, Language::C);
+/// let found: Vec<_> = result.functions.iter().map(|f| (f.name.as_str(), f.start_line, f.end_line)).collect();
+/// assert_eq!(found, [("f", 1, 11), ("g", 13, 13)]);
+/// assert!(result.had_syntax_errors && result.unparsed_lines.is_empty());
+/// ```
+pub fn find_functions(source: &str, language: Language) -> ScanResult {
+    let mut parser = Parser::new();
+    let whole_file = || LineRange {
+        start_line: 1,
+        end_line: source.lines().count().max(1),
+    };
+    if parser.set_language(&language.grammar()).is_err() {
+        // Only an ABI mismatch between grammar and library gets here; report it as
+        // "could not parse" rather than panic.
+        return ScanResult {
+            functions: Vec::new(),
+            had_syntax_errors: true,
+            unparsed_lines: vec![whole_file()],
+        };
+    }
+    let Some(tree) = parser.parse(source, None) else {
+        return ScanResult {
+            functions: Vec::new(),
+            had_syntax_errors: true,
+            unparsed_lines: vec![whole_file()],
+        };
+    };
+    let root = tree.root_node();
+    if !root.has_error() {
+        return ScanResult {
+            functions: collect(root, source).into_iter().map(|d| d.span).collect(),
+            had_syntax_errors: false,
+            unparsed_lines: Vec::new(),
+        };
+    }
+
+    // Readings: one per branch selection of its conditionals, then the file as written
+    // (which reads best where the trouble is not a conditional: a `#if 0` block of
+    // text that is not C stays in every branch selection).
+    let conditionals = Conditionals::find(source);
+    let variants = if conditionals.is_empty() {
+        0
+    } else {
+        conditionals.variant_count().min(MAX_VARIANTS)
+    };
+    let rows = source.split('\n').count();
+    // Per line: parsed as part of a whole item in some reading.
+    let mut parsed = vec![false; rows];
+    // Every reading's definitions, with the reading's index.
+    let mut candidates: Vec<(Definition, usize)> = Vec::new();
+    mark_parsed_rows(root, &mut parsed);
+    candidates.extend(collect(root, source).into_iter().map(|d| (d, variants)));
+    for k in 0..variants {
+        let variant = conditionals.variant(source, k);
+        let Some(tree) = parser.parse(&variant, None) else {
+            continue;
+        };
+        mark_parsed_rows(tree.root_node(), &mut parsed);
+        candidates.extend(
+            collect(tree.root_node(), &variant)
+                .into_iter()
+                .map(|d| (d, k)),
+        );
+    }
+    // Definitions that parsed cleanly first, then in reading order (branch 0, 1, ...,
+    // then the file as written): each kept unless it overlaps one kept already.
+    // A reading that lost its way in a split conditional yields definitions with errors
+    // inside, or none, where another reading has the whole one.
+    candidates.sort_by_key(|(d, reading)| (!d.clean, *reading, d.span.start_byte));
+    let mut kept: std::collections::BTreeMap<usize, FunctionSpan> = Default::default();
+    for (d, _) in candidates {
+        let (start, end) = (d.span.start_byte, d.span.end_byte);
+        // Kept spans never overlap, so only the last one starting before `end` can.
+        let overlaps = kept
+            .range(..end.max(start + 1))
+            .next_back()
+            .is_some_and(|(_, f)| f.end_byte > start);
+        if !overlaps {
+            kept.insert(start, d.span);
+        }
+    }
+    let mut functions: Vec<FunctionSpan> = kept.into_values().collect();
+    for f in &mut functions {
+        // A reading blanked the other branches; the function's text has them all.
+        f.code = source
+            .get(f.start_byte..f.end_byte)
+            .unwrap_or_default()
+            .to_string();
+    }
+
+    for f in &functions {
+        for row in f.start_line - 1..f.end_line {
+            parsed[row] = true;
+        }
+    }
+    for row in conditionals.directive_rows(source) {
+        parsed[row] = true;
+    }
+    let mut unparsed_lines: Vec<LineRange> = Vec::new();
+    for (row, line) in source.split('\n').enumerate() {
+        if parsed[row] || line.trim().is_empty() {
+            continue;
+        }
+        let line_number = row + 1;
+        match unparsed_lines.last_mut() {
+            Some(last) if last.end_line + 1 == line_number => last.end_line = line_number,
+            _ => unparsed_lines.push(LineRange {
+                start_line: line_number,
+                end_line: line_number,
+            }),
+        }
+    }
+    ScanResult {
+        functions,
+        had_syntax_errors: true,
+        unparsed_lines,
+    }
+}
+
+/// Marks the rows of every whole item in the tree that has no syntax error inside:
+/// a pre-order walk that stops at such items and descends into everything else
+/// (the translation unit, ERROR nodes, conditionals and items with errors).
+fn mark_parsed_rows(root: Node<'_>, parsed: &mut [bool]) {
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        let kind = node.kind();
+        let whole =
+            !node.has_error() && (ITEM_KINDS.contains(&kind) || kind.starts_with("preproc_"));
+        if whole {
+            let (start, end) = (node.start_position(), node.end_position());
+            // A node ending at column 0 ends with a newline, whose line is not its own.
+            let last = if end.column == 0 && end.row > start.row {
+                end.row - 1
+            } else {
+                end.row
+            };
+            for row in start.row..=last.min(parsed.len() - 1) {
+                parsed[row] = true;
+            }
+        }
+        if !whole && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return;
+            }
+        }
+    }
+}
+
+/// Like [`find_functions`], for raw bytes. Invalid UTF-8 is first decoded lossily
+/// (each bad sequence becomes U+FFFD), so `start_byte`/`end_byte` refer to the
+/// lossily-decoded text, not to `bytes`, when the input was not valid UTF-8. Line
+/// numbers are unaffected, since newlines are never part of an invalid sequence.
+pub fn find_functions_in_bytes(bytes: &[u8], language: Language) -> ScanResult {
+    find_functions(&String::from_utf8_lossy(bytes), language)
+}
+
+/// A definition found in one reading of a file.
+struct Definition {
+    span: FunctionSpan,
+    /// No syntax error inside the definition's node.
+    clean: bool,
+}
+
+/// Pre-order walk with a cursor (no recursion, so deeply nested input cannot overflow
+/// the stack), skipping the inside of each definition found so only outermost ones count.
+fn collect(root: Node<'_>, source: &str) -> Vec<Definition> {
+    let mut functions = Vec::new();
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        let found = match node.kind() {
+            "function_definition" => Some(Definition {
+                span: span(node, source),
+                clean: !node.has_error(),
+            }),
+            "compound_statement" => old_style_definition(node, source),
+            _ => None,
+        };
+        let is_definition = found.is_some();
+        functions.extend(found);
+        if !is_definition && cursor.goto_first_child() {
+            continue;
+        }
+        // Move to the next sibling, climbing up until one exists or the root is reached.
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return functions;
+            }
+        }
+    }
+}
+
+/// Most declarations read back from a body to its K&R header.
+const MAX_OLD_STYLE_PARAMETERS: usize = 64;
+
+/// A K&R definition whose declarator is more than a name and a parameter list
+/// (`char *\ncopy(dst, n)\n    char *dst;\n    int n;\n{ ... }`) is not in the C
+/// grammar's reach: it parses as a declaration, the parameters' declarations, and a
+/// body on its own. A body with no owner whose earlier siblings are such a header and
+/// at most as many declarations as the header has parameters is that definition.
+fn old_style_definition(body: Node<'_>, source: &str) -> Option<Definition> {
+    // Only a body that belongs to nothing: at file, namespace or conditional level.
+    let parent = body.parent()?;
+    let owner = parent.kind();
+    let loose = matches!(
+        owner,
+        "translation_unit" | "ERROR" | "declaration_list" | "linkage_specification"
+    ) || owner.starts_with("preproc_");
+    if !loose {
+        return None;
+    }
+    let mut header = body.prev_named_sibling()?;
+    let mut declarations = 0;
+    let parameters = loop {
+        if header.kind() != "declaration" || declarations > MAX_OLD_STYLE_PARAMETERS {
+            return None;
+        }
+        if let Some(parameters) = old_style_parameters(header) {
+            break parameters;
+        }
+        declarations += 1;
+        header = header.prev_named_sibling()?;
+    };
+    if declarations > parameters {
+        return None;
+    }
+    Some(Definition {
+        span: span_between(header, body, function_name(header, source), source),
+        clean: false,
+    })
+}
+
+/// How many parameters the function declarator of `declaration` has, when each is a
+/// bare name (a K&R header: `copy(dst, n)`); `None` for any other declaration.
+fn old_style_parameters(declaration: Node<'_>) -> Option<usize> {
+    let mut node = declaration.child_by_field_name("declarator")?;
+    while node.kind() != "function_declarator" {
+        if !matches!(
+            node.kind(),
+            "pointer_declarator" | "parenthesized_declarator" | "attributed_declarator"
+        ) {
+            return None;
+        }
+        let mut cursor = node.walk();
+        let inner = node.child_by_field_name("declarator").or_else(|| {
+            node.named_children(&mut cursor)
+                .find(|c| c.kind().ends_with("declarator"))
+        });
+        node = inner?;
+    }
+    let list = node.child_by_field_name("parameters")?;
+    let mut cursor = list.walk();
+    let mut count = 0;
+    for parameter in list.named_children(&mut cursor) {
+        let bare = match parameter.kind() {
+            "comment" => continue,
+            "identifier" => true,
+            "parameter_declaration" => {
+                parameter.named_child_count() == 1
+                    && parameter
+                        .named_child(0)
+                        .is_some_and(|c| matches!(c.kind(), "identifier" | "type_identifier"))
+            }
+            _ => false,
+        };
+        if !bare {
+            return None;
+        }
+        count += 1;
+    }
+    Some(count)
+}
+
+fn span(definition: Node<'_>, source: &str) -> FunctionSpan {
+    // `template<...>` headers belong to the definition; there may be several
+    // (`template<> template<class T>`), each a template_declaration wrapping the next.
+    let mut outer = definition;
+    while let Some(parent) = outer.parent() {
+        if parent.kind() != "template_declaration" {
+            break;
+        }
+        outer = parent;
+    }
+    span_between(outer, definition, function_name(definition, source), source)
+}
+
+/// The span from the start of `first` to the end of `last`.
+fn span_between(
+    first: Node<'_>,
+    last: Node<'_>,
+    name: Option<String>,
+    source: &str,
+) -> FunctionSpan {
+    let (start_byte, end_byte) = (first.start_byte(), last.end_byte());
+    let start = first.start_position();
+    let end = last.end_position();
+    // A node ending at column 0 ends with a newline, whose line is not part of it.
+    let end_row = if end.column == 0 && end.row > start.row {
+        end.row - 1
+    } else {
+        end.row
+    };
+    FunctionSpan {
+        name: name.unwrap_or_else(|| ANONYMOUS.to_string()),
+        start_line: start.row + 1,
+        end_line: end_row + 1,
+        start_byte,
+        end_byte,
+        code: source
+            .get(start_byte..end_byte)
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+/// Descends the declarator chain (function, pointer, reference, parenthesized,
+/// attributed, array declarators) to the node naming the function.
+fn function_name(definition: Node<'_>, source: &str) -> Option<String> {
+    let mut node = definition.child_by_field_name("declarator")?;
+    // Bounded: a declarator chain is never deeper than the tree itself.
+    loop {
+        if NAME_KINDS.contains(&node.kind()) {
+            return name_text(node, source);
+        }
+        node = match node.child_by_field_name("declarator") {
+            Some(inner) => inner,
+            // reference/parenthesized/attributed declarators keep the inner one unnamed.
+            None => {
+                let mut cursor = node.walk();
+                let inner = node
+                    .named_children(&mut cursor)
+                    .find(|c| NAME_KINDS.contains(&c.kind()) || c.kind().ends_with("declarator"));
+                inner?
+            }
+        };
+    }
+}
+
+/// The text of a name node; for conversion operators (`operator bool() const`), the
+/// node also spans the parameter list, which is cut off so the name is `operator bool`.
+fn name_text(node: Node<'_>, source: &str) -> Option<String> {
+    let mut end = node.end_byte();
+    let mut last = node;
+    while last.kind() == "qualified_identifier" {
+        match last.child_by_field_name("name") {
+            Some(name) => last = name,
+            None => break,
+        }
+    }
+    if last.kind() == "operator_cast" {
+        if let Some(declarator) = last.child_by_field_name("declarator") {
+            end = declarator.start_byte();
+        }
+    }
+    let text = source.get(node.start_byte()..end)?;
+    let name = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(result: &ScanResult) -> Vec<&str> {
+        result.functions.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    fn lines(result: &ScanResult) -> Vec<(usize, usize)> {
+        result
+            .functions
+            .iter()
+            .map(|f| (f.start_line, f.end_line))
+            .collect()
+    }
+
+    #[test]
+    fn two_plain_c_functions() {
+        let source = "#include <stdio.h>\n\
+                      \n\
+                      static int\n\
+                      square(int x)\n\
+                      {\n    return x * x;\n}\n\
+                      \n\
+                      void hello(void) { puts(\"hi\"); }\n";
+        let result = find_functions(source, Language::C);
+        assert!(!result.had_syntax_errors);
+        assert_eq!(names(&result), ["square", "hello"]);
+        assert_eq!(lines(&result), [(3, 7), (9, 9)]);
+        let first = &result.functions[0];
+        assert_eq!(
+            first.code,
+            "static int\nsquare(int x)\n{\n    return x * x;\n}"
+        );
+        assert_eq!(&source[first.start_byte..first.end_byte], first.code);
+    }
+
+    #[test]
+    fn k_and_r_definition() {
+        let source = "int add(a, b)\n    int a;\n    int b;\n{\n    return a + b;\n}\n";
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["add"]);
+        assert_eq!(lines(&result), [(1, 6)]);
+        assert!(!result.had_syntax_errors);
+    }
+
+    #[test]
+    fn function_inside_ifdef() {
+        let source = "#ifdef X\nint guarded(void)\n{\n    return 1;\n}\n#endif\nint after(void) { return 2; }\n";
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["guarded", "after"]);
+        assert_eq!(lines(&result), [(2, 5), (7, 7)]);
+    }
+
+    #[test]
+    fn macro_wrapped_body_is_one_function() {
+        let source = "static int f(void) {\n    FOO(x, { y; });\n    return 0;\n}\n";
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["f"]);
+        assert_eq!(lines(&result), [(1, 4)]);
+    }
+
+    #[test]
+    fn cpp_methods_templates_operators() {
+        let source = r#"namespace ns {
+class Foo {
+public:
+    int inline_method() const { return 1; }
+    void bar();
+    ~Foo();
+};
+
+void Foo::bar() {
+    helper();
+}
+
+Foo::~Foo() {}
+}
+
+template <typename T>
+T max_of(T a, T b)
+{
+    return a > b ? a : b;
+}
+
+bool operator==(const ns::Foo &a, const ns::Foo &b) { return true; }
+
+const std::string &name_ref() { static std::string s; return s; }
+"#;
+        let result = find_functions(source, Language::Cpp);
+        assert!(!result.had_syntax_errors, "{result:?}");
+        assert_eq!(
+            names(&result),
+            [
+                "inline_method",
+                "Foo::bar",
+                "Foo::~Foo",
+                "max_of",
+                "operator==",
+                "name_ref"
+            ]
+        );
+        assert_eq!(
+            lines(&result),
+            [(4, 4), (9, 11), (13, 13), (16, 20), (22, 22), (24, 24)]
+        );
+        assert!(result.functions[3]
+            .code
+            .starts_with("template <typename T>\nT max_of"));
+    }
+
+    #[test]
+    fn cpp_qualified_template_and_conversion_names() {
+        let source = "template <class T>\nvoid ns::Box<T>::put(T v) { value = v; }\n\
+                      struct S { operator bool() const { return true; } };\n";
+        let result = find_functions(source, Language::Cpp);
+        assert_eq!(names(&result), ["ns::Box<T>::put", "operator bool"]);
+        assert_eq!(lines(&result), [(1, 2), (3, 3)]);
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        for language in [Language::C, Language::Cpp] {
+            let result = find_functions("}}}} int ((( {", language);
+            assert!(result.had_syntax_errors);
+            assert!(result.functions.is_empty(), "{result:?}");
+            assert_eq!(
+                result.unparsed_lines,
+                [LineRange {
+                    start_line: 1,
+                    end_line: 1
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn conditional_splitting_a_statement_hides_nothing_after_it() {
+        let source = "static int auth(int a, int b)\n{\n  int r = 0;\n#ifdef NTLM\n  if(a && b) {\n#else\n  if(a) {\n#endif\n    r = 1;\n  }\n  return r;\n}\n\nint after(void)\n{\n  return 2;\n}\n";
+        // As written, the parser loses its way here.
+        assert!(find_functions(source, Language::C).had_syntax_errors);
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["auth", "after"]);
+        assert_eq!(lines(&result), [(1, 12), (14, 17)]);
+        // The function's text is the file's, both branches included.
+        assert!(result.functions[0]
+            .code
+            .contains("if(a && b) {\n#else\n  if(a) {"));
+        assert!(result.unparsed_lines.is_empty(), "{result:?}");
+    }
+
+    #[test]
+    fn each_elif_variant_is_its_own_function() {
+        let source = "#if A\nstatic int now(void)\n{\n  return 1;\n}\n#elif B\nstatic int now(void)\n{\n  return 2;\n}\n#else\nstatic int now(void)\n{\n  return 3;\n}\n#endif\nint x(void) {\n#if A\n  if (1) {\n#else\n  if (2) {\n#endif\n  }\n  return 0;\n}\n";
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["now", "now", "now", "x"]);
+        assert_eq!(lines(&result), [(2, 5), (7, 10), (12, 15), (17, 25)]);
+        assert!(result.unparsed_lines.is_empty(), "{result:?}");
+    }
+
+    #[test]
+    fn a_function_header_split_by_a_conditional_is_one_function() {
+        let source = "#ifdef V6\nstatic int open_socket(int family, int port)\n{\n  if(family == 6) {\n#else\nstatic int open_socket(int port)\n{\n  {\n#endif\n    return port;\n  }\n}\nint next(void) { return 0; }\n";
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["open_socket", "next"]);
+        assert_eq!(lines(&result), [(2, 12), (13, 13)]);
+    }
+
+    #[test]
+    fn k_and_r_definitions_with_pointer_declarators_are_recovered() {
+        let source = "char *\ncopy(dst, src, n)\n    register char *dst;\n    const char *src;\n    unsigned n;\n{\n    return dst;\n}\nint (*pick(k))()\n    int k;\n{\n    return 0;\n}\nint after(void) { return 1; }\n";
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["copy", "pick", "after"]);
+        assert_eq!(lines(&result), [(1, 8), (9, 13), (14, 14)]);
+        assert!(result.unparsed_lines.is_empty(), "{result:?}");
+        // A prototype, a declaration and a stray block are not a definition.
+        let source = "int f(int x);\nint y;\n{\n    y = 1;\n}\n";
+        assert!(find_functions(source, Language::C).functions.is_empty());
+    }
+
+    #[test]
+    fn unparsed_lines_are_reported_with_their_ranges() {
+        let source = "int ok(void) { return 0; }\n\n)))) garbage ((((\n]]]\n\nint also_ok(void) { return 1; }\n";
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["ok", "also_ok"]);
+        assert!(result.had_syntax_errors);
+        assert_eq!(
+            result.unparsed_lines,
+            [LineRange {
+                start_line: 3,
+                end_line: 4
+            }]
+        );
+        assert_eq!(result.unparsed_line_count(), 2);
+        // A clean file has none.
+        let clean = find_functions("int f(void) { return 0; }\n", Language::C);
+        assert!(clean.unparsed_lines.is_empty() && !clean.had_syntax_errors);
+    }
+
+    #[test]
+    fn empty_file() {
+        for language in [Language::C, Language::Cpp] {
+            let result = find_functions("", language);
+            assert!(result.functions.is_empty());
+            assert!(!result.had_syntax_errors);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_comment() {
+        let mut bytes = b"/* header */\nint f(void)\n{\n    /* caf".to_vec();
+        bytes.extend_from_slice(&[0xE9, 0xFF, 0xFE]);
+        bytes.extend_from_slice(b" */\n    return 0;\n}\nint g(void) { return 1; }\n");
+        let result = find_functions_in_bytes(&bytes, Language::C);
+        assert!(!result.had_syntax_errors);
+        assert_eq!(names(&result), ["f", "g"]);
+        assert_eq!(lines(&result), [(2, 6), (7, 7)]);
+        assert!(result.functions[0].code.contains('\u{FFFD}'));
+    }
+
+    #[test]
+    fn language_from_path() {
+        let cases = [
+            ("a.c", Some(Language::C)),
+            ("dir/a.h", Some(Language::C)),
+            ("A.C", Some(Language::C)),
+            ("a.cc", Some(Language::Cpp)),
+            ("a.cpp", Some(Language::Cpp)),
+            ("a.cxx", Some(Language::Cpp)),
+            ("a.c++", Some(Language::Cpp)),
+            ("a.hh", Some(Language::Cpp)),
+            ("a.hpp", Some(Language::Cpp)),
+            ("a.hxx", Some(Language::Cpp)),
+            ("a.h++", Some(Language::Cpp)),
+            ("a.ipp", Some(Language::Cpp)),
+            ("a.tpp", Some(Language::Cpp)),
+            ("a.rs", None),
+            ("Makefile", None),
+            (".c", None),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(Language::from_path(Path::new(path)), expected, "{path}");
+        }
+        assert_eq!(Language::C.name(), "c");
+        assert_eq!(Language::Cpp.name(), "cpp");
+    }
+
+    #[test]
+    fn pointer_returning_function() {
+        let source = "#include <string.h>\n#include <stdlib.h>\nchar *dup(const char *s)\n{\n    size_t n = strlen(s) + 1;\n    char *p = malloc(n);\n    return p ? memcpy(p, s, n) : NULL;\n}\n\
+                      static int (*pick(int k))(int) { return 0; }\n";
+        let result = find_functions(source, Language::C);
+        assert!(!result.had_syntax_errors);
+        assert_eq!(names(&result), ["dup", "pick"]);
+        assert_eq!(lines(&result), [(3, 8), (9, 9)]);
+    }
+
+    #[test]
+    fn gcc_nested_function_reported_once() {
+        let source = "int outer(int x)\n{\n    int inner(int y) { return y + 1; }\n    return inner(x);\n}\n";
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["outer"]);
+        assert_eq!(lines(&result), [(1, 5)]);
+    }
+
+    #[test]
+    fn usable_from_many_threads() {
+        let source = "int a(void) { return 0; }\nint b(void) { return 1; }\n";
+        let handles: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(move || find_functions(source, Language::C)))
+            .collect();
+        for handle in handles {
+            assert_eq!(names(&handle.join().unwrap()), ["a", "b"]);
+        }
+    }
+}
