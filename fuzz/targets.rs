@@ -264,3 +264,86 @@ pub fn c_api(data: &[u8]) {
         }
     }
 }
+
+/// Source bytes through the function finder, as C (first byte even) or C++: never a
+/// panic; definitions in source order, none overlapping, each's text and lines those
+/// of its bytes; unparsed lines inside the file and outside every definition; the same
+/// result twice.
+pub fn scan(data: &[u8]) {
+    use insecure_code_detector::scan::{find_functions_in_bytes, Language};
+    let language = match data.first() {
+        Some(b) if b % 2 == 1 => Language::Cpp,
+        _ => Language::C,
+    };
+    let result = find_functions_in_bytes(data, language);
+    let text = String::from_utf8_lossy(data);
+    let lines = text.split('\n').count();
+    let mut previous_end = 0;
+    for f in &result.functions {
+        assert!(
+            previous_end <= f.start_byte && f.start_byte < f.end_byte && f.end_byte <= text.len(),
+            "{f:?} after byte {previous_end}"
+        );
+        previous_end = f.end_byte;
+        assert_eq!(text.get(f.start_byte..f.end_byte), Some(f.code.as_str()));
+        assert_eq!(f.start_line, 1 + text[..f.start_byte].matches('\n').count());
+        assert!(f.start_line <= f.end_line && f.end_line <= lines, "{f:?}");
+        assert!(!f.name.is_empty());
+    }
+    for range in &result.unparsed_lines {
+        assert!(
+            1 <= range.start_line && range.start_line <= range.end_line && range.end_line <= lines
+        );
+        assert!(
+            result
+                .functions
+                .iter()
+                .all(|f| range.end_line < f.start_line || f.end_line < range.start_line),
+            "{range:?} inside a definition"
+        );
+    }
+    if result.unparsed_lines.is_empty() {
+        assert!(result.unparsed_line_count() == 0);
+    }
+    assert_eq!(find_functions_in_bytes(data, language), result);
+}
+
+/// Bytes through `predict_windows` under both preprocessings (the first byte picks the
+/// stride): the reported range lies within the text as given, on character
+/// boundaries, and collapsing it gives words of the collapsed text.
+pub fn windows(data: &[u8]) {
+    use insecure_code_detector::Preprocessing;
+    let text = String::from_utf8_lossy(data);
+    let width = detector().max_tokens() - 2;
+    let shortest = (width / 4).max(1);
+    let stride = shortest + data.first().copied().unwrap_or(0) as usize % (width - shortest + 1);
+    for preprocessing in [Preprocessing::Raw, Preprocessing::CollapseWhitespace] {
+        static COLLAPSING: OnceLock<Detector> = OnceLock::new();
+        let detector = match preprocessing {
+            Preprocessing::Raw => detector(),
+            _ => COLLAPSING.get_or_init(|| {
+                Detector::builder(fixture())
+                    .backend(Backend::Flex)
+                    .preprocessing(Preprocessing::CollapseWhitespace)
+                    .build()
+                    .expect("fixture loads")
+            }),
+        };
+        let w = detector
+            .predict_windows(&text, stride)
+            .expect("predict_windows");
+        let range = w.byte_range.clone();
+        assert!(
+            range.start <= range.end && range.end <= text.len(),
+            "{range:?} of {}",
+            text.len()
+        );
+        let covered = text.get(range.clone()).expect("character boundaries");
+        let whole = preprocessing.apply(&text);
+        assert!(
+            whole.contains(&*preprocessing.apply(covered)),
+            "{preprocessing:?}: {covered:?} is not in the text the model saw"
+        );
+        check_prediction(&w.prediction, detector.max_tokens());
+    }
+}

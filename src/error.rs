@@ -129,7 +129,7 @@ pub enum Error {
     },
 
     /// The weight file holds tensors that belong to no part of this model.
-    #[error("{}: unexpected tensors {tensors:?}: not part of a RoBERTa sequence classifier", path.display())]
+    #[error("{}: unexpected tensors {}: not part of a RoBERTa sequence classifier", path.display(), listed(tensors))]
     UnexpectedTensors {
         /// The weight file.
         path: PathBuf,
@@ -180,6 +180,17 @@ pub enum Error {
     /// The model failed while running: a backend error or an internal invariant.
     #[error("inference failed: {0}")]
     Inference(String),
+}
+
+/// Names for a message: the first 20 (quoted), then how many more, so that a file
+/// with millions of them gives a message of a line.
+fn listed(names: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = format!("{:?}", &names[..names.len().min(SHOWN)]);
+    if names.len() > SHOWN {
+        text += &format!(" and {} more", names.len() - SHOWN);
+    }
+    text
 }
 
 /// The library's result type.

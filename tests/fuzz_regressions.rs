@@ -59,3 +59,13 @@ fn predict_inputs() {
 fn c_api_inputs() {
     replay("c_api", targets::c_api);
 }
+
+#[test]
+fn scan_inputs() {
+    replay("scan", targets::scan);
+}
+
+#[test]
+fn windows_inputs() {
+    replay("windows", targets::windows);
+}

@@ -666,3 +666,178 @@ fn fifty_megabytes_on_stdin_stay_bounded_whatever_the_pre_tokenizer() {
         assert!(peak_kib < 400 * 1024, "peak {peak_kib} KiB");
     }
 }
+
+#[test]
+fn binary_files_are_skipped_and_never_parsed() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("ok.c"), "int f(void) { return 0; }\n").unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let garbage: Vec<u8> = (0..12_000_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let blob = tmp.path().join("blob.c");
+    std::fs::write(&blob, &garbage).unwrap();
+    let started = Instant::now();
+    let out = icd(&["functions", &tmp.path().display().to_string()]);
+    let elapsed = started.elapsed();
+    let table = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(elapsed.as_secs() < 10, "{elapsed:?}");
+    assert!(table.contains("1 functions in 1 files"), "{table}");
+    assert!(
+        table.contains("blob.c was not scanned: a binary file (a NUL byte at offset"),
+        "{table}"
+    );
+    let out = icd(&["functions", &blob.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("a binary file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn unparsed_line_messages_stay_one_line_long() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("broken.c");
+    let lines: String = (0..5_000)
+        .map(|i| if i % 2 == 0 { ")))(\n" } else { "\n" })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let out = icd(&["functions", &file.display().to_string()]);
+    let table = text(&out.stdout);
+    let footer = table.lines().last().unwrap();
+    assert!(footer.starts_with("2500 lines of"), "{footer}");
+    assert!(
+        footer.contains("(lines 1, 3, 5, 7, 9, 11, 13, 15, and 2492 more ranges)"),
+        "{footer}"
+    );
+}
+
+/// Writes a safetensors file whose header is `header` (JSON) and whose data is `data`.
+fn write_safetensors(path: &std::path::Path, header: &serde_json::Value, data: &[u8]) {
+    let header = header.to_string().into_bytes();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn huge_safetensors_headers_and_tensor_lists_are_bounded() {
+    // A header of 200,000 empty tensors (7 MB): refused before it is parsed.
+    let dir = patched_checkpoint("classifier.dense.bias", |_| {});
+    let many: serde_json::Map<String, serde_json::Value> = (0..200_000)
+        .map(|i| {
+            (
+                format!("t{i}"),
+                serde_json::json!({"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}),
+            )
+        })
+        .collect();
+    let weights = dir.path().join("model.safetensors");
+    let original = std::fs::read(&weights).unwrap();
+    write_safetensors(&weights, &serde_json::Value::Object(many), &[]);
+    let started = Instant::now();
+    let message = Detector::from_pretrained(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed().as_secs() < 5);
+    assert!(message.contains("past the limit of 1048576"), "{message}");
+
+    // A real checkpoint with 5,000 extra tensors: the error names 20 and counts the rest.
+    std::fs::write(&weights, &original).unwrap();
+    let header_len = u64::from_le_bytes(original[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&original[8..8 + header_len]).unwrap();
+    let data = &original[8 + header_len..];
+    for i in 0..5_000 {
+        header[format!("extra.{i:05}")] = serde_json::json!({"dtype": "F32", "shape": [0], "data_offsets": [data.len(), data.len()]});
+    }
+    write_safetensors(&weights, &header, data);
+    let message = Detector::from_pretrained(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("unexpected tensors") && message.contains("and 4980 more"),
+        "{message}"
+    );
+    assert!(message.len() < 2_000, "{} bytes", message.len());
+}
+
+#[cfg(unix)]
+#[test]
+fn checkpoint_text_files_are_bounded_and_regular() {
+    let dir = patched_checkpoint("classifier.dense.bias", |_| {});
+    let config = dir.path().join("config.json");
+    let original = std::fs::read_to_string(&config).unwrap();
+    // /dev/zero would never end; a FIFO would never open.
+    std::fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
+    let started = Instant::now();
+    let message = Detector::from_pretrained(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("config.json is a character device"),
+        "{message}"
+    );
+    std::fs::remove_file(&config).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&config)
+        .status()
+        .unwrap()
+        .success());
+    let message = Detector::from_pretrained(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("config.json is a FIFO"), "{message}");
+    assert!(started.elapsed().as_secs() < 5);
+    // 2 MiB of config (whitespace inside valid JSON): past its 1 MiB limit.
+    std::fs::remove_file(&config).unwrap();
+    std::fs::write(
+        &config,
+        original.replacen('{', &format!("{{{}", " ".repeat(2 << 20)), 1),
+    )
+    .unwrap();
+    let message = Detector::from_pretrained(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("past its limit of 1048576 bytes"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_token_id_past_vocab_size_is_refused_at_load() {
+    let dir = patched_checkpoint("classifier.dense.bias", |_| {});
+    let path = dir.path().join("vocab.json");
+    let mut vocab: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let size = vocab.as_object().unwrap().len();
+    // Replace one token's id by one far past the embedding table.
+    let token = vocab
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|k| k.as_str() == "int")
+        .cloned()
+        .unwrap_or_else(|| "a".into());
+    vocab[&token] = serde_json::json!(1_000_000);
+    std::fs::write(&path, vocab.to_string()).unwrap();
+    let message = Detector::from_pretrained(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("has id 1000000, past config.json's vocab_size"),
+        "{size}: {message}"
+    );
+    assert!(message.contains(&format!("{token:?}")), "{message}");
+}

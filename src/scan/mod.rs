@@ -127,6 +127,10 @@ const ANONYMOUS: &str = "<anonymous>";
 /// branches than this has the later ones reported as unparsed rather than read.
 const MAX_VARIANTS: usize = 8;
 
+/// Bytes that the branch readings of one file may parse together: a 9 MiB file (the
+/// largest C files in common use) gets seven readings, a 64 MiB one a single one.
+const VARIANT_BYTES: usize = 64 << 20;
+
 /// Node kinds that end the descent through a declarator: their text is the name.
 const NAME_KINDS: &[&str] = &[
     "identifier",
@@ -234,10 +238,15 @@ pub fn find_functions(source: &str, language: Language) -> ScanResult {
     // (which reads best where the trouble is not a conditional: a `#if 0` block of
     // text that is not C stays in every branch selection).
     let conditionals = Conditionals::find(source);
+    // Readings are bounded in number and, for a large file, in the bytes they parse
+    // together; branches past them are left unread (and so reported as unparsed).
     let variants = if conditionals.is_empty() {
         0
     } else {
-        conditionals.variant_count().min(MAX_VARIANTS)
+        conditionals
+            .variant_count()
+            .min(MAX_VARIANTS)
+            .min((VARIANT_BYTES / source.len().max(1)).max(1))
     };
     let rows = source.split('\n').count();
     // Per line: parsed as part of a whole item in some reading.

@@ -137,3 +137,28 @@ fn convert_bytes(
     };
     Ok((st, bytes.to_vec()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_and_overflowing_values_are_refused_by_tensor() {
+        let bytes =
+            |values: &[f32]| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        let finite = bytes(&[1.0, -2.5, 70_000.0]);
+        assert!(convert_bytes("w", DType::F32, &finite, StorageDtype::F32).is_ok());
+        // 70,000 is past f16's largest value (65504): it would be stored as infinity.
+        let error = convert_bytes("w", DType::F32, &finite, StorageDtype::F16).unwrap_err();
+        assert!(
+            error.contains("tensor `w` holds 1 value(s)") && error.contains("f16"),
+            "{error}"
+        );
+        let nan = bytes(&[f32::NAN, 0.0, f32::INFINITY]);
+        let error = convert_bytes("b", DType::F32, &nan, StorageDtype::F32).unwrap_err();
+        assert!(error.contains("tensor `b` holds 2 value(s)"), "{error}");
+        // An f64 past f32's range overflows on the way.
+        let big = 1.0e300f64.to_le_bytes();
+        assert!(convert_bytes("d", DType::F64, &big, StorageDtype::F32).is_err());
+    }
+}

@@ -247,6 +247,11 @@ pub(crate) fn read_tensors(file: &WeightFile) -> Result<BTreeMap<String, PackTen
     Ok(tensors)
 }
 
+/// Most bytes of a safetensors header: room for some 10,000 tensors, where a RoBERTa
+/// classifier has about 200 (roberta-large 400). A header of millions of empty
+/// tensors would otherwise cost seconds and gigabytes before any check.
+const MAX_SAFETENSORS_HEADER: u64 = 1 << 20;
+
 /// The tensors of a safetensors file, each read when it is applied. Positioned reads
 /// rather than a memory map: a tensor's bytes are freed once copied into the model, so
 /// loading peaks at the model plus one tensor instead of the model plus the whole file
@@ -274,8 +279,12 @@ fn read_safetensors(path: &Path) -> Result<BTreeMap<String, PackTensor>> {
         ))
     })?;
     let header_len = u64::from_le_bytes(prefix);
-    // The safetensors crate's own limit on header size.
-    if header_len > 100_000_000 || header_len > file_len - 8 {
+    if header_len > MAX_SAFETENSORS_HEADER {
+        return Err(format_error(format!(
+            "header of {header_len} bytes, past the limit of {MAX_SAFETENSORS_HEADER} (a RoBERTa checkpoint's is about 20 KiB)"
+        )));
+    }
+    if header_len > file_len - 8 {
         return Err(format_error(format!(
             "header length {header_len} does not fit a file of {file_len} bytes"
         )));

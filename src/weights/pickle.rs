@@ -32,11 +32,61 @@ const ALLOWED_GLOBALS: &[(&str, &str)] = &[
     ("torch", "BoolStorage"),
 ];
 
-/// A pickle larger than this is not a state dict's index (tensor data lives outside it).
-const MAX_PICKLE_BYTES: u64 = 256 << 20;
+/// A pickle larger than this is not a state dict's index (tensor data lives outside
+/// it); the reader's own limit on `data.pkl`. Decompression stops there whatever the
+/// archive declares.
+const MAX_PICKLE_BYTES: u64 = 100 << 20;
 
-/// Checks every pickle of a PyTorch checkpoint: the `data.pkl` entries of the zip
-/// format, or the leading pickles of the legacy format.
+/// Where the legacy format's magic number is looked for, and how it is spelled: the
+/// reader's (`pytorch-reader`) detection, mirrored so that this check sees a file as
+/// the reader will.
+const LEGACY_MAGIC_SEARCH: usize = 64;
+const LEGACY_MAGIC_BYTES: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+const LEGACY_MAGIC_TEXT: &[u8] = b"119547037146038801333356";
+const TAR_MAGIC_OFFSET: usize = 257;
+
+/// The formats burn-store's PyTorch reader tells apart, by the same rules.
+#[derive(Debug, PartialEq)]
+enum Format {
+    Zip,
+    Tar,
+    Legacy,
+    Pickle,
+    Unknown,
+}
+
+fn detect_format(header: &[u8]) -> Format {
+    let window = &header[..header.len().min(LEGACY_MAGIC_SEARCH)];
+    let legacy = window
+        .windows(LEGACY_MAGIC_BYTES.len())
+        .any(|w| w == LEGACY_MAGIC_BYTES)
+        || window
+            .windows(LEGACY_MAGIC_TEXT.len())
+            .any(|w| w == LEGACY_MAGIC_TEXT);
+    if header.starts_with(b"PK\x03\x04") || header.starts_with(b"PK\x05\x06") {
+        Format::Zip
+    } else if header.get(TAR_MAGIC_OFFSET..TAR_MAGIC_OFFSET + 5) == Some(b"ustar") {
+        Format::Tar
+    } else if legacy {
+        Format::Legacy
+    } else if matches!(header.first(), Some(0x80 | b'(' | b'}' | b']' | b'c')) {
+        Format::Pickle
+    } else {
+        Format::Unknown
+    }
+}
+
+/// Checks every pickle of a PyTorch checkpoint that the reader will parse, after
+/// telling its format apart from byte 0 exactly as the reader does:
+/// - zip (`torch.save` since 1.6): the archive must hold exactly one pickle, the
+///   `data.pkl` the reader reads (under the shortest root); any other `.pkl` entry is
+///   refused by name, as the reader would skip it while `torch.load` might not;
+/// - legacy (1.5 and before): the five pickles at the start of the file, from byte 0;
+/// - a plain pickle: the whole file;
+/// - tar (before 0.1.10) and anything else: refused.
+///
+/// At most [`MAX_PICKLE_BYTES`] are decompressed or read, whatever sizes the file
+/// declares.
 pub fn check_pytorch_file(path: &Path) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
@@ -46,60 +96,88 @@ pub fn check_pytorch_file(path: &Path) -> Result<()> {
         path: path.to_path_buf(),
         message,
     };
-    let mut magic = [0u8; 4];
-    let is_zip = {
-        let mut f = &file;
-        f.read(&mut magic).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })? == 4
-            && magic == *b"PK\x03\x04"
+    let io_error = |source: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source,
     };
-    if is_zip {
-        let mut archive = zip::ZipArchive::new(&file)
-            .map_err(|e| refuse(format!("not a readable zip archive: {e}")))?;
-        let mut scanned = 0;
-        for i in 0..archive.len() {
-            let mut entry = archive
-                .by_index(i)
-                .map_err(|e| refuse(format!("zip entry {i}: {e}")))?;
-            let name = entry
-                .name()
-                .map_err(|e| refuse(format!("zip entry {i}: {e}")))?
-                .into_owned();
-            if !name.ends_with(".pkl") {
-                continue;
-            }
-            if entry.size() > MAX_PICKLE_BYTES {
+    // Every read below starts from an explicit offset (0): the handle's cursor is shared.
+    let read_prefix = |limit: u64| -> Result<Vec<u8>> {
+        use std::io::Seek;
+        let mut f = &file;
+        f.seek(std::io::SeekFrom::Start(0)).map_err(io_error)?;
+        let mut bytes = Vec::new();
+        f.take(limit).read_to_end(&mut bytes).map_err(io_error)?;
+        Ok(bytes)
+    };
+    match detect_format(&read_prefix(TAR_MAGIC_OFFSET as u64 + 5)?) {
+        Format::Zip => check_zip(&file, refuse),
+        Format::Legacy => {
+            // Magic number, protocol, system info, the object, storage keys; raw
+            // storage bytes follow, which are not pickle.
+            scan(&read_prefix(MAX_PICKLE_BYTES)?, 5).map_err(refuse)
+        }
+        Format::Pickle => {
+            let bytes = read_prefix(MAX_PICKLE_BYTES + 1)?;
+            if bytes.len() as u64 > MAX_PICKLE_BYTES {
                 return Err(refuse(format!(
-                    "pickle {name} is {} bytes, too large for a state dict",
-                    entry.size()
+                    "a plain pickle of more than {MAX_PICKLE_BYTES} bytes, too large for a state dict"
                 )));
             }
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| refuse(format!("{name}: {e}")))?;
-            scan(&bytes, 1).map_err(|e| refuse(format!("{name}: {e}")))?;
-            scanned += 1;
+            scan(&bytes, 1).map_err(refuse)
         }
-        if scanned == 0 {
-            return Err(refuse("the zip archive holds no pickle (data.pkl)".into()));
-        }
-        Ok(())
-    } else {
-        // Legacy format: magic number, protocol, system info, the object, storage keys;
-        // raw storage bytes follow, which are not pickle.
-        let mut bytes = Vec::new();
-        (&file)
-            .take(MAX_PICKLE_BYTES)
-            .read_to_end(&mut bytes)
-            .map_err(|source| Error::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        scan(&bytes, 5).map_err(refuse)
+        Format::Tar => Err(refuse(
+            "a tar checkpoint (torch.save before PyTorch 0.1.10) is not read; save it again with a current torch"
+                .into(),
+        )),
+        Format::Unknown => Err(refuse(
+            "not a PyTorch checkpoint: no zip, legacy or pickle header at byte 0".into(),
+        )),
     }
+}
+
+/// The zip format: exactly one pickle, the `data.pkl` the reader picks, checked.
+fn check_zip(file: &std::fs::File, refuse: impl Fn(String) -> Error) -> Result<()> {
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| refuse(format!("not a readable zip archive: {e}")))?;
+    let names: Vec<String> = archive
+        .file_names()
+        .map(|n| n.map(|n| n.into_owned()))
+        .collect::<zip::result::ZipResult<_>>()
+        .map_err(|e| refuse(format!("zip entry names: {e}")))?;
+    // The reader's choice: the shortest root holding a data.pkl.
+    let Some(data_pkl) = names
+        .iter()
+        .filter(|n| {
+            n.strip_suffix("data.pkl")
+                .is_some_and(|root| root.is_empty() || root.ends_with('/'))
+        })
+        .min_by_key(|n| n.len())
+        .cloned()
+    else {
+        return Err(refuse("the zip archive holds no data.pkl".into()));
+    };
+    if let Some(other) = names
+        .iter()
+        .find(|n| n.ends_with(".pkl") && **n != data_pkl)
+    {
+        return Err(refuse(format!(
+            "refused: the zip archive holds the pickle {other} beside {data_pkl}; a state dict has one, and the reader would skip this one"
+        )));
+    }
+    let entry = archive
+        .by_name(&data_pkl)
+        .map_err(|e| refuse(format!("{data_pkl}: {e}")))?;
+    let mut bytes = Vec::new();
+    entry
+        .take(MAX_PICKLE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refuse(format!("{data_pkl}: {e}")))?;
+    if bytes.len() as u64 > MAX_PICKLE_BYTES {
+        return Err(refuse(format!(
+            "pickle {data_pkl} holds more than {MAX_PICKLE_BYTES} bytes, too large for a state dict"
+        )));
+    }
+    scan(&bytes, 1).map_err(|e| refuse(format!("{data_pkl}: {e}")))
 }
 
 /// Walks `count` consecutive pickles at the start of `bytes`, refusing any global that
@@ -306,6 +384,100 @@ fn scan_one(r: &mut Cursor) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SYSTEM: &[u8] =
+        b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.";
+
+    fn file_with(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pytorch_model.bin");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn formats_are_told_apart_as_the_reader_does() {
+        assert_eq!(detect_format(b"PK\x03\x04rest"), Format::Zip);
+        assert_eq!(detect_format(b"PK\x05\x06rest"), Format::Zip);
+        let mut legacy = b"\x80\x02\x8a\x0a".to_vec();
+        legacy.extend_from_slice(&LEGACY_MAGIC_BYTES);
+        assert_eq!(detect_format(&legacy), Format::Legacy);
+        assert_eq!(detect_format(b"\x80\x02}q\x00."), Format::Pickle);
+        let mut tar = vec![0u8; 300];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(detect_format(&tar), Format::Tar);
+        assert_eq!(detect_format(b"{\"not\": 1}"), Format::Unknown);
+    }
+
+    #[test]
+    fn legacy_and_plain_pickles_are_checked_from_their_first_byte() {
+        // A legacy file: the magic number's pickle, then one naming posix.system.
+        let mut legacy = b"\x80\x02\x8a\x0a".to_vec();
+        legacy.extend_from_slice(&LEGACY_MAGIC_BYTES);
+        legacy.push(b'.');
+        legacy.extend_from_slice(SYSTEM);
+        let (_dir, path) = file_with(&legacy);
+        let error = check_pytorch_file(&path).unwrap_err().to_string();
+        assert!(error.contains("`posix.system`"), "{error}");
+        // A legacy file of plain values passes the magic number's pickle (a
+        // protocol-2 LONG1), the four after it being read from byte 0 on.
+        let mut plain = legacy[..15].to_vec();
+        for _ in 0..4 {
+            plain.extend_from_slice(b"\x80\x02}q\x00.");
+        }
+        let (_dir, path) = file_with(&plain);
+        check_pytorch_file(&path).unwrap();
+        // A plain pickle.
+        let (_dir, path) = file_with(SYSTEM);
+        let error = check_pytorch_file(&path).unwrap_err().to_string();
+        assert!(error.contains("`posix.system`"), "{error}");
+    }
+
+    fn zip_of(entries: &[(&str, &[u8])], prefix: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut cursor = std::io::Cursor::new(Vec::new());
+        {
+            let mut zip = zip::ZipWriter::new(&mut cursor);
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            for (name, bytes) in entries {
+                zip.start_file(*name, options).unwrap();
+                zip.write_all(bytes).unwrap();
+            }
+            zip.finish().unwrap();
+        }
+        let mut out = prefix.to_vec();
+        out.extend_from_slice(&cursor.into_inner());
+        out
+    }
+
+    #[test]
+    fn zips_hold_one_pickle_the_one_read_whatever_their_prefix() {
+        let state = b"\x80\x02}q\x00.";
+        let (_dir, path) = file_with(&zip_of(&[("m/data.pkl", state), ("m/version", b"3")], b""));
+        check_pytorch_file(&path).unwrap();
+        // posix.system in data.pkl, behind an end-of-directory record that makes the
+        // reader take the file for a zip: refused, not skipped.
+        let mut eocd = b"PK\x05\x06".to_vec();
+        eocd.extend_from_slice(&[0u8; 18]);
+        let (_dir, path) = file_with(&zip_of(&[("m/data.pkl", SYSTEM)], &eocd));
+        let error = check_pytorch_file(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("`posix.system`") || error.contains("not a readable zip"),
+            "{error}"
+        );
+        // A second pickle, which the reader would skip: refused by name.
+        let (_dir, path) = file_with(&zip_of(
+            &[("m/data.pkl", state), ("m/extra.pkl", SYSTEM)],
+            b"",
+        ));
+        let error = check_pytorch_file(&path).unwrap_err().to_string();
+        assert!(error.contains("m/extra.pkl"), "{error}");
+        // Two roots: the shortest is the reader's, and the other pickle is refused.
+        let (_dir, path) = file_with(&zip_of(&[("b/data.pkl", SYSTEM), ("data.pkl", state)], b""));
+        let error = check_pytorch_file(&path).unwrap_err().to_string();
+        assert!(error.contains("b/data.pkl beside data.pkl"), "{error}");
+    }
 
     #[test]
     fn plain_globals_pass_and_others_are_named() {

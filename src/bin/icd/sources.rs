@@ -7,7 +7,7 @@
 //!   `.ignore` files are honoured only with `--dot-ignore`;
 //! - hidden files and directories are scanned like any other (`.git` aside);
 //! - every file that is not scanned (a link, not a regular file, unreadable, larger
-//!   than `--max-file-size`) and every line that could not be parsed is a [`Gap`],
+//!   than `--max-file-size`, binary) and every line that could not be parsed is a [`Gap`],
 //!   reported on stderr, in the table's footer and as a SARIF notification; a path
 //!   named on the command line that cannot be scanned is an error.
 
@@ -20,14 +20,19 @@ use insecure_code_detector::scan::{find_functions_in_bytes, FunctionSpan, Langua
 
 use crate::{printable, Failure};
 
+/// Line ranges a message lists before it counts the rest (SARIF notifications carry
+/// every range as a location).
+const MAX_LISTED_RANGES: usize = 8;
+
 /// Where to look for C and C++ functions.
 #[derive(Args)]
 pub struct SourceArgs {
     /// Files and directories to scan.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Largest source file read, in bytes; a larger one is skipped and reported.
-    #[arg(long, default_value_t = 32 << 20, value_name = "BYTES")]
+    /// Largest source file read, in bytes; a larger one is skipped and reported. The
+    /// largest C files in common use (SQLite's amalgamation) are about 9 MiB.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     pub max_file_size: u64,
     /// Also honour `.ignore` files (as ripgrep does) for untracked files.
     #[arg(long)]
@@ -63,13 +68,20 @@ impl Gap {
             GapKind::Skipped(reason) => format!("{file} was not scanned: {reason}"),
             GapKind::Unparsed(lines) => {
                 let count: usize = lines.iter().map(|r| r.end_line - r.start_line + 1).sum();
-                let ranges: Vec<String> = lines
+                let mut ranges: Vec<String> = lines
                     .iter()
+                    .take(MAX_LISTED_RANGES)
                     .map(|r| match r.end_line == r.start_line {
                         true => r.start_line.to_string(),
                         false => format!("{}-{}", r.start_line, r.end_line),
                     })
                     .collect();
+                if lines.len() > MAX_LISTED_RANGES {
+                    ranges.push(format!(
+                        "and {} more ranges",
+                        lines.len() - MAX_LISTED_RANGES
+                    ));
+                }
                 let plural = if count == 1 { "" } else { "s" };
                 format!(
                     "{count} line{plural} of {file} could not be parsed (line{plural} {}); functions there are not scanned",
@@ -109,6 +121,19 @@ pub fn find_functions_under(
                 continue;
             }
         };
+        // C and C++ source never holds a NUL byte; a binary file is no source, and
+        // parsing megabytes of one costs gigabytes.
+        if let Some(at) = bytes.iter().position(|&b| b == 0) {
+            let reason = format!("a binary file (a NUL byte at offset {at})");
+            if source.named {
+                return Err(Failure(format!("{file}: not scanned: {reason}")));
+            }
+            gaps.push(Gap {
+                file,
+                kind: GapKind::Skipped(reason),
+            });
+            continue;
+        }
         let result = find_functions_in_bytes(&bytes, source.language);
         if !result.unparsed_lines.is_empty() {
             gaps.push(Gap {
@@ -217,10 +242,12 @@ fn git_tracked(dir: &Path) -> Result<Option<Vec<PathBuf>>, Failure> {
     if !absolute.ancestors().any(|a| a.join(".git").exists()) {
         return Ok(None);
     }
+    // The repository's own configuration may name a command git would run for
+    // `ls-files` (core.fsmonitor): a tree from elsewhere must not run code here.
     let output = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["ls-files", "-z", "--cached", "--", "."])
+        .args(["-c", "core.fsmonitor=false", "ls-files", "-z", "--cached", "--", "."])
         .output()
         .map_err(|e| {
             Failure(format!(

@@ -1,0 +1,9 @@
+#if A
+int f(void) {
+#else
+int f(int x) {
+#endif
+  return 0;
+}
+#endif
+#else
