@@ -281,3 +281,41 @@ fn real_torch_save_files_pass_the_pickle_check() {
         .unwrap();
     Detector::from_pretrained(fixture("roberta-1-label-old-config")).unwrap();
 }
+
+/// The legacy (pre-zip) `torch.save` format, as `tests/fixtures/legacy_torch_save.py`
+/// writes it from the fixture's weights: it passes the pickle check (read from its
+/// first byte), loads, and gives the zip checkpoint's logits exactly.
+#[test]
+fn legacy_torch_save_checkpoints_load_with_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture("roberta-2-labels");
+    for file in [
+        "config.json",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
+    }
+    let bin = dir.path().join("pytorch_model.bin");
+    let status = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy_torch_save.py"))
+        .arg(source.join("model.safetensors"))
+        .arg(&bin)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+    let head = std::fs::read(&bin).unwrap();
+    assert!(!head.starts_with(b"PK"), "a legacy file, not a zip");
+    let legacy = Detector::from_pretrained(dir.path()).unwrap();
+    let zip = Detector::builder(&source)
+        .weights(source.join("pytorch_model.bin"))
+        .build()
+        .unwrap();
+    for code in ["int f(void) { return 0; }", "char b[4]; strcpy(b, s);"] {
+        assert_eq!(
+            legacy.predict(code).unwrap().logits,
+            zip.predict(code).unwrap().logits
+        );
+    }
+}
