@@ -347,3 +347,57 @@ pub fn windows(data: &[u8]) {
         check_prediction(&w.prediction, detector.max_tokens());
     }
 }
+
+/// Bytes as a file name (lossily as text) through the report's renderers: the
+/// printed name holds no control or bidirectional-control character and keeps every
+/// other character; the SARIF URI holds only URI characters and decodes back to the
+/// name.
+pub fn render(data: &[u8]) {
+    use insecure_code_detector::report::{printable, sarif_uri};
+    let name = String::from_utf8_lossy(data);
+    let shown = printable(&name);
+    let escaped = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    assert!(!shown.chars().any(escaped), "{shown:?}");
+    let kept: String = name.chars().filter(|&c| !escaped(c)).collect();
+    assert!(
+        kept.chars().all(|c| shown.contains(c)),
+        "{shown:?} lost a character of {name:?}"
+    );
+    let uri = sarif_uri(&name);
+    assert!(
+        uri.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=@/%:".contains(&b)),
+        "{uri:?}"
+    );
+    let (path, absolute) = match uri.strip_prefix("file://") {
+        Some(rest) if name.starts_with('/') => (rest, true),
+        _ => (uri.as_str(), false),
+    };
+    let decoded = percent_decode(path);
+    let expected = if absolute {
+        name.to_string()
+    } else {
+        name.strip_prefix("./").unwrap_or(&name).to_string()
+    };
+    assert_eq!(decoded, expected.as_bytes(), "{uri:?}");
+}
+
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("two hex digits");
+            out.push(u8::from_str_radix(hex, 16).expect("hex"));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}

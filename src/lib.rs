@@ -29,6 +29,8 @@ pub mod files;
 pub mod hub;
 pub mod model;
 #[cfg(feature = "scan")]
+pub mod report;
+#[cfg(feature = "scan")]
 pub mod scan;
 pub mod tokenizer;
 pub mod weights;

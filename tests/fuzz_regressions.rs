@@ -69,3 +69,8 @@ fn scan_inputs() {
 fn windows_inputs() {
     replay("windows", targets::windows);
 }
+
+#[test]
+fn render_inputs() {
+    replay("render", targets::render);
+}

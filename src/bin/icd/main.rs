@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod sources;
 
 use insecure_code_detector::files::write_atomically;
+use insecure_code_detector::report::{printable, sarif_uri};
 use insecure_code_detector::scan::{FunctionSpan, Language};
 use insecure_code_detector::weights::{convert_pytorch_to_safetensors, StorageDtype};
 use insecure_code_detector::{
@@ -590,64 +591,6 @@ fn sarif(
             "results": results,
         }]
     })
-}
-
-/// Bytes of a path segment written as they are in a URI: RFC 3986's unreserved
-/// characters and the sub-delimiters and `@` that a segment may hold. `:` is encoded
-/// too, since a relative reference's first segment may not hold one; everything else
-/// (`%`, `#`, `?`, space, `\\`, control and non-ASCII bytes) is percent-encoded.
-const URI_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'!')
-    .remove(b'$')
-    .remove(b'&')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')')
-    .remove(b'*')
-    .remove(b'+')
-    .remove(b',')
-    .remove(b';')
-    .remove(b'=')
-    .remove(b'@');
-
-/// The URI of a scanned file as SARIF writes it (RFC 3986): a relative path as a
-/// relative reference, an absolute one as a `file://` URI (RFC 8089), each segment
-/// percent-encoded. A backslash is a character of a Linux file name, not a separator,
-/// so it is encoded rather than turned into `/`.
-fn sarif_uri(file: &str) -> String {
-    let path = Path::new(file);
-    let relative = path.strip_prefix("./").unwrap_or(path);
-    let segments: Vec<String> = relative
-        .to_string_lossy()
-        .split('/')
-        .map(|segment| percent_encoding::utf8_percent_encode(segment, URI_SEGMENT).to_string())
-        .collect();
-    let joined = segments.join("/");
-    if relative.is_absolute() {
-        format!("file://{joined}")
-    } else {
-        joined
-    }
-}
-
-/// Text for a terminal or a log: control characters (ESC, CR, LF, ...) escaped as
-/// `\\u{1b}`, so that a file or function name cannot forge report lines or move the
-/// cursor.
-fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| match c.is_control() {
-            true => c.escape_default().to_string(),
-            false => c.to_string(),
-        })
-        .collect::<String>()
-        .into()
 }
 
 /// Writes an output file whole or not at all, never through a link and never over

@@ -18,7 +18,9 @@ use clap::Args;
 use insecure_code_detector::files::read_untrusted;
 use insecure_code_detector::scan::{find_functions_in_bytes, FunctionSpan, Language, LineRange};
 
-use crate::{printable, Failure};
+use insecure_code_detector::report::printable;
+
+use crate::Failure;
 
 /// Line ranges a message lists before it counts the rest (SARIF notifications carry
 /// every range as a location).

@@ -1,0 +1,111 @@
+//! Names from a scanned tree, made safe to print and to put in a SARIF log.
+//!
+//! File and function names come from whoever wrote the tree. Printed raw, an ESC
+//! sequence or a newline in a file name could forge report lines or drive the
+//! terminal; written raw into a URI, `#`, `?` or `%` would name another file.
+//!
+//! ```
+//! use insecure_code_detector::report::{printable, sarif_uri};
+//!
+//! assert_eq!(printable("a\u{1b}[2Jb.c"), "a\\u{1b}[2Jb.c");
+//! assert_eq!(sarif_uri("src/a b#1.c"), "src/a%20b%231.c");
+//! assert_eq!(sarif_uri("/abs/x.c"), "file:///abs/x.c");
+//! ```
+
+use std::borrow::Cow;
+use std::path::Path;
+
+/// Bytes of a path segment written as they are in a URI: RFC 3986's unreserved
+/// characters and the sub-delimiters and `@` that a segment may hold. `:` is encoded
+/// too, since a relative reference's first segment may not hold one; everything else
+/// (`%`, `#`, `?`, space, `\`, control and non-ASCII bytes) is percent-encoded.
+const URI_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b'@');
+
+/// The URI of a scanned file as SARIF writes it (RFC 3986): a relative path as a
+/// relative reference, an absolute one as a `file://` URI (RFC 8089), each segment
+/// percent-encoded. A backslash is a character of a Linux file name, not a separator,
+/// so it is encoded rather than turned into `/`.
+pub fn sarif_uri(file: &str) -> String {
+    let path = Path::new(file);
+    let relative = path.strip_prefix("./").unwrap_or(path);
+    let segments: Vec<String> = relative
+        .to_string_lossy()
+        .split('/')
+        .map(|segment| percent_encoding::utf8_percent_encode(segment, URI_SEGMENT).to_string())
+        .collect();
+    let joined = segments.join("/");
+    if relative.is_absolute() {
+        format!("file://{joined}")
+    } else {
+        joined
+    }
+}
+
+/// True for characters a terminal must not receive raw from a name: control
+/// characters (ESC, BEL, CR, LF, ...) and the bidirectional-text controls that can
+/// make a line read otherwise than its bytes ("Trojan Source").
+fn unsafe_to_print(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text for a terminal or a log: control and bidirectional-control characters
+/// escaped as `\u{1b}`, so that a file or function name cannot forge report lines,
+/// move the cursor or reorder what is shown.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(unsafe_to_print) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match unsafe_to_print(c) {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_print_on_one_line_with_their_controls_escaped() {
+        assert_eq!(printable("plain/ok.c"), "plain/ok.c");
+        assert!(matches!(printable("plain"), Cow::Borrowed(_)));
+        assert_eq!(printable("a\nb\r\tc"), "a\\u{a}b\\u{d}\\u{9}c");
+        assert_eq!(printable("x\u{202e}c.exe"), "x\\u{202e}c.exe");
+        assert_eq!(printable("caf\u{e9}"), "caf\u{e9}");
+    }
+
+    #[test]
+    fn uris_encode_every_reserved_byte_of_a_segment() {
+        assert_eq!(sarif_uri("./src/a.c"), "src/a.c");
+        assert_eq!(
+            sarif_uri("a b%#?\\[x]:y.c"),
+            "a%20b%25%23%3F%5C%5Bx%5D%3Ay.c"
+        );
+        assert_eq!(sarif_uri("d\u{e9}j\u{e0}/f.c"), "d%C3%A9j%C3%A0/f.c");
+        assert_eq!(sarif_uri("/tmp/x y/z.c"), "file:///tmp/x%20y/z.c");
+        assert_eq!(
+            sarif_uri("keep-._~!$&'()*+,;=@.c"),
+            "keep-._~!$&'()*+,;=@.c"
+        );
+    }
+}
