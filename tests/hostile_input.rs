@@ -581,6 +581,8 @@ fn collapsed_whitespace_windows_report_the_lines_of_the_raw_text() {
 /// Runs `icd args` with `stdin` piped in; its output, wall time and peak resident
 /// memory (KiB, from wait4's rusage of that one child).
 #[cfg(unix)]
+// The child is reaped by wait4, for its rusage, not by Child::wait.
+#[allow(clippy::zombie_processes)]
 fn icd_measured(args: &[&str], stdin: Vec<u8>) -> (String, i32, std::time::Duration, i64) {
     use std::io::{Read, Write};
     use std::process::Stdio;

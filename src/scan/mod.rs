@@ -294,9 +294,7 @@ pub fn find_functions(source: &str, language: Language) -> ScanResult {
     }
 
     for f in &functions {
-        for row in f.start_line - 1..f.end_line {
-            parsed[row] = true;
-        }
+        parsed[f.start_line - 1..f.end_line].fill(true);
     }
     for row in conditionals.directive_rows(source) {
         parsed[row] = true;

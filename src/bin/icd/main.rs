@@ -263,7 +263,11 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     let detector = load_detector(model)?;
     let stride = args.stride.unwrap_or((detector.max_tokens() - 2) / 2);
     // Find every function first, so that the progress bar knows the total.
-    let (functions, inputs, gaps) = find_functions_under(&args.sources)?;
+    let sources::Found {
+        functions,
+        inputs,
+        gaps,
+    } = find_functions_under(&args.sources)?;
 
     let progress = (std::io::stderr().is_terminal() && functions.len() >= 64).then(|| {
         let bar = indicatif::ProgressBar::new(functions.len() as u64);
@@ -363,7 +367,11 @@ fn finding(
 }
 
 fn functions(args: &FunctionsArgs) -> Result<(), Failure> {
-    let (functions, inputs, gaps) = find_functions_under(&args.sources)?;
+    let sources::Found {
+        functions,
+        inputs,
+        gaps,
+    } = find_functions_under(&args.sources)?;
     let mut out = String::new();
     if args.format == FunctionsFormat::Table {
         out += &format!("{:<40} {}\n", "LOCATION", "FUNCTION");

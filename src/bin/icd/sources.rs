@@ -102,11 +102,19 @@ impl Gap {
     }
 }
 
-/// Every function definition under `args.paths`, in file order; the files read (the
-/// command's inputs); and what could not be covered (each also warned about on stderr).
-pub fn find_functions_under(
-    args: &SourceArgs,
-) -> Result<(Vec<(String, FunctionSpan)>, Vec<PathBuf>, Vec<Gap>), Failure> {
+/// What a search of the sources found.
+pub struct Found {
+    /// Every function definition, with its file, in file order.
+    pub functions: Vec<(String, FunctionSpan)>,
+    /// The files read: the command's inputs.
+    pub inputs: Vec<PathBuf>,
+    /// What could not be covered.
+    pub gaps: Vec<Gap>,
+}
+
+/// Every function definition under `args.paths`, the files read, and what could not
+/// be covered (each gap also warned about on stderr).
+pub fn find_functions_under(args: &SourceArgs) -> Result<Found, Failure> {
     let (sources, mut gaps) = collect(args)?;
     let mut functions = Vec::new();
     let mut read = Vec::with_capacity(sources.len());
@@ -150,7 +158,11 @@ pub fn find_functions_under(
     for gap in &gaps {
         eprintln!("icd: warning: {}", gap.message());
     }
-    Ok((functions, read, gaps))
+    Ok(Found {
+        functions,
+        inputs: read,
+        gaps,
+    })
 }
 
 /// The reason in an error of the untrusted reader, without the path it repeats.
