@@ -26,6 +26,10 @@ pub const CONFIG_LIMIT: u64 = 1 << 20;
 /// RoBERTa's `tokenizer.json` is 2 MiB, the largest vocabularies' tens of MiB.
 pub const TOKENIZER_LIMIT: u64 = 64 << 20;
 
+/// Most bytes of a weight file: two billion parameters (the most `config.json` may
+/// describe) in f64, with room for the header.
+pub const WEIGHTS_LIMIT: u64 = 17 << 30;
+
 /// Opens `path` for reading if it is a regular file (links followed) of at most
 /// `limit` bytes, and returns it with its length; `kind` names the file in errors
 /// ("config.json", "source file"). A FIFO is opened without blocking, then refused.

@@ -804,6 +804,19 @@ fn checkpoint_text_files_are_bounded_and_regular() {
         .to_string();
     assert!(message.contains("config.json is a FIFO"), "{message}");
     assert!(started.elapsed().as_secs() < 5);
+    // The weight file too.
+    std::fs::remove_file(&config).unwrap();
+    std::fs::write(&config, &original).unwrap();
+    let weights = dir.path().join("model.safetensors");
+    std::fs::remove_file(&weights).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &weights).unwrap();
+    let message = Detector::from_pretrained(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("weight file is a character device"),
+        "{message}"
+    );
     // 2 MiB of config (whitespace inside valid JSON): past its 1 MiB limit.
     std::fs::remove_file(&config).unwrap();
     std::fs::write(

@@ -77,12 +77,14 @@ pub enum WeightFile {
 impl WeightFile {
     /// `model.safetensors` when the directory has one, else `pytorch_model.bin`.
     pub fn find(dir: &Path) -> Result<Self> {
+        // Whatever is there is chosen (and then refused if it is no regular file),
+        // rather than passed over for the other format.
         let safetensors = dir.join("model.safetensors");
-        if safetensors.is_file() {
+        if safetensors.exists() {
             return Ok(Self::Safetensors(safetensors));
         }
         let bin = dir.join("pytorch_model.bin");
-        if bin.is_file() {
+        if bin.exists() {
             return Ok(Self::PytorchBin(bin));
         }
         Err(Error::NoWeights {
@@ -226,12 +228,9 @@ pub(crate) fn read_tensors(file: &WeightFile) -> Result<BTreeMap<String, PackTen
         path: path.to_path_buf(),
         message,
     };
-    if !path.is_file() {
-        return Err(Error::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        });
-    }
+    // A regular file (a FIFO or a device is refused without blocking), of a size a
+    // checkpoint this library accepts can have.
+    crate::files::open_untrusted(path, crate::files::WEIGHTS_LIMIT, "weight file")?;
     let tensors: BTreeMap<String, _> = match file {
         WeightFile::Safetensors(p) => read_safetensors(p)?,
         WeightFile::PytorchBin(p) => {
