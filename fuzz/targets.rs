@@ -265,15 +265,15 @@ pub fn c_api(data: &[u8]) {
     }
 }
 
-/// Source bytes through the function finder, as C (first byte even) or C++: never a
+/// Source bytes through the function finder, as C (even length) or C++: never a
 /// panic; definitions in source order, none overlapping, each's text and lines those
 /// of its bytes; unparsed lines inside the file and outside every definition; the same
 /// result twice.
 pub fn scan(data: &[u8]) {
     use insecure_code_detector::scan::{find_functions_in_bytes, Language};
-    let language = match data.first() {
-        Some(b) if b % 2 == 1 => Language::Cpp,
-        _ => Language::C,
+    let language = match data.len() % 2 {
+        0 => Language::C,
+        _ => Language::Cpp,
     };
     let result = find_functions_in_bytes(data, language);
     let text = String::from_utf8_lossy(data);

@@ -123,7 +123,9 @@ fn file_type_name(meta: &std::fs::Metadata) -> &'static str {
 /// Writes `target` whole or not at all. `write` fills the temporary file at the path
 /// it is given (a new, empty file in `target`'s directory); the file is then synced
 /// and renamed onto `target`, replacing what is there (a symbolic link itself, not
-/// what it points to). On any failure the temporary file is removed and `target` is
+/// what it points to). A `target` that is a stream rather than a file (a character
+/// device such as `/dev/stdout` or `/dev/null`, a FIFO, a socket; links followed)
+/// is written to as it is, once the output is whole; a directory is refused. On any failure the temporary file is removed and `target` is
 /// untouched. A `target` that is the same file as one of `inputs` (by device and
 /// inode, links followed) is refused with [`Error::OutputIsInput`].
 ///
@@ -160,6 +162,19 @@ pub fn write_atomically(
             });
         }
     }
+    // A stream named as the output (`/dev/stdout`, `/dev/null`, a FIFO, a terminal,
+    // also through a link) is written to as it is: it is no file to clobber, and
+    // renaming over it would put a regular file in its place.
+    let stream = match std::fs::metadata(target) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(Error::InvalidArgument {
+                argument: "output",
+                message: format!("{} is a directory", target.display()),
+            })
+        }
+        Ok(meta) => !meta.is_file(),
+        Err(_) => false,
+    };
     let dir = match target.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -178,6 +193,16 @@ pub fn write_atomically(
         .tempfile_in(&dir)
         .map_err(io_error(&dir))?;
     write(temporary.path())?;
+    if stream {
+        let mut output = std::fs::OpenOptions::new()
+            .write(true)
+            .open(target)
+            .map_err(io_error(target))?;
+        let mut written =
+            std::fs::File::open(temporary.path()).map_err(io_error(temporary.path()))?;
+        std::io::copy(&mut written, &mut output).map_err(io_error(target))?;
+        return Ok(());
+    }
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(temporary.path())
@@ -330,6 +355,45 @@ mod tests {
             assert!(matches!(error, Error::OutputIsInput { .. }), "{error}");
         }
         assert_eq!(std::fs::read_to_string(&input).unwrap(), "weights");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn streams_are_written_to_and_stay_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let null = dir.path().join("null");
+        std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+        write_atomically(&null, &[], write_text("gone")).unwrap();
+        assert!(std::fs::symlink_metadata(&null).unwrap().is_symlink());
+        write_atomically(Path::new("/dev/null"), &[], write_text("gone")).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        // A FIFO gets the bytes, read at its other end.
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+        };
+        write_atomically(&fifo, &[], write_text("through the pipe")).unwrap();
+        assert_eq!(reader.join().unwrap(), "through the pipe");
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        let error = write_atomically(dir.path(), &[], write_text("x")).unwrap_err();
+        assert!(error.to_string().contains("is a directory"), "{error}");
+        // Nothing left behind.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["fifo", "null"]);
     }
 
     #[cfg(unix)]

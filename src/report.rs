@@ -68,14 +68,18 @@ fn unsafe_to_print(c: char) -> bool {
 /// Text for a terminal or a log: control and bidirectional-control characters
 /// escaped as `\u{1b}`, so that a file or function name cannot forge report lines,
 /// move the cursor or reorder what is shown.
+///
+/// A backslash is written `\\`, so that the text reads back one way only: a name
+/// holding the characters `\u{1b}` prints as `\\u{1b}`, never as an escaped ESC.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(unsafe_to_print) {
+    if !text.chars().any(|c| c == '\\' || unsafe_to_print(c)) {
         return text.into();
     }
     text.chars()
-        .map(|c| match unsafe_to_print(c) {
-            true => c.escape_unicode().to_string(),
-            false => c.to_string(),
+        .map(|c| match c {
+            '\\' => "\\\\".to_owned(),
+            c if unsafe_to_print(c) => c.escape_unicode().to_string(),
+            c => c.to_string(),
         })
         .collect::<String>()
         .into()
@@ -92,6 +96,9 @@ mod tests {
         assert_eq!(printable("a\nb\r\tc"), "a\\u{a}b\\u{d}\\u{9}c");
         assert_eq!(printable("x\u{202e}c.exe"), "x\\u{202e}c.exe");
         assert_eq!(printable("caf\u{e9}"), "caf\u{e9}");
+        // One reading only: a real ESC and the text of an escaped one differ.
+        assert_eq!(printable("a\\u{1b}b"), "a\\\\u{1b}b");
+        assert_ne!(printable("a\\u{1b}b"), printable("a\u{1b}b"));
     }
 
     #[test]

@@ -203,39 +203,39 @@ impl CodeTokenizer {
             .longest_token_bytes
             .and_then(|longest| safe_cut(&text[..bound], (max_tokens + 1) * longest))
         {
-            let mut ids = self.encode_untruncated(&text[..cut])?;
+            let ids = self.encode_untruncated(&text[..cut])?;
             // Each token spells at most `longest` bytes, so the prefix holds more than
             // max_tokens tokens; check rather than trust it.
             if ids.len() > max_tokens {
-                ids.truncate(max_tokens - 1);
-                ids.push(self.eos_id);
                 return Ok(TokenizedInput {
-                    input_ids: ids,
+                    input_ids: self.truncate(ids, max_tokens),
                     untruncated_length: None,
                 });
             }
         }
         if bound < text.len() {
-            let mut ids = self.encode_untruncated(&text[..bound])?;
-            if ids.len() > max_tokens {
-                ids.truncate(max_tokens - 1);
-                ids.push(self.eos_id);
-            }
+            let ids = self.encode_untruncated(&text[..bound])?;
             return Ok(TokenizedInput {
-                input_ids: ids,
+                input_ids: self.truncate(ids, max_tokens),
                 untruncated_length: None,
             });
         }
-        let mut ids = self.encode_untruncated(text)?;
+        let ids = self.encode_untruncated(text)?;
         let untruncated_length = ids.len();
+        Ok(TokenizedInput {
+            input_ids: self.truncate(ids, max_tokens),
+            untruncated_length: Some(untruncated_length),
+        })
+    }
+
+    /// `ids` cut to `max_tokens` as transformers truncates: the first
+    /// `max_tokens - 1`, then `</s>`.
+    fn truncate(&self, mut ids: Vec<u32>, max_tokens: usize) -> Vec<u32> {
         if ids.len() > max_tokens {
             ids.truncate(max_tokens - 1);
             ids.push(self.eos_id);
         }
-        Ok(TokenizedInput {
-            input_ids: ids,
-            untruncated_length: Some(untruncated_length),
-        })
+        ids
     }
 
     /// All ids of `text` with `<s>` and `</s>`, however long.

@@ -8,11 +8,25 @@ mod targets;
 
 use std::path::Path;
 
+/// Further seed directories of a target, shared with other tests.
+fn extra_seeds(target: &str) -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match target {
+        // The function-finding test trees.
+        "scan" => vec![root.join("tests/fixtures/scan-trees")],
+        _ => Vec::new(),
+    }
+}
+
 fn replay(target: &str, body: fn(&[u8])) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut replayed = 0;
-    for kind in ["seeds", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(root.join(kind).join(target)) else {
+    let dirs = ["seeds", "regressions"]
+        .iter()
+        .map(|kind| root.join(kind).join(target))
+        .chain(extra_seeds(target));
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         let mut paths: Vec<_> = entries.map(|e| e.unwrap().path()).collect();

@@ -8,6 +8,18 @@ use std::time::Instant;
 use common::*;
 use insecure_code_detector::Detector;
 
+/// `n` pseudo-random bytes (xorshift64 from `seed`).
+fn random_bytes(mut state: u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
 #[test]
 fn ten_megabyte_function_is_truncated() {
     let detector = Detector::from_pretrained(fixture("roberta-2-labels")).unwrap();
@@ -28,15 +40,7 @@ fn ten_megabyte_function_is_truncated() {
 #[test]
 fn binary_garbage_and_control_characters_classify() {
     let detector = Detector::from_pretrained(fixture("roberta-2-labels")).unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let bytes: Vec<u8> = (0..100_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
+    let bytes = random_bytes(0x2545_f491_4f6c_dd1d, 100_000);
     let text = String::from_utf8_lossy(&bytes);
     let p = detector.predict(&text).unwrap();
     assert!(p.insecure_probability.is_finite());
@@ -255,6 +259,25 @@ fn scan_output_replaces_a_planted_link_and_never_overwrites_an_input() {
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
 
+    // A stream named as the output is written to, and stays a stream.
+    let null = src.join("null.sarif");
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    let out = icd(&[
+        "--model",
+        &model,
+        "scan",
+        &src_arg,
+        "-o",
+        &null.display().to_string(),
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(std::fs::symlink_metadata(&null).unwrap().is_symlink());
+    std::fs::remove_file(&null).unwrap();
+
     // The scanned file itself as the output: refused, the file untouched.
     let input = src.join("a.c");
     let out = icd(&[
@@ -399,6 +422,13 @@ fn files_that_cannot_be_scanned_are_named_and_named_paths_fail() {
         .unwrap()
         .success());
     std::os::unix::fs::symlink("/etc/passwd", root.join("link.c")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(
+        elsewhere.path().join("out.c"),
+        "int h(void) { return 0; }\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), root.join("linked")).unwrap();
     let root_arg = root.display().to_string();
     let started = Instant::now();
     let out = icd(&["functions", &root_arg, "--max-file-size", "1000"]);
@@ -416,6 +446,10 @@ fn files_that_cannot_be_scanned_are_named_and_named_paths_fail() {
     );
     assert!(
         table.contains("pipe.c was not scanned: not a regular file"),
+        "{table}"
+    );
+    assert!(
+        table.contains("linked was not scanned: a symbolic link to a directory (not followed)"),
         "{table}"
     );
 
@@ -676,15 +710,7 @@ fn fifty_megabytes_on_stdin_stay_bounded_whatever_the_pre_tokenizer() {
 fn binary_files_are_skipped_and_never_parsed() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("ok.c"), "int f(void) { return 0; }\n").unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let garbage: Vec<u8> = (0..12_000_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
+    let garbage = random_bytes(0x9e37_79b9_7f4a_7c15, 12_000_000);
     let blob = tmp.path().join("blob.c");
     std::fs::write(&blob, &garbage).unwrap();
     let started = Instant::now();

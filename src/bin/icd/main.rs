@@ -261,7 +261,14 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         )));
     }
     let detector = load_detector(model)?;
-    let stride = args.stride.unwrap_or((detector.max_tokens() - 2) / 2);
+    let width = detector.max_tokens() - 2;
+    let stride = args.stride.unwrap_or(width / 2);
+    if !(1..=width).contains(&stride) {
+        return Err(Failure(format!(
+            "--stride is {stride}, expected 1..={width} (the model's window of {} tokens less <s> and </s>)",
+            detector.max_tokens()
+        )));
+    }
     // Find every function first, so that the progress bar knows the total.
     let sources::Found {
         functions,

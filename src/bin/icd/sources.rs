@@ -211,6 +211,17 @@ fn collect(args: &SourceArgs) -> Result<(Vec<Source>, Vec<Gap>), Failure> {
         }
         for file in found {
             let Some(language) = Language::from_path(&file) else {
+                // A linked directory is a part of the tree that is not walked.
+                let linked_dir = std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_symlink())
+                    && std::fs::metadata(&file).is_ok_and(|m| m.is_dir());
+                if linked_dir {
+                    gaps.push(Gap {
+                        file: file.display().to_string(),
+                        kind: GapKind::Skipped(
+                            "a symbolic link to a directory (not followed)".into(),
+                        ),
+                    });
+                }
                 continue;
             };
             let meta = match std::fs::symlink_metadata(&file) {
