@@ -885,3 +885,47 @@ fn a_token_id_past_vocab_size_is_refused_at_load() {
     );
     assert!(message.contains(&format!("{token:?}")), "{message}");
 }
+
+#[test]
+fn many_items_and_long_conditional_chains_cost_linear_time() {
+    // 300 chains of 30 `#if`/`#elif` headers that split a function, then 20,000
+    // functions: a reading per branch, each over a translation unit of 20,000 items.
+    let mut source = String::new();
+    for j in 0..300 {
+        source += &format!("#if A{j}_0\nint k{j}(void) {{ if (a) {{\n");
+        for i in 1..30 {
+            source += &format!("#elif A{j}_{i}\nint k{j}(void) {{ while (b{i}) {{\n");
+        }
+        source += "#endif\n  return 0; } }\n";
+    }
+    for i in 0..20_000 {
+        source += &format!("int fill{i}(int x) {{ return x + {i}; }}\n");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("chains.c");
+    std::fs::write(&file, &source).unwrap();
+    let started = Instant::now();
+    let out = icd(&[
+        "functions",
+        &file.display().to_string(),
+        "--format",
+        "jsonl",
+    ]);
+    let elapsed = started.elapsed();
+    eprintln!("{} bytes of chains and items: {elapsed:?}", source.len());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(elapsed.as_secs() < 30, "{elapsed:?}");
+    let names: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["function"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names.len(), 300 + 20_000);
+    assert_eq!(names[0], "k0");
+    assert_eq!(names[300], "fill0");
+    assert_eq!(names.last().unwrap(), "fill19999");
+}

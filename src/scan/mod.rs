@@ -371,36 +371,63 @@ struct Definition {
     clean: bool,
 }
 
-/// Pre-order walk with a cursor (no recursion, so deeply nested input cannot overflow
-/// the stack), skipping the inside of each definition found so only outermost ones count.
+/// Walks the tree with an explicit stack (no recursion, so deeply nested input cannot
+/// overflow the stack), skipping the inside of each definition found so only outermost
+/// ones count; definitions come back in source order.
+///
+/// Each node's children are listed once, and what a definition needs of its
+/// surroundings (the `template<...>` headers around it, the siblings before a loose
+/// body) is read from those lists: tree-sitter's `parent` and `prev_sibling` walk down
+/// from the root or across all siblings, which made a file of many thousands of
+/// top-level items cost quadratic time per reading.
 fn collect(root: Node<'_>, source: &str) -> Vec<Definition> {
     let mut functions = Vec::new();
-    let mut cursor = root.walk();
-    loop {
-        let node = cursor.node();
-        let found = match node.kind() {
-            "function_definition" => Some(Definition {
-                span: span(node, source),
-                clean: !node.has_error(),
-            }),
-            "compound_statement" => old_style_definition(node, source),
-            _ => None,
-        };
-        let is_definition = found.is_some();
-        functions.extend(found);
-        if !is_definition && cursor.goto_first_child() {
-            continue;
+    // A node to visit, and the outermost of the template_declarations that directly
+    // wrap it (`template<> template<class T>` nests one in another).
+    let mut stack: Vec<(Node<'_>, Option<Node<'_>>)> = vec![(root, None)];
+    while let Some((node, wrapping)) = stack.pop() {
+        let mut cursor = node.walk();
+        let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
+        let template = (node.kind() == "template_declaration").then(|| wrapping.unwrap_or(node));
+        let loose_owner = matches!(
+            node.kind(),
+            "translation_unit" | "ERROR" | "declaration_list" | "linkage_specification"
+        ) || node.kind().starts_with("preproc_");
+        let mut descend = Vec::new();
+        for (i, &child) in children.iter().enumerate() {
+            let found = match child.kind() {
+                "function_definition" => Some(Definition {
+                    span: span_between(
+                        template.unwrap_or(child),
+                        child,
+                        function_name(child, source),
+                        source,
+                    ),
+                    clean: !child.has_error(),
+                }),
+                "compound_statement" if loose_owner => {
+                    old_style_definition(&children[..i], child, source)
+                }
+                _ => None,
+            };
+            match found {
+                Some(definition) => functions.push(definition),
+                None => descend.push((child, template)),
+            }
         }
-        // Move to the next sibling, climbing up until one exists or the root is reached.
-        loop {
-            if cursor.goto_next_sibling() {
-                break;
-            }
-            if !cursor.goto_parent() {
-                return functions;
-            }
+        stack.extend(descend.into_iter().rev());
+    }
+    functions.sort_by_key(|d| (d.span.start_byte, d.span.end_byte));
+    // A K&R header's declaration is also an earlier sibling's subtree: a definition
+    // found inside one that a recovered definition covers is dropped.
+    let mut kept: Vec<Definition> = Vec::with_capacity(functions.len());
+    for d in functions {
+        match kept.last() {
+            Some(last) if d.span.start_byte < last.span.end_byte => {}
+            _ => kept.push(d),
         }
     }
+    kept
 }
 
 /// Most declarations read back from a body to its K&R header.
@@ -409,38 +436,32 @@ const MAX_OLD_STYLE_PARAMETERS: usize = 64;
 /// A K&R definition whose declarator is more than a name and a parameter list
 /// (`char *\ncopy(dst, n)\n    char *dst;\n    int n;\n{ ... }`) is not in the C
 /// grammar's reach: it parses as a declaration, the parameters' declarations, and a
-/// body on its own. A body with no owner whose earlier siblings are such a header and
-/// at most as many declarations as the header has parameters is that definition.
-fn old_style_definition(body: Node<'_>, source: &str) -> Option<Definition> {
-    // Only a body that belongs to nothing: at file, namespace or conditional level.
-    let parent = body.parent()?;
-    let owner = parent.kind();
-    let loose = matches!(
-        owner,
-        "translation_unit" | "ERROR" | "declaration_list" | "linkage_specification"
-    ) || owner.starts_with("preproc_");
-    if !loose {
-        return None;
-    }
-    let mut header = body.prev_named_sibling()?;
+/// body on its own. A body with no owner whose earlier siblings (`before`) are such a
+/// header and at most as many declarations as the header has parameters is that
+/// definition.
+fn old_style_definition<'t>(
+    before: &[Node<'t>],
+    body: Node<'t>,
+    source: &str,
+) -> Option<Definition> {
     let mut declarations = 0;
-    let parameters = loop {
+    for &header in before
+        .iter()
+        .rev()
+        .filter(|n| n.is_named() && n.kind() != "comment")
+    {
         if header.kind() != "declaration" || declarations > MAX_OLD_STYLE_PARAMETERS {
             return None;
         }
         if let Some(parameters) = old_style_parameters(header) {
-            break parameters;
+            return (declarations <= parameters).then(|| Definition {
+                span: span_between(header, body, function_name(header, source), source),
+                clean: false,
+            });
         }
         declarations += 1;
-        header = header.prev_named_sibling()?;
-    };
-    if declarations > parameters {
-        return None;
     }
-    Some(Definition {
-        span: span_between(header, body, function_name(header, source), source),
-        clean: false,
-    })
+    None
 }
 
 /// How many parameters the function declarator of `declaration` has, when each is a
@@ -482,19 +503,6 @@ fn old_style_parameters(declaration: Node<'_>) -> Option<usize> {
         count += 1;
     }
     Some(count)
-}
-
-fn span(definition: Node<'_>, source: &str) -> FunctionSpan {
-    // `template<...>` headers belong to the definition; there may be several
-    // (`template<> template<class T>`), each a template_declaration wrapping the next.
-    let mut outer = definition;
-    while let Some(parent) = outer.parent() {
-        if parent.kind() != "template_declaration" {
-            break;
-        }
-        outer = parent;
-    }
-    span_between(outer, definition, function_name(definition, source), source)
 }
 
 /// The span from the start of `first` to the end of `last`.
