@@ -396,17 +396,22 @@ fn collect(root: Node<'_>, source: &str) -> Vec<Definition> {
         let mut descend = Vec::new();
         for (i, &child) in children.iter().enumerate() {
             let found = match child.kind() {
-                "function_definition" => Some(Definition {
-                    span: span_between(
-                        template.unwrap_or(child),
-                        child,
-                        function_name(child, source),
-                        source,
+                "function_definition" => Some(
+                    macro_parameters_definition(&children[..i], child, source).unwrap_or(
+                        Definition {
+                            span: span_between(
+                                template.unwrap_or(child),
+                                child,
+                                function_name(child, source),
+                                source,
+                            ),
+                            clean: !child.has_error(),
+                        },
                     ),
-                    clean: !child.has_error(),
-                }),
+                ),
                 "compound_statement" if loose_owner => {
                     old_style_definition(&children[..i], child, source)
+                        .or_else(|| macro_call_definition(&children[..i], child, source))
                 }
                 _ => None,
             };
@@ -428,6 +433,82 @@ fn collect(root: Node<'_>, source: &str) -> Vec<Definition> {
         }
     }
     kept
+}
+
+/// A header whose parameter list a macro wraps (`int f PARAMS((int a)) { ... }`, the
+/// idiom of old GNU code) parses as a declaration `int f` with its `;` missing, then
+/// a "definition" of type `PARAMS` whose declarator holds no function declarator at
+/// all. Such a definition is joined to that declaration, which names it.
+fn macro_parameters_definition<'t>(
+    before: &[Node<'t>],
+    definition: Node<'t>,
+    source: &str,
+) -> Option<Definition> {
+    if has_function_declarator(definition) {
+        return None;
+    }
+    let header = *before
+        .iter()
+        .rev()
+        .find(|n| n.is_named() && n.kind() != "comment")?;
+    let mut cursor = header.walk();
+    let unterminated = header.kind() == "declaration"
+        && header
+            .children(&mut cursor)
+            .last()
+            .is_some_and(|c| c.is_missing());
+    unterminated.then(|| Definition {
+        span: span_between(header, definition, function_name(header, source), source),
+        clean: false,
+    })
+}
+
+/// The same idiom where the grammar reads the macro as a call: an unterminated
+/// declaration `char *g`, an unterminated statement `__P((char *s, int n))`, then a
+/// loose body.
+fn macro_call_definition<'t>(
+    before: &[Node<'t>],
+    body: Node<'t>,
+    source: &str,
+) -> Option<Definition> {
+    let mut named = before
+        .iter()
+        .rev()
+        .filter(|n| n.is_named() && n.kind() != "comment");
+    let (call, header) = (*named.next()?, *named.next()?);
+    let unterminated = |n: Node<'_>| {
+        let mut cursor = n.walk();
+        let last = n.children(&mut cursor).last();
+        last.is_some_and(|c| c.is_missing())
+    };
+    let is_call = call.kind() == "expression_statement"
+        && call
+            .named_child(0)
+            .is_some_and(|c| c.kind() == "call_expression");
+    (is_call && unterminated(call) && header.kind() == "declaration" && unterminated(header)).then(
+        || Definition {
+            span: span_between(header, body, function_name(header, source), source),
+            clean: false,
+        },
+    )
+}
+
+/// True when the declarator chain of `definition` holds a function declarator.
+fn has_function_declarator(definition: Node<'_>) -> bool {
+    let mut node = definition.child_by_field_name("declarator");
+    // Bounded: a declarator chain is never deeper than the tree itself.
+    while let Some(current) = node {
+        if current.kind() == "function_declarator" {
+            return true;
+        }
+        let mut cursor = current.walk();
+        node = current.child_by_field_name("declarator").or_else(|| {
+            current
+                .named_children(&mut cursor)
+                .find(|c| c.kind().ends_with("declarator"))
+        });
+    }
+    false
 }
 
 /// Most declarations read back from a body to its K&R header.
@@ -756,6 +837,14 @@ const std::string &name_ref() { static std::string s; return s; }
         // A prototype, a declaration and a stray block are not a definition.
         let source = "int f(int x);\nint y;\n{\n    y = 1;\n}\n";
         assert!(find_functions(source, Language::C).functions.is_empty());
+    }
+
+    #[test]
+    fn a_parameter_list_in_a_macro_is_its_function() {
+        let source = "int f4 PARAMS((int a))\n{\n    return a;\n}\nstatic char *g __P((char *s, int n)) { return s; }\n";
+        let result = find_functions(source, Language::C);
+        assert_eq!(names(&result), ["f4", "g"]);
+        assert_eq!(lines(&result), [(1, 4), (5, 5)]);
     }
 
     #[test]
