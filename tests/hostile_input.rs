@@ -106,6 +106,14 @@ fn patched_checkpoint(name: &str, patch: impl Fn(&mut [f32])) -> tempfile::TempD
     dir
 }
 
+/// The error that loading `dir` gives, as text.
+fn load_message(dir: &std::path::Path) -> String {
+    match Detector::from_pretrained(dir) {
+        Ok(_) => panic!("{} loaded, expected an error", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
 fn icd(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_icd"))
         .args(args)
@@ -776,9 +784,7 @@ fn huge_safetensors_headers_and_tensor_lists_are_bounded() {
     let original = std::fs::read(&weights).unwrap();
     write_safetensors(&weights, &serde_json::Value::Object(many), &[]);
     let started = Instant::now();
-    let message = Detector::from_pretrained(dir.path())
-        .unwrap_err()
-        .to_string();
+    let message = load_message(dir.path());
     assert!(started.elapsed().as_secs() < 5);
     assert!(message.contains("past the limit of 1048576"), "{message}");
 
@@ -792,9 +798,7 @@ fn huge_safetensors_headers_and_tensor_lists_are_bounded() {
         header[format!("extra.{i:05}")] = serde_json::json!({"dtype": "F32", "shape": [0], "data_offsets": [data.len(), data.len()]});
     }
     write_safetensors(&weights, &header, data);
-    let message = Detector::from_pretrained(dir.path())
-        .unwrap_err()
-        .to_string();
+    let message = load_message(dir.path());
     assert!(
         message.contains("unexpected tensors") && message.contains("and 4980 more"),
         "{message}"
@@ -812,9 +816,7 @@ fn checkpoint_text_files_are_bounded_and_regular() {
     std::fs::remove_file(&config).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
     let started = Instant::now();
-    let message = Detector::from_pretrained(dir.path())
-        .unwrap_err()
-        .to_string();
+    let message = load_message(dir.path());
     assert!(
         message.contains("config.json is a character device"),
         "{message}"
@@ -825,9 +827,7 @@ fn checkpoint_text_files_are_bounded_and_regular() {
         .status()
         .unwrap()
         .success());
-    let message = Detector::from_pretrained(dir.path())
-        .unwrap_err()
-        .to_string();
+    let message = load_message(dir.path());
     assert!(message.contains("config.json is a FIFO"), "{message}");
     assert!(started.elapsed().as_secs() < 5);
     // The weight file too.
@@ -836,9 +836,7 @@ fn checkpoint_text_files_are_bounded_and_regular() {
     let weights = dir.path().join("model.safetensors");
     std::fs::remove_file(&weights).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &weights).unwrap();
-    let message = Detector::from_pretrained(dir.path())
-        .unwrap_err()
-        .to_string();
+    let message = load_message(dir.path());
     assert!(
         message.contains("weight file is a character device"),
         "{message}"
@@ -850,9 +848,7 @@ fn checkpoint_text_files_are_bounded_and_regular() {
         original.replacen('{', &format!("{{{}", " ".repeat(2 << 20)), 1),
     )
     .unwrap();
-    let message = Detector::from_pretrained(dir.path())
-        .unwrap_err()
-        .to_string();
+    let message = load_message(dir.path());
     assert!(
         message.contains("past its limit of 1048576 bytes"),
         "{message}"
@@ -876,9 +872,7 @@ fn a_token_id_past_vocab_size_is_refused_at_load() {
         .unwrap_or_else(|| "a".into());
     vocab[&token] = serde_json::json!(1_000_000);
     std::fs::write(&path, vocab.to_string()).unwrap();
-    let message = Detector::from_pretrained(dir.path())
-        .unwrap_err()
-        .to_string();
+    let message = load_message(dir.path());
     assert!(
         message.contains("has id 1000000, past config.json's vocab_size"),
         "{size}: {message}"
