@@ -525,12 +525,12 @@ fn old_style_definition<'t>(
     body: Node<'t>,
     source: &str,
 ) -> Option<Definition> {
-    let mut declarations = 0;
-    for &header in before
+    let items = before
         .iter()
         .rev()
-        .filter(|n| n.is_named() && n.kind() != "comment")
-    {
+        .filter(|n| n.is_named() && n.kind() != "comment");
+    // `declarations`: the parameter declarations between the header and the body.
+    for (declarations, &header) in items.enumerate() {
         if header.kind() != "declaration" || declarations > MAX_OLD_STYLE_PARAMETERS {
             return None;
         }
@@ -540,7 +540,6 @@ fn old_style_definition<'t>(
                 clean: false,
             });
         }
-        declarations += 1;
     }
     None
 }
