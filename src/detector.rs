@@ -28,12 +28,7 @@ impl Preprocessing {
     pub fn apply<'a>(self, code: &'a str) -> std::borrow::Cow<'a, str> {
         match self {
             Preprocessing::Raw => code.into(),
-            Preprocessing::CollapseWhitespace => code
-                .split(is_python_whitespace)
-                .filter(|w| !w.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-                .into(),
+            Preprocessing::CollapseWhitespace => words(code).collect::<Vec<_>>().join(" ").into(),
         }
     }
 
@@ -46,9 +41,7 @@ impl Preprocessing {
             return range;
         }
         // Each word of `code`: its offset in `code`, and its text.
-        let words: Vec<(usize, &str)> = code
-            .split(is_python_whitespace)
-            .filter(|w| !w.is_empty())
+        let words: Vec<(usize, &str)> = words(code)
             .map(|w| (w.as_ptr() as usize - code.as_ptr() as usize, w))
             .collect();
         // Where each word starts in the preprocessed text (words joined by one space).
@@ -82,6 +75,12 @@ impl Preprocessing {
         };
         start..end.max(start)
     }
+}
+
+/// The words of `code` as Python's `str.split()` gives them: what collapsing
+/// whitespace keeps, each a slice of `code`.
+fn words(code: &str) -> impl Iterator<Item = &str> {
+    code.split(is_python_whitespace).filter(|w| !w.is_empty())
 }
 
 /// Python's `str.isspace`: Unicode White_Space plus the four ASCII separators
@@ -558,14 +557,9 @@ impl Detector {
             let window_start = results.len();
             let run = |batch: &&[usize]| {
                 let members: Vec<&TokenizedInput> = batch.iter().map(|&i| &inputs[i]).collect();
-                self.run_batch(&members).map_err(|e| match e {
-                    // The position in the call, as the caller's index.
-                    Error::NonFiniteLogits { input, logits } => Error::NonFiniteLogits {
-                        input: window_start + batch[input],
-                        logits,
-                    },
-                    other => other,
-                })
+                // The position in the call, as the caller's index.
+                self.run_batch(&members)
+                    .map_err(|e| e.renumbered(|input| window_start + batch[input]))
             };
             // On the CPU backends the calls run side by side on the rayon pool. Each
             // call's work still splits across the threads, but a thread done with its
@@ -640,13 +634,8 @@ impl Detector {
         let order: Vec<usize> = (0..windows.len()).collect();
         for chunk in self.model_calls(&order, |i| windows[i].input_ids.len()) {
             let members: Vec<&TokenizedInput> = chunk.iter().map(|&i| &windows[i]).collect();
-            let predictions = self.run_batch(&members).map_err(|e| match e {
-                // One input: every window's error is the input's.
-                Error::NonFiniteLogits { logits, .. } => {
-                    Error::NonFiniteLogits { input: 0, logits }
-                }
-                other => other,
-            })?;
+            // One input: every window's error is the input's.
+            let predictions = self.run_batch(&members).map_err(|e| e.renumbered(|_| 0))?;
             for (&index, prediction) in chunk.iter().zip(predictions) {
                 if best
                     .as_ref()

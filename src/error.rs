@@ -182,6 +182,20 @@ pub enum Error {
     Inference(String),
 }
 
+impl Error {
+    /// The error with the input an [`Error::NonFiniteLogits`] names mapped through
+    /// `index` (a model call's position to the caller's index); any other unchanged.
+    pub(crate) fn renumbered(self, index: impl FnOnce(usize) -> usize) -> Error {
+        match self {
+            Error::NonFiniteLogits { input, logits } => Error::NonFiniteLogits {
+                input: index(input),
+                logits,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Names for a message: the first 20 (quoted), then how many more, so that a file
 /// with millions of them gives a message of a line.
 fn listed(names: &[String]) -> String {
