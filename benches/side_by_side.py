@@ -309,9 +309,9 @@ def main():
         ]
     lines += [
         f"- this CPU {'has' if cpu_has_avx512_bf16() else 'lacks'} AVX512-BF16, so bf16 ran "
-        + ("the projections on this library's bf16 kernel (`model::bf16_gemm`), the rest in f32"
+        + ("the projections on this library's bf16 kernel (`cpu::bf16_gemm`), the rest in f32"
            if cpu_has_avx512_bf16() else "as burn-flex's bf16 tensors, widened to f32 for each product"),
-        f"- int8 ran the projections on this library's int8 kernel (`model::int8_gemm`, {int8_instruction}: int8 "
+        f"- int8 ran the projections on this library's int8 kernel (`cpu::int8_gemm`, {int8_instruction}: int8 "
         "weights per column, activations quantized per token, exact 32-bit sums), the rest in f32",
         "",
         "## Against the targets",
@@ -357,7 +357,7 @@ def main():
         f"{cpu_peak['f32_fma'] / ort_rate_512:.2f}x faster than ONNX Runtime there, "
         f"and this library, which performs {1 - ours_512 / whole_512:.1%} fewer FLOPs, at most "
         f"{cpu_peak['f32_fma'] / (ours_512 / ox['latency'][512] / 1e9):.2f}x. "
-        + f"Our f32 time is the projections on this library's FMA kernel (`model::f32_gemm`, {isa}), attention on "
+        + f"Our f32 time is the projections on this library's FMA kernel (`cpu::f32_gemm`, {isa}), attention on "
         "the same kernel, then LayerNorm, GELU and the softmax's exponentials; to see the split, "
         f"profile the library's side alone: `perf record -e cpu-clock target/debug/examples/bench {os.path.relpath(model_dir)} --lengths 512 --backend flex`, "
         "then `perf report --sort symbol`. The reduced-precision kernels speed up only the projections, by at most "

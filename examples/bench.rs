@@ -210,27 +210,23 @@ fn cpu_peak_gflops() -> serde_json::Value {
     };
     #[cfg(target_arch = "x86_64")]
     {
-        let (f32_isa, f32_fma) = if is_x86_feature_detected!("avx512f") {
-            ("avx512", Some(rate(peak::fma, 16, 32.0)))
-        } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            ("avx2", Some(rate(peak::fma256, 12, 16.0)))
-        } else {
-            ("none", None)
+        // The rates of the instructions the library's kernels run on this CPU.
+        use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+        let cpu = CpuFeatures::get();
+        let (f32_isa, f32_fma) = match Kernel::select(Precision::F32, cpu) {
+            Some(Kernel::F32Avx512) => ("avx512", Some(rate(peak::fma, 16, 32.0))),
+            Some(_) => ("avx2", Some(rate(peak::fma256, 12, 16.0))),
+            None => ("none", None),
         };
-        let bf16_dot = (is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bf16"))
-        .then(|| rate(peak::dpbf16, 16, 64.0));
+        let bf16_dot = Kernel::select(Precision::Bf16, cpu).map(|_| rate(peak::dpbf16, 16, 64.0));
         // What `Precision::Int8`'s kernel runs: AVX512-VNNI's vpdpbusd, 64 multiply-adds
         // (128 operations) each, else AVX2's vpmaddwd and vpaddd, 16 (32 operations)
         // per pair.
-        let (int8_isa, int8_madd) =
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
-                ("avx512vnni", Some(rate(peak::dpbusd, 16, 128.0)))
-            } else if is_x86_feature_detected!("avx2") {
-                ("avx2", Some(rate(peak::madd256, 12, 32.0)))
-            } else {
-                ("none", None)
-            };
+        let (int8_isa, int8_madd) = match Kernel::select(Precision::Int8, cpu) {
+            Some(Kernel::Int8Vnni) => ("avx512vnni", Some(rate(peak::dpbusd, 16, 128.0))),
+            Some(_) => ("avx2", Some(rate(peak::madd256, 12, 32.0))),
+            None => ("none", None),
+        };
         json!({ "threads": threads, "f32_isa": f32_isa, "f32_fma": f32_fma, "bf16_dot": bf16_dot,
                 "int8_isa": int8_isa, "int8_madd": int8_madd })
     }

@@ -123,6 +123,11 @@ const char *icd_status_name(uint32_t status);
 // length 0) for the default CPU backend. `options`: NULL for the defaults.
 // On `ICD_OK`, `*detector_out` receives a handle the caller releases with
 // `icd_detector_free`; on failure it is left untouched.
+//
+// # Safety
+// `model_dir` and `backend` must each be NULL or point to their length's readable
+// bytes; `options` NULL or a valid `icd_options`; `detector_out` NULL or writable;
+// `error_out` NULL or writable.
 enum icd_status icd_detector_open(const char *model_dir,
                                   size_t model_dir_len,
                                   const char *backend,
@@ -133,17 +138,31 @@ enum icd_status icd_detector_open(const char *model_dir,
 
 // Releases a detector. NULL is ignored. The handle must not be used afterwards, nor
 // freed while another thread is using it.
+//
+// # Safety
+// `detector` must be NULL or a handle from `icd_detector_open` not yet freed, with no
+// other call on it running or to come.
 void icd_detector_free(struct icd_detector *detector);
 
 // Number of labels (logits per prediction); 0 for a NULL detector.
+//
+// # Safety
+// `detector` must be NULL or a live handle from `icd_detector_open`.
 size_t icd_detector_num_labels(const struct icd_detector *detector);
 
 // Tokens per input after truncation; 0 for a NULL detector.
+//
+// # Safety
+// `detector` must be NULL or a live handle from `icd_detector_open`.
 size_t icd_detector_max_tokens(const struct icd_detector *detector);
 
 // The name of label `index` (from the checkpoint's `id2label`). On `ICD_OK`,
 // `*name_out` points to NUL-terminated UTF-8 owned by the detector, valid until it is
 // freed, and `*name_len_out` (if not NULL) receives its length in bytes.
+//
+// # Safety
+// `detector` must be NULL or a live handle; `name_out`, `name_len_out` and
+// `error_out` each NULL or writable.
 enum icd_status icd_detector_label_name(const struct icd_detector *detector,
                                         size_t index,
                                         const char **name_out,
@@ -152,13 +171,33 @@ enum icd_status icd_detector_label_name(const struct icd_detector *detector,
 
 // The name of the backend the detector runs on ("flex", ...): static, NUL-terminated.
 // NULL for a NULL detector.
+//
+// # Safety
+// `detector` must be NULL or a live handle from `icd_detector_open`.
 const char *icd_detector_backend(const struct icd_detector *detector);
+
+// What the detector runs its encoder on, chosen at load: "tensors f32" (or f64,
+// bf16, f16) for the backend's own tensor operations, or one of the library's packed
+// CPU kernels and its instruction set, as "kernel f32-avx2 (AVX2+FMA)",
+// "kernel f32-avx512 (AVX-512F)", "kernel bf16-avx512 (AVX512-BF16)",
+// "kernel int8-avx2 (AVX2+FMA)" or "kernel int8-vnni (AVX512-VNNI)".
+// NUL-terminated, owned by the detector, valid until it is freed; NULL for a NULL
+// detector.
+//
+// # Safety
+// `detector` must be NULL or a live handle from `icd_detector_open`.
+const char *icd_detector_execution(const struct icd_detector *detector);
 
 // Classifies one function: `code_len` bytes of UTF-8 at `code`.
 //
 // `logits_out` receives `icd_detector_num_labels` floats; `logits_capacity` is its
 // length in floats. It may be NULL (with capacity 0) when the logits are not wanted.
 // On `ICD_OK`, `*prediction_out` and the logits are written; otherwise neither is.
+//
+// # Safety
+// `detector` must be NULL or a live handle; `code` NULL or `code_len` readable bytes;
+// `prediction_out` NULL or writable; `logits_out` NULL or `logits_capacity` writable
+// floats; `error_out` NULL or writable.
 enum icd_status icd_detector_predict(const struct icd_detector *detector,
                                      const char *code,
                                      size_t code_len,
@@ -174,6 +213,12 @@ enum icd_status icd_detector_predict(const struct icd_detector *detector,
 // `count * icd_detector_num_labels` floats, row by row; `logits_capacity` is its length
 // in floats, and it may be NULL (with capacity 0). Nothing is written unless the
 // whole batch succeeds.
+//
+// # Safety
+// `detector` must be NULL or a live handle; `codes` NULL or `count` readable
+// `icd_str`s, each NULL or pointing to its `len` readable bytes; `predictions_out`
+// NULL or `count` writable predictions; `logits_out` NULL or `logits_capacity`
+// writable floats; `error_out` NULL or writable.
 enum icd_status icd_detector_predict_batch(const struct icd_detector *detector,
                                            const struct icd_str *codes,
                                            size_t count,
@@ -183,13 +228,22 @@ enum icd_status icd_detector_predict_batch(const struct icd_detector *detector,
                                            struct icd_error **error_out);
 
 // The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.
+//
+// # Safety
+// `error` must be NULL or an error from a failed call, not yet freed.
 enum icd_status icd_error_status(const struct icd_error *error);
 
 // The message of a failed call: NUL-terminated UTF-8 owned by the error, valid until
 // `icd_error_free`. An empty string for a NULL error.
+//
+// # Safety
+// `error` must be NULL or an error from a failed call, not yet freed.
 const char *icd_error_message(const struct icd_error *error);
 
 // Releases an error. NULL is ignored.
+//
+// # Safety
+// `error` must be NULL or an error from a failed call, freed only this once.
 void icd_error_free(struct icd_error *error);
 
 #ifdef __cplusplus

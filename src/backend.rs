@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use burn::tensor::{Device, Tensor};
 
+use crate::cpu::{CpuFeatures, Kernel};
 use crate::error::{Error, Result};
 
 /// A burn backend this library can run on.
@@ -96,14 +97,14 @@ impl Backend {
     /// for the CPU backends on such CPUs. Elsewhere bf16 is the backend's own bf16
     /// tensor type.
     pub fn has_bf16_products(self) -> bool {
-        self.is_cpu() && crate::model::Packing::Bf16.available()
+        self.is_cpu() && Kernel::select(crate::Precision::Bf16, CpuFeatures::get()).is_some()
     }
 
     /// Whether [`crate::Precision::Int8`] runs here: true for the CPU backends on
     /// CPUs with AVX2 (checked at run time), which multiply int8 weights with AVX2
     /// integer multiply-adds.
     pub fn has_int8_products(self) -> bool {
-        self.is_cpu() && crate::model::Packing::Int8.available()
+        self.is_cpu() && Kernel::select(crate::Precision::Int8, CpuFeatures::get()).is_some()
     }
 
     /// flex or ndarray, compiled in.

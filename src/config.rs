@@ -20,7 +20,7 @@ const MAX_HIDDEN: usize = 16_384;
 // The int8 kernel's 32-bit sums hold every product of the widest matrix a valid config
 // allows (`intermediate_size` up to 8 × MAX_HIDDEN).
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-const _: () = assert!(8 * MAX_HIDDEN <= crate::model::int8_gemm::MAX_K);
+const _: () = assert!(8 * MAX_HIDDEN <= crate::cpu::int8_gemm::MAX_K);
 const MAX_HEADS: usize = 256;
 const MAX_VOCAB: usize = 4_000_000;
 const MAX_POSITIONS: usize = 1_048_576;

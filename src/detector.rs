@@ -8,7 +8,8 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use crate::backend::{panic_message, Backend};
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
-use crate::model::{position_ids, Packing, ProjectionLayout, RobertaClassifier};
+use crate::execution::ExecutionPlan;
+use crate::model::{position_ids, ProjectionLayout, RobertaClassifier};
 use crate::tokenizer::{CodeTokenizer, TokenizedInput};
 use crate::weights::{self, WeightFile};
 
@@ -96,7 +97,7 @@ pub enum Precision {
     ///
     /// On the CPU backends of a CPU with AVX2 and FMA, the encoder's projections run
     /// on this crate's f32 kernel (AVX2 or AVX-512) over weights laid out for it at
-    /// load (`model::f32_gemm`); elsewhere on the backend's matrix product. On the
+    /// load (`cpu::f32_gemm`); elsewhere on the backend's matrix product. On the
     /// `cuda` backend the weights and activations are f64: burn's CUDA matrix product
     /// runs f32 inputs as TF32 on GPUs since Ampere, too coarse for 1e-4 on a
     /// full-size model. That costs speed: on an H100 the f64 products take 2 to 16
@@ -380,7 +381,7 @@ impl DetectorBuilder {
                 ),
             });
         }
-        let (model, backend, device) = loaded?;
+        let (model, backend, device, plan) = loaded?;
         Ok(Detector {
             model,
             tokenizer,
@@ -388,6 +389,7 @@ impl DetectorBuilder {
             config,
             device,
             backend,
+            plan,
             max_tokens,
             batch_size: self.batch_size,
             preprocessing: self.preprocessing,
@@ -398,7 +400,10 @@ impl DetectorBuilder {
 
     /// The backend opened and the model loaded on it, packed for this crate's CPU
     /// kernels where they run.
-    fn load_model(&self, config: &RobertaConfig) -> Result<(RobertaClassifier, Backend, Device)> {
+    fn load_model(
+        &self,
+        config: &RobertaConfig,
+    ) -> Result<(RobertaClassifier, Backend, Device, ExecutionPlan)> {
         let dir = &self.model_dir;
         let weight_file = match &self.weights {
             Some(path) => WeightFile::from_path(path),
@@ -409,30 +414,8 @@ impl DetectorBuilder {
             None => Backend::default_cpu()?,
         };
         let (backend, device) = backend.open()?;
-        // This crate's CPU kernels take f32 weights and pack the projections' for
-        // themselves; without them f32 runs on the backend's product, and bf16 and f16
-        // are the backend's own tensor types.
-        let packing = match self.precision {
-            Precision::Bf16 if backend.has_bf16_products() => Some(Packing::Bf16),
-            Precision::Int8 if backend.has_int8_products() => Some(Packing::Int8),
-            Precision::Int8 => {
-                return Err(Error::InvalidArgument {
-                    argument: "precision",
-                    message: format!(
-                        "int8 runs on the CPU backends (flex, ndarray) of a CPU with AVX2; \
-                         the {} backend here has no int8 products",
-                        backend.name()
-                    ),
-                })
-            }
-            // f32 sums, within rounding of the backend product, which packs the
-            // weights again on every call.
-            Precision::F32 | Precision::Tf32 if backend.is_cpu() && Packing::F32.available() => {
-                Some(Packing::F32)
-            }
-            _ => None,
-        };
-        let dtype = compute_dtype(self.precision, backend, packing.is_some());
+        let plan = ExecutionPlan::choose(self.precision, backend)?;
+        let dtype = plan.dtype();
         if !device.supports_dtype(dtype) {
             return Err(Error::InvalidArgument {
                 argument: "precision",
@@ -441,33 +424,19 @@ impl DetectorBuilder {
         }
         // Packed projections are laid out from the checkpoint's [out, in] weights as
         // they are stored, with no transpose in between.
-        let layout = if packing.is_some() {
-            ProjectionLayout::OutIn
-        } else {
-            ProjectionLayout::InOut
+        let layout = match plan {
+            ExecutionPlan::PackedCpu { .. } => ProjectionLayout::OutIn,
+            ExecutionPlan::Tensors { .. } => ProjectionLayout::InOut,
         };
         let mut model = RobertaClassifier::with_layout(config, layout, &device);
         weights::load(&mut model, config, &weight_file, dtype)?;
-        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-        if let Some(packing) = packing {
-            model.pack(packing);
+        if let ExecutionPlan::PackedCpu { kernel } = plan {
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            model.pack(kernel);
+            #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+            unreachable!("{kernel} is selected only where the CPU kernels are built");
         }
-        Ok((model, backend, device))
-    }
-}
-
-/// The dtype the weights are loaded in and the model computes in: f32 for this
-/// crate's CPU kernels (which pack f32 weights for themselves), else the precision's
-/// own, except that f32 runs as f64 on CUDA ([`Precision::Tf32`] stays f32). burn's
-/// CUDA matrix product runs f32 inputs on the tensor cores as TF32 (10 mantissa bits)
-/// on every GPU that has them (Ampere and later), with no switch to keep f32 off
-/// them, and that moves a full-size model's logits past 1e-4 from transformers'
-/// (1.9e-4 on an H100); its f64 products do not touch TF32.
-fn compute_dtype(precision: Precision, backend: Backend, packed: bool) -> DType {
-    match precision {
-        _ if packed => DType::F32,
-        Precision::F32 if backend == Backend::Cuda => DType::F64,
-        _ => precision.dtype(),
+        Ok((model, backend, device, plan))
     }
 }
 
@@ -492,6 +461,7 @@ pub struct Detector {
     insecure: InsecureScore,
     device: Device,
     backend: Backend,
+    plan: ExecutionPlan,
     max_tokens: usize,
     batch_size: usize,
     preprocessing: Preprocessing,
@@ -680,6 +650,12 @@ impl Detector {
     /// The backend the model runs on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// What the model runs on, chosen at load: the backend's tensors at a dtype, or
+    /// one of this crate's packed CPU kernels (and its instruction set).
+    pub fn execution(&self) -> ExecutionPlan {
+        self.plan
     }
 
     /// Tokens per input after truncation, `<s>` and `</s>` included.
@@ -884,35 +860,6 @@ mod tests {
         assert!((one.probability(&[0.0]) - 0.5).abs() < 1e-6);
         let five = InsecureScore::for_labels(&names(&["overflow", "safe", "a", "b", "c"]));
         assert!(five.probability(&[0.0, 10.0, 0.0, 0.0, 0.0]) < 0.01);
-    }
-
-    #[test]
-    fn f32_computes_in_f64_on_cuda_alone() {
-        use Backend::{Cuda, Flex, NdArray, Wgpu};
-        use Precision::{Bf16, Int8, Tf32, F16, F32};
-        let cases = [
-            // (precision, backend, packed for this crate's CPU kernels, dtype)
-            (F32, Cuda, false, DType::F64),
-            (F32, Flex, false, DType::F32),
-            (F32, NdArray, false, DType::F32),
-            (F32, Wgpu, false, DType::F32),
-            (Tf32, Cuda, false, DType::F32),
-            (Tf32, Wgpu, false, DType::F32),
-            (Bf16, Cuda, false, DType::BF16),
-            (F16, Cuda, false, DType::F16),
-            // The CPU kernels pack f32 weights whatever the precision.
-            (F32, Flex, true, DType::F32),
-            (Tf32, Flex, true, DType::F32),
-            (Bf16, Flex, true, DType::F32),
-            (Int8, Flex, true, DType::F32),
-        ];
-        for (precision, backend, packed, dtype) in cases {
-            assert_eq!(
-                compute_dtype(precision, backend, packed),
-                dtype,
-                "{precision:?} on {backend}, packed: {packed}"
-            );
-        }
     }
 
     /// The f64 model that `Precision::F32` runs as on CUDA, run here on the default

@@ -13,9 +13,16 @@
 //! - An `icd_detector` may be used by several threads at once for predictions and
 //!   queries; `icd_detector_free` must not race with any other call on it.
 
+//!
+//! Every entry point that takes a pointer is an `unsafe fn` whose `# Safety` section
+//! states what the caller must uphold beyond what the function checks itself. Inside,
+//! pointers are read only through the checked helpers at the end of this file
+//! (`ref_arg`, `out_arg`, `check_slice`, `slice_arg`, `bytes_arg`, `str_arg`, `path_arg`),
+//! which refuse NULL and impossible lengths with a status naming the argument, and the
+//! body runs inside the one panic boundary, `guard`.
+
 #![allow(non_camel_case_types)]
-// Every pointer is checked for NULL before use; the documented contract covers the rest.
-#![allow(clippy::missing_safety_doc)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,7 +30,7 @@ use std::path::PathBuf;
 use std::ptr;
 
 use crate::backend::panic_message;
-use crate::{Backend, Detector, Error, Precision, Prediction, Preprocessing};
+use crate::{Backend, Detector, Error, Precision, Preprocessing};
 
 /// Result of every fallible call.
 #[repr(C)]
@@ -59,6 +66,8 @@ pub struct icd_detector {
     detector: Detector,
     /// Label names, NUL-terminated, for `icd_detector_label_name`.
     label_names: Vec<CString>,
+    /// What the model runs on, NUL-terminated, for `icd_detector_execution`.
+    execution: CString,
 }
 
 /// Opaque: the status and message of a failed call. Released by `icd_error_free`.
@@ -173,6 +182,11 @@ pub extern "C" fn icd_status_name(status: u32) -> *const c_char {
 /// length 0) for the default CPU backend. `options`: NULL for the defaults.
 /// On `ICD_OK`, `*detector_out` receives a handle the caller releases with
 /// `icd_detector_free`; on failure it is left untouched.
+///
+/// # Safety
+/// `model_dir` and `backend` must each be NULL or point to their length's readable
+/// bytes; `options` NULL or a valid `icd_options`; `detector_out` NULL or writable;
+/// `error_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn icd_detector_open(
     model_dir: *const c_char,
@@ -183,100 +197,117 @@ pub unsafe extern "C" fn icd_detector_open(
     detector_out: *mut *mut icd_detector,
     error_out: *mut *mut icd_error,
 ) -> icd_status {
-    guard(error_out, || {
-        if detector_out.is_null() {
-            return Err(null_argument("detector_out"));
-        }
-        let dir = path_arg(model_dir, model_dir_len, "model_dir")?;
-        let options = if options.is_null() {
-            icd_options_default()
-        } else {
-            *options
-        };
-        let mut builder = Detector::builder(dir);
-        if !backend.is_null() || backend_len != 0 {
-            let name = str_arg(backend, backend_len, "backend")?;
-            builder = builder.backend(name.parse()?);
-        }
-        if options.max_tokens != 0 {
-            builder = builder.max_tokens(options.max_tokens as usize);
-        }
-        if options.batch_size != 0 {
-            builder = builder.batch_size(options.batch_size as usize);
-        }
-        builder = builder.preprocessing(match options.preprocessing {
-            0 => Preprocessing::Raw,
-            1 => Preprocessing::CollapseWhitespace,
-            other => {
-                return Err(Error::InvalidArgument {
-                    argument: "options.preprocessing",
-                    message: format!("is {other}, expected 0 (raw) or 1 (collapse whitespace)"),
-                }
-                .into())
+    // SAFETY: the caller's contract above, for each argument.
+    unsafe {
+        guard(error_out, || {
+            let detector_out = out_arg(detector_out, "detector_out")?;
+            let dir = path_arg(model_dir, model_dir_len, "model_dir")?;
+            let options = if options.is_null() {
+                icd_options_default()
+            } else {
+                *ref_arg(options, "options")?
+            };
+            let mut builder = Detector::builder(dir);
+            if !backend.is_null() || backend_len != 0 {
+                let name = str_arg(backend, backend_len, "backend")?;
+                builder = builder.backend(name.parse()?);
             }
-        });
-        builder = builder.precision(match options.precision {
-            0 => Precision::F32,
-            1 => Precision::Bf16,
-            2 => Precision::F16,
-            3 => Precision::Int8,
-            4 => Precision::Tf32,
-            other => {
-                return Err(Error::InvalidArgument {
-                    argument: "options.precision",
-                    message: format!(
-                        "is {other}, expected 0 (f32), 1 (bf16), 2 (f16), 3 (int8) or 4 (tf32)"
-                    ),
-                }
-                .into())
+            if options.max_tokens != 0 {
+                builder = builder.max_tokens(options.max_tokens as usize);
             }
-        });
-        let detector = builder.build()?;
-        let label_names = detector
-            .labels()
-            .iter()
-            .map(|name| CString::new(name.replace('\0', "\u{fffd}")).expect("NULs replaced"))
-            .collect();
-        *detector_out = Box::into_raw(Box::new(icd_detector {
-            detector,
-            label_names,
-        }));
-        Ok(())
-    })
+            if options.batch_size != 0 {
+                builder = builder.batch_size(options.batch_size as usize);
+            }
+            builder = builder.preprocessing(match options.preprocessing {
+                0 => Preprocessing::Raw,
+                1 => Preprocessing::CollapseWhitespace,
+                other => {
+                    return Err(Error::InvalidArgument {
+                        argument: "options.preprocessing",
+                        message: format!(
+                            "is {other}, expected 0 (raw) or 1 (collapse whitespace)"
+                        ),
+                    }
+                    .into())
+                }
+            });
+            builder = builder.precision(match options.precision {
+                0 => Precision::F32,
+                1 => Precision::Bf16,
+                2 => Precision::F16,
+                3 => Precision::Int8,
+                4 => Precision::Tf32,
+                other => {
+                    return Err(Error::InvalidArgument {
+                        argument: "options.precision",
+                        message: format!(
+                            "is {other}, expected 0 (f32), 1 (bf16), 2 (f16), 3 (int8) or 4 (tf32)"
+                        ),
+                    }
+                    .into())
+                }
+            });
+            let detector = builder.build()?;
+            let label_names = detector
+                .labels()
+                .iter()
+                .map(|name| CString::new(name.replace('\0', "\u{fffd}")).expect("NULs replaced"))
+                .collect();
+            let execution =
+                CString::new(detector.execution().to_string()).expect("plan names have no NUL");
+            detector_out.write(Box::into_raw(Box::new(icd_detector {
+                detector,
+                label_names,
+                execution,
+            })));
+            Ok(())
+        })
+    }
 }
 
 /// Releases a detector. NULL is ignored. The handle must not be used afterwards, nor
 /// freed while another thread is using it.
+///
+/// # Safety
+/// `detector` must be NULL or a handle from `icd_detector_open` not yet freed, with no
+/// other call on it running or to come.
 #[no_mangle]
 pub unsafe extern "C" fn icd_detector_free(detector: *mut icd_detector) {
     if !detector.is_null() {
         // Dropping burn tensors does not panic in practice; if it ever did, the
         // process must not unwind into C.
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(detector))));
+        // SAFETY: the handle came from `Box::into_raw` and is freed once (the contract).
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(detector) })));
     }
 }
 
 /// Number of labels (logits per prediction); 0 for a NULL detector.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle from `icd_detector_open`.
 #[no_mangle]
 pub unsafe extern "C" fn icd_detector_num_labels(detector: *const icd_detector) -> usize {
-    match detector.as_ref() {
-        Some(d) => d.label_names.len(),
-        None => 0,
-    }
+    // SAFETY: NULL or a live handle (the contract).
+    unsafe { detector.as_ref() }.map_or(0, |d| d.label_names.len())
 }
 
 /// Tokens per input after truncation; 0 for a NULL detector.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle from `icd_detector_open`.
 #[no_mangle]
 pub unsafe extern "C" fn icd_detector_max_tokens(detector: *const icd_detector) -> usize {
-    match detector.as_ref() {
-        Some(d) => d.detector.max_tokens(),
-        None => 0,
-    }
+    // SAFETY: NULL or a live handle (the contract).
+    unsafe { detector.as_ref() }.map_or(0, |d| d.detector.max_tokens())
 }
 
 /// The name of label `index` (from the checkpoint's `id2label`). On `ICD_OK`,
 /// `*name_out` points to NUL-terminated UTF-8 owned by the detector, valid until it is
 /// freed, and `*name_len_out` (if not NULL) receives its length in bytes.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle; `name_out`, `name_len_out` and
+/// `error_out` each NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn icd_detector_label_name(
     detector: *const icd_detector,
@@ -285,34 +316,52 @@ pub unsafe extern "C" fn icd_detector_label_name(
     name_len_out: *mut usize,
     error_out: *mut *mut icd_error,
 ) -> icd_status {
-    guard(error_out, || {
-        let d = detector.as_ref().ok_or_else(|| null_argument("detector"))?;
-        if name_out.is_null() {
-            return Err(null_argument("name_out"));
-        }
-        let name = d
-            .label_names
-            .get(index)
-            .ok_or_else(|| Error::InvalidArgument {
-                argument: "index",
-                message: format!("is {index}, the model has {} labels", d.label_names.len()),
-            })?;
-        *name_out = name.as_ptr();
-        if !name_len_out.is_null() {
-            *name_len_out = name.as_bytes().len();
-        }
-        Ok(())
-    })
+    // SAFETY: the caller's contract above, for each argument.
+    unsafe {
+        guard(error_out, || {
+            let d = ref_arg(detector, "detector")?;
+            let name_out = out_arg(name_out, "name_out")?;
+            let name = d
+                .label_names
+                .get(index)
+                .ok_or_else(|| Error::InvalidArgument {
+                    argument: "index",
+                    message: format!("is {index}, the model has {} labels", d.label_names.len()),
+                })?;
+            name_out.write(name.as_ptr());
+            if !name_len_out.is_null() {
+                name_len_out.write(name.as_bytes().len());
+            }
+            Ok(())
+        })
+    }
 }
 
 /// The name of the backend the detector runs on ("flex", ...): static, NUL-terminated.
 /// NULL for a NULL detector.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle from `icd_detector_open`.
 #[no_mangle]
 pub unsafe extern "C" fn icd_detector_backend(detector: *const icd_detector) -> *const c_char {
-    let Some(d) = detector.as_ref() else {
-        return ptr::null();
-    };
-    d.detector.backend().c_name().as_ptr()
+    // SAFETY: NULL or a live handle (the contract).
+    unsafe { detector.as_ref() }.map_or(ptr::null(), |d| d.detector.backend().c_name().as_ptr())
+}
+
+/// What the detector runs its encoder on, chosen at load: "tensors f32" (or f64,
+/// bf16, f16) for the backend's own tensor operations, or one of the library's packed
+/// CPU kernels and its instruction set, as "kernel f32-avx2 (AVX2+FMA)",
+/// "kernel f32-avx512 (AVX-512F)", "kernel bf16-avx512 (AVX512-BF16)",
+/// "kernel int8-avx2 (AVX2+FMA)" or "kernel int8-vnni (AVX512-VNNI)".
+/// NUL-terminated, owned by the detector, valid until it is freed; NULL for a NULL
+/// detector.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle from `icd_detector_open`.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_execution(detector: *const icd_detector) -> *const c_char {
+    // SAFETY: NULL or a live handle (the contract).
+    unsafe { detector.as_ref() }.map_or(ptr::null(), |d| d.execution.as_ptr())
 }
 
 /// Classifies one function: `code_len` bytes of UTF-8 at `code`.
@@ -320,6 +369,11 @@ pub unsafe extern "C" fn icd_detector_backend(detector: *const icd_detector) -> 
 /// `logits_out` receives `icd_detector_num_labels` floats; `logits_capacity` is its
 /// length in floats. It may be NULL (with capacity 0) when the logits are not wanted.
 /// On `ICD_OK`, `*prediction_out` and the logits are written; otherwise neither is.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle; `code` NULL or `code_len` readable bytes;
+/// `prediction_out` NULL or writable; `logits_out` NULL or `logits_capacity` writable
+/// floats; `error_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn icd_detector_predict(
     detector: *const icd_detector,
@@ -334,15 +388,18 @@ pub unsafe extern "C" fn icd_detector_predict(
         ptr: code,
         len: code_len,
     };
-    icd_detector_predict_batch(
-        detector,
-        &one,
-        1,
-        prediction_out,
-        logits_out,
-        logits_capacity,
-        error_out,
-    )
+    // SAFETY: a batch of one: `codes` is one readable `icd_str`, the rest as above.
+    unsafe {
+        icd_detector_predict_batch(
+            detector,
+            &one,
+            1,
+            prediction_out,
+            logits_out,
+            logits_capacity,
+            error_out,
+        )
+    }
 }
 
 /// Classifies `count` functions, several per model call without padding; results come
@@ -352,6 +409,12 @@ pub unsafe extern "C" fn icd_detector_predict(
 /// `count * icd_detector_num_labels` floats, row by row; `logits_capacity` is its length
 /// in floats, and it may be NULL (with capacity 0). Nothing is written unless the
 /// whole batch succeeds.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle; `codes` NULL or `count` readable
+/// `icd_str`s, each NULL or pointing to its `len` readable bytes; `predictions_out`
+/// NULL or `count` writable predictions; `logits_out` NULL or `logits_capacity`
+/// writable floats; `error_out` NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn icd_detector_predict_batch(
     detector: *const icd_detector,
@@ -362,83 +425,84 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
     logits_capacity: usize,
     error_out: *mut *mut icd_error,
 ) -> icd_status {
-    guard(error_out, || {
-        let d = detector.as_ref().ok_or_else(|| null_argument("detector"))?;
-        if count == 0 {
-            return Ok(());
-        }
-        if codes.is_null() {
-            return Err(null_argument("codes"));
-        }
-        if predictions_out.is_null() {
-            return Err(null_argument("predictions_out"));
-        }
-        let labels = d.label_names.len();
-        if !logits_out.is_null() && logits_capacity < count.saturating_mul(labels) {
-            return Err(Error::InvalidArgument {
-                argument: "logits_capacity",
-                message: format!(
-                    "is {logits_capacity}, {count} predictions of {labels} logits need {}",
-                    count * labels
-                ),
+    // SAFETY: the caller's contract above, for each argument.
+    unsafe {
+        guard(error_out, || {
+            let d = ref_arg(detector, "detector")?;
+            if count == 0 {
+                return Ok(());
             }
-            .into());
-        }
-        let inputs = std::slice::from_raw_parts(codes, count);
-        let texts = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| str_arg_at(s.ptr, s.len, i))
-            .collect::<Result<Vec<&str>, Failure>>()?;
-        let predictions = d.detector.predict_batch(&texts)?;
-        write_predictions(&predictions, predictions_out, logits_out, labels);
-        Ok(())
-    })
-}
-
-unsafe fn write_predictions(
-    predictions: &[Prediction],
-    out: *mut icd_prediction,
-    logits_out: *mut f32,
-    labels: usize,
-) {
-    for (i, p) in predictions.iter().enumerate() {
-        out.add(i).write(icd_prediction {
-            label: p.label as u32,
-            insecure_probability: p.insecure_probability,
-            tokens: p.tokens as u32,
-            truncated: p.truncated,
-        });
-        if !logits_out.is_null() {
-            ptr::copy_nonoverlapping(p.logits.as_ptr(), logits_out.add(i * labels), labels);
-        }
+            let inputs = slice_arg(codes, count, "codes")?;
+            // Checked as the arrays they must be, though only written at the end.
+            check_slice(predictions_out, count, "predictions_out")?;
+            let labels = d.label_names.len();
+            let wanted = count.saturating_mul(labels);
+            if !logits_out.is_null() {
+                if logits_capacity < wanted {
+                    return Err(Error::InvalidArgument {
+                        argument: "logits_capacity",
+                        message: format!(
+                            "is {logits_capacity}, {count} predictions of {labels} logits need {wanted}"
+                        ),
+                    }
+                    .into());
+                }
+                check_slice(logits_out, wanted, "logits_out")?;
+            }
+            let texts = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| str_arg(s.ptr, s.len, &format!("codes[{i}]")))
+                .collect::<Result<Vec<&str>, Failure>>()?;
+            let predictions = d.detector.predict_batch(&texts)?;
+            // Written through the pointers, never read: the caller's arrays may be
+            // uninitialized.
+            for (i, p) in predictions.iter().enumerate() {
+                predictions_out.add(i).write(icd_prediction {
+                    label: p.label as u32,
+                    insecure_probability: p.insecure_probability,
+                    tokens: p.tokens as u32,
+                    truncated: p.truncated,
+                });
+                if !logits_out.is_null() {
+                    ptr::copy_nonoverlapping(p.logits.as_ptr(), logits_out.add(i * labels), labels);
+                }
+            }
+            Ok(())
+        })
     }
 }
 
 /// The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.
+///
+/// # Safety
+/// `error` must be NULL or an error from a failed call, not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn icd_error_status(error: *const icd_error) -> icd_status {
-    match error.as_ref() {
-        Some(e) => e.status,
-        None => icd_status::ICD_ERR_NULL_ARGUMENT,
-    }
+    // SAFETY: NULL or a live error (the contract).
+    unsafe { error.as_ref() }.map_or(icd_status::ICD_ERR_NULL_ARGUMENT, |e| e.status)
 }
 
 /// The message of a failed call: NUL-terminated UTF-8 owned by the error, valid until
 /// `icd_error_free`. An empty string for a NULL error.
+///
+/// # Safety
+/// `error` must be NULL or an error from a failed call, not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn icd_error_message(error: *const icd_error) -> *const c_char {
-    match error.as_ref() {
-        Some(e) => e.message.as_ptr(),
-        None => c"".as_ptr(),
-    }
+    // SAFETY: NULL or a live error (the contract).
+    unsafe { error.as_ref() }.map_or(c"".as_ptr(), |e| e.message.as_ptr())
 }
 
 /// Releases an error. NULL is ignored.
+///
+/// # Safety
+/// `error` must be NULL or an error from a failed call, freed only this once.
 #[no_mangle]
 pub unsafe extern "C" fn icd_error_free(error: *mut icd_error) {
     if !error.is_null() {
-        drop(Box::from_raw(error));
+        // SAFETY: the error came from `Box::into_raw` in `guard` and is freed once.
+        drop(unsafe { Box::from_raw(error) });
     }
 }
 
@@ -477,6 +541,15 @@ impl From<Error> for Failure {
     }
 }
 
+impl Failure {
+    fn invalid(argument: &str, message: impl std::fmt::Display) -> Self {
+        Failure {
+            status: icd_status::ICD_ERR_INVALID_ARGUMENT,
+            message: format!("argument `{argument}` {message}"),
+        }
+    }
+}
+
 fn null_argument(argument: &str) -> Failure {
     Failure {
         status: icd_status::ICD_ERR_NULL_ARGUMENT,
@@ -484,7 +557,11 @@ fn null_argument(argument: &str) -> Failure {
     }
 }
 
-/// Runs `body`, turning its failure or panic into a status and, when asked, an error.
+/// The panic boundary of every fallible entry point: runs `body`, turning its failure
+/// or panic into a status and, when `error_out` is not NULL, an `icd_error`.
+///
+/// # Safety
+/// `error_out` must be NULL or writable.
 unsafe fn guard(
     error_out: *mut *mut icd_error,
     body: impl FnOnce() -> Result<(), Failure>,
@@ -500,53 +577,97 @@ unsafe fn guard(
     if !error_out.is_null() {
         let message =
             CString::new(failure.message.replace('\0', "\u{fffd}")).expect("NULs replaced");
-        *error_out = Box::into_raw(Box::new(icd_error {
+        let error = Box::into_raw(Box::new(icd_error {
             status: failure.status,
             message,
         }));
+        // SAFETY: not NULL, and writable (the contract).
+        unsafe { *error_out = error };
     }
     failure.status
 }
 
-unsafe fn bytes_arg<'a>(
-    ptr: *const c_char,
-    len: usize,
-    argument: &str,
-) -> Result<&'a [u8], Failure> {
+/// `*ptr`, or a failure naming `argument` where it is NULL.
+///
+/// # Safety
+/// `ptr` must be NULL or point to a valid `T` that outlives `'a`.
+unsafe fn ref_arg<'a, T>(ptr: *const T, argument: &str) -> Result<&'a T, Failure> {
+    // SAFETY: NULL or valid (the contract).
+    unsafe { ptr.as_ref() }.ok_or_else(|| null_argument(argument))
+}
+
+/// `ptr` checked as a place to write a `T`: a failure naming `argument` where it is
+/// NULL. Outputs are written through the pointer, never read, as the caller's memory
+/// may be uninitialized.
+fn out_arg<T>(ptr: *mut T, argument: &str) -> Result<*mut T, Failure> {
+    if ptr.is_null() {
+        Err(null_argument(argument))
+    } else {
+        Ok(ptr)
+    }
+}
+
+/// `len` values at `ptr`: none for `len` 0 (whatever `ptr` is), else a failure naming
+/// `argument` where `ptr` is NULL or the values would span more than `isize::MAX`
+/// bytes.
+///
+/// # Safety
+/// `ptr` must be NULL or point to `len` readable, initialized `T`s that outlive `'a`.
+unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, argument: &str) -> Result<&'a [T], Failure> {
+    check_slice(ptr, len, argument)?;
     if len == 0 {
         return Ok(&[]);
+    }
+    // SAFETY: not NULL, aligned for C's `T`, `len` readable values (the contract) within
+    // isize::MAX bytes (checked).
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// NULL (with a length) and lengths past `isize::MAX` bytes refused, naming `argument`.
+fn check_slice<T>(ptr: *const T, len: usize, argument: &str) -> Result<(), Failure> {
+    if len == 0 {
+        return Ok(());
     }
     if ptr.is_null() {
         return Err(null_argument(argument));
     }
-    if len > isize::MAX as usize {
-        return Err(Failure {
-            status: icd_status::ICD_ERR_INVALID_ARGUMENT,
-            message: format!("argument `{argument}` has an impossible length {len}"),
-        });
+    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return Err(Failure::invalid(argument, format!("has an impossible length {len}")));
     }
-    Ok(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+    Ok(())
 }
 
+/// `len` bytes at `ptr` ([`slice_arg`] on bytes).
+///
+/// # Safety
+/// As [`slice_arg`].
+unsafe fn bytes_arg<'a>(ptr: *const c_char, len: usize, argument: &str) -> Result<&'a [u8], Failure> {
+    // SAFETY: the contract, passed on.
+    unsafe { slice_arg(ptr.cast::<u8>(), len, argument) }
+}
+
+/// `len` bytes at `ptr` as UTF-8, or `ICD_ERR_INVALID_UTF8` naming `argument`.
+///
+/// # Safety
+/// As [`slice_arg`].
 unsafe fn str_arg<'a>(ptr: *const c_char, len: usize, argument: &str) -> Result<&'a str, Failure> {
-    let bytes = bytes_arg(ptr, len, argument)?;
+    // SAFETY: the contract, passed on.
+    let bytes = unsafe { bytes_arg(ptr, len, argument) }?;
     std::str::from_utf8(bytes).map_err(|e| Failure {
         status: icd_status::ICD_ERR_INVALID_UTF8,
         message: format!("argument `{argument}` is not valid UTF-8: {e}"),
     })
 }
 
-unsafe fn str_arg_at<'a>(ptr: *const c_char, len: usize, index: usize) -> Result<&'a str, Failure> {
-    str_arg(ptr, len, &format!("codes[{index}]"))
-}
-
+/// `len` bytes at `ptr` as a path (any bytes on Unix, UTF-8 elsewhere); empty refused.
+///
+/// # Safety
+/// As [`slice_arg`].
 unsafe fn path_arg(ptr: *const c_char, len: usize, argument: &str) -> Result<PathBuf, Failure> {
-    let bytes = bytes_arg(ptr, len, argument)?;
+    // SAFETY: the contract, passed on.
+    let bytes = unsafe { bytes_arg(ptr, len, argument) }?;
     if bytes.is_empty() {
-        return Err(Failure {
-            status: icd_status::ICD_ERR_INVALID_ARGUMENT,
-            message: format!("argument `{argument}` is empty"),
-        });
+        return Err(Failure::invalid(argument, "is empty"));
     }
     #[cfg(unix)]
     {
@@ -555,6 +676,11 @@ unsafe fn path_arg(ptr: *const c_char, len: usize, argument: &str) -> Result<Pat
     }
     #[cfg(not(unix))]
     {
-        Ok(PathBuf::from(str_arg(ptr, len, argument)?))
+        std::str::from_utf8(bytes)
+            .map(PathBuf::from)
+            .map_err(|e| Failure {
+                status: icd_status::ICD_ERR_INVALID_UTF8,
+                message: format!("argument `{argument}` is not valid UTF-8: {e}"),
+            })
     }
 }

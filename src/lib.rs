@@ -22,8 +22,10 @@
 
 pub mod backend;
 pub mod config;
+pub mod cpu;
 pub mod detector;
 pub mod error;
+pub mod execution;
 pub mod ffi;
 pub mod files;
 pub mod hub;
@@ -41,6 +43,7 @@ pub use detector::{
     Detector, DetectorBuilder, Precision, Prediction, Preprocessing, WindowedPrediction,
 };
 pub use error::{Error, Result};
+pub use execution::ExecutionPlan;
 pub use tokenizer::{CodeTokenizer, TokenizedInput};
 
 /// The hub checkpoint this library is built for.

@@ -932,3 +932,26 @@ fn default_model_is_downloaded_when_missing_and_its_bin_converted_once() {
         "HF_HUB_OFFLINE went to the hub"
     );
 }
+
+/// `icd --version` says what each precision runs on this CPU, as the library chooses it.
+#[test]
+fn version_reports_the_cpu_and_what_each_precision_runs() {
+    use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+    use insecure_code_detector::Precision;
+    let out = icd(&["--version"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("icd {}\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\ncpu: {}\n", CpuFeatures::get())),
+        "{text}"
+    );
+    let f32 = match Kernel::select(Precision::F32, CpuFeatures::get()) {
+        Some(kernel) => format!("f32 kernel {kernel}"),
+        None => "f32 tensors".to_owned(),
+    };
+    assert!(text.contains(&format!("cpu backends run: {f32}, ")), "{text}");
+}

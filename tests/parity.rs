@@ -260,3 +260,61 @@ fn windows_cover_long_functions_and_equal_predict_for_short_ones() {
     assert!(detector.predict_windows(&long.text, 0).is_err());
     assert!(detector.predict_windows(&long.text, 511).is_err());
 }
+
+/// What a detector reports running is the kernel `Kernel::select` picks for this CPU
+/// on the CPU backends, and the backend's tensors elsewhere; int8 without a kernel is
+/// refused at load.
+#[test]
+fn the_execution_plan_is_this_cpus_kernel_or_the_backends_tensors() {
+    use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+    use insecure_code_detector::{ExecutionPlan, Precision};
+    eprintln!("this CPU: {}", CpuFeatures::get());
+    for backend in test_backends() {
+        for precision in [
+            Precision::F32,
+            Precision::Tf32,
+            Precision::Bf16,
+            Precision::F16,
+            Precision::Int8,
+        ] {
+            let expected = match backend {
+                Backend::Flex | Backend::NdArray => Kernel::select(precision, CpuFeatures::get()),
+                _ => None,
+            };
+            let built = Detector::builder(fixture("roberta-2-labels"))
+                .backend(backend)
+                .precision(precision)
+                .build();
+            match (built, expected) {
+                (Ok(detector), Some(kernel)) => {
+                    assert_eq!(detector.execution(), ExecutionPlan::PackedCpu { kernel });
+                    assert_eq!(
+                        detector.execution().to_string(),
+                        format!("kernel {} ({})", kernel.name(), kernel.isa())
+                    );
+                }
+                (Ok(detector), None) => {
+                    let plan = detector.execution();
+                    assert!(
+                        matches!(plan, ExecutionPlan::Tensors { .. }),
+                        "{precision:?} on {backend}: {plan}"
+                    );
+                    assert_eq!(plan.dtype(), precision.dtype(), "{precision:?} on {backend}");
+                    assert!(plan.to_string().starts_with("tensors "), "{plan}");
+                }
+                // int8 off the CPU kernels, or a dtype the backend lacks.
+                (Err(e), None) => assert!(
+                    matches!(
+                        e,
+                        insecure_code_detector::Error::InvalidArgument {
+                            argument: "precision",
+                            ..
+                        }
+                    ),
+                    "{precision:?} on {backend}: {e}"
+                ),
+                (Err(e), Some(kernel)) => panic!("{precision:?} on {backend} ({kernel}): {e}"),
+            }
+        }
+    }
+}

@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
@@ -7,9 +5,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
-use super::packed::PackedMatrix;
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-use super::Packing;
+use crate::cpu::encoder::{LayerWeights, NormParameters, Projection};
 use crate::config::RobertaConfig;
 
 pub(crate) fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear {
@@ -73,6 +70,11 @@ impl SelfAttention {
         }
     }
 
+    /// The number of attention heads (`num_attention_heads`).
+    pub(crate) fn heads(&self) -> usize {
+        self.heads
+    }
+
     /// Attention context `[1, total, hidden]` (before the output projection) from the
     /// query, key and value projections `[1, total, 3 * hidden]` of inputs laid end to
     /// end, `lengths` tokens each: each input attends only to its own tokens.
@@ -125,36 +127,12 @@ pub struct EncoderLayer {
     pub output: Linear,
     /// `output.LayerNorm`.
     pub output_norm: LayerNorm,
-    /// The four projections packed for one of this crate's CPU kernels, when
-    /// `EncoderLayer::pack` has replaced the f32 ones with them.
-    #[module(skip)]
-    packed: Option<Arc<PackedProjections>>,
     /// How the four projections' f32 weights are held.
     #[module(skip)]
     layout: ProjectionLayout,
     /// Both LayerNorms' epsilon (`layer_norm_eps`).
     #[module(skip)]
     norm_epsilon: f64,
-}
-
-/// An encoder layer's projections packed for a CPU kernel, and what the row-wise
-/// work between them needs, as plain f32 slices.
-#[derive(Debug)]
-struct PackedProjections {
-    query_key_value: PackedMatrix,
-    attention_output: PackedMatrix,
-    intermediate: PackedMatrix,
-    output: PackedMatrix,
-    attention_norm: NormParameters,
-    output_norm: NormParameters,
-}
-
-/// A LayerNorm's scale, shift and epsilon.
-#[derive(Debug)]
-struct NormParameters {
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-    epsilon: f32,
 }
 
 impl EncoderLayer {
@@ -171,23 +149,22 @@ impl EncoderLayer {
             intermediate: projection(h, i, layout, device),
             output: projection(i, h, layout, device),
             output_norm: norm(),
-            packed: None,
             layout,
             norm_epsilon: config.layer_norm_eps,
         }
     }
 
     /// Moves the four projections' weights, held `[out, in]`
-    /// ([`ProjectionLayout::OutIn`]), into matrices packed for `packing`'s CPU kernel;
-    /// their f32 tensors are released. Call only where [`Packing::available`] holds.
+    /// ([`ProjectionLayout::OutIn`]), and the LayerNorms' parameters out as plain f32
+    /// values for the packed CPU encoder; the projections' tensors are released.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-    pub(crate) fn pack(&mut self, packing: Packing) {
+    pub(crate) fn take_weights(&mut self) -> LayerWeights {
         assert_eq!(
             self.layout,
             ProjectionLayout::OutIn,
             "packing reads [out, in] weights"
         );
-        let take = |linear: &mut Linear| -> PackedMatrix {
+        let take = |linear: &mut Linear| -> Projection {
             let [n, k] = linear.weight.dims();
             let device = linear.weight.device();
             // Taken out of the module (an empty tensor keeps its structure) so that this
@@ -209,7 +186,7 @@ impl EncoderLayer {
                     .try_into_vec::<f32>()
                     .expect("f32 bias")
             });
-            PackedMatrix::new(packing, weight, bias.as_deref(), k, n)
+            Projection { weight, bias, k, n }
         };
         let epsilon = self.norm_epsilon as f32;
         let norm = |norm: &LayerNorm| {
@@ -231,39 +208,15 @@ impl EncoderLayer {
                 epsilon,
             }
         };
-        self.packed = Some(Arc::new(PackedProjections {
+        LayerWeights {
             query_key_value: take(&mut self.attention.query_key_value),
             attention_output: take(&mut self.attention.output),
+            attention_norm: norm(&self.attention_norm),
             intermediate: take(&mut self.intermediate),
             output: take(&mut self.output),
-            attention_norm: norm(&self.attention_norm),
             output_norm: norm(&self.output_norm),
-        }));
+        }
     }
-
-    /// Whether `EncoderLayer::pack` has packed the projections for a CPU kernel.
-    pub(crate) fn is_packed(&self) -> bool {
-        self.packed.is_some()
-    }
-
-    /// [`EncoderLayer::forward`] of a packed layer on plain f32 rows: `activations`'
-    /// hidden rows (inputs laid end to end, `lengths` tokens each) are replaced by the
-    /// layer's output. `device` is the model's, for attention where this crate's f32
-    /// kernel cannot run.
-    ///
-    /// # Panics
-    /// When the layer is not packed.
-    fn forward_rows(
-        &self,
-        activations: &mut Activations,
-        lengths: &[usize],
-        first_only: bool,
-        device: &Device,
-    ) {
-        let packed = self.packed.as_deref().expect("a packed layer");
-        packed.forward(&self.attention, activations, lengths, first_only, device);
-    }
-
     /// How the four projections' f32 weights are held.
     pub fn layout(&self) -> ProjectionLayout {
         self.layout
@@ -302,14 +255,10 @@ impl EncoderLayer {
         row_parts: usize,
         first_only: bool,
     ) -> Tensor<3> {
-        let packed = self.packed.as_deref();
         assert!(
-            packed.is_some() || self.layout == ProjectionLayout::InOut,
-            "[out, in] projections run only once packed"
+            self.layout == ProjectionLayout::InOut,
+            "[out, in] projections run only on the packed CPU encoder"
         );
-        if packed.is_some() {
-            return forward_packed(std::slice::from_ref(self), hidden, lengths, first_only);
-        }
         assert!(
             !first_only || !lengths.contains(&0),
             "an input without tokens has no first token"
@@ -333,249 +282,6 @@ impl EncoderLayer {
     }
 }
 
-/// Packed `layers` in turn on `hidden` (`[1, total, hidden]`, inputs laid end to end,
-/// `lengths` tokens each), as plain f32 rows: converted from the tensor and back once
-/// for all of them, not at every layer.
-///
-/// With `first_tokens_out`, the result is only each input's first token,
-/// `[1, inputs, hidden]`, those rows of the full result: the last layer computes all
-/// of its work for the first tokens alone, as the classification head reads nothing
-/// else. Every token still counts through attention: on f32 projections with this
-/// crate's kernel, through keys and values folded into the first tokens' queries
-/// (see `f32_gemm::first_token_context`: equal within rounding), elsewhere through
-/// every token's keys and values (value for value).
-///
-/// # Panics
-/// When a layer is not packed, or, with `first_tokens_out`, an input has no tokens.
-pub(crate) fn forward_packed(
-    layers: &[EncoderLayer],
-    hidden: Tensor<3>,
-    lengths: &[usize],
-    first_tokens_out: bool,
-) -> Tensor<3> {
-    let [batch, _, width] = hidden.dims();
-    let device = hidden.device();
-    let mut activations = Activations::new(f32_values(hidden));
-    for (index, layer) in layers.iter().enumerate() {
-        let first_only = first_tokens_out && index + 1 == layers.len();
-        layer.forward_rows(&mut activations, lengths, first_only, &device);
-    }
-    if first_tokens_out && layers.is_empty() {
-        activations.hidden = first_rows(&activations.hidden, lengths, width);
-    }
-    let rows = activations.hidden.len() / width;
-    let rows = burn::tensor::TensorData::new(activations.hidden, [batch, rows, width]);
-    Tensor::from_data(rows, &device)
-}
-
-/// Each input's first row of `values` (`width` values per row, inputs laid end to end,
-/// `lengths` rows each).
-fn first_rows(values: &[f32], lengths: &[usize], width: usize) -> Vec<f32> {
-    assert!(
-        !lengths.contains(&0),
-        "an input without tokens has no first token"
-    );
-    let mut rows = Vec::with_capacity(lengths.len() * width);
-    let mut start = 0;
-    for &len in lengths {
-        rows.extend_from_slice(&values[start * width..][..width]);
-        start += len;
-    }
-    rows
-}
-
-/// The packed path's activations between layers and between a layer's steps, as
-/// plain f32 rows, reused from layer to layer: each buffer is allocated, and its
-/// pages first touched, once per pass rather than once per layer.
-#[derive(Debug, Default)]
-struct Activations {
-    /// `[total, hidden]`: a layer's input, replaced by its output.
-    hidden: Vec<f32>,
-    qkv: Vec<f32>,
-    context: Vec<f32>,
-    attended: Vec<f32>,
-    expanded: Vec<f32>,
-}
-
-impl Activations {
-    /// Activations whose hidden rows are `hidden`.
-    fn new(hidden: Vec<f32>) -> Self {
-        Self {
-            hidden,
-            ..Self::default()
-        }
-    }
-}
-
-impl PackedProjections {
-    /// [`EncoderLayer::forward`] on the packed projections, on plain f32 rows: the
-    /// query, key and value projection, attention (on this crate's f32 kernel where
-    /// the CPU has it, else `attention`'s on `device`), the output projection,
-    /// residual and LayerNorm, the GELU feed-forward block, residual and LayerNorm.
-    /// burn's tensors in between would cost a copy and a pass over memory per
-    /// operation; here each is one pass, split across threads.
-    ///
-    /// With `first_only`, the layer's output is only each input's first token (its
-    /// rows of the full output, from every token: see [`forward_packed`]).
-    fn forward(
-        &self,
-        attention: &SelfAttention,
-        activations: &mut Activations,
-        lengths: &[usize],
-        first_only: bool,
-        device: &Device,
-    ) {
-        let a = activations;
-        let width = self.attention_norm.gamma.len();
-        self.attend(attention, a, lengths, first_only, device);
-        // From here on every step works on each row alone: with `first_only`, on the
-        // first tokens' rows, the residual's included.
-        if first_only {
-            a.hidden = first_rows(&a.hidden, lengths, width);
-        }
-        let rows = a.hidden.len() / width;
-        self.attention_output
-            .matmul_into(&a.context, rows, &mut a.attended);
-        self.attention_norm
-            .add_and_normalize(&mut a.attended, &a.hidden);
-        expand(&self.intermediate, &a.attended, rows, &mut a.expanded);
-        // The layer's output goes where its input was, no longer needed.
-        self.output.matmul_into(&a.expanded, rows, &mut a.hidden);
-        self.output_norm
-            .add_and_normalize(&mut a.hidden, &a.attended);
-    }
-
-    /// The attention context (before the output projection) of the rows in
-    /// `a.hidden` into `a.context`: `[total, hidden]`, or with `first_only` each
-    /// input's first row alone, `[inputs, hidden]`.
-    fn attend(
-        &self,
-        attention: &SelfAttention,
-        a: &mut Activations,
-        lengths: &[usize],
-        first_only: bool,
-        device: &Device,
-    ) {
-        let width = self.attention_norm.gamma.len();
-        let rows = a.hidden.len() / width;
-        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-        if super::f32_gemm::supported() {
-            match self.query_key_value.as_f32() {
-                // For the first tokens alone, f32 keys and values fold into the
-                // queries, and no other token is projected.
-                Some(qkv) if first_only => super::f32_gemm::first_token_context(
-                    qkv,
-                    &a.hidden,
-                    lengths,
-                    attention.heads,
-                    &mut a.context,
-                ),
-                _ => {
-                    self.query_key_value
-                        .matmul_into(&a.hidden, rows, &mut a.qkv);
-                    super::f32_gemm::attention(
-                        &a.qkv,
-                        lengths,
-                        attention.heads,
-                        width,
-                        first_only,
-                        &mut a.context,
-                    );
-                }
-            }
-            return;
-        }
-        self.query_key_value
-            .matmul_into(&a.hidden, rows, &mut a.qkv);
-        let qkv = burn::tensor::TensorData::new(std::mem::take(&mut a.qkv), [1, rows, 3 * width]);
-        a.context = f32_values(attention.context(Tensor::from_data(qkv, device), lengths));
-        if first_only {
-            a.context = first_rows(&a.context, lengths, width);
-        }
-    }
-}
-
-impl NormParameters {
-    /// Each row of `rows` replaced by LayerNorm(row + the same row of `residual`), as
-    /// transformers computes it in f32: mean, then the mean square deviation from it.
-    fn add_and_normalize(&self, rows: &mut [f32], residual: &[f32]) {
-        let width = self.gamma.len();
-        let n = width as f32;
-        let row = |(row, residual): (&mut [f32], &[f32])| {
-            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-            if super::vector_math::supported() {
-                return super::vector_math::add_and_layer_norm(
-                    row,
-                    residual,
-                    &self.gamma,
-                    &self.beta,
-                    self.epsilon,
-                );
-            }
-            for (x, r) in row.iter_mut().zip(residual) {
-                *x += r;
-            }
-            let mean = row.iter().sum::<f32>() / n;
-            let variance = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
-            let inverse = 1.0 / (variance + self.epsilon).sqrt();
-            for ((x, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
-                *x = (*x - mean) * inverse * g + b;
-            }
-        };
-        #[cfg(feature = "cpu-kernels")]
-        {
-            use rayon::prelude::*;
-            rows.par_chunks_mut(width)
-                .zip(residual.par_chunks(width))
-                .with_min_len(16)
-                .for_each(row);
-        }
-        #[cfg(not(feature = "cpu-kernels"))]
-        rows.chunks_mut(width)
-            .zip(residual.chunks(width))
-            .for_each(row);
-    }
-}
-
-/// `intermediate`'s product of `input` (`rows` rows), then exact GELU, into
-/// `output`: on the f32 kernel in one pass, each tile's values while still in cache.
-fn expand(intermediate: &PackedMatrix, input: &[f32], rows: usize, output: &mut Vec<f32>) {
-    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-    if let Some(matrix) = intermediate.as_f32() {
-        return matrix.matmul_gelu_into(input, rows, output);
-    }
-    intermediate.matmul_into(input, rows, output);
-    gelu_in_place(output);
-}
-
-/// Exact GELU, x·Φ(x) = x/2 · (1 + erf(x/√2)), as transformers' "gelu", in place.
-fn gelu_in_place(values: &mut [f32]) {
-    let chunk = |chunk: &mut [f32]| {
-        #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-        if super::vector_math::supported() {
-            return super::vector_math::gelu_in_place(chunk);
-        }
-        for x in chunk {
-            *x = 0.5 * *x * (1.0 + libm::erff(*x * std::f32::consts::FRAC_1_SQRT_2));
-        }
-    };
-    #[cfg(feature = "cpu-kernels")]
-    {
-        use rayon::prelude::*;
-        values.par_chunks_mut(16 * 1024).for_each(chunk);
-    }
-    #[cfg(not(feature = "cpu-kernels"))]
-    chunk(values);
-}
-
-/// A tensor's values as f32, row-major.
-fn f32_values(tensor: Tensor<3>) -> Vec<f32> {
-    tensor
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 activations")
-}
 
 /// `f` on the whole of `(a, b)` (`[1, total, _]` each), or on `parts` slices of their
 /// tokens run in parallel, joined back in order.

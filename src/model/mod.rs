@@ -3,33 +3,13 @@
 //! The structure follows transformers' `RobertaForSequenceClassification` one to one;
 //! `crate::weights` maps the hub's tensor names onto these fields.
 
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-pub(crate) mod bf16_gemm;
 mod classifier;
 mod embeddings;
 mod encoder;
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-pub(crate) mod f32_gemm;
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-pub(crate) mod int8_gemm;
-mod packed;
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-pub(crate) mod vector_math;
-
-/// A reproducible value in [-1, 1) from `seed` (xorshift64), for the kernels' tests.
-#[cfg(all(test, target_arch = "x86_64", feature = "cpu-kernels"))]
-pub(crate) fn random(seed: &mut u64) -> f32 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    (*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-}
 
 pub use classifier::ClassificationHead;
 pub use embeddings::{position_ids, RobertaEmbeddings};
 pub use encoder::{EncoderLayer, ProjectionLayout, SelfAttention};
-pub(crate) use packed::Packing;
-
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -45,7 +25,18 @@ pub struct RobertaClassifier {
     pub layers: Vec<EncoderLayer>,
     /// Dense, tanh, projection on `<s>`.
     pub classifier: ClassificationHead,
+    /// The encoder stack packed for one of this crate's CPU kernels, once
+    /// `RobertaClassifier::pack` has moved `layers`' projections into it.
+    #[module(skip)]
+    packed: Option<PackedEncoder>,
 }
+
+/// The packed CPU encoder, shared by the model's clones.
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+type PackedEncoder = std::sync::Arc<crate::cpu::encoder::PackedEncoder>;
+/// Without the CPU kernels there is no packed encoder.
+#[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+type PackedEncoder = std::convert::Infallible;
 
 impl RobertaClassifier {
     /// A model with the configuration's shapes, its weights zero until loaded.
@@ -61,6 +52,7 @@ impl RobertaClassifier {
                 .map(|_| EncoderLayer::new(config, layout, device))
                 .collect(),
             classifier: ClassificationHead::new(config, device),
+            packed: None,
         }
     }
 
@@ -71,15 +63,17 @@ impl RobertaClassifier {
             .map_or(ProjectionLayout::InOut, |layer| layer.layout())
     }
 
-    /// Runs the encoder's matrix products on this crate's CPU kernel for `packing`
-    /// from now on; their f32 weights are released. The model must have been made
-    /// with [`ProjectionLayout::OutIn`]. Call only where [`Packing::available`]
-    /// holds, on a CPU backend.
+    /// Runs the encoder on this crate's CPU `kernel` from now on, as chosen by
+    /// [`crate::cpu::Kernel::select`] for this CPU: the layers' projections are packed
+    /// for it and their tensors released. The model must have been made with
+    /// [`ProjectionLayout::OutIn`], on a CPU backend.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-    pub(crate) fn pack(&mut self, packing: Packing) {
-        for layer in &mut self.layers {
-            layer.pack(packing);
-        }
+    pub(crate) fn pack(&mut self, kernel: crate::cpu::Kernel) {
+        let [width] = self.embeddings.layer_norm.gamma.dims();
+        let heads = self.layers.first().map_or(1, |layer| layer.attention.heads());
+        let layers = self.layers.iter_mut().map(EncoderLayer::take_weights);
+        let encoder = crate::cpu::encoder::PackedEncoder::new(kernel, width, heads, layers);
+        self.packed = Some(std::sync::Arc::new(encoder));
     }
 
     /// Logits `[inputs, num_labels]` for inputs laid end to end in one row.
@@ -104,13 +98,29 @@ impl RobertaClassifier {
         let Some((last, layers)) = self.layers.split_last() else {
             return self.classifier.forward(hidden, lengths);
         };
-        let first_tokens = if last.is_packed() && layers.iter().all(EncoderLayer::is_packed) {
-            encoder::forward_packed(&self.layers, hidden, lengths, true)
-        } else {
-            for layer in layers {
-                hidden = layer.forward(hidden, lengths, row_parts);
+        let first_tokens = match &self.packed {
+            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            Some(encoder) => {
+                // Converted from the tensor and back once for all the layers.
+                let [batch, _, width] = hidden.dims();
+                let device = hidden.device();
+                let rows = hidden
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("f32 activations");
+                let rows = encoder.forward(rows, lengths, true);
+                let shape = [batch, rows.len() / width, width];
+                Tensor::from_data(TensorData::new(rows, shape), &device)
             }
-            last.forward_first_tokens(hidden, lengths, row_parts)
+            #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+            Some(never) => match *never {},
+            None => {
+                for layer in layers {
+                    hidden = layer.forward(hidden, lengths, row_parts);
+                }
+                last.forward_first_tokens(hidden, lengths, row_parts)
+            }
         };
         self.classifier.forward_first_tokens(first_tokens)
     }

@@ -116,6 +116,12 @@ int main(int argc, char **argv) {
     CHECK(detector != sentinel);
     CHECK(icd_detector_max_tokens(detector) == 512);
     CHECK(icd_detector_backend(detector) != NULL);
+    {
+        const char *execution = icd_detector_execution(detector);
+        CHECK(execution != NULL);
+        CHECK(strncmp(execution, "kernel ", 7) == 0 || strncmp(execution, "tensors ", 8) == 0);
+        CHECK(icd_detector_execution(NULL) == NULL);
+    }
     size_t labels = icd_detector_num_labels(detector);
     CHECK(labels >= 1 && labels <= 8);
     CHECK(icd_detector_num_labels(NULL) == 0);
@@ -194,6 +200,10 @@ int main(int argc, char **argv) {
     icd_str bad_batch[2] = {{texts[0], strlen(texts[0])}, {invalid_utf8, sizeof invalid_utf8}};
     icd_prediction bad_out[2] = {untouched, untouched};
     EXPECT_ERROR(icd_detector_predict_batch(detector, bad_batch, 2, bad_out, NULL, 0, &err_), ICD_ERR_INVALID_UTF8, "codes[1]");
+    CHECK(bad_out[0].label == 77);
+    /* A count no array can hold is refused before any member is read. */
+    EXPECT_ERROR(icd_detector_predict_batch(detector, bad_batch, SIZE_MAX, bad_out, NULL, 0, &err_),
+                 ICD_ERR_INVALID_ARGUMENT, "codes");
     CHECK(bad_out[0].label == 77);
     CHECK(icd_detector_predict_batch(detector, NULL, 0, NULL, NULL, 0, NULL) == ICD_OK);
 

@@ -188,6 +188,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         "icd_detector_num_labels": ([handle], ctypes.c_size_t),
         "icd_detector_max_tokens": ([handle], ctypes.c_size_t),
         "icd_detector_backend": ([handle], ctypes.c_char_p),
+        "icd_detector_execution": ([handle], ctypes.c_char_p),
         "icd_detector_label_name": ([handle, ctypes.c_size_t, P(ctypes.c_char_p), P(ctypes.c_size_t), err], status),
         "icd_detector_predict": (
             [handle, ctypes.c_char_p, ctypes.c_size_t, P(_Prediction), P(ctypes.c_float), ctypes.c_size_t, err],
@@ -349,6 +350,7 @@ class Detector:
         self._num_labels = lib.icd_detector_num_labels(ptr.value)
         self._labels = [self._label_name(ptr.value, i) for i in range(self._num_labels)]
         self._backend = lib.icd_detector_backend(ptr.value).decode()
+        self._execution = lib.icd_detector_execution(ptr.value).decode()
         self._max_tokens = lib.icd_detector_max_tokens(ptr.value)
 
     def _label_name(self, ptr: int, index: int) -> str:
@@ -367,6 +369,13 @@ class Detector:
     def backend(self) -> str:
         """The backend the model runs on."""
         return self._backend
+
+    @property
+    def execution(self) -> str:
+        """What the encoder runs on, chosen at load: ``"tensors f32"`` (or f64, bf16,
+        f16) on the backend's tensors, or a packed CPU kernel and its instruction set,
+        such as ``"kernel f32-avx2 (AVX2+FMA)"``."""
+        return self._execution
 
     @property
     def max_tokens(self) -> int:

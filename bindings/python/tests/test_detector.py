@@ -2,6 +2,7 @@
 
 Needs the built shared library (``cargo build``; ICD_LIBRARY to point elsewhere)."""
 
+import re
 import json
 import shutil
 import threading
@@ -49,6 +50,9 @@ def test_prediction_fields_and_metadata():
         assert detector.labels == ["safe", "buffer_overflow", "use_after_free", "integer_overflow", "null_dereference"]
         assert detector.max_tokens == 512
         assert detector.backend in icd.backends()
+        # A packed CPU kernel on the CPU backends of a CPU with AVX2 and FMA, else tensors.
+        assert re.fullmatch(r"kernel [a-z0-9]+-[a-z0-9]+ \([A-Z0-9+-]+\)|tensors f(16|32|64)|tensors bf16",
+                            detector.execution), detector.execution
         p = detector.predict(b"int main(void) { return 0; }")
         assert isinstance(p, icd.Prediction)
         assert len(p.logits) == 5

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 mod sources;
 
 use insecure_code_detector::files::write_atomically;
@@ -171,8 +171,41 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
+/// `icd --version`: the version, the backends compiled in, this CPU's features and
+/// what each precision runs on the default CPU backend.
+fn long_version() -> String {
+    use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+    let backends: Vec<&str> = Backend::compiled().iter().map(|b| b.name()).collect();
+    let cpu = CpuFeatures::get();
+    let plans: Vec<String> = ["f32", "bf16", "f16", "int8"]
+        .iter()
+        .map(|name| {
+            let precision: Precision = name.parse().expect("a precision name");
+            match Kernel::select(precision, cpu) {
+                Some(kernel) => format!("{name} kernel {kernel}"),
+                None if precision == Precision::Int8 => format!("{name} unavailable"),
+                None => format!("{name} tensors"),
+            }
+        })
+        .collect();
+    format!(
+        "{}\nbackends: {}\ncpu: {cpu}\ncpu backends run: {}",
+        env!("CARGO_PKG_VERSION"),
+        backends.join(", "),
+        plans.join(", ")
+    )
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::command()
+        // Made once per process, for clap, which takes a static string.
+        .long_version(&*Box::leak(long_version().into_boxed_str()))
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Some(threads) = cli.model.threads {
         // Read by the thread pool of the CPU backends when it starts, which is later.
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());

@@ -13,9 +13,17 @@
 
 use std::arch::x86_64::*;
 
-/// Whether these functions can run here: AVX2 and FMA, checked at run time.
-pub(crate) fn supported() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+use super::CpuFeatures;
+
+/// A packed matrix's bias: `bias` (which must hold `n` values) or `n` zeros.
+pub(crate) fn bias_or_zeros(bias: Option<&[f32]>, n: usize) -> Vec<f32> {
+    match bias {
+        Some(b) => {
+            assert_eq!(b.len(), n, "bias is not [{n}]");
+            b.to_vec()
+        }
+        None => vec![0.0; n],
+    }
 }
 
 /// Each row replaced by the numerators of softmax(row · `scale`), e^((x - max) ·
@@ -25,14 +33,14 @@ pub(crate) fn supported() -> bool {
 /// width.
 ///
 /// # Panics
-/// Where [`supported`] does not hold, or `inverse_sums` is not one per row.
+/// Where [`CpuFeatures::avx2_fma`] does not hold, or `inverse_sums` is not one per row.
 pub(crate) fn softmax_rows_unnormalized(
     values: &mut [f32],
     width: usize,
     scale: f32,
     inverse_sums: &mut [f32],
 ) {
-    assert!(supported(), "the CPU has no AVX2 and FMA");
+    assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
     assert!(scale > 0.0, "softmax scale {scale} is not positive");
     assert_eq!(
         values.len(),
@@ -52,7 +60,7 @@ pub(crate) fn softmax_rows_unnormalized(
 /// not their precision, changes).
 ///
 /// # Panics
-/// Where [`supported`] does not hold or the slices differ in length.
+/// Where [`CpuFeatures::avx2_fma`] does not hold or the slices differ in length.
 pub(crate) fn add_and_layer_norm(
     row: &mut [f32],
     residual: &[f32],
@@ -60,7 +68,7 @@ pub(crate) fn add_and_layer_norm(
     beta: &[f32],
     epsilon: f32,
 ) {
-    assert!(supported(), "the CPU has no AVX2 and FMA");
+    assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
     assert!(
         residual.len() == row.len() && gamma.len() == row.len() && beta.len() == row.len(),
         "LayerNorm operands differ in length"
@@ -133,9 +141,9 @@ unsafe fn layer_norm_row(
 /// Exact GELU, x·Φ(x) = x/2 · (1 + erf(x/√2)), in place.
 ///
 /// # Panics
-/// Where [`supported`] does not hold.
+/// Where [`CpuFeatures::avx2_fma`] does not hold.
 pub(crate) fn gelu_in_place(values: &mut [f32]) {
-    assert!(supported(), "the CPU has no AVX2 and FMA");
+    assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
     // SAFETY: AVX2 and FMA were checked above.
     unsafe { gelu(values) }
 }
@@ -285,33 +293,11 @@ fn gelu8(x: __m256) -> __m256 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// erf in f64 to well below f32's precision: its Maclaurin series near 0, the
-    /// continued fraction of erfc beyond.
-    fn erf(x: f64) -> f64 {
-        if x < 0.0 {
-            return -erf(-x);
-        }
-        if x < 2.5 {
-            let (mut term, mut sum, mut n) = (x, x, 0.0);
-            while term.abs() > 1e-18 * sum.abs() {
-                n += 1.0;
-                term *= -x * x / n;
-                sum += term / (2.0 * n + 1.0);
-            }
-            return sum * 2.0 / std::f64::consts::PI.sqrt();
-        }
-        // erfc(x) = e^(-x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + ...)))).
-        let mut fraction = x;
-        for k in (1..200).rev() {
-            fraction = x + (k as f64 / 2.0) / fraction;
-        }
-        1.0 - (-x * x).exp() / std::f64::consts::PI.sqrt() / fraction
-    }
+    use crate::cpu::reference;
 
     #[test]
     fn gelu_matches_the_exact_function() {
-        if !supported() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: the CPU has no AVX2 and FMA");
             return;
         }
@@ -324,7 +310,7 @@ mod tests {
         let mut worst = 0f64;
         for (&x, &y) in inputs.iter().zip(&values) {
             let x = f64::from(x);
-            let exact = 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2));
+            let exact = reference::gelu(x);
             let error = (f64::from(y) - exact).abs() / (1.0 + x.abs());
             worst = worst.max(error);
         }
@@ -341,7 +327,7 @@ mod tests {
 
     #[test]
     fn layer_norm_matches_an_f64_reference() {
-        if !supported() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: the CPU has no AVX2 and FMA");
             return;
         }
@@ -366,11 +352,8 @@ mod tests {
                 .zip(&residual)
                 .map(|(&a, &b)| f64::from(a + b))
                 .collect();
-            let mean = x.iter().sum::<f64>() / width as f64;
-            let variance = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / width as f64;
-            for i in 0..width {
-                let want = (x[i] - mean) / (variance + 1e-5).sqrt() * f64::from(gamma[i])
-                    + f64::from(beta[i]);
+            let reference = reference::layer_norm(&x, &gamma, &beta, 1e-5);
+            for (i, &want) in reference.iter().enumerate() {
                 assert!(
                     (f64::from(got[i]) - want).abs() < 1e-5,
                     "width {width}, value {i}: {} vs {want}",
@@ -382,7 +365,7 @@ mod tests {
 
     #[test]
     fn softmax_matches_an_f64_reference() {
-        if !supported() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: the CPU has no AVX2 and FMA");
             return;
         }
@@ -411,13 +394,10 @@ mod tests {
                 // The exponents as f32 computes them (x - max rounds at |x - max| · 2^-24),
                 // their exponentials and the normalization in f64.
                 let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let weights: Vec<f64> = row
-                    .iter()
-                    .map(|&x| f64::from((x - max) * scale).exp())
-                    .collect();
-                let sum: f64 = weights.iter().sum();
-                for (w, &numerator) in weights.iter().zip(numerators) {
-                    let (p, exact) = (numerator * inverse, w / sum);
+                let exponents: Vec<f64> =
+                    row.iter().map(|&x| f64::from((x - max) * scale)).collect();
+                for (&exact, &numerator) in reference::softmax(&exponents).iter().zip(numerators) {
+                    let p = numerator * inverse;
                     assert!(
                         (f64::from(p) - exact).abs() <= 1e-6 * exact + 1e-37,
                         "width {width}: {p} vs {exact}"
@@ -429,7 +409,7 @@ mod tests {
 
     #[test]
     fn exp_is_within_two_epsilons() {
-        if !supported() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: the CPU has no AVX2 and FMA");
             return;
         }

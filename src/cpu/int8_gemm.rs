@@ -20,6 +20,8 @@
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
+use super::CpuFeatures;
+
 /// Output columns per kernel call: two 8-lane registers.
 const COLUMNS: usize = 16;
 /// Rows per kernel call: 6 rows x 2 registers = 12 accumulators, which with the two
@@ -29,12 +31,6 @@ const COLUMNS: usize = 16;
 const ROWS: usize = 6;
 /// The widest input whose sums fit in i32: `k · 127²` below 2³¹.
 pub const MAX_K: usize = i32::MAX as usize / (127 * 127);
-
-/// Whether this CPU has the instructions, AVX2 and (for the scaling back to f32) FMA,
-/// checked at run time: the build targets any x86-64.
-pub fn available() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-}
 
 /// Which instruction a [`PackedMatrix`] is laid out for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,25 +42,12 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest this CPU runs, checked at run time ([`available`] must hold).
-    pub fn best() -> Self {
-        if Kernel::Vnni.runs_here() {
-            Kernel::Vnni
-        } else {
-            Kernel::Avx2
-        }
-    }
-
     /// Whether this CPU has the kernel's instructions.
     pub fn runs_here(self) -> bool {
+        let cpu = CpuFeatures::get();
         match self {
-            Kernel::Avx2 => available(),
-            Kernel::Vnni => {
-                available()
-                    && is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx512bw")
-                    && is_x86_feature_detected!("avx512vnni")
-            }
+            Kernel::Avx2 => cpu.avx2_fma,
+            Kernel::Vnni => cpu.avx512_vnni,
         }
     }
 }
@@ -128,15 +111,10 @@ fn quantize(x: f32, inverse_scale: f32) -> i16 {
 
 impl PackedMatrix {
     /// Quantizes and packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]`
-    /// layout) and `bias` (`n` values, zeros when `None`) for [`Kernel::best`].
+    /// layout) and `bias` (`n` values, zeros when `None`), laid out for `kernel`.
     ///
     /// # Panics
     /// When the slices do not have those shapes or `k` exceeds [`MAX_K`].
-    pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
-        Self::for_kernel(Kernel::best(), weight, bias, k, n)
-    }
-
-    /// [`PackedMatrix::new`] laid out for `kernel`.
     pub fn for_kernel(
         kernel: Kernel,
         weight: &[f32],
@@ -182,7 +160,7 @@ impl PackedMatrix {
                 Weights::Quads { blocks, offsets }
             }
         };
-        let bias = super::packed::bias_or_zeros(bias, n);
+        let bias = super::vector_math::bias_or_zeros(bias, n);
         Self {
             k,
             n,
@@ -209,7 +187,7 @@ impl PackedMatrix {
     /// Rows are split across the rayon pool.
     ///
     /// # Panics
-    /// When the CPU lacks AVX2 (check [`available`] first) or `input` is not `m × k`.
+    /// When the CPU lacks AVX2 (see [`CpuFeatures`]) or `input` is not `m × k`.
     pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
         assert!(
             self.kernel().runs_here(),
@@ -263,7 +241,7 @@ impl PackedMatrix {
                 let a = &a[row * width..(row + rows) * width];
                 let scales = &row_scales[row..row + rows];
                 let out = &mut out[row * self.n..];
-                // SAFETY: `available()` was checked by `matmul`; the slices have the
+                // SAFETY: `CpuFeatures::get().avx2_fma` was checked by `matmul`; the slices have the
                 // lengths `kernel` asks for, which it asserts.
                 unsafe {
                     match rows {
@@ -720,11 +698,11 @@ mod vnni {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::random;
+    use crate::cpu::random;
 
     #[test]
     fn rows_quantize_as_each_value_does() {
-        if !available() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: this CPU has no AVX2");
             return;
         }
@@ -736,7 +714,7 @@ mod tests {
         row.extend([127.0, -126.5, 126.5, 0.49999997, -0.5, 2.5000002]);
         let (_, inverse) = symmetric_scale(127.0);
         let mut got = vec![0i16; row.len().div_ceil(2) * 2];
-        // SAFETY: `available()` holds.
+        // SAFETY: `CpuFeatures::get().avx2_fma` holds.
         let scale = unsafe { quantize_row(&row, &mut got) };
         assert_eq!(scale, 1.0);
         let want: Vec<i16> = row.iter().map(|&x| quantize(x, inverse)).collect();
@@ -765,7 +743,7 @@ mod tests {
     /// threads.
     #[test]
     fn products_equal_a_reference_on_quantized_values() {
-        if !available() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: this CPU has no AVX2");
             return;
         }
@@ -860,7 +838,7 @@ mod tests {
 
     #[test]
     fn non_finite_inputs_give_non_finite_rows() {
-        if !available() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: this CPU has no AVX2");
             return;
         }

@@ -10,17 +10,13 @@
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
+use super::CpuFeatures;
+
 /// Output columns per kernel call: two 16-lane registers.
 const COLUMNS: usize = 32;
 /// Rows per kernel call: 8 rows x 2 registers = 16 accumulators. With 12 rows (24
 /// accumulators) the compiler shuffles registers inside the loop and it runs slower.
 const ROWS: usize = 8;
-
-/// Whether this CPU has the instructions (checked at run time: the build targets any
-/// x86-64).
-pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
-}
 
 /// A `[k, n]` weight matrix (and bias) in bf16, laid out for the kernel: for each
 /// block of 32 output columns, for each pair of input rows, 32 `u32`s holding the
@@ -86,7 +82,7 @@ impl PackedMatrix {
                     }
                 }
             });
-        let bias = super::packed::bias_or_zeros(bias, n);
+        let bias = super::vector_math::bias_or_zeros(bias, n);
         Self { k, n, blocks, bias }
     }
 
@@ -99,10 +95,10 @@ impl PackedMatrix {
     /// Rows are split across the rayon pool.
     ///
     /// # Panics
-    /// When the CPU lacks AVX512-BF16 (check [`available`] first) or `input` is not
+    /// When the CPU lacks AVX512-BF16 (see [`CpuFeatures`]) or `input` is not
     /// `m × k`.
     pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
-        assert!(available(), "the CPU has no AVX512-BF16");
+        assert!(CpuFeatures::get().avx512_bf16, "the CPU has no AVX512-BF16");
         assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
         let pairs = self.pairs();
         // Inputs rounded to bf16, each row padded to whole pairs: row r's u32 number p
@@ -112,7 +108,7 @@ impl PackedMatrix {
             .par_chunks_mut(pairs)
             .zip(input.par_chunks(self.k))
             .for_each(|(out, row)| {
-                // SAFETY: `available()` was checked above.
+                // SAFETY: `CpuFeatures::get().avx512_bf16` was checked above.
                 unsafe { round_row(row, out) }
             });
         let mut output = vec![0f32; m * self.n];
@@ -143,7 +139,7 @@ impl PackedMatrix {
                 let rows = ROWS.min(m - row);
                 let a = &a[row * pairs..(row + rows) * pairs];
                 let out = &mut out[row * self.n..];
-                // SAFETY: `available()` was checked by `matmul`; the kernel reads
+                // SAFETY: `CpuFeatures::get().avx512_bf16` was checked by `matmul`; the kernel reads
                 // `rows × pairs` of `a`, `pairs × 32` of `b`, and writes `width`
                 // columns from `col` in `rows` rows of `out`, all within the slices
                 // (`out` has `rows` full rows of `n` from here).
@@ -278,7 +274,7 @@ unsafe fn kernel<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::random;
+    use crate::cpu::{random, reference};
 
     fn bf16(x: f32) -> f64 {
         f64::from(f32::from_bits(u32::from(bf16_bits(x)) << 16))
@@ -298,7 +294,7 @@ mod tests {
     /// with partial row and column blocks, odd widths, and rows split across threads.
     #[test]
     fn products_equal_a_reference_on_rounded_values() {
-        if !available() {
+        if !CpuFeatures::get().avx512_bf16 {
             eprintln!("skipped: this CPU has no AVX512-BF16");
             return;
         }
@@ -320,12 +316,10 @@ mod tests {
             let packed = PackedMatrix::new(&stored, Some(&bias), k, n);
             let got = packed.matmul(&a, m);
             assert_eq!(got.len(), m * n);
+            let reference = reference::matmul(&a, &w, &bias, (m, k, n), bf16);
             for r in 0..m {
                 for c in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|i| bf16(a[r * k + i]) * bf16(w[i * n + c]))
-                        .sum::<f64>()
-                        + f64::from(bias[c]);
+                    let want = reference[r * n + c];
                     let diff = (f64::from(got[r * n + c]) - want).abs();
                     assert!(
                         diff < 1e-4 * (k as f64).sqrt(),

@@ -15,6 +15,8 @@
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
+use super::CpuFeatures;
+
 /// Output columns per kernel call: two 8-lane registers.
 const COLUMNS: usize = 16;
 /// Rows per kernel call: 6 rows x 2 registers = 12 accumulators, which with the two
@@ -33,16 +35,10 @@ static ZEROS: [f32; DEPTH] = [0.0; DEPTH];
 /// Column blocks per AVX-512 kernel call: 6 rows x 4 registers = 24 accumulators.
 const WIDE_BLOCKS: usize = 4;
 
-/// Whether the CPU has AVX2 and FMA, which this kernel needs (checked at run time:
-/// the build targets any x86-64).
-pub(crate) fn supported() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-}
-
 /// Column blocks per kernel call on this CPU: [`WIDE_BLOCKS`] where it has AVX-512F
 /// (for [`wide_kernel`]), else 1 ([`kernel_on`]).
 fn blocks_per_call() -> usize {
-    if is_x86_feature_detected!("avx512f") {
+    if CpuFeatures::get().avx512f {
         WIDE_BLOCKS
     } else {
         1
@@ -86,7 +82,7 @@ impl PackedMatrix {
                     fill_panel(panel, &weight[col * k..(col + width) * k], k);
                 });
         }
-        let bias = super::packed::bias_or_zeros(bias, n);
+        let bias = super::vector_math::bias_or_zeros(bias, n);
         Self { k, n, blocks, bias }
     }
 
@@ -142,7 +138,7 @@ impl PackedMatrix {
         per_call: usize,
         gelu: bool,
     ) {
-        assert!(supported(), "the CPU has no AVX2 and FMA");
+        assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
         assert!(
             (1..=blocks_per_call()).contains(&per_call),
             "{per_call} blocks per call: the CPU has no AVX-512F"
@@ -187,7 +183,7 @@ impl PackedMatrix {
                 let last_row = part_start(part / column_parts + 1);
                 let first_block = part % column_parts * blocks_per_part;
                 let last_block = (first_block + blocks_per_part).min(blocks);
-                // SAFETY: `supported()` holds; the parts' (rows, column blocks) tile the
+                // SAFETY: `CpuFeatures::avx2_fma` holds; the parts' (rows, column blocks) tile the
                 // output without overlap, so each value has one writer; row `first_row`
                 // starts at `first_row * n` of `m * n` values.
                 unsafe {
@@ -216,7 +212,7 @@ impl PackedMatrix {
             let stored = block.to_vec();
             fill_panel(block, &stored, k);
         });
-        let bias = super::packed::bias_or_zeros(bias, n);
+        let bias = super::vector_math::bias_or_zeros(bias, n);
         Self {
             k,
             n,
@@ -626,7 +622,7 @@ fn attention_on(
     context: &mut Vec<f32>,
     per_call: usize,
 ) {
-    assert!(supported(), "the CPU has no AVX2 and FMA");
+    assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
     assert!(
         (1..=blocks_per_call()).contains(&per_call),
         "{per_call} blocks per call: the CPU has no AVX-512F"
@@ -679,7 +675,7 @@ fn attention_on(
             let rows = BAND.min(queries - band_start);
             let scores = &mut scores[..rows * len];
             let inverse_sums = &mut inverse_sums[..rows];
-            // SAFETY (both blocks): `supported()` holds (asserted above), and the products
+            // SAFETY (both blocks): `CpuFeatures::avx2_fma` holds (asserted above), and the products
             // assert that their inputs hold the rows they read. The first writes this
             // job's own scores, `rows` rows of `len` (the keys' columns); the second, and
             // the division, this job's head's columns of its own queries' rows of
@@ -736,7 +732,7 @@ pub fn first_token_context(
     heads: usize,
     context: &mut Vec<f32>,
 ) {
-    assert!(supported(), "the CPU has no AVX2 and FMA");
+    assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
     let width = qkv.k;
     let head_dim = width / heads.max(1);
     assert!(
@@ -774,7 +770,7 @@ pub fn first_token_context(
             let mut projected = vec![0f32; 3 * width];
             let column_blocks =
                 |first: usize, count: usize| first / COLUMNS..(first + count).div_ceil(COLUMNS);
-            // SAFETY (the three `unsafe` products): `supported()` holds; each reads rows
+            // SAFETY (the three `unsafe` products): `CpuFeatures::avx2_fma` holds; each reads rows
             // of the lengths it is given and writes only this task's own buffers, of the
             // sizes its output rows need (one row of `3 * width`, `len × heads`,
             // `heads × width`).
@@ -1091,7 +1087,7 @@ unsafe fn wide_kernel<const STEP: usize, const ROW: usize, const BLOCKS: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::random;
+    use crate::cpu::{random, reference};
 
     /// `w` (`[k, n]`) in the checkpoint's `[n, k]` layout, as `new` takes it.
     fn stored(w: &[f32], k: usize, n: usize) -> Vec<f32> {
@@ -1103,7 +1099,7 @@ mod tests {
     /// queries.
     #[test]
     fn attention_equals_an_f64_reference() {
-        if !supported() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: this CPU has no AVX2 and FMA");
             return;
         }
@@ -1119,38 +1115,15 @@ mod tests {
         let mut got = vec![f32::NAN; 2 * total * width];
         attention(&qkv, &lengths, heads, width, false, &mut got);
         assert_eq!(got.len(), total * width);
-        let at = |token: usize, part: usize, head: usize, dim: usize| {
-            f64::from(qkv[token * 3 * width + part * width + head * head_dim + dim])
-        };
-        let mut start = 0;
-        for &len in &lengths {
-            for head in 0..heads {
-                for query in start..start + len {
-                    let scores: Vec<f64> = (start..start + len)
-                        .map(|key| {
-                            (0..head_dim)
-                                .map(|d| at(query, 0, head, d) * at(key, 1, head, d))
-                                .sum::<f64>()
-                                / (head_dim as f64).sqrt()
-                        })
-                        .collect();
-                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                    let sum: f64 = weights.iter().sum();
-                    for d in 0..head_dim {
-                        let want: f64 = (start..start + len)
-                            .zip(&weights)
-                            .map(|(key, w)| w / sum * at(key, 2, head, d))
-                            .sum();
-                        let value = f64::from(got[query * width + head * head_dim + d]);
-                        assert!(
-                            (value - want).abs() < 1e-5,
-                            "input at {start}, head {head}, query {query}, dim {d}: {value} vs {want}"
-                        );
-                    }
-                }
-            }
-            start += len;
+        let want = reference::attention(&qkv, &lengths, heads, width);
+        for (i, (&value, &want)) in got.iter().zip(&want).enumerate() {
+            let (token, column) = (i / width, i % width);
+            assert!(
+                (f64::from(value) - want).abs() < 1e-5,
+                "token {token}, head {}, dim {}: {value} vs {want}",
+                column / head_dim,
+                column % head_dim
+            );
         }
         // Only the first tokens: the full context's rows, value for value.
         let mut first = vec![f32::NAN; 3];
@@ -1168,7 +1141,7 @@ mod tests {
     /// band of queries.
     #[test]
     fn folded_first_token_context_equals_attentions() {
-        if !supported() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: this CPU has no AVX2 and FMA");
             return;
         }
@@ -1202,7 +1175,7 @@ mod tests {
     /// partial ones and both; the slack after them left zero.
     #[test]
     fn six_rows_interleave_step_by_step() {
-        if !supported() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: this CPU has no AVX2 and FMA");
             return;
         }
@@ -1212,7 +1185,7 @@ mod tests {
                 .map(|_| (0..depth).map(|_| random(&mut seed)).collect())
                 .collect();
             let mut panel = vec![0f32; depth * ROWS + SLACK];
-            // SAFETY: `supported()` holds.
+            // SAFETY: `CpuFeatures::avx2_fma` holds.
             unsafe { interleave(std::array::from_fn(|r| &rows[r][..]), &mut panel) };
             for i in 0..depth {
                 for (r, row) in rows.iter().enumerate() {
@@ -1228,7 +1201,7 @@ mod tests {
     /// groups, rows split and columns split across 1 to 3 threads, and no inputs.
     #[test]
     fn gelu_products_equal_products_then_gelu() {
-        if !supported() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: this CPU has no AVX2 and FMA");
             return;
         }
@@ -1239,7 +1212,7 @@ mod tests {
             let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
             let packed = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n);
             let mut want = packed.matmul(&a, m);
-            super::super::vector_math::gelu_in_place(&mut want);
+            crate::cpu::vector_math::gelu_in_place(&mut want);
             for threads in [1, 2, 3] {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
@@ -1262,7 +1235,7 @@ mod tests {
     /// one partial block and of several.
     #[test]
     fn both_instruction_sets_give_the_same_bits() {
-        if !supported() || blocks_per_call() == 1 {
+        if !CpuFeatures::get().avx2_fma || blocks_per_call() == 1 {
             eprintln!("skipped: this CPU has no AVX-512F");
             return;
         }
@@ -1308,7 +1281,7 @@ mod tests {
     /// blocks, odd widths, empty dimensions, and rows split across threads.
     #[test]
     fn products_equal_an_f64_reference() {
-        if !supported() {
+        if !CpuFeatures::get().avx2_fma {
             eprintln!("skipped: this CPU has no AVX2 and FMA");
             return;
         }
@@ -1366,12 +1339,10 @@ mod tests {
                 pool.install(|| in_place.matmul_into(&a, m, &mut reused));
                 assert_eq!(reused, got, "[{m}x{k}x{n}] on {threads} threads");
             }
+            let reference = reference::matmul(&a, &w, &bias, (m, k, n), f64::from);
             for r in 0..m {
                 for c in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|i| f64::from(a[r * k + i]) * f64::from(w[i * n + c]))
-                        .sum::<f64>()
-                        + f64::from(bias[c]);
+                    let want = reference[r * n + c];
                     let diff = (f64::from(got[r * n + c]) - want).abs();
                     assert!(
                         diff < 1e-5 * (1.0 + (k as f64).sqrt()),

@@ -1,0 +1,133 @@
+//! Everything about running the encoder on the CPU with this crate's own kernels,
+//! apart from the model that calls them: the one probe of the CPU's features
+//! ([`CpuFeatures`]), the kernel chosen from them ([`Kernel`]), matrix products per
+//! precision with their per-ISA microkernels, the vector functions (softmax,
+//! LayerNorm, GELU) and the packed encoder that strings them together.
+//!
+//! ```text
+//! features      CpuFeatures: AVX2+FMA, AVX-512F, AVX512-BF16, AVX512-VNNI, probed once
+//! vector_math   softmax, add-and-LayerNorm, GELU, eight lanes at a time
+//! f32_gemm      f32 FMA products (AVX2 and AVX-512 microkernels) and attention
+//! bf16_gemm     bf16 dot products (AVX512-BF16)
+//! int8_gemm     int8 products (AVX2 vpmaddwd, AVX512-VNNI vpdpbusd)
+//! packed        one projection packed for the chosen kernel
+//! encoder       the encoder layers on packed projections, on plain f32 rows
+//! reference     plain-Rust f64 versions of the above: the kernels' tests' oracle
+//! ```
+//!
+//! Dependencies point one way: `encoder` -> `packed` -> the `*_gemm` kernels ->
+//! `vector_math` -> `features`. Nothing here knows burn; the model hands in plain
+//! f32 weights and rows.
+
+mod features;
+
+pub use features::CpuFeatures;
+
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) mod bf16_gemm;
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) mod encoder;
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) mod f32_gemm;
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) mod int8_gemm;
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+mod packed;
+#[cfg(test)]
+pub(crate) mod reference;
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+pub(crate) mod vector_math;
+
+use crate::Precision;
+
+/// One of this crate's packed CPU kernels: what the encoder's matrix products run on
+/// when a detector on a CPU backend uses them ([`crate::ExecutionPlan::PackedCpu`]).
+/// [`Kernel::select`] gives the one a precision runs on a CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// f32 FMAs on 8-lane registers (AVX2 and FMA).
+    F32Avx2,
+    /// f32 FMAs on 16-lane registers, four column blocks per call (AVX-512F).
+    F32Avx512,
+    /// bf16 weights, `vdpbf16ps` dot products summed in f32 (AVX512-BF16).
+    Bf16Avx512,
+    /// int8 weights and activations, `vpmaddwd` 16-bit multiply-adds (AVX2).
+    Int8Avx2,
+    /// int8 weights and activations, `vpdpbusd` byte dot products (AVX512-VNNI),
+    /// with results equal to [`Kernel::Int8Avx2`]'s bit for bit.
+    Int8Vnni,
+}
+
+impl Kernel {
+    /// Every kernel, in the order of [`Kernel::name`]'s table.
+    pub const ALL: [Kernel; 5] = [
+        Kernel::F32Avx2,
+        Kernel::F32Avx512,
+        Kernel::Bf16Avx512,
+        Kernel::Int8Avx2,
+        Kernel::Int8Vnni,
+    ];
+
+    /// The fastest kernel for `precision` on a CPU with `features`, or `None` where
+    /// none runs it: f16 has no kernel, and every kernel needs AVX2 and FMA.
+    ///
+    /// ```
+    /// use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+    /// use insecure_code_detector::Precision;
+    /// let avx2 = CpuFeatures { avx2_fma: true, ..CpuFeatures::NONE };
+    /// assert_eq!(Kernel::select(Precision::F32, avx2), Some(Kernel::F32Avx2));
+    /// assert_eq!(Kernel::select(Precision::Bf16, avx2), None);
+    /// assert_eq!(Kernel::select(Precision::Int8, CpuFeatures::NONE), None);
+    /// ```
+    pub fn select(precision: Precision, features: CpuFeatures) -> Option<Kernel> {
+        if !cfg!(all(target_arch = "x86_64", feature = "cpu-kernels")) || !features.avx2_fma {
+            return None;
+        }
+        match precision {
+            Precision::F32 | Precision::Tf32 if features.avx512f => Some(Kernel::F32Avx512),
+            Precision::F32 | Precision::Tf32 => Some(Kernel::F32Avx2),
+            Precision::Bf16 if features.avx512_bf16 => Some(Kernel::Bf16Avx512),
+            Precision::Bf16 | Precision::F16 => None,
+            Precision::Int8 if features.avx512_vnni => Some(Kernel::Int8Vnni),
+            Precision::Int8 => Some(Kernel::Int8Avx2),
+        }
+    }
+
+    /// The kernel's name in reports: `f32-avx2`, `f32-avx512`, `bf16-avx512`,
+    /// `int8-avx2` or `int8-vnni`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::F32Avx2 => "f32-avx2",
+            Kernel::F32Avx512 => "f32-avx512",
+            Kernel::Bf16Avx512 => "bf16-avx512",
+            Kernel::Int8Avx2 => "int8-avx2",
+            Kernel::Int8Vnni => "int8-vnni",
+        }
+    }
+
+    /// The instruction set it runs on: `AVX2+FMA`, `AVX-512F`, `AVX512-BF16` or
+    /// `AVX512-VNNI` (as [`CpuFeatures`]'s display names them).
+    pub fn isa(self) -> &'static str {
+        match self {
+            Kernel::F32Avx2 | Kernel::Int8Avx2 => "AVX2+FMA",
+            Kernel::F32Avx512 => "AVX-512F",
+            Kernel::Bf16Avx512 => "AVX512-BF16",
+            Kernel::Int8Vnni => "AVX512-VNNI",
+        }
+    }
+}
+
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A reproducible value in [-1, 1) from `seed` (xorshift64), for the kernels' tests.
+#[cfg(test)]
+pub(crate) fn random(seed: &mut u64) -> f32 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    (*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+}

@@ -1,0 +1,59 @@
+//! One projection packed for the kernel a detector runs: f32 weights for the FMA
+//! products ([`super::f32_gemm`]), bf16 weights for the bf16 dot-product instruction
+//! ([`super::bf16_gemm`]) or int8 weights for integer multiply-adds
+//! ([`super::int8_gemm`]).
+
+use super::{bf16_gemm, f32_gemm, int8_gemm, Kernel};
+
+/// One `[k, n]` projection (weight and bias) packed for a kernel.
+#[derive(Debug)]
+pub(crate) enum PackedMatrix {
+    F32(f32_gemm::PackedMatrix),
+    Bf16(bf16_gemm::PackedMatrix),
+    Int8(int8_gemm::PackedMatrix),
+}
+
+impl PackedMatrix {
+    /// Packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]` layout) and
+    /// `bias` for `kernel`, which [`Kernel::select`] chose for this CPU.
+    pub(crate) fn new(
+        kernel: Kernel,
+        weight: Vec<f32>,
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+    ) -> Self {
+        let int8 = |layout| {
+            Self::Int8(int8_gemm::PackedMatrix::for_kernel(
+                layout, &weight, bias, k, n,
+            ))
+        };
+        match kernel {
+            Kernel::F32Avx2 | Kernel::F32Avx512 => {
+                Self::F32(f32_gemm::PackedMatrix::from_vec(weight, bias, k, n))
+            }
+            Kernel::Bf16Avx512 => Self::Bf16(bf16_gemm::PackedMatrix::new(&weight, bias, k, n)),
+            Kernel::Int8Avx2 => int8(int8_gemm::Kernel::Avx2),
+            Kernel::Int8Vnni => int8(int8_gemm::Kernel::Vnni),
+        }
+    }
+
+    /// `input · weight + bias` for `input` `[m, k]` row-major into `output`, which
+    /// becomes `[m, n]` row-major. The f32 kernel writes into `output`'s memory; the
+    /// others replace it.
+    pub(crate) fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
+        match self {
+            Self::F32(matrix) => matrix.matmul_into(input, m, output),
+            Self::Bf16(matrix) => *output = matrix.matmul(input, m),
+            Self::Int8(matrix) => *output = matrix.matmul(input, m),
+        }
+    }
+
+    /// The matrix packed for the f32 kernel, if it is.
+    pub(crate) fn as_f32(&self) -> Option<&f32_gemm::PackedMatrix> {
+        match self {
+            Self::F32(matrix) => Some(matrix),
+            _ => None,
+        }
+    }
+}

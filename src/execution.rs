@@ -1,0 +1,145 @@
+//! How a detector runs the model: chosen once at load from the precision, the backend
+//! and the CPU, and stored, so that nothing is decided again at run time.
+
+use burn::tensor::DType;
+
+use crate::cpu::{CpuFeatures, Kernel};
+use crate::error::{Error, Result};
+use crate::{Backend, Precision};
+
+/// What a [`crate::Detector`] runs its encoder on ([`crate::Detector::execution`]).
+/// The embeddings and the classification head always run on the backend's tensors.
+///
+/// ```no_run
+/// # let detector = insecure_code_detector::Detector::from_pretrained("m")?;
+/// // "kernel f32-avx512 (AVX-512F)" on a CPU backend of an AVX-512 CPU,
+/// // "tensors bf16" on a GPU backend at bf16.
+/// println!("{} on {}", detector.execution(), detector.backend());
+/// # Ok::<(), insecure_code_detector::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionPlan {
+    /// burn's tensor operations on the backend, weights and activations in `dtype`.
+    Tensors {
+        /// The weights' and activations' dtype.
+        dtype: DType,
+    },
+    /// This crate's CPU `kernel` on projections packed for it at load, with the rest
+    /// of each layer (attention, LayerNorm, GELU) on plain f32 rows
+    /// ([`crate::cpu`]).
+    PackedCpu {
+        /// The kernel of the encoder's matrix products.
+        kernel: Kernel,
+    },
+}
+
+impl ExecutionPlan {
+    /// The plan for `precision` on `backend` (opened) on this CPU: the packed kernel
+    /// where one runs the precision on a CPU backend, else the backend's tensors.
+    pub(crate) fn choose(precision: Precision, backend: Backend) -> Result<Self> {
+        let kernel = if backend.is_cpu() {
+            Kernel::select(precision, CpuFeatures::get())
+        } else {
+            None
+        };
+        match (kernel, precision) {
+            (Some(kernel), _) => Ok(ExecutionPlan::PackedCpu { kernel }),
+            (None, Precision::Int8) => Err(Error::InvalidArgument {
+                argument: "precision",
+                message: format!(
+                    "int8 runs on the CPU backends (flex, ndarray) of a CPU with AVX2; \
+                     the {} backend here has no int8 products",
+                    backend.name()
+                ),
+            }),
+            (None, _) => Ok(ExecutionPlan::Tensors {
+                dtype: tensor_dtype(precision, backend),
+            }),
+        }
+    }
+
+    /// The dtype the weights load in: f32 for the packed kernels, which pack f32
+    /// weights for themselves.
+    pub fn dtype(self) -> DType {
+        match self {
+            ExecutionPlan::Tensors { dtype } => dtype,
+            ExecutionPlan::PackedCpu { .. } => DType::F32,
+        }
+    }
+
+    /// The packed CPU kernel, if the plan runs one.
+    pub fn kernel(self) -> Option<Kernel> {
+        match self {
+            ExecutionPlan::Tensors { .. } => None,
+            ExecutionPlan::PackedCpu { kernel } => Some(kernel),
+        }
+    }
+}
+
+impl std::fmt::Display for ExecutionPlan {
+    /// `tensors f32` (`f64`, `bf16`, `f16`), or `kernel f32-avx2 (AVX2+FMA)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecutionPlan::Tensors { dtype } => {
+                let name = match dtype {
+                    DType::F64 => "f64",
+                    DType::F32 => "f32",
+                    DType::BF16 => "bf16",
+                    DType::F16 => "f16",
+                    _ => "other",
+                };
+                write!(f, "tensors {name}")
+            }
+            ExecutionPlan::PackedCpu { kernel } => write!(f, "kernel {kernel} ({})", kernel.isa()),
+        }
+    }
+}
+
+/// The dtype of a plan on the backend's tensors: the precision's own, except that f32
+/// runs as f64 on CUDA ([`Precision::Tf32`] stays f32). burn's CUDA matrix product runs
+/// f32 inputs on the tensor cores as TF32 (10 mantissa bits) on every GPU that has
+/// them (Ampere and later), with no switch to keep f32 off them, and that moves a
+/// full-size model's logits past 1e-4 from transformers' (1.9e-4 on an H100); its f64
+/// products do not touch TF32.
+fn tensor_dtype(precision: Precision, backend: Backend) -> DType {
+    match precision {
+        Precision::F32 if backend == Backend::Cuda => DType::F64,
+        _ => precision.dtype(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_computes_in_f64_on_cuda_alone() {
+        use Backend::{Cuda, Flex, NdArray, Wgpu};
+        use Precision::{Bf16, Tf32, F16, F32};
+        let cases = [
+            (F32, Cuda, DType::F64),
+            (F32, Flex, DType::F32),
+            (F32, NdArray, DType::F32),
+            (F32, Wgpu, DType::F32),
+            (Tf32, Cuda, DType::F32),
+            (Tf32, Wgpu, DType::F32),
+            (Bf16, Cuda, DType::BF16),
+            (F16, Cuda, DType::F16),
+            (F16, NdArray, DType::F16),
+        ];
+        for (precision, backend, dtype) in cases {
+            assert_eq!(
+                tensor_dtype(precision, backend),
+                dtype,
+                "{precision:?} on {backend}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_packed_kernels_load_f32_weights() {
+        for kernel in Kernel::ALL {
+            assert_eq!(ExecutionPlan::PackedCpu { kernel }.dtype(), DType::F32);
+        }
+    }
+}
