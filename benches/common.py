@@ -11,8 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from transformers import RobertaConfig, RobertaForSequenceClassification
+try:
+    import torch
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+except ImportError:
+    # Only the PyTorch side needs them (side_by_side.py); ab.py, which times two builds
+    # of this library on an existing checkpoint, runs without them.
+    torch = RobertaConfig = RobertaForSequenceClassification = None
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTHS = [64, 128, 256, 512]
