@@ -170,12 +170,14 @@ def _load_library() -> ctypes.CDLL:
     )
 
 
-def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+def _signatures():
+    """Every C function's (argtypes, restype); tests/test_header.py checks them against
+    include/insecure_code_detector.h."""
     P = ctypes.POINTER
     status = ctypes.c_int
     err = P(ctypes.c_void_p)  # icd_error **
     handle = ctypes.c_void_p
-    signatures = {
+    return {
         "icd_version": ([], ctypes.c_char_p),
         "icd_backends": ([], ctypes.c_char_p),
         "icd_options_default": ([], _Options),
@@ -202,7 +204,10 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         "icd_error_message": ([ctypes.c_void_p], ctypes.c_char_p),
         "icd_error_free": ([ctypes.c_void_p], None),
     }
-    for name, (argtypes, restype) in signatures.items():
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    for name, (argtypes, restype) in _signatures().items():
         fn = getattr(lib, name)
         fn.argtypes = argtypes
         fn.restype = restype
