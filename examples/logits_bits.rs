@@ -39,7 +39,9 @@ fn bits(logits: &[f32]) -> Vec<String> {
 
 fn print(case: &str, result: insecure_code_detector::Result<Vec<Vec<f32>>>) {
     let line = match result {
-        Ok(rows) => json!({"case": case, "logits": rows.iter().map(|r| bits(r)).collect::<Vec<_>>()}),
+        Ok(rows) => {
+            json!({"case": case, "logits": rows.iter().map(|r| bits(r)).collect::<Vec<_>>()})
+        }
         Err(e) => json!({"case": case, "error": e.to_string()}),
     };
     println!("{line}");

@@ -224,9 +224,7 @@ pub unsafe extern "C" fn icd_detector_open(
                 other => {
                     return Err(Error::InvalidArgument {
                         argument: "options.preprocessing",
-                        message: format!(
-                            "is {other}, expected 0 (raw) or 1 (collapse whitespace)"
-                        ),
+                        message: format!("is {other}, expected 0 (raw) or 1 (collapse whitespace)"),
                     }
                     .into())
                 }
@@ -277,7 +275,9 @@ pub unsafe extern "C" fn icd_detector_free(detector: *mut icd_detector) {
         // Dropping burn tensors does not panic in practice; if it ever did, the
         // process must not unwind into C.
         // SAFETY: the handle came from `Box::into_raw` and is freed once (the contract).
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(detector) })));
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            drop(unsafe { Box::from_raw(detector) })
+        }));
     }
 }
 
@@ -632,7 +632,10 @@ fn check_slice<T>(ptr: *const T, len: usize, argument: &str) -> Result<(), Failu
         return Err(null_argument(argument));
     }
     if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
-        return Err(Failure::invalid(argument, format!("has an impossible length {len}")));
+        return Err(Failure::invalid(
+            argument,
+            format!("has an impossible length {len}"),
+        ));
     }
     Ok(())
 }
@@ -641,7 +644,11 @@ fn check_slice<T>(ptr: *const T, len: usize, argument: &str) -> Result<(), Failu
 ///
 /// # Safety
 /// As [`slice_arg`].
-unsafe fn bytes_arg<'a>(ptr: *const c_char, len: usize, argument: &str) -> Result<&'a [u8], Failure> {
+unsafe fn bytes_arg<'a>(
+    ptr: *const c_char,
+    len: usize,
+    argument: &str,
+) -> Result<&'a [u8], Failure> {
     // SAFETY: the contract, passed on.
     unsafe { slice_arg(ptr.cast::<u8>(), len, argument) }
 }

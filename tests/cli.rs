@@ -953,5 +953,8 @@ fn version_reports_the_cpu_and_what_each_precision_runs() {
         Some(kernel) => format!("f32 kernel {kernel}"),
         None => "f32 tensors".to_owned(),
     };
-    assert!(text.contains(&format!("cpu backends run: {f32}, ")), "{text}");
+    assert!(
+        text.contains(&format!("cpu backends run: {f32}, ")),
+        "{text}"
+    );
 }

@@ -299,7 +299,11 @@ fn the_execution_plan_is_this_cpus_kernel_or_the_backends_tensors() {
                         matches!(plan, ExecutionPlan::Tensors { .. }),
                         "{precision:?} on {backend}: {plan}"
                     );
-                    assert_eq!(plan.dtype(), precision.dtype(), "{precision:?} on {backend}");
+                    assert_eq!(
+                        plan.dtype(),
+                        precision.dtype(),
+                        "{precision:?} on {backend}"
+                    );
                     assert!(plan.to_string().starts_with("tensors "), "{plan}");
                 }
                 // int8 off the CPU kernels, or a dtype the backend lacks.

@@ -130,13 +130,7 @@ impl PackedEncoder {
     /// and LayerNorm, the GELU feed-forward block, residual and LayerNorm. With
     /// `first_only`, the output is only each input's first token (see
     /// [`PackedEncoder::forward`]).
-    fn layer(
-        &self,
-        layer: &PackedLayer,
-        a: &mut Activations,
-        lengths: &[usize],
-        first_only: bool,
-    ) {
+    fn layer(&self, layer: &PackedLayer, a: &mut Activations, lengths: &[usize], first_only: bool) {
         self.attend(layer, a, lengths, first_only);
         // From here on every step works on each row alone: with `first_only`, on the
         // first tokens' rows, the residual's included.
@@ -147,7 +141,9 @@ impl PackedEncoder {
         layer
             .attention_output
             .matmul_into(&a.context, rows, &mut a.attended);
-        layer.attention_norm.add_and_normalize(&mut a.attended, &a.hidden);
+        layer
+            .attention_norm
+            .add_and_normalize(&mut a.attended, &a.hidden);
         // Exact GELU, x·Φ(x) through erf, as transformers' "gelu": on the f32 kernel in
         // the product's own pass, each tile's values while still in cache.
         match layer.intermediate.as_f32() {
@@ -161,13 +157,21 @@ impl PackedEncoder {
         }
         // The layer's output goes where its input was, no longer needed.
         layer.output.matmul_into(&a.expanded, rows, &mut a.hidden);
-        layer.output_norm.add_and_normalize(&mut a.hidden, &a.attended);
+        layer
+            .output_norm
+            .add_and_normalize(&mut a.hidden, &a.attended);
     }
 
     /// The attention context (before the output projection) of the rows in
     /// `a.hidden` into `a.context`: `[total, width]`, or with `first_only` each
     /// input's first row alone, `[inputs, width]`.
-    fn attend(&self, layer: &PackedLayer, a: &mut Activations, lengths: &[usize], first_only: bool) {
+    fn attend(
+        &self,
+        layer: &PackedLayer,
+        a: &mut Activations,
+        lengths: &[usize],
+        first_only: bool,
+    ) {
         let rows = a.hidden.len() / self.width;
         match layer.query_key_value.as_f32() {
             // For the first tokens alone, f32 keys and values fold into the queries,
@@ -230,7 +234,13 @@ impl NormParameters {
             .zip(residual.par_chunks(width))
             .with_min_len(16)
             .for_each(|(row, residual)| {
-                vector_math::add_and_layer_norm(row, residual, &self.gamma, &self.beta, self.epsilon)
+                vector_math::add_and_layer_norm(
+                    row,
+                    residual,
+                    &self.gamma,
+                    &self.beta,
+                    self.epsilon,
+                )
             });
     }
 }

@@ -65,7 +65,9 @@ pub(crate) fn matmul(
     let mut out = Vec::with_capacity(m * n);
     for r in 0..m {
         for c in 0..n {
-            let sum: f64 = (0..k).map(|i| round(a[r * k + i]) * round(w[i * n + c])).sum();
+            let sum: f64 = (0..k)
+                .map(|i| round(a[r * k + i]) * round(w[i * n + c]))
+                .sum();
             out.push(sum + f64::from(bias[c]));
         }
     }
@@ -142,7 +144,13 @@ mod tests {
     #[test]
     fn matmul_and_attention_on_small_cases() {
         // [[1, 2]] · [[1, 0, 1], [0, 1, 1]] + [0, 0, 10]
-        let out = matmul(&[1.0, 2.0], &[1.0, 0.0, 1.0, 0.0, 1.0, 1.0], &[0.0, 0.0, 10.0], (1, 2, 3), f64::from);
+        let out = matmul(
+            &[1.0, 2.0],
+            &[1.0, 0.0, 1.0, 0.0, 1.0, 1.0],
+            &[0.0, 0.0, 10.0],
+            (1, 2, 3),
+            f64::from,
+        );
         assert_eq!(out, vec![1.0, 2.0, 13.0]);
         // One token attends to itself alone: its context is its value.
         let qkv = [0.5, -1.0, 0.25, 2.0, 3.0, -4.0];

@@ -5,9 +5,9 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
+use crate::config::RobertaConfig;
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
 use crate::cpu::encoder::{LayerWeights, NormParameters, Projection};
-use crate::config::RobertaConfig;
 
 pub(crate) fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear {
     LinearConfig::new(d_input, d_output)
@@ -281,7 +281,6 @@ impl EncoderLayer {
         on_row_parts((context, hidden), row_parts, rows)
     }
 }
-
 
 /// `f` on the whole of `(a, b)` (`[1, total, _]` each), or on `parts` slices of their
 /// tokens run in parallel, joined back in order.

@@ -7,11 +7,11 @@ mod classifier;
 mod embeddings;
 mod encoder;
 
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use classifier::ClassificationHead;
 pub use embeddings::{position_ids, RobertaEmbeddings};
 pub use encoder::{EncoderLayer, ProjectionLayout, SelfAttention};
-use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::RobertaConfig;
 
@@ -70,7 +70,10 @@ impl RobertaClassifier {
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     pub(crate) fn pack(&mut self, kernel: crate::cpu::Kernel) {
         let [width] = self.embeddings.layer_norm.gamma.dims();
-        let heads = self.layers.first().map_or(1, |layer| layer.attention.heads());
+        let heads = self
+            .layers
+            .first()
+            .map_or(1, |layer| layer.attention.heads());
         let layers = self.layers.iter_mut().map(EncoderLayer::take_weights);
         let encoder = crate::cpu::encoder::PackedEncoder::new(kernel, width, heads, layers);
         self.packed = Some(std::sync::Arc::new(encoder));
