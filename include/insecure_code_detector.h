@@ -53,6 +53,32 @@ typedef enum icd_status {
   ICD_ERR_PANIC = 10,
 } icd_status;
 
+// The values of `icd_options.precision`.
+typedef enum icd_precision {
+  // f32 throughout; logits equal transformers' within 1e-4.
+  ICD_PRECISION_F32 = 0,
+  // bf16 matrix products, faster on CPUs with AVX512-BF16; probabilities within
+  // about 1e-2 of f32.
+  ICD_PRECISION_BF16 = 1,
+  // f16 weights and activations; probabilities within about 1e-2 of f32.
+  ICD_PRECISION_F16 = 2,
+  // int8 matrix products on CPU backends with AVX2, the fastest mode there;
+  // probabilities within a few 1e-2 of f32.
+  ICD_PRECISION_INT8 = 3,
+  // TF32 tensor-core products on the cuda backend (logits about 2e-4 off); f32
+  // elsewhere.
+  ICD_PRECISION_TF32 = 4,
+} icd_precision;
+
+// The values of `icd_options.preprocessing`.
+typedef enum icd_preprocessing {
+  // The text as given (the model card's usage).
+  ICD_PREPROCESSING_RAW = 0,
+  // Whitespace runs collapsed to one space, as CodeXGLUE does
+  // (`' '.join(code.split())`).
+  ICD_PREPROCESSING_COLLAPSE_WHITESPACE = 1,
+} icd_preprocessing;
+
 // Opaque: a loaded classifier. Made by `icd_detector_open`, released by
 // `icd_detector_free`.
 typedef struct icd_detector icd_detector;
@@ -66,15 +92,9 @@ typedef struct icd_options {
   uint32_t max_tokens;
   // Inputs per model call in `icd_detector_predict_batch`; 0 means 8.
   uint32_t batch_size;
-  // 0: the text as given (the model card's usage). 1: whitespace collapsed as
-  // CodeXGLUE does (`' '.join(code.split())`).
+  // An `icd_preprocessing` value; 0 (`ICD_PREPROCESSING_RAW`) by default.
   uint32_t preprocessing;
-  // 0: f32 (logits equal transformers'). 1: bf16 matrix products, faster on CPUs
-  // with AVX512-BF16, probabilities within about 1e-2 of f32. 2: f16. 3: int8
-  // matrix products (CPU backends with AVX2), the fastest mode there,
-  // probabilities within a few 1e-2 of f32. 4: tf32, the tensor cores' TF32
-  // products on the cuda backend (logits about 2e-4 from transformers'), f32
-  // elsewhere.
+  // An `icd_precision` value; 0 (`ICD_PRECISION_F32`) by default.
   uint32_t precision;
 } icd_options;
 

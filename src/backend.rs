@@ -207,22 +207,28 @@ impl fmt::Display for Backend {
 impl FromStr for Backend {
     type Err = Error;
 
-    /// Parses `auto`, `flex`, `ndarray`, `wgpu` or `cuda` (any case).
+    /// Parses a [`Backend::name`] (any case): `auto`, `flex`, `ndarray`, `wgpu` or
+    /// `cuda`.
     fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Backend::Auto),
-            "flex" => Ok(Backend::Flex),
-            "ndarray" => Ok(Backend::NdArray),
-            "wgpu" => Ok(Backend::Wgpu),
-            "cuda" => Ok(Backend::Cuda),
-            _ => Err(Error::InvalidArgument {
+        // The names' order in the message: `auto`, then as the variants are declared.
+        let every = [
+            Backend::Auto,
+            Backend::Flex,
+            Backend::NdArray,
+            Backend::Wgpu,
+            Backend::Cuda,
+        ];
+        every
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::InvalidArgument {
                 argument: "backend",
                 message: format!(
-                    "unknown backend {s:?}; expected one of auto, flex, ndarray, wgpu, cuda (compiled in: {})",
+                    "unknown backend {s:?}; expected one of {} (compiled in: {})",
+                    every.map(Backend::name).join(", "),
                     compiled_names()
                 ),
-            }),
-        }
+            })
     }
 }
 

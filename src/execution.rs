@@ -1,5 +1,7 @@
 //! How a detector runs the model: chosen once at load from the precision, the backend
-//! and the CPU, and stored, so that nothing is decided again at run time.
+//! and the CPU, and stored, so that nothing is decided again at run time; and the
+//! seam through which the model's one forward pass runs each operation of an encoder
+//! layer on what the plan chose ([`LayerOps`]).
 
 use burn::tensor::DType;
 
@@ -34,9 +36,19 @@ pub enum ExecutionPlan {
 }
 
 impl ExecutionPlan {
-    /// The plan for `precision` on `backend` (opened) on this CPU: the packed kernel
-    /// where one runs the precision on a CPU backend, else the backend's tensors.
-    pub(crate) fn choose(precision: Precision, backend: Backend) -> Result<Self> {
+    /// The plan for `precision` on `backend` on this CPU: the packed kernel where one
+    /// runs the precision on a CPU backend, else the backend's tensors; an error for a
+    /// combination that cannot run (int8 without a kernel). A detector chooses its plan
+    /// this way at load.
+    ///
+    /// ```
+    /// use insecure_code_detector::{Backend, ExecutionPlan, Precision};
+    /// let plan = ExecutionPlan::choose(Precision::F16, Backend::Wgpu)?;
+    /// assert_eq!(plan.to_string(), "tensors f16");
+    /// assert!(ExecutionPlan::choose(Precision::Int8, Backend::Wgpu).is_err());
+    /// # Ok::<(), insecure_code_detector::Error>(())
+    /// ```
+    pub fn choose(precision: Precision, backend: Backend) -> Result<Self> {
         let kernel = if backend.is_cpu() {
             Kernel::select(precision, CpuFeatures::get())
         } else {
@@ -92,6 +104,94 @@ impl std::fmt::Display for ExecutionPlan {
             }
             ExecutionPlan::PackedCpu { kernel } => write!(f, "kernel {kernel} ({})", kernel.isa()),
         }
+    }
+}
+
+/// The operations of one post-LayerNorm encoder layer (transformers' `RobertaLayer`),
+/// as an execution plan runs them: the seam between the model and the plan. The
+/// model's forward pass (`model::encode`) calls each once per layer, in order; burn's
+/// tensors fill it (`model::encoder::TensorLayer`), and so do the packed CPU kernels
+/// (`cpu::encoder::PackedLayer`, below).
+///
+/// Every operation works on a batch's rows laid end to end (`lengths` rows per input,
+/// see `ragged`) and writes into a buffer the caller keeps from layer to layer, so
+/// that a plan on plain memory allocates, and first touches, each buffer once per pass.
+pub(crate) trait LayerOps {
+    /// A batch's rows between the operations.
+    type Rows: Default;
+
+    /// Self-attention (`RobertaSelfAttention`): the query, key and value projections
+    /// of `hidden` into `qkv`, and the attention context of every row into `context`,
+    /// each input attending only to its own rows. With `first_only`, only each
+    /// input's first row's context, from every row's keys and values (and a plan may
+    /// skip `qkv` where it folds the keys and values into that row's query).
+    fn self_attention(
+        &self,
+        hidden: &Self::Rows,
+        lengths: &[usize],
+        first_only: bool,
+        qkv: &mut Self::Rows,
+        context: &mut Self::Rows,
+    );
+
+    /// Each input's first row of `rows`, in place of all of them.
+    fn first_rows(rows: &mut Self::Rows, lengths: &[usize]);
+
+    /// `attention.output.dense` of the context.
+    fn attention_output(&self, context: &Self::Rows, out: &mut Self::Rows);
+
+    /// `attention.output.LayerNorm(rows + residual)`, in place.
+    fn attention_norm(&self, rows: &mut Self::Rows, residual: &Self::Rows);
+
+    /// `intermediate`: its dense projection and exact GELU.
+    fn intermediate(&self, rows: &Self::Rows, out: &mut Self::Rows);
+
+    /// `output.dense`.
+    fn output(&self, rows: &Self::Rows, out: &mut Self::Rows);
+
+    /// `output.LayerNorm(rows + residual)`, in place.
+    fn output_norm(&self, rows: &mut Self::Rows, residual: &Self::Rows);
+}
+
+/// The packed CPU kernels' layer: each operation one pass over plain f32 rows.
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+impl LayerOps for crate::cpu::encoder::PackedLayer {
+    type Rows = Vec<f32>;
+
+    fn self_attention(
+        &self,
+        hidden: &Vec<f32>,
+        lengths: &[usize],
+        first_only: bool,
+        qkv: &mut Vec<f32>,
+        context: &mut Vec<f32>,
+    ) {
+        self.attend(hidden, lengths, first_only, qkv, context);
+    }
+
+    fn first_rows(rows: &mut Vec<f32>, lengths: &[usize]) {
+        let width = rows.len() / lengths.iter().sum::<usize>().max(1);
+        *rows = crate::cpu::encoder::first_rows(rows, lengths, width);
+    }
+
+    fn attention_output(&self, context: &Vec<f32>, out: &mut Vec<f32>) {
+        self.project_attention_output(context, out);
+    }
+
+    fn attention_norm(&self, rows: &mut Vec<f32>, residual: &Vec<f32>) {
+        self.attention_norm.add_and_normalize(rows, residual);
+    }
+
+    fn intermediate(&self, rows: &Vec<f32>, out: &mut Vec<f32>) {
+        self.expand(rows, out);
+    }
+
+    fn output(&self, rows: &Vec<f32>, out: &mut Vec<f32>) {
+        self.project_output(rows, out);
+    }
+
+    fn output_norm(&self, rows: &mut Vec<f32>, residual: &Vec<f32>) {
+        self.output_norm.add_and_normalize(rows, residual);
     }
 }
 

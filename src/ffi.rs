@@ -60,6 +60,55 @@ pub enum icd_status {
     ICD_ERR_PANIC = 10,
 }
 
+impl icd_status {
+    /// Every status, in the order of their numbers.
+    const ALL: [icd_status; 11] = [
+        icd_status::ICD_OK,
+        icd_status::ICD_ERR_NULL_ARGUMENT,
+        icd_status::ICD_ERR_INVALID_UTF8,
+        icd_status::ICD_ERR_INVALID_ARGUMENT,
+        icd_status::ICD_ERR_IO,
+        icd_status::ICD_ERR_CONFIG,
+        icd_status::ICD_ERR_TOKENIZER,
+        icd_status::ICD_ERR_WEIGHTS,
+        icd_status::ICD_ERR_BACKEND_UNAVAILABLE,
+        icd_status::ICD_ERR_INFERENCE,
+        icd_status::ICD_ERR_PANIC,
+    ];
+}
+
+/// The values of `icd_options.precision`.
+// The Rust `Precision`'s numbers and names: `tests::the_c_option_enums_are_the_rust_tables`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum icd_precision {
+    /// f32 throughout; logits equal transformers' within 1e-4.
+    ICD_PRECISION_F32 = 0,
+    /// bf16 matrix products, faster on CPUs with AVX512-BF16; probabilities within
+    /// about 1e-2 of f32.
+    ICD_PRECISION_BF16 = 1,
+    /// f16 weights and activations; probabilities within about 1e-2 of f32.
+    ICD_PRECISION_F16 = 2,
+    /// int8 matrix products on CPU backends with AVX2, the fastest mode there;
+    /// probabilities within a few 1e-2 of f32.
+    ICD_PRECISION_INT8 = 3,
+    /// TF32 tensor-core products on the cuda backend (logits about 2e-4 off); f32
+    /// elsewhere.
+    ICD_PRECISION_TF32 = 4,
+}
+
+/// The values of `icd_options.preprocessing`.
+// The Rust `Preprocessing`'s numbers and names, checked as `icd_precision`'s are.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum icd_preprocessing {
+    /// The text as given (the model card's usage).
+    ICD_PREPROCESSING_RAW = 0,
+    /// Whitespace runs collapsed to one space, as CodeXGLUE does
+    /// (`' '.join(code.split())`).
+    ICD_PREPROCESSING_COLLAPSE_WHITESPACE = 1,
+}
+
 /// Opaque: a loaded classifier. Made by `icd_detector_open`, released by
 /// `icd_detector_free`.
 pub struct icd_detector {
@@ -94,15 +143,9 @@ pub struct icd_options {
     pub max_tokens: u32,
     /// Inputs per model call in `icd_detector_predict_batch`; 0 means 8.
     pub batch_size: u32,
-    /// 0: the text as given (the model card's usage). 1: whitespace collapsed as
-    /// CodeXGLUE does (`' '.join(code.split())`).
+    /// An `icd_preprocessing` value; 0 (`ICD_PREPROCESSING_RAW`) by default.
     pub preprocessing: u32,
-    /// 0: f32 (logits equal transformers'). 1: bf16 matrix products, faster on CPUs
-    /// with AVX512-BF16, probabilities within about 1e-2 of f32. 2: f16. 3: int8
-    /// matrix products (CPU backends with AVX2), the fastest mode there,
-    /// probabilities within a few 1e-2 of f32. 4: tf32, the tensor cores' TF32
-    /// products on the cuda backend (logits about 2e-4 from transformers'), f32
-    /// elsewhere.
+    /// An `icd_precision` value; 0 (`ICD_PRECISION_F32`) by default.
     pub precision: u32,
 }
 
@@ -149,8 +192,22 @@ pub extern "C" fn icd_options_default() -> icd_options {
     icd_options {
         max_tokens: 0,
         batch_size: 0,
-        preprocessing: 0,
-        precision: 0,
+        preprocessing: icd_preprocessing::ICD_PREPROCESSING_RAW as u32,
+        precision: icd_precision::ICD_PRECISION_F32 as u32,
+    }
+}
+
+/// `0 (f32), 1 (bf16), ...` in the order of the numbers.
+fn choices<const N: usize>(mut table: [(u32, &str); N]) -> String {
+    table.sort();
+    let named: Vec<String> = table
+        .iter()
+        .map(|(n, name)| format!("{n} ({name})"))
+        .collect();
+    match named.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 
@@ -158,21 +215,17 @@ pub extern "C" fn icd_options_default() -> icd_options {
 /// "ICD_UNKNOWN_STATUS" for a value that is none of them.
 #[no_mangle]
 pub extern "C" fn icd_status_name(status: u32) -> *const c_char {
-    let name: &CStr = match status {
-        0 => c"ICD_OK",
-        1 => c"ICD_ERR_NULL_ARGUMENT",
-        2 => c"ICD_ERR_INVALID_UTF8",
-        3 => c"ICD_ERR_INVALID_ARGUMENT",
-        4 => c"ICD_ERR_IO",
-        5 => c"ICD_ERR_CONFIG",
-        6 => c"ICD_ERR_TOKENIZER",
-        7 => c"ICD_ERR_WEIGHTS",
-        8 => c"ICD_ERR_BACKEND_UNAVAILABLE",
-        9 => c"ICD_ERR_INFERENCE",
-        10 => c"ICD_ERR_PANIC",
-        _ => c"ICD_UNKNOWN_STATUS",
-    };
-    name.as_ptr()
+    // The enum's own variant names, made once.
+    static NAMES: once_cell::sync::Lazy<Vec<CString>> = once_cell::sync::Lazy::new(|| {
+        icd_status::ALL
+            .iter()
+            .map(|s| CString::new(format!("{s:?}")).expect("variant names have no NUL"))
+            .collect()
+    });
+    match icd_status::ALL.iter().position(|&s| s as u32 == status) {
+        Some(index) => NAMES[index].as_ptr(),
+        None => c"ICD_UNKNOWN_STATUS".as_ptr(),
+    }
 }
 
 /// Loads a checkpoint directory.
@@ -197,70 +250,67 @@ pub unsafe extern "C" fn icd_detector_open(
     detector_out: *mut *mut icd_detector,
     error_out: *mut *mut icd_error,
 ) -> icd_status {
-    // SAFETY: the caller's contract above, for each argument.
-    unsafe {
-        guard(error_out, || {
-            let detector_out = out_arg(detector_out, "detector_out")?;
-            let dir = path_arg(model_dir, model_dir_len, "model_dir")?;
-            let options = if options.is_null() {
-                icd_options_default()
-            } else {
-                *ref_arg(options, "options")?
-            };
-            let mut builder = Detector::builder(dir);
-            if !backend.is_null() || backend_len != 0 {
-                let name = str_arg(backend, backend_len, "backend")?;
-                builder = builder.backend(name.parse()?);
+    let body = || -> Result<(), Failure> {
+        let detector_out = out_arg(detector_out, "detector_out")?;
+        // SAFETY: NULL or `model_dir_len` readable bytes (the contract).
+        let dir = unsafe { path_arg(model_dir, model_dir_len, "model_dir") }?;
+        let options = if options.is_null() {
+            icd_options_default()
+        } else {
+            // SAFETY: a valid `icd_options` (the contract).
+            *unsafe { ref_arg(options, "options") }?
+        };
+        let mut builder = Detector::builder(dir);
+        if !backend.is_null() || backend_len != 0 {
+            // SAFETY: NULL or `backend_len` readable bytes (the contract).
+            let name = unsafe { str_arg(backend, backend_len, "backend") }?;
+            builder = builder.backend(name.parse()?);
+        }
+        if options.max_tokens != 0 {
+            builder = builder.max_tokens(options.max_tokens as usize);
+        }
+        if options.batch_size != 0 {
+            builder = builder.batch_size(options.batch_size as usize);
+        }
+        let preprocessing = Preprocessing::from_code(options.preprocessing).ok_or_else(|| {
+            Error::InvalidArgument {
+                argument: "options.preprocessing",
+                message: format!(
+                    "is {}, expected {}",
+                    options.preprocessing,
+                    choices(Preprocessing::ALL.map(|p| (p.code(), p.name())))
+                ),
             }
-            if options.max_tokens != 0 {
-                builder = builder.max_tokens(options.max_tokens as usize);
-            }
-            if options.batch_size != 0 {
-                builder = builder.batch_size(options.batch_size as usize);
-            }
-            builder = builder.preprocessing(match options.preprocessing {
-                0 => Preprocessing::Raw,
-                1 => Preprocessing::CollapseWhitespace,
-                other => {
-                    return Err(Error::InvalidArgument {
-                        argument: "options.preprocessing",
-                        message: format!("is {other}, expected 0 (raw) or 1 (collapse whitespace)"),
-                    }
-                    .into())
-                }
-            });
-            builder = builder.precision(match options.precision {
-                0 => Precision::F32,
-                1 => Precision::Bf16,
-                2 => Precision::F16,
-                3 => Precision::Int8,
-                4 => Precision::Tf32,
-                other => {
-                    return Err(Error::InvalidArgument {
-                        argument: "options.precision",
-                        message: format!(
-                            "is {other}, expected 0 (f32), 1 (bf16), 2 (f16), 3 (int8) or 4 (tf32)"
-                        ),
-                    }
-                    .into())
-                }
-            });
-            let detector = builder.build()?;
-            let label_names = detector
-                .labels()
-                .iter()
-                .map(|name| CString::new(name.replace('\0', "\u{fffd}")).expect("NULs replaced"))
-                .collect();
-            let execution =
-                CString::new(detector.execution().to_string()).expect("plan names have no NUL");
-            detector_out.write(Box::into_raw(Box::new(icd_detector {
-                detector,
-                label_names,
-                execution,
-            })));
-            Ok(())
-        })
-    }
+        })?;
+        let precision =
+            Precision::from_code(options.precision).ok_or_else(|| Error::InvalidArgument {
+                argument: "options.precision",
+                message: format!(
+                    "is {}, expected {}",
+                    options.precision,
+                    choices(Precision::ALL.map(|p| (p.code(), p.name())))
+                ),
+            })?;
+        builder = builder.preprocessing(preprocessing).precision(precision);
+        let detector = builder.build()?;
+        let label_names = detector
+            .labels()
+            .iter()
+            .map(|name| CString::new(name.replace('\0', "\u{fffd}")).expect("NULs replaced"))
+            .collect();
+        let execution =
+            CString::new(detector.execution().to_string()).expect("plan names have no NUL");
+        let handle = Box::into_raw(Box::new(icd_detector {
+            detector,
+            label_names,
+            execution,
+        }));
+        // SAFETY: not NULL (checked) and writable (the contract).
+        unsafe { detector_out.write(handle) };
+        Ok(())
+    };
+    // SAFETY: `error_out` is NULL or writable (the contract).
+    unsafe { guard(error_out, body) }
 }
 
 /// Releases a detector. NULL is ignored. The handle must not be used afterwards, nor
@@ -316,25 +366,29 @@ pub unsafe extern "C" fn icd_detector_label_name(
     name_len_out: *mut usize,
     error_out: *mut *mut icd_error,
 ) -> icd_status {
-    // SAFETY: the caller's contract above, for each argument.
-    unsafe {
-        guard(error_out, || {
-            let d = ref_arg(detector, "detector")?;
-            let name_out = out_arg(name_out, "name_out")?;
-            let name = d
-                .label_names
-                .get(index)
-                .ok_or_else(|| Error::InvalidArgument {
-                    argument: "index",
-                    message: format!("is {index}, the model has {} labels", d.label_names.len()),
-                })?;
+    let body = || -> Result<(), Failure> {
+        // SAFETY: NULL or a live handle (the contract).
+        let d = unsafe { ref_arg(detector, "detector") }?;
+        let name_out = out_arg(name_out, "name_out")?;
+        let name = d
+            .label_names
+            .get(index)
+            .ok_or_else(|| Error::InvalidArgument {
+                argument: "index",
+                message: format!("is {index}, the model has {} labels", d.label_names.len()),
+            })?;
+        // SAFETY: not NULL (checked) and writable (the contract), as is
+        // `name_len_out` where it is not NULL.
+        unsafe {
             name_out.write(name.as_ptr());
             if !name_len_out.is_null() {
                 name_len_out.write(name.as_bytes().len());
             }
-            Ok(())
-        })
-    }
+        }
+        Ok(())
+    };
+    // SAFETY: `error_out` is NULL or writable (the contract).
+    unsafe { guard(error_out, body) }
 }
 
 /// The name of the backend the detector runs on ("flex", ...): static, NUL-terminated.
@@ -425,52 +479,61 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
     logits_capacity: usize,
     error_out: *mut *mut icd_error,
 ) -> icd_status {
-    // SAFETY: the caller's contract above, for each argument.
-    unsafe {
-        guard(error_out, || {
-            let d = ref_arg(detector, "detector")?;
-            if count == 0 {
-                return Ok(());
-            }
-            let inputs = slice_arg(codes, count, "codes")?;
-            // Checked as the arrays they must be, though only written at the end.
-            check_slice(predictions_out, count, "predictions_out")?;
-            let labels = d.label_names.len();
-            let wanted = count.saturating_mul(labels);
-            if !logits_out.is_null() {
-                if logits_capacity < wanted {
-                    return Err(Error::InvalidArgument {
-                        argument: "logits_capacity",
-                        message: format!(
-                            "is {logits_capacity}, {count} predictions of {labels} logits need {wanted}"
-                        ),
-                    }
-                    .into());
+    let body = || -> Result<(), Failure> {
+        // SAFETY: NULL or a live handle (the contract).
+        let d = unsafe { ref_arg(detector, "detector") }?;
+        if count == 0 {
+            return Ok(());
+        }
+        // SAFETY: NULL or `count` readable `icd_str`s (the contract).
+        let inputs = unsafe { slice_arg(codes, count, "codes") }?;
+        // Checked as the arrays they must be, though only written at the end.
+        check_slice(predictions_out, count, "predictions_out")?;
+        let labels = d.label_names.len();
+        let wanted = count.saturating_mul(labels);
+        if !logits_out.is_null() {
+            if logits_capacity < wanted {
+                return Err(Error::InvalidArgument {
+                    argument: "logits_capacity",
+                    message: format!(
+                        "is {logits_capacity}, {count} predictions of {labels} logits need {wanted}"
+                    ),
                 }
-                check_slice(logits_out, wanted, "logits_out")?;
+                .into());
             }
-            let texts = inputs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| str_arg(s.ptr, s.len, &format!("codes[{i}]")))
-                .collect::<Result<Vec<&str>, Failure>>()?;
-            let predictions = d.detector.predict_batch(&texts)?;
-            // Written through the pointers, never read: the caller's arrays may be
-            // uninitialized.
-            for (i, p) in predictions.iter().enumerate() {
-                predictions_out.add(i).write(icd_prediction {
-                    label: p.label as u32,
-                    insecure_probability: p.insecure_probability,
-                    tokens: p.tokens as u32,
-                    truncated: p.truncated,
-                });
+            check_slice(logits_out, wanted, "logits_out")?;
+        }
+        let texts = inputs
+            .iter()
+            .enumerate()
+            // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
+            .map(|(i, s)| unsafe { str_arg(s.ptr, s.len, &format!("codes[{i}]")) })
+            .collect::<Result<Vec<&str>, Failure>>()?;
+        let predictions = d.detector.predict_batch(&texts)?;
+        // Written through the pointers, never read: the caller's arrays may be
+        // uninitialized.
+        for (i, p) in predictions.iter().enumerate() {
+            let prediction = icd_prediction {
+                label: p.label as u32,
+                insecure_probability: p.insecure_probability,
+                tokens: p.tokens as u32,
+                truncated: p.truncated,
+            };
+            // SAFETY: `predictions_out` holds `count` writable predictions and
+            // `logits_out`, where not NULL, `count * labels` writable floats (the
+            // contract; both checked as arrays above), and `i < count`.
+            unsafe {
+                predictions_out.add(i).write(prediction);
                 if !logits_out.is_null() {
-                    ptr::copy_nonoverlapping(p.logits.as_ptr(), logits_out.add(i * labels), labels);
+                    let row = logits_out.add(i * labels);
+                    ptr::copy_nonoverlapping(p.logits.as_ptr(), row, labels);
                 }
             }
-            Ok(())
-        })
-    }
+        }
+        Ok(())
+    };
+    // SAFETY: `error_out` is NULL or writable (the contract).
+    unsafe { guard(error_out, body) }
 }
 
 /// The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.
@@ -689,5 +752,59 @@ unsafe fn path_arg(ptr: *const c_char, len: usize, argument: &str) -> Result<Pat
                 status: icd_status::ICD_ERR_INVALID_UTF8,
                 message: format!("argument `{argument}` is not valid UTF-8: {e}"),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header's option enums are the Rust tables: the same numbers, and each
+    /// variant named after its `name()`.
+    #[test]
+    fn the_c_option_enums_are_the_rust_tables() {
+        use icd_precision::*;
+        use icd_preprocessing::*;
+        let precisions = [
+            ICD_PRECISION_F32,
+            ICD_PRECISION_BF16,
+            ICD_PRECISION_F16,
+            ICD_PRECISION_INT8,
+            ICD_PRECISION_TF32,
+        ];
+        assert_eq!(precisions.len(), Precision::ALL.len());
+        for c in precisions {
+            let p = Precision::from_code(c as u32).expect("a Rust precision");
+            assert_eq!(
+                format!("{c:?}"),
+                format!("ICD_PRECISION_{}", p.name().to_uppercase())
+            );
+        }
+        let preprocessings = [ICD_PREPROCESSING_RAW, ICD_PREPROCESSING_COLLAPSE_WHITESPACE];
+        assert_eq!(preprocessings.len(), Preprocessing::ALL.len());
+        for c in preprocessings {
+            let p = Preprocessing::from_code(c as u32).expect("a Rust preprocessing");
+            assert_eq!(
+                format!("{c:?}"),
+                format!("ICD_PREPROCESSING_{}", p.name().to_uppercase())
+            );
+        }
+    }
+
+    #[test]
+    fn every_status_is_named_after_its_variant() {
+        for (number, status) in icd_status::ALL.iter().enumerate() {
+            assert_eq!(*status as usize, number);
+            // SAFETY: icd_status_name returns a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(icd_status_name(number as u32)) };
+            assert_eq!(name.to_str().unwrap(), format!("{status:?}"));
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { CStr::from_ptr(icd_status_name(11)) };
+        assert_eq!(unknown.to_str().unwrap(), "ICD_UNKNOWN_STATUS");
+        assert_eq!(
+            choices(Precision::ALL.map(|p| (p.code(), p.name()))),
+            "0 (f32), 1 (bf16), 2 (f16), 3 (int8) or 4 (tf32)"
+        );
     }
 }

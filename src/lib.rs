@@ -30,6 +30,7 @@ pub mod ffi;
 pub mod files;
 pub mod hub;
 pub mod model;
+mod ragged;
 #[cfg(feature = "scan")]
 pub mod report;
 #[cfg(feature = "scan")]

@@ -950,8 +950,8 @@ fn version_reports_the_cpu_and_what_each_precision_runs() {
         "{text}"
     );
     let f32 = match Kernel::select(Precision::F32, CpuFeatures::get()) {
-        Some(kernel) => format!("f32 kernel {kernel}"),
-        None => "f32 tensors".to_owned(),
+        Some(kernel) => format!("f32 kernel {kernel} ({})", kernel.isa()),
+        None => "f32 tensors f32".to_owned(),
     };
     assert!(
         text.contains(&format!("cpu backends run: {f32}, ")),

@@ -1,9 +1,10 @@
 //! The encoder layers on projections packed for one of this crate's kernels, on plain
 //! f32 rows: the CPU backends' encoder wherever a kernel runs ([`super::Kernel`]).
+//! Each layer's operations are what `execution::LayerOps` asks of the packed plan;
+//! the model's forward pass strings them together.
 //!
 //! burn's tensors between the operations would cost a copy and a pass over memory per
-//! operation; here each is one pass, split across threads, into buffers reused from
-//! layer to layer.
+//! operation; here each is one pass, split across threads, into the caller's buffers.
 
 use rayon::prelude::*;
 
@@ -47,21 +48,22 @@ pub(crate) struct LayerWeights {
 
 /// An encoder layer's projections packed for a kernel, and its LayerNorms.
 #[derive(Debug)]
-struct PackedLayer {
+pub(crate) struct PackedLayer {
     query_key_value: PackedMatrix,
     attention_output: PackedMatrix,
     intermediate: PackedMatrix,
     output: PackedMatrix,
-    attention_norm: NormParameters,
-    output_norm: NormParameters,
+    pub(crate) attention_norm: NormParameters,
+    pub(crate) output_norm: NormParameters,
+    heads: usize,
+    /// Values per row of the feed-forward block (`intermediate_size`).
+    inner_width: usize,
 }
 
 /// The encoder stack packed for one kernel.
 #[derive(Debug)]
 pub(crate) struct PackedEncoder {
     layers: Vec<PackedLayer>,
-    heads: usize,
-    width: usize,
 }
 
 impl PackedEncoder {
@@ -69,7 +71,6 @@ impl PackedEncoder {
     /// this CPU); the f32 weights are released as they are packed.
     pub(crate) fn new(
         kernel: Kernel,
-        width: usize,
         heads: usize,
         layers: impl IntoIterator<Item = LayerWeights>,
     ) -> Self {
@@ -77,120 +78,82 @@ impl PackedEncoder {
         let layers = layers
             .into_iter()
             .map(|w| PackedLayer {
+                inner_width: w.intermediate.n,
                 query_key_value: pack(w.query_key_value),
                 attention_output: pack(w.attention_output),
                 intermediate: pack(w.intermediate),
                 output: pack(w.output),
                 attention_norm: w.attention_norm,
                 output_norm: w.output_norm,
+                heads,
             })
             .collect();
-        Self {
-            layers,
-            heads,
-            width,
-        }
+        Self { layers }
     }
 
-    /// The layers in turn on `hidden` (`[total, width]` row-major, inputs laid end to
-    /// end, `lengths` tokens each): the encoder's output rows.
-    ///
-    /// With `first_tokens_out`, the result is only each input's first token,
-    /// `[inputs, width]`, those rows of the full result: the last layer computes all
-    /// of its work for the first tokens alone, as the classification head reads
-    /// nothing else. Every token still counts through attention: on f32 projections,
-    /// through keys and values folded into the first tokens' queries (see
-    /// `f32_gemm::first_token_context`: equal within rounding), elsewhere through
-    /// every token's keys and values (value for value).
-    ///
-    /// # Panics
-    /// When the shapes disagree, or, with `first_tokens_out`, an input has no tokens.
-    pub(crate) fn forward(
+    /// The packed layers, in order.
+    pub(crate) fn layers(&self) -> &[PackedLayer] {
+        &self.layers
+    }
+}
+
+impl PackedLayer {
+    /// Values per row: the hidden size.
+    pub(crate) fn width(&self) -> usize {
+        self.attention_norm.gamma.len()
+    }
+
+    /// The attention output projection of `context`'s rows into `out`.
+    pub(crate) fn project_attention_output(&self, context: &[f32], out: &mut Vec<f32>) {
+        let m = context.len() / self.width();
+        self.attention_output.matmul_into(context, m, out);
+    }
+
+    /// The feed-forward block's output projection of `rows` (`inner_width` values
+    /// each) into `out`.
+    pub(crate) fn project_output(&self, rows: &[f32], out: &mut Vec<f32>) {
+        let m = rows.len() / self.inner_width;
+        self.output.matmul_into(rows, m, out);
+    }
+
+    /// The attention context (before the output projection) of `hidden`'s rows into
+    /// `context`: `[total, width]`, or with `first_only` each input's first row alone,
+    /// `[inputs, width]`. The query, key and value projections go to `qkv`, except
+    /// where f32 keys and values fold into the first rows' queries (with
+    /// `first_only`; see `f32_gemm::first_token_context`: equal within rounding).
+    pub(crate) fn attend(
         &self,
-        hidden: Vec<f32>,
-        lengths: &[usize],
-        first_tokens_out: bool,
-    ) -> Vec<f32> {
-        let mut activations = Activations {
-            hidden,
-            ..Activations::default()
-        };
-        for (index, layer) in self.layers.iter().enumerate() {
-            let first_only = first_tokens_out && index + 1 == self.layers.len();
-            self.layer(layer, &mut activations, lengths, first_only);
-        }
-        if first_tokens_out && self.layers.is_empty() {
-            activations.hidden = first_rows(&activations.hidden, lengths, self.width);
-        }
-        activations.hidden
-    }
-
-    /// One post-LayerNorm layer on the rows in `a.hidden`, replaced by its output: the
-    /// query, key and value projection and attention, the output projection, residual
-    /// and LayerNorm, the GELU feed-forward block, residual and LayerNorm. With
-    /// `first_only`, the output is only each input's first token (see
-    /// [`PackedEncoder::forward`]).
-    fn layer(&self, layer: &PackedLayer, a: &mut Activations, lengths: &[usize], first_only: bool) {
-        self.attend(layer, a, lengths, first_only);
-        // From here on every step works on each row alone: with `first_only`, on the
-        // first tokens' rows, the residual's included.
-        if first_only {
-            a.hidden = first_rows(&a.hidden, lengths, self.width);
-        }
-        let rows = a.hidden.len() / self.width;
-        layer
-            .attention_output
-            .matmul_into(&a.context, rows, &mut a.attended);
-        layer
-            .attention_norm
-            .add_and_normalize(&mut a.attended, &a.hidden);
-        // Exact GELU, x·Φ(x) through erf, as transformers' "gelu": on the f32 kernel in
-        // the product's own pass, each tile's values while still in cache.
-        match layer.intermediate.as_f32() {
-            Some(matrix) => matrix.matmul_gelu_into(&a.attended, rows, &mut a.expanded),
-            None => {
-                layer
-                    .intermediate
-                    .matmul_into(&a.attended, rows, &mut a.expanded);
-                gelu_in_place(&mut a.expanded);
-            }
-        }
-        // The layer's output goes where its input was, no longer needed.
-        layer.output.matmul_into(&a.expanded, rows, &mut a.hidden);
-        layer
-            .output_norm
-            .add_and_normalize(&mut a.hidden, &a.attended);
-    }
-
-    /// The attention context (before the output projection) of the rows in
-    /// `a.hidden` into `a.context`: `[total, width]`, or with `first_only` each
-    /// input's first row alone, `[inputs, width]`.
-    fn attend(
-        &self,
-        layer: &PackedLayer,
-        a: &mut Activations,
+        hidden: &[f32],
         lengths: &[usize],
         first_only: bool,
+        qkv: &mut Vec<f32>,
+        context: &mut Vec<f32>,
     ) {
-        let rows = a.hidden.len() / self.width;
-        match layer.query_key_value.as_f32() {
+        let width = self.width();
+        let rows = hidden.len() / width;
+        match self.query_key_value.as_f32() {
             // For the first tokens alone, f32 keys and values fold into the queries,
             // and no other token is projected.
-            Some(qkv) if first_only => {
-                f32_gemm::first_token_context(qkv, &a.hidden, lengths, self.heads, &mut a.context)
+            Some(matrix) if first_only => {
+                f32_gemm::first_token_context(matrix, hidden, lengths, self.heads, context)
             }
             _ => {
-                layer
-                    .query_key_value
-                    .matmul_into(&a.hidden, rows, &mut a.qkv);
-                f32_gemm::attention(
-                    &a.qkv,
-                    lengths,
-                    self.heads,
-                    self.width,
-                    first_only,
-                    &mut a.context,
-                );
+                self.query_key_value.matmul_into(hidden, rows, qkv);
+                f32_gemm::attention(qkv, lengths, self.heads, width, first_only, context);
+            }
+        }
+    }
+
+    /// The intermediate projection of `rows` and its exact GELU, x·Φ(x) through erf
+    /// as transformers' "gelu", into `out`: on the f32 kernel in the product's own
+    /// pass, each tile's values while still in cache.
+    pub(crate) fn expand(&self, rows: &[f32], out: &mut Vec<f32>) {
+        let m = rows.len() / self.width();
+        match self.intermediate.as_f32() {
+            Some(matrix) => matrix.matmul_gelu_into(rows, m, out),
+            None => {
+                self.intermediate.matmul_into(rows, m, out);
+                gelu_in_place(out);
             }
         }
     }
@@ -198,37 +161,18 @@ impl PackedEncoder {
 
 /// Each input's first row of `values` (`width` values per row, inputs laid end to end,
 /// `lengths` rows each).
-fn first_rows(values: &[f32], lengths: &[usize], width: usize) -> Vec<f32> {
-    assert!(
-        !lengths.contains(&0),
-        "an input without tokens has no first token"
-    );
+pub(crate) fn first_rows(values: &[f32], lengths: &[usize], width: usize) -> Vec<f32> {
     let mut rows = Vec::with_capacity(lengths.len() * width);
-    let mut start = 0;
-    for &len in lengths {
+    for start in crate::ragged::first_rows(lengths) {
         rows.extend_from_slice(&values[start * width..][..width]);
-        start += len;
     }
     rows
-}
-
-/// The activations between layers and between a layer's steps, as plain f32 rows,
-/// reused from layer to layer: each buffer is allocated, and its pages first touched,
-/// once per pass rather than once per layer.
-#[derive(Debug, Default)]
-struct Activations {
-    /// `[total, hidden]`: a layer's input, replaced by its output.
-    hidden: Vec<f32>,
-    qkv: Vec<f32>,
-    context: Vec<f32>,
-    attended: Vec<f32>,
-    expanded: Vec<f32>,
 }
 
 impl NormParameters {
     /// Each row of `rows` replaced by LayerNorm(row + the same row of `residual`), as
     /// transformers computes it in f32 (see [`vector_math::add_and_layer_norm`]).
-    fn add_and_normalize(&self, rows: &mut [f32], residual: &[f32]) {
+    pub(crate) fn add_and_normalize(&self, rows: &mut [f32], residual: &[f32]) {
         let width = self.gamma.len();
         rows.par_chunks_mut(width)
             .zip(residual.par_chunks(width))

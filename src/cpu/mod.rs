@@ -7,9 +7,9 @@
 //! ```text
 //! features      CpuFeatures: AVX2+FMA, AVX-512F, AVX512-BF16, AVX512-VNNI, probed once
 //! vector_math   softmax, add-and-LayerNorm, GELU, eight lanes at a time
-//! f32_gemm      f32 FMA products (AVX2 and AVX-512 microkernels) and attention
+//! f32_gemm      f32 FMA products and attention; microkernels in avx2.rs, avx512.rs
 //! bf16_gemm     bf16 dot products (AVX512-BF16)
-//! int8_gemm     int8 products (AVX2 vpmaddwd, AVX512-VNNI vpdpbusd)
+//! int8_gemm     int8 products; microkernels in avx2.rs (vpmaddwd), vnni.rs (vpdpbusd)
 //! packed        one projection packed for the chosen kernel
 //! encoder       the encoder layers on packed projections, on plain f32 rows
 //! reference     plain-Rust f64 versions of the above: the kernels' tests' oracle
@@ -90,6 +90,23 @@ impl Kernel {
             Precision::Bf16 | Precision::F16 => None,
             Precision::Int8 if features.avx512_vnni => Some(Kernel::Int8Vnni),
             Precision::Int8 => Some(Kernel::Int8Avx2),
+        }
+    }
+
+    /// Whether a CPU with `features` has this kernel's instructions.
+    ///
+    /// ```
+    /// use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+    /// let avx2 = CpuFeatures { avx2_fma: true, ..CpuFeatures::NONE };
+    /// assert!(Kernel::Int8Avx2.runs_on(avx2));
+    /// assert!(!Kernel::F32Avx512.runs_on(avx2));
+    /// ```
+    pub fn runs_on(self, features: CpuFeatures) -> bool {
+        match self {
+            Kernel::F32Avx2 | Kernel::Int8Avx2 => features.avx2_fma,
+            Kernel::F32Avx512 => features.avx512f,
+            Kernel::Bf16Avx512 => features.avx512_bf16,
+            Kernel::Int8Vnni => features.avx512_vnni,
         }
     }
 

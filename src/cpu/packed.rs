@@ -23,18 +23,14 @@ impl PackedMatrix {
         k: usize,
         n: usize,
     ) -> Self {
-        let int8 = |layout| {
-            Self::Int8(int8_gemm::PackedMatrix::for_kernel(
-                layout, &weight, bias, k, n,
-            ))
-        };
         match kernel {
             Kernel::F32Avx2 | Kernel::F32Avx512 => {
                 Self::F32(f32_gemm::PackedMatrix::from_vec(weight, bias, k, n))
             }
             Kernel::Bf16Avx512 => Self::Bf16(bf16_gemm::PackedMatrix::new(&weight, bias, k, n)),
-            Kernel::Int8Avx2 => int8(int8_gemm::Kernel::Avx2),
-            Kernel::Int8Vnni => int8(int8_gemm::Kernel::Vnni),
+            Kernel::Int8Avx2 | Kernel::Int8Vnni => Self::Int8(int8_gemm::PackedMatrix::for_kernel(
+                kernel, &weight, bias, k, n,
+            )),
         }
     }
 

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor};
 use crate::config::RobertaConfig;
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
 use crate::cpu::encoder::{LayerWeights, NormParameters, Projection};
+use crate::execution::LayerOps;
 
 pub(crate) fn linear(d_input: usize, d_output: usize, device: &Device) -> Linear {
     LinearConfig::new(d_input, d_output)
@@ -84,8 +85,8 @@ impl SelfAttention {
         let heads = self.heads;
         let head_dim = width / heads;
         let mut contexts = Vec::with_capacity(lengths.len());
-        let mut start = 0;
-        for &len in lengths {
+        for span in crate::ragged::spans(lengths) {
+            let (start, len) = (span.start, span.len());
             // [1, len, 3·width] -> [1, 3·heads, len, head_dim]: query heads, then key
             // heads, then value heads.
             let part = if len == total {
@@ -103,7 +104,6 @@ impl SelfAttention {
             // cost more than the faster softmax saves.
             let context = attention(q, k, v, None, None, AttentionModuleOptions::default());
             contexts.push(context.swap_dims(1, 2).reshape([1, len, width]));
-            start += len;
         }
         if contexts.len() == 1 {
             contexts.pop().expect("one context")
@@ -228,7 +228,8 @@ impl EncoderLayer {
     /// Everything after attention works on each token alone, so it runs on `row_parts`
     /// slices of the tokens side by side (see [`crate::Backend::row_parts`]).
     pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize], row_parts: usize) -> Tensor<3> {
-        self.forward_tokens(hidden, lengths, row_parts, false)
+        let layer = [TensorLayer::new(self, row_parts)];
+        super::encode(&layer, TensorRows::from(hidden), lengths, false).into_tensor()
     }
 
     /// [`EncoderLayer::forward`]'s output for each input's first token alone,
@@ -244,70 +245,150 @@ impl EncoderLayer {
         lengths: &[usize],
         row_parts: usize,
     ) -> Tensor<3> {
-        self.forward_tokens(hidden, lengths, row_parts, true)
-    }
-
-    /// [`EncoderLayer::forward`], or with `first_only` [`EncoderLayer::forward_first_tokens`].
-    fn forward_tokens(
-        &self,
-        hidden: Tensor<3>,
-        lengths: &[usize],
-        row_parts: usize,
-        first_only: bool,
-    ) -> Tensor<3> {
-        assert!(
-            self.layout == ProjectionLayout::InOut,
-            "[out, in] projections run only on the packed CPU encoder"
-        );
-        assert!(
-            !first_only || !lengths.contains(&0),
-            "an input without tokens has no first token"
-        );
-        let qkv = self.attention.query_key_value.forward(hidden.clone());
-        let mut context = self.attention.context(qkv, lengths);
-        let mut hidden = hidden;
-        if first_only {
-            context = super::first_tokens(context, lengths);
-            hidden = super::first_tokens(hidden, lengths);
-        }
-        let rows = |(context, hidden): (Tensor<3>, Tensor<3>)| {
-            let attended = self.attention.output.forward(context);
-            let hidden = self.attention_norm.forward(attended + hidden);
-            // Exact GELU, x·Φ(x) through erf, as transformers' "gelu".
-            let expanded = gelu(self.intermediate.forward(hidden.clone()));
-            self.output_norm
-                .forward(self.output.forward(expanded) + hidden)
-        };
-        on_row_parts((context, hidden), row_parts, rows)
+        let layer = [TensorLayer::new(self, row_parts)];
+        super::encode(&layer, TensorRows::from(hidden), lengths, true).into_tensor()
     }
 }
 
-/// `f` on the whole of `(a, b)` (`[1, total, _]` each), or on `parts` slices of their
-/// tokens run in parallel, joined back in order.
-fn on_row_parts(
-    (a, b): (Tensor<3>, Tensor<3>),
+/// A batch's rows as a burn tensor, `[1, rows, hidden]`: the tensor plan's
+/// [`LayerOps::Rows`] (none before an operation first writes them).
+#[derive(Debug, Default)]
+pub(crate) struct TensorRows(Option<Tensor<3>>);
+
+impl From<Tensor<3>> for TensorRows {
+    fn from(tensor: Tensor<3>) -> Self {
+        Self(Some(tensor))
+    }
+}
+
+impl TensorRows {
+    /// The rows (a handle to the same tensor).
+    fn get(&self) -> Tensor<3> {
+        self.0
+            .clone()
+            .expect("rows written by an earlier operation")
+    }
+
+    /// The rows, moved out.
+    pub(crate) fn into_tensor(self) -> Tensor<3> {
+        self.0.expect("rows written by an earlier operation")
+    }
+
+    /// The rows, moved out and replaced by `f` of them.
+    fn replace(&mut self, f: impl FnOnce(Tensor<3>) -> Tensor<3>) {
+        let rows = self.0.take().expect("rows written by an earlier operation");
+        self.0 = Some(f(rows));
+    }
+}
+
+/// An encoder layer on burn's tensors: the tensor plan's side of the seam. Its
+/// row-wise operations run on `row_parts` slices of the rows side by side.
+pub(crate) struct TensorLayer<'a> {
+    layer: &'a EncoderLayer,
+    row_parts: usize,
+}
+
+impl<'a> TensorLayer<'a> {
+    /// `layer` with its row-wise work split into `row_parts` (see
+    /// [`crate::Backend::row_parts`]).
+    pub(crate) fn new(layer: &'a EncoderLayer, row_parts: usize) -> Self {
+        assert!(
+            layer.layout == ProjectionLayout::InOut,
+            "[out, in] projections run only on the packed CPU encoder"
+        );
+        Self { layer, row_parts }
+    }
+}
+
+impl LayerOps for TensorLayer<'_> {
+    type Rows = TensorRows;
+
+    fn self_attention(
+        &self,
+        hidden: &TensorRows,
+        lengths: &[usize],
+        first_only: bool,
+        _qkv: &mut TensorRows,
+        context: &mut TensorRows,
+    ) {
+        // The projection's output goes straight into attention, not kept.
+        let attention = &self.layer.attention;
+        let qkv = attention.query_key_value.forward(hidden.get());
+        let mut all = attention.context(qkv, lengths);
+        if first_only {
+            all = super::first_tokens(all, lengths);
+        }
+        *context = TensorRows::from(all);
+    }
+
+    fn first_rows(rows: &mut TensorRows, lengths: &[usize]) {
+        rows.replace(|rows| super::first_tokens(rows, lengths));
+    }
+
+    fn attention_output(&self, context: &TensorRows, out: &mut TensorRows) {
+        let dense = &self.layer.attention.output;
+        *out = row_wise([context.get()], self.row_parts, |[c]| dense.forward(c)).into();
+    }
+
+    fn attention_norm(&self, rows: &mut TensorRows, residual: &TensorRows) {
+        let norm = &self.layer.attention_norm;
+        let residual = residual.get();
+        rows.replace(|rows| {
+            row_wise([rows, residual], self.row_parts, |[a, r]| {
+                norm.forward(a + r)
+            })
+        });
+    }
+
+    fn intermediate(&self, rows: &TensorRows, out: &mut TensorRows) {
+        let dense = &self.layer.intermediate;
+        // Exact GELU, x·Φ(x) through erf, as transformers' "gelu".
+        *out = row_wise([rows.get()], self.row_parts, |[x]| gelu(dense.forward(x))).into();
+    }
+
+    fn output(&self, rows: &TensorRows, out: &mut TensorRows) {
+        let dense = &self.layer.output;
+        *out = row_wise([rows.get()], self.row_parts, |[x]| dense.forward(x)).into();
+    }
+
+    fn output_norm(&self, rows: &mut TensorRows, residual: &TensorRows) {
+        let norm = &self.layer.output_norm;
+        let residual = residual.get();
+        rows.replace(|rows| {
+            row_wise([rows, residual], self.row_parts, |[y, r]| {
+                norm.forward(y + r)
+            })
+        });
+    }
+}
+
+/// `f` on the whole of `inputs` (`[1, total, _]` each), or on `parts` slices of their
+/// rows run in parallel, joined back in order. A row's result does not depend on the
+/// slicing; the slices are the same for every operation of a layer.
+fn row_wise<const N: usize>(
+    inputs: [Tensor<3>; N],
     parts: usize,
-    f: impl Fn((Tensor<3>, Tensor<3>)) -> Tensor<3> + Send + Sync,
+    f: impl Fn([Tensor<3>; N]) -> Tensor<3> + Send + Sync,
 ) -> Tensor<3> {
-    let [_, total, _] = a.dims();
+    let [_, total, _] = inputs[0].dims();
     // A slice of a handful of tokens is not worth a thread.
     let parts = parts.min(total / 16);
     if parts <= 1 {
-        return f((a, b));
+        return f(inputs);
     }
     #[cfg(feature = "cpu-kernels")]
     {
         use rayon::prelude::*;
         let step = total.div_ceil(parts);
-        let slices: Vec<_> = (0..total)
+        let slices: Vec<[Tensor<3>; N]> = (0..total)
             .step_by(step)
             .map(|start| {
                 let n = step.min(total - start);
-                (a.clone().narrow(1, start, n), b.clone().narrow(1, start, n))
+                inputs.clone().map(|t| t.narrow(1, start, n))
             })
             .collect();
         Tensor::cat(slices.into_par_iter().map(&f).collect(), 1)
     }
     #[cfg(not(feature = "cpu-kernels"))]
-    f((a, b))
+    f(inputs)
 }

@@ -1,7 +1,11 @@
-//! RoBERTa encoder and sequence-classification head as burn modules.
+//! RoBERTa encoder and sequence-classification head as burn modules, and the one
+//! forward pass of the encoder ([`encode`]).
 //!
 //! The structure follows transformers' `RobertaForSequenceClassification` one to one;
-//! `crate::weights` maps the hub's tensor names onto these fields.
+//! `crate::weights` maps the hub's tensor names onto these fields. Each operation of an
+//! encoder layer runs through the execution plan's [`LayerOps`]: on burn's tensors
+//! ([`EncoderLayer`]) or on the packed CPU kernels, whichever the detector chose at
+//! load.
 
 mod classifier;
 mod embeddings;
@@ -12,8 +16,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use classifier::ClassificationHead;
 pub use embeddings::{position_ids, RobertaEmbeddings};
 pub use encoder::{EncoderLayer, ProjectionLayout, SelfAttention};
+use encoder::{TensorLayer, TensorRows};
 
 use crate::config::RobertaConfig;
+use crate::execution::LayerOps;
 
 /// `RobertaForSequenceClassification`: embeddings, post-LayerNorm encoder layers and
 /// the classification head on the first token.
@@ -69,13 +75,12 @@ impl RobertaClassifier {
     /// [`ProjectionLayout::OutIn`], on a CPU backend.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     pub(crate) fn pack(&mut self, kernel: crate::cpu::Kernel) {
-        let [width] = self.embeddings.layer_norm.gamma.dims();
         let heads = self
             .layers
             .first()
             .map_or(1, |layer| layer.attention.heads());
         let layers = self.layers.iter_mut().map(EncoderLayer::take_weights);
-        let encoder = crate::cpu::encoder::PackedEncoder::new(kernel, width, heads, layers);
+        let encoder = crate::cpu::encoder::PackedEncoder::new(kernel, heads, layers);
         self.packed = Some(std::sync::Arc::new(encoder));
     }
 
@@ -95,12 +100,9 @@ impl RobertaClassifier {
         lengths: &[usize],
         row_parts: usize,
     ) -> Tensor<2> {
-        let mut hidden = self.embeddings.forward(input_ids, position_ids);
+        let hidden = self.embeddings.forward(input_ids, position_ids);
         // The head reads only each input's first token, so the last layer computes
         // only those tokens' outputs (every token counting through attention).
-        let Some((last, layers)) = self.layers.split_last() else {
-            return self.classifier.forward(hidden, lengths);
-        };
         let first_tokens = match &self.packed {
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
             Some(encoder) => {
@@ -112,33 +114,88 @@ impl RobertaClassifier {
                     .convert::<f32>()
                     .try_into_vec::<f32>()
                     .expect("f32 activations");
-                let rows = encoder.forward(rows, lengths, true);
+                let rows = encode(encoder.layers(), rows, lengths, true);
                 let shape = [batch, rows.len() / width, width];
                 Tensor::from_data(TensorData::new(rows, shape), &device)
             }
             #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
             Some(never) => match *never {},
             None => {
-                for layer in layers {
-                    hidden = layer.forward(hidden, lengths, row_parts);
-                }
-                last.forward_first_tokens(hidden, lengths, row_parts)
+                let layers: Vec<TensorLayer> = self
+                    .layers
+                    .iter()
+                    .map(|layer| TensorLayer::new(layer, row_parts))
+                    .collect();
+                encode(&layers, TensorRows::from(hidden), lengths, true).into_tensor()
             }
         };
         self.classifier.forward_first_tokens(first_tokens)
     }
 }
 
+/// The encoder's forward pass, transformers' `RobertaEncoder`: each post-LayerNorm
+/// layer in turn on `hidden`, a batch's rows laid end to end (`lengths` rows per
+/// input), every operation through the plan's [`LayerOps`].
+///
+/// With `first_tokens_out`, the result is only each input's first row, those rows of
+/// the full result: the last layer spends all of its work after attention on them
+/// alone, as the classification head reads nothing else (every row still counts
+/// through attention's keys and values).
+///
+/// # Panics
+/// With `first_tokens_out`, when an input has no rows.
+pub(crate) fn encode<L: LayerOps>(
+    layers: &[L],
+    hidden: L::Rows,
+    lengths: &[usize],
+    first_tokens_out: bool,
+) -> L::Rows {
+    let mut a = Activations {
+        hidden,
+        ..Activations::default()
+    };
+    for (index, layer) in layers.iter().enumerate() {
+        let first_only = first_tokens_out && index + 1 == layers.len();
+        // RobertaAttention: self-attention, its output projection, residual, LayerNorm.
+        layer.self_attention(&a.hidden, lengths, first_only, &mut a.qkv, &mut a.context);
+        if first_only {
+            // From here on every step works on each row alone: with `first_only`, on
+            // the first rows, the residual's included.
+            L::first_rows(&mut a.hidden, lengths);
+        }
+        layer.attention_output(&a.context, &mut a.attended);
+        layer.attention_norm(&mut a.attended, &a.hidden);
+        // RobertaIntermediate and RobertaOutput: the GELU feed-forward block, residual,
+        // LayerNorm. The layer's output goes where its input was, no longer needed.
+        layer.intermediate(&a.attended, &mut a.expanded);
+        layer.output(&a.expanded, &mut a.hidden);
+        layer.output_norm(&mut a.hidden, &a.attended);
+    }
+    if first_tokens_out && layers.is_empty() {
+        L::first_rows(&mut a.hidden, lengths);
+    }
+    a.hidden
+}
+
+/// The activations between layers and between a layer's operations, kept from layer
+/// to layer: a plan on plain memory allocates each buffer, and first touches its
+/// pages, once per pass rather than once per layer.
+#[derive(Default)]
+struct Activations<R> {
+    /// A layer's input, replaced by its output.
+    hidden: R,
+    qkv: R,
+    context: R,
+    attended: R,
+    expanded: R,
+}
+
 /// Each input's first token of `hidden` (`[1, total, hidden]`, inputs laid end to
 /// end, `lengths` tokens each): `[1, inputs, hidden]`.
 fn first_tokens(hidden: Tensor<3>, lengths: &[usize]) -> Tensor<3> {
-    let starts: Vec<i64> = lengths
-        .iter()
-        .scan(0, |start, &len| {
-            let this = *start;
-            *start += len;
-            Some(this as i64)
-        })
+    let starts: Vec<i64> = crate::ragged::first_rows(lengths)
+        .into_iter()
+        .map(|row| row as i64)
         .collect();
     let device = hidden.device();
     let starts = Tensor::<1, Int>::from_data(TensorData::new(starts, [lengths.len()]), &device);

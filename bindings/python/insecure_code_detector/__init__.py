@@ -112,6 +112,8 @@ _ERRORS = {
     10: InternalError,
 }
 
+# The C header's icd_preprocessing and icd_precision values by name (checked against
+# the header by tests/test_header.py).
 _PREPROCESSING = {"raw": 0, "collapse_whitespace": 1}
 _PRECISION = {"f32": 0, "bf16": 1, "f16": 2, "int8": 3, "tf32": 4}
 
@@ -315,10 +317,9 @@ class Detector:
     "wgpu", "cuda", or None for the default CPU backend. ``max_tokens``/``batch_size``:
     0 for the defaults (the checkpoint's limit; 8). ``preprocessing``: "raw" (the text
     as given) or "collapse_whitespace" (CodeXGLUE's ``' '.join(code.split())``).
-    ``precision``: "f32" (logits equal transformers'), "tf32" (the cuda backend's TF32
-    tensor-core products, logits about 2e-4 off; f32 elsewhere), "bf16" (faster on
-    CPUs with AVX512-BF16; probabilities within about 1e-2 of f32), "f16", or "int8"
-    (CPU backends with AVX2; faster where bf16 is not; within a few 1e-2 of f32).
+    ``precision``: "f32" (the default: logits equal transformers'), "tf32", "bf16",
+    "f16" or "int8"; what each does is documented with ``icd_precision`` in the C
+    header and in ``icd --help``.
 
     Release it with :meth:`close` or a ``with`` block; a finalizer frees it otherwise.
     """

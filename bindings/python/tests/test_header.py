@@ -84,3 +84,19 @@ def test_status_numbers_match_the_header():
     assert numbers["ICD_OK"] == 0
     errors = {number: cls.status for number, cls in icd._ERRORS.items()}
     assert errors == {n: name for name, n in numbers.items() if n != 0}
+
+
+def enum_values(name):
+    body = re.search(r"typedef enum %s \{(.*?)\} %s;" % (name, name), header_text(), re.S).group(1)
+    return {value: int(number) for value, number in re.findall(r"(ICD_\w+) = (\d+)", body)}
+
+
+def test_option_names_and_numbers_match_the_headers_enums():
+    # The package's names are the C values' names, lowercased past their prefix:
+    # ICD_PRECISION_INT8 is "int8", ICD_PREPROCESSING_COLLAPSE_WHITESPACE "collapse_whitespace".
+    for enum, prefix, table in [
+        ("icd_precision", "ICD_PRECISION_", icd._PRECISION),
+        ("icd_preprocessing", "ICD_PREPROCESSING_", icd._PREPROCESSING),
+    ]:
+        in_header = {value[len(prefix):].lower(): number for value, number in enum_values(enum).items()}
+        assert table == in_header, enum

@@ -50,13 +50,18 @@ struct ModelArgs {
     /// Collapse whitespace before tokenizing, as CodeXGLUE's scripts do.
     #[arg(long, global = true)]
     collapse_whitespace: bool,
-    /// Precision of the matrix products: f32 (logits equal transformers'), tf32
-    /// (the cuda backend's TF32 tensor-core products; logits about 2e-4 off; f32
-    /// elsewhere), bf16 (faster on CPUs with AVX512-BF16; probabilities within about
-    /// 1e-2), f16, or int8 (CPU backends with AVX2; the fastest there; within a few
-    /// 1e-2).
-    #[arg(long, global = true, default_value = "f32", value_parser = ["f32", "tf32", "bf16", "f16", "int8"])]
-    precision: String,
+    /// Precision of the weights and the matrix products.
+    #[arg(long, global = true, default_value = "f32", value_parser = precision_parser())]
+    precision: Precision,
+}
+
+/// `--precision`'s values, each with its description, from the library's table.
+fn precision_parser() -> impl clap::builder::TypedValueParser<Value = Precision> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        Precision::ALL.map(|p| PossibleValue::new(p.name()).help(p.summary())),
+    )
+    .map(|name| name.parse::<Precision>().expect("a name from the table"))
 }
 
 #[derive(Subcommand)]
@@ -174,20 +179,26 @@ impl<E: std::fmt::Display> From<E> for Failure {
 /// `icd --version`: the version, the backends compiled in, this CPU's features and
 /// what each precision runs on the default CPU backend.
 fn long_version() -> String {
-    use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+    use insecure_code_detector::cpu::CpuFeatures;
+    use insecure_code_detector::ExecutionPlan;
     let backends: Vec<&str> = Backend::compiled().iter().map(|b| b.name()).collect();
     let cpu = CpuFeatures::get();
-    let plans: Vec<String> = ["f32", "bf16", "f16", "int8"]
-        .iter()
-        .map(|name| {
-            let precision: Precision = name.parse().expect("a precision name");
-            match Kernel::select(precision, cpu) {
-                Some(kernel) => format!("{name} kernel {kernel}"),
-                None if precision == Precision::Int8 => format!("{name} unavailable"),
-                None => format!("{name} tensors"),
-            }
-        })
-        .collect();
+    // tf32 is f32 on a CPU.
+    let plans: Vec<String> = [
+        Precision::F32,
+        Precision::Bf16,
+        Precision::F16,
+        Precision::Int8,
+    ]
+    .into_iter()
+    .map(|precision| match Backend::default_cpu() {
+        Ok(backend) => match ExecutionPlan::choose(precision, backend) {
+            Ok(plan) => format!("{precision} {plan}"),
+            Err(_) => format!("{precision} unavailable"),
+        },
+        Err(_) => format!("{precision} unavailable (no CPU backend)"),
+    })
+    .collect();
     format!(
         "{}\nbackends: {}\ncpu: {cpu}\ncpu backends run: {}",
         env!("CARGO_PKG_VERSION"),
@@ -271,7 +282,7 @@ fn load_detector(args: &ModelArgs) -> Result<Detector, Failure> {
         .backend(backend)
         .batch_size(args.batch_size)
         .preprocessing(preprocessing)
-        .precision(args.precision.parse::<Precision>()?)
+        .precision(args.precision)
         .build()?)
 }
 
@@ -374,7 +385,7 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     }
     let flagged = findings
         .iter()
-        .any(|f| f.prediction.insecure_probability >= args.threshold);
+        .any(|f| is_finding(&f.prediction, args.threshold));
     Ok(if flagged {
         ExitCode::from(1)
     } else {
@@ -447,8 +458,30 @@ fn functions(args: &FunctionsArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The one rule for what is a finding: an insecure probability at or above the
+/// threshold. The table, jsonl and SARIF reports and the exit status all ask it.
+fn is_finding(p: &Prediction, threshold: f32) -> bool {
+    p.insecure_probability >= threshold
+}
+
+/// A prediction as every JSON output writes it (`classify`, `scan --format jsonl`).
+fn prediction_json(p: &Prediction) -> serde_json::Map<String, serde_json::Value> {
+    let value = json!({
+        "label": p.label,
+        "label_name": p.label_name,
+        "insecure_probability": p.insecure_probability,
+        "logits": p.logits,
+        "tokens": p.tokens,
+        "truncated": p.truncated,
+    });
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("an object literal"),
+    }
+}
+
 fn verdict(p: &Prediction, threshold: f32) -> &'static str {
-    if p.insecure_probability >= threshold {
+    if is_finding(p, threshold) {
         "insecure"
     } else {
         "ok"
@@ -479,7 +512,7 @@ fn table(findings: &[Finding], threshold: f32, gaps: &[Gap]) -> String {
     }
     let flagged = findings
         .iter()
-        .filter(|f| f.prediction.insecure_probability >= threshold)
+        .filter(|f| is_finding(&f.prediction, threshold))
         .count();
     out += &format!(
         "{flagged} of {} functions at or above {threshold}\n",
@@ -498,14 +531,12 @@ fn finding_json(f: &Finding, threshold: f32) -> serde_json::Value {
         "function": f.function,
         "start_line": f.start_line,
         "end_line": f.end_line,
-        "insecure_probability": f.prediction.insecure_probability,
         "verdict": verdict(&f.prediction, threshold),
-        "label": f.prediction.label,
-        "label_name": f.prediction.label_name,
-        "logits": f.prediction.logits,
-        "tokens": f.prediction.tokens,
-        "truncated": f.prediction.truncated,
     });
+    value
+        .as_object_mut()
+        .expect("an object")
+        .extend(prediction_json(&f.prediction));
     if let Some((first, last, windows)) = f.window {
         value["window"] = json!({"start_line": first, "end_line": last, "windows": windows});
     }
@@ -559,7 +590,7 @@ fn sarif(
     let model = detector.model_dir().display().to_string();
     let results: Vec<serde_json::Value> = findings
         .iter()
-        .filter(|f| f.prediction.insecure_probability >= threshold)
+        .filter(|f| is_finding(&f.prediction, threshold))
         .map(|f| {
             let p = f.prediction.insecure_probability;
             let (start, end) = f.window.map_or((f.start_line, f.end_line), |(a, b, _)| (a, b));
@@ -718,15 +749,12 @@ fn classify(model: &ModelArgs, args: &ClassifyArgs) -> Result<(), Failure> {
                 ClassifyFormat::Json => writeln!(
                     out,
                     "{}",
-                    json!({
-                        "idx": idx,
-                        "label": p.label,
-                        "label_name": p.label_name,
-                        "insecure_probability": p.insecure_probability,
-                        "logits": p.logits,
-                        "tokens": p.tokens,
-                        "truncated": p.truncated,
-                    })
+                    serde_json::Value::Object(
+                        [("idx".to_owned(), idx.clone())]
+                            .into_iter()
+                            .chain(prediction_json(&p))
+                            .collect()
+                    )
                 )?,
                 ClassifyFormat::Text => writeln!(
                     out,
@@ -781,7 +809,7 @@ fn evaluate(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
         let codes: Vec<&str> = chunk.iter().map(|(_, f, _)| *f).collect();
         for ((idx, _, target), p) in chunk.iter().zip(detector.predict_batch(&codes)?) {
             // The CodeXGLUE evaluator's convention: predicted label 1 when p >= 0.5.
-            let predicted = u64::from(p.insecure_probability >= 0.5);
+            let predicted = u64::from(is_finding(&p, 0.5));
             predictions += &format!("{idx}\t{predicted}\n");
             match (predicted, *target) {
                 (1, 1) => confusion.true_positive += 1,

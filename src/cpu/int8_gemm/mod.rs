@@ -18,9 +18,13 @@
 //! sums, so both kernels give the same results bit for bit.
 
 use rayon::prelude::*;
-use std::arch::x86_64::*;
 
-use super::CpuFeatures;
+use super::{CpuFeatures, Kernel};
+
+mod avx2;
+mod vnni;
+
+use avx2::{kernel, quantize_row};
 
 /// Output columns per kernel call: two 8-lane registers.
 const COLUMNS: usize = 16;
@@ -31,26 +35,6 @@ const COLUMNS: usize = 16;
 const ROWS: usize = 6;
 /// The widest input whose sums fit in i32: `k · 127²` below 2³¹.
 pub const MAX_K: usize = i32::MAX as usize / (127 * 127);
-
-/// Which instruction a [`PackedMatrix`] is laid out for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kernel {
-    /// AVX2 `vpmaddwd` on 16-bit operands.
-    Avx2,
-    /// AVX512-VNNI `vpdpbusd` on bytes.
-    Vnni,
-}
-
-impl Kernel {
-    /// Whether this CPU has the kernel's instructions.
-    pub fn runs_here(self) -> bool {
-        let cpu = CpuFeatures::get();
-        match self {
-            Kernel::Avx2 => cpu.avx2_fma,
-            Kernel::Vnni => cpu.avx512_vnni,
-        }
-    }
-}
 
 /// The quantized weights in one kernel's layout.
 #[derive(Clone)]
@@ -114,7 +98,8 @@ impl PackedMatrix {
     /// layout) and `bias` (`n` values, zeros when `None`), laid out for `kernel`.
     ///
     /// # Panics
-    /// When the slices do not have those shapes or `k` exceeds [`MAX_K`].
+    /// When the slices do not have those shapes, `k` exceeds [`MAX_K`] or `kernel` is
+    /// not an int8 one.
     pub fn for_kernel(
         kernel: Kernel,
         weight: &[f32],
@@ -144,8 +129,8 @@ impl PackedMatrix {
                 }
             });
         let weights = match kernel {
-            Kernel::Avx2 => Weights::Pairs(pack(&quantized, k, n, COLUMNS, 2, |q| q)),
-            Kernel::Vnni => {
+            Kernel::Int8Avx2 => Weights::Pairs(pack(&quantized, k, n, COLUMNS, 2, |q| q)),
+            Kernel::Int8Vnni => {
                 let blocks = pack(&quantized, k, n, vnni::COLUMNS, 4, |q| q as i8);
                 // Wrapping: a sum less its offset is exact modulo 2³², and the
                 // difference, the true sum, fits (`MAX_K`).
@@ -159,6 +144,7 @@ impl PackedMatrix {
                     .collect();
                 Weights::Quads { blocks, offsets }
             }
+            other => panic!("{other} is not an int8 kernel"),
         };
         let bias = super::vector_math::bias_or_zeros(bias, n);
         Self {
@@ -173,8 +159,8 @@ impl PackedMatrix {
     /// The kernel this matrix is laid out for.
     pub fn kernel(&self) -> Kernel {
         match self.weights {
-            Weights::Pairs(_) => Kernel::Avx2,
-            Weights::Quads { .. } => Kernel::Vnni,
+            Weights::Pairs(_) => Kernel::Int8Avx2,
+            Weights::Quads { .. } => Kernel::Int8Vnni,
         }
     }
 
@@ -190,9 +176,9 @@ impl PackedMatrix {
     /// When the CPU lacks AVX2 (see [`CpuFeatures`]) or `input` is not `m × k`.
     pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
         assert!(
-            self.kernel().runs_here(),
-            "the CPU lacks {:?}",
-            self.kernel()
+            self.kernel().runs_on(CpuFeatures::get()),
+            "the CPU lacks {}",
+            self.kernel().isa()
         );
         assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
         let mut output = vec![0f32; m * self.n];
@@ -352,32 +338,6 @@ fn row_scale(row: &[f32]) -> (f32, f32) {
     }
 }
 
-/// One row of f32 quantized to int8 values (held as `i16`, padded with a zero to whole
-/// pairs): returns the row's scale.
-#[target_feature(enable = "avx2")]
-fn quantize_row(row: &[f32], out: &mut [i16]) -> f32 {
-    let (scale, inverse) = row_scale(row);
-    // Eight at a time: `vcvtps2dq` rounds to nearest, ties to even, as `quantize`
-    // does, and the clamped values fit 16 bits, so packing them loses nothing.
-    let inverse8 = _mm256_set1_ps(inverse);
-    let (low, high) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
-    let whole = row.len() / 8 * 8;
-    for (q, x) in out.chunks_exact_mut(8).zip(row.chunks_exact(8)) {
-        // SAFETY: `x` holds 8 floats and `q` 8 i16 (16 bytes).
-        unsafe {
-            let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr()), inverse8);
-            let v = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, low), high));
-            let packed =
-                _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-            _mm_storeu_si128(q.as_mut_ptr().cast(), packed);
-        }
-    }
-    for (q, &x) in out[whole..].iter_mut().zip(&row[whole..]) {
-        *q = quantize(x, inverse);
-    }
-    scale
-}
-
 /// What the kernel needs of one column block: its packed weights (`pairs × 32`
 /// values), the block's column scales and bias (`columns` ≤ 16 each), its first
 /// column and the output's row stride.
@@ -387,312 +347,6 @@ struct Tile<'a> {
     bias: &'a [f32],
     col: usize,
     stride: usize,
-}
-
-/// `R` rows by up to 16 columns:
-/// `out[r][col + c] = (Σ_p a[r][p] · b[p][c]) · row_scales[r] · scales[c] + bias[c]`.
-///
-/// # Safety
-/// AVX2 is present. The asserted contract keeps every access inside the slices: `a`
-/// holds `R` quantized rows of `b.len() / 16` values, `out` holds `R` rows of
-/// `stride` floats (the last may end right after column `col + columns`).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn kernel<const R: usize>(a: &[i16], row_scales: &[f32], tile: &Tile, out: &mut [f32]) {
-    let columns = tile.scales.len();
-    let width = tile.b.len() / COLUMNS;
-    let pairs = width / 2;
-    // The contract, checked on every call: once per tile, beside `pairs` steps of 16
-    // multiply-adds per row.
-    assert!(a.len() == R * width && row_scales.len() == R && width.is_multiple_of(2));
-    assert!(columns <= COLUMNS && tile.bias.len() == columns);
-    assert!(
-        tile.col + columns <= tile.stride
-            && out.len() >= (R - 1) * tile.stride + tile.col + columns
-    );
-    let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
-    let b = tile.b.as_ptr();
-    // Each row's start in `a`; rows past `R` are never read.
-    let mut row_start = [a.as_ptr(); ROWS];
-    for (r, start) in row_start.iter_mut().enumerate().take(R) {
-        *start = a[r * width..].as_ptr();
-    }
-    // The rows are spelled out (`r` a literal, `r < R` known at compile time) so that
-    // the accumulators live in registers.
-    macro_rules! step {
-        ($p:expr, $b0:expr, $b1:expr; $($r:literal)*) => {$(
-            if $r < R {
-                // SAFETY: row `$r` < R has `2 · pairs` values from its start and
-                // $p < pairs: the two i16 at 2·$p, read as one (unaligned) i32.
-                let pair = unsafe { row_start[$r].wrapping_add(2 * $p).cast::<i32>().read_unaligned() };
-                let x = _mm256_set1_epi32(pair);
-                acc[$r][0] = _mm256_add_epi32(acc[$r][0], _mm256_madd_epi16(x, $b0));
-                acc[$r][1] = _mm256_add_epi32(acc[$r][1], _mm256_madd_epi16(x, $b1));
-            }
-        )*};
-    }
-    for p in 0..pairs {
-        // SAFETY: p < pairs, so both 16-value reads are inside `b` (pairs × 32 values).
-        let (b0, b1) = unsafe {
-            (
-                _mm256_loadu_si256(b.wrapping_add(p * 2 * COLUMNS).cast()),
-                _mm256_loadu_si256(b.wrapping_add(p * 2 * COLUMNS + COLUMNS).cast()),
-            )
-        };
-        step!(p, b0, b1; 0 1 2 3 4 5);
-    }
-    // Column scales and bias, zero past `columns` (those lanes are not written).
-    let mut scales = [0f32; COLUMNS];
-    let mut bias = [0f32; COLUMNS];
-    scales[..columns].copy_from_slice(tile.scales);
-    bias[..columns].copy_from_slice(tile.bias);
-    // SAFETY: both arrays hold 16 floats: two 8-lane loads each.
-    let (scale0, scale1, bias0, bias1) = unsafe {
-        (
-            _mm256_loadu_ps(scales.as_ptr()),
-            _mm256_loadu_ps(scales.as_ptr().add(8)),
-            _mm256_loadu_ps(bias.as_ptr()),
-            _mm256_loadu_ps(bias.as_ptr().add(8)),
-        )
-    };
-    for (r, acc) in acc.iter().enumerate().take(R) {
-        let row_scale = _mm256_set1_ps(row_scales[r]);
-        let lo = _mm256_fmadd_ps(
-            _mm256_cvtepi32_ps(acc[0]),
-            _mm256_mul_ps(row_scale, scale0),
-            bias0,
-        );
-        let hi = _mm256_fmadd_ps(
-            _mm256_cvtepi32_ps(acc[1]),
-            _mm256_mul_ps(row_scale, scale1),
-            bias1,
-        );
-        let start = r * tile.stride + tile.col;
-        let row = &mut out[start..start + columns];
-        if columns == COLUMNS {
-            // SAFETY: `row` holds 16 floats: two 8-lane stores.
-            unsafe {
-                _mm256_storeu_ps(row.as_mut_ptr(), lo);
-                _mm256_storeu_ps(row.as_mut_ptr().add(8), hi);
-            }
-        } else {
-            // A partial block through a copy (the whole block would write past it).
-            let mut values = [0f32; COLUMNS];
-            // SAFETY: `values` holds 16 floats.
-            unsafe {
-                _mm256_storeu_ps(values.as_mut_ptr(), lo);
-                _mm256_storeu_ps(values.as_mut_ptr().add(8), hi);
-            }
-            row.copy_from_slice(&values[..columns]);
-        }
-    }
-}
-
-/// The AVX512-VNNI kernel and its activation layout.
-mod vnni {
-    use super::{quantize, row_scale, PackedMatrix, QuantizedRows};
-    use std::arch::x86_64::*;
-
-    /// Output columns per kernel call: two 16-lane registers.
-    pub(super) const COLUMNS: usize = 32;
-    /// Rows per kernel call: 8 rows x 2 registers = 16 accumulators, half of
-    /// AVX-512's registers, each step's multiply-adds independent of one another.
-    const ROWS: usize = 8;
-
-    /// [`PackedMatrix::matmul`] on the byte layout: each task's rows are quantized,
-    /// shifted onto [1, 255], then multiplied by every column block in turn.
-    pub(super) fn matmul(
-        matrix: &PackedMatrix,
-        blocks: &[i8],
-        offsets: &[i32],
-        input: &[f32],
-        m: usize,
-        output: &mut [f32],
-    ) {
-        let n = matrix.n;
-        let width = matrix.k.div_ceil(4) * 4;
-        let quantized_rows = QuantizedRows {
-            k: matrix.k,
-            width,
-            // 128 is a quantized 0: the padding adds nothing (its weights are 0).
-            padding: 128u8,
-            // SAFETY: the caller checked `Kernel::Vnni.runs_here()`.
-            quantize: |row: &[f32], q: &mut [_]| unsafe { quantize_row(row, q) },
-        };
-        quantized_rows.tasks(input, m, ROWS, n, output, |quantized, row_scales, out| {
-            let count = row_scales.len();
-            for block in 0..n.div_ceil(COLUMNS) {
-                let col = block * COLUMNS;
-                let columns = COLUMNS.min(n - col);
-                let tile = Tile {
-                    b: &blocks[block * width * COLUMNS..][..width * COLUMNS],
-                    offsets: &offsets[col..col + columns],
-                    scales: &matrix.scales[col..col + columns],
-                    bias: &matrix.bias[col..col + columns],
-                    col,
-                    stride: n,
-                };
-                for row in (0..count).step_by(ROWS) {
-                    let rows = ROWS.min(count - row);
-                    let a = &quantized[row * width..(row + rows) * width];
-                    let scales = &row_scales[row..row + rows];
-                    let out = &mut out[row * n..];
-                    // SAFETY: the caller checked `Kernel::Vnni.runs_here()`; the
-                    // slices have the lengths `kernel` asks for, which it asserts.
-                    unsafe {
-                        match rows {
-                            8 => kernel::<8>(a, scales, &tile, out),
-                            7 => kernel::<7>(a, scales, &tile, out),
-                            6 => kernel::<6>(a, scales, &tile, out),
-                            5 => kernel::<5>(a, scales, &tile, out),
-                            4 => kernel::<4>(a, scales, &tile, out),
-                            3 => kernel::<3>(a, scales, &tile, out),
-                            2 => kernel::<2>(a, scales, &tile, out),
-                            _ => kernel::<1>(a, scales, &tile, out),
-                        }
-                    }
-                }
-            }
-        });
-    }
-
-    /// One row of f32 quantized as [`super::quantize_row`] does, each value plus 128
-    /// as a byte (`out` past the row keeps its values): returns the row's scale.
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn quantize_row(row: &[f32], out: &mut [u8]) -> f32 {
-        let (scale, inverse) = row_scale(row);
-        // Sixteen at a time, rounded as `quantize` does (`vcvtps2dq`: to nearest, ties
-        // to even); the shifted values fit a byte, so `vpmovdb`'s truncation keeps them.
-        let inverse16 = _mm512_set1_ps(inverse);
-        let (low, high) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
-        let shift = _mm512_set1_epi32(128);
-        let whole = row.len() / 16 * 16;
-        for (q, x) in out.chunks_exact_mut(16).zip(row[..whole].chunks_exact(16)) {
-            // SAFETY: `x` holds 16 floats and `q` 16 bytes.
-            unsafe {
-                let v = _mm512_mul_ps(_mm512_loadu_ps(x.as_ptr()), inverse16);
-                let v = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, low), high));
-                let bytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(v, shift));
-                _mm_storeu_si128(q.as_mut_ptr().cast(), bytes);
-            }
-        }
-        for (q, &x) in out[whole..].iter_mut().zip(&row[whole..]) {
-            *q = (quantize(x, inverse) + 128) as u8;
-        }
-        scale
-    }
-
-    /// What the kernel needs of one column block: its packed weights (`quads × 128`
-    /// bytes), the block's column offsets, scales and bias (`columns` ≤ 32 each), its
-    /// first column and the output's row stride.
-    struct Tile<'a> {
-        b: &'a [i8],
-        offsets: &'a [i32],
-        scales: &'a [f32],
-        bias: &'a [f32],
-        col: usize,
-        stride: usize,
-    }
-
-    /// `R` rows by up to 32 columns: `out[r][col + c] = (Σ_i a[r][i] · b[i][c] -
-    /// offsets[c]) · row_scales[r] · scales[c] + bias[c]`, with `a` the shifted bytes.
-    ///
-    /// # Safety
-    /// AVX512-F, AVX512-BW and AVX512-VNNI are present. The asserted contract keeps
-    /// every access inside the slices: `a` holds `R` rows of `b.len() / 32` bytes,
-    /// `out` `R` rows of `stride` floats (the last may end right after column
-    /// `col + columns`).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn kernel<const R: usize>(a: &[u8], row_scales: &[f32], tile: &Tile, out: &mut [f32]) {
-        let columns = tile.scales.len();
-        let width = tile.b.len() / COLUMNS;
-        let quads = width / 4;
-        // The contract, checked on every call: once per tile, beside `quads` steps of
-        // 64 multiply-adds per row.
-        assert!(a.len() == R * width && row_scales.len() == R && width.is_multiple_of(4));
-        assert!(columns <= COLUMNS && tile.bias.len() == columns);
-        assert!(tile.offsets.len() == columns);
-        assert!(
-            tile.col + columns <= tile.stride
-                && out.len() >= (R - 1) * tile.stride + tile.col + columns
-        );
-        let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
-        let b = tile.b.as_ptr();
-        // Each row's start in `a`; rows past `R` are never read.
-        let mut row_start = [a.as_ptr(); ROWS];
-        for (r, start) in row_start.iter_mut().enumerate().take(R) {
-            *start = a[r * width..].as_ptr();
-        }
-        // The rows are spelled out (`r` a literal, `r < R` known at compile time) so
-        // that the accumulators live in registers.
-        macro_rules! step {
-            ($q:expr, $b0:expr, $b1:expr; $($r:literal)*) => {$(
-                if $r < R {
-                    // SAFETY: row `$r` < R has `4 · quads` bytes from its start and
-                    // $q < quads: the four at 4·$q, read as one (unaligned) i32.
-                    let quad = unsafe { row_start[$r].wrapping_add(4 * $q).cast::<i32>().read_unaligned() };
-                    let x = _mm512_set1_epi32(quad);
-                    acc[$r][0] = _mm512_dpbusd_epi32(acc[$r][0], x, $b0);
-                    acc[$r][1] = _mm512_dpbusd_epi32(acc[$r][1], x, $b1);
-                }
-            )*};
-        }
-        for q in 0..quads {
-            // SAFETY: q < quads, so both 64-byte reads are inside `b` (quads × 128).
-            let (b0, b1) = unsafe {
-                (
-                    _mm512_loadu_si512(b.wrapping_add(q * 4 * COLUMNS).cast()),
-                    _mm512_loadu_si512(b.wrapping_add(q * 4 * COLUMNS + 64).cast()),
-                )
-            };
-            step!(q, b0, b1; 0 1 2 3 4 5 6 7);
-        }
-        // Lanes past `columns` (the matrix's last, partial column block) are neither
-        // read nor written.
-        let mask = |from: usize| -> __mmask16 {
-            match columns.saturating_sub(from) {
-                0 => 0,
-                c if c >= 16 => 0xffff,
-                c => (1u16 << c) - 1,
-            }
-        };
-        let (mask0, mask1) = (mask(0), mask(16));
-        let second = 16.min(columns);
-        // SAFETY: masked loads and stores touch only the first `columns` values from
-        // each slice's start (the second half from 16), and of the `R` output rows
-        // only columns `col..col + columns`, inside `out` by the contract.
-        unsafe {
-            let load = |values: *const f32, mask| _mm512_maskz_loadu_ps(mask, values);
-            let (scale0, scale1) = (
-                load(tile.scales.as_ptr(), mask0),
-                load(tile.scales.as_ptr().wrapping_add(second), mask1),
-            );
-            let (bias0, bias1) = (
-                load(tile.bias.as_ptr(), mask0),
-                load(tile.bias.as_ptr().wrapping_add(second), mask1),
-            );
-            let (offset0, offset1) = (
-                _mm512_maskz_loadu_epi32(mask0, tile.offsets.as_ptr()),
-                _mm512_maskz_loadu_epi32(mask1, tile.offsets.as_ptr().wrapping_add(second)),
-            );
-            for (r, acc) in acc.iter().enumerate().take(R) {
-                let row_scale = _mm512_set1_ps(row_scales[r]);
-                // As the AVX2 kernel scales its sums, operation for operation.
-                let lo = _mm512_fmadd_ps(
-                    _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[0], offset0)),
-                    _mm512_mul_ps(row_scale, scale0),
-                    bias0,
-                );
-                let hi = _mm512_fmadd_ps(
-                    _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[1], offset1)),
-                    _mm512_mul_ps(row_scale, scale1),
-                    bias1,
-                );
-                let row = out.as_mut_ptr().wrapping_add(r * tile.stride + tile.col);
-                _mm512_mask_storeu_ps(row, mask0, lo);
-                _mm512_mask_storeu_ps(row.wrapping_add(second), mask1, hi);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -781,11 +435,11 @@ mod tests {
 
     /// The kernels this CPU runs, each tested.
     fn kernels_here() -> Vec<Kernel> {
-        let kernels: Vec<Kernel> = [Kernel::Avx2, Kernel::Vnni]
+        let kernels: Vec<Kernel> = [Kernel::Int8Avx2, Kernel::Int8Vnni]
             .into_iter()
-            .filter(|kernel| kernel.runs_here())
+            .filter(|kernel| kernel.runs_on(CpuFeatures::get()))
             .collect();
-        if !kernels.contains(&Kernel::Vnni) {
+        if !kernels.contains(&Kernel::Int8Vnni) {
             eprintln!("this CPU has no AVX512-VNNI: only the AVX2 kernel is tested");
         }
         kernels
@@ -860,7 +514,7 @@ mod tests {
     /// four-row groups, wide sums, and rows split across threads.
     #[test]
     fn both_kernels_give_the_same_results() {
-        if !Kernel::Vnni.runs_here() {
+        if !Kernel::Int8Vnni.runs_on(CpuFeatures::get()) {
             eprintln!("skipped: this CPU has no AVX512-VNNI");
             return;
         }
@@ -875,9 +529,12 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|_| random(&mut seed) * 4.0).collect();
             let stored: Vec<f32> = (0..n * k).map(|_| random(&mut seed)).collect();
             let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
-            let avx2 = PackedMatrix::for_kernel(Kernel::Avx2, &stored, Some(&bias), k, n);
-            let vnni = PackedMatrix::for_kernel(Kernel::Vnni, &stored, Some(&bias), k, n);
-            assert_eq!((avx2.kernel(), vnni.kernel()), (Kernel::Avx2, Kernel::Vnni));
+            let avx2 = PackedMatrix::for_kernel(Kernel::Int8Avx2, &stored, Some(&bias), k, n);
+            let vnni = PackedMatrix::for_kernel(Kernel::Int8Vnni, &stored, Some(&bias), k, n);
+            assert_eq!(
+                (avx2.kernel(), vnni.kernel()),
+                (Kernel::Int8Avx2, Kernel::Int8Vnni)
+            );
             let (want, got) = (avx2.matmul(&a, m), vnni.matmul(&a, m));
             let differing = want
                 .iter()
@@ -890,7 +547,7 @@ mod tests {
 
     #[test]
     fn byte_rows_quantize_as_each_value_does() {
-        if !Kernel::Vnni.runs_here() {
+        if !Kernel::Int8Vnni.runs_on(CpuFeatures::get()) {
             eprintln!("skipped: this CPU has no AVX512-VNNI");
             return;
         }
@@ -900,7 +557,7 @@ mod tests {
         row.extend([127.0, -126.5, 126.5, 0.49999997, -0.5, 2.5000002]);
         let (_, inverse) = symmetric_scale(127.0);
         let mut got = vec![7u8; row.len() + 3];
-        // SAFETY: `Kernel::Vnni.runs_here()` holds.
+        // SAFETY: `Kernel::Int8Vnni.runs_on(CpuFeatures::get())` holds.
         let scale = unsafe { vnni::quantize_row(&row, &mut got) };
         assert_eq!(scale, 1.0);
         let want: Vec<u8> = row

@@ -13,9 +13,14 @@
 //! instruction set: the logits stay within the library's 1e-4 of transformers'.
 
 use rayon::prelude::*;
-use std::arch::x86_64::*;
 
 use super::CpuFeatures;
+
+mod avx2;
+mod avx512;
+
+use avx2::{interleave, kernel_on};
+use avx512::wide_kernel;
 
 /// Output columns per kernel call: two 8-lane registers.
 const COLUMNS: usize = 16;
@@ -521,61 +526,6 @@ thread_local! {
 /// beyond the six rows.
 const SLACK: usize = 2;
 
-/// Six rows of equal length interleaved step by step into `panel`: value (i, r) at
-/// `6i + r`. Eight steps at a time, the six rows and two of zeros are transposed in
-/// registers and each step's eight lanes stored in turn, the next step's store
-/// overwriting the two beyond the six: so `panel` holds [`SLACK`] values more, past
-/// the interleaved ones, that are left zero or overwritten.
-///
-/// # Safety
-/// AVX2 is present.
-#[target_feature(enable = "avx2")]
-unsafe fn interleave(rows: [&[f32]; ROWS], panel: &mut [f32]) {
-    let depth = rows[0].len();
-    assert!(rows.iter().all(|row| row.len() == depth) && panel.len() == depth * ROWS + SLACK);
-    let whole = depth / 8 * 8;
-    for i in (0..whole).step_by(8) {
-        let zero = _mm256_setzero_ps();
-        // SAFETY: i + 8 ≤ depth: each load reads eight values of its row.
-        let r: [__m256; ROWS] =
-            std::array::from_fn(|r| unsafe { _mm256_loadu_ps(rows[r][i..].as_ptr()) });
-        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let u1 = _mm256_shuffle_ps::<0xee>(t0, t2);
-        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let u3 = _mm256_shuffle_ps::<0xee>(t1, t3);
-        let u4 = _mm256_shuffle_ps::<0x44>(t4, zero);
-        let u5 = _mm256_shuffle_ps::<0xee>(t4, zero);
-        let u6 = _mm256_shuffle_ps::<0x44>(t5, zero);
-        let u7 = _mm256_shuffle_ps::<0xee>(t5, zero);
-        // Step i + s: its six values, then two zeros.
-        let steps = [
-            _mm256_permute2f128_ps::<0x20>(u0, u4),
-            _mm256_permute2f128_ps::<0x20>(u1, u5),
-            _mm256_permute2f128_ps::<0x20>(u2, u6),
-            _mm256_permute2f128_ps::<0x20>(u3, u7),
-            _mm256_permute2f128_ps::<0x31>(u0, u4),
-            _mm256_permute2f128_ps::<0x31>(u1, u5),
-            _mm256_permute2f128_ps::<0x31>(u2, u6),
-            _mm256_permute2f128_ps::<0x31>(u3, u7),
-        ];
-        for (s, step) in steps.into_iter().enumerate() {
-            // SAFETY: (i + s)·6 + 8 ≤ depth·6 + SLACK, as i + s < depth.
-            unsafe { _mm256_storeu_ps(panel[(i + s) * ROWS..][..8].as_mut_ptr(), step) };
-        }
-    }
-    for i in whole..depth {
-        for (r, row) in rows.iter().enumerate() {
-            panel[i * ROWS + r] = row[i];
-        }
-    }
-}
-
 /// Lays a column block's stored rows (`[width, k]`, width ≤ 16) into its panel
 /// (`[k, 16]`): input `row`'s weight for column `c` at `row * 16 + c`.
 fn fill_panel(panel: &mut [f32], stored_rows: &[f32], k: usize) {
@@ -646,13 +596,12 @@ fn attention_on(
     );
     // (first token, tokens, head, the first token's row of `context`) of each job.
     let mut jobs = Vec::with_capacity(lengths.len() * heads);
-    let mut start = 0;
-    for (input, &len) in lengths.iter().enumerate() {
+    for (input, span) in crate::ragged::spans(lengths).enumerate() {
+        let (start, len) = (span.start, span.len());
         if len > 0 {
             let out_row = if first_only { input } else { start };
             jobs.extend((0..heads).map(|head| (start, len, head, out_row)));
         }
-        start += len;
     }
     let context_rows = if first_only { lengths.len() } else { total };
     // Every (row, head) value is written below, each by its one job.
@@ -751,13 +700,7 @@ pub fn first_token_context(
     );
     let per_call = blocks_per_call();
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let starts: Vec<usize> = lengths
-        .iter()
-        .scan(0, |start, &len| {
-            *start += len;
-            Some(*start - len)
-        })
-        .collect();
+    let starts = crate::ragged::first_rows(lengths);
     context.resize(lengths.len() * width, 0.0);
     let inputs = starts.par_iter().zip(lengths);
     context
@@ -881,207 +824,6 @@ struct Tile {
     depth: usize,
     col: usize,
     stride: usize,
-}
-
-/// Six rows by up to 16 columns, over `depth` steps: `out[r][col + c] (+)=
-/// Σ_i a[i][r] · b[i][c]`, starting from `bias[c]` at the first step of `k` and from
-/// what `out` holds after it, so each sum runs along `k` in order. Only the tile's
-/// `rows` rows are read and written in `out`.
-///
-/// The input comes in one of two layouts. In a packed panel (`STEP` 6, `ROW` 1),
-/// value (i, r) at `a[6i + r]`. In rows where they lie (`STEP` 1, `ROW` 0), at
-/// `a[r · row_stride + i]`, rows from `tile.rows` on reading row `tile.rows - 1` again
-/// (their sums are not stored): attention's probabilities are read so, as packing them
-/// would cost about what the few column blocks (head_dim / 16) that read them save.
-///
-/// # Safety
-/// AVX2 and FMA are present. `out` points at the first of `rows` rows of `stride`
-/// floats, whose columns `col..col + bias.len()` the caller alone may access. `a` is
-/// valid for the `tile.depth` values of each of the tile's rows in its layout. The
-/// asserted contract keeps the other accesses inside the slices: `b` holds
-/// `depth × 16` values, `bias` at most 16.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn kernel_on<const STEP: usize, const ROW: usize>(
-    a: *const f32,
-    row_stride: usize,
-    b: &[f32],
-    bias: &[f32],
-    out: *mut f32,
-    tile: Tile,
-) {
-    let Tile {
-        rows,
-        depth_start,
-        depth,
-        col,
-        stride,
-    } = tile;
-    let width = bias.len();
-    // The contract, checked on every call: once per tile, beside `depth` steps of
-    // 12 FMAs.
-    assert!(b.len() == depth * COLUMNS);
-    assert!((1..=ROWS).contains(&rows) && width <= COLUMNS);
-    assert!(col + width <= stride);
-    // The starting sums: the bias, or what the steps before this block left in `out`.
-    let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
-    for (r, acc) in acc.iter_mut().enumerate().take(rows) {
-        let at = r * stride + col;
-        let start = if depth_start == 0 {
-            bias
-        } else {
-            // SAFETY: the row's columns col..col + width are the caller's (contract).
-            unsafe { std::slice::from_raw_parts(out.add(at), width) }
-        };
-        let mut padded = [0f32; COLUMNS];
-        // A whole block is read in place; a partial one through a zero-padded copy
-        // (a copy of unknown length is a library call, too slow for every tile).
-        let start = if width == COLUMNS {
-            start
-        } else {
-            padded[..width].copy_from_slice(start);
-            &padded[..]
-        };
-        // SAFETY: `start` holds 16 floats: two 8-lane loads.
-        unsafe {
-            acc[0] = _mm256_loadu_ps(start.as_ptr());
-            acc[1] = _mm256_loadu_ps(start.as_ptr().add(8));
-        }
-    }
-    let b = b.as_ptr();
-    // Where each row's values start: in a packed panel 0 to 5 (then STEP is 6), in
-    // rows the row starts, the tile's last row standing in for absent ones.
-    let starts: [usize; ROWS] =
-        std::array::from_fn(|r| r * ROW + r.min(rows - 1) * row_stride * (1 - ROW));
-    for i in 0..depth {
-        // SAFETY: i < depth: the two 8-lane reads are inside `b` (depth × 16 values)
-        // and the six reads are the caller's values (i, r) of `a`.
-        unsafe {
-            let b0 = _mm256_loadu_ps(b.add(i * COLUMNS));
-            let b1 = _mm256_loadu_ps(b.add(i * COLUMNS + 8));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_broadcast_ss(&*a.add(i * STEP + starts[r]));
-                acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
-            }
-        }
-    }
-    for (r, acc) in acc.iter().enumerate().take(rows) {
-        let start = r * stride + col;
-        if width == COLUMNS {
-            // SAFETY: the 16 floats from `start` are the caller's (contract).
-            unsafe {
-                let row = out.add(start);
-                _mm256_storeu_ps(row, acc[0]);
-                _mm256_storeu_ps(row.add(8), acc[1]);
-            }
-        } else {
-            let mut values = [0f32; COLUMNS];
-            // SAFETY: `values` holds 16 floats; the `width` floats from `start` are the
-            // caller's (contract).
-            unsafe {
-                _mm256_storeu_ps(values.as_mut_ptr(), acc[0]);
-                _mm256_storeu_ps(values.as_mut_ptr().add(8), acc[1]);
-                std::ptr::copy_nonoverlapping(values.as_ptr(), out.add(start), width);
-            }
-        }
-    }
-}
-
-/// [`kernel_on`] on `BLOCKS` adjacent column blocks at once with AVX-512: six rows by
-/// up to `16 · BLOCKS` columns, each output's sum the same FMAs in the same order.
-/// Block `j`'s weights are its panel, `b[j · k · 16..]`, from step `tile.depth_start`.
-///
-/// # Safety
-/// AVX-512F is present; otherwise as [`kernel_on`], with `b` holding the `BLOCKS`
-/// panels of `k` steps each and `bias` the group's columns: more than
-/// `16 · (BLOCKS - 1)` and at most `16 · BLOCKS`.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn wide_kernel<const STEP: usize, const ROW: usize, const BLOCKS: usize>(
-    a: *const f32,
-    row_stride: usize,
-    b: &[f32],
-    k: usize,
-    bias: &[f32],
-    out: *mut f32,
-    tile: Tile,
-) {
-    let Tile {
-        rows,
-        depth_start,
-        depth,
-        col,
-        stride,
-    } = tile;
-    let width = bias.len();
-    // The contract, checked on every call: once per tile, beside `depth` steps of
-    // 6 · BLOCKS FMAs.
-    assert!(b.len() == BLOCKS * k * COLUMNS && depth_start + depth <= k);
-    assert!((1..=ROWS).contains(&rows));
-    assert!(width > (BLOCKS - 1) * COLUMNS && width <= BLOCKS * COLUMNS);
-    assert!(col + width <= stride);
-    // Block j's lanes in the group's columns: all 16 but in a last, partial block.
-    let masks: [__mmask16; BLOCKS] = std::array::from_fn(|j| {
-        let lanes = (width - j * COLUMNS).min(COLUMNS);
-        (((1u32 << lanes) - 1) & 0xffff) as __mmask16
-    });
-    // The starting sums: the bias, or what the steps before this block left in `out`;
-    // zero in rows past the tile's, through loads with no lanes (which read nothing).
-    // Every sum is written once, from uninitialized memory: an array of zeros first
-    // compiled to a call to memset per tile.
-    let mut starts = [[std::mem::MaybeUninit::<__m512>::uninit(); BLOCKS]; ROWS];
-    for (r, starts) in starts.iter_mut().enumerate() {
-        for (j, start) in starts.iter_mut().enumerate() {
-            let (from, mask) = if r >= rows {
-                (bias.as_ptr(), 0)
-            } else if depth_start == 0 {
-                (bias.as_ptr(), masks[j])
-            } else {
-                (out.wrapping_add(r * stride + col) as *const f32, masks[j])
-            };
-            // SAFETY: the masked lanes are the row's columns in the group, inside
-            // `bias` or the caller's part of `out` (contract); a load with no lanes
-            // reads no memory.
-            start.write(unsafe { _mm512_maskz_loadu_ps(mask, from.wrapping_add(j * COLUMNS)) });
-        }
-    }
-    // SAFETY: every element was written above; the arrays have the same layout.
-    let mut acc: [[__m512; BLOCKS]; ROWS] = unsafe { std::mem::transmute_copy(&starts) };
-    // Each row's next value, as `kernel_on` reads them, and the first block's next
-    // weights; the loop advances them with no bounds or overflow checks, so that the
-    // compiler keeps all the sums in registers (a panic exit inside the loop has it
-    // store them to the stack on every step).
-    let mut inputs: [*const f32; ROWS] =
-        std::array::from_fn(|r| a.wrapping_add(r * ROW + r.min(rows - 1) * row_stride * (1 - ROW)));
-    let mut weights = b.as_ptr().wrapping_add(depth_start * COLUMNS);
-    let block_stride = k * COLUMNS;
-    for _ in 0..depth {
-        // SAFETY: each of the `depth` steps reads, per block, 16 weights inside its
-        // panel (depth_start + depth ≤ k), and per row the caller's value (i, r) of `a`.
-        unsafe {
-            let mut w = [_mm512_setzero_ps(); BLOCKS];
-            for (j, w) in w.iter_mut().enumerate() {
-                *w = _mm512_loadu_ps(weights.wrapping_add(j * block_stride));
-            }
-            for r in 0..ROWS {
-                let x = _mm512_set1_ps(*inputs[r]);
-                for j in 0..BLOCKS {
-                    acc[r][j] = _mm512_fmadd_ps(x, w[j], acc[r][j]);
-                }
-                inputs[r] = inputs[r].wrapping_add(STEP);
-            }
-        }
-        weights = weights.wrapping_add(COLUMNS);
-    }
-    for (r, acc) in acc.iter().enumerate().take(rows) {
-        let row = out.wrapping_add(r * stride + col);
-        for (j, &acc) in acc.iter().enumerate() {
-            // SAFETY: the masked lanes are the row's columns in the group, the
-            // caller's part of `out` (contract).
-            unsafe { _mm512_mask_storeu_ps(row.wrapping_add(j * COLUMNS), masks[j], acc) };
-        }
-    }
 }
 
 #[cfg(test)]

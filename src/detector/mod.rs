@@ -1,256 +1,33 @@
 //! The typed API: load a checkpoint once, classify functions many times.
+//!
+//! ```text
+//! mod.rs         Detector and its builder: loading, predict, predict_batch, predict_windows
+//! options        Preprocessing and Precision, each with its one table of names and C numbers
+//! prediction     Prediction, WindowedPrediction, and how they are read off the logits
+//! batching       how a batch is cut into model calls and laid end to end
+//! ```
+
+mod batching;
+mod options;
+mod prediction;
+
+pub use options::{Precision, Preprocessing};
+pub use prediction::{Prediction, WindowedPrediction};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::backend::{panic_message, Backend};
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
 use crate::execution::ExecutionPlan;
-use crate::model::{position_ids, ProjectionLayout, RobertaClassifier};
+use crate::model::{ProjectionLayout, RobertaClassifier};
 use crate::tokenizer::{CodeTokenizer, TokenizedInput};
 use crate::weights::{self, WeightFile};
-
-/// How source text is prepared before tokenizing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Preprocessing {
-    /// The text as given, as the model card feeds it to the tokenizer.
-    #[default]
-    Raw,
-    /// Whitespace runs collapsed to one space and the ends trimmed, as CodeXGLUE's
-    /// defect-detection scripts do (`' '.join(code.split())`).
-    CollapseWhitespace,
-}
-
-impl Preprocessing {
-    /// The text the tokenizer sees.
-    pub fn apply<'a>(self, code: &'a str) -> std::borrow::Cow<'a, str> {
-        match self {
-            Preprocessing::Raw => code.into(),
-            Preprocessing::CollapseWhitespace => words(code).collect::<Vec<_>>().join(" ").into(),
-        }
-    }
-
-    /// The bytes of `code` that `range` of the preprocessed text [`apply`](Self::apply)
-    /// gives came from. With collapsed whitespace, each word of the preprocessed text
-    /// is a word of `code` copied as it is; a range that starts on a joining space
-    /// starts at the next word, and one that ends on it ends after the previous word.
-    pub fn source_range(self, code: &str, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
-        if self == Preprocessing::Raw {
-            return range;
-        }
-        // Each word of `code`: its offset in `code`, and its text.
-        let words: Vec<(usize, &str)> = words(code)
-            .map(|w| (w.as_ptr() as usize - code.as_ptr() as usize, w))
-            .collect();
-        // Where each word starts in the preprocessed text (words joined by one space).
-        let mut starts = Vec::with_capacity(words.len());
-        let mut at = 0;
-        for (_, w) in &words {
-            starts.push(at);
-            at += w.len() + 1;
-        }
-        // Preprocessed byte `o`: `Ok(source offset)` inside a word, `Err(i)` on the
-        // space after word `i`.
-        let locate = |o: usize| -> std::result::Result<usize, usize> {
-            let i = starts.partition_point(|&s| s <= o).max(1) - 1;
-            let (raw, w) = words[i];
-            match o - starts[i] < w.len() {
-                true => Ok(raw + o - starts[i]),
-                false => Err(i),
-            }
-        };
-        if words.is_empty() {
-            return 0..0;
-        }
-        let start = locate(range.start)
-            .unwrap_or_else(|i| words.get(i + 1).map_or(code.len(), |(raw, _)| *raw));
-        if range.end <= range.start {
-            return start..start;
-        }
-        let end = match locate(range.end - 1) {
-            Ok(raw) => raw + 1,
-            Err(i) => words[i].0 + words[i].1.len(),
-        };
-        start..end.max(start)
-    }
-}
-
-/// The words of `code` as Python's `str.split()` gives them: what collapsing
-/// whitespace keeps, each a slice of `code`.
-fn words(code: &str) -> impl Iterator<Item = &str> {
-    code.split(is_python_whitespace).filter(|w| !w.is_empty())
-}
-
-/// Python's `str.isspace`: Unicode White_Space plus the four ASCII separators
-/// U+001C..U+001F, which `str.split()` also splits on.
-fn is_python_whitespace(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
-}
-
-/// Precision of the weights and of the computation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// f32 throughout: the logits equal transformers' within 1e-4.
-    ///
-    /// On the CPU backends of a CPU with AVX2 and FMA, the encoder's projections run
-    /// on this crate's f32 kernel (AVX2 or AVX-512) over weights laid out for it at
-    /// load (`cpu::f32_gemm`); elsewhere on the backend's matrix product. On the
-    /// `cuda` backend the weights and activations are f64: burn's CUDA matrix product
-    /// runs f32 inputs as TF32 on GPUs since Ampere, too coarse for 1e-4 on a
-    /// full-size model. That costs speed: on an H100 the f64 products take 2 to 16
-    /// times as long, and more on GPUs with few f64 units (most consumer GPUs).
-    /// [`Precision::Tf32`] is the fast mode there.
-    #[default]
-    F32,
-    /// f32 weights and activations, whose matrix products the backend may run as
-    /// TF32 (10-bit mantissas, f32 sums) on tensor cores. Opt-in: on `cuda`, burn's
-    /// tensor-core products at their own speed, with logits about 2e-4 from
-    /// transformers' on a full-size model (1.9e-4 on an H100); on every other backend,
-    /// which has no TF32 products, exactly [`Precision::F32`].
-    Tf32,
-    /// bf16 matrix products. Opt-in: faster where the hardware multiplies bf16, with
-    /// probabilities within about 1e-2 of f32 (tested on the fixtures).
-    ///
-    /// On the CPU backends on a CPU with AVX512-BF16
-    /// ([`Backend::has_bf16_products`]), the encoder's projections hold bf16 weights
-    /// and multiply with the CPU's bf16 dot-product instruction, summing in f32;
-    /// everything else (embeddings, attention, LayerNorm, GELU, the head) stays f32.
-    /// Elsewhere weights and activations are burn's bf16 tensors throughout
-    /// (LayerNorm statistics accumulated in f32).
-    Bf16,
-    /// f16 weights and activations, as [`Precision::Bf16`] with more mantissa and
-    /// less range.
-    F16,
-    /// int8 matrix products (dynamic quantization). Opt-in, on the CPU backends of a
-    /// CPU with AVX2 ([`Backend::has_int8_products`]); refused elsewhere. The fastest
-    /// mode there, with probabilities within a few 1e-2 of f32 (tested on the
-    /// fixtures).
-    ///
-    /// Each column of the encoder's projection weights is rounded to int8 with its
-    /// own scale at load, each token's activations likewise at every product, and
-    /// the products summed exactly in 32-bit integers (AVX512-VNNI's byte products
-    /// where the CPU has them, else AVX2's 16-bit ones, with the same results): ONNX
-    /// Runtime's `quantize_dynamic` scheme. Everything else (embeddings, attention,
-    /// LayerNorm, GELU, the head) stays f32, and a token's result still does not
-    /// depend on the other inputs in a batch.
-    Int8,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = Error;
-
-    /// Parses `f32`, `tf32`, `bf16`, `f16` or `int8` (any case), the names the `icd`
-    /// tool takes.
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" => Ok(Precision::F32),
-            "tf32" => Ok(Precision::Tf32),
-            "bf16" => Ok(Precision::Bf16),
-            "f16" => Ok(Precision::F16),
-            "int8" => Ok(Precision::Int8),
-            _ => Err(Error::InvalidArgument {
-                argument: "precision",
-                message: format!(
-                    "unknown precision {s:?}; expected one of f32, tf32, bf16, f16, int8"
-                ),
-            }),
-        }
-    }
-}
-
-impl Precision {
-    /// The burn dtype of the weights as loaded and of the activations between the
-    /// matrix products (f32 for int8, whose products quantize on the fly). On the
-    /// `cuda` backend, `F32` loads and computes in f64 instead (see [`Precision::F32`]).
-    pub fn dtype(self) -> DType {
-        match self {
-            Precision::F32 | Precision::Tf32 | Precision::Int8 => DType::F32,
-            Precision::Bf16 => DType::BF16,
-            Precision::F16 => DType::F16,
-        }
-    }
-}
-
-/// The classifier's verdict on one function.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
-    /// Index of the highest logit, as transformers' argmax (always 0 for a
-    /// single-logit model: read `insecure_probability` there).
-    pub label: usize,
-    /// That label's name from `id2label` (`LABEL_1` and the like when unnamed).
-    pub label_name: String,
-    /// Probability that the function is insecure: softmax of the insecure label for a
-    /// two-label model (label 1, CodeXGLUE's "defective"), sigmoid of the logit for a
-    /// one-label model, and for more labels one minus the probability of the safe label
-    /// (the one named `safe`, `secure`, `benign`, `clean` or `LABEL_0`; else label 0).
-    pub insecure_probability: f32,
-    /// The raw logits, one per label.
-    pub logits: Vec<f32>,
-    /// Tokens fed to the model, `<s>` and `</s>` included.
-    pub tokens: usize,
-    /// Whether the input had more tokens than `max_tokens` and was cut.
-    pub truncated: bool,
-}
-
-/// The verdict on a long function classified as overlapping windows: the window with
-/// the highest insecure probability.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WindowedPrediction {
-    /// The prediction for that window (`truncated` is false: each window fits).
-    pub prediction: Prediction,
-    /// Byte range of the code as given that the window covers (with
-    /// [`Preprocessing::CollapseWhitespace`], mapped back from the collapsed text by
-    /// [`Preprocessing::source_range`]).
-    pub byte_range: std::ops::Range<usize>,
-    /// Windows classified.
-    pub windows: usize,
-}
-
-/// How `insecure_probability` is read off the logits.
-#[derive(Debug, Clone, Copy)]
-enum InsecureScore {
-    Sigmoid,
-    SoftmaxOf(usize),
-    OneMinusSoftmaxOf(usize),
-}
-
-impl InsecureScore {
-    fn for_labels(names: &[String]) -> Self {
-        let find = |wanted: &[&str]| {
-            names
-                .iter()
-                .position(|n| wanted.iter().any(|w| n.eq_ignore_ascii_case(w)))
-        };
-        if names.len() == 1 {
-            return InsecureScore::Sigmoid;
-        }
-        if let Some(i) = find(&["insecure", "vulnerable", "defective"]) {
-            return InsecureScore::SoftmaxOf(i);
-        }
-        if names.len() == 2 {
-            return InsecureScore::SoftmaxOf(1);
-        }
-        InsecureScore::OneMinusSoftmaxOf(
-            find(&["safe", "secure", "benign", "clean", "LABEL_0"]).unwrap_or(0),
-        )
-    }
-
-    fn probability(self, logits: &[f32]) -> f32 {
-        let softmax = |i: usize| {
-            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
-            (logits[i] - max).exp() / sum
-        };
-        match self {
-            InsecureScore::Sigmoid => 1.0 / (1.0 + (-logits[0]).exp()),
-            InsecureScore::SoftmaxOf(i) => softmax(i),
-            InsecureScore::OneMinusSoftmaxOf(i) => 1.0 - softmax(i),
-        }
-    }
-}
+use batching::{end_to_end, model_calls, window_starts, TOKENIZE_WINDOW_BATCHES};
+use prediction::Labels;
 
 /// Options for [`Detector`]; start from [`Detector::builder`].
 #[derive(Debug, Clone)]
@@ -263,10 +40,6 @@ pub struct DetectorBuilder {
     weights: Option<PathBuf>,
     precision: Precision,
 }
-
-/// Inputs tokenized ahead of the model at once, at most, in a batch call: bounds
-/// memory for huge batches while leaving enough to sort by length.
-const TOKENIZE_WINDOW_BATCHES: usize = 16;
 
 impl DetectorBuilder {
     /// The backend to run on (default: the CPU backend, flex where compiled in).
@@ -385,7 +158,7 @@ impl DetectorBuilder {
         Ok(Detector {
             model,
             tokenizer,
-            insecure: InsecureScore::for_labels(&config.id2label),
+            labels: Labels::new(&config.id2label),
             config,
             device,
             backend,
@@ -458,7 +231,7 @@ pub struct Detector {
     model: RobertaClassifier,
     tokenizer: CodeTokenizer,
     config: RobertaConfig,
-    insecure: InsecureScore,
+    labels: Labels,
     device: Device,
     backend: Backend,
     plan: ExecutionPlan,
@@ -581,10 +354,7 @@ impl Detector {
         let text = self.preprocessing.apply(code);
         let (ids, offsets) = self.tokenizer.encode_with_offsets(&text)?;
         let bos = self.tokenizer.bos_id();
-        let mut starts: Vec<usize> = (0..ids.len().saturating_sub(width))
-            .step_by(stride)
-            .collect();
-        starts.push(ids.len().saturating_sub(width));
+        let starts = window_starts(ids.len(), width, stride);
         let windows: Vec<TokenizedInput> = starts
             .iter()
             .map(|&start| {
@@ -706,16 +476,8 @@ impl Detector {
     /// backend becomes an error; the model holds no state between calls, so the
     /// detector stays usable.
     fn run_batch(&self, inputs: &[&TokenizedInput]) -> Result<Vec<Prediction>> {
-        let lengths: Vec<usize> = inputs.iter().map(|i| i.input_ids.len()).collect();
-        let total: usize = lengths.iter().sum();
-        let ids: Vec<i64> = inputs
-            .iter()
-            .flat_map(|i| i.input_ids.iter().map(|&id| i64::from(id)))
-            .collect();
-        let positions: Vec<i64> = inputs
-            .iter()
-            .flat_map(|i| position_ids(&i.input_ids, self.config.pad_token_id))
-            .collect();
+        let (ids, positions, lengths) = end_to_end(inputs, self.config.pad_token_id);
+        let total = ids.len();
         let logits = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<f32>> {
             let input_ids =
                 Tensor::<2, Int>::from_data(TensorData::new(ids, [1, total]), &self.device);
@@ -739,128 +501,17 @@ impl Detector {
             .zip(logits.chunks(labels))
             .enumerate()
             .map(|(position, (input, logits))| {
-                // Fail closed: NaN compares false with every threshold, so a NaN
-                // probability would read as "not insecure".
-                if logits.iter().any(|l| !l.is_finite()) {
-                    return Err(Error::NonFiniteLogits {
-                        input: position,
-                        logits: logits.to_vec(),
-                    });
-                }
-                Ok(self.prediction(input, logits.to_vec()))
+                self.labels
+                    .prediction(position, logits, input.input_ids.len(), input.truncated())
             })
             .collect()
     }
-
-    fn prediction(&self, input: &TokenizedInput, logits: Vec<f32>) -> Prediction {
-        // First maximum, as torch.argmax (always 0 for a single-logit model, whose
-        // verdict is `insecure_probability`).
-        let label = logits
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, &l)| if l > logits[best] { i } else { best });
-        let label_name = self.config.id2label[label].clone();
-        Prediction {
-            label,
-            label_name,
-            insecure_probability: self.insecure.probability(&logits),
-            tokens: input.input_ids.len(),
-            truncated: input.truncated(),
-            logits,
-        }
-    }
-}
-
-/// `order` cut into consecutive model calls of at most `batch_size` inputs and
-/// `token_budget` tokens (an input longer than that runs alone); `tokens(i)` is input
-/// `i`'s token count.
-fn model_calls(
-    order: &[usize],
-    tokens: impl Fn(usize) -> usize,
-    batch_size: usize,
-    token_budget: usize,
-) -> Vec<&[usize]> {
-    let mut calls = Vec::new();
-    let (mut start, mut call_tokens) = (0, 0);
-    for (position, &input) in order.iter().enumerate() {
-        let n = tokens(input);
-        let members = position - start;
-        if members > 0 && (members == batch_size || call_tokens + n > token_budget) {
-            calls.push(&order[start..position]);
-            (start, call_tokens) = (position, 0);
-        }
-        call_tokens += n;
-    }
-    if start < order.len() {
-        calls.push(&order[start..]);
-    }
-    calls
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn collapsed_ranges_map_back_to_the_source() {
-        let code = "int  f(void)\n{\n\treturn \u{e9};\r\n}\n";
-        let p = Preprocessing::CollapseWhitespace;
-        let text = p.apply(code);
-        assert_eq!(text, "int f(void) { return \u{e9}; }");
-        // Every word, and every part of one, maps to the same bytes of the source.
-        for word in text.split(' ') {
-            let at = word.as_ptr() as usize - text.as_ptr() as usize;
-            assert_eq!(&code[p.source_range(code, at..at + word.len())], word);
-            let first = word.chars().next().unwrap().len_utf8();
-            assert_eq!(&code[p.source_range(code, at..at + first)], &word[..first]);
-        }
-        // A range across words covers the source's whitespace between them.
-        assert_eq!(&code[p.source_range(code, 0..text.len())], code.trim_end());
-        // A range starting on a joining space starts at the next word; one ending on
-        // it ends after the previous word.
-        let space = text.find(' ').unwrap();
-        assert_eq!(&code[p.source_range(code, space..space + 2)], "f");
-        assert_eq!(&code[p.source_range(code, 0..space + 1)], "int");
-        assert_eq!(p.source_range(code, 4..4), 5..5);
-        assert_eq!(p.source_range("   ", 0..0), 0..0);
-        assert_eq!(Preprocessing::Raw.source_range(code, 3..7), 3..7);
-    }
-
-    #[test]
-    fn model_calls_hold_batch_size_inputs_and_token_budget_tokens() {
-        let tokens = [100, 200, 300, 600, 10, 10, 10, 10];
-        let order: Vec<usize> = (0..tokens.len()).collect();
-        let calls = |batch_size, budget| model_calls(&order, |i| tokens[i], batch_size, budget);
-        // 512 tokens: 100 + 200 fit, 300 starts a call, 600 runs alone, then the rest.
-        assert_eq!(calls(8, 512), [&[0, 1][..], &[2], &[3], &[4, 5, 6, 7]]);
-        // The batch size cuts too.
-        assert_eq!(calls(3, 512), [&[0, 1][..], &[2], &[3], &[4, 5, 6], &[7]]);
-        // No budget (the GPU backends): the batch size alone.
-        assert_eq!(calls(8, usize::MAX), [&order[..]]);
-        assert_eq!(calls(3, usize::MAX), [&[0, 1, 2][..], &[3, 4, 5], &[6, 7]]);
-        assert!(model_calls(&[], |_| 1, 8, 512).is_empty());
-    }
-
-    #[test]
-    fn collapse_whitespace_matches_python_split_join() {
-        let p = Preprocessing::CollapseWhitespace;
-        assert_eq!(p.apply("  a\t\tb\r\n c \u{a0}d\u{1f}e  "), "a b c d e");
-        assert_eq!(p.apply(""), "");
-        assert_eq!(p.apply(" \n\t "), "");
-        assert_eq!(Preprocessing::Raw.apply(" a  b "), " a  b ");
-    }
-
-    #[test]
-    fn insecure_score_follows_the_label_names() {
-        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let two = InsecureScore::for_labels(&names(&["LABEL_0", "LABEL_1"]));
-        assert!((two.probability(&[0.0, 0.0]) - 0.5).abs() < 1e-6);
-        assert!(two.probability(&[0.0, 3.0]) > 0.9);
-        let one = InsecureScore::for_labels(&names(&["LABEL_0"]));
-        assert!((one.probability(&[0.0]) - 0.5).abs() < 1e-6);
-        let five = InsecureScore::for_labels(&names(&["overflow", "safe", "a", "b", "c"]));
-        assert!(five.probability(&[0.0, 10.0, 0.0, 0.0, 0.0]) < 0.01);
-    }
+    use burn::tensor::DType;
 
     /// The f64 model that `Precision::F32` runs as on CUDA, run here on the default
     /// CPU backend: the logits of the f32 detector, which the parity tests hold to

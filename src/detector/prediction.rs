@@ -1,0 +1,166 @@
+//! What a detector returns, and how it is read off the logits: the label (argmax) and
+//! its name, and the insecure probability for one, two or more labels.
+
+use crate::error::{Error, Result};
+
+/// The classifier's verdict on one function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Index of the highest logit, as transformers' argmax (always 0 for a
+    /// single-logit model: read `insecure_probability` there).
+    pub label: usize,
+    /// That label's name from `id2label` (`LABEL_1` and the like when unnamed).
+    pub label_name: String,
+    /// Probability that the function is insecure: softmax of the insecure label for a
+    /// two-label model (label 1, CodeXGLUE's "defective"), sigmoid of the logit for a
+    /// one-label model, and for more labels one minus the probability of the safe label
+    /// (the one named `safe`, `secure`, `benign`, `clean` or `LABEL_0`; else label 0).
+    pub insecure_probability: f32,
+    /// The raw logits, one per label.
+    pub logits: Vec<f32>,
+    /// Tokens fed to the model, `<s>` and `</s>` included.
+    pub tokens: usize,
+    /// Whether the input had more tokens than `max_tokens` and was cut.
+    pub truncated: bool,
+}
+
+/// The verdict on a long function classified as overlapping windows: the window with
+/// the highest insecure probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowedPrediction {
+    /// The prediction for that window (`truncated` is false: each window fits).
+    pub prediction: Prediction,
+    /// Byte range of the code as given that the window covers (with
+    /// [`Preprocessing::CollapseWhitespace`](crate::Preprocessing::CollapseWhitespace), mapped back
+    /// from the collapsed text by
+    /// [`Preprocessing::source_range`](crate::Preprocessing::source_range)).
+    pub byte_range: std::ops::Range<usize>,
+    /// Windows classified.
+    pub windows: usize,
+}
+
+/// The checkpoint's labels, and how a prediction is read off one input's logits.
+#[derive(Debug, Clone)]
+pub(crate) struct Labels {
+    names: Vec<String>,
+    insecure: InsecureScore,
+}
+
+impl Labels {
+    /// The labels named `names` (`id2label`, by index).
+    pub(crate) fn new(names: &[String]) -> Self {
+        Self {
+            names: names.to_vec(),
+            insecure: InsecureScore::for_labels(names),
+        }
+    }
+
+    /// The prediction for an input of `tokens` tokens (`truncated` if it was cut) whose
+    /// logits are `logits`, the input's position in its batch being `input`. Fails
+    /// closed on a NaN or infinite logit: NaN compares false with every threshold, so a
+    /// NaN probability would read as "not insecure".
+    pub(crate) fn prediction(
+        &self,
+        input: usize,
+        logits: &[f32],
+        tokens: usize,
+        truncated: bool,
+    ) -> Result<Prediction> {
+        if logits.iter().any(|l| !l.is_finite()) {
+            return Err(Error::NonFiniteLogits {
+                input,
+                logits: logits.to_vec(),
+            });
+        }
+        // First maximum, as torch.argmax (always 0 for a single-logit model, whose
+        // verdict is `insecure_probability`).
+        let label = logits
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, &l)| if l > logits[best] { i } else { best });
+        Ok(Prediction {
+            label,
+            label_name: self.names[label].clone(),
+            insecure_probability: self.insecure.probability(logits),
+            logits: logits.to_vec(),
+            tokens,
+            truncated,
+        })
+    }
+}
+
+/// How `insecure_probability` is read off the logits.
+#[derive(Debug, Clone, Copy)]
+enum InsecureScore {
+    Sigmoid,
+    SoftmaxOf(usize),
+    OneMinusSoftmaxOf(usize),
+}
+
+impl InsecureScore {
+    fn for_labels(names: &[String]) -> Self {
+        let find = |wanted: &[&str]| {
+            names
+                .iter()
+                .position(|n| wanted.iter().any(|w| n.eq_ignore_ascii_case(w)))
+        };
+        if names.len() == 1 {
+            return InsecureScore::Sigmoid;
+        }
+        if let Some(i) = find(&["insecure", "vulnerable", "defective"]) {
+            return InsecureScore::SoftmaxOf(i);
+        }
+        if names.len() == 2 {
+            return InsecureScore::SoftmaxOf(1);
+        }
+        InsecureScore::OneMinusSoftmaxOf(
+            find(&["safe", "secure", "benign", "clean", "LABEL_0"]).unwrap_or(0),
+        )
+    }
+
+    fn probability(self, logits: &[f32]) -> f32 {
+        let softmax = |i: usize| {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+            (logits[i] - max).exp() / sum
+        };
+        match self {
+            InsecureScore::Sigmoid => 1.0 / (1.0 + (-logits[0]).exp()),
+            InsecureScore::SoftmaxOf(i) => softmax(i),
+            InsecureScore::OneMinusSoftmaxOf(i) => 1.0 - softmax(i),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insecure_score_follows_the_label_names() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let two = InsecureScore::for_labels(&names(&["LABEL_0", "LABEL_1"]));
+        assert!((two.probability(&[0.0, 0.0]) - 0.5).abs() < 1e-6);
+        assert!(two.probability(&[0.0, 3.0]) > 0.9);
+        let one = InsecureScore::for_labels(&names(&["LABEL_0"]));
+        assert!((one.probability(&[0.0]) - 0.5).abs() < 1e-6);
+        let five = InsecureScore::for_labels(&names(&["overflow", "safe", "a", "b", "c"]));
+        assert!(five.probability(&[0.0, 10.0, 0.0, 0.0, 0.0]) < 0.01);
+    }
+
+    #[test]
+    fn a_prediction_is_the_first_maximum_and_fails_closed_on_nan() {
+        let labels = Labels::new(&["LABEL_0".into(), "LABEL_1".into()]);
+        let p = labels.prediction(0, &[1.0, 1.0], 5, false).unwrap();
+        assert_eq!((p.label, p.label_name.as_str()), (0, "LABEL_0"));
+        let p = labels.prediction(0, &[0.0, 2.0], 5, true).unwrap();
+        assert_eq!((p.label, p.tokens, p.truncated), (1, 5, true));
+        let error = labels
+            .prediction(3, &[f32::NAN, 0.0], 5, false)
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::NonFiniteLogits { input: 3, .. }),
+            "{error}"
+        );
+    }
+}
