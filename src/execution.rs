@@ -124,14 +124,17 @@ pub(crate) trait LayerOps {
     /// of `hidden` into `qkv`, and the attention context of every row into `context`,
     /// each input attending only to its own rows. With `first_only`, only each
     /// input's first row's context, from every row's keys and values (and a plan may
-    /// skip `qkv` where it folds the keys and values into that row's query).
+    /// skip `qkv` where it folds the keys and values into that row's query). Then
+    /// `probabilities`, where asked for, receives each input's attention
+    /// probabilities from its first row, head by head: `heads × len` values per
+    /// input, inputs laid end to end (a plan computes them only when asked).
     fn self_attention(
         &self,
         hidden: &Self::Rows,
         lengths: &[usize],
         first_only: bool,
-        qkv: &mut Self::Rows,
-        context: &mut Self::Rows,
+        buffers: (&mut Self::Rows, &mut Self::Rows),
+        probabilities: Option<&mut Vec<f32>>,
     );
 
     /// Each input's first row of `rows`, in place of all of them.
@@ -163,10 +166,10 @@ impl LayerOps for crate::cpu::encoder::PackedLayer {
         hidden: &Vec<f32>,
         lengths: &[usize],
         first_only: bool,
-        qkv: &mut Vec<f32>,
-        context: &mut Vec<f32>,
+        buffers: (&mut Vec<f32>, &mut Vec<f32>),
+        probabilities: Option<&mut Vec<f32>>,
     ) {
-        self.attend(hidden, lengths, first_only, qkv, context);
+        self.attend(hidden, lengths, first_only, buffers, probabilities);
     }
 
     fn first_rows(rows: &mut Vec<f32>, lengths: &[usize]) {

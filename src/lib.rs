@@ -41,7 +41,8 @@ pub mod weights;
 pub use backend::Backend;
 pub use config::RobertaConfig;
 pub use detector::{
-    Detector, DetectorBuilder, Precision, Prediction, Preprocessing, WindowedPrediction,
+    Detector, DetectorBuilder, Explanation, LineScore, Precision, Prediction, Preprocessing,
+    TokenScore, WindowedExplanation, WindowedPrediction,
 };
 pub use error::{Error, Result};
 pub use execution::ExecutionPlan;

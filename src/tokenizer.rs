@@ -197,35 +197,81 @@ impl CodeTokenizer {
     /// may differ from those of the whole text, which real code (with whitespace every
     /// few bytes) never meets.
     pub fn encode(&self, text: &str, max_tokens: usize) -> Result<TokenizedInput> {
+        Ok(self.encode_spanned(text, max_tokens, false)?.0)
+    }
+
+    /// [`CodeTokenizer::encode`], with each id's bytes in `text`: `(0, 0)` for the
+    /// `<s>` and `</s>` that frame the input (and the `</s>` that ends a cut one).
+    pub fn encode_with_spans(
+        &self,
+        text: &str,
+        max_tokens: usize,
+    ) -> Result<(TokenizedInput, Vec<ByteSpan>)> {
+        self.encode_spanned(text, max_tokens, true)
+    }
+
+    /// The ids (and, with `spans`, their bytes) of `text` as [`CodeTokenizer::encode`]
+    /// gives them.
+    fn encode_spanned(
+        &self,
+        text: &str,
+        max_tokens: usize,
+        spans: bool,
+    ) -> Result<(TokenizedInput, Vec<ByteSpan>)> {
         let max_tokens = max_tokens.max(2);
+        let encode = |text: &str| -> Result<(Vec<u32>, Vec<ByteSpan>)> {
+            let encoding = self
+                .inner
+                .encode(text, true)
+                .map_err(|e| Error::Inference(format!("tokenizer: {e}")))?;
+            let offsets = if spans {
+                encoding.get_offsets().to_vec()
+            } else {
+                Vec::new()
+            };
+            Ok((encoding.get_ids().to_vec(), offsets))
+        };
+        let truncated = |(ids, offsets): (Vec<u32>, Vec<ByteSpan>)| {
+            let offsets = match spans {
+                true => self.truncate_spans(offsets, max_tokens),
+                false => offsets,
+            };
+            let input = TokenizedInput {
+                input_ids: self.truncate(ids, max_tokens),
+                untruncated_length: None,
+            };
+            (input, offsets)
+        };
         let bound = text.floor_char_boundary(max_tokens.saturating_mul(MAX_BYTES_PER_TOKEN));
         if let Some(cut) = self
             .longest_token_bytes
             .and_then(|longest| safe_cut(&text[..bound], (max_tokens + 1) * longest))
         {
-            let ids = self.encode_untruncated(&text[..cut])?;
+            let encoded = encode(&text[..cut])?;
             // Each token spells at most `longest` bytes, so the prefix holds more than
             // max_tokens tokens; check rather than trust it.
-            if ids.len() > max_tokens {
-                return Ok(TokenizedInput {
-                    input_ids: self.truncate(ids, max_tokens),
-                    untruncated_length: None,
-                });
+            if encoded.0.len() > max_tokens {
+                return Ok(truncated(encoded));
             }
         }
         if bound < text.len() {
-            let ids = self.encode_untruncated(&text[..bound])?;
-            return Ok(TokenizedInput {
-                input_ids: self.truncate(ids, max_tokens),
-                untruncated_length: None,
-            });
+            return Ok(truncated(encode(&text[..bound])?));
         }
-        let ids = self.encode_untruncated(text)?;
+        let (ids, offsets) = encode(text)?;
         let untruncated_length = ids.len();
-        Ok(TokenizedInput {
-            input_ids: self.truncate(ids, max_tokens),
-            untruncated_length: Some(untruncated_length),
-        })
+        let (mut input, offsets) = truncated((ids, offsets));
+        input.untruncated_length = Some(untruncated_length);
+        Ok((input, offsets))
+    }
+
+    /// The spans of ids cut by [`CodeTokenizer::truncate`]: the first
+    /// `max_tokens - 1`, then the `</s>`'s, empty.
+    fn truncate_spans(&self, mut spans: Vec<ByteSpan>, max_tokens: usize) -> Vec<ByteSpan> {
+        if spans.len() > max_tokens {
+            spans.truncate(max_tokens - 1);
+            spans.push((0, 0));
+        }
+        spans
     }
 
     /// `ids` cut to `max_tokens` as transformers truncates: the first

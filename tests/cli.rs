@@ -373,6 +373,7 @@ fn scan_sarif_is_valid_sarif_2_1_0() {
         "sarif",
         "--threshold",
         "0",
+        "--explain",
         "--output",
         &sarif_path.display().to_string(),
     ]);
@@ -405,6 +406,28 @@ fn scan_sarif_is_valid_sarif_2_1_0() {
     let p = first["properties"]["insecureProbability"].as_f64().unwrap();
     assert!((first["rank"].as_f64().unwrap() - p * 100.0).abs() < 0.01);
     assert!(first["properties"]["tokens"].as_u64().unwrap() > 2);
+    // --explain: the top three lines as related locations, inside the function, the
+    // best first and named in the message.
+    let related = first["relatedLocations"].as_array().unwrap();
+    assert_eq!(related.len(), 3, "{related:#?}");
+    let lines: Vec<u64> = related
+        .iter()
+        .map(|r| {
+            r["physicalLocation"]["region"]["startLine"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(lines.iter().all(|l| (9..=15).contains(l)), "{lines:?}");
+    let message = first["message"]["text"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("attended most to line {}.", lines[0])),
+        "{message}"
+    );
+    assert!(related[0]["message"]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("attention score "));
 
     // The file that does not parse is named, with its lines, as a tool notification.
     let invocation = &run["invocations"][0];
@@ -957,4 +980,92 @@ fn version_reports_the_cpu_and_what_each_precision_runs() {
         text.contains(&format!("cpu backends run: {f32}, ")),
         "{text}"
     );
+}
+
+/// `classify --format json --explain` gives transformers' token scores (every token,
+/// specials included) and line sums, here for the CRLF-and-tabs fixture input;
+/// `scan --explain --top-lines K` the K best lines of each function, highest first,
+/// in file line numbers.
+#[test]
+fn explain_gives_token_and_line_scores() {
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("roberta-2-labels").join("reference.json")).unwrap(),
+    )
+    .unwrap();
+    let input = &reference["inputs"][2];
+    let text = input["text"].as_str().unwrap();
+    assert!(text.contains("\r\n\t"), "the CRLF-and-tabs input");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("f.c");
+    std::fs::write(&path, text).unwrap();
+    let row = &classify_json(&[], &path)[0];
+    assert!(row.get("token_scores").is_none(), "only with --explain");
+    let model = model();
+    let path_arg = path.display().to_string();
+    let output = icd(&[
+        "--model",
+        &model,
+        "classify",
+        &path_arg,
+        "--format",
+        "json",
+        "--explain",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let row: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let got: Vec<f64> = row["token_scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let want: Vec<f64> = input["raw"]["token_scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-5),
+        "{got:?} vs {want:?}"
+    );
+    let lines = row["line_scores"].as_array().unwrap();
+    let want_lines = input["raw"]["line_scores"].as_array().unwrap();
+    assert_eq!(lines.len(), want_lines.len());
+    for (l, w) in lines.iter().zip(want_lines) {
+        assert_eq!(l["line"], w[0]);
+        assert!((l["score"].as_f64().unwrap() - w[1].as_f64().unwrap()).abs() < 1e-5);
+    }
+
+    // scan: each function's two best lines, in the file's numbering.
+    write_tree(tmp.path());
+    let (output, rows) = scan_jsonl(&tmp.path().join("src"), &["--explain", "--top-lines", "2"]);
+    assert!(output.status.code().is_some_and(|c| c <= 1));
+    assert!(!rows.is_empty());
+    for row in &rows {
+        let lines = row["lines"].as_array().unwrap();
+        let (start, end) = (
+            row["start_line"].as_u64().unwrap(),
+            row["end_line"].as_u64().unwrap(),
+        );
+        assert!(!lines.is_empty() && lines.len() <= 2, "{row}");
+        let scores: Vec<f64> = lines.iter().map(|l| l["score"].as_f64().unwrap()).collect();
+        assert!(
+            scores.windows(2).all(|p| p[0] >= p[1]),
+            "highest first: {row}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| (start..=end).contains(&l["line"].as_u64().unwrap())),
+            "{row}"
+        );
+    }
+    let (_, plain) = scan_jsonl(&tmp.path().join("src"), &[]);
+    assert!(plain.iter().all(|r| r.get("lines").is_none()));
 }

@@ -31,12 +31,8 @@ pub struct PackedMatrix {
 }
 
 impl std::fmt::Debug for PackedMatrix {
-    // The shape, not millions of packed values.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PackedMatrix")
-            .field("k", &self.k)
-            .field("n", &self.n)
-            .finish_non_exhaustive()
+        super::debug_shape(f, self.k, self.n)
     }
 }
 
@@ -274,7 +270,7 @@ unsafe fn kernel<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::{random, reference};
+    use crate::cpu::reference;
 
     fn bf16(x: f32) -> f64 {
         f64::from(f32::from_bits(u32::from(bf16_bits(x)) << 16))
@@ -295,11 +291,10 @@ mod tests {
     #[test]
     fn products_equal_a_reference_on_rounded_values() {
         if !CpuFeatures::get().avx512_bf16 {
-            eprintln!("skipped: this CPU has no AVX512-BF16");
+            crate::cpu::skipped("AVX512-BF16");
             return;
         }
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || random(&mut seed);
         for &(m, k, n) in &[
             (1, 2, 32),
             (5, 7, 33),
@@ -309,9 +304,7 @@ mod tests {
             (97, 100, 16),
             (0, 4, 8),
         ] {
-            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
-            let w: Vec<f32> = (0..k * n).map(|_| next()).collect();
-            let bias: Vec<f32> = (0..n).map(|_| next()).collect();
+            let (a, w, bias) = crate::cpu::random_product(&mut seed, (m, k, n));
             let stored: Vec<f32> = (0..n * k).map(|j| w[(j % k) * n + j / k]).collect();
             let packed = PackedMatrix::new(&stored, Some(&bias), k, n);
             let got = packed.matmul(&a, m);

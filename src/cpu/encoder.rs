@@ -121,25 +121,40 @@ impl PackedLayer {
     /// `[inputs, width]`. The query, key and value projections go to `qkv`, except
     /// where f32 keys and values fold into the first rows' queries (with
     /// `first_only`; see `f32_gemm::first_token_context`: equal within rounding).
+    /// With `first_only`, `probabilities` (where given) receives each input's first
+    /// row's attention probabilities, head by head (`heads × len` per input).
     pub(crate) fn attend(
         &self,
         hidden: &[f32],
         lengths: &[usize],
         first_only: bool,
-        qkv: &mut Vec<f32>,
-        context: &mut Vec<f32>,
+        (qkv, context): (&mut Vec<f32>, &mut Vec<f32>),
+        probabilities: Option<&mut Vec<f32>>,
     ) {
         let width = self.width();
         let rows = hidden.len() / width;
         match self.query_key_value.as_f32() {
             // For the first tokens alone, f32 keys and values fold into the queries,
             // and no other token is projected.
-            Some(matrix) if first_only => {
-                f32_gemm::first_token_context(matrix, hidden, lengths, self.heads, context)
-            }
+            Some(matrix) if first_only => f32_gemm::first_token_context(
+                matrix,
+                hidden,
+                lengths,
+                self.heads,
+                context,
+                probabilities,
+            ),
             _ => {
                 self.query_key_value.matmul_into(hidden, rows, qkv);
-                f32_gemm::attention(qkv, lengths, self.heads, width, first_only, context);
+                f32_gemm::attention(
+                    qkv,
+                    lengths,
+                    self.heads,
+                    width,
+                    first_only,
+                    context,
+                    probabilities,
+                );
             }
         }
     }

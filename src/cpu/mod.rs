@@ -140,6 +140,31 @@ impl std::fmt::Display for Kernel {
     }
 }
 
+/// A packed matrix's `Debug`: its shape, not millions of packed values.
+#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+fn debug_shape(f: &mut std::fmt::Formatter<'_>, k: usize, n: usize) -> std::fmt::Result {
+    f.debug_struct("PackedMatrix")
+        .field("k", &k)
+        .field("n", &n)
+        .finish_non_exhaustive()
+}
+
+/// Says that the running kernel test did not run for lack of `missing` on this CPU,
+/// on the process's stderr itself: `cargo test` shows it whether or not it captures
+/// the test's output (it captures `eprintln!`, not writes to `std::io::stderr()`).
+#[cfg(test)]
+pub(crate) fn skipped(missing: &str) {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a kernel test")
+        .to_owned();
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: this CPU has no {missing}"
+    );
+}
+
 /// A reproducible value in [-1, 1) from `seed` (xorshift64), for the kernels' tests.
 #[cfg(test)]
 pub(crate) fn random(seed: &mut u64) -> f32 {
@@ -147,4 +172,18 @@ pub(crate) fn random(seed: &mut u64) -> f32 {
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
     (*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+}
+
+/// A random product for the kernels' tests: input `[m, k]`, weight `[k, n]` and bias
+/// `[n]`, row-major, from `random`.
+#[cfg(test)]
+pub(crate) fn random_product(
+    seed: &mut u64,
+    (m, k, n): (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut next = || random(seed);
+    let a = (0..m * k).map(|_| next()).collect();
+    let w = (0..k * n).map(|_| next()).collect();
+    let bias = (0..n).map(|_| next()).collect();
+    (a, w, bias)
 }

@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn gelu_matches_the_exact_function() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: the CPU has no AVX2 and FMA");
+            crate::cpu::skipped("AVX2 and FMA");
             return;
         }
         // Every 1/1024 from -12 to 12, and the length is not a multiple of 8.
@@ -328,7 +328,7 @@ mod tests {
     #[test]
     fn layer_norm_matches_an_f64_reference() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: the CPU has no AVX2 and FMA");
+            crate::cpu::skipped("AVX2 and FMA");
             return;
         }
         // Widths with and without a partial last register, values off-centre so that
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn softmax_matches_an_f64_reference() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: the CPU has no AVX2 and FMA");
+            crate::cpu::skipped("AVX2 and FMA");
             return;
         }
         // Widths with and without a partial last register; scores spread wide enough
@@ -410,7 +410,7 @@ mod tests {
     #[test]
     fn exp_is_within_two_epsilons() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: the CPU has no AVX2 and FMA");
+            crate::cpu::skipped("AVX2 and FMA");
             return;
         }
         let inputs: Vec<f32> = (-87 * 256..88 * 256)

@@ -4,13 +4,16 @@
 //! mod.rs         Detector and its builder: loading, predict, predict_batch, predict_windows
 //! options        Preprocessing and Precision, each with its one table of names and C numbers
 //! prediction     Prediction, WindowedPrediction, and how they are read off the logits
+//! explanation    Explanation: token and line scores from the last layer's attention
 //! batching       how a batch is cut into model calls and laid end to end
 //! ```
 
 mod batching;
+mod explanation;
 mod options;
 mod prediction;
 
+pub use explanation::{Explanation, LineScore, TokenScore, WindowedExplanation};
 pub use options::{Precision, Preprocessing};
 pub use prediction::{Prediction, WindowedPrediction};
 
@@ -24,7 +27,7 @@ use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
 use crate::execution::ExecutionPlan;
 use crate::model::{ProjectionLayout, RobertaClassifier};
-use crate::tokenizer::{CodeTokenizer, TokenizedInput};
+use crate::tokenizer::{ByteSpan, CodeTokenizer, TokenizedInput};
 use crate::weights::{self, WeightFile};
 use batching::{end_to_end, model_calls, window_starts, TOKENIZE_WINDOW_BATCHES};
 use prediction::Labels;
@@ -277,8 +280,7 @@ impl Detector {
     /// Classifies one function.
     pub fn predict(&self, code: &str) -> Result<Prediction> {
         let input = self.tokenize(code)?;
-        let mut out = self.run_batch(&[&input])?;
-        Ok(out.remove(0))
+        Ok(self.run_batch(&[&input], false)?.remove(0).0)
     }
 
     /// Classifies many functions. Inputs sorted by length run up to
@@ -293,40 +295,46 @@ impl Detector {
                 .iter()
                 .map(|c| self.tokenize(c))
                 .collect::<Result<Vec<_>>>()?;
-            let mut order: Vec<usize> = (0..inputs.len()).collect();
-            order.sort_by_key(|&i| inputs[i].input_ids.len());
-            let mut window_results: Vec<Option<Prediction>> = vec![None; inputs.len()];
-            let calls = self.model_calls(&order, |i| inputs[i].input_ids.len());
-            let window_start = results.len();
-            let run = |batch: &&[usize]| {
-                let members: Vec<&TokenizedInput> = batch.iter().map(|&i| &inputs[i]).collect();
-                // The position in the call, as the caller's index.
-                self.run_batch(&members)
-                    .map_err(|e| e.renumbered(|input| window_start + batch[input]))
-            };
-            // On the CPU backends the calls run side by side on the rayon pool. Each
-            // call's work still splits across the threads, but a thread done with its
-            // share of a step takes up another call's work instead of waiting for the
-            // others to finish theirs.
-            #[cfg(feature = "cpu-kernels")]
-            let outputs: Vec<Result<Vec<Prediction>>> = if self.backend.is_cpu() {
-                use rayon::prelude::*;
-                calls.par_iter().map(run).collect()
-            } else {
-                calls.iter().map(run).collect()
-            };
-            #[cfg(not(feature = "cpu-kernels"))]
-            let outputs: Vec<Result<Vec<Prediction>>> = calls.iter().map(run).collect();
-            for (batch, output) in calls.iter().zip(outputs) {
-                for (&i, prediction) in batch.iter().zip(output?) {
-                    window_results[i] = Some(prediction);
-                }
+            let scored = self.run_inputs(&inputs, results.len(), false)?;
+            results.extend(scored.into_iter().map(|(prediction, _)| prediction));
+        }
+        Ok(results)
+    }
+
+    /// Classifies one function and says where the model looked: each token's share
+    /// of the last layer's attention from `<s>` (averaged over heads, as transformers'
+    /// `attentions[-1][0, :, 0, :].mean(0)` with eager attention) and their sums by
+    /// source line (lines numbered from 1 within `code`). The prediction is
+    /// [`predict`](Self::predict)'s; [`predict`](Self::predict) itself computes none
+    /// of this.
+    pub fn explain(&self, code: &str) -> Result<Explanation> {
+        Ok(self.explain_batch(&[code])?.remove(0))
+    }
+
+    /// [`explain`](Self::explain) for many functions, batched as
+    /// [`predict_batch`](Self::predict_batch) batches them: results in input order,
+    /// equal to [`explain`](Self::explain)'s.
+    pub fn explain_batch(&self, codes: &[&str]) -> Result<Vec<Explanation>> {
+        let mut results = Vec::with_capacity(codes.len());
+        for window in codes.chunks(self.batch_size * TOKENIZE_WINDOW_BATCHES) {
+            let texts: Vec<_> = window.iter().map(|c| self.preprocessing.apply(c)).collect();
+            let (inputs, spans): (Vec<TokenizedInput>, Vec<Vec<ByteSpan>>) = texts
+                .iter()
+                .map(|text| self.tokenizer.encode_with_spans(text, self.max_tokens))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .unzip();
+            let scored = self.run_inputs(&inputs, results.len(), true)?;
+            for (i, (prediction, scores)) in scored.into_iter().enumerate() {
+                results.push(explanation::explain(
+                    prediction,
+                    window[i],
+                    (self.preprocessing, &texts[i]),
+                    &inputs[i].input_ids,
+                    &spans[i],
+                    &scores,
+                ));
             }
-            results.extend(
-                window_results
-                    .into_iter()
-                    .map(|p| p.expect("every input was run")),
-            );
         }
         Ok(results)
     }
@@ -344,6 +352,37 @@ impl Detector {
     /// # Ok::<(), insecure_code_detector::Error>(())
     /// ```
     pub fn predict_windows(&self, code: &str, stride: usize) -> Result<WindowedPrediction> {
+        let run = self.run_windows(code, stride, false)?;
+        Ok(WindowedPrediction {
+            prediction: run.prediction,
+            byte_range: run.byte_range,
+            windows: run.windows,
+        })
+    }
+
+    /// [`predict_windows`](Self::predict_windows), explained as
+    /// [`explain`](Self::explain) explains: the tokens and lines of the window that
+    /// gave the verdict, lines numbered within the whole of `code`.
+    pub fn explain_windows(&self, code: &str, stride: usize) -> Result<WindowedExplanation> {
+        let run = self.run_windows(code, stride, true)?;
+        let explanation = explanation::explain(
+            run.prediction,
+            code,
+            (self.preprocessing, &run.text),
+            &run.ids,
+            &run.spans,
+            &run.scores,
+        );
+        Ok(WindowedExplanation {
+            explanation,
+            byte_range: run.byte_range,
+            windows: run.windows,
+        })
+    }
+
+    /// The windows of `code` run through the model, and the one most likely insecure
+    /// (with its token scores where `explain`).
+    fn run_windows(&self, code: &str, stride: usize, explain: bool) -> Result<WindowRun> {
         let width = self.max_tokens - 2;
         if stride == 0 || stride > width {
             return Err(Error::InvalidArgument {
@@ -351,18 +390,21 @@ impl Detector {
                 message: format!("is {stride}, expected 1..={width} (max_tokens - 2)"),
             });
         }
-        let text = self.preprocessing.apply(code);
+        let text = self.preprocessing.apply(code).into_owned();
         let (ids, offsets) = self.tokenizer.encode_with_offsets(&text)?;
-        let bos = self.tokenizer.bos_id();
         let starts = window_starts(ids.len(), width, stride);
+        let frame = |start: usize| {
+            let end = (start + width).min(ids.len());
+            let mut input_ids = Vec::with_capacity(end - start + 2);
+            input_ids.push(self.tokenizer.bos_id());
+            input_ids.extend_from_slice(&ids[start..end]);
+            input_ids.push(self.tokenizer.eos_id());
+            input_ids
+        };
         let windows: Vec<TokenizedInput> = starts
             .iter()
             .map(|&start| {
-                let end = (start + width).min(ids.len());
-                let mut input_ids = Vec::with_capacity(end - start + 2);
-                input_ids.push(bos);
-                input_ids.extend_from_slice(&ids[start..end]);
-                input_ids.push(self.tokenizer.eos_id());
+                let input_ids = frame(start);
                 let length = input_ids.len();
                 TokenizedInput {
                     input_ids,
@@ -370,22 +412,23 @@ impl Detector {
                 }
             })
             .collect();
-        let mut best: Option<(usize, Prediction)> = None;
+        let mut best: Option<(usize, Prediction, Vec<f32>)> = None;
         let order: Vec<usize> = (0..windows.len()).collect();
         for chunk in self.model_calls(&order, |i| windows[i].input_ids.len()) {
             let members: Vec<&TokenizedInput> = chunk.iter().map(|&i| &windows[i]).collect();
             // One input: every window's error is the input's.
-            let predictions = self.run_batch(&members).map_err(|e| e.renumbered(|_| 0))?;
-            for (&index, prediction) in chunk.iter().zip(predictions) {
-                if best
-                    .as_ref()
-                    .is_none_or(|(_, b)| prediction.insecure_probability > b.insecure_probability)
-                {
-                    best = Some((index, prediction));
+            let scored = self
+                .run_batch(&members, explain)
+                .map_err(|e| e.renumbered(|_| 0))?;
+            for (&index, (prediction, scores)) in chunk.iter().zip(scored) {
+                if best.as_ref().is_none_or(|(_, b, _)| {
+                    prediction.insecure_probability > b.insecure_probability
+                }) {
+                    best = Some((index, prediction, scores));
                 }
             }
         }
-        let (index, prediction) = best.expect("at least one window");
+        let (index, prediction, scores) = best.expect("at least one window");
         let start = starts[index];
         let end = (start + width).min(ids.len());
         let byte_range = if start < end {
@@ -394,10 +437,18 @@ impl Detector {
         } else {
             0..code.len()
         };
-        Ok(WindowedPrediction {
+        let mut spans = Vec::with_capacity(end - start + 2);
+        spans.push((0, 0));
+        spans.extend_from_slice(&offsets[start..end]);
+        spans.push((0, 0));
+        Ok(WindowRun {
+            ids: frame(start),
             prediction,
+            scores,
             byte_range,
             windows: windows.len(),
+            text,
+            spans,
         })
     }
 
@@ -472,26 +523,81 @@ impl Detector {
         )
     }
 
-    /// Runs the model on inputs laid end to end in one call. A panic inside the
-    /// backend becomes an error; the model holds no state between calls, so the
-    /// detector stays usable.
-    fn run_batch(&self, inputs: &[&TokenizedInput]) -> Result<Vec<Prediction>> {
+    /// Runs `inputs` (the caller's inputs from `first_index` on) sorted by length in
+    /// this detector's model calls, side by side on the CPU backends: results in
+    /// input order, with token scores where `explain`.
+    fn run_inputs(
+        &self,
+        inputs: &[TokenizedInput],
+        first_index: usize,
+        explain: bool,
+    ) -> Result<Vec<(Prediction, Vec<f32>)>> {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs[i].input_ids.len());
+        let calls = self.model_calls(&order, |i| inputs[i].input_ids.len());
+        let run = |batch: &&[usize]| {
+            let members: Vec<&TokenizedInput> = batch.iter().map(|&i| &inputs[i]).collect();
+            // The position in the call, as the caller's index.
+            self.run_batch(&members, explain)
+                .map_err(|e| e.renumbered(|input| first_index + batch[input]))
+        };
+        // On the CPU backends the calls run side by side on the rayon pool. Each
+        // call's work still splits across the threads, but a thread done with its
+        // share of a step takes up another call's work instead of waiting for the
+        // others to finish theirs.
+        #[cfg(feature = "cpu-kernels")]
+        let outputs: Vec<Result<Vec<_>>> = if self.backend.is_cpu() {
+            use rayon::prelude::*;
+            calls.par_iter().map(run).collect()
+        } else {
+            calls.iter().map(run).collect()
+        };
+        #[cfg(not(feature = "cpu-kernels"))]
+        let outputs: Vec<Result<Vec<_>>> = calls.iter().map(run).collect();
+        let mut results: Vec<Option<(Prediction, Vec<f32>)>> = vec![None; inputs.len()];
+        for (batch, output) in calls.iter().zip(outputs) {
+            for (&i, scored) in batch.iter().zip(output?) {
+                results[i] = Some(scored);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every input was run"))
+            .collect())
+    }
+
+    /// Runs the model on inputs laid end to end in one call: each input's prediction
+    /// and, where `explain`, its token scores (else none). A panic inside the backend
+    /// becomes an error; the model holds no state between calls, so the detector
+    /// stays usable.
+    fn run_batch(
+        &self,
+        inputs: &[&TokenizedInput],
+        explain: bool,
+    ) -> Result<Vec<(Prediction, Vec<f32>)>> {
         let (ids, positions, lengths) = end_to_end(inputs, self.config.pad_token_id);
         let total = ids.len();
-        let logits = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<f32>> {
+        let (logits, scores) = catch_unwind(AssertUnwindSafe(|| {
             let input_ids =
                 Tensor::<2, Int>::from_data(TensorData::new(ids, [1, total]), &self.device);
             let position_ids =
                 Tensor::<2, Int>::from_data(TensorData::new(positions, [1, total]), &self.device);
-            let logits =
+            let parts = self.backend.row_parts();
+            let (logits, scores) = if explain {
                 self.model
-                    .forward(input_ids, position_ids, &lengths, self.backend.row_parts());
+                    .forward_explained(input_ids, position_ids, &lengths, parts)
+            } else {
+                let logits = self.model.forward(input_ids, position_ids, &lengths, parts);
+                (logits, vec![Vec::new(); lengths.len()])
+            };
             let data = logits
                 .try_into_data()
                 .map_err(|e| Error::Inference(format!("reading logits: {e:?}")))?;
-            data.convert::<f32>()
+            let logits = data
+                .convert::<f32>()
                 .try_into_vec::<f32>()
-                .map_err(|e| Error::Inference(format!("reading logits: {e:?}")))
+                .map_err(|e| Error::Inference(format!("reading logits: {e:?}")))?;
+            Ok::<_, Error>((logits, scores))
         }))
         .map_err(|panic| Error::Inference(panic_message(&*panic)))??;
 
@@ -499,13 +605,32 @@ impl Detector {
         inputs
             .iter()
             .zip(logits.chunks(labels))
+            .zip(scores)
             .enumerate()
-            .map(|(position, (input, logits))| {
-                self.labels
-                    .prediction(position, logits, input.input_ids.len(), input.truncated())
+            .map(|(position, ((input, logits), scores))| {
+                let prediction = self.labels.prediction(
+                    position,
+                    logits,
+                    input.input_ids.len(),
+                    input.truncated(),
+                )?;
+                Ok((prediction, scores))
             })
             .collect()
     }
+}
+
+/// The windows of one input run, and the winner's parts for its explanation.
+struct WindowRun {
+    prediction: Prediction,
+    /// The winner's token scores (empty unless explaining).
+    scores: Vec<f32>,
+    byte_range: std::ops::Range<usize>,
+    windows: usize,
+    /// The preprocessed text, and the winner's ids and their spans in it.
+    text: String,
+    ids: Vec<u32>,
+    spans: Vec<ByteSpan>,
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ fn words(code: &str) -> impl Iterator<Item = &str> {
 
 /// Python's `str.isspace`: Unicode White_Space plus the four ASCII separators
 /// U+001C..U+001F, which `str.split()` also splits on.
-fn is_python_whitespace(c: char) -> bool {
+pub(crate) fn is_python_whitespace(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 

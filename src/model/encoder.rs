@@ -111,6 +111,36 @@ impl SelfAttention {
             Tensor::cat(contexts, 1)
         }
     }
+
+    /// Each input's attention probabilities from its first token, head by head, from
+    /// the projections `qkv` (`[1, total, 3 * hidden]`): `heads × len` values per
+    /// input, inputs laid end to end. burn's fused attention does not give its
+    /// probabilities, so the one query row per head is computed again here:
+    /// softmax(q₀·kᵀ / √head_dim), in f32 whatever the tensors' dtype.
+    fn first_row_probabilities(&self, qkv: Tensor<3>, lengths: &[usize]) -> Vec<f32> {
+        let [_, _, width3] = qkv.dims();
+        let heads = self.heads;
+        let head_dim = width3 / 3 / heads;
+        let mut probabilities = Vec::with_capacity(heads * lengths.iter().sum::<usize>());
+        for span in crate::ragged::spans(lengths) {
+            let part = qkv.clone().narrow(1, span.start, span.len());
+            let part = part
+                .reshape([1, span.len(), 3 * heads, head_dim])
+                .swap_dims(1, 2)
+                .cast(burn::tensor::FloatDType::F32);
+            let query = part.clone().narrow(1, 0, heads).narrow(2, 0, 1);
+            let keys = part.narrow(1, heads, heads);
+            let scores = query.matmul(keys.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+            let head_rows = burn::tensor::activation::softmax(scores, 3);
+            let values = head_rows
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 probabilities");
+            probabilities.extend(values);
+        }
+        probabilities
+    }
 }
 
 /// One post-LayerNorm transformer layer: attention, then the GELU feed-forward block,
@@ -229,7 +259,7 @@ impl EncoderLayer {
     /// slices of the tokens side by side (see [`crate::Backend::row_parts`]).
     pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize], row_parts: usize) -> Tensor<3> {
         let layer = [TensorLayer::new(self, row_parts)];
-        super::encode(&layer, TensorRows::from(hidden), lengths, false).into_tensor()
+        super::encode(&layer, TensorRows::from(hidden), lengths, false, None).into_tensor()
     }
 
     /// [`EncoderLayer::forward`]'s output for each input's first token alone,
@@ -246,7 +276,7 @@ impl EncoderLayer {
         row_parts: usize,
     ) -> Tensor<3> {
         let layer = [TensorLayer::new(self, row_parts)];
-        super::encode(&layer, TensorRows::from(hidden), lengths, true).into_tensor()
+        super::encode(&layer, TensorRows::from(hidden), lengths, true, None).into_tensor()
     }
 }
 
@@ -308,12 +338,15 @@ impl LayerOps for TensorLayer<'_> {
         hidden: &TensorRows,
         lengths: &[usize],
         first_only: bool,
-        _qkv: &mut TensorRows,
-        context: &mut TensorRows,
+        (_qkv, context): (&mut TensorRows, &mut TensorRows),
+        probabilities: Option<&mut Vec<f32>>,
     ) {
         // The projection's output goes straight into attention, not kept.
         let attention = &self.layer.attention;
         let qkv = attention.query_key_value.forward(hidden.get());
+        if let Some(probabilities) = probabilities.filter(|_| first_only) {
+            *probabilities = attention.first_row_probabilities(qkv.clone(), lengths);
+        }
         let mut all = attention.context(qkv, lengths);
         if first_only {
             all = super::first_tokens(all, lengths);

@@ -100,6 +100,42 @@ impl RobertaClassifier {
         lengths: &[usize],
         row_parts: usize,
     ) -> Tensor<2> {
+        self.forward_with(input_ids, position_ids, lengths, row_parts, None)
+    }
+
+    /// [`RobertaClassifier::forward`], and each input's token scores: the last
+    /// layer's attention probabilities from the input's first token (`<s>`) to each of
+    /// its tokens, averaged over heads (transformers'
+    /// `attentions[-1][b, :, 0, :n].mean(0)`), one vector per input.
+    pub fn forward_explained(
+        &self,
+        input_ids: Tensor<2, Int>,
+        position_ids: Tensor<2, Int>,
+        lengths: &[usize],
+        row_parts: usize,
+    ) -> (Tensor<2>, Vec<Vec<f32>>) {
+        let mut probabilities = Vec::new();
+        let logits = self.forward_with(
+            input_ids,
+            position_ids,
+            lengths,
+            row_parts,
+            Some(&mut probabilities),
+        );
+        let heads = self.layers.first().map_or(1, |l| l.attention.heads());
+        (logits, head_means(&probabilities, lengths, heads))
+    }
+
+    /// The forward pass, with the last layer's first-row attention probabilities
+    /// (head by head) into `probabilities` where asked for.
+    fn forward_with(
+        &self,
+        input_ids: Tensor<2, Int>,
+        position_ids: Tensor<2, Int>,
+        lengths: &[usize],
+        row_parts: usize,
+        probabilities: Option<&mut Vec<f32>>,
+    ) -> Tensor<2> {
         let hidden = self.embeddings.forward(input_ids, position_ids);
         // The head reads only each input's first token, so the last layer computes
         // only those tokens' outputs (every token counting through attention).
@@ -114,7 +150,7 @@ impl RobertaClassifier {
                     .convert::<f32>()
                     .try_into_vec::<f32>()
                     .expect("f32 activations");
-                let rows = encode(encoder.layers(), rows, lengths, true);
+                let rows = encode(encoder.layers(), rows, lengths, true, probabilities);
                 let shape = [batch, rows.len() / width, width];
                 Tensor::from_data(TensorData::new(rows, shape), &device)
             }
@@ -126,7 +162,14 @@ impl RobertaClassifier {
                     .iter()
                     .map(|layer| TensorLayer::new(layer, row_parts))
                     .collect();
-                encode(&layers, TensorRows::from(hidden), lengths, true).into_tensor()
+                encode(
+                    &layers,
+                    TensorRows::from(hidden),
+                    lengths,
+                    true,
+                    probabilities,
+                )
+                .into_tensor()
             }
         };
         self.classifier.forward_first_tokens(first_tokens)
@@ -142,6 +185,10 @@ impl RobertaClassifier {
 /// alone, as the classification head reads nothing else (every row still counts
 /// through attention's keys and values).
 ///
+/// With `first_tokens_out`, `probabilities` (where given) receives the last layer's
+/// attention probabilities from each input's first row, head by head (see
+/// [`LayerOps::self_attention`]); it is left empty without layers.
+///
 /// # Panics
 /// With `first_tokens_out`, when an input has no rows.
 pub(crate) fn encode<L: LayerOps>(
@@ -149,6 +196,7 @@ pub(crate) fn encode<L: LayerOps>(
     hidden: L::Rows,
     lengths: &[usize],
     first_tokens_out: bool,
+    mut probabilities: Option<&mut Vec<f32>>,
 ) -> L::Rows {
     let mut a = Activations {
         hidden,
@@ -157,7 +205,9 @@ pub(crate) fn encode<L: LayerOps>(
     for (index, layer) in layers.iter().enumerate() {
         let first_only = first_tokens_out && index + 1 == layers.len();
         // RobertaAttention: self-attention, its output projection, residual, LayerNorm.
-        layer.self_attention(&a.hidden, lengths, first_only, &mut a.qkv, &mut a.context);
+        let buffers = (&mut a.qkv, &mut a.context);
+        let asked = probabilities.as_deref_mut().filter(|_| first_only);
+        layer.self_attention(&a.hidden, lengths, first_only, buffers, asked);
         if first_only {
             // From here on every step works on each row alone: with `first_only`, on
             // the first rows, the residual's included.
@@ -175,6 +225,24 @@ pub(crate) fn encode<L: LayerOps>(
         L::first_rows(&mut a.hidden, lengths);
     }
     a.hidden
+}
+
+/// Each input's mean over heads of `probabilities` (`heads × len` values per input,
+/// head by head, inputs laid end to end): one vector of `len` values per input. Empty
+/// vectors where there are no probabilities (a model without layers).
+fn head_means(probabilities: &[f32], lengths: &[usize], heads: usize) -> Vec<Vec<f32>> {
+    if probabilities.is_empty() {
+        return lengths.iter().map(|_| Vec::new()).collect();
+    }
+    crate::ragged::spans(lengths)
+        .map(|span| {
+            let len = span.len();
+            let mine = &probabilities[heads * span.start..][..heads * len];
+            (0..len)
+                .map(|j| (0..heads).map(|h| mine[h * len + j]).sum::<f32>() / heads as f32)
+                .collect()
+        })
+        .collect()
 }
 
 /// The activations between layers and between a layer's operations, kept from layer

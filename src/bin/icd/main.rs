@@ -13,7 +13,8 @@ use insecure_code_detector::report::{printable, sarif_uri};
 use insecure_code_detector::scan::{FunctionSpan, Language};
 use insecure_code_detector::weights::{convert_pytorch_to_safetensors, StorageDtype};
 use insecure_code_detector::{
-    hub, Backend, Detector, Error, Precision, Prediction, Preprocessing, HUB_MODEL_ID,
+    hub, Backend, Detector, Error, Explanation, LineScore, Precision, Prediction, Preprocessing,
+    WindowedPrediction, HUB_MODEL_ID,
 };
 use serde_json::json;
 use sources::{find_functions_under, Gap, GapKind, SourceArgs};
@@ -122,6 +123,14 @@ struct ScanArgs {
     /// Write the report here instead of stdout.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Also say which lines the model looked at: the lines of each function with the
+    /// most of the last layer's attention from <s> (in the table under each finding,
+    /// as "lines" in jsonl, as related locations in SARIF).
+    #[arg(long)]
+    explain: bool,
+    /// Lines reported per function with --explain.
+    #[arg(long, default_value_t = 3, requires = "explain")]
+    top_lines: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -140,6 +149,11 @@ struct ClassifyArgs {
     jsonl: bool,
     #[arg(long, value_enum, default_value_t = ClassifyFormat::Text)]
     format: ClassifyFormat,
+    /// With --format json, also each token's score (the last layer's attention from
+    /// <s>, averaged over heads; every token in order, <s> and </s> included) and
+    /// each line's sum of them (lines from 1 within the function, in line order).
+    #[arg(long)]
+    explain: bool,
 }
 
 #[derive(Args)]
@@ -295,6 +309,8 @@ struct Finding {
     prediction: Prediction,
     /// With --window: the lines of the worst window and the number of windows.
     window: Option<(usize, usize, usize)>,
+    /// With --explain: the top lines (file line numbers), highest score first.
+    lines: Vec<LineScore>,
 }
 
 fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
@@ -330,31 +346,63 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     });
     let mut findings = Vec::with_capacity(functions.len());
     for chunk in functions.chunks(detector.batch_size() * 8) {
+        // A function's top lines as file lines.
+        let top = |f: &FunctionSpan, e: &Explanation| -> Vec<LineScore> {
+            e.top_lines(args.top_lines)
+                .into_iter()
+                .map(|l| LineScore {
+                    line: f.start_line + l.line - 1,
+                    score: l.score,
+                })
+                .collect()
+        };
         if args.window {
             for (file, f) in chunk {
-                let w = detector
-                    .predict_windows(&f.code, stride)
-                    .map_err(|e| function_failure(file, f, e))?;
+                let (w, lines) = if args.explain {
+                    let e = detector
+                        .explain_windows(&f.code, stride)
+                        .map_err(|e| function_failure(file, f, e))?;
+                    let lines = top(f, &e.explanation);
+                    let w = WindowedPrediction {
+                        prediction: e.explanation.prediction,
+                        byte_range: e.byte_range,
+                        windows: e.windows,
+                    };
+                    (w, lines)
+                } else {
+                    let w = detector
+                        .predict_windows(&f.code, stride)
+                        .map_err(|e| function_failure(file, f, e))?;
+                    (w, Vec::new())
+                };
                 let first = f.start_line + f.code[..w.byte_range.start].matches('\n').count();
                 let last = f.start_line + f.code[..w.byte_range.end].matches('\n').count();
-                findings.push(finding(
-                    file,
-                    f,
-                    w.prediction,
-                    Some((first, last, w.windows)),
-                ));
+                let mut found = finding(file, f, w.prediction, Some((first, last, w.windows)));
+                found.lines = lines;
+                findings.push(found);
             }
         } else {
             let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.code.as_str()).collect();
-            let predictions = detector.predict_batch(&codes).map_err(|e| match e {
+            let failure = |e: Error| match e {
                 Error::NonFiniteLogits { input, .. } => {
                     let (file, f) = &chunk[input];
                     function_failure(file, f, e)
                 }
                 other => Failure::from(other),
-            })?;
-            for ((file, f), prediction) in chunk.iter().zip(predictions) {
-                findings.push(finding(file, f, prediction, None));
+            };
+            if args.explain {
+                let explanations = detector.explain_batch(&codes).map_err(failure)?;
+                for ((file, f), e) in chunk.iter().zip(explanations) {
+                    let lines = top(f, &e);
+                    let mut found = finding(file, f, e.prediction, None);
+                    found.lines = lines;
+                    findings.push(found);
+                }
+            } else {
+                let predictions = detector.predict_batch(&codes).map_err(failure)?;
+                for ((file, f), prediction) in chunk.iter().zip(predictions) {
+                    findings.push(finding(file, f, prediction, None));
+                }
             }
         }
         if let Some(bar) = &progress {
@@ -414,6 +462,7 @@ fn finding(
         end_line: f.end_line,
         prediction,
         window,
+        lines: Vec::new(),
     }
 }
 
@@ -509,6 +558,11 @@ fn table(findings: &[Finding], threshold: f32, gaps: &[Gap]) -> String {
             printable(&f.function),
             note
         );
+        if is_finding(&f.prediction, threshold) {
+            for l in &f.lines {
+                out += &format!("{:<17}line {} ({:.3})\n", "", l.line, l.score);
+            }
+        }
     }
     let flagged = findings
         .iter()
@@ -540,7 +594,18 @@ fn finding_json(f: &Finding, threshold: f32) -> serde_json::Value {
     if let Some((first, last, windows)) = f.window {
         value["window"] = json!({"start_line": first, "end_line": last, "windows": windows});
     }
+    if !f.lines.is_empty() {
+        value["lines"] = lines_json(&f.lines);
+    }
     value
+}
+
+/// `[{"line": L, "score": S}, ...]` in the order given.
+fn lines_json(lines: &[LineScore]) -> serde_json::Value {
+    lines
+        .iter()
+        .map(|l| json!({"line": l.line, "score": l.score}))
+        .collect()
 }
 
 const RULE_ID: &str = "ICD001";
@@ -605,14 +670,32 @@ fn sarif(
                 properties["functionStartLine"] = json!(f.start_line);
                 properties["functionEndLine"] = json!(f.end_line);
             }
-            json!({
+            let mut message =
+                format!("Function `{}` is classified insecure (probability {p:.3}).", f.function);
+            if let Some(top) = f.lines.first() {
+                message += &format!(" The model attended most to line {}.", top.line);
+            }
+            let related: Vec<serde_json::Value> = f
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(id, l)| {
+                    json!({
+                        "id": id,
+                        "physicalLocation": {
+                            "artifactLocation": { "uri": sarif_uri(&f.file) },
+                            "region": { "startLine": l.line }
+                        },
+                        "message": { "text": format!("attention score {:.3}", l.score) }
+                    })
+                })
+                .collect();
+            let mut result = json!({
                 "ruleId": RULE_ID,
                 "ruleIndex": 0,
                 "level": "warning",
                 "rank": (f64::from(p) * 100.0 * 100.0).round() / 100.0,
-                "message": {
-                    "text": format!("Function `{}` is classified insecure (probability {p:.3}).", f.function)
-                },
+                "message": { "text": message },
                 "locations": [{
                     "physicalLocation": {
                         "artifactLocation": { "uri": sarif_uri(&f.file) },
@@ -622,7 +705,11 @@ fn sarif(
                 }],
                 "partialFingerprints": { "functionName/v1": format!("{}:{}", sarif_uri(&f.file), f.function) },
                 "properties": properties,
-            })
+            });
+            if !related.is_empty() {
+                result["relatedLocations"] = json!(related);
+            }
+            result
         })
         .collect();
     json!({
@@ -742,20 +829,37 @@ fn classify(model: &ModelArgs, args: &ClassifyArgs) -> Result<(), Failure> {
         vec![(json!(0), String::from_utf8_lossy(&bytes).into_owned())]
     };
     let mut out = std::io::stdout().lock();
+    let explain = args.explain && args.format == ClassifyFormat::Json;
     for chunk in rows.chunks(detector.batch_size() * 8) {
         let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.as_str()).collect();
-        for ((idx, _), p) in chunk.iter().zip(detector.predict_batch(&codes)?) {
+        let results: Vec<(Prediction, Option<Explanation>)> = if explain {
+            detector
+                .explain_batch(&codes)?
+                .into_iter()
+                .map(|e| (e.prediction.clone(), Some(e)))
+                .collect()
+        } else {
+            detector
+                .predict_batch(&codes)?
+                .into_iter()
+                .map(|p| (p, None))
+                .collect()
+        };
+        for ((idx, _), (p, explanation)) in chunk.iter().zip(results) {
             match args.format {
-                ClassifyFormat::Json => writeln!(
-                    out,
-                    "{}",
-                    serde_json::Value::Object(
+                ClassifyFormat::Json => {
+                    let mut row: serde_json::Map<String, serde_json::Value> =
                         [("idx".to_owned(), idx.clone())]
                             .into_iter()
                             .chain(prediction_json(&p))
-                            .collect()
-                    )
-                )?,
+                            .collect();
+                    if let Some(e) = explanation {
+                        let scores: Vec<f32> = e.tokens.iter().map(|t| t.score).collect();
+                        row.insert("token_scores".into(), json!(scores));
+                        row.insert("line_scores".into(), lines_json(&e.lines));
+                    }
+                    writeln!(out, "{}", serde_json::Value::Object(row))?
+                }
                 ClassifyFormat::Text => writeln!(
                     out,
                     "{idx}\t{}\t{:.4}\t{}{}",

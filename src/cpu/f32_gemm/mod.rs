@@ -62,12 +62,8 @@ pub struct PackedMatrix {
 }
 
 impl std::fmt::Debug for PackedMatrix {
-    // The shape, not millions of packed values.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PackedMatrix")
-            .field("k", &self.k)
-            .field("n", &self.n)
-            .finish_non_exhaustive()
+        super::debug_shape(f, self.k, self.n)
     }
 }
 
@@ -545,7 +541,9 @@ fn fill_panel(panel: &mut [f32], stored_rows: &[f32], k: usize) {
 ///
 /// With `first_only`, only each input's first token attends (to all of its input's
 /// tokens), and `context` is `[inputs, width]`: its rows are those of the full
-/// context, value for value.
+/// context, value for value. Then `probabilities`, where given, receives each
+/// input's attention probabilities from its first token, head by head: `heads × len`
+/// values per input, inputs laid end to end.
 pub fn attention(
     qkv: &[f32],
     lengths: &[usize],
@@ -553,12 +551,13 @@ pub fn attention(
     width: usize,
     first_only: bool,
     context: &mut Vec<f32>,
+    probabilities: Option<&mut Vec<f32>>,
 ) {
     attention_on(
         qkv,
         (lengths, heads, width),
         first_only,
-        context,
+        (context, probabilities),
         blocks_per_call(),
     );
 }
@@ -569,7 +568,7 @@ fn attention_on(
     qkv: &[f32],
     (lengths, heads, width): (&[usize], usize, usize),
     first_only: bool,
-    context: &mut Vec<f32>,
+    (context, probabilities): (&mut Vec<f32>, Option<&mut Vec<f32>>),
     per_call: usize,
 ) {
     assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
@@ -607,6 +606,13 @@ fn attention_on(
     // Every (row, head) value is written below, each by its one job.
     context.resize(context_rows * width, 0.0);
     let out = SharedOutput(context.as_mut_ptr());
+    // Each job's head's probabilities go to their own `len` values, at
+    // `heads · start + head · len`: every value written once.
+    let probabilities = probabilities.filter(|_| first_only).map(|p| {
+        p.clear();
+        p.resize(heads * total, 0.0);
+        SharedOutput(p.as_mut_ptr())
+    });
     let row = 3 * width;
     jobs.par_iter().for_each(|&(start, len, head, out_row)| {
         let queries = if first_only { 1 } else { len };
@@ -640,6 +646,18 @@ fn attention_on(
                 );
             }
             super::vector_math::softmax_rows_unnormalized(scores, len, scale, inverse_sums);
+            if let Some(probabilities) = probabilities {
+                // SAFETY: this job's own `len` values of the `heads × total` buffer.
+                let mine = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        probabilities.at(heads * start + head * len),
+                        len,
+                    )
+                };
+                for (p, &score) in mine.iter_mut().zip(scores.iter()) {
+                    *p = score * inverse_sums[0];
+                }
+            }
             unsafe {
                 let first = out.at((out_row + band_start) * width + head * head_dim);
                 values.product_in_rows(scores, len, rows, first, width, per_call);
@@ -680,6 +698,7 @@ pub fn first_token_context(
     lengths: &[usize],
     heads: usize,
     context: &mut Vec<f32>,
+    probabilities: Option<&mut Vec<f32>>,
 ) {
     assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
     let width = qkv.k;
@@ -702,11 +721,26 @@ pub fn first_token_context(
     let scale = 1.0 / (head_dim as f32).sqrt();
     let starts = crate::ragged::first_rows(lengths);
     context.resize(lengths.len() * width, 0.0);
-    let inputs = starts.par_iter().zip(lengths);
-    context
-        .par_chunks_mut(width)
-        .zip(inputs)
-        .for_each(|(context, (&start, &len))| {
+    // Each input's `heads × len` probabilities, where asked for: disjoint slices.
+    let mut per_input: Vec<Option<&mut [f32]>> = match probabilities {
+        Some(p) => {
+            p.clear();
+            p.resize(heads * total, 0.0);
+            let mut rest = p.as_mut_slice();
+            lengths
+                .iter()
+                .map(|&len| {
+                    let (mine, after) = std::mem::take(&mut rest).split_at_mut(heads * len);
+                    rest = after;
+                    Some(mine)
+                })
+                .collect()
+        }
+        None => lengths.iter().map(|_| None).collect(),
+    };
+    let inputs = starts.par_iter().zip(lengths).zip(per_input.par_iter_mut());
+    context.par_chunks_mut(width).zip(inputs).for_each(
+        |(context, ((&start, &len), probabilities))| {
             let rows = &hidden[start * width..(start + len) * width];
             // One row of the projection's outputs, of which each step below reads the
             // columns it asked for (a partial column block's others are scratch).
@@ -756,6 +790,17 @@ pub fn first_token_context(
                 scale,
                 &mut inverse_sums,
             );
+            if let Some(probabilities) = probabilities {
+                for ((p, head_scores), &inverse) in probabilities
+                    .chunks_exact_mut(len)
+                    .zip(scores.chunks_exact(len))
+                    .zip(&inverse_sums)
+                {
+                    for (p, &score) in p.iter_mut().zip(head_scores) {
+                        *p = score * inverse;
+                    }
+                }
+            }
             // Each head's probability-weighted mean of the rows, [heads, width].
             let token_rows = PackedMatrix::from_input_rows(rows, width, len, width);
             let mut means = vec![0f32; heads * width];
@@ -791,7 +836,8 @@ pub fn first_token_context(
                 context[head * head_dim..][..head_dim]
                     .copy_from_slice(&projected[first..][..head_dim]);
             }
-        });
+        },
+    );
 }
 
 /// The output buffer's start, shared by the threads of one product, each writing
@@ -842,7 +888,7 @@ mod tests {
     #[test]
     fn attention_equals_an_f64_reference() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: this CPU has no AVX2 and FMA");
+            crate::cpu::skipped("AVX2 and FMA");
             return;
         }
         let (heads, head_dim) = (3, 8);
@@ -855,7 +901,7 @@ mod tests {
             .collect();
         // A reused buffer that holds more than the result, to be cut down.
         let mut got = vec![f32::NAN; 2 * total * width];
-        attention(&qkv, &lengths, heads, width, false, &mut got);
+        attention(&qkv, &lengths, heads, width, false, &mut got, None);
         assert_eq!(got.len(), total * width);
         let want = reference::attention(&qkv, &lengths, heads, width);
         for (i, (&value, &want)) in got.iter().zip(&want).enumerate() {
@@ -869,7 +915,7 @@ mod tests {
         }
         // Only the first tokens: the full context's rows, value for value.
         let mut first = vec![f32::NAN; 3];
-        attention(&qkv, &lengths, heads, width, true, &mut first);
+        attention(&qkv, &lengths, heads, width, true, &mut first, None);
         let want: Vec<f32> = [0, lengths[0]]
             .iter()
             .flat_map(|&token| got[token * width..][..width].to_vec())
@@ -884,7 +930,7 @@ mod tests {
     #[test]
     fn folded_first_token_context_equals_attentions() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: this CPU has no AVX2 and FMA");
+            crate::cpu::skipped("AVX2 and FMA");
             return;
         }
         let mut seed = 0x5851_f42d_4c95_7f2du64;
@@ -899,10 +945,14 @@ mod tests {
                 PackedMatrix::new(&stored(&w, width, 3 * width), Some(&bias), width, 3 * width);
             let projected = qkv.matmul(&hidden, total);
             let mut want = Vec::new();
-            attention(&projected, &lengths, heads, width, true, &mut want);
-            // Into a reused buffer longer than the result.
+            let mut want_probabilities = Vec::new();
+            let asked = Some(&mut want_probabilities);
+            attention(&projected, &lengths, heads, width, true, &mut want, asked);
+            // Into reused buffers longer than the results.
             let mut got = vec![f32::NAN; 4 * width];
-            first_token_context(&qkv, &hidden, &lengths, heads, &mut got);
+            let mut probabilities = vec![f32::NAN; 5 * total * heads];
+            let asked = Some(&mut probabilities);
+            first_token_context(&qkv, &hidden, &lengths, heads, &mut got, asked);
             assert_eq!(got.len(), want.len());
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
@@ -910,7 +960,50 @@ mod tests {
                     "{heads} heads of {head_dim}, value {i}: {g} vs {w}"
                 );
             }
+            // The first tokens' attention probabilities, head by head, both ways
+            // against the f64 softmax of the projected queries and keys.
+            let reference = first_row_probabilities(&projected, &lengths, heads, width);
+            assert_eq!(probabilities.len(), heads * total);
+            assert_eq!(want_probabilities.len(), heads * total);
+            for (i, &r) in reference.iter().enumerate() {
+                let (folded, projected) = (probabilities[i], want_probabilities[i]);
+                assert!((f64::from(folded) - r).abs() < 1e-5, "{i}: {folded} vs {r}");
+                assert!(
+                    (f64::from(projected) - r).abs() < 1e-5,
+                    "{i}: {projected} vs {r}"
+                );
+            }
         }
+    }
+
+    /// softmax(q₀·kⱼ / √head_dim) in f64 for each input's first query, head by head:
+    /// `heads × len` values per input, inputs laid end to end.
+    fn first_row_probabilities(
+        qkv: &[f32],
+        lengths: &[usize],
+        heads: usize,
+        width: usize,
+    ) -> Vec<f64> {
+        let head_dim = width / heads;
+        let at = |token: usize, part: usize, head: usize, d: usize| {
+            f64::from(qkv[token * 3 * width + part * width + head * head_dim + d])
+        };
+        let mut out = Vec::new();
+        for span in crate::ragged::spans(lengths) {
+            for head in 0..heads {
+                let scores: Vec<f64> = span
+                    .clone()
+                    .map(|key| {
+                        (0..head_dim)
+                            .map(|d| at(span.start, 0, head, d) * at(key, 1, head, d))
+                            .sum::<f64>()
+                            / (head_dim as f64).sqrt()
+                    })
+                    .collect();
+                out.extend(reference::softmax(&scores));
+            }
+        }
+        out
     }
 
     /// Six rows interleaved step by step, for depths of whole groups of eight steps,
@@ -918,7 +1011,7 @@ mod tests {
     #[test]
     fn six_rows_interleave_step_by_step() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: this CPU has no AVX2 and FMA");
+            crate::cpu::skipped("AVX2 and FMA");
             return;
         }
         let mut seed = 0x1234_5678_9abc_def1u64;
@@ -944,7 +1037,7 @@ mod tests {
     #[test]
     fn gelu_products_equal_products_then_gelu() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: this CPU has no AVX2 and FMA");
+            crate::cpu::skipped("AVX2 and FMA");
             return;
         }
         let mut seed = 0x0bad_5eed_1234_5678u64;
@@ -978,11 +1071,10 @@ mod tests {
     #[test]
     fn both_instruction_sets_give_the_same_bits() {
         if !CpuFeatures::get().avx2_fma || blocks_per_call() == 1 {
-            eprintln!("skipped: this CPU has no AVX-512F");
+            crate::cpu::skipped("AVX-512F");
             return;
         }
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || random(&mut seed);
         for &(m, k, n) in &[
             (1, 5, 16),
             (7, 33, 70),
@@ -990,9 +1082,7 @@ mod tests {
             (200, 1600, 40),
             (250, 768, 128),
         ] {
-            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
-            let w: Vec<f32> = (0..k * n).map(|_| next()).collect();
-            let bias: Vec<f32> = (0..n).map(|_| next()).collect();
+            let (a, w, bias) = crate::cpu::random_product(&mut seed, (m, k, n));
             let packed = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n);
             let (mut avx2, mut avx512) = (Vec::new(), Vec::new());
             packed.product_into(&a, m, &mut avx2, 1, false);
@@ -1004,12 +1094,14 @@ mod tests {
             let width = heads * head_dim;
             let lengths = [5usize, 130, 1];
             let total: usize = lengths.iter().sum();
-            let qkv: Vec<f32> = (0..total * 3 * width).map(|_| next() * 3.0).collect();
+            let qkv: Vec<f32> = (0..total * 3 * width)
+                .map(|_| random(&mut seed) * 3.0)
+                .collect();
             for first_only in [false, true] {
                 let (mut avx2, mut avx512) = (Vec::new(), Vec::new());
                 let shape = (&lengths[..], heads, width);
-                attention_on(&qkv, shape, first_only, &mut avx2, 1);
-                attention_on(&qkv, shape, first_only, &mut avx512, WIDE_BLOCKS);
+                attention_on(&qkv, shape, first_only, (&mut avx2, None), 1);
+                attention_on(&qkv, shape, first_only, (&mut avx512, None), WIDE_BLOCKS);
                 assert_eq!(bits(&avx2), bits(&avx512), "{heads} heads of {head_dim}");
             }
         }
@@ -1024,11 +1116,10 @@ mod tests {
     #[test]
     fn products_equal_an_f64_reference() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: this CPU has no AVX2 and FMA");
+            crate::cpu::skipped("AVX2 and FMA");
             return;
         }
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || random(&mut seed);
         for &(m, k, n) in &[
             (1, 1, 16),
             (5, 7, 17),
@@ -1045,9 +1136,7 @@ mod tests {
             (0, 4, 8),
             (3, 0, 5),
         ] {
-            let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
-            let w: Vec<f32> = (0..k * n).map(|_| next()).collect();
-            let bias: Vec<f32> = (0..n).map(|_| next()).collect();
+            let (a, w, bias) = crate::cpu::random_product(&mut seed, (m, k, n));
             let got = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n).matmul(&a, m);
             let in_place = PackedMatrix::from_vec(stored(&w, k, n), Some(&bias), k, n);
             assert_eq!(in_place.matmul(&a, m), got, "[{m}x{k}x{n}] packed in place");

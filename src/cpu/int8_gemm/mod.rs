@@ -62,12 +62,8 @@ pub struct PackedMatrix {
 }
 
 impl std::fmt::Debug for PackedMatrix {
-    // The shape, not millions of packed values.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PackedMatrix")
-            .field("k", &self.k)
-            .field("n", &self.n)
-            .finish_non_exhaustive()
+        super::debug_shape(f, self.k, self.n)
     }
 }
 
@@ -357,7 +353,7 @@ mod tests {
     #[test]
     fn rows_quantize_as_each_value_does() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: this CPU has no AVX2");
+            crate::cpu::skipped("AVX2");
             return;
         }
         // Largest magnitude 127, so a step is 1: ties at every half, on both sides,
@@ -398,7 +394,7 @@ mod tests {
     #[test]
     fn products_equal_a_reference_on_quantized_values() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: this CPU has no AVX2");
+            crate::cpu::skipped("AVX2");
             return;
         }
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -440,7 +436,7 @@ mod tests {
             .filter(|kernel| kernel.runs_on(CpuFeatures::get()))
             .collect();
         if !kernels.contains(&Kernel::Int8Vnni) {
-            eprintln!("this CPU has no AVX512-VNNI: only the AVX2 kernel is tested");
+            crate::cpu::skipped("AVX512-VNNI (only the AVX2 kernel tested)");
         }
         kernels
     }
@@ -493,7 +489,7 @@ mod tests {
     #[test]
     fn non_finite_inputs_give_non_finite_rows() {
         if !CpuFeatures::get().avx2_fma {
-            eprintln!("skipped: this CPU has no AVX2");
+            crate::cpu::skipped("AVX2");
             return;
         }
         for kernel in kernels_here() {
@@ -515,7 +511,7 @@ mod tests {
     #[test]
     fn both_kernels_give_the_same_results() {
         if !Kernel::Int8Vnni.runs_on(CpuFeatures::get()) {
-            eprintln!("skipped: this CPU has no AVX512-VNNI");
+            crate::cpu::skipped("AVX512-VNNI");
             return;
         }
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -548,7 +544,7 @@ mod tests {
     #[test]
     fn byte_rows_quantize_as_each_value_does() {
         if !Kernel::Int8Vnni.runs_on(CpuFeatures::get()) {
-            eprintln!("skipped: this CPU has no AVX512-VNNI");
+            crate::cpu::skipped("AVX512-VNNI");
             return;
         }
         let mut seed = 0x1234_5678_9abc_def0u64;
