@@ -86,6 +86,12 @@ typedef struct icd_detector icd_detector;
 // Opaque: the status and message of a failed call. Released by `icd_error_free`.
 typedef struct icd_error icd_error;
 
+// Opaque: a prediction with its token and line scores. Made by
+// `icd_detector_explain` or `icd_detector_explain_batch`, read through the
+// `icd_explanation_*` functions (from several threads at once if need be), released
+// by `icd_explanation_free`.
+typedef struct icd_explanation icd_explanation;
+
 // Options for `icd_detector_open`; start from `icd_options_default()`.
 typedef struct icd_options {
   // Tokens per input, `<s>` and `</s>` included; 0 means the checkpoint's limit (512).
@@ -117,6 +123,30 @@ typedef struct icd_str {
   // Length in bytes.
   size_t len;
 } icd_str;
+
+// One token's share of the last layer's attention from `<s>`.
+typedef struct icd_token_score {
+  // The token id.
+  uint32_t id;
+  // The bytes `[start, end)` of the code as given that the token came from; `start
+  // == end` for the `<s>` and `</s>` around the input.
+  size_t start;
+  // End of the token's bytes (exclusive).
+  size_t end;
+  // The line (from 1) of the token's first byte that is not whitespace; 0 for `<s>`,
+  // `</s>` and tokens of whitespace alone.
+  size_t line;
+  // The mean over heads of the attention probability from `<s>` to this token.
+  float score;
+} icd_token_score;
+
+// A line's score: the sum of the scores of its tokens.
+typedef struct icd_line_score {
+  // The line, from 1.
+  size_t line;
+  // The sum of its tokens' scores.
+  float score;
+} icd_line_score;
 
 #ifdef __cplusplus
 extern "C" {
@@ -246,6 +276,76 @@ enum icd_status icd_detector_predict_batch(const struct icd_detector *detector,
                                            float *logits_out,
                                            size_t logits_capacity,
                                            struct icd_error **error_out);
+
+// Classifies one function and says where the model looked: on `ICD_OK`,
+// `*explanation_out` receives a new `icd_explanation` (the prediction, each token's
+// score, each line's) that the caller releases with `icd_explanation_free`; on
+// failure it is left untouched. A token's score is the mean over heads of the last
+// encoder layer's attention probability from `<s>` to it; it goes to the line of its
+// first byte that is not whitespace (lines from 1 within the code).
+//
+// # Safety
+// `detector` must be NULL or a live handle; `code` NULL or `code_len` readable bytes;
+// `explanation_out` and `error_out` each NULL or writable.
+enum icd_status icd_detector_explain(const struct icd_detector *detector,
+                                     const char *code,
+                                     size_t code_len,
+                                     struct icd_explanation **explanation_out,
+                                     struct icd_error **error_out);
+
+// `icd_detector_explain` for `count` functions, batched as
+// `icd_detector_predict_batch` batches them: on `ICD_OK`, `explanations_out[i]`
+// receives input `i`'s new `icd_explanation` (each released with
+// `icd_explanation_free`); nothing is written unless the whole batch succeeds.
+//
+// # Safety
+// `detector` must be NULL or a live handle; `codes` NULL or `count` readable
+// `icd_str`s, each NULL or pointing to its `len` readable bytes; `explanations_out`
+// NULL or `count` writable pointers; `error_out` NULL or writable.
+enum icd_status icd_detector_explain_batch(const struct icd_detector *detector,
+                                           const struct icd_str *codes,
+                                           size_t count,
+                                           struct icd_explanation **explanations_out,
+                                           struct icd_error **error_out);
+
+// The explanation's prediction, owned by it (valid until it is freed); NULL for a
+// NULL explanation.
+//
+// # Safety
+// `explanation` must be NULL or a live explanation.
+const struct icd_prediction *icd_explanation_prediction(const struct icd_explanation *explanation);
+
+// The prediction's logits (`icd_detector_num_labels` floats), owned by the
+// explanation; `*count_out` (if not NULL) receives their number. NULL (and 0) for a
+// NULL explanation.
+//
+// # Safety
+// `explanation` must be NULL or a live explanation; `count_out` NULL or writable.
+const float *icd_explanation_logits(const struct icd_explanation *explanation, size_t *count_out);
+
+// Every token fed to the model, `<s>` and `</s>` included, in order (their scores sum
+// to 1), owned by the explanation; `*count_out` (if not NULL) receives their number.
+// NULL (and 0) for a NULL explanation.
+//
+// # Safety
+// `explanation` must be NULL or a live explanation; `count_out` NULL or writable.
+const struct icd_token_score *icd_explanation_tokens(const struct icd_explanation *explanation,
+                                                     size_t *count_out);
+
+// Every line that received a score, in line order, owned by the explanation;
+// `*count_out` (if not NULL) receives their number. NULL (and 0) for a NULL
+// explanation.
+//
+// # Safety
+// `explanation` must be NULL or a live explanation; `count_out` NULL or writable.
+const struct icd_line_score *icd_explanation_lines(const struct icd_explanation *explanation,
+                                                   size_t *count_out);
+
+// Releases an explanation. NULL is ignored.
+//
+// # Safety
+// `explanation` must be NULL or an explanation not yet freed, freed only this once.
+void icd_explanation_free(struct icd_explanation *explanation);
 
 // The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.
 //

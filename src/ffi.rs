@@ -119,6 +119,45 @@ pub struct icd_detector {
     execution: CString,
 }
 
+/// Opaque: a prediction with its token and line scores. Made by
+/// `icd_detector_explain` or `icd_detector_explain_batch`, read through the
+/// `icd_explanation_*` functions (from several threads at once if need be), released
+/// by `icd_explanation_free`.
+pub struct icd_explanation {
+    prediction: icd_prediction,
+    logits: Vec<f32>,
+    tokens: Vec<icd_token_score>,
+    lines: Vec<icd_line_score>,
+}
+
+/// One token's share of the last layer's attention from `<s>`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_token_score {
+    /// The token id.
+    pub id: u32,
+    /// The bytes `[start, end)` of the code as given that the token came from; `start
+    /// == end` for the `<s>` and `</s>` around the input.
+    pub start: usize,
+    /// End of the token's bytes (exclusive).
+    pub end: usize,
+    /// The line (from 1) of the token's first byte that is not whitespace; 0 for `<s>`,
+    /// `</s>` and tokens of whitespace alone.
+    pub line: usize,
+    /// The mean over heads of the attention probability from `<s>` to this token.
+    pub score: f32,
+}
+
+/// A line's score: the sum of the scores of its tokens.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_line_score {
+    /// The line, from 1.
+    pub line: usize,
+    /// The sum of its tokens' scores.
+    pub score: f32,
+}
+
 /// Opaque: the status and message of a failed call. Released by `icd_error_free`.
 pub struct icd_error {
     status: icd_status,
@@ -534,6 +573,209 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
     };
     // SAFETY: `error_out` is NULL or writable (the contract).
     unsafe { guard(error_out, body) }
+}
+
+/// Classifies one function and says where the model looked: on `ICD_OK`,
+/// `*explanation_out` receives a new `icd_explanation` (the prediction, each token's
+/// score, each line's) that the caller releases with `icd_explanation_free`; on
+/// failure it is left untouched. A token's score is the mean over heads of the last
+/// encoder layer's attention probability from `<s>` to it; it goes to the line of its
+/// first byte that is not whitespace (lines from 1 within the code).
+///
+/// # Safety
+/// `detector` must be NULL or a live handle; `code` NULL or `code_len` readable bytes;
+/// `explanation_out` and `error_out` each NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_explain(
+    detector: *const icd_detector,
+    code: *const c_char,
+    code_len: usize,
+    explanation_out: *mut *mut icd_explanation,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    let one = icd_str {
+        ptr: code,
+        len: code_len,
+    };
+    // SAFETY: a batch of one: `codes` is one readable `icd_str`, the rest as above.
+    unsafe { icd_detector_explain_batch(detector, &one, 1, explanation_out, error_out) }
+}
+
+/// `icd_detector_explain` for `count` functions, batched as
+/// `icd_detector_predict_batch` batches them: on `ICD_OK`, `explanations_out[i]`
+/// receives input `i`'s new `icd_explanation` (each released with
+/// `icd_explanation_free`); nothing is written unless the whole batch succeeds.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle; `codes` NULL or `count` readable
+/// `icd_str`s, each NULL or pointing to its `len` readable bytes; `explanations_out`
+/// NULL or `count` writable pointers; `error_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_explain_batch(
+    detector: *const icd_detector,
+    codes: *const icd_str,
+    count: usize,
+    explanations_out: *mut *mut icd_explanation,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    let body = || -> Result<(), Failure> {
+        // SAFETY: NULL or a live handle (the contract).
+        let d = unsafe { ref_arg(detector, "detector") }?;
+        if count == 0 {
+            return Ok(());
+        }
+        // SAFETY: NULL or `count` readable `icd_str`s (the contract).
+        let inputs = unsafe { slice_arg(codes, count, "codes") }?;
+        check_slice(explanations_out, count, "explanations_out")?;
+        let texts = inputs
+            .iter()
+            .enumerate()
+            // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
+            .map(|(i, s)| unsafe { str_arg(s.ptr, s.len, &format!("codes[{i}]")) })
+            .collect::<Result<Vec<&str>, Failure>>()?;
+        let explanations = d.detector.explain_batch(&texts)?;
+        for (i, e) in explanations.into_iter().enumerate() {
+            let handle = Box::into_raw(Box::new(icd_explanation::from(e)));
+            // SAFETY: `explanations_out` holds `count` writable pointers (the contract;
+            // checked as an array above), and `i < count`.
+            unsafe { explanations_out.add(i).write(handle) };
+        }
+        Ok(())
+    };
+    // SAFETY: `error_out` is NULL or writable (the contract).
+    unsafe { guard(error_out, body) }
+}
+
+impl From<crate::Explanation> for icd_explanation {
+    fn from(e: crate::Explanation) -> Self {
+        let p = &e.prediction;
+        icd_explanation {
+            prediction: icd_prediction {
+                label: p.label as u32,
+                insecure_probability: p.insecure_probability,
+                tokens: p.tokens as u32,
+                truncated: p.truncated,
+            },
+            logits: p.logits.clone(),
+            tokens: e
+                .tokens
+                .iter()
+                .map(|t| {
+                    let range = t.byte_range.clone().unwrap_or(0..0);
+                    icd_token_score {
+                        id: t.id,
+                        start: range.start,
+                        end: range.end,
+                        line: t.line.unwrap_or(0),
+                        score: t.score,
+                    }
+                })
+                .collect(),
+            lines: e
+                .lines
+                .iter()
+                .map(|l| icd_line_score {
+                    line: l.line,
+                    score: l.score,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The explanation's prediction, owned by it (valid until it is freed); NULL for a
+/// NULL explanation.
+///
+/// # Safety
+/// `explanation` must be NULL or a live explanation.
+#[no_mangle]
+pub unsafe extern "C" fn icd_explanation_prediction(
+    explanation: *const icd_explanation,
+) -> *const icd_prediction {
+    // SAFETY: NULL or a live explanation (the contract).
+    unsafe { explanation.as_ref() }.map_or(ptr::null(), |e| &e.prediction)
+}
+
+/// The prediction's logits (`icd_detector_num_labels` floats), owned by the
+/// explanation; `*count_out` (if not NULL) receives their number. NULL (and 0) for a
+/// NULL explanation.
+///
+/// # Safety
+/// `explanation` must be NULL or a live explanation; `count_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_explanation_logits(
+    explanation: *const icd_explanation,
+    count_out: *mut usize,
+) -> *const f32 {
+    // SAFETY: as the contract says, for both.
+    unsafe { array_of(explanation, count_out, |e| &e.logits) }
+}
+
+/// Every token fed to the model, `<s>` and `</s>` included, in order (their scores sum
+/// to 1), owned by the explanation; `*count_out` (if not NULL) receives their number.
+/// NULL (and 0) for a NULL explanation.
+///
+/// # Safety
+/// `explanation` must be NULL or a live explanation; `count_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_explanation_tokens(
+    explanation: *const icd_explanation,
+    count_out: *mut usize,
+) -> *const icd_token_score {
+    // SAFETY: as the contract says, for both.
+    unsafe { array_of(explanation, count_out, |e| &e.tokens) }
+}
+
+/// Every line that received a score, in line order, owned by the explanation;
+/// `*count_out` (if not NULL) receives their number. NULL (and 0) for a NULL
+/// explanation.
+///
+/// # Safety
+/// `explanation` must be NULL or a live explanation; `count_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_explanation_lines(
+    explanation: *const icd_explanation,
+    count_out: *mut usize,
+) -> *const icd_line_score {
+    // SAFETY: as the contract says, for both.
+    unsafe { array_of(explanation, count_out, |e| &e.lines) }
+}
+
+/// Releases an explanation. NULL is ignored.
+///
+/// # Safety
+/// `explanation` must be NULL or an explanation not yet freed, freed only this once.
+#[no_mangle]
+pub unsafe extern "C" fn icd_explanation_free(explanation: *mut icd_explanation) {
+    if !explanation.is_null() {
+        // SAFETY: from `Box::into_raw`, freed once (the contract).
+        drop(unsafe { Box::from_raw(explanation) });
+    }
+}
+
+/// One of an explanation's arrays and its length (into `count_out` where not NULL);
+/// NULL and 0 for a NULL explanation.
+///
+/// # Safety
+/// `explanation` must be NULL or a live explanation; `count_out` NULL or writable.
+unsafe fn array_of<T>(
+    explanation: *const icd_explanation,
+    count_out: *mut usize,
+    array: impl FnOnce(&icd_explanation) -> &Vec<T>,
+) -> *const T {
+    // SAFETY: NULL or a live explanation (the contract).
+    let (values, count) = match unsafe { explanation.as_ref() } {
+        Some(e) => {
+            let values = array(e);
+            (values.as_ptr(), values.len())
+        }
+        None => (ptr::null(), 0),
+    };
+    if !count_out.is_null() {
+        // SAFETY: not NULL, writable (the contract).
+        unsafe { count_out.write(count) };
+    }
+    values
 }
 
 /// The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.

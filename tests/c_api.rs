@@ -136,6 +136,45 @@ fn c_api_test_passes_and_agrees_with_the_rust_api() {
         );
         assert_logits_close(&logits, &expected.logits, text);
     }
+
+    // The explanation's scores are transformers' (the fixture's first input).
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let floats = |prefix: &str| -> Vec<String> {
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {stdout}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("reference.json")).unwrap())
+            .unwrap();
+    let expected = &reference["inputs"][0]["raw"];
+    assert_eq!(
+        reference["inputs"][0]["text"],
+        "int main(void) { return 0; }"
+    );
+    let scores: Vec<f64> = floats("explain ")
+        .iter()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let want = expected["token_scores"].as_array().unwrap();
+    assert_eq!(scores.len(), want.len());
+    for (got, want) in scores.iter().zip(want) {
+        assert!(
+            (got - want.as_f64().unwrap()).abs() < 1e-5,
+            "{got} vs {want}"
+        );
+    }
+    let lines = floats("lines ");
+    let want = expected["line_scores"].as_array().unwrap();
+    assert_eq!(lines.len(), want.len());
+    for (got, want) in lines.iter().zip(want) {
+        let (line, score) = got.split_once(':').unwrap();
+        assert_eq!(line.parse::<u64>().unwrap(), want[0].as_u64().unwrap());
+        let score: f64 = score.parse().unwrap();
+        assert!((score - want[1].as_f64().unwrap()).abs() < 1e-5);
+    }
 }
 
 #[test]

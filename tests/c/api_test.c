@@ -207,6 +207,54 @@ int main(int argc, char **argv) {
     CHECK(bad_out[0].label == 77);
     CHECK(icd_detector_predict_batch(detector, NULL, 0, NULL, NULL, 0, NULL) == ICD_OK);
 
+    /* Explanations: the first fixture input's token and line scores, printed for the
+     * Rust side to hold to transformers' references; a batch equal to singles. */
+    const char *explained = "int main(void) { return 0; }";
+    icd_explanation *explanation = NULL;
+    CHECK(icd_detector_explain(detector, explained, strlen(explained), &explanation, NULL) == ICD_OK);
+    size_t token_count = 0, line_count = 0, logit_count = 0;
+    const icd_token_score *tokens = icd_explanation_tokens(explanation, &token_count);
+    const icd_line_score *lines = icd_explanation_lines(explanation, &line_count);
+    const icd_prediction *explained_prediction = icd_explanation_prediction(explanation);
+    CHECK(icd_explanation_logits(explanation, &logit_count) != NULL && logit_count == labels);
+    CHECK(explained_prediction != NULL && explained_prediction->tokens == token_count);
+    CHECK(tokens[0].start == tokens[0].end && tokens[0].line == 0);
+    printf("explain");
+    float sum = 0;
+    for (size_t i = 0; i < token_count; i++) {
+        printf(" %.9g", tokens[i].score);
+        sum += tokens[i].score;
+    }
+    printf("\nlines");
+    for (size_t i = 0; i < line_count; i++) {
+        printf(" %zu:%.9g", lines[i].line, lines[i].score);
+    }
+    printf("\n");
+    CHECK(sum > 0.999f && sum < 1.001f);
+    icd_str explain_batch[2] = {{texts[0], strlen(texts[0])}, {explained, strlen(explained)}};
+    icd_explanation *explanations[2] = {NULL, NULL};
+    CHECK(icd_detector_explain_batch(detector, explain_batch, 2, explanations, NULL) == ICD_OK);
+    size_t batch_count = 0;
+    const icd_token_score *batch_tokens = icd_explanation_tokens(explanations[1], &batch_count);
+    CHECK(batch_count == token_count);
+    for (size_t i = 0; i < token_count && i < batch_count; i++) {
+        CHECK(batch_tokens[i].score == tokens[i].score && batch_tokens[i].line == tokens[i].line);
+    }
+    icd_explanation_free(explanations[0]);
+    icd_explanation_free(explanations[1]);
+    icd_explanation_free(explanation);
+    icd_explanation_free(NULL);
+    size_t none = 5;
+    CHECK(icd_explanation_tokens(NULL, &none) == NULL && none == 0);
+    CHECK(icd_explanation_prediction(NULL) == NULL);
+    /* Failures write nothing. */
+    icd_explanation *kept = (icd_explanation *)&failures;
+    EXPECT_ERROR(icd_detector_explain(detector, explained, strlen(explained), NULL, &err_), ICD_ERR_NULL_ARGUMENT,
+                 "explanations_out");
+    EXPECT_ERROR(icd_detector_explain(detector, invalid_utf8, sizeof invalid_utf8, &kept, &err_), ICD_ERR_INVALID_UTF8,
+                 "codes[0]");
+    CHECK(kept == (icd_explanation *)&failures);
+
     icd_detector_free(detector);
     icd_detector_free(NULL);
     icd_error_free(NULL);

@@ -24,11 +24,14 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "Detector",
     "Prediction",
+    "Explanation",
+    "TokenScore",
+    "LineScore",
     "DetectorError",
     "NullArgumentError",
     "InvalidUtf8Error",
@@ -131,6 +134,20 @@ class _Options(ctypes.Structure):
     ]
 
 
+class _TokenScore(ctypes.Structure):
+    _fields_ = [
+        ("id", ctypes.c_uint32),
+        ("start", ctypes.c_size_t),
+        ("end", ctypes.c_size_t),
+        ("line", ctypes.c_size_t),
+        ("score", ctypes.c_float),
+    ]
+
+
+class _LineScore(ctypes.Structure):
+    _fields_ = [("line", ctypes.c_size_t), ("score", ctypes.c_float)]
+
+
 class _Prediction(ctypes.Structure):
     _fields_ = [
         ("label", ctypes.c_uint32),
@@ -202,6 +219,13 @@ def _signatures():
             [handle, P(_Str), ctypes.c_size_t, P(_Prediction), P(ctypes.c_float), ctypes.c_size_t, err],
             status,
         ),
+        "icd_detector_explain": ([handle, ctypes.c_char_p, ctypes.c_size_t, P(handle), err], status),
+        "icd_detector_explain_batch": ([handle, P(_Str), ctypes.c_size_t, P(handle), err], status),
+        "icd_explanation_prediction": ([handle], P(_Prediction)),
+        "icd_explanation_logits": ([handle, P(ctypes.c_size_t)], P(ctypes.c_float)),
+        "icd_explanation_tokens": ([handle, P(ctypes.c_size_t)], P(_TokenScore)),
+        "icd_explanation_lines": ([handle, P(ctypes.c_size_t)], P(_LineScore)),
+        "icd_explanation_free": ([handle], None),
         "icd_error_status": ([ctypes.c_void_p], status),
         "icd_error_message": ([ctypes.c_void_p], ctypes.c_char_p),
         "icd_error_free": ([ctypes.c_void_p], None),
@@ -266,6 +290,50 @@ class Prediction:
     """Tokens fed to the model, ``<s>`` and ``</s>`` included."""
     truncated: bool
     """Whether the input was cut to ``max_tokens``."""
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """One token's share of the last layer's attention from ``<s>``."""
+
+    id: int
+    """The token id."""
+    byte_range: Optional[Tuple[int, int]]
+    """The bytes ``[start, end)`` of the UTF-8 code it came from; None for the ``<s>``
+    and ``</s>`` around the input."""
+    line: Optional[int]
+    """The line (from 1) of its first byte that is not whitespace; None for ``<s>``,
+    ``</s>`` and whitespace tokens."""
+    score: float
+    """The mean over heads of the attention probability from ``<s>`` to it."""
+
+
+@dataclass(frozen=True)
+class LineScore:
+    """A line's score: the sum of its tokens' scores."""
+
+    line: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A prediction and where the model looked (the Rust ``Explanation``)."""
+
+    prediction: Prediction
+    tokens: List[TokenScore]
+    """Every token fed to the model, ``<s>`` and ``</s>`` included, in order."""
+    line_scores: List[LineScore]
+    """Every line that received a score, in line order."""
+
+    @property
+    def token_scores(self) -> List[float]:
+        """Each token's score, in token order (they sum to 1)."""
+        return [t.score for t in self.tokens]
+
+    def top_lines(self, k: int = 3) -> List[LineScore]:
+        """The ``k`` lines with the highest scores, highest first."""
+        return sorted(self.line_scores, key=lambda l: (-l.score, l.line))[:k]
 
 
 def _encode(code: Union[str, bytes], what: str) -> bytes:
@@ -420,6 +488,61 @@ class Detector:
             )
             for i, p in enumerate(predictions)
         ]
+
+    def explain(self, code: Union[str, bytes]) -> Explanation:
+        """Classifies one function and says where the model looked: each token's share
+        of the last layer's attention from ``<s>`` (averaged over heads) and their sums
+        by line (from 1 within the code)."""
+        return self.explain_batch([code])[0]
+
+    def explain_batch(self, codes: Sequence[Union[str, bytes]]) -> List[Explanation]:
+        """``explain`` for many functions, batched; results in input order, equal to ``explain``'s."""
+        encoded = [_encode(c, f"codes[{i}]") for i, c in enumerate(codes)]
+        n = len(encoded)
+        if n == 0:
+            return []
+        inputs = (_Str * n)(*[_Str(c, len(c)) for c in encoded])
+        handles = (ctypes.c_void_p * n)()
+        error = ctypes.c_void_p()
+        ptr = self._handle.acquire()
+        try:
+            status = self._lib.icd_detector_explain_batch(ptr, inputs, n, handles, ctypes.byref(error))
+        finally:
+            self._handle.release()
+        _check(status, error)
+        try:
+            return [self._explanation(h) for h in handles]
+        finally:
+            for h in handles:
+                self._lib.icd_explanation_free(h)
+
+    def _explanation(self, handle: int) -> Explanation:
+        lib = self._lib
+        count = ctypes.c_size_t()
+        p = lib.icd_explanation_prediction(handle).contents
+        logits = lib.icd_explanation_logits(handle, ctypes.byref(count))
+        logits = [logits[i] for i in range(count.value)]
+        raw_tokens = lib.icd_explanation_tokens(handle, ctypes.byref(count))
+        tokens = [
+            TokenScore(
+                id=t.id,
+                byte_range=(t.start, t.end) if t.start < t.end else None,
+                line=t.line or None,
+                score=t.score,
+            )
+            for t in (raw_tokens[i] for i in range(count.value))
+        ]
+        raw_lines = lib.icd_explanation_lines(handle, ctypes.byref(count))
+        lines = [LineScore(line=raw_lines[i].line, score=raw_lines[i].score) for i in range(count.value)]
+        prediction = Prediction(
+            label=p.label,
+            label_name=self._labels[p.label],
+            insecure_probability=p.insecure_probability,
+            logits=logits,
+            tokens=p.tokens,
+            truncated=bool(p.truncated),
+        )
+        return Explanation(prediction=prediction, tokens=tokens, line_scores=lines)
 
     def close(self) -> None:
         """Frees the detector (waiting for calls in flight). Idempotent."""

@@ -24,7 +24,7 @@ def reference(checkpoint):
 
 def max_diff(a, b):
     assert len(a) == len(b)
-    return max(abs(x - y) for x, y in zip(a, b))
+    return max((abs(x - y) for x, y in zip(a, b)), default=0.0)
 
 
 @pytest.mark.parametrize("checkpoint", CHECKPOINTS)
@@ -43,6 +43,30 @@ def test_logits_match_transformers(checkpoint, mode):
             assert single.truncated == expected["truncated"]
             assert single.label_name == detector.labels[single.label]
             assert 0.0 <= single.insecure_probability <= 1.0
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+@pytest.mark.parametrize("mode", ["raw", "collapse_whitespace"])
+def test_explanations_match_transformers(checkpoint, mode):
+    """Token scores, each token's line and the line sums, as transformers and the
+    fixture script's own offsets give them; a batch equals single calls."""
+    ref = reference(checkpoint)
+    with Detector(FIXTURES / checkpoint, preprocessing=mode) as detector:
+        texts = [entry["text"] for entry in ref["inputs"]]
+        batch = detector.explain_batch(texts)
+        for entry, from_batch in zip(ref["inputs"], batch):
+            expected = entry[mode]
+            e = detector.explain(entry["text"])
+            assert e == from_batch
+            assert e.prediction == detector.predict(entry["text"])
+            assert [t.id for t in e.tokens] == expected["input_ids"]
+            assert max_diff(e.token_scores, expected["token_scores"]) <= 1e-5, entry["text"][:40]
+            assert [t.line for t in e.tokens] == expected["token_lines"]
+            assert [l.line for l in e.line_scores] == [l for l, _ in expected["line_scores"]]
+            assert max_diff([l.score for l in e.line_scores], [s for _, s in expected["line_scores"]]) <= 1e-5
+            top = e.top_lines(2)
+            assert [l.score for l in top] == sorted((l.score for l in e.line_scores), reverse=True)[:2]
+        assert detector.explain_batch([]) == []
 
 
 def test_prediction_fields_and_metadata():

@@ -32,6 +32,13 @@ C_TYPES = {
     "struct icd_options": icd._Options,
     "const struct icd_options *": P(icd._Options),
     "struct icd_prediction *": P(icd._Prediction),
+    "const struct icd_prediction *": P(icd._Prediction),
+    "const float *": P(ctypes.c_float),
+    "struct icd_explanation *": ctypes.c_void_p,
+    "const struct icd_explanation *": ctypes.c_void_p,
+    "struct icd_explanation **": P(ctypes.c_void_p),
+    "const struct icd_token_score *": P(icd._TokenScore),
+    "const struct icd_line_score *": P(icd._LineScore),
     "const struct icd_str *": P(icd._Str),
 }
 
@@ -71,7 +78,13 @@ def test_every_function_is_declared_as_the_header_says():
 
 def test_structs_have_the_headers_fields_in_order():
     text = header_text()
-    for name, struct in [("icd_options", icd._Options), ("icd_prediction", icd._Prediction), ("icd_str", icd._Str)]:
+    for name, struct in [
+        ("icd_options", icd._Options),
+        ("icd_prediction", icd._Prediction),
+        ("icd_str", icd._Str),
+        ("icd_token_score", icd._TokenScore),
+        ("icd_line_score", icd._LineScore),
+    ]:
         body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, re.S).group(1)
         fields = [f.strip() for f in body.split(";") if f.strip()]
         want = [(re.search(r"(\w+)$", f).group(1), c_type(f)) for f in fields]
