@@ -552,12 +552,7 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
         // Written through the pointers, never read: the caller's arrays may be
         // uninitialized.
         for (i, p) in predictions.iter().enumerate() {
-            let prediction = icd_prediction {
-                label: p.label as u32,
-                insecure_probability: p.insecure_probability,
-                tokens: p.tokens as u32,
-                truncated: p.truncated,
-            };
+            let prediction = icd_prediction::from(p);
             // SAFETY: `predictions_out` holds `count` writable predictions and
             // `logits_out`, where not NULL, `count * labels` writable floats (the
             // contract; both checked as arrays above), and `i < count`.
@@ -593,12 +588,19 @@ pub unsafe extern "C" fn icd_detector_explain(
     explanation_out: *mut *mut icd_explanation,
     error_out: *mut *mut icd_error,
 ) -> icd_status {
-    let one = icd_str {
-        ptr: code,
-        len: code_len,
+    let body = || -> Result<(), Failure> {
+        // SAFETY: NULL or a live handle (the contract).
+        let d = unsafe { ref_arg(detector, "detector") }?;
+        let explanation_out = out_arg(explanation_out, "explanation_out")?;
+        // SAFETY: NULL or `code_len` readable bytes (the contract).
+        let code = unsafe { str_arg(code, code_len, "code") }?;
+        let handle = Box::into_raw(Box::new(icd_explanation::from(d.detector.explain(code)?)));
+        // SAFETY: not NULL (checked) and writable (the contract).
+        unsafe { explanation_out.write(handle) };
+        Ok(())
     };
-    // SAFETY: a batch of one: `codes` is one readable `icd_str`, the rest as above.
-    unsafe { icd_detector_explain_batch(detector, &one, 1, explanation_out, error_out) }
+    // SAFETY: `error_out` is NULL or writable (the contract).
+    unsafe { guard(error_out, body) }
 }
 
 /// `icd_detector_explain` for `count` functions, batched as
@@ -633,12 +635,17 @@ pub unsafe extern "C" fn icd_detector_explain_batch(
             // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
             .map(|(i, s)| unsafe { str_arg(s.ptr, s.len, &format!("codes[{i}]")) })
             .collect::<Result<Vec<&str>, Failure>>()?;
-        let explanations = d.detector.explain_batch(&texts)?;
-        for (i, e) in explanations.into_iter().enumerate() {
-            let handle = Box::into_raw(Box::new(icd_explanation::from(e)));
+        // Every handle made before any is written: nothing is written on failure.
+        let handles: Vec<Box<icd_explanation>> = d
+            .detector
+            .explain_batch(&texts)?
+            .into_iter()
+            .map(|e| Box::new(icd_explanation::from(e)))
+            .collect();
+        for (i, handle) in handles.into_iter().enumerate() {
             // SAFETY: `explanations_out` holds `count` writable pointers (the contract;
             // checked as an array above), and `i < count`.
-            unsafe { explanations_out.add(i).write(handle) };
+            unsafe { explanations_out.add(i).write(Box::into_raw(handle)) };
         }
         Ok(())
     };
@@ -646,17 +653,22 @@ pub unsafe extern "C" fn icd_detector_explain_batch(
     unsafe { guard(error_out, body) }
 }
 
+impl From<&crate::Prediction> for icd_prediction {
+    fn from(p: &crate::Prediction) -> Self {
+        icd_prediction {
+            label: p.label as u32,
+            insecure_probability: p.insecure_probability,
+            tokens: p.tokens as u32,
+            truncated: p.truncated,
+        }
+    }
+}
+
 impl From<crate::Explanation> for icd_explanation {
     fn from(e: crate::Explanation) -> Self {
-        let p = &e.prediction;
         icd_explanation {
-            prediction: icd_prediction {
-                label: p.label as u32,
-                insecure_probability: p.insecure_probability,
-                tokens: p.tokens as u32,
-                truncated: p.truncated,
-            },
-            logits: p.logits.clone(),
+            prediction: icd_prediction::from(&e.prediction),
+            logits: e.prediction.logits.clone(),
             tokens: e
                 .tokens
                 .iter()
@@ -1035,11 +1047,25 @@ mod tests {
 
     #[test]
     fn every_status_is_named_after_its_variant() {
-        for (number, status) in icd_status::ALL.iter().enumerate() {
+        let names = [
+            "ICD_OK",
+            "ICD_ERR_NULL_ARGUMENT",
+            "ICD_ERR_INVALID_UTF8",
+            "ICD_ERR_INVALID_ARGUMENT",
+            "ICD_ERR_IO",
+            "ICD_ERR_CONFIG",
+            "ICD_ERR_TOKENIZER",
+            "ICD_ERR_WEIGHTS",
+            "ICD_ERR_BACKEND_UNAVAILABLE",
+            "ICD_ERR_INFERENCE",
+            "ICD_ERR_PANIC",
+        ];
+        assert_eq!(icd_status::ALL.len(), names.len());
+        for (number, (status, want)) in icd_status::ALL.iter().zip(names).enumerate() {
             assert_eq!(*status as usize, number);
             // SAFETY: icd_status_name returns a static NUL-terminated string.
             let name = unsafe { CStr::from_ptr(icd_status_name(number as u32)) };
-            assert_eq!(name.to_str().unwrap(), format!("{status:?}"));
+            assert_eq!(name.to_str().unwrap(), want);
         }
         // SAFETY: as above.
         let unknown = unsafe { CStr::from_ptr(icd_status_name(11)) };

@@ -83,13 +83,6 @@ fn score_error(e: &Explanation, expected: &Value, what: &str) -> f32 {
     tokens.chain(lines).fold(0.0, f32::max)
 }
 
-fn mode_key(mode: Preprocessing) -> &'static str {
-    match mode {
-        Preprocessing::Raw => "raw",
-        Preprocessing::CollapseWhitespace => "collapse_whitespace",
-    }
-}
-
 /// Every fixture input on `backend` at `precision`, alone and in one batch: the
 /// largest score error, after checking ids, lines, the prediction (equal to
 /// `predict`'s) and, in f32, that a batch explains each input exactly as alone. `None`
@@ -116,7 +109,7 @@ fn worst_error(backend: Backend, precision: Precision) -> Option<f32> {
             for (i, (input, text)) in inputs.iter().zip(&texts).enumerate() {
                 let what =
                     format!("{checkpoint} on {backend} at {precision} ({mode:?}), input {i}");
-                let expected = &input[mode_key(mode)];
+                let expected = &input[mode.name()];
                 let e = detector.explain(text).unwrap();
                 let ids: Vec<u64> = e.tokens.iter().map(|t| u64::from(t.id)).collect();
                 let want_ids: Vec<u64> = expected["input_ids"]
@@ -187,7 +180,7 @@ fn windows_are_explained_by_the_window_that_gave_the_verdict() {
             let detector = load(checkpoint, backend, mode, Precision::F32);
             let mut checked = 0;
             for input in reference["inputs"].as_array().unwrap() {
-                let Some(windows) = input[mode_key(mode)].get("windows") else {
+                let Some(windows) = input[mode.name()].get("windows") else {
                     continue;
                 };
                 let text = input["text"].as_str().unwrap();

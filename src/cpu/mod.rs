@@ -80,17 +80,17 @@ impl Kernel {
     /// assert_eq!(Kernel::select(Precision::Int8, CpuFeatures::NONE), None);
     /// ```
     pub fn select(precision: Precision, features: CpuFeatures) -> Option<Kernel> {
-        if !cfg!(all(target_arch = "x86_64", feature = "cpu-kernels")) || !features.avx2_fma {
+        if !cfg!(all(target_arch = "x86_64", feature = "cpu-kernels")) {
             return None;
         }
-        match precision {
-            Precision::F32 | Precision::Tf32 if features.avx512f => Some(Kernel::F32Avx512),
-            Precision::F32 | Precision::Tf32 => Some(Kernel::F32Avx2),
-            Precision::Bf16 if features.avx512_bf16 => Some(Kernel::Bf16Avx512),
-            Precision::Bf16 | Precision::F16 => None,
-            Precision::Int8 if features.avx512_vnni => Some(Kernel::Int8Vnni),
-            Precision::Int8 => Some(Kernel::Int8Avx2),
-        }
+        // The precision's kernels, fastest first.
+        let kernels: &[Kernel] = match precision {
+            Precision::F32 | Precision::Tf32 => &[Kernel::F32Avx512, Kernel::F32Avx2],
+            Precision::Bf16 => &[Kernel::Bf16Avx512],
+            Precision::F16 => &[],
+            Precision::Int8 => &[Kernel::Int8Vnni, Kernel::Int8Avx2],
+        };
+        kernels.iter().copied().find(|k| k.runs_on(features))
     }
 
     /// Whether a CPU with `features` has this kernel's instructions.
@@ -102,12 +102,14 @@ impl Kernel {
     /// assert!(!Kernel::F32Avx512.runs_on(avx2));
     /// ```
     pub fn runs_on(self, features: CpuFeatures) -> bool {
-        match self {
-            Kernel::F32Avx2 | Kernel::Int8Avx2 => features.avx2_fma,
-            Kernel::F32Avx512 => features.avx512f,
-            Kernel::Bf16Avx512 => features.avx512_bf16,
-            Kernel::Int8Vnni => features.avx512_vnni,
-        }
+        // Every kernel's code around its products uses AVX2 and FMA.
+        features.avx2_fma
+            && match self {
+                Kernel::F32Avx2 | Kernel::Int8Avx2 => true,
+                Kernel::F32Avx512 => features.avx512f,
+                Kernel::Bf16Avx512 => features.avx512_bf16,
+                Kernel::Int8Vnni => features.avx512_vnni,
+            }
     }
 
     /// The kernel's name in reports: `f32-avx2`, `f32-avx512`, `bf16-avx512`,

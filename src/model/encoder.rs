@@ -116,7 +116,7 @@ impl SelfAttention {
     /// the projections `qkv` (`[1, total, 3 * hidden]`): `heads × len` values per
     /// input, inputs laid end to end. burn's fused attention does not give its
     /// probabilities, so the one query row per head is computed again here:
-    /// softmax(q₀·kᵀ / √head_dim), in f32 whatever the tensors' dtype.
+    /// softmax(q₀·kᵀ / √head_dim), in f32 for the narrower dtypes.
     fn first_row_probabilities(&self, qkv: Tensor<3>, lengths: &[usize]) -> Vec<f32> {
         let [_, _, width3] = qkv.dims();
         let heads = self.heads;
@@ -126,8 +126,12 @@ impl SelfAttention {
             let part = qkv.clone().narrow(1, span.start, span.len());
             let part = part
                 .reshape([1, span.len(), 3 * heads, head_dim])
-                .swap_dims(1, 2)
-                .cast(burn::tensor::FloatDType::F32);
+                .swap_dims(1, 2);
+            // At least f32: bf16 and f16 widened, f64 (f32's plan on cuda) kept.
+            let part = match part.dtype() {
+                burn::tensor::DType::F64 => part,
+                _ => part.cast(burn::tensor::FloatDType::F32),
+            };
             let query = part.clone().narrow(1, 0, heads).narrow(2, 0, 1);
             let keys = part.narrow(1, heads, heads);
             let scores = query.matmul(keys.swap_dims(2, 3)) / (head_dim as f64).sqrt();
@@ -280,34 +284,53 @@ impl EncoderLayer {
     }
 }
 
-/// A batch's rows as a burn tensor, `[1, rows, hidden]`: the tensor plan's
-/// [`LayerOps::Rows`] (none before an operation first writes them).
+/// A batch's rows as burn tensors, `[1, rows, hidden]` together: the tensor plan's
+/// [`LayerOps::Rows`]. Between the row-wise operations they stay in the slices those
+/// run on side by side (see [`TensorLayer`]), joined only where a step needs them all
+/// (attention, the first rows, the result). Empty before an operation writes them.
 #[derive(Debug, Default)]
-pub(crate) struct TensorRows(Option<Tensor<3>>);
+pub(crate) struct TensorRows(Vec<Tensor<3>>);
 
 impl From<Tensor<3>> for TensorRows {
     fn from(tensor: Tensor<3>) -> Self {
-        Self(Some(tensor))
+        Self(vec![tensor])
     }
 }
 
 impl TensorRows {
-    /// The rows (a handle to the same tensor).
-    fn get(&self) -> Tensor<3> {
-        self.0
-            .clone()
-            .expect("rows written by an earlier operation")
+    /// All the rows in one tensor.
+    fn whole(&self) -> Tensor<3> {
+        match self.0.as_slice() {
+            [one] => one.clone(),
+            [] => panic!("rows read before an operation wrote them"),
+            parts => Tensor::cat(parts.to_vec(), 1),
+        }
     }
 
-    /// The rows, moved out.
+    /// All the rows in one tensor, moved out.
     pub(crate) fn into_tensor(self) -> Tensor<3> {
-        self.0.expect("rows written by an earlier operation")
+        match self.0.len() {
+            1 => self.0.into_iter().next().expect("one part"),
+            _ => self.whole(),
+        }
     }
 
-    /// The rows, moved out and replaced by `f` of them.
-    fn replace(&mut self, f: impl FnOnce(Tensor<3>) -> Tensor<3>) {
-        let rows = self.0.take().expect("rows written by an earlier operation");
-        self.0 = Some(f(rows));
+    /// The number of rows.
+    fn rows(&self) -> usize {
+        self.0.iter().map(|t| t.dims()[1]).sum()
+    }
+
+    /// The rows in slices of `counts` rows each: the parts as they are where they are
+    /// already so sliced, else narrowed from the whole.
+    fn sliced(&self, counts: &[usize]) -> Vec<Tensor<3>> {
+        let have: Vec<usize> = self.0.iter().map(|t| t.dims()[1]).collect();
+        if have == counts {
+            return self.0.clone();
+        }
+        let whole = self.whole();
+        crate::ragged::spans(counts)
+            .map(|span| whole.clone().narrow(1, span.start, span.len()))
+            .collect()
     }
 }
 
@@ -328,6 +351,40 @@ impl<'a> TensorLayer<'a> {
         );
         Self { layer, row_parts }
     }
+
+    /// `f` on each slice of `inputs`' rows (the same slices of each), side by side:
+    /// the whole when there are few rows or one part, else `row_parts` slices. A row's
+    /// result does not depend on the slicing, which is the same for every operation of
+    /// a layer, so the slices pass from one operation to the next without a join.
+    fn row_wise<const N: usize>(
+        &self,
+        inputs: [&TensorRows; N],
+        f: impl Fn([Tensor<3>; N]) -> Tensor<3> + Send + Sync,
+    ) -> TensorRows {
+        let total = inputs[0].rows();
+        // A slice of a handful of tokens is not worth a thread.
+        let parts = self.row_parts.min(total / 16).max(1);
+        let step = total.div_ceil(parts).max(1);
+        let counts: Vec<usize> = (0..total)
+            .step_by(step)
+            .map(|s| step.min(total - s))
+            .collect();
+        if counts.len() <= 1 {
+            return TensorRows(vec![f(inputs.map(TensorRows::whole))]);
+        }
+        let sliced = inputs.map(|rows| rows.sliced(&counts));
+        let slices: Vec<[Tensor<3>; N]> = (0..counts.len())
+            .map(|i| std::array::from_fn(|k| sliced[k][i].clone()))
+            .collect();
+        #[cfg(feature = "cpu-kernels")]
+        let results = {
+            use rayon::prelude::*;
+            slices.into_par_iter().map(&f).collect()
+        };
+        #[cfg(not(feature = "cpu-kernels"))]
+        let results = slices.into_iter().map(&f).collect();
+        TensorRows(results)
+    }
 }
 
 impl LayerOps for TensorLayer<'_> {
@@ -343,7 +400,7 @@ impl LayerOps for TensorLayer<'_> {
     ) {
         // The projection's output goes straight into attention, not kept.
         let attention = &self.layer.attention;
-        let qkv = attention.query_key_value.forward(hidden.get());
+        let qkv = attention.query_key_value.forward(hidden.whole());
         if let Some(probabilities) = probabilities.filter(|_| first_only) {
             *probabilities = attention.first_row_probabilities(qkv.clone(), lengths);
         }
@@ -355,73 +412,32 @@ impl LayerOps for TensorLayer<'_> {
     }
 
     fn first_rows(rows: &mut TensorRows, lengths: &[usize]) {
-        rows.replace(|rows| super::first_tokens(rows, lengths));
+        *rows = TensorRows::from(super::first_tokens(rows.whole(), lengths));
     }
 
     fn attention_output(&self, context: &TensorRows, out: &mut TensorRows) {
         let dense = &self.layer.attention.output;
-        *out = row_wise([context.get()], self.row_parts, |[c]| dense.forward(c)).into();
+        *out = self.row_wise([context], |[c]| dense.forward(c));
     }
 
     fn attention_norm(&self, rows: &mut TensorRows, residual: &TensorRows) {
         let norm = &self.layer.attention_norm;
-        let residual = residual.get();
-        rows.replace(|rows| {
-            row_wise([rows, residual], self.row_parts, |[a, r]| {
-                norm.forward(a + r)
-            })
-        });
+        *rows = self.row_wise([rows, residual], |[a, r]| norm.forward(a + r));
     }
 
     fn intermediate(&self, rows: &TensorRows, out: &mut TensorRows) {
         let dense = &self.layer.intermediate;
         // Exact GELU, x·Φ(x) through erf, as transformers' "gelu".
-        *out = row_wise([rows.get()], self.row_parts, |[x]| gelu(dense.forward(x))).into();
+        *out = self.row_wise([rows], |[x]| gelu(dense.forward(x)));
     }
 
     fn output(&self, rows: &TensorRows, out: &mut TensorRows) {
         let dense = &self.layer.output;
-        *out = row_wise([rows.get()], self.row_parts, |[x]| dense.forward(x)).into();
+        *out = self.row_wise([rows], |[x]| dense.forward(x));
     }
 
     fn output_norm(&self, rows: &mut TensorRows, residual: &TensorRows) {
         let norm = &self.layer.output_norm;
-        let residual = residual.get();
-        rows.replace(|rows| {
-            row_wise([rows, residual], self.row_parts, |[y, r]| {
-                norm.forward(y + r)
-            })
-        });
+        *rows = self.row_wise([rows, residual], |[y, r]| norm.forward(y + r));
     }
-}
-
-/// `f` on the whole of `inputs` (`[1, total, _]` each), or on `parts` slices of their
-/// rows run in parallel, joined back in order. A row's result does not depend on the
-/// slicing; the slices are the same for every operation of a layer.
-fn row_wise<const N: usize>(
-    inputs: [Tensor<3>; N],
-    parts: usize,
-    f: impl Fn([Tensor<3>; N]) -> Tensor<3> + Send + Sync,
-) -> Tensor<3> {
-    let [_, total, _] = inputs[0].dims();
-    // A slice of a handful of tokens is not worth a thread.
-    let parts = parts.min(total / 16);
-    if parts <= 1 {
-        return f(inputs);
-    }
-    #[cfg(feature = "cpu-kernels")]
-    {
-        use rayon::prelude::*;
-        let step = total.div_ceil(parts);
-        let slices: Vec<[Tensor<3>; N]> = (0..total)
-            .step_by(step)
-            .map(|start| {
-                let n = step.min(total - start);
-                inputs.clone().map(|t| t.narrow(1, start, n))
-            })
-            .collect();
-        Tensor::cat(slices.into_par_iter().map(&f).collect(), 1)
-    }
-    #[cfg(not(feature = "cpu-kernels"))]
-    f(inputs)
 }

@@ -250,9 +250,14 @@ int main(int argc, char **argv) {
     /* Failures write nothing. */
     icd_explanation *kept = (icd_explanation *)&failures;
     EXPECT_ERROR(icd_detector_explain(detector, explained, strlen(explained), NULL, &err_), ICD_ERR_NULL_ARGUMENT,
-                 "explanations_out");
+                 "explanation_out");
     EXPECT_ERROR(icd_detector_explain(detector, invalid_utf8, sizeof invalid_utf8, &kept, &err_), ICD_ERR_INVALID_UTF8,
-                 "codes[0]");
+                 "code");
+    icd_str bad_explain[2] = {{explained, strlen(explained)}, {invalid_utf8, sizeof invalid_utf8}};
+    icd_explanation *kept_batch[2] = {kept, kept};
+    EXPECT_ERROR(icd_detector_explain_batch(detector, bad_explain, 2, kept_batch, &err_), ICD_ERR_INVALID_UTF8,
+                 "codes[1]");
+    CHECK(kept_batch[0] == kept && kept_batch[1] == kept);
     CHECK(kept == (icd_explanation *)&failures);
 
     icd_detector_free(detector);

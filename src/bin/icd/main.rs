@@ -811,6 +811,11 @@ fn read_jsonl(path: &Path) -> Result<Vec<JsonlRow>, Failure> {
 }
 
 fn classify(model: &ModelArgs, args: &ClassifyArgs) -> Result<(), Failure> {
+    if args.explain && args.format != ClassifyFormat::Json {
+        return Err(Failure(
+            "--explain needs --format json (the scores of every token and line)".into(),
+        ));
+    }
     let detector = load_detector(model)?;
     let is_jsonl = args.jsonl || args.input.extension().is_some_and(|e| e == "jsonl");
     let rows: Vec<(serde_json::Value, String)> = if is_jsonl {
@@ -829,7 +834,7 @@ fn classify(model: &ModelArgs, args: &ClassifyArgs) -> Result<(), Failure> {
         vec![(json!(0), String::from_utf8_lossy(&bytes).into_owned())]
     };
     let mut out = std::io::stdout().lock();
-    let explain = args.explain && args.format == ClassifyFormat::Json;
+    let explain = args.explain;
     for chunk in rows.chunks(detector.batch_size() * 8) {
         let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.as_str()).collect();
         let results: Vec<(Prediction, Option<Explanation>)> = if explain {
