@@ -12,8 +12,10 @@ is faster.
     /tmp/bench/bin/python benches/ab.py /tmp/bench-before target/debug/examples/bench \\
         --corpus ../shared/c-corpus/nginx.jsonl --lengths 128,512 --throughput --rounds 10
 
-Options after `--` go to both builds (`-- --precision int8`). The model is the one
-side_by_side.py makes (--model to name another).
+Options after `--` go to both builds (`-- --precision int8`); `--b-option` adds one to
+B alone, so that one build can be timed against itself with and without an option
+(`--b-option=--explain`: what attribution costs). The model is the one side_by_side.py
+makes (--model to name another).
 """
 
 import argparse
@@ -51,6 +53,7 @@ def main():
     parser.add_argument("--lengths", default="128,512", help="batch-1 token counts, comma-separated")
     parser.add_argument("--throughput", action="store_true", help="also time passes over the corpus")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--b-option", action="append", default=[], help="an examples/bench option for B alone")
     # What follows `--` goes to both builds, untouched by this parser.
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
@@ -59,8 +62,8 @@ def main():
     if not Path(args.model, "config.json").exists():
         sys.exit(f"{args.model} has no checkpoint: run benches/side_by_side.py once, or pass --model")
 
-    servers = {name: OursServer(binary, args.model, args.corpus, args.functions, options)
-               for name, binary in (("A", args.a), ("B", args.b))}
+    servers = {name: OursServer(binary, args.model, args.corpus, args.functions, options + extra)
+               for name, binary, extra in (("A", args.a, []), ("B", args.b, args.b_option))}
     requests = [(f"{n} tokens", lambda s, n=int(n): s.latency(n)) for n in args.lengths.split(",") if n]
     if args.throughput:
         requests.append(("corpus", corpus_seconds))

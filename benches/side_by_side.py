@@ -39,6 +39,8 @@ from common import (LENGTHS, PROBES, ROOT, OursServer, TorchRuns, bench_binary, 
 
 # The opt-in reduced-precision modes timed beside f32.
 REDUCED = ["bf16", "int8"]
+# Where the sections of BENCHMARKS.md that other commands measure begin.
+KEPT_MARKER = "<!-- measured by benches/ab.py: kept when side_by_side.py rewrites this file -->"
 
 
 def cpu_model():
@@ -378,7 +380,13 @@ def main():
            f", and 3x the model card's usage {3 * pt['model_card_fps'] / ceiling_fps:.0%}."),
         "",
     ]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    # Sections measured by other commands (benches/ab.py) follow KEPT_MARKER and are
+    # carried over from the file this run replaces.
+    out = Path(args.out)
+    kept = ""
+    if out.exists() and KEPT_MARKER in out.read_text():
+        kept = "\n" + out.read_text()[out.read_text().index(KEPT_MARKER):]
+    out.write_text("\n".join(lines) + "\n" + kept)
     print("\n".join(lines))
 
 if __name__ == "__main__":

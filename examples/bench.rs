@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example bench -- MODEL_DIR [--corpus nginx.jsonl] [--functions N]
 //!     [--lengths 64,128,256,512] [--repeats N] [--backend flex] [--batch-size N] [--probe TEXT]
-//!     [--peak] [--serve]
+//!     [--peak] [--serve] [--explain]
 //! ```
 //!
 //! Reports: load time, peak resident memory, median batch-1 latency per token length,
@@ -20,6 +20,9 @@
 //! `throughput` with one pass over the corpus (as the report's `throughput`). At the
 //! end of stdin the report follows, its latencies the medians of the runs served and
 //! its throughput the last pass.
+//!
+//! `--explain` times `explain` and `explain_batch` (token and line scores) in place of
+//! `predict` and `predict_batch`: what attribution costs.
 
 use std::io::BufRead;
 use std::time::Instant;
@@ -40,6 +43,7 @@ fn main() {
     let mut batch_size = 8usize;
     let mut peak = false;
     let mut serve = false;
+    let mut explain = false;
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
@@ -53,6 +57,7 @@ fn main() {
             "--batch-size" => batch_size = value().parse().unwrap(),
             "--peak" => peak = true,
             "--serve" => serve = true,
+            "--explain" => explain = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -89,14 +94,14 @@ fn main() {
             let reply = match line.split_whitespace().collect::<Vec<_>>()[..] {
                 ["latency", n] => {
                     let n: usize = n.parse().expect("latency takes a token count");
-                    let seconds = batch1_seconds(&detector, n);
+                    let seconds = batch1_seconds(&detector, n, explain);
                     served.entry(n).or_default().push(seconds);
                     json!({ "seconds": seconds })
                 }
                 [] => continue,
                 ["throughput"] => {
                     assert!(corpus.is_some(), "throughput needs --corpus");
-                    throughput = corpus_pass(&detector, &codes);
+                    throughput = corpus_pass(&detector, &codes, explain);
                     throughput.clone()
                 }
                 _ => panic!("unknown request {line:?}: latency N or throughput"),
@@ -108,12 +113,14 @@ fn main() {
         }
     } else {
         for &n in &lengths {
-            batch1_seconds(&detector, n); // warm-up
-            let mut times: Vec<f64> = (0..repeats).map(|_| batch1_seconds(&detector, n)).collect();
+            batch1_seconds(&detector, n, explain); // warm-up
+            let mut times: Vec<f64> = (0..repeats)
+                .map(|_| batch1_seconds(&detector, n, explain))
+                .collect();
             latency.insert(n.to_string(), json!(median(&mut times)));
         }
         if corpus.is_some() {
-            throughput = corpus_pass(&detector, &codes);
+            throughput = corpus_pass(&detector, &codes, explain);
         }
     }
 
@@ -137,8 +144,9 @@ fn main() {
     );
 }
 
-/// Seconds of one batch-1 prediction on an input of `n` tokens, tokenizing included.
-fn batch1_seconds(detector: &Detector, n: usize) -> f64 {
+/// Seconds of one batch-1 prediction (or with `explain`, explanation) on an input of
+/// `n` tokens, tokenizing included.
+fn batch1_seconds(detector: &Detector, n: usize, explain: bool) -> f64 {
     // " x" is one token ("Ġx") in RoBERTa's vocabulary: n - 2 of them make n tokens.
     let text = " x".repeat(n - 2);
     assert_eq!(
@@ -147,15 +155,25 @@ fn batch1_seconds(detector: &Detector, n: usize) -> f64 {
         "probe text is not {n} tokens"
     );
     let t = Instant::now();
-    detector.predict(&text).unwrap();
+    if explain {
+        detector.explain(&text).unwrap();
+    } else {
+        detector.predict(&text).unwrap();
+    }
     t.elapsed().as_secs_f64()
 }
 
-/// One `predict_batch` pass over `codes`: its rate and the insecure probabilities.
-fn corpus_pass(detector: &Detector, codes: &[String]) -> serde_json::Value {
+/// One `predict_batch` (or with `explain`, `explain_batch`) pass over `codes`: its rate
+/// and the insecure probabilities.
+fn corpus_pass(detector: &Detector, codes: &[String], explain: bool) -> serde_json::Value {
     let refs: Vec<&str> = codes.iter().map(String::as_str).collect();
     let t = Instant::now();
-    let predictions = detector.predict_batch(&refs).unwrap();
+    let predictions = if explain {
+        let explained = detector.explain_batch(&refs).unwrap();
+        explained.into_iter().map(|e| e.prediction).collect()
+    } else {
+        detector.predict_batch(&refs).unwrap()
+    };
     let seconds = t.elapsed().as_secs_f64();
     json!({
         "functions": predictions.len(),
