@@ -220,10 +220,7 @@ impl CodeTokenizer {
     ) -> Result<(TokenizedInput, Vec<ByteSpan>)> {
         let max_tokens = max_tokens.max(2);
         let encode = |text: &str| -> Result<(Vec<u32>, Vec<ByteSpan>)> {
-            let encoding = self
-                .inner
-                .encode(text, true)
-                .map_err(|e| Error::Inference(format!("tokenizer: {e}")))?;
+            let encoding = self.encoding(text, true)?;
             let offsets = if spans {
                 encoding.get_offsets().to_vec()
             } else {
@@ -286,21 +283,22 @@ impl CodeTokenizer {
 
     /// All ids of `text` with `<s>` and `</s>`, however long.
     pub fn encode_untruncated(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| Error::Inference(format!("tokenizer: {e}")))?;
-        Ok(encoding.get_ids().to_vec())
+        Ok(self.encoding(text, true)?.get_ids().to_vec())
     }
 
     /// Content tokens of all of `text` (no `<s>`/`</s>`) with the byte range of `text`
     /// each one spells, for classifying overlapping windows of a long input.
     pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<ByteSpan>)> {
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Inference(format!("tokenizer: {e}")))?;
+        let encoding = self.encoding(text, false)?;
         Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
+    }
+
+    /// The tokenizer's encoding of all of `text`, with `<s>` and `</s>` where
+    /// `specials`.
+    fn encoding(&self, text: &str, specials: bool) -> Result<tokenizers::Encoding> {
+        self.inner
+            .encode(text, specials)
+            .map_err(|e| Error::Inference(format!("tokenizer: {e}")))
     }
 
     /// The id of `<s>`, which starts every input.

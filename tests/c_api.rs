@@ -146,9 +146,7 @@ fn c_api_test_passes_and_agrees_with_the_rust_api() {
             .unwrap_or_else(|| panic!("no {prefix:?} line in {stdout}"));
         line.split_whitespace().map(str::to_owned).collect()
     };
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("reference.json")).unwrap())
-            .unwrap();
+    let reference = reference_json("roberta-2-labels");
     let expected = &reference["inputs"][0]["raw"];
     assert_eq!(
         reference["inputs"][0]["text"],

@@ -988,10 +988,7 @@ fn version_reports_the_cpu_and_what_each_precision_runs() {
 /// in file line numbers.
 #[test]
 fn explain_gives_token_and_line_scores() {
-    let reference: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("roberta-2-labels").join("reference.json")).unwrap(),
-    )
-    .unwrap();
+    let reference = reference_json("roberta-2-labels");
     let input = &reference["inputs"][2];
     let text = input["text"].as_str().unwrap();
     assert!(text.contains("\r\n\t"), "the CRLF-and-tabs input");

@@ -21,19 +21,6 @@ fn load(checkpoint: &str, backend: Backend, mode: Preprocessing, precision: Prec
         .unwrap_or_else(|e| panic!("loading {checkpoint} on {backend} at {precision}: {e}"))
 }
 
-fn reference_json(checkpoint: &str) -> Value {
-    let text = std::fs::read_to_string(fixture(checkpoint).join("reference.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
 /// `(line, score)` pairs of a reference's `line_scores`.
 fn lines(v: &Value) -> Vec<(usize, f32)> {
     v.as_array()

@@ -390,7 +390,7 @@ impl Detector {
                 message: format!("is {stride}, expected 1..={width} (max_tokens - 2)"),
             });
         }
-        let text = self.preprocessing.apply(code).into_owned();
+        let text = self.preprocessing.apply(code);
         let (ids, offsets) = self.tokenizer.encode_with_offsets(&text)?;
         let starts = window_starts(ids.len(), width, stride);
         let frame = |start: usize| {
@@ -437,10 +437,16 @@ impl Detector {
         } else {
             0..code.len()
         };
-        let mut spans = Vec::with_capacity(end - start + 2);
-        spans.push((0, 0));
-        spans.extend_from_slice(&offsets[start..end]);
-        spans.push((0, 0));
+        // What the winner's explanation reads, only where it is wanted.
+        let (text, spans) = if explain {
+            let mut spans = Vec::with_capacity(end - start + 2);
+            spans.push((0, 0));
+            spans.extend_from_slice(&offsets[start..end]);
+            spans.push((0, 0));
+            (text.into_owned(), spans)
+        } else {
+            (String::new(), Vec::new())
+        };
         Ok(WindowRun {
             ids: frame(start),
             prediction,
@@ -627,7 +633,8 @@ struct WindowRun {
     scores: Vec<f32>,
     byte_range: std::ops::Range<usize>,
     windows: usize,
-    /// The preprocessed text, and the winner's ids and their spans in it.
+    /// The preprocessed text and the winner's spans in it (empty unless explaining),
+    /// and the winner's ids.
     text: String,
     ids: Vec<u32>,
     spans: Vec<ByteSpan>,

@@ -80,21 +80,13 @@ impl SelfAttention {
     /// query, key and value projections `[1, total, 3 * hidden]` of inputs laid end to
     /// end, `lengths` tokens each: each input attends only to its own tokens.
     fn context(&self, qkv: Tensor<3>, lengths: &[usize]) -> Tensor<3> {
-        let [_, total, width3] = qkv.dims();
+        let [_, _, width3] = qkv.dims();
         let width = width3 / 3;
         let heads = self.heads;
-        let head_dim = width / heads;
         let mut contexts = Vec::with_capacity(lengths.len());
         for span in crate::ragged::spans(lengths) {
-            let (start, len) = (span.start, span.len());
-            // [1, len, 3·width] -> [1, 3·heads, len, head_dim]: query heads, then key
-            // heads, then value heads.
-            let part = if len == total {
-                qkv.clone()
-            } else {
-                qkv.clone().narrow(1, start, len)
-            };
-            let part = part.reshape([1, len, 3 * heads, head_dim]).swap_dims(1, 2);
+            let len = span.len();
+            let part = self.split_heads(&qkv, span);
             let q = part.clone().narrow(1, 0, heads);
             let k = part.clone().narrow(1, heads, heads);
             let v = part.narrow(1, 2 * heads, heads);
@@ -112,6 +104,21 @@ impl SelfAttention {
         }
     }
 
+    /// One input's rows `span` of the projections `qkv` (`[1, total, 3 * hidden]`) split
+    /// into heads, `[1, 3 * heads, len, head_dim]`: query heads, then key heads, then
+    /// value heads.
+    fn split_heads(&self, qkv: &Tensor<3>, span: std::ops::Range<usize>) -> Tensor<4> {
+        let [_, total, width3] = qkv.dims();
+        let (heads, len) = (self.heads, span.len());
+        let part = if len == total {
+            qkv.clone()
+        } else {
+            qkv.clone().narrow(1, span.start, len)
+        };
+        part.reshape([1, len, 3 * heads, width3 / 3 / heads])
+            .swap_dims(1, 2)
+    }
+
     /// Each input's attention probabilities from its first token, head by head, from
     /// the projections `qkv` (`[1, total, 3 * hidden]`): `heads × len` values per
     /// input, inputs laid end to end. burn's fused attention does not give its
@@ -123,10 +130,7 @@ impl SelfAttention {
         let head_dim = width3 / 3 / heads;
         let mut probabilities = Vec::with_capacity(heads * lengths.iter().sum::<usize>());
         for span in crate::ragged::spans(lengths) {
-            let part = qkv.clone().narrow(1, span.start, span.len());
-            let part = part
-                .reshape([1, span.len(), 3 * heads, head_dim])
-                .swap_dims(1, 2);
+            let part = self.split_heads(&qkv, span);
             // At least f32: bf16 and f16 widened, f64 (f32's plan on cuda) kept.
             let part = match part.dtype() {
                 burn::tensor::DType::F64 => part,

@@ -46,7 +46,8 @@ pub struct Reference {
     pub max_length: usize,
 }
 
-fn floats(v: &Value) -> Vec<f32> {
+/// A JSON array of numbers as f32.
+pub fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap()
         .iter()
@@ -68,9 +69,14 @@ fn expected(v: &Value) -> Expected {
     }
 }
 
-pub fn reference(checkpoint: &str) -> Reference {
+/// A fixture's `reference.json` as it is (what transformers produced for it).
+pub fn reference_json(checkpoint: &str) -> Value {
     let text = std::fs::read_to_string(fixture(checkpoint).join("reference.json")).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn reference(checkpoint: &str) -> Reference {
+    let v = reference_json(checkpoint);
     Reference {
         inputs: v["inputs"]
             .as_array()

@@ -477,17 +477,17 @@ class Detector:
             self._handle.release()
         _check(status, error)
         k = self._num_labels
-        return [
-            Prediction(
-                label=p.label,
-                label_name=self._labels[p.label],
-                insecure_probability=p.insecure_probability,
-                logits=list(logits[i * k : (i + 1) * k]),
-                tokens=p.tokens,
-                truncated=bool(p.truncated),
-            )
-            for i, p in enumerate(predictions)
-        ]
+        return [self._prediction(p, logits[i * k : (i + 1) * k]) for i, p in enumerate(predictions)]
+
+    def _prediction(self, p: "_Prediction", logits: Sequence[float]) -> Prediction:
+        return Prediction(
+            label=p.label,
+            label_name=self._labels[p.label],
+            insecure_probability=p.insecure_probability,
+            logits=list(logits),
+            tokens=p.tokens,
+            truncated=bool(p.truncated),
+        )
 
     def explain(self, code: Union[str, bytes]) -> Explanation:
         """Classifies one function and says where the model looked: each token's share
@@ -534,15 +534,7 @@ class Detector:
         ]
         raw_lines = lib.icd_explanation_lines(handle, ctypes.byref(count))
         lines = [LineScore(line=raw_lines[i].line, score=raw_lines[i].score) for i in range(count.value)]
-        prediction = Prediction(
-            label=p.label,
-            label_name=self._labels[p.label],
-            insecure_probability=p.insecure_probability,
-            logits=logits,
-            tokens=p.tokens,
-            truncated=bool(p.truncated),
-        )
-        return Explanation(prediction=prediction, tokens=tokens, line_scores=lines)
+        return Explanation(prediction=self._prediction(p, logits), tokens=tokens, line_scores=lines)
 
     def close(self) -> None:
         """Frees the detector (waiting for calls in flight). Idempotent."""

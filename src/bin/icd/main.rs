@@ -377,9 +377,8 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
                 };
                 let first = f.start_line + f.code[..w.byte_range.start].matches('\n').count();
                 let last = f.start_line + f.code[..w.byte_range.end].matches('\n').count();
-                let mut found = finding(file, f, w.prediction, Some((first, last, w.windows)));
-                found.lines = lines;
-                findings.push(found);
+                let window = Some((first, last, w.windows));
+                findings.push(finding(file, f, w.prediction, window, lines));
             }
         } else {
             let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.code.as_str()).collect();
@@ -394,14 +393,12 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
                 let explanations = detector.explain_batch(&codes).map_err(failure)?;
                 for ((file, f), e) in chunk.iter().zip(explanations) {
                     let lines = top(f, &e);
-                    let mut found = finding(file, f, e.prediction, None);
-                    found.lines = lines;
-                    findings.push(found);
+                    findings.push(finding(file, f, e.prediction, None, lines));
                 }
             } else {
                 let predictions = detector.predict_batch(&codes).map_err(failure)?;
                 for ((file, f), prediction) in chunk.iter().zip(predictions) {
-                    findings.push(finding(file, f, prediction, None));
+                    findings.push(finding(file, f, prediction, None, Vec::new()));
                 }
             }
         }
@@ -454,6 +451,7 @@ fn finding(
     f: &FunctionSpan,
     prediction: Prediction,
     window: Option<(usize, usize, usize)>,
+    lines: Vec<LineScore>,
 ) -> Finding {
     Finding {
         file: file.to_owned(),
@@ -462,7 +460,7 @@ fn finding(
         end_line: f.end_line,
         prediction,
         window,
-        lines: Vec::new(),
+        lines,
     }
 }
 
