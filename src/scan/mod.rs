@@ -13,9 +13,12 @@
 //! assert!(!result.had_syntax_errors);
 //! ```
 
+mod comments;
 mod conditionals;
 
 use std::path::Path;
+
+use sha2::{Digest, Sha256};
 
 use tree_sitter::{Node, Parser};
 
@@ -82,7 +85,19 @@ pub struct FunctionSpan {
     pub end_byte: usize,
     /// The definition's text, `source[start_byte..end_byte]`.
     pub code: String,
+    /// A comment holding [`SUPPRESSION_MARKER`] is on the definition's first line or on
+    /// the line before it: the function was reviewed and is not to be reported.
+    pub suppressed: bool,
+    /// Identifies the function across edits elsewhere and moves: a hash of its name and
+    /// its text without comments and with whitespace collapsed (never its path or
+    /// lines), then `:N`, its place among the functions of its file with that hash
+    /// (1 for the first), so that two equal definitions in one file differ.
+    pub fingerprint: String,
 }
+
+/// The text that, inside a comment on a function's first line or the line before it,
+/// suppresses the function (as `NOLINTNEXTLINE` and `flawfinder: ignore` do).
+pub const SUPPRESSION_MARKER: &str = "icd: ignore";
 
 /// Result of parsing one file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -203,7 +218,57 @@ const ITEM_KINDS: &[&str] = &[
 /// assert_eq!(found, [("f", 1, 11), ("g", 13, 13)]);
 /// assert!(result.had_syntax_errors && result.unparsed_lines.is_empty());
 /// ```
+///
+/// Each function also says whether a comment suppresses it and carries its
+/// fingerprint:
+///
+/// ```
+/// use insecure_code_detector::scan::{find_functions, Language};
+///
+/// let source = "// icd: ignore (reviewed)\nint f(void) { return 0; }\nint g(void) { return 0; }\n";
+/// let moved = format!("\n\n{}", source.replace("(reviewed)", ""));
+/// let (a, b) = (find_functions(source, Language::C), find_functions(&moved, Language::C));
+/// assert!(a.functions[0].suppressed && !a.functions[1].suppressed);
+/// assert_eq!(a.functions[1].fingerprint, b.functions[1].fingerprint);
+/// ```
 pub fn find_functions(source: &str, language: Language) -> ScanResult {
+    let mut result = find_definitions(source, language);
+    annotate(&mut result.functions, source);
+    result
+}
+
+/// Sets each function's [`FunctionSpan::suppressed`] and [`FunctionSpan::fingerprint`].
+fn annotate(functions: &mut [FunctionSpan], source: &str) {
+    // The lines (1-based) holding the marker inside a comment.
+    let newlines: Vec<usize> = source.match_indices('\n').map(|(at, _)| at).collect();
+    let mut marked_lines = std::collections::BTreeSet::new();
+    for comment in comments::comments(source) {
+        let text = &source[comment.bytes.clone()];
+        for (at, _) in text.match_indices(SUPPRESSION_MARKER) {
+            let offset = comment.bytes.start + at;
+            marked_lines.insert(1 + newlines.partition_point(|&n| n < offset));
+        }
+    }
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    for f in functions {
+        f.suppressed =
+            marked_lines.contains(&f.start_line) || marked_lines.contains(&(f.start_line - 1));
+        let mut hash = Sha256::new();
+        hash.update(f.name.as_bytes());
+        hash.update(b"\n");
+        hash.update(comments::normalized(&f.code).as_bytes());
+        let digest: String = hash.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let n = seen.entry(digest.clone()).or_insert(0);
+        *n += 1;
+        f.fingerprint = format!("{digest}:{n}");
+    }
+}
+
+/// [`find_functions`] without the annotations.
+fn find_definitions(source: &str, language: Language) -> ScanResult {
     let mut parser = Parser::new();
     let whole_file = || LineRange {
         start_line: 1,
@@ -611,6 +676,8 @@ fn span_between(
             .get(start_byte..end_byte)
             .unwrap_or_default()
             .to_string(),
+        suppressed: false,
+        fingerprint: String::new(),
     }
 }
 

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+mod sarif;
+mod settings;
 mod sources;
 
 use insecure_code_detector::files::write_atomically;
-use insecure_code_detector::report::{printable, sarif_uri};
+use insecure_code_detector::report::printable;
 use insecure_code_detector::scan::{FunctionSpan, Language};
 use insecure_code_detector::weights::{convert_pytorch_to_safetensors, StorageDtype};
 use insecure_code_detector::{
@@ -17,7 +19,7 @@ use insecure_code_detector::{
     WindowedPrediction, HUB_MODEL_ID,
 };
 use serde_json::json;
-use sources::{find_functions_under, Gap, GapKind, SourceArgs};
+use sources::{find_functions_under, Gap, SourceArgs};
 
 /// Flags insecure C/C++ functions with CodeBERT fine-tuned for defect detection.
 #[derive(Parser)]
@@ -36,7 +38,7 @@ struct ModelArgs {
     /// Hugging Face cache (HF_HUB_CACHE, HF_HOME), downloaded into it when missing
     /// and the machine is online (HF_HUB_OFFLINE=1 forbids that, HF_ENDPOINT picks the
     /// hub); a pytorch_model.bin is converted to safetensors once (ICD_CACHE_DIR).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", env = "ICD_MODEL")]
     model: Option<PathBuf>,
     /// Backend: auto, flex, ndarray, wgpu or cuda. Default: BURN_DEVICE when it names
     /// one of these, else the CPU backend.
@@ -51,9 +53,10 @@ struct ModelArgs {
     /// Collapse whitespace before tokenizing, as CodeXGLUE's scripts do.
     #[arg(long, global = true)]
     collapse_whitespace: bool,
-    /// Precision of the weights and the matrix products.
-    #[arg(long, global = true, default_value = "f32", value_parser = precision_parser())]
-    precision: Precision,
+    /// Precision of the weights and the matrix products [default: f32, or .icd.toml's
+    /// for scan].
+    #[arg(long, global = true, value_parser = precision_parser())]
+    precision: Option<Precision>,
 }
 
 /// `--precision`'s values, each with its description, from the library's table.
@@ -110,9 +113,10 @@ struct ScanArgs {
     sources: SourceArgs,
     #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
     format: ScanFormat,
-    /// Insecure probability at or above which a function is a finding.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f32,
+    /// Insecure probability at or above which a function is a finding [default: 0.5,
+    /// or .icd.toml's].
+    #[arg(long)]
+    threshold: Option<f32>,
     /// Classify long functions as overlapping windows and report the worst window,
     /// instead of truncating at the model's limit.
     #[arg(long)]
@@ -128,9 +132,22 @@ struct ScanArgs {
     /// as "lines" in jsonl, as related locations in SARIF).
     #[arg(long)]
     explain: bool,
-    /// Lines reported per function with --explain.
-    #[arg(long, default_value_t = 3, requires = "explain")]
-    top_lines: usize,
+    /// Lines reported per function with --explain [default: 3, or .icd.toml's].
+    #[arg(long, requires = "explain")]
+    top_lines: Option<usize>,
+    /// Report functions that an `icd: ignore` comment suppresses as findings too.
+    #[arg(long)]
+    no_ignore: bool,
+    /// An earlier `icd scan --format sarif` log: only findings it does not have are
+    /// reported and set the exit status (matched by fingerprint, so moved code stays
+    /// known); SARIF output marks each result new, unchanged or absent.
+    #[arg(long, value_name = "OLD.sarif")]
+    baseline: Option<PathBuf>,
+    /// Classify only the functions on lines changed between the git revision REV and
+    /// the work tree (files added or untracked since: whole), in the repository of the
+    /// current directory; the others are not reported.
+    #[arg(long, value_name = "REV")]
+    changed_since: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -251,7 +268,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_detector(args: &ModelArgs) -> Result<Detector, Failure> {
+fn load_detector(args: &ModelArgs, settings: &settings::Settings) -> Result<Detector, Failure> {
     let (dir, weights) = match &args.model {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -296,7 +313,11 @@ fn load_detector(args: &ModelArgs) -> Result<Detector, Failure> {
         .backend(backend)
         .batch_size(args.batch_size)
         .preprocessing(preprocessing)
-        .precision(args.precision)
+        .precision(
+            args.precision
+                .or(settings.precision)
+                .unwrap_or(Precision::F32),
+        )
         .build()?)
 }
 
@@ -311,18 +332,83 @@ struct Finding {
     window: Option<(usize, usize, usize)>,
     /// With --explain: the top lines (file line numbers), highest score first.
     lines: Vec<LineScore>,
+    /// [`FunctionSpan::fingerprint`].
+    fingerprint: String,
+    /// An `icd: ignore` comment suppresses the function, and `--no-ignore` is not given.
+    suppressed: bool,
+    /// With --baseline, for a function at or above the threshold: whether the
+    /// baseline has it.
+    baseline: Option<sarif::BaselineState>,
+}
+
+/// What a scan says of one function.
+#[derive(Clone, Copy, PartialEq)]
+enum Verdict {
+    /// At or above the threshold: a finding.
+    Insecure,
+    /// At or above the threshold, but suppressed in the source: not a finding.
+    Suppressed,
+    /// At or above the threshold, and in the `--baseline` already: not a new finding.
+    Baseline,
+    /// Below the threshold.
+    Ok,
+}
+
+impl Verdict {
+    fn name(self) -> &'static str {
+        match self {
+            Verdict::Insecure => "insecure",
+            Verdict::Suppressed => "suppressed",
+            Verdict::Baseline => "baseline",
+            Verdict::Ok => "ok",
+        }
+    }
+}
+
+impl Finding {
+    fn verdict(&self, threshold: f32) -> Verdict {
+        if !is_finding(&self.prediction, threshold) {
+            Verdict::Ok
+        } else if self.suppressed {
+            Verdict::Suppressed
+        } else if self.baseline == Some(sarif::BaselineState::Unchanged) {
+            Verdict::Baseline
+        } else {
+            Verdict::Insecure
+        }
+    }
 }
 
 fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
-    if !(0.0..=1.0).contains(&args.threshold) {
+    let settings = settings::Settings::find(
+        &args.sources.paths,
+        args.sources.config.as_deref(),
+        args.sources.no_config,
+    )?;
+    if let Some(path) = &settings.path {
+        eprintln!(
+            "icd: settings from {}",
+            printable(&path.display().to_string())
+        );
+    }
+    // Flags win over the settings file.
+    let threshold = args.threshold.or(settings.threshold).unwrap_or(0.5);
+    let window = args.window || settings.window == Some(true);
+    let top_lines = args.top_lines.or(settings.top_lines).unwrap_or(3);
+    if !(0.0..=1.0).contains(&threshold) {
         return Err(Failure(format!(
-            "--threshold is {}, expected 0..=1",
-            args.threshold
+            "--threshold is {threshold}, expected 0..=1"
         )));
     }
-    let detector = load_detector(model)?;
+    // Read before any model work, so that a bad baseline fails fast.
+    let mut baseline = args
+        .baseline
+        .as_deref()
+        .map(sarif::Baseline::read)
+        .transpose()?;
+    let detector = load_detector(model, &settings)?;
     let width = detector.max_tokens() - 2;
-    let stride = args.stride.unwrap_or(width / 2);
+    let stride = args.stride.or(settings.stride).unwrap_or(width / 2);
     if !(1..=width).contains(&stride) {
         return Err(Failure(format!(
             "--stride is {stride}, expected 1..={width} (the model's window of {} tokens less <s> and </s>)",
@@ -331,10 +417,20 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     }
     // Find every function first, so that the progress bar knows the total.
     let sources::Found {
-        functions,
+        mut functions,
         inputs,
         gaps,
-    } = find_functions_under(&args.sources)?;
+    } = find_functions_under(&args.sources, settings.exclude.as_ref())?;
+    if let Some(rev) = &args.changed_since {
+        let changed = sources::ChangedLines::since(rev)?;
+        let all = functions.len();
+        functions.retain(|(file, f)| changed.touches(Path::new(file), f));
+        eprintln!(
+            "icd: {} of {all} functions are on lines changed since {}",
+            functions.len(),
+            printable(rev)
+        );
+    }
 
     let progress = (std::io::stderr().is_terminal() && functions.len() >= 64).then(|| {
         let bar = indicatif::ProgressBar::new(functions.len() as u64);
@@ -348,7 +444,7 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     for chunk in functions.chunks(detector.batch_size() * 8) {
         // A function's top lines as file lines.
         let top = |f: &FunctionSpan, e: &Explanation| -> Vec<LineScore> {
-            e.top_lines(args.top_lines)
+            e.top_lines(top_lines)
                 .into_iter()
                 .map(|l| LineScore {
                     line: f.start_line + l.line - 1,
@@ -356,7 +452,7 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
                 })
                 .collect()
         };
-        if args.window {
+        if window {
             for (file, f) in chunk {
                 let (w, lines) = if args.explain {
                     let e = detector
@@ -378,7 +474,14 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
                 let first = f.start_line + f.code[..w.byte_range.start].matches('\n').count();
                 let last = f.start_line + f.code[..w.byte_range.end].matches('\n').count();
                 let window = Some((first, last, w.windows));
-                findings.push(finding(file, f, w.prediction, window, lines));
+                findings.push(finding(
+                    file,
+                    f,
+                    w.prediction,
+                    window,
+                    lines,
+                    args.no_ignore,
+                ));
             }
         } else {
             let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.code.as_str()).collect();
@@ -393,12 +496,19 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
                 let explanations = detector.explain_batch(&codes).map_err(failure)?;
                 for ((file, f), e) in chunk.iter().zip(explanations) {
                     let lines = top(f, &e);
-                    findings.push(finding(file, f, e.prediction, None, lines));
+                    findings.push(finding(file, f, e.prediction, None, lines, args.no_ignore));
                 }
             } else {
                 let predictions = detector.predict_batch(&codes).map_err(failure)?;
                 for ((file, f), prediction) in chunk.iter().zip(predictions) {
-                    findings.push(finding(file, f, prediction, None, Vec::new()));
+                    findings.push(finding(
+                        file,
+                        f,
+                        prediction,
+                        None,
+                        Vec::new(),
+                        args.no_ignore,
+                    ));
                 }
             }
         }
@@ -409,16 +519,34 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
+    if let Some(baseline) = &mut baseline {
+        // In report order, so that which of two equal functions is "new" is stable.
+        let mut order: Vec<&mut Finding> = findings
+            .iter_mut()
+            .filter(|f| is_finding(&f.prediction, threshold))
+            .collect();
+        order.sort_by(|a, b| {
+            (&a.file, a.start_line, &a.function).cmp(&(&b.file, b.start_line, &b.function))
+        });
+        for f in order {
+            f.baseline = Some(baseline.classify(&f.fingerprint));
+        }
+    }
 
     let report = match args.format {
-        ScanFormat::Table => table(&findings, args.threshold, &gaps),
+        ScanFormat::Table => table(&findings, threshold, &gaps),
         ScanFormat::Jsonl => findings
             .iter()
-            .map(|f| finding_json(f, args.threshold).to_string() + "\n")
+            .map(|f| finding_json(f, threshold).to_string() + "\n")
             .collect(),
         ScanFormat::Sarif => {
-            serde_json::to_string_pretty(&sarif(&findings, args.threshold, &gaps, &detector))?
-                + "\n"
+            serde_json::to_string_pretty(&sarif::log(
+                &findings,
+                threshold,
+                &gaps,
+                &detector,
+                baseline.as_ref(),
+            )?)? + "\n"
         }
     };
     match &args.output {
@@ -430,7 +558,7 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     }
     let flagged = findings
         .iter()
-        .any(|f| is_finding(&f.prediction, args.threshold));
+        .any(|f| f.verdict(threshold) == Verdict::Insecure);
     Ok(if flagged {
         ExitCode::from(1)
     } else {
@@ -452,6 +580,7 @@ fn finding(
     prediction: Prediction,
     window: Option<(usize, usize, usize)>,
     lines: Vec<LineScore>,
+    no_ignore: bool,
 ) -> Finding {
     Finding {
         file: file.to_owned(),
@@ -461,6 +590,9 @@ fn finding(
         prediction,
         window,
         lines,
+        fingerprint: f.fingerprint.clone(),
+        suppressed: f.suppressed && !no_ignore,
+        baseline: None,
     }
 }
 
@@ -469,7 +601,14 @@ fn functions(args: &FunctionsArgs) -> Result<(), Failure> {
         functions,
         inputs,
         gaps,
-    } = find_functions_under(&args.sources)?;
+    } = {
+        let settings = settings::Settings::find(
+            &args.sources.paths,
+            args.sources.config.as_deref(),
+            args.sources.no_config,
+        )?;
+        find_functions_under(&args.sources, settings.exclude.as_ref())?
+    };
     let mut out = String::new();
     if args.format == FunctionsFormat::Table {
         out += &format!("{:<40} {}\n", "LOCATION", "FUNCTION");
@@ -496,10 +635,7 @@ fn functions(args: &FunctionsArgs) -> Result<(), Failure> {
     }
     if args.format == FunctionsFormat::Table {
         out += &format!("{} functions in {} files\n", functions.len(), inputs.len());
-        for gap in &gaps {
-            out += &gap.message();
-            out.push('\n');
-        }
+        out += &sources::footer(&gaps);
     }
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(())
@@ -527,17 +663,9 @@ fn prediction_json(p: &Prediction) -> serde_json::Map<String, serde_json::Value>
     }
 }
 
-fn verdict(p: &Prediction, threshold: f32) -> &'static str {
-    if is_finding(p, threshold) {
-        "insecure"
-    } else {
-        "ok"
-    }
-}
-
 fn table(findings: &[Finding], threshold: f32, gaps: &[Gap]) -> String {
     let mut out = format!(
-        "{:<9} {:>6}  {:<40} {}\n",
+        "{:<10} {:>6}  {:<40} {}\n",
         "VERDICT", "P", "LOCATION", "FUNCTION"
     );
     for f in findings {
@@ -549,31 +677,47 @@ fn table(findings: &[Finding], threshold: f32, gaps: &[Gap]) -> String {
             note = format!("  (truncated at {} tokens)", f.prediction.tokens);
         }
         out += &format!(
-            "{:<9} {:>6.3}  {:<40} {}{}\n",
-            verdict(&f.prediction, threshold),
+            "{:<10} {:>6.3}  {:<40} {}{}\n",
+            f.verdict(threshold).name(),
             f.prediction.insecure_probability,
             location,
             printable(&f.function),
             note
         );
-        if is_finding(&f.prediction, threshold) {
+        if f.verdict(threshold) == Verdict::Insecure {
             for l in &f.lines {
-                out += &format!("{:<17}line {} ({:.3})\n", "", l.line, l.score);
+                out += &format!("{:<18}line {} ({:.3})\n", "", l.line, l.score);
             }
         }
     }
-    let flagged = findings
-        .iter()
-        .filter(|f| is_finding(&f.prediction, threshold))
-        .count();
+    let count = |verdict| {
+        findings
+            .iter()
+            .filter(|f| f.verdict(threshold) == verdict)
+            .count()
+    };
+    let mut more = Vec::new();
+    if let n @ 1.. = count(Verdict::Suppressed) {
+        more.push(format!("{n} suppressed by `icd: ignore`"));
+    }
+    if let n @ 1.. = count(Verdict::Baseline) {
+        more.push(format!("{n} in the baseline"));
+    }
+    let more = match more.is_empty() {
+        true => String::new(),
+        false => format!(" (and {})", more.join(", ")),
+    };
+    let new = if findings.iter().any(|f| f.baseline.is_some()) {
+        "new "
+    } else {
+        ""
+    };
     out += &format!(
-        "{flagged} of {} functions at or above {threshold}\n",
+        "{} {new}of {} functions at or above {threshold}{more}\n",
+        count(Verdict::Insecure),
         findings.len()
     );
-    for gap in gaps {
-        out += &gap.message();
-        out.push('\n');
-    }
+    out += &sources::footer(gaps);
     out
 }
 
@@ -583,7 +727,9 @@ fn finding_json(f: &Finding, threshold: f32) -> serde_json::Value {
         "function": f.function,
         "start_line": f.start_line,
         "end_line": f.end_line,
-        "verdict": verdict(&f.prediction, threshold),
+        "verdict": f.verdict(threshold).name(),
+        "suppressed": f.suppressed,
+        "fingerprint": f.fingerprint,
     });
     value
         .as_object_mut()
@@ -604,157 +750,6 @@ fn lines_json(lines: &[LineScore]) -> serde_json::Value {
         .iter()
         .map(|l| json!({"line": l.line, "score": l.score}))
         .collect()
-}
-
-const RULE_ID: &str = "ICD001";
-
-/// Notification ids: lines that could not be parsed, files that were not read.
-const UNPARSED_ID: &str = "ICD-UNPARSED";
-const SKIPPED_ID: &str = "ICD-SKIPPED";
-
-/// SARIF 2.1.0: one result per function at or above the threshold, and one tool
-/// notification per file with lines that could not be parsed or not read at all.
-fn sarif(
-    findings: &[Finding],
-    threshold: f32,
-    gaps: &[Gap],
-    detector: &Detector,
-) -> serde_json::Value {
-    let notifications: Vec<serde_json::Value> = gaps
-        .iter()
-        .map(|gap| {
-            let artifact = json!({ "uri": sarif_uri(&gap.file) });
-            let locations: Vec<serde_json::Value> = match gap.lines() {
-                [] => vec![json!({ "physicalLocation": { "artifactLocation": artifact } })],
-                lines => lines
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "physicalLocation": {
-                                "artifactLocation": artifact,
-                                "region": { "startLine": r.start_line, "endLine": r.end_line }
-                            }
-                        })
-                    })
-                    .collect(),
-            };
-            let id = match gap.kind {
-                GapKind::Skipped(_) => SKIPPED_ID,
-                GapKind::Unparsed(_) => UNPARSED_ID,
-            };
-            json!({
-                "descriptor": { "id": id },
-                "level": "warning",
-                "message": { "text": gap.message() },
-                "locations": locations,
-            })
-        })
-        .collect();
-    let model = detector.model_dir().display().to_string();
-    let results: Vec<serde_json::Value> = findings
-        .iter()
-        .filter(|f| is_finding(&f.prediction, threshold))
-        .map(|f| {
-            let p = f.prediction.insecure_probability;
-            let (start, end) = f.window.map_or((f.start_line, f.end_line), |(a, b, _)| (a, b));
-            let mut properties = json!({
-                "insecureProbability": p,
-                "model": model,
-                "tokens": f.prediction.tokens,
-                "truncated": f.prediction.truncated,
-            });
-            if let Some((_, _, windows)) = f.window {
-                properties["windows"] = json!(windows);
-                properties["functionStartLine"] = json!(f.start_line);
-                properties["functionEndLine"] = json!(f.end_line);
-            }
-            let mut message =
-                format!("Function `{}` is classified insecure (probability {p:.3}).", f.function);
-            if let Some(top) = f.lines.first() {
-                message += &format!(" The model attended most to line {}.", top.line);
-            }
-            let related: Vec<serde_json::Value> = f
-                .lines
-                .iter()
-                .enumerate()
-                .map(|(id, l)| {
-                    json!({
-                        "id": id,
-                        "physicalLocation": {
-                            "artifactLocation": { "uri": sarif_uri(&f.file) },
-                            "region": { "startLine": l.line }
-                        },
-                        "message": { "text": format!("attention score {:.3}", l.score) }
-                    })
-                })
-                .collect();
-            let mut result = json!({
-                "ruleId": RULE_ID,
-                "ruleIndex": 0,
-                "level": "warning",
-                "rank": (f64::from(p) * 100.0 * 100.0).round() / 100.0,
-                "message": { "text": message },
-                "locations": [{
-                    "physicalLocation": {
-                        "artifactLocation": { "uri": sarif_uri(&f.file) },
-                        "region": { "startLine": start, "endLine": end }
-                    },
-                    "logicalLocations": [{ "name": f.function, "kind": "function" }]
-                }],
-                "partialFingerprints": { "functionName/v1": format!("{}:{}", sarif_uri(&f.file), f.function) },
-                "properties": properties,
-            });
-            if !related.is_empty() {
-                result["relatedLocations"] = json!(related);
-            }
-            result
-        })
-        .collect();
-    json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {
-                "driver": {
-                    "name": "icd",
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "informationUri": "https://huggingface.co/mrm8488/codebert-base-finetuned-detect-insecure-code",
-                    "rules": [{
-                        "id": RULE_ID,
-                        "name": "InsecureFunction",
-                        "shortDescription": { "text": "Function classified insecure by CodeBERT" },
-                        "fullDescription": {
-                            "text": "CodeBERT fine-tuned on CodeXGLUE defect detection (Devign) rates this function as likely to contain a vulnerability. The model judges a whole function from its text; it does not point at a line."
-                        },
-                        "defaultConfiguration": { "level": "warning" },
-                        "properties": { "tags": ["security", "machine-learning"], "precision": "low" }
-                    }],
-                    "notifications": [{
-                        "id": UNPARSED_ID,
-                        "name": "UnparsedLines",
-                        "shortDescription": { "text": "Lines that could not be parsed into function definitions" },
-                        "fullDescription": {
-                            "text": "The parser read these lines of a file, under every selection of its preprocessor branches, as no function definition, declaration or other complete item. Functions there, if any, were not classified."
-                        },
-                        "defaultConfiguration": { "level": "warning" }
-                    }, {
-                        "id": SKIPPED_ID,
-                        "name": "SkippedFile",
-                        "shortDescription": { "text": "A source file that was not scanned" },
-                        "fullDescription": {
-                            "text": "The file was not read: a symbolic link (not followed), not a regular file, unreadable, or larger than --max-file-size. Its functions were not classified."
-                        },
-                        "defaultConfiguration": { "level": "warning" }
-                    }]
-                }
-            },
-            "invocations": [{
-                "executionSuccessful": true,
-                "toolExecutionNotifications": notifications,
-            }],
-            "results": results,
-        }]
-    })
 }
 
 /// Writes an output file whole or not at all, never through a link and never over
@@ -814,7 +809,7 @@ fn classify(model: &ModelArgs, args: &ClassifyArgs) -> Result<(), Failure> {
             "--explain needs --format json (the scores of every token and line)".into(),
         ));
     }
-    let detector = load_detector(model)?;
+    let detector = load_detector(model, &settings::Settings::default())?;
     let is_jsonl = args.jsonl || args.input.extension().is_some_and(|e| e == "jsonl");
     let rows: Vec<(serde_json::Value, String)> = if is_jsonl {
         read_jsonl(&args.input)?
@@ -909,7 +904,7 @@ fn evaluate(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
             .ok_or_else(|| Failure(format!("{at}: `idx` is {}, expected an integer", row.idx)))?;
         labelled.push((idx, row.func.as_str(), target));
     }
-    let detector = load_detector(model)?;
+    let detector = load_detector(model, &settings::Settings::default())?;
     let mut confusion = Confusion::default();
     let mut predictions = String::new();
     for chunk in labelled.chunks(detector.batch_size() * 8) {
