@@ -177,6 +177,15 @@ pub enum Error {
         input: PathBuf,
     },
 
+    /// The prediction cache could not be read or written.
+    #[error("prediction cache {}: {message}", path.display())]
+    Cache {
+        /// The cache file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+
     /// The model failed while running: a backend error or an internal invariant.
     #[error("inference failed: {0}")]
     Inference(String),

@@ -832,9 +832,10 @@ struct Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let status = match &error {
-            Error::Io { .. } | Error::NoWeights { .. } | Error::FileRefused { .. } => {
-                icd_status::ICD_ERR_IO
-            }
+            Error::Io { .. }
+            | Error::NoWeights { .. }
+            | Error::FileRefused { .. }
+            | Error::Cache { .. } => icd_status::ICD_ERR_IO,
             Error::ConfigParse { .. }
             | Error::ConfigValue { .. }
             | Error::UnsupportedModel { .. } => icd_status::ICD_ERR_CONFIG,

@@ -21,6 +21,8 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+#[cfg(feature = "cache")]
+pub mod cache;
 pub mod config;
 pub mod cpu;
 pub mod detector;

@@ -48,7 +48,7 @@ pub struct TokenScore {
 }
 
 /// A source line's score: the sum of its tokens' scores.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LineScore {
     /// The line, from 1.
     pub line: usize,

@@ -104,16 +104,7 @@ impl DetectorBuilder {
             });
         }
         let config = RobertaConfig::from_file(&dir.join("config.json"))?;
-        let limit = config.max_tokens();
-        let max_tokens = self
-            .max_tokens
-            .unwrap_or(limit.min(crate::tokenizer_max_length(dir)?.unwrap_or(limit)));
-        if max_tokens < 2 || max_tokens > limit {
-            return Err(Error::InvalidArgument {
-                argument: "max_tokens",
-                message: format!("is {max_tokens}, expected 2..={limit} for this checkpoint"),
-            });
-        }
+        let max_tokens = self.max_tokens_of(&config)?;
         // The tokenizer's vocabulary and merges are parsed on a thread of their own
         // while the weights load: neither needs the other, and the parse (about 0.1 s
         // for RoBERTa's 50,265 tokens) need not wait for the read. A tokenizer error is
@@ -172,6 +163,81 @@ impl DetectorBuilder {
             precision: self.precision,
             model_dir: self.model_dir,
         })
+    }
+
+    /// The checkpoint directory.
+    pub fn model_dir(&self) -> &Path {
+        &self.model_dir
+    }
+
+    /// Tokens per input, `<s>` and `</s>` included, that a detector built from this
+    /// builder will take: [`max_tokens`](Self::max_tokens) where set, else the
+    /// checkpoint's limit (from `config.json` and `tokenizer_config.json`). Reads those
+    /// two small files, not the weights.
+    pub fn resolved_max_tokens(&self) -> Result<usize> {
+        self.max_tokens_of(&RobertaConfig::from_file(
+            &self.model_dir.join("config.json"),
+        )?)
+    }
+
+    fn max_tokens_of(&self, config: &RobertaConfig) -> Result<usize> {
+        let limit = config.max_tokens();
+        let max_tokens = self
+            .max_tokens
+            .unwrap_or(limit.min(crate::tokenizer_max_length(&self.model_dir)?.unwrap_or(limit)));
+        if max_tokens < 2 || max_tokens > limit {
+            return Err(Error::InvalidArgument {
+                argument: "max_tokens",
+                message: format!("is {max_tokens}, expected 2..={limit} for this checkpoint"),
+            });
+        }
+        Ok(max_tokens)
+    }
+
+    /// The files [`build`](Self::build) reads, in a fixed order: `config.json`, the
+    /// weight file, the tokenizer's files (`tokenizer.json`, else `vocab.json` and
+    /// `merges.txt`), and `tokenizer_config.json` where there is one. Their contents
+    /// and [`settings`](Self::settings) decide every result the detector gives.
+    pub fn checkpoint_files(&self) -> Result<Vec<PathBuf>> {
+        let dir = &self.model_dir;
+        let weights = match &self.weights {
+            Some(path) => path.clone(),
+            None => WeightFile::find(dir)?.path().to_path_buf(),
+        };
+        let mut files = vec![dir.join("config.json"), weights];
+        let tokenizer_json = dir.join("tokenizer.json");
+        if tokenizer_json.is_file() {
+            files.push(tokenizer_json);
+        } else {
+            files.extend([dir.join("vocab.json"), dir.join("merges.txt")]);
+        }
+        let tokenizer_config = dir.join("tokenizer_config.json");
+        if tokenizer_config.is_file() {
+            files.push(tokenizer_config);
+        }
+        Ok(files)
+    }
+
+    /// Everything besides the checkpoint's files that decides the detector's results,
+    /// as one line: the backend, the execution plan it will choose on this machine, the
+    /// precision, the preprocessing and the token limit (`backend=flex plan=kernel
+    /// f32-avx2 (AVX2+FMA) precision=f32 preprocessing=raw max_tokens=512`). The batch
+    /// size is not in it: results do not depend on it.
+    pub fn settings(&self) -> Result<String> {
+        let backend = match self.backend {
+            // `auto` is what it resolves to here, which opening the device tells.
+            Some(Backend::Auto) => Backend::Auto.open()?.0,
+            Some(b) => b,
+            None => Backend::default_cpu()?,
+        };
+        let plan = ExecutionPlan::choose(self.precision, backend)?;
+        Ok(format!(
+            "backend={} plan={plan} precision={} preprocessing={} max_tokens={}",
+            backend.name(),
+            self.precision.name(),
+            self.preprocessing.name(),
+            self.resolved_max_tokens()?
+        ))
     }
 
     /// The backend opened and the model loaded on it, packed for this crate's CPU

@@ -3,8 +3,9 @@
 
 use crate::error::{Error, Result};
 
-/// The classifier's verdict on one function.
-#[derive(Debug, Clone, PartialEq)]
+/// The classifier's verdict on one function. Serializes (serde) field by field, with
+/// the logits and probability as the f32 they are.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Prediction {
     /// Index of the highest logit, as transformers' argmax (always 0 for a
     /// single-logit model: read `insecure_probability` there).

@@ -10,14 +10,16 @@ mod sarif;
 mod settings;
 mod sources;
 
+use insecure_code_detector::cache::{self, CacheKey, ModelKey, PredictionCache};
 use insecure_code_detector::files::write_atomically;
 use insecure_code_detector::report::printable;
 use insecure_code_detector::scan::{FunctionSpan, Language};
 use insecure_code_detector::weights::{convert_pytorch_to_safetensors, StorageDtype};
 use insecure_code_detector::{
-    hub, Backend, Detector, Error, Explanation, LineScore, Precision, Prediction, Preprocessing,
-    WindowedPrediction, HUB_MODEL_ID,
+    hub, Backend, Detector, DetectorBuilder, Error, Explanation, LineScore, Precision, Prediction,
+    Preprocessing, HUB_MODEL_ID,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sources::{find_functions_under, Gap, SourceArgs};
 
@@ -84,6 +86,19 @@ enum Command {
     /// List the C/C++ function definitions under PATHs (respecting .gitignore), as
     /// `scan` finds them, without loading a model.
     Functions(FunctionsArgs),
+    /// The prediction cache `scan` keeps (ICD_CACHE_DIR): what it holds, or empty it.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Where the cache is, its entries, models and size.
+    Stats,
+    /// Remove every entry.
+    Clear,
 }
 
 #[derive(Args)]
@@ -148,6 +163,12 @@ struct ScanArgs {
     /// current directory; the others are not reported.
     #[arg(long, value_name = "REV")]
     changed_since: Option<String>,
+    /// Classify every function again, neither reading nor writing the prediction
+    /// cache (on by default: results are kept in ICD_CACHE_DIR by the model's files,
+    /// settings and the function's text, so unchanged functions are not classified
+    /// twice).
+    #[arg(long)]
+    no_cache: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -258,6 +279,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => evaluate(&cli.model, args).map(|()| ExitCode::SUCCESS),
         Command::Convert(args) => convert(args).map(|()| ExitCode::SUCCESS),
         Command::Functions(args) => functions(args).map(|()| ExitCode::SUCCESS),
+        Command::Cache { action } => cache_command(action).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -269,6 +291,14 @@ fn main() -> ExitCode {
 }
 
 fn load_detector(args: &ModelArgs, settings: &settings::Settings) -> Result<Detector, Failure> {
+    Ok(detector_builder(args, settings)?.build()?)
+}
+
+/// The detector the model flags (and settings) describe, not yet loaded.
+fn detector_builder(
+    args: &ModelArgs,
+    settings: &settings::Settings,
+) -> Result<DetectorBuilder, Failure> {
     let (dir, weights) = match &args.model {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -317,8 +347,7 @@ fn load_detector(args: &ModelArgs, settings: &settings::Settings) -> Result<Dete
             args.precision
                 .or(settings.precision)
                 .unwrap_or(Precision::F32),
-        )
-        .build()?)
+        ))
 }
 
 /// One classified function of a scanned file.
@@ -406,13 +435,13 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         .as_deref()
         .map(sarif::Baseline::read)
         .transpose()?;
-    let detector = load_detector(model, &settings)?;
-    let width = detector.max_tokens() - 2;
+    let builder = detector_builder(model, &settings)?;
+    let max_tokens = builder.resolved_max_tokens()?;
+    let width = max_tokens - 2;
     let stride = args.stride.or(settings.stride).unwrap_or(width / 2);
     if !(1..=width).contains(&stride) {
         return Err(Failure(format!(
-            "--stride is {stride}, expected 1..={width} (the model's window of {} tokens less <s> and </s>)",
-            detector.max_tokens()
+            "--stride is {stride}, expected 1..={width} (the model's window of {max_tokens} tokens less <s> and </s>)"
         )));
     }
     // Find every function first, so that the progress bar knows the total.
@@ -432,93 +461,76 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         );
     }
 
-    let progress = (std::io::stderr().is_terminal() && functions.len() >= 64).then(|| {
-        let bar = indicatif::ProgressBar::new(functions.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} functions ({eta} left)")
-                .expect("valid template"),
-        );
-        bar
-    });
-    let mut findings = Vec::with_capacity(functions.len());
-    for chunk in functions.chunks(detector.batch_size() * 8) {
-        // A function's top lines as file lines.
-        let top = |f: &FunctionSpan, e: &Explanation| -> Vec<LineScore> {
-            e.top_lines(top_lines)
-                .into_iter()
-                .map(|l| LineScore {
-                    line: f.start_line + l.line - 1,
-                    score: l.score,
-                })
-                .collect()
-        };
-        if window {
-            for (file, f) in chunk {
-                let (w, lines) = if args.explain {
-                    let e = detector
-                        .explain_windows(&f.code, stride)
-                        .map_err(|e| function_failure(file, f, e))?;
-                    let lines = top(f, &e.explanation);
-                    let w = WindowedPrediction {
-                        prediction: e.explanation.prediction,
-                        byte_range: e.byte_range,
-                        windows: e.windows,
-                    };
-                    (w, lines)
-                } else {
-                    let w = detector
-                        .predict_windows(&f.code, stride)
-                        .map_err(|e| function_failure(file, f, e))?;
-                    (w, Vec::new())
-                };
-                let first = f.start_line + f.code[..w.byte_range.start].matches('\n').count();
-                let last = f.start_line + f.code[..w.byte_range.end].matches('\n').count();
-                let window = Some((first, last, w.windows));
-                findings.push(finding(
-                    file,
-                    f,
-                    w.prediction,
-                    window,
-                    lines,
-                    args.no_ignore,
-                ));
-            }
-        } else {
-            let codes: Vec<&str> = chunk.iter().map(|(_, f)| f.code.as_str()).collect();
-            let failure = |e: Error| match e {
-                Error::NonFiniteLogits { input, .. } => {
-                    let (file, f) = &chunk[input];
-                    function_failure(file, f, e)
-                }
-                other => Failure::from(other),
-            };
-            if args.explain {
-                let explanations = detector.explain_batch(&codes).map_err(failure)?;
-                for ((file, f), e) in chunk.iter().zip(explanations) {
-                    let lines = top(f, &e);
-                    findings.push(finding(file, f, e.prediction, None, lines, args.no_ignore));
-                }
+    let mode = ClassifyMode {
+        window: window.then_some(stride),
+        explain: args.explain,
+    };
+    let use_cache = !args.no_cache && settings.cache != Some(false);
+    let mut cache = if use_cache {
+        ScanCache::open(&builder, &mode)?
+    } else {
+        None
+    };
+    let mut results: Vec<Option<Classified>> = match &mut cache {
+        Some(cache) => cache.get(&functions),
+        None => vec![None; functions.len()],
+    };
+    let misses: Vec<usize> = (0..functions.len())
+        .filter(|&i| results[i].is_none())
+        .collect();
+    if let Some(cache) = &cache {
+        let hits = functions.len() - misses.len();
+        eprintln!(
+            "icd: {hits} of {} functions from the prediction cache {}{}",
+            functions.len(),
+            printable(&cache.store.path().display().to_string()),
+            if misses.is_empty() {
+                "; the model was not loaded"
             } else {
-                let predictions = detector.predict_batch(&codes).map_err(failure)?;
-                for ((file, f), prediction) in chunk.iter().zip(predictions) {
-                    findings.push(finding(
-                        file,
-                        f,
-                        prediction,
-                        None,
-                        Vec::new(),
-                        args.no_ignore,
-                    ));
-                }
+                ""
+            }
+        );
+    }
+    // Without the cache the model always loads, so that a checkpoint it cannot load is
+    // an error even where there is nothing to classify.
+    if !misses.is_empty() || cache.is_none() {
+        let detector = builder.clone().build()?;
+        let progress = (std::io::stderr().is_terminal() && misses.len() >= 64).then(|| {
+            let bar = indicatif::ProgressBar::new(misses.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} functions ({eta} left)",
+                )
+                .expect("valid template"),
+            );
+            bar
+        });
+        for chunk in misses.chunks(detector.batch_size() * 8) {
+            let spans: Vec<&(String, FunctionSpan)> =
+                chunk.iter().map(|&i| &functions[i]).collect();
+            let classified = classify_functions(&detector, &spans, &mode)?;
+            if let Some(cache) = &mut cache {
+                cache.put(&spans, &classified);
+            }
+            for (&i, c) in chunk.iter().zip(classified) {
+                results[i] = Some(c);
+            }
+            if let Some(bar) = &progress {
+                bar.inc(chunk.len() as u64);
             }
         }
-        if let Some(bar) = &progress {
-            bar.inc(chunk.len() as u64);
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
         }
     }
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
+    let mut findings: Vec<Finding> = functions
+        .iter()
+        .zip(results)
+        .map(|((file, f), c)| {
+            let c = c.expect("every function classified");
+            finding(file, f, c, top_lines, args.no_ignore)
+        })
+        .collect();
     if let Some(baseline) = &mut baseline {
         // In report order, so that which of two equal functions is "new" is stable.
         let mut order: Vec<&mut Finding> = findings
@@ -544,7 +556,7 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
                 &findings,
                 threshold,
                 &gaps,
-                &detector,
+                builder.model_dir(),
                 baseline.as_ref(),
             )?)? + "\n"
         }
@@ -574,20 +586,261 @@ fn function_failure(file: &str, f: &FunctionSpan, e: Error) -> Failure {
     ))
 }
 
+/// How a scan classifies each function: the request its cached results are kept
+/// under.
+struct ClassifyMode {
+    /// `--window` with this stride.
+    window: Option<usize>,
+    explain: bool,
+}
+
+impl ClassifyMode {
+    /// The prediction cache's name for results of this mode.
+    fn request(&self) -> String {
+        let what = if self.explain { "explain" } else { "predict" };
+        match self.window {
+            Some(stride) => format!("{what} windows stride={stride}"),
+            None => what.to_owned(),
+        }
+    }
+}
+
+/// What a scan keeps of one function's classification, in the prediction cache.
+#[derive(Clone, Serialize, Deserialize)]
+struct Classified {
+    prediction: Prediction,
+    /// With --window: the worst window's bytes in the function, and the number of
+    /// windows.
+    window: Option<(std::ops::Range<usize>, usize)>,
+    /// With --explain: every scored line (from 1 within the function), highest first.
+    lines: Vec<LineScore>,
+}
+
+/// Classifies `functions` (one model batch's worth) as `mode` says.
+fn classify_functions(
+    detector: &Detector,
+    functions: &[&(String, FunctionSpan)],
+    mode: &ClassifyMode,
+) -> Result<Vec<Classified>, Failure> {
+    let all_lines = |e: &Explanation| e.top_lines(usize::MAX);
+    if let Some(stride) = mode.window {
+        return functions
+            .iter()
+            .map(|(file, f)| {
+                let failed = |e| function_failure(file, f, e);
+                Ok(if mode.explain {
+                    let e = detector.explain_windows(&f.code, stride).map_err(failed)?;
+                    Classified {
+                        lines: all_lines(&e.explanation),
+                        prediction: e.explanation.prediction,
+                        window: Some((e.byte_range, e.windows)),
+                    }
+                } else {
+                    let w = detector.predict_windows(&f.code, stride).map_err(failed)?;
+                    Classified {
+                        prediction: w.prediction,
+                        window: Some((w.byte_range, w.windows)),
+                        lines: Vec::new(),
+                    }
+                })
+            })
+            .collect();
+    }
+    let codes: Vec<&str> = functions.iter().map(|(_, f)| f.code.as_str()).collect();
+    let failure = |e: Error| match e {
+        Error::NonFiniteLogits { input, .. } => {
+            let (file, f) = functions[input];
+            function_failure(file, f, e)
+        }
+        other => Failure::from(other),
+    };
+    Ok(if mode.explain {
+        detector
+            .explain_batch(&codes)
+            .map_err(failure)?
+            .into_iter()
+            .map(|e| Classified {
+                lines: all_lines(&e),
+                prediction: e.prediction,
+                window: None,
+            })
+            .collect()
+    } else {
+        detector
+            .predict_batch(&codes)
+            .map_err(failure)?
+            .into_iter()
+            .map(|prediction| Classified {
+                prediction,
+                window: None,
+                lines: Vec::new(),
+            })
+            .collect()
+    })
+}
+
+/// The prediction cache as a scan uses it: opened on the model's key, with every
+/// failure a warning (results are then computed, never assumed).
+struct ScanCache {
+    store: PredictionCache,
+    model: ModelKey,
+    request: String,
+    /// Set after a write failed: no more are tried.
+    broken: bool,
+}
+
+impl ScanCache {
+    /// The cache in ICD_CACHE_DIR (or the default directory), bounded by
+    /// ICD_CACHE_MAX_ENTRIES; `None`, with a warning, where it cannot be used.
+    fn open(builder: &DetectorBuilder, mode: &ClassifyMode) -> Result<Option<Self>, Failure> {
+        let max_entries = match std::env::var("ICD_CACHE_MAX_ENTRIES") {
+            Ok(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Failure(format!(
+                    "ICD_CACHE_MAX_ENTRIES is {v:?}, expected a positive number of entries"
+                ))
+            })?,
+            Err(_) => cache::DEFAULT_MAX_ENTRIES,
+        };
+        let warn = |e: &dyn std::fmt::Display| {
+            eprintln!(
+                "icd: warning: {}; classifying without the prediction cache",
+                printable(&e.to_string())
+            )
+        };
+        let Some(dir) = PredictionCache::default_dir() else {
+            warn(&"no cache directory (set ICD_CACHE_DIR)");
+            return Ok(None);
+        };
+        let mut store = match PredictionCache::open(&dir, max_entries) {
+            Ok((store, warning)) => {
+                if let Some(warning) = warning {
+                    eprintln!("icd: warning: {}", printable(&warning));
+                }
+                store
+            }
+            Err(e) => {
+                warn(&e);
+                return Ok(None);
+            }
+        };
+        let model = match store.model_key(builder) {
+            Ok(model) => model,
+            Err(e) => {
+                // A checkpoint that cannot be read is reported by its load; a cache
+                // that cannot be written, here.
+                if matches!(e, Error::Cache { .. }) {
+                    warn(&e);
+                }
+                return Ok(None);
+            }
+        };
+        Ok(Some(ScanCache {
+            store,
+            model,
+            request: mode.request(),
+            broken: false,
+        }))
+    }
+
+    fn key(&self, f: &FunctionSpan) -> CacheKey {
+        CacheKey::new(&self.model, &self.request, &f.code)
+    }
+
+    /// Each function's cached result, where there is a readable one.
+    fn get(&mut self, functions: &[(String, FunctionSpan)]) -> Vec<Option<Classified>> {
+        let keys: Vec<CacheKey> = functions.iter().map(|(_, f)| self.key(f)).collect();
+        match self.store.get(&keys) {
+            // A value this version cannot read is a miss, and is written anew.
+            Ok(values) => values
+                .into_iter()
+                .map(|v| v.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+                .collect(),
+            Err(e) => {
+                eprintln!(
+                    "icd: warning: {}; classifying every function",
+                    printable(&e.to_string())
+                );
+                vec![None; functions.len()]
+            }
+        }
+    }
+
+    fn put(&mut self, functions: &[&(String, FunctionSpan)], classified: &[Classified]) {
+        if self.broken {
+            return;
+        }
+        let entries: Vec<(CacheKey, Vec<u8>)> = functions
+            .iter()
+            .zip(classified)
+            .map(|((_, f), c)| (self.key(f), serde_json::to_vec(c).expect("serializable")))
+            .collect();
+        if let Err(e) = self.store.put(&self.model, &entries) {
+            eprintln!(
+                "icd: warning: {}; results are not being kept",
+                printable(&e.to_string())
+            );
+            self.broken = true;
+        }
+    }
+}
+
+/// `icd cache stats` and `icd cache clear`.
+fn cache_command(action: &CacheAction) -> Result<(), Failure> {
+    let dir = PredictionCache::default_dir()
+        .ok_or_else(|| Failure("no cache directory: set ICD_CACHE_DIR".to_owned()))?;
+    let (mut store, warning) = PredictionCache::open(&dir, cache::DEFAULT_MAX_ENTRIES)?;
+    if let Some(warning) = warning {
+        eprintln!("icd: warning: {}", printable(&warning));
+    }
+    let path = printable(&store.path().display().to_string()).into_owned();
+    match action {
+        CacheAction::Stats => {
+            let stats = store.stats()?;
+            println!("cache: {path}");
+            println!("entries: {}", stats.entries);
+            println!("models: {}", stats.models);
+            println!("remembered file digests: {}", stats.files);
+            println!(
+                "size: {} bytes ({:.1} MiB)",
+                stats.bytes,
+                stats.bytes as f64 / (1 << 20) as f64
+            );
+        }
+        CacheAction::Clear => {
+            let removed = store.clear()?;
+            println!("removed {removed} entries from {path}");
+        }
+    }
+    Ok(())
+}
+
 fn finding(
     file: &str,
     f: &FunctionSpan,
-    prediction: Prediction,
-    window: Option<(usize, usize, usize)>,
-    lines: Vec<LineScore>,
+    classified: Classified,
+    top_lines: usize,
     no_ignore: bool,
 ) -> Finding {
+    // The window's lines in the file.
+    let window = classified.window.map(|(bytes, windows)| {
+        let line_of = |byte: usize| f.start_line + f.code[..byte].matches('\n').count();
+        (line_of(bytes.start), line_of(bytes.end), windows)
+    });
+    let lines = classified
+        .lines
+        .iter()
+        .take(top_lines)
+        .map(|l| LineScore {
+            line: f.start_line + l.line - 1,
+            score: l.score,
+        })
+        .collect();
     Finding {
         file: file.to_owned(),
         function: f.name.clone(),
         start_line: f.start_line,
         end_line: f.end_line,
-        prediction,
+        prediction: classified.prediction,
         window,
         lines,
         fingerprint: f.fingerprint.clone(),

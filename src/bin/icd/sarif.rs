@@ -10,7 +10,6 @@
 use std::path::Path;
 
 use insecure_code_detector::report::sarif_uri;
-use insecure_code_detector::Detector;
 use serde_json::{json, Value};
 
 use crate::sources::{Gap, GapKind};
@@ -217,11 +216,11 @@ pub fn log(
     findings: &[Finding],
     threshold: f32,
     gaps: &[Gap],
-    detector: &Detector,
+    model_dir: &Path,
     baseline: Option<&Baseline>,
 ) -> Result<Value, Failure> {
     let (root, root_uri) = srcroot()?;
-    let model = detector.model_dir().display().to_string();
+    let model = model_dir.display().to_string();
     let mut reported: Vec<&Finding> = findings
         .iter()
         .filter(|f| f.verdict(threshold) != Verdict::Ok)

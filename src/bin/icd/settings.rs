@@ -8,6 +8,7 @@
 //! window = true
 //! stride = 128
 //! top_lines = 5
+//! cache = false
 //! ```
 //!
 //! The file lives in the scanned tree, so in a pull request its author can edit it:
@@ -39,6 +40,7 @@ struct Fields {
     window: Option<bool>,
     stride: Option<usize>,
     top_lines: Option<usize>,
+    cache: Option<bool>,
 }
 
 /// Settings read from a project's `.icd.toml`.
@@ -51,6 +53,8 @@ pub struct Settings {
     pub window: Option<bool>,
     pub stride: Option<usize>,
     pub top_lines: Option<usize>,
+    /// Whether `scan` uses the prediction cache (`--no-cache` wins).
+    pub cache: Option<bool>,
     /// Files (relative to the file's directory) not to scan.
     pub exclude: Option<Excludes>,
 }
@@ -155,6 +159,7 @@ impl Settings {
             window: fields.window,
             stride: fields.stride,
             top_lines: fields.top_lines,
+            cache: fields.cache,
             exclude,
         })
     }
