@@ -1,10 +1,11 @@
-// Embedding the detector in a C++ analyzer: read a source file, cut it into top-level
-// brace blocks (a stand-in for the analyzer's own function finder), classify them in
-// one batch, print a finding for each block at or above the threshold.
+// Embedding the detector in a C++ analyzer: read a source file, find its function
+// definitions with the library (as `icd scan` finds them), classify them in one batch,
+// print a finding for each function at or above the threshold (suppressed ones, under an
+// `icd: ignore` comment, are reported as such and do not count).
 //
 //   c++ -std=c++17 -Wall -Wextra -Werror -Iinclude examples/scan_file.cpp
 //       -Ltarget/debug -linsecure_code_detector -Wl,-rpath,target/debug -o scan_file
-//   ./scan_file MODEL_DIR FILE.c [THRESHOLD]
+//   ./scan_file MODEL_DIR FILE.c|FILE.cpp [THRESHOLD]
 //
 // Exit status: 0 no findings, 1 findings, 2 error (as linters do).
 #include "insecure_code_detector.h"
@@ -76,61 +77,38 @@ class Detector {
     std::unique_ptr<icd_detector, DetectorDeleter> handle_;
 };
 
-struct Block {
-    std::string text;
-    int first_line;
-    int last_line;
+struct FunctionsDeleter {
+    void operator()(icd_functions *f) const { icd_functions_free(f); }
 };
 
-// Top-level `{...}` blocks, each with its signature: the text since the last `;`, `}`,
-// comment or preprocessor line at file scope. Braces inside comments, strings and
-// character literals are skipped.
-std::vector<Block> top_level_blocks(const std::string &src) {
-    std::vector<Block> blocks;
-    size_t start = 0;  // just past the last file-scope boundary
-    int depth = 0, line = 1, start_line = 1;
-    auto boundary = [&](size_t next) {
-        if (depth == 0) {
-            start = next;
-            start_line = line;
-        }
-    };
-    for (size_t i = 0; i < src.size(); i++) {
-        char c = src[i];
-        char next = i + 1 < src.size() ? src[i + 1] : '\0';
-        if (c == '\n') {
-            line++;
-        } else if (c == '#' && depth == 0 && (i == 0 || src[i - 1] == '\n')) {
-            while (i + 1 < src.size() && src[i + 1] != '\n') i++;
-            boundary(i + 1);
-        } else if (c == '/' && next == '/') {
-            while (i + 1 < src.size() && src[i + 1] != '\n') i++;
-            boundary(i + 1);
-        } else if (c == '/' && next == '*') {
-            for (i += 2; i + 1 < src.size() && !(src[i] == '*' && src[i + 1] == '/'); i++) {
-                if (src[i] == '\n') line++;
-            }
-            i++;
-            boundary(i + 1);
-        } else if (c == '"' || c == '\'') {
-            for (i++; i < src.size() && src[i] != c; i++) {
-                if (src[i] == '\\') i++;
-            }
-        } else if (c == ';') {
-            boundary(i + 1);
-        } else if (c == '{') {
-            depth++;
-        } else if (c == '}' && depth > 0 && --depth == 0) {
-            // Skip the whitespace before the signature so the range starts on it.
-            while (start < i && (src[start] == '\n' || src[start] == ' ' || src[start] == '\t' || src[start] == '\r')) {
-                if (src[start] == '\n') start_line++;
-                start++;
-            }
-            blocks.push_back(Block{src.substr(start, i + 1 - start), start_line, line});
-            boundary(i + 1);
-        }
+struct Function {
+    std::string name;
+    std::string code;
+    size_t first_line;
+    size_t last_line;
+    bool suppressed;
+};
+
+// The function definitions of `src`, in source order.
+std::vector<Function> find_functions(const std::string &src, icd_language language) {
+    icd_functions *raw = nullptr;
+    icd_error *error = nullptr;
+    icd_status status = icd_find_functions(src.data(), src.size(), language, &raw, &error);
+    if (status != ICD_OK) throw DetectorError(status, error);
+    std::unique_ptr<icd_functions, FunctionsDeleter> found(raw);
+    size_t count = 0;
+    const icd_function *items = icd_functions_items(found.get(), &count);
+    std::vector<Function> functions;
+    for (size_t i = 0; i < count; i++) {
+        const icd_function &f = items[i];
+        functions.push_back(Function{std::string(f.name, f.name_len), src.substr(f.start_byte, f.end_byte - f.start_byte),
+                                     f.start_line, f.end_line, f.suppressed});
     }
-    return blocks;
+    return functions;
+}
+
+bool ends_with(const std::string &s, const std::string &suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -150,18 +128,21 @@ int main(int argc, char **argv) {
     buffer << in.rdbuf();
     try {
         Detector detector(argv[1]);
-        std::vector<Block> blocks = top_level_blocks(buffer.str());
+        const std::string path = argv[2];
+        const bool cpp = ends_with(path, ".cpp") || ends_with(path, ".cc") || ends_with(path, ".hpp");
+        std::vector<Function> functions = find_functions(buffer.str(), cpp ? ICD_LANGUAGE_CPP : ICD_LANGUAGE_C);
         std::vector<std::string> codes;
-        for (const auto &b : blocks) codes.push_back(b.text);
+        for (const auto &f : functions) codes.push_back(f.code);
         std::vector<Detector::Result> results = detector.predict_batch(codes);
         int findings = 0;
-        for (size_t i = 0; i < blocks.size(); i++) {
+        for (size_t i = 0; i < functions.size(); i++) {
             const icd_prediction &p = results[i].prediction;
-            const bool insecure = p.insecure_probability >= threshold;
-            findings += insecure ? 1 : 0;
-            std::printf("%s:%d-%d: %s (insecure probability %.4f, %u tokens%s)\n", argv[2], blocks[i].first_line,
-                        blocks[i].last_line, insecure ? "insecure" : "ok", p.insecure_probability, p.tokens,
-                        p.truncated ? ", truncated" : "");
+            const bool over = p.insecure_probability >= threshold;
+            const char *verdict = !over ? "ok" : functions[i].suppressed ? "suppressed" : "insecure";
+            findings += over && !functions[i].suppressed ? 1 : 0;
+            std::printf("%s:%zu-%zu: %s %s (insecure probability %.4f, %u tokens%s)\n", argv[2],
+                        functions[i].first_line, functions[i].last_line, functions[i].name.c_str(), verdict,
+                        p.insecure_probability, p.tokens, p.truncated ? ", truncated" : "");
         }
         return findings > 0 ? 1 : 0;
     } catch (const DetectorError &e) {

@@ -79,6 +79,14 @@ typedef enum icd_preprocessing {
   ICD_PREPROCESSING_COLLAPSE_WHITESPACE = 1,
 } icd_preprocessing;
 
+// The values of `icd_find_functions`'s `language`.
+typedef enum icd_language {
+  // C, parsed with tree-sitter's C grammar.
+  ICD_LANGUAGE_C = 0,
+  // C++, parsed with tree-sitter's C++ grammar.
+  ICD_LANGUAGE_CPP = 1,
+} icd_language;
+
 // Opaque: a loaded classifier. Made by `icd_detector_open`, released by
 // `icd_detector_free`.
 typedef struct icd_detector icd_detector;
@@ -91,6 +99,12 @@ typedef struct icd_error icd_error;
 // `icd_explanation_*` functions (from several threads at once if need be), released
 // by `icd_explanation_free`.
 typedef struct icd_explanation icd_explanation;
+
+// Opaque: the function definitions of one source buffer. Made by
+// `icd_find_functions`, read through `icd_functions_items` and
+// `icd_functions_unparsed_lines` (from several threads at once if need be), released
+// by `icd_functions_free`.
+typedef struct icd_functions icd_functions;
 
 // Options for `icd_detector_open`; start from `icd_options_default()`.
 typedef struct icd_options {
@@ -124,6 +138,19 @@ typedef struct icd_str {
   size_t len;
 } icd_str;
 
+// A long function's verdict: the window (of `icd_detector_max_tokens` tokens) most
+// likely insecure.
+typedef struct icd_window_prediction {
+  // That window's prediction (`truncated` is false: each window fits).
+  struct icd_prediction prediction;
+  // The window covers bytes `[start_byte, end_byte)` of the code as given.
+  size_t start_byte;
+  // End of the window's bytes (exclusive).
+  size_t end_byte;
+  // Windows classified.
+  size_t windows;
+} icd_window_prediction;
+
 // One token's share of the last layer's attention from `<s>`.
 typedef struct icd_token_score {
   // The token id.
@@ -147,6 +174,38 @@ typedef struct icd_line_score {
   // The sum of its tokens' scores.
   float score;
 } icd_line_score;
+
+// One function definition that `icd_find_functions` found. Its strings are
+// NUL-terminated and owned by the `icd_functions` it came from.
+typedef struct icd_function {
+  // Its name as written (`foo`, `Class::method`, `operator==`, or `<anonymous>`).
+  const char *name;
+  // The name's length in bytes.
+  size_t name_len;
+  // First line (from 1) of the definition, return type and template header included.
+  size_t start_line;
+  // Last line of the definition (inclusive).
+  size_t end_line;
+  // The definition's bytes in the source are `[start_byte, end_byte)`: the text to
+  // classify.
+  size_t start_byte;
+  // End of the definition's bytes (exclusive).
+  size_t end_byte;
+  // A comment holding `icd: ignore` is on its first line or the line before it.
+  bool suppressed;
+  // Identifies the function across moves and edits elsewhere: a hash of its name and
+  // text without comments or whitespace, then `:N` among equal ones in the source
+  // (as `icd scan` reports it).
+  const char *fingerprint;
+} icd_function;
+
+// An inclusive range of lines (from 1).
+typedef struct icd_line_range {
+  // First line.
+  size_t start_line;
+  // Last line (inclusive).
+  size_t end_line;
+} icd_line_range;
 
 #ifdef __cplusplus
 extern "C" {
@@ -277,6 +336,29 @@ enum icd_status icd_detector_predict_batch(const struct icd_detector *detector,
                                            size_t logits_capacity,
                                            struct icd_error **error_out);
 
+// Classifies a function of any length as overlapping windows of
+// `icd_detector_max_tokens` tokens, each `stride` tokens after the previous one (0:
+// half a window, 255 tokens for 512), and gives the window most likely insecure. A function that fits in
+// one window gives `icd_detector_predict`'s result, with the whole code as its
+// window.
+//
+// `logits_out` receives the window's `icd_detector_num_labels` logits, as in
+// `icd_detector_predict` (NULL with capacity 0 when not wanted). On `ICD_OK`,
+// `*prediction_out` and the logits are written; otherwise neither is.
+//
+// # Safety
+// `detector` must be NULL or a live handle; `code` NULL or `code_len` readable bytes;
+// `prediction_out` NULL or writable; `logits_out` NULL or `logits_capacity` writable
+// floats; `error_out` NULL or writable.
+enum icd_status icd_detector_predict_windows(const struct icd_detector *detector,
+                                             const char *code,
+                                             size_t code_len,
+                                             size_t stride,
+                                             struct icd_window_prediction *prediction_out,
+                                             float *logits_out,
+                                             size_t logits_capacity,
+                                             struct icd_error **error_out);
+
 // Classifies one function and says where the model looked: on `ICD_OK`,
 // `*explanation_out` receives a new `icd_explanation` (the prediction, each token's
 // score, each line's) that the caller releases with `icd_explanation_free`; on
@@ -346,6 +428,46 @@ const struct icd_line_score *icd_explanation_lines(const struct icd_explanation 
 // # Safety
 // `explanation` must be NULL or an explanation not yet freed, freed only this once.
 void icd_explanation_free(struct icd_explanation *explanation);
+
+// Finds the function definitions in `source_len` bytes of UTF-8 source at `source`,
+// as `icd scan` does (tree-sitter, with a reading per preprocessor branch where the
+// file has syntax errors). `language` is an `icd_language` value. On `ICD_OK`,
+// `*functions_out` receives a new `icd_functions` that the caller releases with
+// `icd_functions_free`; on failure it is left untouched. A build without the `scan`
+// cargo feature fails with `ICD_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `source` must be NULL or point to `source_len` readable bytes; `functions_out` and
+// `error_out` each NULL or writable.
+enum icd_status icd_find_functions(const char *source,
+                                   size_t source_len,
+                                   uint32_t language,
+                                   struct icd_functions **functions_out,
+                                   struct icd_error **error_out);
+
+// The functions found, in source order, owned by `functions`; `*count_out` (if not
+// NULL) receives their number. NULL (and 0) for a NULL handle.
+//
+// # Safety
+// `functions` must be NULL or a live handle; `count_out` NULL or writable.
+const struct icd_function *icd_functions_items(const struct icd_functions *functions,
+                                               size_t *count_out);
+
+// Lines holding code that no reading could parse into a definition or another
+// complete item: where functions may have gone unfound. In source order, owned by
+// `functions`; `*count_out` (if not NULL) receives their number; empty when the whole
+// source parsed.
+//
+// # Safety
+// `functions` must be NULL or a live handle; `count_out` NULL or writable.
+const struct icd_line_range *icd_functions_unparsed_lines(const struct icd_functions *functions,
+                                                          size_t *count_out);
+
+// Releases what `icd_find_functions` made. NULL is ignored.
+//
+// # Safety
+// `functions` must be NULL or a handle not yet freed, freed only this once.
+void icd_functions_free(struct icd_functions *functions);
 
 // The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.
 //

@@ -109,6 +109,79 @@ pub enum icd_preprocessing {
     ICD_PREPROCESSING_COLLAPSE_WHITESPACE = 1,
 }
 
+/// The values of `icd_find_functions`'s `language`.
+// The Rust `scan::Language`'s numbers and names, checked as `icd_precision`'s are.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum icd_language {
+    /// C, parsed with tree-sitter's C grammar.
+    ICD_LANGUAGE_C = 0,
+    /// C++, parsed with tree-sitter's C++ grammar.
+    ICD_LANGUAGE_CPP = 1,
+}
+
+/// One function definition that `icd_find_functions` found. Its strings are
+/// NUL-terminated and owned by the `icd_functions` it came from.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_function {
+    /// Its name as written (`foo`, `Class::method`, `operator==`, or `<anonymous>`).
+    pub name: *const c_char,
+    /// The name's length in bytes.
+    pub name_len: usize,
+    /// First line (from 1) of the definition, return type and template header included.
+    pub start_line: usize,
+    /// Last line of the definition (inclusive).
+    pub end_line: usize,
+    /// The definition's bytes in the source are `[start_byte, end_byte)`: the text to
+    /// classify.
+    pub start_byte: usize,
+    /// End of the definition's bytes (exclusive).
+    pub end_byte: usize,
+    /// A comment holding `icd: ignore` is on its first line or the line before it.
+    pub suppressed: bool,
+    /// Identifies the function across moves and edits elsewhere: a hash of its name and
+    /// text without comments or whitespace, then `:N` among equal ones in the source
+    /// (as `icd scan` reports it).
+    pub fingerprint: *const c_char,
+}
+
+/// An inclusive range of lines (from 1).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_line_range {
+    /// First line.
+    pub start_line: usize,
+    /// Last line (inclusive).
+    pub end_line: usize,
+}
+
+/// Opaque: the function definitions of one source buffer. Made by
+/// `icd_find_functions`, read through `icd_functions_items` and
+/// `icd_functions_unparsed_lines` (from several threads at once if need be), released
+/// by `icd_functions_free`.
+pub struct icd_functions {
+    items: Vec<icd_function>,
+    unparsed: Vec<icd_line_range>,
+    /// What `items`' name and fingerprint pointers point into.
+    _strings: Vec<CString>,
+}
+
+/// A long function's verdict: the window (of `icd_detector_max_tokens` tokens) most
+/// likely insecure.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_window_prediction {
+    /// That window's prediction (`truncated` is false: each window fits).
+    pub prediction: icd_prediction,
+    /// The window covers bytes `[start_byte, end_byte)` of the code as given.
+    pub start_byte: usize,
+    /// End of the window's bytes (exclusive).
+    pub end_byte: usize,
+    /// Windows classified.
+    pub windows: usize,
+}
+
 /// Opaque: a loaded classifier. Made by `icd_detector_open`, released by
 /// `icd_detector_free`.
 pub struct icd_detector {
@@ -570,6 +643,74 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
     unsafe { guard(error_out, body) }
 }
 
+/// Classifies a function of any length as overlapping windows of
+/// `icd_detector_max_tokens` tokens, each `stride` tokens after the previous one (0:
+/// half a window, 255 tokens for 512), and gives the window most likely insecure. A function that fits in
+/// one window gives `icd_detector_predict`'s result, with the whole code as its
+/// window.
+///
+/// `logits_out` receives the window's `icd_detector_num_labels` logits, as in
+/// `icd_detector_predict` (NULL with capacity 0 when not wanted). On `ICD_OK`,
+/// `*prediction_out` and the logits are written; otherwise neither is.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle; `code` NULL or `code_len` readable bytes;
+/// `prediction_out` NULL or writable; `logits_out` NULL or `logits_capacity` writable
+/// floats; `error_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_predict_windows(
+    detector: *const icd_detector,
+    code: *const c_char,
+    code_len: usize,
+    stride: usize,
+    prediction_out: *mut icd_window_prediction,
+    logits_out: *mut f32,
+    logits_capacity: usize,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    let body = || -> Result<(), Failure> {
+        // SAFETY: NULL or a live handle (the contract).
+        let d = unsafe { ref_arg(detector, "detector") }?;
+        let prediction_out = out_arg(prediction_out, "prediction_out")?;
+        let labels = d.label_names.len();
+        if !logits_out.is_null() {
+            if logits_capacity < labels {
+                return Err(Error::InvalidArgument {
+                    argument: "logits_capacity",
+                    message: format!("is {logits_capacity}, a prediction has {labels} logits"),
+                }
+                .into());
+            }
+            check_slice(logits_out, labels, "logits_out")?;
+        }
+        // SAFETY: NULL or `code_len` readable bytes (the contract).
+        let code = unsafe { str_arg(code, code_len, "code") }?;
+        let stride = match stride {
+            // As `icd scan --window`: half the tokens between `<s>` and `</s>`.
+            0 => ((d.detector.max_tokens() - 2) / 2).max(1),
+            n => n,
+        };
+        let w = d.detector.predict_windows(code, stride)?;
+        let window = icd_window_prediction {
+            prediction: icd_prediction::from(&w.prediction),
+            start_byte: w.byte_range.start,
+            end_byte: w.byte_range.end,
+            windows: w.windows,
+        };
+        // SAFETY: `prediction_out` is writable and `logits_out`, where not NULL, holds
+        // `labels` writable floats (the contract; checked above).
+        unsafe {
+            prediction_out.write(window);
+            if !logits_out.is_null() {
+                ptr::copy_nonoverlapping(w.prediction.logits.as_ptr(), logits_out, labels);
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: `error_out` is NULL or writable (the contract).
+    unsafe { guard(error_out, body) }
+}
+
 /// Classifies one function and says where the model looked: on `ICD_OK`,
 /// `*explanation_out` receives a new `icd_explanation` (the prediction, each token's
 /// score, each line's) that the caller releases with `icd_explanation_free`; on
@@ -765,18 +906,18 @@ pub unsafe extern "C" fn icd_explanation_free(explanation: *mut icd_explanation)
     }
 }
 
-/// One of an explanation's arrays and its length (into `count_out` where not NULL);
-/// NULL and 0 for a NULL explanation.
+/// One of a handle's arrays and its length (into `count_out` where not NULL); NULL
+/// and 0 for a NULL handle.
 ///
 /// # Safety
-/// `explanation` must be NULL or a live explanation; `count_out` NULL or writable.
-unsafe fn array_of<T>(
-    explanation: *const icd_explanation,
+/// `handle` must be NULL or a live handle; `count_out` NULL or writable.
+unsafe fn array_of<H, T>(
+    handle: *const H,
     count_out: *mut usize,
-    array: impl FnOnce(&icd_explanation) -> &Vec<T>,
+    array: impl FnOnce(&H) -> &Vec<T>,
 ) -> *const T {
-    // SAFETY: NULL or a live explanation (the contract).
-    let (values, count) = match unsafe { explanation.as_ref() } {
+    // SAFETY: NULL or a live handle (the contract).
+    let (values, count) = match unsafe { handle.as_ref() } {
         Some(e) => {
             let values = array(e);
             (values.as_ptr(), values.len())
@@ -788,6 +929,132 @@ unsafe fn array_of<T>(
         unsafe { count_out.write(count) };
     }
     values
+}
+
+/// Finds the function definitions in `source_len` bytes of UTF-8 source at `source`,
+/// as `icd scan` does (tree-sitter, with a reading per preprocessor branch where the
+/// file has syntax errors). `language` is an `icd_language` value. On `ICD_OK`,
+/// `*functions_out` receives a new `icd_functions` that the caller releases with
+/// `icd_functions_free`; on failure it is left untouched. A build without the `scan`
+/// cargo feature fails with `ICD_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `source` must be NULL or point to `source_len` readable bytes; `functions_out` and
+/// `error_out` each NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_find_functions(
+    source: *const c_char,
+    source_len: usize,
+    language: u32,
+    functions_out: *mut *mut icd_functions,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    let body = || -> Result<(), Failure> {
+        let functions_out = out_arg(functions_out, "functions_out")?;
+        // SAFETY: NULL or `source_len` readable bytes (the contract).
+        let source = unsafe { str_arg(source, source_len, "source") }?;
+        let handle = Box::into_raw(Box::new(find_functions(source, language)?));
+        // SAFETY: not NULL (checked) and writable (the contract).
+        unsafe { functions_out.write(handle) };
+        Ok(())
+    };
+    // SAFETY: `error_out` is NULL or writable (the contract).
+    unsafe { guard(error_out, body) }
+}
+
+#[cfg(feature = "scan")]
+fn find_functions(source: &str, language: u32) -> Result<icd_functions, Failure> {
+    use crate::scan::Language;
+    let language = Language::from_code(language).ok_or_else(|| {
+        Failure::invalid(
+            "language",
+            format!(
+                "is {language}, expected {}",
+                choices(Language::ALL.map(|l| (l.code(), l.name())))
+            ),
+        )
+    })?;
+    let found = crate::scan::find_functions(source, language);
+    let c_string = |s: &str| CString::new(s.replace('\0', "\u{fffd}")).expect("NULs replaced");
+    let mut strings = Vec::with_capacity(2 * found.functions.len());
+    let mut items = Vec::with_capacity(found.functions.len());
+    for f in &found.functions {
+        let (name, fingerprint) = (c_string(&f.name), c_string(&f.fingerprint));
+        // A CString's bytes stay where they are when the CString itself moves.
+        items.push(icd_function {
+            name: name.as_ptr(),
+            name_len: name.as_bytes().len(),
+            start_line: f.start_line,
+            end_line: f.end_line,
+            start_byte: f.start_byte,
+            end_byte: f.end_byte,
+            suppressed: f.suppressed,
+            fingerprint: fingerprint.as_ptr(),
+        });
+        strings.extend([name, fingerprint]);
+    }
+    Ok(icd_functions {
+        items,
+        unparsed: found
+            .unparsed_lines
+            .iter()
+            .map(|r| icd_line_range {
+                start_line: r.start_line,
+                end_line: r.end_line,
+            })
+            .collect(),
+        _strings: strings,
+    })
+}
+
+#[cfg(not(feature = "scan"))]
+fn find_functions(_: &str, _: u32) -> Result<icd_functions, Failure> {
+    Err(Failure::invalid(
+        "source",
+        "cannot be read: this build has no function finding (cargo feature `scan`)",
+    ))
+}
+
+/// The functions found, in source order, owned by `functions`; `*count_out` (if not
+/// NULL) receives their number. NULL (and 0) for a NULL handle.
+///
+/// # Safety
+/// `functions` must be NULL or a live handle; `count_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_functions_items(
+    functions: *const icd_functions,
+    count_out: *mut usize,
+) -> *const icd_function {
+    // SAFETY: as the contract says, for both.
+    unsafe { array_of(functions, count_out, |f| &f.items) }
+}
+
+/// Lines holding code that no reading could parse into a definition or another
+/// complete item: where functions may have gone unfound. In source order, owned by
+/// `functions`; `*count_out` (if not NULL) receives their number; empty when the whole
+/// source parsed.
+///
+/// # Safety
+/// `functions` must be NULL or a live handle; `count_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_functions_unparsed_lines(
+    functions: *const icd_functions,
+    count_out: *mut usize,
+) -> *const icd_line_range {
+    // SAFETY: as the contract says, for both.
+    unsafe { array_of(functions, count_out, |f| &f.unparsed) }
+}
+
+/// Releases what `icd_find_functions` made. NULL is ignored.
+///
+/// # Safety
+/// `functions` must be NULL or a handle not yet freed, freed only this once.
+#[no_mangle]
+pub unsafe extern "C" fn icd_functions_free(functions: *mut icd_functions) {
+    if !functions.is_null() {
+        // SAFETY: from `Box::into_raw`, freed once (the contract).
+        drop(unsafe { Box::from_raw(functions) });
+    }
 }
 
 /// The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.
@@ -1042,6 +1309,22 @@ mod tests {
             assert_eq!(
                 format!("{c:?}"),
                 format!("ICD_PREPROCESSING_{}", p.name().to_uppercase())
+            );
+        }
+    }
+
+    #[cfg(feature = "scan")]
+    #[test]
+    fn the_c_language_enum_is_the_rust_table() {
+        use crate::scan::Language;
+        use icd_language::*;
+        let languages = [ICD_LANGUAGE_C, ICD_LANGUAGE_CPP];
+        assert_eq!(languages.len(), Language::ALL.len());
+        for c in languages {
+            let l = Language::from_code(c as u32).expect("a Rust language");
+            assert_eq!(
+                format!("{c:?}"),
+                format!("ICD_LANGUAGE_{}", l.name().to_uppercase())
             );
         }
     }

@@ -137,8 +137,29 @@ fn c_api_test_passes_and_agrees_with_the_rust_api() {
         assert_logits_close(&logits, &expected.logits, text);
     }
 
-    // The explanation's scores are transformers' (the fixture's first input).
+    // The long function's windows are Rust's.
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let long_code = format!("int f(void)\n{{\n{}}}\n", "    x = x + 1;\n".repeat(300));
+    let expected = detector.predict_windows(&long_code, 100).unwrap();
+    let fields: Vec<&str> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("windows "))
+        .unwrap_or_else(|| panic!("no windows line in {stdout}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(fields[0].parse::<usize>().unwrap(), expected.windows);
+    assert_eq!(
+        fields[1].parse::<usize>().unwrap()..fields[2].parse::<usize>().unwrap(),
+        expected.byte_range
+    );
+    assert!(
+        (fields[3].parse::<f32>().unwrap() - expected.prediction.insecure_probability).abs()
+            <= 1e-6
+    );
+    let logits: Vec<f32> = fields[4..].iter().map(|x| x.parse().unwrap()).collect();
+    assert_logits_close(&logits, &expected.prediction.logits, "windows");
+
+    // The explanation's scores are transformers' (the fixture's first input).
     let floats = |prefix: &str| -> Vec<String> {
         let line = stdout
             .lines()
@@ -217,7 +238,7 @@ fn c_and_cpp_embedding_examples_build_and_report() {
 
     let scan = tmp.path().join("scan_file");
     compile("c++", "c++17", &root.join("examples/scan_file.cpp"), &scan);
-    // Threshold 0: every block is a finding (exit 1); threshold above 1: none (exit 0).
+    // Threshold 0: every function is a finding (exit 1); threshold above 1: none (exit 0).
     let all = Command::new(&scan)
         .arg(&model)
         .arg(&sample)
@@ -233,8 +254,15 @@ fn c_and_cpp_embedding_examples_build_and_report() {
     );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(lines[0].contains("sample.c:4-8: insecure"), "{stdout}");
-    assert!(lines[1].contains("sample.c:10-17: insecure"), "{stdout}");
+    // The functions and lines `icd scan` reports for this file (README).
+    assert!(
+        lines[0].contains("sample.c:4-8: copy_name insecure"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("sample.c:10-17: checked_get insecure"),
+        "{stdout}"
+    );
     let none = Command::new(&scan)
         .arg(&model)
         .arg(&sample)

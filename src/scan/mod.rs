@@ -25,15 +25,53 @@ use tree_sitter::{Node, Parser};
 use conditionals::Conditionals;
 
 /// Source language of a file, by extension or explicit choice.
+///
+/// The discriminant is the number the C API gives it (`icd_language`); the names are
+/// [`Language::name`]'s, which `FromStr` takes and the Python package uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
 pub enum Language {
     /// C, parsed with `tree-sitter-c`.
-    C,
+    C = 0,
     /// C++, parsed with `tree-sitter-cpp`.
-    Cpp,
+    Cpp = 1,
+}
+
+impl std::str::FromStr for Language {
+    type Err = crate::Error;
+
+    /// `c` or `cpp`.
+    fn from_str(name: &str) -> crate::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == name)
+            .ok_or_else(|| crate::Error::InvalidArgument {
+                argument: "language",
+                message: format!("is {name:?}, expected \"c\" or \"cpp\""),
+            })
+    }
+}
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Language {
+    /// Both languages, in the order of their C numbers.
+    pub const ALL: [Language; 2] = [Language::C, Language::Cpp];
+
+    /// Its number in the C API (`icd_language`).
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The language with C number `code`, if any.
+    pub fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.code() == code)
+    }
+
     /// Picks the language from the file extension (ASCII case-insensitive):
     /// `.c`/`.h` are C; `.cc`, `.cpp`, `.cxx`, `.c++`, `.hh`, `.hpp`, `.hxx`, `.h++`,
     /// `.ipp`, `.tpp` are C++; anything else is `None`.

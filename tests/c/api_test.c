@@ -260,6 +260,87 @@ int main(int argc, char **argv) {
     CHECK(kept_batch[0] == kept && kept_batch[1] == kept);
     CHECK(kept == (icd_explanation *)&failures);
 
+    /* Windows: a function that fits gives predict's result with itself as its window;
+     * a long one is classified window by window (the Rust side checks the printed
+     * result against its own predict_windows). */
+    icd_window_prediction window;
+    float window_logits[8];
+    CHECK(icd_detector_predict_windows(detector, code, strlen(code), 0, &window, window_logits, 8, NULL) == ICD_OK);
+    CHECK(window.windows == 1 && window.start_byte == 0 && window.end_byte == strlen(code));
+    CHECK(window.prediction.label == prediction.label && window.prediction.tokens == prediction.tokens);
+    CHECK(window.prediction.insecure_probability == prediction.insecure_probability);
+    const char *body_line = "    x = x + 1;\n";
+    size_t long_len = strlen("int f(void)\n{\n") + 300 * strlen(body_line) + strlen("}\n");
+    char *long_code = malloc(long_len + 1);
+    strcpy(long_code, "int f(void)\n{\n");
+    for (int i = 0; i < 300; i++) {
+        strcat(long_code, body_line);
+    }
+    strcat(long_code, "}\n");
+    CHECK(icd_detector_predict_windows(detector, long_code, long_len, 100, &window, window_logits, 8, NULL) == ICD_OK);
+    CHECK(window.windows > 1 && window.end_byte <= long_len && window.start_byte < window.end_byte);
+    CHECK(!window.prediction.truncated);
+    printf("windows %zu %zu %zu %.9g", window.windows, window.start_byte, window.end_byte,
+           window.prediction.insecure_probability);
+    for (size_t i = 0; i < labels; i++) {
+        printf(" %.9g", window_logits[i]);
+    }
+    printf("\n");
+    icd_window_prediction kept_window = window;
+    EXPECT_ERROR(icd_detector_predict_windows(detector, invalid_utf8, sizeof invalid_utf8, 0, &window, NULL, 0, &err_),
+                 ICD_ERR_INVALID_UTF8, "code");
+    EXPECT_ERROR(icd_detector_predict_windows(detector, code, strlen(code), 0, NULL, NULL, 0, &err_),
+                 ICD_ERR_NULL_ARGUMENT, "prediction_out");
+    EXPECT_ERROR(icd_detector_predict_windows(detector, code, strlen(code), 100000, &window, NULL, 0, &err_),
+                 ICD_ERR_INVALID_ARGUMENT, "stride");
+    if (labels > 1) {
+        EXPECT_ERROR(icd_detector_predict_windows(detector, code, strlen(code), 0, &window, small, 1, &err_),
+                     ICD_ERR_INVALID_ARGUMENT, "logits_capacity");
+    }
+    CHECK(kept_window.windows == window.windows && kept_window.start_byte == window.start_byte &&
+          kept_window.end_byte == window.end_byte &&
+          kept_window.prediction.insecure_probability == window.prediction.insecure_probability);
+    free(long_code);
+
+    /* Function finding, as icd scan does it: names, lines, bytes, suppressions. */
+    const char *source = "// icd: ignore\nint a(void) { return 0; }\n\nstatic int\nb(int x)\n{\n    return x;\n}\n";
+    icd_functions *found = NULL;
+    CHECK(icd_find_functions(source, strlen(source), ICD_LANGUAGE_C, &found, NULL) == ICD_OK);
+    size_t function_count = 0;
+    const icd_function *functions = icd_functions_items(found, &function_count);
+    CHECK(function_count == 2);
+    if (function_count == 2) {
+        CHECK(strcmp(functions[0].name, "a") == 0 && functions[0].name_len == 1);
+        CHECK(functions[0].start_line == 2 && functions[0].end_line == 2 && functions[0].suppressed);
+        CHECK(strcmp(functions[1].name, "b") == 0 && !functions[1].suppressed);
+        CHECK(functions[1].start_line == 4 && functions[1].end_line == 8);
+        CHECK(strncmp(source + functions[1].start_byte, "static int\nb(int x)", 19) == 0);
+        CHECK(functions[1].end_byte == strlen(source) - 1);
+        CHECK(strlen(functions[0].fingerprint) > 32 && strcmp(functions[0].fingerprint, functions[1].fingerprint) != 0);
+    }
+    size_t unparsed_count = 9;
+    CHECK(icd_functions_unparsed_lines(found, &unparsed_count) != NULL || unparsed_count == 0);
+    CHECK(unparsed_count == 0);
+    icd_functions_free(found);
+    icd_functions_free(NULL);
+    CHECK(icd_functions_items(NULL, &unparsed_count) == NULL && unparsed_count == 0);
+    const char *cpp = "namespace n { int C::m() const { return 1; } }\n";
+    CHECK(icd_find_functions(cpp, strlen(cpp), ICD_LANGUAGE_CPP, &found, NULL) == ICD_OK);
+    functions = icd_functions_items(found, &function_count);
+    CHECK(function_count == 1 && strcmp(functions[0].name, "C::m") == 0);
+    icd_functions_free(found);
+    icd_functions *kept_functions = (icd_functions *)&failures;
+    EXPECT_ERROR(icd_find_functions(source, strlen(source), 7, &kept_functions, &err_), ICD_ERR_INVALID_ARGUMENT,
+                 "language");
+    EXPECT_ERROR(icd_find_functions(invalid_utf8, sizeof invalid_utf8, ICD_LANGUAGE_C, &kept_functions, &err_),
+                 ICD_ERR_INVALID_UTF8, "source");
+    EXPECT_ERROR(icd_find_functions(source, strlen(source), ICD_LANGUAGE_C, NULL, &err_), ICD_ERR_NULL_ARGUMENT,
+                 "functions_out");
+    CHECK(kept_functions == (icd_functions *)&failures);
+    CHECK(icd_find_functions(NULL, 0, ICD_LANGUAGE_C, &found, NULL) == ICD_OK);
+    CHECK(icd_functions_items(found, &function_count) != NULL && function_count == 0);
+    icd_functions_free(found);
+
     icd_detector_free(detector);
     icd_detector_free(NULL);
     icd_error_free(NULL);

@@ -29,6 +29,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 __all__ = [
     "Detector",
     "Prediction",
+    "WindowedPrediction",
+    "Function",
+    "find_functions",
     "Explanation",
     "TokenScore",
     "LineScore",
@@ -119,6 +122,8 @@ _ERRORS = {
 # the header by tests/test_header.py).
 _PREPROCESSING = {"raw": 0, "collapse_whitespace": 1}
 _PRECISION = {"f32": 0, "bf16": 1, "f16": 2, "int8": 3, "tf32": 4}
+# icd_language, checked the same way.
+_LANGUAGE = {"c": 0, "cpp": 1}
 
 
 class _Str(ctypes.Structure):
@@ -154,6 +159,32 @@ class _Prediction(ctypes.Structure):
         ("insecure_probability", ctypes.c_float),
         ("tokens", ctypes.c_uint32),
         ("truncated", ctypes.c_bool),
+    ]
+
+
+class _Function(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("name_len", ctypes.c_size_t),
+        ("start_line", ctypes.c_size_t),
+        ("end_line", ctypes.c_size_t),
+        ("start_byte", ctypes.c_size_t),
+        ("end_byte", ctypes.c_size_t),
+        ("suppressed", ctypes.c_bool),
+        ("fingerprint", ctypes.c_char_p),
+    ]
+
+
+class _LineRange(ctypes.Structure):
+    _fields_ = [("start_line", ctypes.c_size_t), ("end_line", ctypes.c_size_t)]
+
+
+class _WindowPrediction(ctypes.Structure):
+    _fields_ = [
+        ("prediction", _Prediction),
+        ("start_byte", ctypes.c_size_t),
+        ("end_byte", ctypes.c_size_t),
+        ("windows", ctypes.c_size_t),
     ]
 
 
@@ -226,6 +257,15 @@ def _signatures():
         "icd_explanation_tokens": ([handle, P(ctypes.c_size_t)], P(_TokenScore)),
         "icd_explanation_lines": ([handle, P(ctypes.c_size_t)], P(_LineScore)),
         "icd_explanation_free": ([handle], None),
+        "icd_detector_predict_windows": (
+            [handle, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, P(_WindowPrediction), P(ctypes.c_float),
+             ctypes.c_size_t, err],
+            status,
+        ),
+        "icd_find_functions": ([ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32, P(handle), err], status),
+        "icd_functions_items": ([handle, P(ctypes.c_size_t)], P(_Function)),
+        "icd_functions_unparsed_lines": ([handle, P(ctypes.c_size_t)], P(_LineRange)),
+        "icd_functions_free": ([handle], None),
         "icd_error_status": ([ctypes.c_void_p], status),
         "icd_error_message": ([ctypes.c_void_p], ctypes.c_char_p),
         "icd_error_free": ([ctypes.c_void_p], None),
@@ -334,6 +374,76 @@ class Explanation:
     def top_lines(self, k: int = 3) -> List[LineScore]:
         """The ``k`` lines with the highest scores, highest first."""
         return sorted(self.line_scores, key=lambda l: (-l.score, l.line))[:k]
+
+
+@dataclass(frozen=True)
+class WindowedPrediction:
+    """A long function's verdict: the window most likely insecure (the Rust
+    ``WindowedPrediction``)."""
+
+    prediction: Prediction
+    """That window's prediction."""
+    byte_range: Tuple[int, int]
+    """The bytes ``[start, end)`` of the UTF-8 code that the window covers."""
+    windows: int
+    """Windows classified."""
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function definition :func:`find_functions` found (the Rust ``FunctionSpan``)."""
+
+    name: str
+    """Its name as written: ``foo``, ``Class::method``, ``operator==``, ``<anonymous>``."""
+    start_line: int
+    """First line (from 1), return type and template header included."""
+    end_line: int
+    """Last line (inclusive)."""
+    byte_range: Tuple[int, int]
+    """Its bytes ``[start, end)`` in the UTF-8 source."""
+    code: str
+    """Its text: what to classify."""
+    suppressed: bool
+    """A comment holding ``icd: ignore`` is on its first line or the line before it."""
+    fingerprint: str
+    """A hash of its name and text without comments or whitespace, then ``:N`` among
+    equal ones in the source: the same across moves and edits elsewhere (``icd scan``'s)."""
+
+
+def find_functions(source: Union[str, bytes], language: str = "c") -> List[Function]:
+    """The function definitions in ``source`` (``str``, or ``bytes`` of UTF-8), in source
+    order, found as ``icd scan`` finds them (tree-sitter, a reading per preprocessor
+    branch where the source has syntax errors). ``language``: ``"c"`` or ``"cpp"``.
+
+    >>> [f.name for f in find_functions("int a(void) { return 0; }\\nint b(void) { return 1; }")]
+    ['a', 'b']
+    """
+    if language not in _LANGUAGE:
+        raise InvalidArgumentError(f"argument `language` is {language!r}, expected one of {sorted(_LANGUAGE)}")
+    data = _encode(source, "source")
+    lib = _library()
+    handle = ctypes.c_void_p()
+    error = ctypes.c_void_p()
+    _check(lib.icd_find_functions(data, len(data), _LANGUAGE[language], ctypes.byref(handle), ctypes.byref(error)), error)
+    try:
+        count = ctypes.c_size_t()
+        items = lib.icd_functions_items(handle, ctypes.byref(count))
+        found = []
+        for f in (items[i] for i in range(count.value)):
+            found.append(
+                Function(
+                    name=ctypes.string_at(f.name, f.name_len).decode("utf-8", "replace"),
+                    start_line=f.start_line,
+                    end_line=f.end_line,
+                    byte_range=(f.start_byte, f.end_byte),
+                    code=data[f.start_byte : f.end_byte].decode("utf-8"),
+                    suppressed=bool(f.suppressed),
+                    fingerprint=f.fingerprint.decode(),
+                )
+            )
+        return found
+    finally:
+        lib.icd_functions_free(handle)
 
 
 def _encode(code: Union[str, bytes], what: str) -> bytes:
@@ -487,6 +597,31 @@ class Detector:
             logits=list(logits),
             tokens=p.tokens,
             truncated=bool(p.truncated),
+        )
+
+    def predict_windows(self, code: Union[str, bytes], stride: int = 0) -> WindowedPrediction:
+        """Classifies a function of any length as overlapping windows of ``max_tokens``
+        tokens, ``stride`` tokens apart (0: half a window), and returns the window most
+        likely insecure; a function that fits in one window gives :meth:`predict`'s
+        result."""
+        if not isinstance(stride, int) or not 0 <= stride < 2**63:
+            raise InvalidArgumentError(f"argument `stride` is {stride!r}, expected a non-negative integer")
+        data = _encode(code, "code")
+        window = _WindowPrediction()
+        logits = (ctypes.c_float * self._num_labels)()
+        error = ctypes.c_void_p()
+        ptr = self._handle.acquire()
+        try:
+            status = self._lib.icd_detector_predict_windows(
+                ptr, data, len(data), stride, ctypes.byref(window), logits, len(logits), ctypes.byref(error)
+            )
+        finally:
+            self._handle.release()
+        _check(status, error)
+        return WindowedPrediction(
+            prediction=self._prediction(window.prediction, list(logits)),
+            byte_range=(window.start_byte, window.end_byte),
+            windows=window.windows,
         )
 
     def explain(self, code: Union[str, bytes]) -> Explanation:

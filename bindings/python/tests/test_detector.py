@@ -168,3 +168,82 @@ def test_eight_threads_of_200_predictions_give_the_serial_results():
         for out in results.values():
             for i, prediction in out:
                 assert prediction == serial[i]
+
+
+def test_predict_windows_matches_transformers_windows():
+    """The window with the highest insecure probability among transformers' windows of
+    the fixture's long input; a function that fits is its own single window."""
+    ref = reference("roberta-2-labels")
+    long_inputs = [e for e in ref["inputs"] if "windows" in e["raw"]]
+    assert long_inputs, "the fixtures have an input longer than a window"
+    with Detector(FIXTURES / "roberta-2-labels") as detector:
+        for entry in long_inputs:
+            windows = entry["raw"]["windows"]
+            w = detector.predict_windows(entry["text"], stride=windows["stride"])
+            assert w.windows == len(windows["windows"])
+            assert not w.prediction.truncated
+
+            def probability(window):
+                a, b = window["eager_logits"]
+                return 1.0 / (1.0 + pow(2.718281828459045, a - b))
+
+            best = max(range(len(windows["windows"])), key=lambda i: (probability(windows["windows"][i]), -i))
+            assert max_diff(w.prediction.logits, windows["windows"][best]["eager_logits"]) <= TOLERANCE
+            start, end = w.byte_range
+            assert 0 <= start < end <= len(entry["text"].encode())
+        short = "int f(int a) { return a; }"
+        single = detector.predict_windows(short)
+        assert single.windows == 1 and single.byte_range == (0, len(short))
+        assert single.prediction == detector.predict(short)
+        with pytest.raises(icd.InvalidArgumentError, match="stride"):
+            detector.predict_windows(short, stride=100000)
+
+
+def _icd_binary():
+    for target in [Path(p) for p in [__import__("os").environ.get("CARGO_TARGET_DIR", "")] if p] + [
+        Path(__file__).resolve().parents[3] / "target"
+    ]:
+        for profile in ("debug", "release"):
+            if (target / profile / "icd").is_file():
+                return target / profile / "icd"
+    return None
+
+
+def test_find_functions_equals_icd_functions_on_the_test_trees():
+    import subprocess
+
+    binary = _icd_binary()
+    if binary is None:
+        pytest.skip("no icd binary under target/ (cargo build)")
+    trees = FIXTURES / "scan-trees"
+    files = sorted(p for p in trees.iterdir() if p.suffix in (".c", ".cpp"))
+    assert files
+    for path in files:
+        done = subprocess.run([str(binary), "functions", "--no-config", "--format", "jsonl", str(path)],
+                              capture_output=True, check=True)
+        expected = [json.loads(line) for line in done.stdout.decode().splitlines()]
+        language = "cpp" if path.suffix == ".cpp" else "c"
+        found = icd.find_functions(path.read_bytes(), language)
+        assert [(f.name, f.start_line, f.end_line) for f in found] == [
+            (e["function"], e["start_line"], e["end_line"]) for e in expected
+        ], path.name
+        assert all(e["language"] == language for e in expected)
+        source = path.read_bytes()
+        for f in found:
+            assert source[f.byte_range[0] : f.byte_range[1]].decode() == f.code
+
+
+def test_find_functions_reports_suppressions_fingerprints_and_errors():
+    source = "// icd: ignore\nint a(void) { return 0; }\nint a(void) { return 0; }\n"
+    found = icd.find_functions(source)
+    assert [f.suppressed for f in found] == [True, False]
+    # Two equal definitions: one hash, told apart by their place.
+    assert found[0].fingerprint.split(":")[0] == found[1].fingerprint.split(":")[0]
+    assert [f.fingerprint.split(":")[1] for f in found] == ["1", "2"]
+    assert icd.find_functions("") == []
+    cpp = icd.find_functions("struct S { int get() const { return 1; } };", "cpp")
+    assert [f.name for f in cpp] == ["get"]
+    with pytest.raises(icd.InvalidArgumentError, match="language"):
+        icd.find_functions(source, "rust")
+    with pytest.raises(icd.InvalidUtf8Error, match="source"):
+        icd.find_functions(b"int f(void) { return '\xff'; }")

@@ -40,6 +40,13 @@ C_TYPES = {
     "const struct icd_token_score *": P(icd._TokenScore),
     "const struct icd_line_score *": P(icd._LineScore),
     "const struct icd_str *": P(icd._Str),
+    "struct icd_prediction": icd._Prediction,
+    "struct icd_window_prediction *": P(icd._WindowPrediction),
+    "struct icd_functions *": ctypes.c_void_p,
+    "const struct icd_functions *": ctypes.c_void_p,
+    "struct icd_functions **": P(ctypes.c_void_p),
+    "const struct icd_function *": P(icd._Function),
+    "const struct icd_line_range *": P(icd._LineRange),
 }
 
 
@@ -84,6 +91,9 @@ def test_structs_have_the_headers_fields_in_order():
         ("icd_str", icd._Str),
         ("icd_token_score", icd._TokenScore),
         ("icd_line_score", icd._LineScore),
+        ("icd_function", icd._Function),
+        ("icd_line_range", icd._LineRange),
+        ("icd_window_prediction", icd._WindowPrediction),
     ]:
         body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, re.S).group(1)
         fields = [f.strip() for f in body.split(";") if f.strip()]
@@ -110,6 +120,7 @@ def test_option_names_and_numbers_match_the_headers_enums():
     for enum, prefix, table in [
         ("icd_precision", "ICD_PRECISION_", icd._PRECISION),
         ("icd_preprocessing", "ICD_PREPROCESSING_", icd._PREPROCESSING),
+        ("icd_language", "ICD_LANGUAGE_", icd._LANGUAGE),
     ]:
         in_header = {value[len(prefix):].lower(): number for value, number in enum_values(enum).items()}
         assert table == in_header, enum
