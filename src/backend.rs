@@ -130,6 +130,18 @@ impl Backend {
             })
     }
 
+    /// An error naming the backend where this build does not have it.
+    pub(crate) fn check_compiled(self) -> Result<()> {
+        if self.is_compiled() {
+            Ok(())
+        } else {
+            Err(unavailable(
+                self.name(),
+                &format!("the `{}` cargo feature is not compiled in", self.name()),
+            ))
+        }
+    }
+
     /// Opens the backend's device and runs a tiny computation on it, so that an absent
     /// GPU is reported here, as an error, rather than as a panic on first use.
     /// `Auto` resolves to the first concrete backend that works.
@@ -191,10 +203,8 @@ impl Backend {
             }
             Backend::Auto => unreachable!("resolved by open()"),
         }
-        Err(unavailable(
-            self.name(),
-            &format!("the `{}` cargo feature is not compiled in", self.name()),
-        ))
+        self.check_compiled()?;
+        unreachable!("a compiled-in backend returned above")
     }
 }
 

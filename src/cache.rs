@@ -7,9 +7,10 @@
 //! process that dies mid-write leaves the last committed state. SQLite rather than a
 //! single-writer store because a CI machine runs several `icd` at once on one cache,
 //! and a second process must neither wait for the first to finish nor fail to open the
-//! file. A file that is damaged (not a database, a failed integrity check, a schema
-//! from another version) is deleted and made anew, with a warning: the cache holds
-//! nothing that cannot be computed again.
+//! file. A file that is damaged (not a database, a failed integrity check, another
+//! layout than this version's, a link or anything but a regular file) is deleted and
+//! made anew, with a warning, under a lock so that two processes never both do it: the
+//! cache holds nothing that cannot be computed again.
 //!
 //! A key is the SHA-256 of
 //! - the model's key ([`PredictionCache::model_key`]): this crate's version, the digest
@@ -51,7 +52,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
 use crate::detector::DetectorBuilder;
@@ -59,6 +60,9 @@ use crate::error::{Error, Result};
 
 /// The cache's file in its directory.
 pub const FILE_NAME: &str = "predictions.sqlite3";
+
+/// Held while a process checks (and where need be remakes) the cache file.
+const LOCK_FILE_NAME: &str = "predictions.lock";
 
 /// Entries kept by default: about 30 MB of predictions.
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
@@ -153,6 +157,19 @@ impl PredictionCache {
             source,
         })?;
         let path = dir.join(FILE_NAME);
+        // One process at a time checks the file and, where need be, makes it anew, so
+        // that two never both delete it. Where the lock file cannot be made (a
+        // read-only directory), nothing can be made anew either, and none is taken.
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE_NAME))
+            .ok();
+        if let Some(lock) = &lock {
+            lock.lock()
+                .map_err(|e| cache_error(&path, format!("cannot lock it: {e}")))?;
+        }
         match Self::open_checked(&path, max_entries) {
             Ok(cache) => Ok((cache, None)),
             Err(OpenFailure::Damaged(why)) => {
@@ -180,7 +197,17 @@ impl PredictionCache {
     }
 
     fn open_checked(path: &Path, max_entries: u64) -> Result<Self, OpenFailure> {
-        let conn = Connection::open(path)?;
+        // A link, directory or device in its place is not this cache's file: it is
+        // replaced, never followed (and the link's target never written).
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_file() {
+                return Err(OpenFailure::Damaged("not a regular file".to_owned()));
+            }
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Reading the header is where a file that is not a database shows.
         let mode: String =
@@ -195,29 +222,32 @@ impl PredictionCache {
         if check != "ok" {
             return Err(OpenFailure::Damaged(check));
         }
-        retry_busy(|| {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-                 INSERT OR IGNORE INTO meta VALUES ('schema', 1);
-                 CREATE TABLE IF NOT EXISTS predictions (
-                     key BLOB PRIMARY KEY, model BLOB NOT NULL, value BLOB NOT NULL,
-                     used INTEGER NOT NULL) WITHOUT ROWID;
-                 CREATE INDEX IF NOT EXISTS predictions_by_use ON predictions (used);
-                 CREATE TABLE IF NOT EXISTS files (
-                     path BLOB PRIMARY KEY, stat BLOB NOT NULL, digest BLOB NOT NULL
-                 ) WITHOUT ROWID;
-                 COMMIT;",
-            )
-        })?;
-        let schema: i64 =
-            conn.query_row("SELECT value FROM meta WHERE name = 'schema'", [], |r| {
-                r.get(0)
-            })?;
-        if schema != SCHEMA_VERSION {
-            return Err(OpenFailure::Damaged(format!(
-                "schema {schema}, this version reads {SCHEMA_VERSION}"
-            )));
+        // The layout is this version's when `user_version` says so; a new file (no
+        // schema objects at all) is given it; anything else is another program's or
+        // another version's file.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let objects: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        match (version, objects) {
+            (SCHEMA_VERSION, _) => {}
+            (0, 0) => retry_busy(|| {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE;
+                     CREATE TABLE IF NOT EXISTS predictions (
+                         key BLOB PRIMARY KEY, model BLOB NOT NULL, value BLOB NOT NULL,
+                         used INTEGER NOT NULL) WITHOUT ROWID;
+                     CREATE INDEX IF NOT EXISTS predictions_by_use ON predictions (used);
+                     CREATE TABLE IF NOT EXISTS files (
+                         path BLOB PRIMARY KEY, stat BLOB NOT NULL, digest BLOB NOT NULL
+                     ) WITHOUT ROWID;
+                     PRAGMA user_version = {SCHEMA_VERSION};
+                     COMMIT;"
+                ))
+            })?,
+            _ => return Err(OpenFailure::Damaged(format!(
+                "not this version's layout: user_version {version} with {objects} schema objects, \
+                     this version writes user_version {SCHEMA_VERSION}"
+            ))),
         }
         Ok(Self {
             conn,
@@ -295,23 +325,45 @@ impl PredictionCache {
     }
 
     /// The stored values of `keys`, in order (`None` where there is none). Marks the
-    /// ones found as used now.
+    /// ones found as used now, where the file can be written (a read-only cache still
+    /// answers).
     pub fn get(&mut self, keys: &[CacheKey]) -> Result<Vec<Option<Vec<u8>>>> {
-        let now = now();
-        self.write(|conn| {
-            let mut select = conn.prepare("SELECT value FROM predictions WHERE key = ?1")?;
-            let mut touch = conn.prepare("UPDATE predictions SET used = ?2 WHERE key = ?1")?;
+        let values = {
+            // One read transaction: one consistent state, no writer waited for.
+            let tx = self
+                .conn
+                .unchecked_transaction()
+                .map_err(|e| self.error(e))?;
+            let mut select = tx
+                .prepare("SELECT value FROM predictions WHERE key = ?1")
+                .map_err(|e| self.error(e))?;
             let mut values = Vec::with_capacity(keys.len());
             for key in keys {
-                let value: Option<Vec<u8>> =
-                    select.query_row([&key.0[..]], |r| r.get(0)).optional()?;
-                if value.is_some() {
-                    touch.execute(params![&key.0[..], now])?;
-                }
+                let value: Option<Vec<u8>> = select
+                    .query_row([&key.0[..]], |r| r.get(0))
+                    .optional()
+                    .map_err(|e| self.error(e))?;
                 values.push(value);
             }
-            Ok(values)
-        })
+            values
+        };
+        let now = now();
+        let found: Vec<&CacheKey> = keys
+            .iter()
+            .zip(&values)
+            .filter_map(|(key, value)| value.as_ref().map(|_| key))
+            .collect();
+        if !found.is_empty() {
+            // Eviction order only: a cache that cannot record it still serves.
+            let _ = self.write(|conn| {
+                let mut touch = conn.prepare("UPDATE predictions SET used = ?2 WHERE key = ?1")?;
+                for key in found {
+                    touch.execute(params![&key.0[..], now])?;
+                }
+                Ok(())
+            });
+        }
+        Ok(values)
     }
 
     /// Stores `entries` (key, value) of `model`, replacing any under the same keys,

@@ -602,19 +602,7 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
         // Checked as the arrays they must be, though only written at the end.
         check_slice(predictions_out, count, "predictions_out")?;
         let labels = d.label_names.len();
-        let wanted = count.saturating_mul(labels);
-        if !logits_out.is_null() {
-            if logits_capacity < wanted {
-                return Err(Error::InvalidArgument {
-                    argument: "logits_capacity",
-                    message: format!(
-                        "is {logits_capacity}, {count} predictions of {labels} logits need {wanted}"
-                    ),
-                }
-                .into());
-            }
-            check_slice(logits_out, wanted, "logits_out")?;
-        }
+        check_logits(logits_out, logits_capacity, count, labels)?;
         let texts = inputs
             .iter()
             .enumerate()
@@ -673,21 +661,11 @@ pub unsafe extern "C" fn icd_detector_predict_windows(
         let d = unsafe { ref_arg(detector, "detector") }?;
         let prediction_out = out_arg(prediction_out, "prediction_out")?;
         let labels = d.label_names.len();
-        if !logits_out.is_null() {
-            if logits_capacity < labels {
-                return Err(Error::InvalidArgument {
-                    argument: "logits_capacity",
-                    message: format!("is {logits_capacity}, a prediction has {labels} logits"),
-                }
-                .into());
-            }
-            check_slice(logits_out, labels, "logits_out")?;
-        }
+        check_logits(logits_out, logits_capacity, 1, labels)?;
         // SAFETY: NULL or `code_len` readable bytes (the contract).
         let code = unsafe { str_arg(code, code_len, "code") }?;
         let stride = match stride {
-            // As `icd scan --window`: half the tokens between `<s>` and `</s>`.
-            0 => ((d.detector.max_tokens() - 2) / 2).max(1),
+            0 => Detector::default_stride(d.detector.max_tokens()),
             n => n,
         };
         let w = d.detector.predict_windows(code, stride)?;
@@ -1223,6 +1201,30 @@ fn check_slice<T>(ptr: *const T, len: usize, argument: &str) -> Result<(), Failu
         ));
     }
     Ok(())
+}
+
+/// A logits buffer (NULL: not wanted) checked for `count` predictions of `labels`
+/// logits each.
+fn check_logits(
+    logits_out: *mut f32,
+    logits_capacity: usize,
+    count: usize,
+    labels: usize,
+) -> Result<(), Failure> {
+    if logits_out.is_null() {
+        return Ok(());
+    }
+    let wanted = count.saturating_mul(labels);
+    if logits_capacity < wanted {
+        return Err(Error::InvalidArgument {
+            argument: "logits_capacity",
+            message: format!(
+                "is {logits_capacity}, {count} predictions of {labels} logits need {wanted}"
+            ),
+        }
+        .into());
+    }
+    check_slice(logits_out, wanted, "logits_out")
 }
 
 /// `len` bytes at `ptr` ([`slice_arg`] on bytes).

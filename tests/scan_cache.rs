@@ -100,9 +100,18 @@ fn a_rescan_of_an_unchanged_tree_makes_no_model_call_and_gives_the_same_report()
     }
     // SARIF too, byte for byte.
     let sarif = |cache_flag: &[&str]| {
-        let mut args = vec!["scan", ".", "--format", "sarif"];
+        let mut args = vec!["scan", ".", "--threshold", "0", "--format", "sarif"];
         args.extend_from_slice(cache_flag);
-        icd(src.path(), &model, cache.path(), &args).stdout
+        let out = icd(src.path(), &model, cache.path(), &args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(log["runs"][0]["results"].as_array().unwrap().len(), 6);
+        out.stdout
     };
     assert_eq!(sarif(&[]), sarif(&["--no-cache"]));
 
@@ -181,7 +190,7 @@ fn no_cache_flag_and_setting_leave_the_cache_alone() {
 fn two_scans_at_once_share_one_cache_and_lose_nothing() {
     let model = fixture("roberta-2-labels");
     let cache = tempfile::tempdir().unwrap();
-    let trees = [tree(40), tree(41)];
+    let trees = [tree(300), tree(301)];
     let spawn = |root: &Path| {
         Command::new(env!("CARGO_BIN_EXE_icd"))
             .current_dir(root)
@@ -217,8 +226,8 @@ fn two_scans_at_once_share_one_cache_and_lose_nothing() {
             assert!(!err.contains("warning"), "{err}");
         }
         if round == 1 {
-            // Both trees hold f0..f39: the second has one more function.
-            for (out, n) in outputs.iter().zip([40, 41]) {
+            // Both trees hold f0..f299: the second has one more function.
+            for (out, n) in outputs.iter().zip([300, 301]) {
                 let err = String::from_utf8_lossy(&out.stderr);
                 assert_eq!(from_cache(&err), (n, n), "{err}");
             }
@@ -226,7 +235,7 @@ fn two_scans_at_once_share_one_cache_and_lose_nothing() {
     }
     let out = icd(cache.path(), &model, cache.path(), &["cache", "stats"]);
     let stats = String::from_utf8(out.stdout).unwrap();
-    assert!(stats.contains("\nentries: 41\n"), "{stats}");
+    assert!(stats.contains("\nentries: 301\n"), "{stats}");
 }
 
 #[test]
@@ -312,4 +321,137 @@ fn the_cache_is_bounded_and_stats_and_clear_say_what_it_holds() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ICD_CACHE_MAX_ENTRIES"));
+}
+
+/// The cache's database, opened to plant things in it.
+fn database(cache: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(cache.join("predictions.sqlite3")).unwrap()
+}
+
+#[test]
+fn entries_that_do_not_fit_their_function_are_misses_not_reports() {
+    let model = fixture("roberta-2-labels");
+    let src = tree(4);
+    let cache = tempfile::tempdir().unwrap();
+    for (args, planted) in [
+        // A window past the function's end, a line past its last, logits for another
+        // model, a verdict that disagrees with its logits is read off the logits again.
+        (
+            &["--window"][..],
+            r#"{"logits":[0.1,0.2],"tokens":20,"truncated":false,"window":[{"start":0,"end":100000},2],"lines":[]}"#,
+        ),
+        (
+            &["--explain"],
+            r#"{"logits":[0.1,0.2],"tokens":20,"truncated":false,"window":null,"lines":[{"line":9999,"score":0.5}]}"#,
+        ),
+        (
+            &[],
+            r#"{"logits":[0.1,0.2,0.3],"tokens":20,"truncated":false,"window":null,"lines":[]}"#,
+        ),
+        (
+            &[],
+            r#"{"logits":[0.1],"tokens":100000,"truncated":false,"window":null,"lines":[]}"#,
+        ),
+        (&[], r#"{"not":"an entry"}"#),
+    ] {
+        let (expected, _) = scan(
+            src.path(),
+            &model,
+            cache.path(),
+            &[args, &["--no-cache"]].concat(),
+        );
+        let (_, err) = scan(src.path(), &model, cache.path(), args);
+        database(cache.path())
+            .execute("UPDATE predictions SET value = ?1", [planted.as_bytes()])
+            .unwrap();
+        let (report, err2) = scan(src.path(), &model, cache.path(), args);
+        assert_eq!(from_cache(&err2), (0, 4), "{args:?} {planted}: {err}{err2}");
+        assert_eq!(report, expected, "{args:?} {planted}");
+        // Written anew: the next scan is served.
+        let (again, err3) = scan(src.path(), &model, cache.path(), args);
+        assert_eq!(from_cache(&err3), (4, 4), "{err3}");
+        assert_eq!(again, expected);
+    }
+    // A verdict is the logits': an entry whose logits say otherwise is read as they say.
+    let (plain, _) = scan(src.path(), &model, cache.path(), &[]);
+    database(cache.path())
+        .execute(
+            "UPDATE predictions SET value = ?1",
+            [
+                r#"{"logits":[-5.0,5.0],"tokens":20,"truncated":false,"window":null,"lines":[]}"#
+                    .as_bytes(),
+            ],
+        )
+        .unwrap();
+    let (planted, err) = scan(src.path(), &model, cache.path(), &[]);
+    assert_eq!(from_cache(&err), (4, 4), "{err}");
+    assert_ne!(planted, plain);
+    for line in planted.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["label"], 1);
+        assert!(row["insecure_probability"].as_f64().unwrap() > 0.99);
+    }
+}
+
+#[test]
+fn a_foreign_layout_or_a_link_in_the_caches_place_is_replaced_never_written_into() {
+    let model = fixture("roberta-2-labels");
+    let src = tree(3);
+    let (expected, _) = scan(
+        src.path(),
+        &model,
+        Path::new("/nonexistent"),
+        &["--no-cache"],
+    );
+
+    // Another program's database (or another version's layout).
+    let cache = tempfile::tempdir().unwrap();
+    let foreign = database(cache.path());
+    foreign
+        .execute_batch("CREATE TABLE predictions (key TEXT, value TEXT); INSERT INTO predictions VALUES ('a', 'b');")
+        .unwrap();
+    drop(foreign);
+    let (report, err) = scan(src.path(), &model, cache.path(), &[]);
+    assert!(
+        err.contains("was damaged") && err.contains("layout"),
+        "{err}"
+    );
+    assert_eq!(report, expected);
+    let (_, err) = scan(src.path(), &model, cache.path(), &[]);
+    assert_eq!(from_cache(&err), (3, 3), "{err}");
+
+    // A link to someone else's file: the link is replaced, the file left as it was.
+    let cache = tempfile::tempdir().unwrap();
+    let precious = cache.path().join("precious.txt");
+    std::fs::write(&precious, "").unwrap();
+    std::os::unix::fs::symlink(&precious, cache.path().join("predictions.sqlite3")).unwrap();
+    let (report, err) = scan(src.path(), &model, cache.path(), &[]);
+    assert!(
+        err.contains("was damaged") && err.contains("not a regular file"),
+        "{err}"
+    );
+    assert_eq!(report, expected);
+    assert_eq!(std::fs::read(&precious).unwrap(), b"");
+    assert!(
+        std::fs::symlink_metadata(cache.path().join("predictions.sqlite3"))
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+}
+
+#[test]
+fn options_the_model_would_refuse_are_refused_with_a_warm_cache() {
+    let model = fixture("roberta-2-labels");
+    let src = tree(2);
+    let cache = tempfile::tempdir().unwrap();
+    scan(src.path(), &model, cache.path(), &[]);
+    let out = icd(
+        src.path(),
+        &model,
+        cache.path(),
+        &["--batch-size", "0", "scan", "."],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("batch_size"));
 }

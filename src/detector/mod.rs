@@ -85,14 +85,26 @@ impl DetectorBuilder {
         self
     }
 
-    /// Loads the checkpoint.
-    pub fn build(self) -> Result<Detector> {
+    /// Checks the options that need no checkpoint file beyond `config.json` (batch size,
+    /// backend compiled in, token limit), as [`build`](Self::build) does first: for a
+    /// caller that answers from stored results without building (`icd scan`'s cache),
+    /// so that a bad option is the same error either way.
+    pub fn check(&self) -> Result<()> {
         if self.batch_size == 0 || self.batch_size > 4096 {
             return Err(Error::InvalidArgument {
                 argument: "batch_size",
                 message: format!("is {}, expected 1..=4096", self.batch_size),
             });
         }
+        if let Some(backend) = self.backend {
+            backend.check_compiled()?;
+        }
+        Ok(())
+    }
+
+    /// Loads the checkpoint.
+    pub fn build(self) -> Result<Detector> {
+        self.check()?;
         let dir = &self.model_dir;
         if !dir.is_dir() {
             return Err(Error::Io {
@@ -403,6 +415,13 @@ impl Detector {
             }
         }
         Ok(results)
+    }
+
+    /// The stride [`predict_windows`](Self::predict_windows) callers use by default
+    /// (`icd scan --window`, the C API's 0, Python's `stride=0`): half of the tokens a
+    /// window holds between `<s>` and `</s>` (255 for 512 tokens), at least 1.
+    pub fn default_stride(max_tokens: usize) -> usize {
+        (max_tokens.saturating_sub(2) / 2).max(1)
     }
 
     /// Classifies a function of any length as overlapping windows of `max_tokens`

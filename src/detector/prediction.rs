@@ -25,6 +25,37 @@ pub struct Prediction {
     pub truncated: bool,
 }
 
+impl Prediction {
+    /// The prediction a detector gives for these logits, for a checkpoint whose labels
+    /// are `labels` (`id2label` by index, as [`RobertaConfig::id2label`](crate::RobertaConfig)):
+    /// the argmax, its name and the insecure probability, read as the detector reads
+    /// them. Non-finite logits are refused ([`Error::NonFiniteLogits`]), as are logits
+    /// that are not one per label.
+    ///
+    /// ```
+    /// use insecure_code_detector::Prediction;
+    /// let labels = ["LABEL_0".to_owned(), "LABEL_1".to_owned()];
+    /// let p = Prediction::from_logits(&labels, &[0.0, 2.0], 12, false)?;
+    /// assert_eq!((p.label, p.label_name.as_str()), (1, "LABEL_1"));
+    /// assert!((p.insecure_probability - 0.8808).abs() < 1e-4);
+    /// # Ok::<(), insecure_code_detector::Error>(())
+    /// ```
+    pub fn from_logits(
+        labels: &[String],
+        logits: &[f32],
+        tokens: usize,
+        truncated: bool,
+    ) -> Result<Prediction> {
+        if logits.len() != labels.len() || labels.is_empty() {
+            return Err(Error::InvalidArgument {
+                argument: "logits",
+                message: format!("has {} values for {} labels", logits.len(), labels.len()),
+            });
+        }
+        Labels::new(labels).prediction(0, logits, tokens, truncated)
+    }
+}
+
 /// The verdict on a long function classified as overlapping windows: the window with
 /// the highest insecure probability.
 #[derive(Debug, Clone, PartialEq)]

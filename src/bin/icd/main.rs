@@ -17,7 +17,7 @@ use insecure_code_detector::scan::{FunctionSpan, Language};
 use insecure_code_detector::weights::{convert_pytorch_to_safetensors, StorageDtype};
 use insecure_code_detector::{
     hub, Backend, Detector, DetectorBuilder, Error, Explanation, LineScore, Precision, Prediction,
-    Preprocessing, HUB_MODEL_ID,
+    Preprocessing, RobertaConfig, HUB_MODEL_ID,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -436,9 +436,14 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         .map(sarif::Baseline::read)
         .transpose()?;
     let builder = detector_builder(model, &settings)?;
+    // What building would refuse is refused whether or not the model loads.
+    builder.check()?;
     let max_tokens = builder.resolved_max_tokens()?;
     let width = max_tokens - 2;
-    let stride = args.stride.or(settings.stride).unwrap_or(width / 2);
+    let stride = args
+        .stride
+        .or(settings.stride)
+        .unwrap_or(Detector::default_stride(max_tokens));
     if !(1..=width).contains(&stride) {
         return Err(Failure(format!(
             "--stride is {stride}, expected 1..={width} (the model's window of {max_tokens} tokens less <s> and </s>)"
@@ -467,7 +472,8 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     };
     let use_cache = !args.no_cache && settings.cache != Some(false);
     let mut cache = if use_cache {
-        ScanCache::open(&builder, &mode)?
+        let config = RobertaConfig::from_file(&builder.model_dir().join("config.json"))?;
+        ScanCache::open(&builder, &mode, config.id2label, max_tokens)?
     } else {
         None
     };
@@ -495,6 +501,9 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     // an error even where there is nothing to classify.
     if !misses.is_empty() || cache.is_none() {
         let detector = builder.clone().build()?;
+        if let Some(cache) = &mut cache {
+            cache.confirm(&builder);
+        }
         let progress = (std::io::stderr().is_terminal() && misses.len() >= 64).then(|| {
             let bar = indicatif::ProgressBar::new(misses.len() as u64);
             bar.set_style(
@@ -588,6 +597,7 @@ fn function_failure(file: &str, f: &FunctionSpan, e: Error) -> Failure {
 
 /// How a scan classifies each function: the request its cached results are kept
 /// under.
+#[derive(Clone)]
 struct ClassifyMode {
     /// `--window` with this stride.
     window: Option<usize>,
@@ -605,8 +615,8 @@ impl ClassifyMode {
     }
 }
 
-/// What a scan keeps of one function's classification, in the prediction cache.
-#[derive(Clone, Serialize, Deserialize)]
+/// One function's classification.
+#[derive(Clone)]
 struct Classified {
     prediction: Prediction,
     /// With --window: the worst window's bytes in the function, and the number of
@@ -614,6 +624,69 @@ struct Classified {
     window: Option<(std::ops::Range<usize>, usize)>,
     /// With --explain: every scored line (from 1 within the function), highest first.
     lines: Vec<LineScore>,
+}
+
+/// What the prediction cache keeps of a [`Classified`]: the logits rather than the
+/// verdict, which is read off them again (as the detector reads it) when the entry is
+/// used, and every part checked against the function it is for, so that an entry that
+/// does not fit is a miss, never a wrong or crashing report.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    logits: Vec<f32>,
+    tokens: usize,
+    truncated: bool,
+    window: Option<(std::ops::Range<usize>, usize)>,
+    lines: Vec<LineScore>,
+}
+
+impl Stored {
+    fn of(c: &Classified) -> Self {
+        Stored {
+            logits: c.prediction.logits.clone(),
+            tokens: c.prediction.tokens,
+            truncated: c.prediction.truncated,
+            window: c.window.clone(),
+            lines: c.lines.clone(),
+        }
+    }
+
+    /// The classification of `code` this entry holds, where it fits `code`, the
+    /// checkpoint's `labels` and `max_tokens`, and `mode`.
+    fn restore(
+        self,
+        code: &str,
+        labels: &[String],
+        max_tokens: usize,
+        mode: &ClassifyMode,
+    ) -> Option<Classified> {
+        let prediction =
+            Prediction::from_logits(labels, &self.logits, self.tokens, self.truncated).ok()?;
+        let fits_window = match (&self.window, mode.window) {
+            (None, None) => true,
+            (Some((bytes, windows)), Some(_)) => {
+                bytes.start <= bytes.end
+                    && code.is_char_boundary(bytes.start)
+                    && code.is_char_boundary(bytes.end)
+                    && *windows >= 1
+            }
+            _ => false,
+        };
+        let line_count = code.matches('\n').count() + 1;
+        let fits_lines = if mode.explain {
+            self.lines
+                .iter()
+                .all(|l| (1..=line_count).contains(&l.line) && l.score.is_finite())
+        } else {
+            self.lines.is_empty()
+        };
+        ((2..=max_tokens).contains(&self.tokens) && fits_window && fits_lines).then_some(
+            Classified {
+                prediction,
+                window: self.window,
+                lines: self.lines,
+            },
+        )
+    }
 }
 
 /// Classifies `functions` (one model batch's worth) as `mode` says.
@@ -684,15 +757,23 @@ fn classify_functions(
 struct ScanCache {
     store: PredictionCache,
     model: ModelKey,
-    request: String,
-    /// Set after a write failed: no more are tried.
+    mode: ClassifyMode,
+    /// The checkpoint's labels and token limit, which entries are checked against.
+    labels: Vec<String>,
+    max_tokens: usize,
+    /// Set after a write failed, or when the checkpoint changed: no more are tried.
     broken: bool,
 }
 
 impl ScanCache {
     /// The cache in ICD_CACHE_DIR (or the default directory), bounded by
     /// ICD_CACHE_MAX_ENTRIES; `None`, with a warning, where it cannot be used.
-    fn open(builder: &DetectorBuilder, mode: &ClassifyMode) -> Result<Option<Self>, Failure> {
+    fn open(
+        builder: &DetectorBuilder,
+        mode: &ClassifyMode,
+        labels: Vec<String>,
+        max_tokens: usize,
+    ) -> Result<Option<Self>, Failure> {
         let max_entries = match std::env::var("ICD_CACHE_MAX_ENTRIES") {
             Ok(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
                 Failure(format!(
@@ -737,23 +818,41 @@ impl ScanCache {
         Ok(Some(ScanCache {
             store,
             model,
-            request: mode.request(),
+            mode: mode.clone(),
+            labels,
+            max_tokens,
             broken: false,
         }))
     }
 
-    fn key(&self, f: &FunctionSpan) -> CacheKey {
-        CacheKey::new(&self.model, &self.request, &f.code)
+    /// After the model loaded: whether its files are still the ones the key was made
+    /// from. A checkpoint that changed in between would have its results kept under
+    /// the old key; then none are kept.
+    fn confirm(&mut self, builder: &DetectorBuilder) {
+        if self.store.model_key(builder).ok() != Some(self.model) {
+            eprintln!(
+                "icd: warning: the checkpoint changed while it loaded; results are not being kept"
+            );
+            self.broken = true;
+        }
     }
 
-    /// Each function's cached result, where there is a readable one.
+    fn key(&self, f: &FunctionSpan) -> CacheKey {
+        CacheKey::new(&self.model, &self.mode.request(), &f.code)
+    }
+
+    /// Each function's cached result, where there is one that fits it.
     fn get(&mut self, functions: &[(String, FunctionSpan)]) -> Vec<Option<Classified>> {
         let keys: Vec<CacheKey> = functions.iter().map(|(_, f)| self.key(f)).collect();
         match self.store.get(&keys) {
-            // A value this version cannot read is a miss, and is written anew.
+            // An entry that cannot be read or does not fit is a miss, written anew.
             Ok(values) => values
                 .into_iter()
-                .map(|v| v.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+                .zip(functions)
+                .map(|(value, (_, f))| {
+                    let stored: Stored = serde_json::from_slice(&value?).ok()?;
+                    stored.restore(&f.code, &self.labels, self.max_tokens, &self.mode)
+                })
                 .collect(),
             Err(e) => {
                 eprintln!(
@@ -772,7 +871,10 @@ impl ScanCache {
         let entries: Vec<(CacheKey, Vec<u8>)> = functions
             .iter()
             .zip(classified)
-            .map(|((_, f), c)| (self.key(f), serde_json::to_vec(c).expect("serializable")))
+            .map(|((_, f), c)| {
+                let stored = serde_json::to_vec(&Stored::of(c)).expect("serializable");
+                (self.key(f), stored)
+            })
             .collect();
         if let Err(e) = self.store.put(&self.model, &entries) {
             eprintln!(
@@ -821,10 +923,13 @@ fn finding(
     top_lines: usize,
     no_ignore: bool,
 ) -> Finding {
-    // The window's lines in the file.
+    // The window's lines in the file: of its first byte and of its last (a window
+    // that ends with a newline ends on that newline's line).
     let window = classified.window.map(|(bytes, windows)| {
         let line_of = |byte: usize| f.start_line + f.code[..byte].matches('\n').count();
-        (line_of(bytes.start), line_of(bytes.end), windows)
+        let ends_with_newline = bytes.end > bytes.start && f.code[..bytes.end].ends_with('\n');
+        let last = line_of(bytes.end) - usize::from(ends_with_newline);
+        (line_of(bytes.start), last, windows)
     });
     let lines = classified
         .lines
