@@ -10,9 +10,9 @@ in the Rust library through its C API::
         print(p.label_name, p.insecure_probability)
 
 The shared library is found through the ``ICD_LIBRARY`` environment variable (a file
-path), then next to this package, then in the cargo target directory of the checkout
-this package sits in (``target/release``, then ``target/debug``; ``CARGO_TARGET_DIR``
-is honoured).
+path), then next to this package (where the wheel puts it), then in the cargo target
+directory of the checkout this package sits in (``target/release``, then
+``target/debug``; ``CARGO_TARGET_DIR`` is honoured). :func:`library_path` says which.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ __all__ = [
     "InternalError",
     "version",
     "backends",
+    "library_path",
 ]
 
 
@@ -208,11 +209,17 @@ def _library_candidates() -> List[Path]:
     return candidates
 
 
+_lib_path: Optional[Path] = None
+
+
 def _load_library() -> ctypes.CDLL:
+    global _lib_path
     candidates = _library_candidates()
     for path in candidates:
         if path.is_file():
-            return _declare(ctypes.CDLL(str(path)))
+            lib = _declare(ctypes.CDLL(str(path)))
+            _lib_path = path
+            return lib
     tried = ", ".join(str(p) for p in candidates)
     raise OSError(
         f"insecure-code-detector's shared library was not found (tried {tried}); "
@@ -302,6 +309,13 @@ def _check(status: int, error: ctypes.c_void_p) -> None:
     else:
         message = lib.icd_status_name(status).decode()
     raise _ERRORS.get(status, DetectorError)(message)
+
+
+def library_path() -> Path:
+    """The shared library this package loaded (loading it if need be)."""
+    _library()
+    assert _lib_path is not None
+    return _lib_path
 
 
 def version() -> str:
@@ -432,7 +446,7 @@ def find_functions(source: Union[str, bytes], language: str = "c") -> List[Funct
         for f in (items[i] for i in range(count.value)):
             found.append(
                 Function(
-                    name=ctypes.string_at(f.name, f.name_len).decode("utf-8", "replace"),
+                    name=f.name.decode("utf-8", "replace"),
                     start_line=f.start_line,
                     end_line=f.end_line,
                     byte_range=(f.start_byte, f.end_byte),
@@ -536,6 +550,47 @@ class Detector:
         self._backend = lib.icd_detector_backend(ptr.value).decode()
         self._execution = lib.icd_detector_execution(ptr.value).decode()
         self._max_tokens = lib.icd_detector_max_tokens(ptr.value)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: Union[str, os.PathLike] = "mrm8488/codebert-base-finetuned-detect-insecure-code",
+        *,
+        revision: Optional[str] = None,
+        backend: Optional[str] = None,
+        **options,
+    ) -> "Detector":
+        """A detector for a checkpoint directory, or for a hub model id resolved through
+        the local Hugging Face cache (``huggingface_hub``: ``pip install
+        insecure_code_detector[hub]``).
+
+        A hub id is looked up in the cache first, without the network; only when it is
+        not there, and ``HF_HUB_OFFLINE`` does not forbid it, are the files the library
+        reads downloaded into the cache. ``options`` are the constructor's.
+        """
+        path = Path(os.fspath(model))
+        if path.is_dir():
+            return cls(path, backend, **options)
+        try:
+            import huggingface_hub
+        except ImportError:
+            raise CheckpointNotFoundError(
+                f"{model} is no directory, and resolving it as a hub id needs huggingface_hub "
+                "(pip install insecure_code_detector[hub])"
+            ) from None
+        patterns = ["config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.json",
+                    "merges.txt", "tokenizer_config.json"]
+        try:
+            snapshot = huggingface_hub.snapshot_download(
+                str(model), revision=revision, allow_patterns=patterns, local_files_only=True
+            )
+        except Exception as cached_error:  # not in the cache (the class differs by version)
+            if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+                raise CheckpointNotFoundError(
+                    f"{model} is not in the Hugging Face cache and HF_HUB_OFFLINE forbids downloading it: {cached_error}"
+                ) from None
+            snapshot = huggingface_hub.snapshot_download(str(model), revision=revision, allow_patterns=patterns)
+        return cls(snapshot, backend, **options)
 
     def _label_name(self, ptr: int, index: int) -> str:
         name = ctypes.c_char_p()

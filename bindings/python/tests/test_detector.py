@@ -2,6 +2,7 @@
 
 Needs the built shared library (``cargo build``; ICD_LIBRARY to point elsewhere)."""
 
+import os
 import re
 import json
 import shutil
@@ -13,7 +14,10 @@ import pytest
 import insecure_code_detector as icd
 from insecure_code_detector import Detector
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+# The checkout whose fixtures the tests read: ICD_CHECKOUT when the tests run from a copy
+# outside it (against an installed wheel), else the one this file is in.
+CHECKOUT = Path(os.environ.get("ICD_CHECKOUT") or Path(__file__).resolve().parents[3])
+FIXTURES = CHECKOUT / "tests" / "fixtures"
 CHECKPOINTS = ["roberta-2-labels", "roberta-1-label-old-config", "roberta-5-labels"]
 TOLERANCE = 1e-4
 
@@ -200,9 +204,7 @@ def test_predict_windows_matches_transformers_windows():
 
 
 def _icd_binary():
-    for target in [Path(p) for p in [__import__("os").environ.get("CARGO_TARGET_DIR", "")] if p] + [
-        Path(__file__).resolve().parents[3] / "target"
-    ]:
+    for target in [Path(p) for p in [os.environ.get("CARGO_TARGET_DIR", "")] if p] + [CHECKOUT / "target"]:
         for profile in ("debug", "release"):
             if (target / profile / "icd").is_file():
                 return target / profile / "icd"
@@ -247,3 +249,44 @@ def test_find_functions_reports_suppressions_fingerprints_and_errors():
         icd.find_functions(source, "rust")
     with pytest.raises(icd.InvalidUtf8Error, match="source"):
         icd.find_functions(b"int f(void) { return '\xff'; }")
+
+
+def test_an_installed_package_loads_its_own_library():
+    """Run against an installed wheel (ICD_EXPECT_BUNDLED_LIBRARY=1, as scripts/test does
+    from outside the checkout): the library loaded is the one inside the package."""
+    if os.environ.get("ICD_EXPECT_BUNDLED_LIBRARY") != "1":
+        pytest.skip("not an installed-wheel run (scripts/test runs one)")
+    assert "ICD_LIBRARY" not in os.environ
+    package = Path(icd.__file__).resolve().parent
+    assert icd.library_path().resolve().parent == package
+    assert CHECKOUT not in package.parents
+    assert (package / "py.typed").is_file()
+
+
+def _huggingface_hub():
+    try:
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("huggingface_hub is not installed (scripts/test installs it)")
+        pytest.skip("huggingface_hub is not installed")
+
+
+def test_from_pretrained_resolves_a_hub_id_offline_from_the_cache(tmp_path, monkeypatch):
+    _huggingface_hub()
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-roberta"
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(FIXTURES / "roberta-2-labels", snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = "int get(int *a, int i) { return a[i]; }"
+    with Detector.from_pretrained("someone/tiny-roberta") as from_hub, Detector(FIXTURES / "roberta-2-labels") as local:
+        assert from_hub.predict(code) == local.predict(code)
+    # A directory is used as it is.
+    with Detector.from_pretrained(FIXTURES / "roberta-2-labels", precision="int8") as d:
+        assert d.labels == local.labels
+    with pytest.raises(icd.CheckpointNotFoundError, match="HF_HUB_OFFLINE"):
+        Detector.from_pretrained("someone/absent-model")

@@ -2,12 +2,13 @@
 return type, struct field and status number must match, so that they cannot drift."""
 
 import ctypes
+import os
 import re
 from pathlib import Path
 
 import insecure_code_detector as icd
 
-HEADER = Path(__file__).resolve().parents[3] / "include" / "insecure_code_detector.h"
+HEADER = Path(os.environ.get("ICD_CHECKOUT") or Path(__file__).resolve().parents[3]) / "include" / "insecure_code_detector.h"
 P = ctypes.POINTER
 
 # C types as cbindgen writes them -> the ctypes type that passes them.
