@@ -106,6 +106,11 @@ typedef struct icd_explanation icd_explanation;
 // by `icd_functions_free`.
 typedef struct icd_functions icd_functions;
 
+// Opaque: the function definitions under some paths and the gaps. Made by
+// `icd_find_functions_under`, read through `icd_tree_functions` and `icd_tree_gaps`
+// (from several threads at once if need be), released by `icd_tree_free`.
+typedef struct icd_tree icd_tree;
+
 // Options for `icd_detector_open`; start from `icd_options_default()`.
 typedef struct icd_options {
   // Tokens per input, `<s>` and `</s>` included; 0 means the checkpoint's limit (512).
@@ -198,6 +203,37 @@ typedef struct icd_function {
   // (as `icd scan` reports it).
   const char *fingerprint;
 } icd_function;
+
+// One function definition `icd_find_functions_under` found, with its file. Strings
+// are NUL-terminated and owned by the `icd_tree` it came from.
+typedef struct icd_tree_function {
+  // The file, as the walk found it (the path given, joined with the path below it).
+  const char *file;
+  // The file's length in bytes.
+  size_t file_len;
+  // An `icd_language` value: by the file's extension (C for a file named by the
+  // caller whose extension is neither).
+  uint32_t language;
+  // The definition: name, lines, bytes in `code`'s file, suppression, fingerprint.
+  struct icd_function function;
+  // The definition's text, what to classify (UTF-8: the file decoded as `icd scan`
+  // decodes it, each invalid sequence U+FFFD).
+  const char *code;
+  // The text's length in bytes.
+  size_t code_len;
+} icd_tree_function;
+
+// A part of the tree `icd_find_functions_under` did not cover: a file not read (a
+// link, not a regular file, unreadable, too large, binary) or lines that could not be
+// parsed. Strings are NUL-terminated and owned by the `icd_tree`.
+typedef struct icd_gap {
+  // The file.
+  const char *file;
+  // The file's length in bytes.
+  size_t file_len;
+  // What was not covered, in one line (as `icd scan` reports it).
+  const char *message;
+} icd_gap;
 
 // An inclusive range of lines (from 1).
 typedef struct icd_line_range {
@@ -444,6 +480,45 @@ enum icd_status icd_find_functions(const char *source,
                                    uint32_t language,
                                    struct icd_functions **functions_out,
                                    struct icd_error **error_out);
+
+// Finds the function definitions under `count` paths (files, or directories walked as
+// `icd scan` walks them: in a git work tree every tracked file whatever `.gitignore`
+// says, untracked files unless `.gitignore` leaves them out, `.ignore` files only with
+// `dot_ignore`; hidden files included; symbolic links never followed) and what could
+// not be covered. `max_file_size`: the largest file read, in bytes (0: 16 MiB). On
+// `ICD_OK`, `*tree_out` receives a new `icd_tree` that the caller releases with
+// `icd_tree_free`; a path given that does not exist or cannot be read is an error.
+//
+// # Safety
+// `paths` must be NULL or `count` readable `icd_str`s, each NULL or pointing to its
+// `len` readable bytes; `tree_out` and `error_out` each NULL or writable.
+enum icd_status icd_find_functions_under(const struct icd_str *paths,
+                                         size_t count,
+                                         uint64_t max_file_size,
+                                         bool dot_ignore,
+                                         struct icd_tree **tree_out,
+                                         struct icd_error **error_out);
+
+// The functions `icd_find_functions_under` found, file by file in path order and in
+// source order within a file, owned by `tree`; `*count_out` (if not NULL) receives
+// their number. NULL (and 0) for a NULL handle.
+//
+// # Safety
+// `tree` must be NULL or a live handle; `count_out` NULL or writable.
+const struct icd_tree_function *icd_tree_functions(const struct icd_tree *tree, size_t *count_out);
+
+// What could not be covered, by file, owned by `tree`; `*count_out` (if not NULL)
+// receives their number. NULL (and 0) for a NULL handle.
+//
+// # Safety
+// `tree` must be NULL or a live handle; `count_out` NULL or writable.
+const struct icd_gap *icd_tree_gaps(const struct icd_tree *tree, size_t *count_out);
+
+// Releases what `icd_find_functions_under` made. NULL is ignored.
+//
+// # Safety
+// `tree` must be NULL or a handle not yet freed, freed only this once.
+void icd_tree_free(struct icd_tree *tree);
 
 // The functions found, in source order, owned by `functions`; `*count_out` (if not
 // NULL) receives their number. NULL (and 0) for a NULL handle.

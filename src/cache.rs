@@ -244,10 +244,12 @@ impl PredictionCache {
                      COMMIT;"
                 ))
             })?,
-            _ => return Err(OpenFailure::Damaged(format!(
+            _ => {
+                return Err(OpenFailure::Damaged(format!(
                 "not this version's layout: user_version {version} with {objects} schema objects, \
                      this version writes user_version {SCHEMA_VERSION}"
-            ))),
+            )))
+            }
         }
         Ok(Self {
             conn,

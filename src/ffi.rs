@@ -167,6 +167,51 @@ pub struct icd_functions {
     _strings: Vec<CString>,
 }
 
+/// One function definition `icd_find_functions_under` found, with its file. Strings
+/// are NUL-terminated and owned by the `icd_tree` it came from.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_tree_function {
+    /// The file, as the walk found it (the path given, joined with the path below it).
+    pub file: *const c_char,
+    /// The file's length in bytes.
+    pub file_len: usize,
+    /// An `icd_language` value: by the file's extension (C for a file named by the
+    /// caller whose extension is neither).
+    pub language: u32,
+    /// The definition: name, lines, bytes in `code`'s file, suppression, fingerprint.
+    pub function: icd_function,
+    /// The definition's text, what to classify (UTF-8: the file decoded as `icd scan`
+    /// decodes it, each invalid sequence U+FFFD).
+    pub code: *const c_char,
+    /// The text's length in bytes.
+    pub code_len: usize,
+}
+
+/// A part of the tree `icd_find_functions_under` did not cover: a file not read (a
+/// link, not a regular file, unreadable, too large, binary) or lines that could not be
+/// parsed. Strings are NUL-terminated and owned by the `icd_tree`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct icd_gap {
+    /// The file.
+    pub file: *const c_char,
+    /// The file's length in bytes.
+    pub file_len: usize,
+    /// What was not covered, in one line (as `icd scan` reports it).
+    pub message: *const c_char,
+}
+
+/// Opaque: the function definitions under some paths and the gaps. Made by
+/// `icd_find_functions_under`, read through `icd_tree_functions` and `icd_tree_gaps`
+/// (from several threads at once if need be), released by `icd_tree_free`.
+pub struct icd_tree {
+    functions: Vec<icd_tree_function>,
+    gaps: Vec<icd_gap>,
+    /// What the pointers above point into.
+    _strings: Vec<CString>,
+}
+
 /// A long function's verdict: the window (of `icd_detector_max_tokens` tokens) most
 /// likely insecure.
 #[repr(C)]
@@ -953,7 +998,6 @@ fn find_functions(source: &str, language: u32) -> Result<icd_functions, Failure>
         )
     })?;
     let found = crate::scan::find_functions(source, language);
-    let c_string = |s: &str| CString::new(s.replace('\0', "\u{fffd}")).expect("NULs replaced");
     let mut strings = Vec::with_capacity(2 * found.functions.len());
     let mut items = Vec::with_capacity(found.functions.len());
     for f in &found.functions {
@@ -991,6 +1035,170 @@ fn find_functions(_: &str, _: u32) -> Result<icd_functions, Failure> {
         "source",
         "cannot be read: this build has no function finding (cargo feature `scan`)",
     ))
+}
+
+/// Finds the function definitions under `count` paths (files, or directories walked as
+/// `icd scan` walks them: in a git work tree every tracked file whatever `.gitignore`
+/// says, untracked files unless `.gitignore` leaves them out, `.ignore` files only with
+/// `dot_ignore`; hidden files included; symbolic links never followed) and what could
+/// not be covered. `max_file_size`: the largest file read, in bytes (0: 16 MiB). On
+/// `ICD_OK`, `*tree_out` receives a new `icd_tree` that the caller releases with
+/// `icd_tree_free`; a path given that does not exist or cannot be read is an error.
+///
+/// # Safety
+/// `paths` must be NULL or `count` readable `icd_str`s, each NULL or pointing to its
+/// `len` readable bytes; `tree_out` and `error_out` each NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_find_functions_under(
+    paths: *const icd_str,
+    count: usize,
+    max_file_size: u64,
+    dot_ignore: bool,
+    tree_out: *mut *mut icd_tree,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    let body = || -> Result<(), Failure> {
+        let tree_out = out_arg(tree_out, "tree_out")?;
+        // SAFETY: NULL or `count` readable `icd_str`s (the contract).
+        let inputs = unsafe { slice_arg(paths, count, "paths") }?;
+        let paths = inputs
+            .iter()
+            .enumerate()
+            // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
+            .map(|(i, p)| unsafe { path_arg(p.ptr, p.len, &format!("paths[{i}]")) })
+            .collect::<Result<Vec<PathBuf>, Failure>>()?;
+        let handle = Box::into_raw(Box::new(find_functions_under(
+            &paths,
+            max_file_size,
+            dot_ignore,
+        )?));
+        // SAFETY: not NULL (checked) and writable (the contract).
+        unsafe { tree_out.write(handle) };
+        Ok(())
+    };
+    // SAFETY: `error_out` is NULL or writable (the contract).
+    unsafe { guard(error_out, body) }
+}
+
+#[cfg(feature = "scan")]
+fn find_functions_under(
+    paths: &[PathBuf],
+    max_file_size: u64,
+    dot_ignore: bool,
+) -> Result<icd_tree, Failure> {
+    use crate::scan::{Language, TreeOptions};
+    let options = TreeOptions {
+        max_file_size: match max_file_size {
+            0 => TreeOptions::DEFAULT_MAX_FILE_SIZE,
+            n => n,
+        },
+        dot_ignore,
+    };
+    let found = crate::scan::find_functions_under(paths, &options, None)?;
+    let mut strings = Vec::new();
+    // A CString's bytes stay where they are when the CString itself moves.
+    let mut keep = |text: &str| -> (*const c_char, usize) {
+        let s = c_string(text);
+        let pointer = (s.as_ptr(), s.as_bytes().len());
+        strings.push(s);
+        pointer
+    };
+    let mut functions = Vec::with_capacity(found.functions.len());
+    for (file, f) in &found.functions {
+        let (file_ptr, file_len) = keep(file);
+        let (name, name_len) = keep(&f.name);
+        let (fingerprint, _) = keep(&f.fingerprint);
+        let (code, code_len) = keep(&f.code);
+        functions.push(icd_tree_function {
+            file: file_ptr,
+            file_len,
+            language: Language::from_path(std::path::Path::new(file))
+                .unwrap_or(Language::C)
+                .code(),
+            function: icd_function {
+                name,
+                name_len,
+                start_line: f.start_line,
+                end_line: f.end_line,
+                start_byte: f.start_byte,
+                end_byte: f.end_byte,
+                suppressed: f.suppressed,
+                fingerprint,
+            },
+            code,
+            code_len,
+        });
+    }
+    let mut gaps = Vec::with_capacity(found.gaps.len());
+    for gap in &found.gaps {
+        let (file, file_len) = keep(&gap.file);
+        let (message, _) = keep(&gap.message());
+        gaps.push(icd_gap {
+            file,
+            file_len,
+            message,
+        });
+    }
+    Ok(icd_tree {
+        functions,
+        gaps,
+        _strings: strings,
+    })
+}
+
+#[cfg(not(feature = "scan"))]
+fn find_functions_under(_: &[PathBuf], _: u64, _: bool) -> Result<icd_tree, Failure> {
+    Err(Failure::invalid(
+        "paths",
+        "cannot be read: this build has no function finding (cargo feature `scan`)",
+    ))
+}
+
+/// The functions `icd_find_functions_under` found, file by file in path order and in
+/// source order within a file, owned by `tree`; `*count_out` (if not NULL) receives
+/// their number. NULL (and 0) for a NULL handle.
+///
+/// # Safety
+/// `tree` must be NULL or a live handle; `count_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_tree_functions(
+    tree: *const icd_tree,
+    count_out: *mut usize,
+) -> *const icd_tree_function {
+    // SAFETY: as the contract says, for both.
+    unsafe { array_of(tree, count_out, |t| &t.functions) }
+}
+
+/// What could not be covered, by file, owned by `tree`; `*count_out` (if not NULL)
+/// receives their number. NULL (and 0) for a NULL handle.
+///
+/// # Safety
+/// `tree` must be NULL or a live handle; `count_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_tree_gaps(
+    tree: *const icd_tree,
+    count_out: *mut usize,
+) -> *const icd_gap {
+    // SAFETY: as the contract says, for both.
+    unsafe { array_of(tree, count_out, |t| &t.gaps) }
+}
+
+/// Releases what `icd_find_functions_under` made. NULL is ignored.
+///
+/// # Safety
+/// `tree` must be NULL or a handle not yet freed, freed only this once.
+#[no_mangle]
+pub unsafe extern "C" fn icd_tree_free(tree: *mut icd_tree) {
+    if !tree.is_null() {
+        // SAFETY: from `Box::into_raw`, freed once (the contract).
+        drop(unsafe { Box::from_raw(tree) });
+    }
+}
+
+/// `text` as a C string, any NUL in it replaced (a file name or function name can hold
+/// none that C could read past).
+fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "\u{fffd}")).expect("NULs replaced")
 }
 
 /// The functions found, in source order, owned by `functions`; `*count_out` (if not
@@ -1138,8 +1346,7 @@ unsafe fn guard(
         },
     };
     if !error_out.is_null() {
-        let message =
-            CString::new(failure.message.replace('\0', "\u{fffd}")).expect("NULs replaced");
+        let message = c_string(&failure.message);
         let error = Box::into_raw(Box::new(icd_error {
             status: failure.status,
             message,

@@ -249,6 +249,21 @@ fn set_permissions_like(target: &Path, temporary: &Path) -> std::io::Result<()> 
     }
 }
 
+/// A path from the bytes a program printed for it (`git ls-files -z`, `git diff`): any
+/// bytes on Unix, UTF-8 (invalid sequences replaced) elsewhere.
+#[cfg(unix)]
+pub fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// A path from the bytes a program printed for it (`git ls-files -z`, `git diff`): any
+/// bytes on Unix, UTF-8 (invalid sequences replaced) elsewhere.
+#[cfg(not(unix))]
+pub fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,9 @@
 
 mod comments;
 mod conditionals;
+mod tree;
+
+pub use tree::{find_functions_under, Exclude, Found, Gap, GapKind, TreeOptions};
 
 use std::path::Path;
 

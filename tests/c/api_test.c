@@ -341,6 +341,41 @@ int main(int argc, char **argv) {
     CHECK(icd_functions_items(found, &function_count) != NULL && function_count == 0);
     icd_functions_free(found);
 
+    /* A tree, walked as icd scan walks it: this file's directory holds sample.c. */
+    char dir_of_this_file[4096];
+    snprintf(dir_of_this_file, sizeof dir_of_this_file, "%s", __FILE__);
+    char *slash = strrchr(dir_of_this_file, '/');
+    if (slash != NULL) *slash = '\0';
+    icd_str tree_paths[1] = {{dir_of_this_file, strlen(dir_of_this_file)}};
+    icd_tree *tree = NULL;
+    CHECK(icd_find_functions_under(tree_paths, 1, 0, false, &tree, NULL) == ICD_OK);
+    size_t tree_count = 0, copy_name_found = 0;
+    const icd_tree_function *tree_functions = icd_tree_functions(tree, &tree_count);
+    for (size_t i = 0; i < tree_count; i++) {
+        const icd_tree_function *t = &tree_functions[i];
+        CHECK(strlen(t->file) == t->file_len && strlen(t->code) == t->code_len);
+        CHECK(t->language == ICD_LANGUAGE_C || t->language == ICD_LANGUAGE_CPP);
+        if (strstr(t->file, "sample.c") != NULL && strcmp(t->function.name, "copy_name") == 0) {
+            copy_name_found++;
+            CHECK(t->function.start_line == 4 && t->function.end_line == 8);
+            CHECK(t->code_len == t->function.end_byte - t->function.start_byte);
+            CHECK(strncmp(t->code, "static int copy_name", 20) == 0);
+        }
+    }
+    CHECK(copy_name_found == 1);
+    size_t gap_count = 7;
+    icd_tree_gaps(tree, &gap_count);
+    CHECK(gap_count == 0);
+    icd_tree_free(tree);
+    icd_tree_free(NULL);
+    icd_tree *kept_tree = (icd_tree *)&failures;
+    const char *absent = "/nonexistent/tree";
+    icd_str absent_paths[1] = {{absent, strlen(absent)}};
+    EXPECT_ERROR(icd_find_functions_under(absent_paths, 1, 0, false, &kept_tree, &err_), ICD_ERR_IO, absent);
+    EXPECT_ERROR(icd_find_functions_under(NULL, 1, 0, false, &kept_tree, &err_), ICD_ERR_NULL_ARGUMENT, "paths");
+    EXPECT_ERROR(icd_find_functions_under(tree_paths, 1, 0, false, NULL, &err_), ICD_ERR_NULL_ARGUMENT, "tree_out");
+    CHECK(kept_tree == (icd_tree *)&failures);
+
     icd_detector_free(detector);
     icd_detector_free(NULL);
     icd_error_free(NULL);

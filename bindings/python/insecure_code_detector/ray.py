@@ -30,14 +30,10 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-from . import Detector, find_functions
+from . import Detector, find_functions_under
 
 # The columns predict() adds.
 PREDICTION_COLUMNS = ["label", "label_name", "insecure_probability", "logits", "tokens", "truncated"]
-
-# Source files read from trees, by extension (as icd scan picks them).
-_LANGUAGES = {".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".c++": "cpp", ".hh": "cpp",
-              ".hpp": "cpp", ".hxx": "cpp", ".h++": "cpp", ".ipp": "cpp", ".tpp": "cpp"}
 
 
 class DetectorActor:
@@ -122,21 +118,15 @@ def predict(
     )
 
 
-def _tree_rows(root: Path) -> Iterable[Dict[str, Any]]:
-    """One row per function definition under ``root``: file, function, lines, code."""
-    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    for path in paths:
-        language = _LANGUAGES.get(path.suffix.lower())
-        if language is None or path.is_symlink():
-            continue
-        source = path.read_bytes()
-        try:
-            functions = find_functions(source, language)
-        except UnicodeError:
-            functions = find_functions(source.decode("utf-8", "replace"), language)
-        for f in functions:
-            yield {"file": str(path), "function": f.name, "start_line": f.start_line, "end_line": f.end_line,
-                   "fingerprint": f.fingerprint, "func": f.code}
+def _tree_rows(trees: List[Path]) -> List[Dict[str, Any]]:
+    """One row per function definition under ``trees``, found as ``icd scan`` finds them
+    (the files it would read, .gitignore honoured as it honours it)."""
+    found = find_functions_under(trees)
+    for gap in found.gaps:
+        print(f"warning: {gap.message}", file=sys.stderr)
+    return [{"file": f.file, "language": f.language, "function": f.name, "start_line": f.start_line,
+             "end_line": f.end_line, "fingerprint": f.fingerprint, "suppressed": f.suppressed, "func": f.code}
+            for f in found.functions]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -166,13 +156,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     trees = [Path(p) for p in args.inputs if not p.endswith(".jsonl")]
     if jsonl and trees:
         parser.error("give jsonl files or source trees in one run, not both (their columns differ)")
-    for path in trees:
-        if not path.exists():
-            parser.error(f"{path} does not exist")
     if jsonl:
         dataset = ray.data.read_json(jsonl)
     else:
-        rows = [row for tree in trees for row in _tree_rows(tree)]
+        rows = _tree_rows(trees)
         if not rows:
             print("no C/C++ function definitions in the inputs", file=sys.stderr)
             return 2

@@ -7,6 +7,7 @@ import re
 import json
 import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,77 @@ def test_from_pretrained_resolves_a_hub_id_offline_from_the_cache(tmp_path, monk
         assert d.labels == local.labels
     with pytest.raises(icd.CheckpointNotFoundError, match="HF_HUB_OFFLINE"):
         Detector.from_pretrained("someone/absent-model")
+
+
+def _icd_jsonl(binary, args, cwd):
+    import subprocess
+
+    done = subprocess.run([str(binary), *args], capture_output=True, cwd=cwd,
+                          env={**os.environ, "ICD_CACHE_DIR": str(Path(cwd) / ".icd-cache")})
+    assert done.returncode in (0, 1), done.stderr.decode()
+    return [json.loads(line) for line in done.stdout.decode().splitlines()], done.stderr.decode()
+
+
+def _git(root, *args):
+    import subprocess
+
+    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                   check=True, capture_output=True)
+
+
+def test_scan_equals_icd_scan_on_the_test_trees_and_a_git_tree(tmp_path):
+    """Detector.scan: the functions icd scan classifies, with its predictions; in a git
+    work tree, tracked files whatever .gitignore says and untracked ones unless it
+    leaves them out, as icd does."""
+    binary = _icd_binary()
+    if binary is None:
+        pytest.skip("no icd binary under target/ (cargo build)")
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "kept.c").write_text("int kept(int a) { return a; }\n")
+    (repo / "src" / "tracked_but_ignored.c").write_text("int tracked(int a) { return a + 1; }\n")
+    (repo / ".hidden.c").write_text("int hidden(void) { return 2; }\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "tree")
+    (repo / ".gitignore").write_text("*ignored*.c\n")
+    (repo / "src" / "untracked_ignored.c").write_text("int untracked_ignored(void) { return 3; }\n")
+    (repo / "src" / "untracked.cpp").write_text("struct S { int m() const { return 4; } };\n")
+    trees = [FIXTURES / "scan-trees", repo]
+    with Detector(FIXTURES / "roberta-2-labels") as detector:
+        for tree in trees:
+            expected, _ = _icd_jsonl(binary, ["--model", str(FIXTURES / "roberta-2-labels"), "scan", str(tree),
+                                              "--threshold", "0", "--format", "jsonl", "--no-config", "--no-cache"],
+                                     cwd=tmp_path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", icd.NotScannedWarning)
+                found = list(detector.scan([tree]))
+            got = [{"file": f.file, "function": f.name, "start_line": f.start_line, "end_line": f.end_line,
+                    "fingerprint": f.function.fingerprint, "suppressed": f.function.suppressed,
+                    "insecure_probability": f.prediction.insecure_probability, "logits": f.prediction.logits,
+                    "tokens": f.prediction.tokens}
+                   for f in found]
+            want = [{k: e[k] for k in got[0]} for e in expected] if got else expected
+            assert len(got) == len(expected) and got == want, tree
+    names = {f.name for f in icd.find_functions_under([repo]).functions}
+    assert names == {"kept", "tracked", "hidden", "m"}
+
+
+def test_find_functions_under_names_what_it_did_not_cover(tmp_path):
+    (tmp_path / "ok.c").write_text("int ok(void) { return 0; }\n")
+    (tmp_path / "blob.c").write_bytes(b"int f(void) { return 0; }\0\x01")
+    (tmp_path / "big.c").write_text("int big(void) { return 0; }\n" + "/* padding */\n" * 100)
+    os.symlink(tmp_path / "ok.c", tmp_path / "link.c")
+    found = icd.find_functions_under([tmp_path], max_file_size=500)
+    assert [(Path(f.file).name, f.name, f.language) for f in found.functions] == [("ok.c", "ok", "c")]
+    messages = {Path(g.file).name: g.message for g in found.gaps}
+    assert "a binary file" in messages["blob.c"]
+    assert "past its limit of 500 bytes" in messages["big.c"]
+    assert "symbolic link" in messages["link.c"]
+    with Detector(FIXTURES / "roberta-2-labels") as detector:
+        with pytest.warns(icd.NotScannedWarning, match="binary file"):
+            findings = list(detector.scan([tmp_path], max_file_size=500, window=True))
+        assert [f.name for f in findings] == ["ok"]
+        assert findings[0].prediction == detector.predict(findings[0].function.code)
+    with pytest.raises(icd.CheckpointNotFoundError, match="does-not-exist"):
+        icd.find_functions_under([tmp_path / "does-not-exist"])

@@ -48,6 +48,13 @@ C_TYPES = {
     "struct icd_functions **": P(ctypes.c_void_p),
     "const struct icd_function *": P(icd._Function),
     "const struct icd_line_range *": P(icd._LineRange),
+    "struct icd_function": icd._Function,
+    "uint64_t": ctypes.c_uint64,
+    "struct icd_tree **": P(ctypes.c_void_p),
+    "const struct icd_tree *": ctypes.c_void_p,
+    "struct icd_tree *": ctypes.c_void_p,
+    "const struct icd_tree_function *": P(icd._TreeFunction),
+    "const struct icd_gap *": P(icd._Gap),
 }
 
 
@@ -95,6 +102,8 @@ def test_structs_have_the_headers_fields_in_order():
         ("icd_function", icd._Function),
         ("icd_line_range", icd._LineRange),
         ("icd_window_prediction", icd._WindowPrediction),
+        ("icd_tree_function", icd._TreeFunction),
+        ("icd_gap", icd._Gap),
     ]:
         body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, re.S).group(1)
         fields = [f.strip() for f in body.split(";") if f.strip()]

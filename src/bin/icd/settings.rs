@@ -67,13 +67,17 @@ pub struct Excludes {
     pub source: PathBuf,
 }
 
-impl Excludes {
+impl insecure_code_detector::scan::Exclude for Excludes {
     /// Whether `file` (as found by the walk) is excluded.
-    pub fn matches(&self, file: &Path) -> bool {
+    fn excludes(&self, file: &Path) -> bool {
         let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         absolute
             .strip_prefix(&self.root)
             .is_ok_and(|relative| self.globs.is_match(relative))
+    }
+
+    fn source(&self) -> &Path {
+        &self.source
     }
 }
 
