@@ -8,9 +8,10 @@
 //! single-writer store because a CI machine runs several `icd` at once on one cache,
 //! and a second process must neither wait for the first to finish nor fail to open the
 //! file. A file that is damaged (not a database, a failed integrity check, another
-//! layout than this version's, a link or anything but a regular file) is deleted and
-//! made anew, with a warning, under a lock so that two processes never both do it: the
-//! cache holds nothing that cannot be computed again.
+//! program's or version's layout, a link or a device in its place) is deleted and made
+//! anew, with a warning, under a lock so that two processes never both do it: the
+//! cache holds nothing that cannot be computed again. A directory in its place is an
+//! error (nothing under it is deleted).
 //!
 //! A key is the SHA-256 of
 //! - the model's key ([`PredictionCache::model_key`]): this crate's version, the digest
@@ -67,8 +68,12 @@ const LOCK_FILE_NAME: &str = "predictions.lock";
 /// Entries kept by default: about 30 MB of predictions.
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 
-/// The layout of the tables; a file with another is made anew.
+/// The layout of the tables (`PRAGMA user_version`); a file with another is made anew.
 const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of this cache's files ("ICDc"): a database of another
+/// program's with the same `user_version` is not taken for one.
+const APPLICATION_ID: i64 = 0x4943_4463;
 
 /// How long a process waits for another's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -160,15 +165,20 @@ impl PredictionCache {
         // One process at a time checks the file and, where need be, makes it anew, so
         // that two never both delete it. Where the lock file cannot be made (a
         // read-only directory), nothing can be made anew either, and none is taken.
-        let lock = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE_NAME))
-            .ok();
+        let lock = open_lock_file(&dir.join(LOCK_FILE_NAME));
         if let Some(lock) = &lock {
-            lock.lock()
-                .map_err(|e| cache_error(&path, format!("cannot lock it: {e}")))?;
+            let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+            loop {
+                match lock.try_lock() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock)
+                        if std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(e) => return Err(cache_error(&path, format!("cannot lock it: {e}"))),
+                }
+            }
         }
         match Self::open_checked(&path, max_entries) {
             Ok(cache) => Ok((cache, None)),
@@ -226,11 +236,12 @@ impl PredictionCache {
         // schema objects at all) is given it; anything else is another program's or
         // another version's file.
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let application: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let objects: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-        match (version, objects) {
-            (SCHEMA_VERSION, _) => {}
-            (0, 0) => retry_busy(|| {
+        match (application, version, objects) {
+            (APPLICATION_ID, SCHEMA_VERSION, _) => {}
+            (0, 0, 0) => retry_busy(|| {
                 conn.execute_batch(&format!(
                     "BEGIN IMMEDIATE;
                      CREATE TABLE IF NOT EXISTS predictions (
@@ -241,14 +252,16 @@ impl PredictionCache {
                          path BLOB PRIMARY KEY, stat BLOB NOT NULL, digest BLOB NOT NULL
                      ) WITHOUT ROWID;
                      PRAGMA user_version = {SCHEMA_VERSION};
+                     PRAGMA application_id = {APPLICATION_ID};
                      COMMIT;"
                 ))
             })?,
             _ => {
                 return Err(OpenFailure::Damaged(format!(
-                "not this version's layout: user_version {version} with {objects} schema objects, \
-                     this version writes user_version {SCHEMA_VERSION}"
-            )))
+                    "not this version's layout: application_id {application:#x}, user_version \
+                     {version}, {objects} schema objects; this version writes application_id \
+                     {APPLICATION_ID:#x}, user_version {SCHEMA_VERSION}"
+                )))
             }
         }
         Ok(Self {
@@ -454,6 +467,19 @@ fn cache_error(path: &Path, message: String) -> Error {
         path: path.to_path_buf(),
         message,
     }
+}
+
+/// The lock file, opened without following a link in its place (whose target would
+/// be created or written); `None` where it cannot be opened.
+fn open_lock_file(path: &Path) -> Option<std::fs::File> {
+    let mut options = std::fs::File::options();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path).ok()
 }
 
 /// Retries `f` while another process holds a lock that the busy timeout does not

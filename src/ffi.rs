@@ -999,22 +999,11 @@ fn find_functions(source: &str, language: u32) -> Result<icd_functions, Failure>
     })?;
     let found = crate::scan::find_functions(source, language);
     let mut strings = Vec::with_capacity(2 * found.functions.len());
-    let mut items = Vec::with_capacity(found.functions.len());
-    for f in &found.functions {
-        let (name, fingerprint) = (c_string(&f.name), c_string(&f.fingerprint));
-        // A CString's bytes stay where they are when the CString itself moves.
-        items.push(icd_function {
-            name: name.as_ptr(),
-            name_len: name.as_bytes().len(),
-            start_line: f.start_line,
-            end_line: f.end_line,
-            start_byte: f.start_byte,
-            end_byte: f.end_byte,
-            suppressed: f.suppressed,
-            fingerprint: fingerprint.as_ptr(),
-        });
-        strings.extend([name, fingerprint]);
-    }
+    let items = found
+        .functions
+        .iter()
+        .map(|f| icd_function::of(f, &mut strings))
+        .collect();
     Ok(icd_functions {
         items,
         unparsed: found
@@ -1096,43 +1085,26 @@ fn find_functions_under(
     };
     let found = crate::scan::find_functions_under(paths, &options, None)?;
     let mut strings = Vec::new();
-    // A CString's bytes stay where they are when the CString itself moves.
-    let mut keep = |text: &str| -> (*const c_char, usize) {
-        let s = c_string(text);
-        let pointer = (s.as_ptr(), s.as_bytes().len());
-        strings.push(s);
-        pointer
-    };
     let mut functions = Vec::with_capacity(found.functions.len());
     for (file, f) in &found.functions {
-        let (file_ptr, file_len) = keep(file);
-        let (name, name_len) = keep(&f.name);
-        let (fingerprint, _) = keep(&f.fingerprint);
-        let (code, code_len) = keep(&f.code);
+        let (file_ptr, file_len) = keep(&mut strings, file);
+        let function = icd_function::of(f, &mut strings);
+        let (code, code_len) = keep(&mut strings, &f.code);
         functions.push(icd_tree_function {
             file: file_ptr,
             file_len,
             language: Language::from_path(std::path::Path::new(file))
                 .unwrap_or(Language::C)
                 .code(),
-            function: icd_function {
-                name,
-                name_len,
-                start_line: f.start_line,
-                end_line: f.end_line,
-                start_byte: f.start_byte,
-                end_byte: f.end_byte,
-                suppressed: f.suppressed,
-                fingerprint,
-            },
+            function,
             code,
             code_len,
         });
     }
     let mut gaps = Vec::with_capacity(found.gaps.len());
     for gap in &found.gaps {
-        let (file, file_len) = keep(&gap.file);
-        let (message, _) = keep(&gap.message());
+        let (file, file_len) = keep(&mut strings, &gap.file);
+        let (message, _) = keep(&mut strings, &gap.message());
         gaps.push(icd_gap {
             file,
             file_len,
@@ -1192,6 +1164,36 @@ pub unsafe extern "C" fn icd_tree_free(tree: *mut icd_tree) {
     if !tree.is_null() {
         // SAFETY: from `Box::into_raw`, freed once (the contract).
         drop(unsafe { Box::from_raw(tree) });
+    }
+}
+
+/// `text` as a C string kept in `strings`: its pointer and length. A CString's bytes
+/// stay where they are when the CString itself moves, so the pointer lives as long as
+/// `strings` holds it.
+#[cfg(feature = "scan")]
+fn keep(strings: &mut Vec<CString>, text: &str) -> (*const c_char, usize) {
+    let s = c_string(text);
+    let pointer = (s.as_ptr(), s.as_bytes().len());
+    strings.push(s);
+    pointer
+}
+
+#[cfg(feature = "scan")]
+impl icd_function {
+    /// `f`, its strings kept in `strings`.
+    fn of(f: &crate::scan::FunctionSpan, strings: &mut Vec<CString>) -> Self {
+        let (name, name_len) = keep(strings, &f.name);
+        let (fingerprint, _) = keep(strings, &f.fingerprint);
+        icd_function {
+            name,
+            name_len,
+            start_line: f.start_line,
+            end_line: f.end_line,
+            start_byte: f.start_byte,
+            end_byte: f.end_byte,
+            suppressed: f.suppressed,
+            fingerprint,
+        }
     }
 }
 

@@ -420,6 +420,27 @@ fn a_foreign_layout_or_a_link_in_the_caches_place_is_replaced_never_written_into
     let (_, err) = scan(src.path(), &model, cache.path(), &[]);
     assert_eq!(from_cache(&err), (3, 3), "{err}");
 
+    // Another program's database that happens to have this layout's user_version.
+    let cache = tempfile::tempdir().unwrap();
+    database(cache.path())
+        .execute_batch("CREATE TABLE notes (body TEXT); PRAGMA user_version = 1;")
+        .unwrap();
+    let (report, err) = scan(src.path(), &model, cache.path(), &[]);
+    assert!(
+        err.contains("was damaged") && err.contains("application_id"),
+        "{err}"
+    );
+    assert_eq!(report, expected);
+
+    // Links in the place of the lock file and of the cache file are never followed.
+    let cache = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("created-through-a-link");
+    std::os::unix::fs::symlink(&target, cache.path().join("predictions.lock")).unwrap();
+    let (report, _) = scan(src.path(), &model, cache.path(), &[]);
+    assert_eq!(report, expected);
+    assert!(!target.exists(), "the lock file's link was followed");
+
     // A link to someone else's file: the link is replaced, the file left as it was.
     let cache = tempfile::tempdir().unwrap();
     let precious = cache.path().join("precious.txt");

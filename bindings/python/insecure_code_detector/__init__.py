@@ -46,6 +46,7 @@ __all__ = [
     "InvalidUtf8Error",
     "InvalidArgumentError",
     "CheckpointNotFoundError",
+    "FileAccessError",
     "ConfigError",
     "TokenizerError",
     "WeightsError",
@@ -80,10 +81,15 @@ class InvalidArgumentError(DetectorError, ValueError):
     status = "ICD_ERR_INVALID_ARGUMENT"
 
 
-class CheckpointNotFoundError(DetectorError, OSError):
-    """A checkpoint file or directory could not be read."""
+class FileAccessError(DetectorError, OSError):
+    """A file or directory could not be read: a checkpoint's, or a source path given to
+    :func:`find_functions_under` or :meth:`Detector.scan`."""
 
     status = "ICD_ERR_IO"
+
+
+# The name the checkpoint's case has always had.
+CheckpointNotFoundError = FileAccessError
 
 
 class ConfigError(DetectorError):
@@ -116,7 +122,7 @@ _ERRORS = {
     1: NullArgumentError,
     2: InvalidUtf8Error,
     3: InvalidArgumentError,
-    4: CheckpointNotFoundError,
+    4: FileAccessError,
     5: ConfigError,
     6: TokenizerError,
     7: WeightsError,
@@ -504,6 +510,28 @@ class NotScannedWarning(UserWarning):
     """:meth:`Detector.scan` could not cover a part of the tree (a :class:`Gap`)."""
 
 
+def _function(f: "_Function", code: str, *, file: Optional[str] = None, language: Optional[str] = None) -> Function:
+    return Function(
+        name=f.name.decode("utf-8", "replace"),
+        start_line=f.start_line,
+        end_line=f.end_line,
+        byte_range=(f.start_byte, f.end_byte),
+        code=code,
+        suppressed=bool(f.suppressed),
+        fingerprint=f.fingerprint.decode(),
+        file=file,
+        language=language,
+    )
+
+
+def _paths(paths) -> List[bytes]:
+    """A path or several, as bytes: one ``str``, ``bytes`` or ``PathLike`` is one path,
+    not a sequence of characters."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    return [os.fsencode(os.fspath(p)) for p in paths]
+
+
 def find_functions(source: Union[str, bytes], language: str = "c") -> List[Function]:
     """The function definitions in ``source`` (``str``, or ``bytes`` of UTF-8), in source
     order, found as ``icd scan`` finds them (tree-sitter, a reading per preprocessor
@@ -522,20 +550,10 @@ def find_functions(source: Union[str, bytes], language: str = "c") -> List[Funct
     try:
         count = ctypes.c_size_t()
         items = lib.icd_functions_items(handle, ctypes.byref(count))
-        found = []
-        for f in (items[i] for i in range(count.value)):
-            found.append(
-                Function(
-                    name=f.name.decode("utf-8", "replace"),
-                    start_line=f.start_line,
-                    end_line=f.end_line,
-                    byte_range=(f.start_byte, f.end_byte),
-                    code=data[f.start_byte : f.end_byte].decode("utf-8"),
-                    suppressed=bool(f.suppressed),
-                    fingerprint=f.fingerprint.decode(),
-                )
-            )
-        return found
+        return [
+            _function(f, data[f.start_byte : f.end_byte].decode("utf-8"), language=language)
+            for f in (items[i] for i in range(count.value))
+        ]
     finally:
         lib.icd_functions_free(handle)
 
@@ -544,7 +562,8 @@ _LANGUAGE_NAMES = {number: name for name, number in _LANGUAGE.items()}
 
 
 def find_functions_under(
-    paths: Iterable[Union[str, os.PathLike]], *, max_file_size: int = 0, dot_ignore: bool = False
+    paths: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]], *, max_file_size: int = 0,
+    dot_ignore: bool = False
 ) -> SourceTree:
     """The function definitions under ``paths`` (files, or directories walked as ``icd
     scan`` walks them: in a git work tree every tracked file whatever ``.gitignore``
@@ -552,7 +571,7 @@ def find_functions_under(
     with ``dot_ignore``, hidden files included, symbolic links never followed) and
     what could not be covered. ``max_file_size``: the largest file read, in bytes (0:
     16 MiB). A path given that does not exist or cannot be read raises."""
-    encoded = [os.fsencode(os.fspath(p)) for p in paths]
+    encoded = _paths(paths)
     n = len(encoded)
     if not isinstance(max_file_size, int) or not 0 <= max_file_size < 2**64:
         raise InvalidArgumentError(f"argument `max_file_size` is {max_file_size!r}, expected a byte count")
@@ -565,22 +584,15 @@ def find_functions_under(
     try:
         count = ctypes.c_size_t()
         items = lib.icd_tree_functions(handle, ctypes.byref(count))
-        functions = []
-        for t in (items[i] for i in range(count.value)):
-            f = t.function
-            functions.append(
-                Function(
-                    name=f.name.decode("utf-8", "replace"),
-                    start_line=f.start_line,
-                    end_line=f.end_line,
-                    byte_range=(f.start_byte, f.end_byte),
-                    code=ctypes.string_at(t.code, t.code_len).decode("utf-8"),
-                    suppressed=bool(f.suppressed),
-                    fingerprint=f.fingerprint.decode(),
-                    file=ctypes.string_at(t.file, t.file_len).decode("utf-8", "replace"),
-                    language=_LANGUAGE_NAMES[t.language],
-                )
+        functions = [
+            _function(
+                t.function,
+                ctypes.string_at(t.code, t.code_len).decode("utf-8"),
+                file=ctypes.string_at(t.file, t.file_len).decode("utf-8", "replace"),
+                language=_LANGUAGE_NAMES[t.language],
             )
+            for t in (items[i] for i in range(count.value))
+        ]
         raw_gaps = lib.icd_tree_gaps(handle, ctypes.byref(count))
         gaps = [
             Gap(file=ctypes.string_at(g.file, g.file_len).decode("utf-8", "replace"), message=g.message.decode("utf-8", "replace"))
@@ -688,6 +700,7 @@ class Detector:
         model: Union[str, os.PathLike] = "mrm8488/codebert-base-finetuned-detect-insecure-code",
         *,
         revision: Optional[str] = None,
+        cache_dir: Optional[Union[str, os.PathLike]] = None,
         backend: Optional[str] = None,
         **options,
     ) -> "Detector":
@@ -697,30 +710,41 @@ class Detector:
 
         A hub id is looked up in the cache first, without the network; only when it is
         not there, and ``HF_HUB_OFFLINE`` does not forbid it, are the files the library
-        reads downloaded into the cache. ``options`` are the constructor's.
+        reads downloaded into the cache (``cache_dir``: another cache than
+        ``huggingface_hub``'s default). ``options`` are the constructor's.
         """
         path = Path(os.fspath(model))
         if path.is_dir():
             return cls(path, backend, **options)
+        text = os.fspath(model)
+        # owner/name, as the hub spells ids; anything else is a local path that is not there.
+        if path.is_absolute() or text.startswith((".", "~")) or text.count("/") != 1 or path.exists():
+            raise FileAccessError(f"{text}: no checkpoint directory there")
         try:
             import huggingface_hub
         except ImportError:
-            raise CheckpointNotFoundError(
-                f"{model} is no directory, and resolving it as a hub id needs huggingface_hub "
+            raise FileAccessError(
+                f"{text} is no directory, and resolving it as a hub id needs huggingface_hub "
                 "(pip install insecure_code_detector[hub])"
             ) from None
         patterns = ["config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.json",
                     "merges.txt", "tokenizer_config.json"]
         try:
             snapshot = huggingface_hub.snapshot_download(
-                str(model), revision=revision, allow_patterns=patterns, local_files_only=True
+                text, revision=revision, allow_patterns=patterns, local_files_only=True, cache_dir=cache_dir
             )
-        except Exception as cached_error:  # not in the cache (the class differs by version)
+        except (huggingface_hub.errors.LocalEntryNotFoundError, OSError) as cached_error:
             if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-                raise CheckpointNotFoundError(
-                    f"{model} is not in the Hugging Face cache and HF_HUB_OFFLINE forbids downloading it: {cached_error}"
+                raise FileAccessError(
+                    f"{text} is no directory, is not in the Hugging Face cache, and HF_HUB_OFFLINE forbids "
+                    f"downloading it ({cached_error})"
                 ) from None
-            snapshot = huggingface_hub.snapshot_download(str(model), revision=revision, allow_patterns=patterns)
+            try:
+                snapshot = huggingface_hub.snapshot_download(
+                    text, revision=revision, allow_patterns=patterns, cache_dir=cache_dir
+                )
+            except Exception as e:
+                raise FileAccessError(f"{text} is no directory, and the hub did not give it: {e}") from None
         return cls(snapshot, backend, **options)
 
     def _label_name(self, ptr: int, index: int) -> str:
@@ -812,7 +836,7 @@ class Detector:
 
     def scan(
         self,
-        paths: Iterable[Union[str, os.PathLike]],
+        paths: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]],
         *,
         window: bool = False,
         stride: int = 0,
@@ -825,7 +849,8 @@ class Detector:
         order, ``batch_size`` functions per call; with ``window``, long functions are
         classified by windows (:meth:`predict_windows`) instead of truncated. Each part
         of the tree that could not be covered is a :class:`NotScannedWarning`. The
-        predictions equal ``icd scan --format jsonl``'s for the same files."""
+        functions and predictions equal ``icd scan --no-config --format jsonl``'s (no
+        ``.icd.toml`` is read here)."""
         tree = find_functions_under(paths, max_file_size=max_file_size, dot_ignore=dot_ignore)
         for gap in tree.gaps:
             warnings.warn(gap.message, NotScannedWarning, stacklevel=2)

@@ -55,13 +55,22 @@ class DetectorActor:
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         import numpy as np
 
-        codes = [c if isinstance(c, (str, bytes)) else str(c) for c in batch[self.column]]
+        clashes = sorted(set(batch) & set(PREDICTION_COLUMNS))
+        if clashes:
+            raise ValueError(f"the dataset already has columns {clashes}, which the predictions would "
+                             "overwrite: rename them first (ds.rename_columns)")
+        codes = list(batch[self.column])
+        for i, code in enumerate(codes):
+            if not isinstance(code, (str, bytes)):
+                raise ValueError(f"column `{self.column}` holds {type(code).__name__} {code!r} at row {i} of a "
+                                 "batch, not the code of a function")
         predictions = self.detector.predict_batch(codes)
         out = dict(batch)
         out["label"] = np.array([p.label for p in predictions], dtype=np.int64)
         out["label_name"] = np.array([p.label_name for p in predictions], dtype=object)
         out["insecure_probability"] = np.array([p.insecure_probability for p in predictions], dtype=np.float32)
-        out["logits"] = np.array([p.logits for p in predictions], dtype=np.float32).reshape(len(predictions), -1)
+        out["logits"] = np.array([p.logits for p in predictions], dtype=np.float32).reshape(
+            len(predictions), len(self.detector.labels))
         out["tokens"] = np.array([p.tokens for p in predictions], dtype=np.int64)
         out["truncated"] = np.array([p.truncated for p in predictions], dtype=bool)
         return out
@@ -91,8 +100,8 @@ def predict(
     **options,
 ):
     """``dataset`` with the prediction columns added (``label``, ``label_name``,
-    ``insecure_probability``, ``logits``, ``tokens``, ``truncated``) for the code in
-    ``column``, through ``map_batches`` on ``concurrency`` actors of ``num_cpus`` CPUs
+    ``insecure_probability``, ``logits``, ``tokens``, ``truncated``; a dataset that
+    already has one of them is refused) for the code in ``column``, through ``map_batches`` on ``concurrency`` actors of ``num_cpus`` CPUs
     and ``num_gpus`` GPUs each, ``batch_size`` rows a batch. ``model``: a checkpoint
     directory every actor can read. ``threads``: the library's CPU threads per actor
     (default: its ``num_cpus``). ``actor``: a subclass of :class:`DetectorActor` to run
@@ -149,13 +158,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="a Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
     args = parser.parse_args(argv)
 
-    import ray
-
-    ray.init(address=args.address, ignore_reinit_error=True, log_to_driver=False)
     jsonl = [p for p in args.inputs if p.endswith(".jsonl")]
     trees = [Path(p) for p in args.inputs if not p.endswith(".jsonl")]
     if jsonl and trees:
         parser.error("give jsonl files or source trees in one run, not both (their columns differ)")
+    for path in [*map(Path, jsonl), *trees]:
+        if not path.exists():
+            parser.error(f"{path} does not exist")
+    if Path(args.output).exists() and any(Path(args.output).iterdir()):
+        parser.error(f"{args.output} is not empty: name a new or empty directory")
+
+    import ray
+
+    ray.init(address=args.address, ignore_reinit_error=True)
     if jsonl:
         dataset = ray.data.read_json(jsonl)
     else:

@@ -281,16 +281,21 @@ def test_from_pretrained_resolves_a_hub_id_offline_from_the_cache(tmp_path, monk
     shutil.copytree(FIXTURES / "roberta-2-labels", snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "hub"
     code = "int get(int *a, int i) { return a[i]; }"
-    with Detector.from_pretrained("someone/tiny-roberta") as from_hub, Detector(FIXTURES / "roberta-2-labels") as local:
+    with Detector.from_pretrained("someone/tiny-roberta", cache_dir=cache) as from_hub, \
+            Detector(FIXTURES / "roberta-2-labels") as local:
         assert from_hub.predict(code) == local.predict(code)
     # A directory is used as it is.
     with Detector.from_pretrained(FIXTURES / "roberta-2-labels", precision="int8") as d:
         assert d.labels == local.labels
     with pytest.raises(icd.CheckpointNotFoundError, match="HF_HUB_OFFLINE"):
-        Detector.from_pretrained("someone/absent-model")
+        Detector.from_pretrained("someone/absent-model", cache_dir=cache)
+    # A local path that is not there is never taken for a hub id.
+    for missing in [str(tmp_path / "absent"), "./models/absent", "models/deeper/absent"]:
+        with pytest.raises(icd.FileAccessError, match="no checkpoint directory"):
+            Detector.from_pretrained(missing, cache_dir=cache)
 
 
 def _icd_jsonl(binary, args, cwd):
@@ -363,5 +368,7 @@ def test_find_functions_under_names_what_it_did_not_cover(tmp_path):
             findings = list(detector.scan([tmp_path], max_file_size=500, window=True))
         assert [f.name for f in findings] == ["ok"]
         assert findings[0].prediction == detector.predict(findings[0].function.code)
-    with pytest.raises(icd.CheckpointNotFoundError, match="does-not-exist"):
-        icd.find_functions_under([tmp_path / "does-not-exist"])
+    with pytest.raises(icd.FileAccessError, match="does-not-exist"):
+        icd.find_functions_under(tmp_path / "does-not-exist")
+    # One path, not a sequence of characters.
+    assert [f.name for f in icd.find_functions_under(str(tmp_path), max_file_size=500).functions] == ["ok"]

@@ -829,12 +829,16 @@ impl ScanCache {
     /// from. A checkpoint that changed in between would have its results kept under
     /// the old key; then none are kept.
     fn confirm(&mut self, builder: &DetectorBuilder) {
-        if self.store.model_key(builder).ok() != Some(self.model) {
-            eprintln!(
-                "icd: warning: the checkpoint changed while it loaded; results are not being kept"
-            );
-            self.broken = true;
-        }
+        let why = match self.store.model_key(builder) {
+            Ok(model) if model == self.model => return,
+            Ok(_) => "the checkpoint changed while it loaded".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        eprintln!(
+            "icd: warning: {}; results are not being kept",
+            printable(&why)
+        );
+        self.broken = true;
     }
 
     fn key(&self, f: &FunctionSpan) -> CacheKey {
