@@ -28,7 +28,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional
 
 from . import Detector, find_functions_under
 
@@ -101,8 +101,9 @@ def predict(
 ):
     """``dataset`` with the prediction columns added (``label``, ``label_name``,
     ``insecure_probability``, ``logits``, ``tokens``, ``truncated``; a dataset that
-    already has one of them is refused) for the code in ``column``, through ``map_batches`` on ``concurrency`` actors of ``num_cpus`` CPUs
-    and ``num_gpus`` GPUs each, ``batch_size`` rows a batch. ``model``: a checkpoint
+    already has one of them is refused) for the code in ``column``, through
+    ``map_batches`` on ``concurrency`` actors of ``num_cpus`` CPUs and ``num_gpus``
+    GPUs each, ``batch_size`` rows a batch. ``model``: a checkpoint
     directory every actor can read. ``threads``: the library's CPU threads per actor
     (default: its ``num_cpus``). ``actor``: a subclass of :class:`DetectorActor` to run
     instead (to add columns of its own). ``options`` go to :class:`Detector`

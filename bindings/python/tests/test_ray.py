@@ -102,3 +102,11 @@ def test_the_command_scores_jsonl_and_source_trees(local_ray, tmp_path):
     with Detector(MODEL) as detector:
         for r in table:
             assert r["insecure_probability"] == detector.predict(r["func"]).insecure_probability
+
+
+def test_columns_the_predictions_would_overwrite_are_refused(local_ray):
+    rows = [{"func": "int f(void) { return 0; }", "label": 1}]
+    with pytest.raises(Exception, match="would overwrite"):
+        predict(ray.data.from_items(rows), str(MODEL)).take_all()
+    renamed = ray.data.from_items(rows).rename_columns({"label": "target"})
+    assert predict(renamed, str(MODEL)).take_all()[0]["target"] == 1
