@@ -49,7 +49,6 @@
 //! # Ok::<(), insecure_code_detector::Error>(())
 //! ```
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -207,8 +206,9 @@ impl PredictionCache {
     }
 
     fn open_checked(path: &Path, max_entries: u64) -> Result<Self, OpenFailure> {
-        // A link, directory or device in its place is not this cache's file: it is
-        // replaced, never followed (and the link's target never written).
+        // A link or device in its place is not this cache's file: it is replaced,
+        // never followed (the link's target is never written). A directory there fails
+        // to be removed, and the cache is not used.
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_file() {
                 return Err(OpenFailure::Damaged("not a regular file".to_owned()));
@@ -232,9 +232,9 @@ impl PredictionCache {
         if check != "ok" {
             return Err(OpenFailure::Damaged(check));
         }
-        // The layout is this version's when `user_version` says so; a new file (no
-        // schema objects at all) is given it; anything else is another program's or
-        // another version's file.
+        // The layout is this version's when `application_id` and `user_version` say
+        // so; a new file (no schema objects at all) is given both; anything else is
+        // another program's or another version's file.
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let application: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
         let objects: i64 =
@@ -317,14 +317,7 @@ impl PredictionCache {
         }
         let mut file = std::fs::File::open(&canonical).map_err(io)?;
         let mut hash = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buffer).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buffer[..n]);
-        }
+        std::io::copy(&mut file, &mut hash).map_err(io)?;
         let digest: [u8; 32] = hash.finalize().into();
         // A file that changed while it was read is not remembered.
         if file_stat(&canonical).map_err(io)? == before {

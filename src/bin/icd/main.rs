@@ -758,6 +758,8 @@ struct ScanCache {
     store: PredictionCache,
     model: ModelKey,
     mode: ClassifyMode,
+    /// `mode.request()`, part of every key.
+    request: String,
     /// The checkpoint's labels and token limit, which entries are checked against.
     labels: Vec<String>,
     max_tokens: usize,
@@ -819,6 +821,7 @@ impl ScanCache {
             store,
             model,
             mode: mode.clone(),
+            request: mode.request(),
             labels,
             max_tokens,
             broken: false,
@@ -842,7 +845,7 @@ impl ScanCache {
     }
 
     fn key(&self, f: &FunctionSpan) -> CacheKey {
-        CacheKey::new(&self.model, &self.mode.request(), &f.code)
+        CacheKey::new(&self.model, &self.request, &f.code)
     }
 
     /// Each function's cached result, where there is one that fits it.
