@@ -127,10 +127,12 @@ class TorchRuns:
             self.synchronize()
             return time.perf_counter() - t
 
-    def sorted_batches_fps(self):
-        """Length-sorted batches of 8, each padded to its longest; keeps the probabilities."""
+    def sorted_batches_fps(self, bf16=False):
+        """Length-sorted batches of 8, each padded to its longest; keeps the probabilities
+        (those of f32, not of bf16 autocast)."""
         probs = [None] * len(self.codes)
-        with torch.inference_mode():
+        autocast = torch.autocast("cuda" if self.device == "cuda" else "cpu", dtype=torch.bfloat16, enabled=bf16)
+        with torch.inference_mode(), autocast:
             self.synchronize()
             t = time.perf_counter()
             for idx, texts in self.batches:
@@ -138,7 +140,8 @@ class TorchRuns:
                 for i, v in zip(idx, torch.softmax(self.model(**enc).logits, -1)[:, 1].tolist()):
                     probs[i] = v
             fps = len(self.codes) / (time.perf_counter() - t)
-        self.probabilities = probs
+        if not bf16:
+            self.probabilities = probs
         return fps
 
     def model_card_fps(self):

@@ -9,13 +9,19 @@ that their logits agree, and writes a Markdown report (default: BENCHMARKS-gpu.m
 in side_by_side.py the two runtimes' runs are interleaved round by round and each
 figure is a median over rounds; the first corpus pass of each is reported apart, as this
 library's GPU backends compile a kernel the first time they meet each new shape.
+Then, over the corpus's first `--cold-functions` functions, whole processes from start
+to last prediction (`cold_start.py`): `icd classify` cold, again on the caches the
+first left, and cold with `--warm-up`, against PyTorch's cold process in f32 and with
+bf16 autocast.
 
     python3 benches/gpu_side_by_side.py --tokenizer ../shared/roberta-base-tokenizer \
         --corpus ../shared/c-corpus/nginx.jsonl
 
 By default the library's side is `cargo run --example bench --features BACKEND`; `--bench
 PATH` runs an already built `examples/bench` binary instead (for a GPU machine without
-a Rust toolchain). Needs torch with CUDA and transformers; not part of the test run.
+a Rust toolchain); likewise `--icd PATH` for the cold processes (default: `cargo build
+--bin icd --features BACKEND`). Needs torch with CUDA and transformers; not part of the
+test run.
 """
 
 import argparse
@@ -23,6 +29,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +38,7 @@ import transformers
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cold_start  # noqa: E402
 from common import (LENGTHS, ROOT, OursServer, TorchRuns, bench_binary, flops_per_pass, interleave,  # noqa: E402
                     interleaved_latencies, make_checkpoint)
 
@@ -44,6 +52,8 @@ def main():
     parser.add_argument("--backend", default="wgpu", help="this library's GPU backend")
     parser.add_argument("--precisions", default="f32", help="this library's precisions to time, comma-separated")
     parser.add_argument("--bench", help="a built examples/bench binary (default: cargo run --example bench)")
+    parser.add_argument("--cold-functions", type=int, default=400, help="corpus functions of the cold processes")
+    parser.add_argument("--icd", help="a built icd binary for the cold processes (default: cargo build --bin icd)")
     parser.add_argument("--workdir", default=str(ROOT / "target" / "bench"))
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS-gpu.md"))
     args = parser.parse_args()
@@ -70,17 +80,27 @@ def main():
     latency = {n: {name: statistics.median(times) for name, times in by_name.items()}
                for n, by_name in interleaved_latencies(latency_jobs, args.repeats).items()}
     print(f"timing throughput, {args.repeats} rounds ...", file=sys.stderr)
-    jobs = {"PyTorch card": torch_runs.model_card_fps, "PyTorch sorted": torch_runs.sorted_batches_fps}
+    jobs = {"PyTorch card": torch_runs.model_card_fps, "PyTorch sorted": torch_runs.sorted_batches_fps,
+            "PyTorch sorted bf16": lambda: torch_runs.sorted_batches_fps(bf16=True)}
     jobs.update({p: server.throughput for p, server in servers.items()})
     first_pass = {name: job() for name, job in jobs.items()}
     throughput = {name: statistics.median(rates) for name, rates in interleave(jobs, args.repeats).items()}
     pt_probabilities, pt_logits = torch_runs.probabilities, torch_runs.probe_logits()
     reports = {p: server.finish() for p, server in servers.items()}
 
+    print(f"timing cold processes over {args.cold_functions} functions ...", file=sys.stderr)
+    icd = args.icd or cold_start_icd(args.backend)
+    subset = cold_start.corpus_subset(args.corpus, args.cold_functions, workdir)
+    cold = {p: cold_start.ours(icd, model_dir, subset, ["--backend", args.backend, "--precision", p])
+            for p in precisions}
+    torch_cold = {"f32": cold_start.torch_process(model_dir, subset, "cuda"),
+                  "bf16 autocast": cold_start.torch_process(model_dir, subset, "cuda", bf16=True)}
+
     gpu = torch.cuda.get_device_name(0)
     command = (f"python benches/gpu_side_by_side.py --tokenizer {args.tokenizer} --corpus {args.corpus} "
                f"--functions {args.functions} --repeats {args.repeats} --backend {args.backend} "
-               f"--precisions {args.precisions}" + (f" --bench {args.bench}" if args.bench else ""))
+               f"--precisions {args.precisions} --cold-functions {args.cold_functions}"
+               + (f" --bench {args.bench}" if args.bench else "") + (f" --icd {args.icd}" if args.icd else ""))
     names = ", ".join(f"`{p}`" for p in precisions)
     lines = [
         f"# GPU benchmarks: the `{args.backend}` backend",
@@ -138,9 +158,10 @@ def main():
         "| --- " * (4 + len(precisions)) + "|",
     ]
     rows = [("PyTorch (CUDA)", "model card (each function padded to 512)", "PyTorch card"),
-            ("PyTorch (CUDA)", "length-sorted batches of 8", "PyTorch sorted")]
-    rows += [(f"ours ({args.backend}, {p})", "`predict_batch`: length-sorted, up to 8 laid end to end, no padding", p)
-             for p in precisions]
+            ("PyTorch (CUDA)", "length-sorted batches of 8", "PyTorch sorted"),
+            ("PyTorch (CUDA, bf16 autocast)", "length-sorted batches of 8", "PyTorch sorted bf16")]
+    rows += [(f"ours ({args.backend}, {p})", "`predict_batch`: length-sorted, up to 8 per call, padded to one of "
+              "the bounded call shapes", p) for p in precisions]
     for runtime, usage, key in rows:
         lines.append(f"| {runtime} | {usage} | {throughput[key]:.2f} | "
                      + " | ".join(f"{throughput[p] / throughput[key]:.2f}x" for p in precisions)
@@ -156,9 +177,37 @@ def main():
         "Load from safetensors onto the GPU: "
         + "; ".join(f"`{p}` {reports[p]['load_seconds']:.2f} s" for p in precisions) + ".",
         "",
+        f"## Cold processes over the first {args.cold_functions} nginx functions (seconds from process start "
+        "to the last prediction)",
+        "",
+        "| process | seconds | functions/s | PyTorch f32 cold / this |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, seconds in torch_cold.items():
+        lines.append(f"| PyTorch (CUDA, {name}), length-sorted batches of 8 | {seconds:.2f} | "
+                     f"{args.cold_functions / seconds:.1f} | {torch_cold['f32'] / seconds:.2f}x |")
+    for p in precisions:
+        for name, seconds in cold[p].items():
+            lines.append(f"| ours ({args.backend}, {p}), `icd classify`, {name} | {seconds:.2f} | "
+                         f"{args.cold_functions / seconds:.1f} | {torch_cold['f32'] / seconds:.2f}x |")
+    lines += [
+        "",
+        "Each process loads the checkpoint, tokenizes, classifies and exits. Ours: `cold` starts with an "
+        "empty `ICD_CACHE_DIR`, so each call shape is compiled and autotuned as it first comes; `warm "
+        "caches` is a second process on what the first left there (autotune results, and on CUDA the "
+        "compiled kernels); `cold --warm-up` compiles every call shape before the first function. Above "
+        "1x: this library's process is the faster.",
+        "",
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def cold_start_icd(backend):
+    """Builds `icd` with the backend's feature and returns the executable's path."""
+    subprocess.run(["cargo", "build", "-q", "--features", backend, "--bin", "icd"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return str(target / "debug" / "icd")
 
 
 if __name__ == "__main__":

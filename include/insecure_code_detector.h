@@ -333,6 +333,18 @@ const char *icd_detector_backend(const struct icd_detector *detector);
 // `detector` must be NULL or a live handle from `icd_detector_open`.
 const char *icd_detector_execution(const struct icd_detector *detector);
 
+// Compiles and tunes the GPU kernels of every model call shape now, rather than on
+// the first call of each shape (see `Detector::warm_up`); nothing on the CPU
+// backends. On `ICD_OK`, `*calls_out` (if not NULL) receives the number of model
+// calls run: 0 on the CPU backends.
+//
+// # Safety
+// `detector` must be NULL or a live handle; `calls_out` and `error_out` each NULL or
+// writable.
+enum icd_status icd_detector_warm_up(const struct icd_detector *detector,
+                                     size_t *calls_out,
+                                     struct icd_error **error_out);
+
 // Classifies one function: `code_len` bytes of UTF-8 at `code`.
 //
 // `logits_out` receives `icd_detector_num_labels` floats; `logits_capacity` is its
@@ -351,7 +363,8 @@ enum icd_status icd_detector_predict(const struct icd_detector *detector,
                                      size_t logits_capacity,
                                      struct icd_error **error_out);
 
-// Classifies `count` functions, several per model call without padding; results come
+// Classifies `count` functions, several per model call (end to end on the CPU
+// backends, padded to a bounded set of shapes on the GPU backends); results come
 // back in input order and equal `icd_detector_predict`'s.
 //
 // `predictions_out` has room for `count` predictions. `logits_out` receives

@@ -195,11 +195,17 @@ impl Backend {
             }
             Backend::Wgpu => {
                 #[cfg(feature = "wgpu")]
-                return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+                {
+                    configure_gpu_runtime();
+                    return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+                }
             }
             Backend::Cuda => {
                 #[cfg(feature = "cuda")]
-                return Ok(Device::cuda(0));
+                {
+                    configure_gpu_runtime();
+                    return Ok(Device::cuda(0));
+                }
             }
             Backend::Auto => unreachable!("resolved by open()"),
         }
@@ -240,6 +246,46 @@ impl FromStr for Backend {
                 ),
             })
     }
+}
+
+/// Where the GPU backends keep what they compile and tune, so that a later process
+/// starts warm: `cubecl` in this library's cache directory (`$ICD_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/insecure-code-detector`, else `~/.cache/insecure-code-detector`).
+///
+/// burn's GPU runtime (CubeCL) keeps there its autotune results (every GPU backend)
+/// and its compiled kernels (CUDA; wgpu compiles its shaders in each process). It
+/// does so unless the application configures CubeCL itself: a `cubecl.toml` or
+/// `burn.toml` in the working directory or above it, or a configuration set before
+/// the first GPU detector is built, is left as it is. `CUBECL_AUTOTUNE_CACHE=0`
+/// turns the autotune cache off.
+pub fn gpu_cache_dir() -> Option<std::path::PathBuf> {
+    crate::hub::converted_cache_dir().map(|dir| dir.join("cubecl"))
+}
+
+/// Points CubeCL's caches at [`gpu_cache_dir`] and turns its kernel cache on, once,
+/// before the first GPU device opens, unless the application configures CubeCL.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn configure_gpu_runtime() {
+    use burn::cubecl::config::cache::CacheConfig;
+    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+
+    static CONFIGURED: std::sync::Once = std::sync::Once::new();
+    CONFIGURED.call_once(|| {
+        let names = ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"];
+        let configured_by_file = std::env::current_dir().is_ok_and(|cwd| {
+            cwd.ancestors()
+                .any(|dir| names.iter().any(|name| dir.join(name).is_file()))
+        });
+        let Some(dir) = gpu_cache_dir().filter(|_| !configured_by_file) else {
+            return;
+        };
+        // CubeCL's defaults with its CUBECL_* variables applied, as it would read them.
+        let mut config = CubeClRuntimeConfig::default().override_from_env();
+        config.environment.path = CacheConfig::Directory(dir);
+        config.compilation.cache = true;
+        // False where the application set or read the configuration first: theirs stays.
+        CubeClRuntimeConfig::try_set(config);
+    });
 }
 
 fn compiled_names() -> String {

@@ -5,6 +5,7 @@
 
 use burn::tensor::DType;
 
+use crate::call_rows::CallRows;
 use crate::cpu::{CpuFeatures, Kernel};
 use crate::error::{Error, Result};
 use crate::{Backend, Precision};
@@ -113,16 +114,17 @@ impl std::fmt::Display for ExecutionPlan {
 /// tensors fill it (`model::encoder::TensorLayer`), and so do the packed CPU kernels
 /// (`cpu::encoder::PackedLayer`, below).
 ///
-/// Every operation works on a batch's rows laid end to end (`lengths` rows per input,
-/// see `ragged`) and writes into a buffer the caller keeps from layer to layer, so
-/// that a plan on plain memory allocates, and first touches, each buffer once per pass.
+/// Every operation works on a model call's rows (laid out as `call` says, see
+/// `call_rows`: the packed CPU kernels take them end to end only) and writes into a
+/// buffer the caller keeps from layer to layer, so that a plan on plain memory
+/// allocates, and first touches, each buffer once per pass.
 pub(crate) trait LayerOps {
     /// A batch's rows between the operations.
     type Rows: Default;
 
     /// Self-attention (`RobertaSelfAttention`): the query, key and value projections
     /// of `hidden` into `qkv`, and the attention context of every row into `context`,
-    /// each input attending only to its own rows. With `first_only`, only each
+    /// each input attending only to its own rows (never to padding). With `first_only`, only each
     /// input's first row's context, from every row's keys and values (and a plan may
     /// skip `qkv` where it folds the keys and values into that row's query). Then
     /// `probabilities`, where asked for, receives each input's attention
@@ -131,14 +133,15 @@ pub(crate) trait LayerOps {
     fn self_attention(
         &self,
         hidden: &Self::Rows,
-        lengths: &[usize],
+        call: CallRows<'_>,
         first_only: bool,
         buffers: (&mut Self::Rows, &mut Self::Rows),
         probabilities: Option<&mut Vec<f32>>,
     );
 
-    /// Each input's first row of `rows`, in place of all of them.
-    fn first_rows(rows: &mut Self::Rows, lengths: &[usize]);
+    /// Each input's first row of `rows`, in place of all of them: one row per input,
+    /// end to end.
+    fn first_rows(rows: &mut Self::Rows, call: CallRows<'_>);
 
     /// `attention.output.dense` of the context.
     fn attention_output(&self, context: &Self::Rows, out: &mut Self::Rows);
@@ -164,15 +167,24 @@ impl LayerOps for crate::cpu::encoder::PackedLayer {
     fn self_attention(
         &self,
         hidden: &Vec<f32>,
-        lengths: &[usize],
+        call: CallRows<'_>,
         first_only: bool,
         buffers: (&mut Vec<f32>, &mut Vec<f32>),
         probabilities: Option<&mut Vec<f32>>,
     ) {
-        self.attend(hidden, lengths, first_only, buffers, probabilities);
+        assert_eq!(
+            call.padded_to, None,
+            "the packed kernels take rows end to end"
+        );
+        self.attend(hidden, call.lengths, first_only, buffers, probabilities);
     }
 
-    fn first_rows(rows: &mut Vec<f32>, lengths: &[usize]) {
+    fn first_rows(rows: &mut Vec<f32>, call: CallRows<'_>) {
+        assert_eq!(
+            call.padded_to, None,
+            "the packed kernels take rows end to end"
+        );
+        let lengths = call.lengths;
         let width = rows.len() / lengths.iter().sum::<usize>().max(1);
         *rows = crate::cpu::encoder::first_rows(rows, lengths, width);
     }

@@ -575,6 +575,34 @@ pub unsafe extern "C" fn icd_detector_execution(detector: *const icd_detector) -
     unsafe { detector.as_ref() }.map_or(ptr::null(), |d| d.execution.as_ptr())
 }
 
+/// Compiles and tunes the GPU kernels of every model call shape now, rather than on
+/// the first call of each shape (see `Detector::warm_up`); nothing on the CPU
+/// backends. On `ICD_OK`, `*calls_out` (if not NULL) receives the number of model
+/// calls run: 0 on the CPU backends.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle; `calls_out` and `error_out` each NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_warm_up(
+    detector: *const icd_detector,
+    calls_out: *mut usize,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    let body = || -> Result<(), Failure> {
+        // SAFETY: NULL or a live handle (the contract).
+        let d = unsafe { ref_arg(detector, "detector") }?;
+        let calls = d.detector.warm_up()?;
+        if !calls_out.is_null() {
+            // SAFETY: not NULL (checked) and writable (the contract).
+            unsafe { calls_out.write(calls) };
+        }
+        Ok(())
+    };
+    // SAFETY: `error_out` is NULL or writable (the contract).
+    unsafe { guard(error_out, body) }
+}
+
 /// Classifies one function: `code_len` bytes of UTF-8 at `code`.
 ///
 /// `logits_out` receives `icd_detector_num_labels` floats; `logits_capacity` is its
@@ -613,7 +641,8 @@ pub unsafe extern "C" fn icd_detector_predict(
     }
 }
 
-/// Classifies `count` functions, several per model call without padding; results come
+/// Classifies `count` functions, several per model call (end to end on the CPU
+/// backends, padded to a bounded set of shapes on the GPU backends); results come
 /// back in input order and equal `icd_detector_predict`'s.
 ///
 /// `predictions_out` has room for `count` predictions. `logits_out` receives

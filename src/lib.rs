@@ -23,6 +23,7 @@
 pub mod backend;
 #[cfg(feature = "cache")]
 pub mod cache;
+mod call_rows;
 pub mod config;
 pub mod cpu;
 pub mod detector;
@@ -32,7 +33,6 @@ pub mod ffi;
 pub mod files;
 pub mod hub;
 pub mod model;
-mod ragged;
 #[cfg(feature = "scan")]
 pub mod report;
 #[cfg(feature = "scan")]
@@ -43,8 +43,8 @@ pub mod weights;
 pub use backend::Backend;
 pub use config::RobertaConfig;
 pub use detector::{
-    Detector, DetectorBuilder, Explanation, LineScore, Precision, Prediction, Preprocessing,
-    TokenScore, WindowedExplanation, WindowedPrediction,
+    CallShapes, Detector, DetectorBuilder, Explanation, LineScore, Precision, Prediction,
+    Preprocessing, TokenScore, WindowedExplanation, WindowedPrediction,
 };
 pub use error::{Error, Result};
 pub use execution::ExecutionPlan;

@@ -178,7 +178,7 @@ impl PackedLayer {
 /// `lengths` rows each).
 pub(crate) fn first_rows(values: &[f32], lengths: &[usize], width: usize) -> Vec<f32> {
     let mut rows = Vec::with_capacity(lengths.len() * width);
-    for start in crate::ragged::first_rows(lengths) {
+    for start in crate::call_rows::first_rows(lengths) {
         rows.extend_from_slice(&values[start * width..][..width]);
     }
     rows

@@ -5,7 +5,8 @@
 //! options        Preprocessing and Precision, each with its one table of names and C numbers
 //! prediction     Prediction, WindowedPrediction, and how they are read off the logits
 //! explanation    Explanation: token and line scores from the last layer's attention
-//! batching       how a batch is cut into model calls and laid end to end
+//! batching       how a batch is cut into model calls, laid end to end (CPU) or padded
+//!                to a bounded set of shapes (GPU, CallShapes)
 //! ```
 
 mod batching;
@@ -13,6 +14,7 @@ mod explanation;
 mod options;
 mod prediction;
 
+pub use batching::CallShapes;
 pub use explanation::{Explanation, LineScore, TokenScore, WindowedExplanation};
 pub use options::{Precision, Preprocessing};
 pub use prediction::{Prediction, WindowedPrediction};
@@ -29,7 +31,7 @@ use crate::execution::ExecutionPlan;
 use crate::model::{ProjectionLayout, RobertaClassifier};
 use crate::tokenizer::{ByteSpan, CodeTokenizer, TokenizedInput};
 use crate::weights::{self, WeightFile};
-use batching::{end_to_end, model_calls, window_starts, TOKENIZE_WINDOW_BATCHES};
+use batching::{end_to_end, model_calls, padded, window_starts, TOKENIZE_WINDOW_BATCHES};
 use prediction::Labels;
 
 /// Options for [`Detector`]; start from [`Detector::builder`].
@@ -161,7 +163,11 @@ impl DetectorBuilder {
             });
         }
         let (model, backend, device, plan) = loaded?;
+        // The GPU backends compile kernels for each shape; the CPU backends run any
+        // shape as it comes, and padding would only cost them.
+        let call_shapes = (!backend.is_cpu()).then(|| CallShapes::new(max_tokens, self.batch_size));
         Ok(Detector {
+            call_shapes,
             model,
             tokenizer,
             labels: Labels::new(&config.id2label),
@@ -310,6 +316,8 @@ impl DetectorBuilder {
 #[derive(Debug)]
 pub struct Detector {
     model: RobertaClassifier,
+    /// The bounded shapes of the model calls (GPU backends); `None`: end to end.
+    call_shapes: Option<CallShapes>,
     tokenizer: CodeTokenizer,
     config: RobertaConfig,
     labels: Labels,
@@ -600,15 +608,65 @@ impl Detector {
         &self.tokenizer
     }
 
-    /// `order` cut into this detector's model calls (see [`model_calls`]).
+    /// The shapes this detector's model calls take, where they are bounded: on the
+    /// GPU backends, which compile kernels for each shape (see [`CallShapes`]). `None`
+    /// on the CPU backends, whose calls lay their inputs end to end unpadded.
+    pub fn call_shapes(&self) -> Option<&CallShapes> {
+        self.call_shapes.as_ref()
+    }
+
+    /// Compiles and tunes the kernels of every model call shape now, rather than on
+    /// the first call of each shape: one call of each of [`call_shapes`](Self::call_shapes),
+    /// explained (which runs every kernel a prediction runs, and those of
+    /// explanations). Afterwards [`predict`](Self::predict), the batch calls,
+    /// windows and explanations compile nothing more. Returns the number of calls run:
+    /// 0 on the CPU backends, which compile nothing.
+    ///
+    /// Where the runtime keeps its caches on disk (see [`crate::backend::gpu_cache_dir`]), a
+    /// later process warms up from them instead of compiling again.
+    ///
+    /// ```no_run
+    /// use insecure_code_detector::{Backend, Detector};
+    /// let detector = Detector::builder("models/codebert-insecure")
+    ///     .backend(Backend::Wgpu)
+    ///     .build()?;
+    /// let calls = detector.warm_up()?;
+    /// println!("{calls} call shapes compiled");
+    /// # Ok::<(), insecure_code_detector::Error>(())
+    /// ```
+    pub fn warm_up(&self) -> Result<usize> {
+        let Some(shapes) = &self.call_shapes else {
+            return Ok(0);
+        };
+        for (count, width) in shapes.iter() {
+            // `<s>`, `</s>` over and over: any ids do, the kernels depend on the shape.
+            let mut input_ids = vec![self.tokenizer.eos_id(); width];
+            input_ids[0] = self.tokenizer.bos_id();
+            let input = TokenizedInput {
+                input_ids,
+                untruncated_length: Some(width),
+            };
+            self.run_batch(&vec![&input; count], true)?;
+        }
+        Ok(shapes.len())
+    }
+
+    /// `order` cut into this detector's model calls (see [`model_calls`]): on the GPU
+    /// backends, each call's inputs of one of [`CallShapes`]'s widths.
     fn model_calls<'a>(
         &self,
         order: &'a [usize],
         tokens: impl Fn(usize) -> usize,
     ) -> Vec<&'a [usize]> {
+        let width = |i| {
+            self.call_shapes
+                .as_ref()
+                .map_or(0, |s| s.width_for(tokens(i)))
+        };
         model_calls(
             order,
-            tokens,
+            &tokens,
+            width,
             self.batch_size,
             self.backend.call_token_budget(),
         )
@@ -666,13 +724,25 @@ impl Detector {
         inputs: &[&TokenizedInput],
         explain: bool,
     ) -> Result<Vec<(Prediction, Vec<f32>)>> {
-        let (ids, positions, lengths) = end_to_end(inputs, self.config.pad_token_id);
-        let total = ids.len();
+        let pad = self.config.pad_token_id;
+        let (ids, positions, lengths, shape) = match &self.call_shapes {
+            None => {
+                let (ids, positions, lengths) = end_to_end(inputs, pad);
+                let total = ids.len();
+                (ids, positions, lengths, [1, total])
+            }
+            Some(shapes) => {
+                let longest = inputs.iter().map(|i| i.input_ids.len()).max().unwrap_or(1);
+                let count = shapes.count_for(inputs.len()).max(inputs.len());
+                let width = shapes.width_for(longest).max(longest);
+                let (ids, positions, lengths) = padded(inputs, width, count, pad);
+                (ids, positions, lengths, [count, width])
+            }
+        };
         let (logits, scores) = catch_unwind(AssertUnwindSafe(|| {
-            let input_ids =
-                Tensor::<2, Int>::from_data(TensorData::new(ids, [1, total]), &self.device);
+            let input_ids = Tensor::<2, Int>::from_data(TensorData::new(ids, shape), &self.device);
             let position_ids =
-                Tensor::<2, Int>::from_data(TensorData::new(positions, [1, total]), &self.device);
+                Tensor::<2, Int>::from_data(TensorData::new(positions, shape), &self.device);
             let parts = self.backend.row_parts();
             let (logits, scores) = if explain {
                 self.model
@@ -765,6 +835,91 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A detector on the fixture whose model runs on the backend's f32 tensors (the
+    /// plan of the GPU backends), with calls padded to `shapes` or end to end.
+    fn tensor_detector(max_tokens: usize, shapes: bool) -> Detector {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roberta-2-labels");
+        let detector = Detector::builder(&dir)
+            .max_tokens(max_tokens)
+            .batch_size(4)
+            .build()
+            .unwrap();
+        let mut model = RobertaClassifier::with_layout(
+            &detector.config,
+            ProjectionLayout::InOut,
+            &detector.device,
+        );
+        let weight_file = WeightFile::find(&dir).unwrap();
+        weights::load(&mut model, &detector.config, &weight_file, DType::F32).unwrap();
+        Detector {
+            model,
+            plan: ExecutionPlan::Tensors { dtype: DType::F32 },
+            call_shapes: shapes.then(|| CallShapes::new(max_tokens, 4)),
+            ..detector
+        }
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], tolerance: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= tolerance, "{what}: {a:?} against {b:?}");
+        }
+    }
+
+    /// Padded calls (the GPU backends' bounded shapes) give end to end's results:
+    /// predictions, explanations and windows, over lengths in every width and calls
+    /// with dummy inputs.
+    #[test]
+    fn padded_calls_give_the_results_of_calls_end_to_end() {
+        let texts: Vec<String> = (0..23)
+            .map(|i| {
+                format!(
+                    "int f{i}(int *a) {{ {} return a[{i}]; }}",
+                    "a[0]++; ".repeat(i * i / 3)
+                )
+            })
+            .collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (padded, end_to_end) = (tensor_detector(512, true), tensor_detector(512, false));
+        let widths: std::collections::BTreeSet<usize> = texts
+            .iter()
+            .map(|t| {
+                padded
+                    .call_shapes()
+                    .unwrap()
+                    .width_for(padded.tokenize(t).unwrap().input_ids.len())
+            })
+            .collect();
+        assert!(widths.len() >= 5, "the texts fill {widths:?} only");
+        let a = padded.predict_batch(&texts).unwrap();
+        let b = end_to_end.predict_batch(&texts).unwrap();
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert_close(&a.logits, &b.logits, 1e-5, &format!("input {i}"));
+            assert_eq!((a.tokens, a.truncated), (b.tokens, b.truncated));
+        }
+        let a = padded.explain_batch(&texts[..9]).unwrap();
+        let b = end_to_end.explain_batch(&texts[..9]).unwrap();
+        for (a, b) in a.iter().zip(&b) {
+            let scores = |e: &Explanation| e.tokens.iter().map(|t| t.score).collect::<Vec<_>>();
+            assert_close(&scores(a), &scores(b), 1e-5, "token scores");
+        }
+        let (padded, end_to_end) = (tensor_detector(40, true), tensor_detector(40, false));
+        let long = texts.last().unwrap();
+        let a = padded.predict_windows(long, 7).unwrap();
+        let b = end_to_end.predict_windows(long, 7).unwrap();
+        assert!(a.windows > 5);
+        assert_eq!((a.windows, &a.byte_range), (b.windows, &b.byte_range));
+        assert_close(&a.prediction.logits, &b.prediction.logits, 1e-5, "windows");
+    }
+
+    #[test]
+    fn warm_up_runs_every_call_shape_on_padded_calls_alone() {
+        let padded = tensor_detector(40, true);
+        assert_eq!(padded.call_shapes().unwrap().len(), 3 * 3);
+        assert_eq!(padded.warm_up().unwrap(), 9);
+        assert_eq!(tensor_detector(40, false).warm_up().unwrap(), 0);
     }
 
     #[test]

@@ -25,7 +25,8 @@ impl ClassificationHead {
     /// `[1, total, hidden]` for inputs laid end to end (`lengths` tokens each) to
     /// logits `[inputs, num_labels]`, from each input's first token.
     pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
-        self.forward_first_tokens(super::first_tokens(hidden, lengths))
+        let call = crate::call_rows::CallRows::end_to_end(lengths);
+        self.forward_first_tokens(super::first_tokens(hidden, call))
     }
 
     /// Logits `[inputs, num_labels]` from the inputs' first tokens alone,

@@ -3,8 +3,9 @@ use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 
+use crate::call_rows::CallRows;
 use crate::config::RobertaConfig;
 #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
 use crate::cpu::encoder::{LayerWeights, NormParameters, Projection};
@@ -84,7 +85,7 @@ impl SelfAttention {
         let width = width3 / 3;
         let heads = self.heads;
         let mut contexts = Vec::with_capacity(lengths.len());
-        for span in crate::ragged::spans(lengths) {
+        for span in crate::call_rows::spans(lengths) {
             let len = span.len();
             let part = self.split_heads(&qkv, span);
             let q = part.clone().narrow(1, 0, heads);
@@ -119,33 +120,91 @@ impl SelfAttention {
             .swap_dims(1, 2)
     }
 
+    /// Attention context `[inputs, width, hidden]` (before the output projection)
+    /// from the projections `[inputs, width, 3 * hidden]` of a padded call: all
+    /// inputs in one batched attention, `padding` (`[inputs, heads, width, width]`,
+    /// true at a padding key) keeping each query to its input's own tokens.
+    fn padded_context(&self, qkv: Tensor<3>, padding: Tensor<4, Bool>) -> Tensor<3> {
+        let [inputs, width, width3] = qkv.dims();
+        let heads = self.heads;
+        let parts = Self::padded_heads(qkv, heads);
+        let q = parts.clone().narrow(1, 0, heads);
+        let k = parts.clone().narrow(1, heads, heads);
+        let v = parts.narrow(1, 2 * heads, heads);
+        let context = attention(
+            q,
+            k,
+            v,
+            Some(padding),
+            None,
+            AttentionModuleOptions::default(),
+        );
+        context.swap_dims(1, 2).reshape([inputs, width, width3 / 3])
+    }
+
+    /// The projections of a padded call, `[inputs, width, 3 * hidden]`, split into
+    /// heads, `[inputs, 3 * heads, width, head_dim]`: query heads, then key heads,
+    /// then value heads.
+    fn padded_heads(qkv: Tensor<3>, heads: usize) -> Tensor<4> {
+        let [inputs, width, width3] = qkv.dims();
+        qkv.reshape([inputs, width, 3 * heads, width3 / 3 / heads])
+            .swap_dims(1, 2)
+    }
+
     /// Each input's attention probabilities from its first token, head by head, from
-    /// the projections `qkv` (`[1, total, 3 * hidden]`): `heads × len` values per
-    /// input, inputs laid end to end. burn's fused attention does not give its
-    /// probabilities, so the one query row per head is computed again here:
-    /// softmax(q₀·kᵀ / √head_dim), in f32 for the narrower dtypes.
-    fn first_row_probabilities(&self, qkv: Tensor<3>, lengths: &[usize]) -> Vec<f32> {
+    /// the projections `qkv` of a call laid out as `call` says: `heads × len` values
+    /// per input, inputs laid end to end (padding left out). `padding` is a padded
+    /// call's mask (see [`SelfAttention::padded_context`]). burn's fused attention
+    /// does not give its probabilities, so the one query row per head is computed
+    /// again here: softmax(q₀·kᵀ / √head_dim), in f32 for the narrower dtypes.
+    fn first_row_probabilities(
+        &self,
+        qkv: Tensor<3>,
+        call: CallRows<'_>,
+        padding: Option<&Tensor<4, Bool>>,
+    ) -> Vec<f32> {
         let [_, _, width3] = qkv.dims();
         let heads = self.heads;
         let head_dim = width3 / 3 / heads;
-        let mut probabilities = Vec::with_capacity(heads * lengths.iter().sum::<usize>());
-        for span in crate::ragged::spans(lengths) {
-            let part = self.split_heads(&qkv, span);
-            // At least f32: bf16 and f16 widened, f64 (f32's plan on cuda) kept.
-            let part = match part.dtype() {
-                burn::tensor::DType::F64 => part,
-                _ => part.cast(burn::tensor::FloatDType::F32),
-            };
+        // At least f32: bf16 and f16 widened, f64 (f32's plan on cuda) kept.
+        let widen = |part: Tensor<4>| match part.dtype() {
+            burn::tensor::DType::F64 => part,
+            _ => part.cast(burn::tensor::FloatDType::F32),
+        };
+        // softmax(q₀·kᵀ / √head_dim) for heads split as `split_heads` splits them.
+        let first_rows = |part: Tensor<4>, padding: Option<Tensor<4, Bool>>| {
+            let part = widen(part);
             let query = part.clone().narrow(1, 0, heads).narrow(2, 0, 1);
             let keys = part.narrow(1, heads, heads);
-            let scores = query.matmul(keys.swap_dims(2, 3)) / (head_dim as f64).sqrt();
-            let head_rows = burn::tensor::activation::softmax(scores, 3);
-            let values = head_rows
+            let mut scores = query.matmul(keys.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+            if let Some(padding) = padding {
+                scores = scores.mask_fill(padding.narrow(2, 0, 1), f64::NEG_INFINITY);
+            }
+            burn::tensor::activation::softmax(scores, 3)
                 .into_data()
                 .convert::<f32>()
                 .try_into_vec::<f32>()
-                .expect("f32 probabilities");
-            probabilities.extend(values);
+                .expect("f32 probabilities")
+        };
+        let lengths = call.lengths;
+        let mut probabilities = Vec::with_capacity(heads * lengths.iter().sum::<usize>());
+        match call.padded_to {
+            None => {
+                for span in crate::call_rows::spans(lengths) {
+                    probabilities.extend(first_rows(self.split_heads(&qkv, span), None));
+                }
+            }
+            Some(width) => {
+                // One pass for the call: `[inputs, heads, 1, width]`, padding dropped.
+                let padding = padding.expect("a padded call has its padding mask").clone();
+                let all = first_rows(Self::padded_heads(qkv, heads), Some(padding));
+                for (input, &len) in lengths.iter().enumerate() {
+                    for head in 0..heads {
+                        let row = (input * heads + head) * width;
+                        probabilities.extend_from_slice(&all[row..row + len]);
+                    }
+                }
+            }
         }
         probabilities
     }
@@ -266,8 +325,9 @@ impl EncoderLayer {
     /// Everything after attention works on each token alone, so it runs on `row_parts`
     /// slices of the tokens side by side (see [`crate::Backend::row_parts`]).
     pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize], row_parts: usize) -> Tensor<3> {
-        let layer = [TensorLayer::new(self, row_parts)];
-        super::encode(&layer, TensorRows::from(hidden), lengths, false, None).into_tensor()
+        let layer = [TensorLayer::new(self, row_parts, None)];
+        let call = CallRows::end_to_end(lengths);
+        super::encode(&layer, TensorRows::from(hidden), call, false, None).into_tensor()
     }
 
     /// [`EncoderLayer::forward`]'s output for each input's first token alone,
@@ -283,12 +343,14 @@ impl EncoderLayer {
         lengths: &[usize],
         row_parts: usize,
     ) -> Tensor<3> {
-        let layer = [TensorLayer::new(self, row_parts)];
-        super::encode(&layer, TensorRows::from(hidden), lengths, true, None).into_tensor()
+        let layer = [TensorLayer::new(self, row_parts, None)];
+        let call = CallRows::end_to_end(lengths);
+        super::encode(&layer, TensorRows::from(hidden), call, true, None).into_tensor()
     }
 }
 
-/// A batch's rows as burn tensors, `[1, rows, hidden]` together: the tensor plan's
+/// A model call's rows as burn tensors, `[1, rows, hidden]` together end to end or
+/// `[inputs, width, hidden]` padded (see `call_rows`): the tensor plan's
 /// [`LayerOps::Rows`]. Between the row-wise operations they stay in the slices those
 /// run on side by side (see [`TensorLayer`]), joined only where a step needs them all
 /// (attention, the first rows, the result). Empty before an operation writes them.
@@ -332,7 +394,7 @@ impl TensorRows {
             return self.0.clone();
         }
         let whole = self.whole();
-        crate::ragged::spans(counts)
+        crate::call_rows::spans(counts)
             .map(|span| whole.clone().narrow(1, span.start, span.len()))
             .collect()
     }
@@ -343,17 +405,28 @@ impl TensorRows {
 pub(crate) struct TensorLayer<'a> {
     layer: &'a EncoderLayer,
     row_parts: usize,
+    /// A padded call's attention mask (made once for all the layers).
+    padding: Option<Tensor<4, Bool>>,
 }
 
 impl<'a> TensorLayer<'a> {
     /// `layer` with its row-wise work split into `row_parts` (see
-    /// [`crate::Backend::row_parts`]).
-    pub(crate) fn new(layer: &'a EncoderLayer, row_parts: usize) -> Self {
+    /// [`crate::Backend::row_parts`]), for a call end to end (`padding` `None`) or
+    /// padded with that attention mask.
+    pub(crate) fn new(
+        layer: &'a EncoderLayer,
+        row_parts: usize,
+        padding: Option<Tensor<4, Bool>>,
+    ) -> Self {
         assert!(
             layer.layout == ProjectionLayout::InOut,
             "[out, in] projections run only on the packed CPU encoder"
         );
-        Self { layer, row_parts }
+        Self {
+            layer,
+            row_parts,
+            padding,
+        }
     }
 
     /// `f` on each slice of `inputs`' rows (the same slices of each), side by side:
@@ -397,7 +470,7 @@ impl LayerOps for TensorLayer<'_> {
     fn self_attention(
         &self,
         hidden: &TensorRows,
-        lengths: &[usize],
+        call: CallRows<'_>,
         first_only: bool,
         (_qkv, context): (&mut TensorRows, &mut TensorRows),
         probabilities: Option<&mut Vec<f32>>,
@@ -406,17 +479,22 @@ impl LayerOps for TensorLayer<'_> {
         let attention = &self.layer.attention;
         let qkv = attention.query_key_value.forward(hidden.whole());
         if let Some(probabilities) = probabilities.filter(|_| first_only) {
-            *probabilities = attention.first_row_probabilities(qkv.clone(), lengths);
+            *probabilities =
+                attention.first_row_probabilities(qkv.clone(), call, self.padding.as_ref());
         }
-        let mut all = attention.context(qkv, lengths);
+        let mut all = match (call.padded_to, &self.padding) {
+            (None, _) => attention.context(qkv, call.lengths),
+            (Some(_), Some(padding)) => attention.padded_context(qkv, padding.clone()),
+            (Some(_), None) => panic!("a padded call without its padding mask"),
+        };
         if first_only {
-            all = super::first_tokens(all, lengths);
+            all = super::first_tokens(all, call);
         }
         *context = TensorRows::from(all);
     }
 
-    fn first_rows(rows: &mut TensorRows, lengths: &[usize]) {
-        *rows = TensorRows::from(super::first_tokens(rows.whole(), lengths));
+    fn first_rows(rows: &mut TensorRows, call: CallRows<'_>) {
+        *rows = TensorRows::from(super::first_tokens(rows.whole(), call));
     }
 
     fn attention_output(&self, context: &TensorRows, out: &mut TensorRows) {

@@ -12,12 +12,13 @@ mod embeddings;
 mod encoder;
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 pub use classifier::ClassificationHead;
 pub use embeddings::{position_ids, RobertaEmbeddings};
 pub use encoder::{EncoderLayer, ProjectionLayout, SelfAttention};
 use encoder::{TensorLayer, TensorRows};
 
+use crate::call_rows::CallRows;
 use crate::config::RobertaConfig;
 use crate::execution::LayerOps;
 
@@ -84,15 +85,26 @@ impl RobertaClassifier {
         self.packed = Some(std::sync::Arc::new(encoder));
     }
 
-    /// Logits `[inputs, num_labels]` for inputs laid end to end in one row.
+    /// Logits `[inputs, num_labels]` for a model call's inputs, `lengths[i]` tokens
+    /// for input `i`, in one of two layouts:
     ///
-    /// `input_ids` and `position_ids` are `[1, total]`, the inputs one after another
-    /// with no padding; `lengths` gives each input's token count (they sum to `total`).
-    /// Matrix products run over all tokens at once and attention within each input, so
-    /// no work is spent on padding and the result for an input does not depend on the
-    /// others beside it. [`position_ids`] gives an input's position ids. `row_parts`
-    /// splits each layer's row-wise work across threads ([`crate::Backend::row_parts`]);
-    /// the result does not depend on it.
+    /// - **end to end**: `input_ids` and `position_ids` are `[1, total]`, the inputs
+    ///   one after another with no padding (`lengths` sum to `total`); no work is
+    ///   spent on padding. The CPU backends run this way.
+    /// - **padded**: they are `[inputs, width]`, input `i` in the first `lengths[i]`
+    ///   columns of row `i` and padding after (ids and positions of `<pad>`, say),
+    ///   which attention masks out. A call's shape is then its `[inputs, width]`
+    ///   whatever its lengths, which the GPU backends need to keep the kernels they
+    ///   compile to a bounded set.
+    ///
+    /// `[1, total]` with one input is both, and the same. Attention runs within each
+    /// input, so an input's result does not depend on the others beside it or on its
+    /// padding. [`position_ids`] gives an input's position ids. `row_parts` splits
+    /// each layer's row-wise work across threads ([`crate::Backend::row_parts`]); the
+    /// result does not depend on it.
+    ///
+    /// # Panics
+    /// When the ids' shape fits neither layout, or (packed CPU encoder) is padded.
     pub fn forward(
         &self,
         input_ids: Tensor<2, Int>,
@@ -136,12 +148,17 @@ impl RobertaClassifier {
         row_parts: usize,
         probabilities: Option<&mut Vec<f32>>,
     ) -> Tensor<2> {
+        let call = call_rows(input_ids.dims(), lengths);
         let hidden = self.embeddings.forward(input_ids, position_ids);
         // The head reads only each input's first token, so the last layer computes
         // only those tokens' outputs (every token counting through attention).
         let first_tokens = match &self.packed {
             #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
             Some(encoder) => {
+                assert_eq!(
+                    call.padded_to, None,
+                    "the packed CPU encoder takes rows end to end"
+                );
                 // Converted from the tensor and back once for all the layers.
                 let [batch, _, width] = hidden.dims();
                 let device = hidden.device();
@@ -150,26 +167,21 @@ impl RobertaClassifier {
                     .convert::<f32>()
                     .try_into_vec::<f32>()
                     .expect("f32 activations");
-                let rows = encode(encoder.layers(), rows, lengths, true, probabilities);
+                let rows = encode(encoder.layers(), rows, call, true, probabilities);
                 let shape = [batch, rows.len() / width, width];
                 Tensor::from_data(TensorData::new(rows, shape), &device)
             }
             #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
             Some(never) => match *never {},
             None => {
+                let heads = self.layers.first().map_or(1, |l| l.attention.heads());
+                let key_mask = padding_mask(call, heads, &hidden.device());
                 let layers: Vec<TensorLayer> = self
                     .layers
                     .iter()
-                    .map(|layer| TensorLayer::new(layer, row_parts))
+                    .map(|layer| TensorLayer::new(layer, row_parts, key_mask.clone()))
                     .collect();
-                encode(
-                    &layers,
-                    TensorRows::from(hidden),
-                    lengths,
-                    true,
-                    probabilities,
-                )
-                .into_tensor()
+                encode(&layers, TensorRows::from(hidden), call, true, probabilities).into_tensor()
             }
         };
         self.classifier.forward_first_tokens(first_tokens)
@@ -177,11 +189,11 @@ impl RobertaClassifier {
 }
 
 /// The encoder's forward pass, transformers' `RobertaEncoder`: each post-LayerNorm
-/// layer in turn on `hidden`, a batch's rows laid end to end (`lengths` rows per
-/// input), every operation through the plan's [`LayerOps`].
+/// layer in turn on `hidden`, a model call's rows laid out as `call` says, every
+/// operation through the plan's [`LayerOps`].
 ///
-/// With `first_tokens_out`, the result is only each input's first row, those rows of
-/// the full result: the last layer spends all of its work after attention on them
+/// With `first_tokens_out`, the result is only each input's first row (one per input,
+/// end to end), those rows of the full result: the last layer spends all of its work after attention on them
 /// alone, as the classification head reads nothing else (every row still counts
 /// through attention's keys and values).
 ///
@@ -194,7 +206,7 @@ impl RobertaClassifier {
 pub(crate) fn encode<L: LayerOps>(
     layers: &[L],
     hidden: L::Rows,
-    lengths: &[usize],
+    call: CallRows<'_>,
     first_tokens_out: bool,
     mut probabilities: Option<&mut Vec<f32>>,
 ) -> L::Rows {
@@ -207,11 +219,11 @@ pub(crate) fn encode<L: LayerOps>(
         // RobertaAttention: self-attention, its output projection, residual, LayerNorm.
         let buffers = (&mut a.qkv, &mut a.context);
         let asked = probabilities.as_deref_mut().filter(|_| first_only);
-        layer.self_attention(&a.hidden, lengths, first_only, buffers, asked);
+        layer.self_attention(&a.hidden, call, first_only, buffers, asked);
         if first_only {
             // From here on every step works on each row alone: with `first_only`, on
             // the first rows, the residual's included.
-            L::first_rows(&mut a.hidden, lengths);
+            L::first_rows(&mut a.hidden, call);
         }
         layer.attention_output(&a.context, &mut a.attended);
         layer.attention_norm(&mut a.attended, &a.hidden);
@@ -222,7 +234,7 @@ pub(crate) fn encode<L: LayerOps>(
         layer.output_norm(&mut a.hidden, &a.attended);
     }
     if first_tokens_out && layers.is_empty() {
-        L::first_rows(&mut a.hidden, lengths);
+        L::first_rows(&mut a.hidden, call);
     }
     a.hidden
 }
@@ -234,7 +246,7 @@ fn head_means(probabilities: &[f32], lengths: &[usize], heads: usize) -> Vec<Vec
     if probabilities.is_empty() {
         return lengths.iter().map(|_| Vec::new()).collect();
     }
-    crate::ragged::spans(lengths)
+    crate::call_rows::spans(lengths)
         .map(|span| {
             let len = span.len();
             let mine = &probabilities[heads * span.start..][..heads * len];
@@ -258,14 +270,55 @@ struct Activations<R> {
     expanded: R,
 }
 
-/// Each input's first token of `hidden` (`[1, total, hidden]`, inputs laid end to
-/// end, `lengths` tokens each): `[1, inputs, hidden]`.
-fn first_tokens(hidden: Tensor<3>, lengths: &[usize]) -> Tensor<3> {
-    let starts: Vec<i64> = crate::ragged::first_rows(lengths)
+/// Each input's first token of `hidden`, laid out as `call` says: `[1, inputs,
+/// hidden]`.
+fn first_tokens(hidden: Tensor<3>, call: CallRows<'_>) -> Tensor<3> {
+    let lengths = call.lengths;
+    if call.padded_to.is_some() {
+        let [inputs, _, width] = hidden.dims();
+        return hidden.narrow(1, 0, 1).reshape([1, inputs, width]);
+    }
+    let starts: Vec<i64> = crate::call_rows::first_rows(lengths)
         .into_iter()
         .map(|row| row as i64)
         .collect();
     let device = hidden.device();
     let starts = Tensor::<1, Int>::from_data(TensorData::new(starts, [lengths.len()]), &device);
     hidden.select(1, starts)
+}
+
+/// The layout of a call whose ids are `[batch, seq]` (see
+/// [`RobertaClassifier::forward`]).
+fn call_rows(dims: [usize; 2], lengths: &[usize]) -> CallRows<'_> {
+    let total: usize = lengths.iter().sum();
+    match dims {
+        [1, seq] if seq == total => CallRows::end_to_end(lengths),
+        [batch, width] if batch == lengths.len() && lengths.iter().all(|&l| l <= width) => {
+            CallRows::padded(lengths, width)
+        }
+        _ => panic!(
+            "input ids of shape {dims:?} for inputs of {lengths:?} tokens: expected [1, {total}] \
+             (end to end) or [{}, width] with width at least each length (padded)",
+            lengths.len()
+        ),
+    }
+}
+
+/// For a padded call, which keys each query must not attend to, `[inputs, heads,
+/// width, width]` (true: padding, masked); `None` end to end.
+fn padding_mask(call: CallRows<'_>, heads: usize, device: &Device) -> Option<Tensor<4, Bool>> {
+    let width = call.padded_to?;
+    let inputs = call.lengths.len();
+    let padding: Vec<bool> = call
+        .lengths
+        .iter()
+        .flat_map(|&len| (0..width).map(move |key| key >= len))
+        .collect();
+    let padding = Tensor::<2, Bool>::from_data(TensorData::new(padding, [inputs, width]), device);
+    // Every query row of an input masks the same keys: one row, broadcast.
+    Some(
+        padding
+            .reshape([inputs, 1, 1, width])
+            .expand([inputs, heads, width, width]),
+    )
 }

@@ -122,6 +122,16 @@ int main(int argc, char **argv) {
         CHECK(strncmp(execution, "kernel ", 7) == 0 || strncmp(execution, "tensors ", 8) == 0);
         CHECK(icd_detector_execution(NULL) == NULL);
     }
+    {
+        /* Only the GPU backends compile kernels, one model call per shape. */
+        size_t calls = 99;
+        const char *backend = icd_detector_backend(detector);
+        int gpu = strcmp(backend, "wgpu") == 0 || strcmp(backend, "cuda") == 0;
+        CHECK(icd_detector_warm_up(detector, &calls, NULL) == ICD_OK);
+        CHECK(gpu ? calls > 0 : calls == 0);
+        CHECK(icd_detector_warm_up(detector, NULL, NULL) == ICD_OK);
+        EXPECT_ERROR(icd_detector_warm_up(NULL, &calls, &err_), ICD_ERR_NULL_ARGUMENT, "detector");
+    }
     size_t labels = icd_detector_num_labels(detector);
     CHECK(labels >= 1 && labels <= 8);
     CHECK(icd_detector_num_labels(NULL) == 0);

@@ -275,6 +275,7 @@ def _signatures():
         "icd_detector_max_tokens": ([handle], ctypes.c_size_t),
         "icd_detector_backend": ([handle], ctypes.c_char_p),
         "icd_detector_execution": ([handle], ctypes.c_char_p),
+        "icd_detector_warm_up": ([handle, P(ctypes.c_size_t), err], status),
         "icd_detector_label_name": ([handle, ctypes.c_size_t, P(ctypes.c_char_p), P(ctypes.c_size_t), err], status),
         "icd_detector_predict": (
             [handle, ctypes.c_char_p, ctypes.c_size_t, P(_Prediction), P(ctypes.c_float), ctypes.c_size_t, err],
@@ -775,6 +776,21 @@ class Detector:
     def max_tokens(self) -> int:
         """Tokens per input after truncation, ``<s>`` and ``</s>`` included."""
         return self._max_tokens
+
+    def warm_up(self) -> int:
+        """Compiles and tunes the GPU kernels of every model call shape now, rather
+        than on the first call of each shape, and returns the number of model calls
+        run: 0 on the CPU backends, which compile nothing. A later process starts warm
+        from the runtime's caches on disk where it keeps them (``ICD_CACHE_DIR``)."""
+        calls = ctypes.c_size_t()
+        error = ctypes.c_void_p()
+        ptr = self._handle.acquire()
+        try:
+            status = self._lib.icd_detector_warm_up(ptr, ctypes.byref(calls), ctypes.byref(error))
+        finally:
+            self._handle.release()
+        _check(status, error)
+        return calls.value
 
     def predict(self, code: Union[str, bytes]) -> Prediction:
         """Classifies one function (``str``, or ``bytes`` of UTF-8)."""

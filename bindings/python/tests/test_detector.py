@@ -82,12 +82,29 @@ def test_prediction_fields_and_metadata():
         # A packed CPU kernel on the CPU backends of a CPU with AVX2 and FMA, else tensors.
         assert re.fullmatch(r"kernel [a-z0-9]+-[a-z0-9]+ \([A-Z0-9+-]+\)|tensors f(16|32|64)|tensors bf16",
                             detector.execution), detector.execution
+        # Only the GPU backends compile kernels to warm up: 7 widths x 2 input counts.
+        assert detector.warm_up() == (0 if detector.backend in ("flex", "ndarray") else 14)
         p = detector.predict(b"int main(void) { return 0; }")
         assert isinstance(p, icd.Prediction)
         assert len(p.logits) == 5
         assert p.logits[p.label] == max(p.logits)
     assert icd.version()
     assert "flex" in icd.backends() or "ndarray" in icd.backends()
+
+
+@pytest.mark.skipif(
+    "wgpu" not in os.environ.get("ICD_TEST_BACKENDS", "").split(","),
+    reason="wgpu runs where ICD_TEST_BACKENDS names it (scripts/test does where a Vulkan driver is)",
+)
+def test_wgpu_warms_up_its_call_shapes_and_predicts_as_the_cpu():
+    codes = [b"int f(int *a) { " + b"a[0]++; " * k + b"return 0; }" for k in range(12)]
+    with Detector(FIXTURES / "roberta-2-labels", backend="wgpu", max_tokens=40, batch_size=2) as gpu, \
+            Detector(FIXTURES / "roberta-2-labels", max_tokens=40) as cpu:
+        # Widths 16, 32 and 40 tokens, 1 or 2 inputs per call.
+        assert gpu.warm_up() == 3 * 2
+        for a, b in zip(gpu.predict_batch(codes), cpu.predict_batch(codes)):
+            assert a.tokens == b.tokens
+            assert max(abs(x - y) for x, y in zip(a.logits, b.logits)) <= 1e-4, (a.logits, b.logits)
 
 
 # tf32 on a CPU backend, which has no TF32 products, is exactly f32.

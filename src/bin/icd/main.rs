@@ -59,6 +59,10 @@ struct ModelArgs {
     /// for scan].
     #[arg(long, global = true, value_parser = precision_parser())]
     precision: Option<Precision>,
+    /// Compile the GPU backends' kernels for every model call shape before the first
+    /// function, rather than as each shape first comes (nothing on the CPU backends).
+    #[arg(long, global = true)]
+    warm_up: bool,
 }
 
 /// `--precision`'s values, each with its description, from the library's table.
@@ -291,7 +295,22 @@ fn main() -> ExitCode {
 }
 
 fn load_detector(args: &ModelArgs, settings: &settings::Settings) -> Result<Detector, Failure> {
-    Ok(detector_builder(args, settings)?.build()?)
+    build_detector(detector_builder(args, settings)?, args)
+}
+
+/// Loads the detector, and with --warm-up compiles its kernels for every call shape.
+fn build_detector(builder: DetectorBuilder, args: &ModelArgs) -> Result<Detector, Failure> {
+    let detector = builder.build()?;
+    if args.warm_up {
+        let start = std::time::Instant::now();
+        let calls = detector.warm_up()?;
+        eprintln!(
+            "icd: warm-up: {calls} model call shapes on {} in {:.1} s",
+            detector.backend(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(detector)
 }
 
 /// The detector the model flags (and settings) describe, not yet loaded.
@@ -500,7 +519,7 @@ fn scan(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     // Without the cache the model always loads, so that a checkpoint it cannot load is
     // an error even where there is nothing to classify.
     if !misses.is_empty() || cache.is_none() {
-        let detector = builder.clone().build()?;
+        let detector = build_detector(builder.clone(), model)?;
         if let Some(cache) = &mut cache {
             cache.confirm(&builder);
         }

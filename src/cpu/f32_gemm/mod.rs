@@ -595,7 +595,7 @@ fn attention_on(
     );
     // (first token, tokens, head, the first token's row of `context`) of each job.
     let mut jobs = Vec::with_capacity(lengths.len() * heads);
-    for (input, span) in crate::ragged::spans(lengths).enumerate() {
+    for (input, span) in crate::call_rows::spans(lengths).enumerate() {
         let (start, len) = (span.start, span.len());
         if len > 0 {
             let out_row = if first_only { input } else { start };
@@ -719,7 +719,7 @@ pub fn first_token_context(
     );
     let per_call = blocks_per_call();
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let starts = crate::ragged::first_rows(lengths);
+    let starts = crate::call_rows::first_rows(lengths);
     context.resize(lengths.len() * width, 0.0);
     // Each input's `heads × len` probabilities, where asked for: disjoint slices.
     let mut per_input: Vec<Option<&mut [f32]>> = match probabilities {
@@ -989,7 +989,7 @@ mod tests {
             f64::from(qkv[token * 3 * width + part * width + head * head_dim + d])
         };
         let mut out = Vec::new();
-        for span in crate::ragged::spans(lengths) {
+        for span in crate::call_rows::spans(lengths) {
             for head in 0..heads {
                 let scores: Vec<f64> = span
                     .clone()
