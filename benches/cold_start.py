@@ -3,13 +3,16 @@
 corpus, as a one-shot `icd` run in CI meets them, for this library and for PyTorch.
 
 For this library, `icd classify --jsonl` over the corpus's first `--functions`
-functions, twice with the same `ICD_CACHE_DIR`: the first process starts with empty
-caches (each call shape is compiled and autotuned as it first comes), the second
-with what the first left on disk (`backend::gpu_cache_dir`). A third process
-starts from empty caches with `--warm-up` (every shape compiled before the first
-function). For PyTorch (where `--torch-device` is given and torch is installed), one
-process that loads the same checkpoint and runs length-sorted batches of 8, each
-padded to its longest, in f32 and with bf16 autocast where `--torch-bf16`.
+functions, twice on the same caches: the first process starts with empty ones (each
+call shape is compiled as it first comes), the second with what the first left on
+disk (on CUDA the compiled kernels, `backend::gpu_cache_dir`; and the driver's own
+shader cache). A third process starts from empty caches with `--warm-up` (every shape
+compiled before the first function). For PyTorch (where `--torch-device` is given
+and torch is installed), one process that loads the same checkpoint and runs
+length-sorted batches of 8, each padded to its longest, in f32 and with bf16
+autocast where `--torch-bf16`. Every cache a run may fill is a fresh directory of
+its own: `ICD_CACHE_DIR`, and the drivers' (`MESA_SHADER_CACHE_DIR`,
+`__GL_SHADER_DISK_CACHE_PATH`, `CUDA_CACHE_PATH`), so that "cold" is cold.
 
     python3 benches/cold_start.py --icd target/debug/icd --model DIR \
         --corpus ../shared/c-corpus/nginx.jsonl --functions 400 --backend wgpu
@@ -67,25 +70,35 @@ def timed_process(command, env=None):
     return seconds
 
 
+def cold_environment(caches):
+    """The environment with every cache a run may fill in fresh directories under
+    `caches`: this library's and the GPU drivers' shader and kernel caches."""
+    paths = {name: str(Path(caches) / name) for name in
+             ("ICD_CACHE_DIR", "MESA_SHADER_CACHE_DIR", "__GL_SHADER_DISK_CACHE_PATH", "CUDA_CACHE_PATH")}
+    for path in paths.values():
+        os.makedirs(path)
+    return dict(os.environ, **paths)
+
+
 def ours(icd, model_dir, subset, options):
     """Seconds of this library's cold process, of a second one on the first's caches,
     and of a cold one with --warm-up: {"cold", "warm caches", "cold --warm-up"}."""
     command = [str(icd), "--model", str(model_dir), *options, "classify", "--jsonl", str(subset)]
     times = {}
     with tempfile.TemporaryDirectory() as caches:
-        env = dict(os.environ, ICD_CACHE_DIR=caches)
+        env = cold_environment(caches)
         times["cold"] = timed_process(command, env)
         times["warm caches"] = timed_process(command, env)
     with tempfile.TemporaryDirectory() as caches:
-        env = dict(os.environ, ICD_CACHE_DIR=caches)
-        times["cold --warm-up"] = timed_process(command[:1] + ["--warm-up"] + command[1:], env)
+        times["cold --warm-up"] = timed_process(command[:1] + ["--warm-up"] + command[1:], cold_environment(caches))
     return times
 
 
 def torch_process(model_dir, subset, device, bf16=False):
     """Seconds of a PyTorch process over the subset (length-sorted batches of 8)."""
-    return timed_process([sys.executable, "-c", TORCH_SCRIPT, str(model_dir), str(subset), device,
-                          "1" if bf16 else "0"])
+    with tempfile.TemporaryDirectory() as caches:
+        return timed_process([sys.executable, "-c", TORCH_SCRIPT, str(model_dir), str(subset), device,
+                              "1" if bf16 else "0"], cold_environment(caches))
 
 
 def main():

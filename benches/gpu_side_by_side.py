@@ -192,11 +192,11 @@ def main():
                          f"{args.cold_functions / seconds:.1f} | {torch_cold['f32'] / seconds:.2f}x |")
     lines += [
         "",
-        "Each process loads the checkpoint, tokenizes, classifies and exits. Ours: `cold` starts with an "
-        "empty `ICD_CACHE_DIR`, so each call shape is compiled and autotuned as it first comes; `warm "
-        "caches` is a second process on what the first left there (autotune results, and on CUDA the "
-        "compiled kernels); `cold --warm-up` compiles every call shape before the first function. Above "
-        "1x: this library's process is the faster.",
+        "Each process loads the checkpoint, tokenizes, classifies and exits, with every cache it may fill "
+        "(`ICD_CACHE_DIR`, the drivers' shader and kernel caches) fresh. Ours: `cold` compiles each call "
+        "shape as it first comes; `warm caches` is a second process on what the first left (on CUDA "
+        "the compiled kernels in `ICD_CACHE_DIR`, and the driver's cache); `cold --warm-up` compiles "
+        "every call shape before the first function. Above 1x: this library's process is the faster.",
         "",
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")

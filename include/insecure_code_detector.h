@@ -333,7 +333,7 @@ const char *icd_detector_backend(const struct icd_detector *detector);
 // `detector` must be NULL or a live handle from `icd_detector_open`.
 const char *icd_detector_execution(const struct icd_detector *detector);
 
-// Compiles and tunes the GPU kernels of every model call shape now, rather than on
+// Compiles the GPU kernels of every model call shape now, rather than on
 // the first call of each shape (see `Detector::warm_up`); nothing on the CPU
 // backends. On `ICD_OK`, `*calls_out` (if not NULL) receives the number of model
 // calls run: 0 on the CPU backends.

@@ -82,13 +82,15 @@ impl Backend {
     /// On the CPU backends 512: their matrix products run no faster with more rows,
     /// while larger activations cost memory and fresh pages from the allocator on
     /// every call (over the nginx corpus, calls of 2048 and 4096 tokens ran slower
-    /// than calls of 512). On GPUs no limit but the batch size: each call costs the
-    /// same kernel launches whatever its rows, and more rows fill more of the GPU.
+    /// than calls of 512). On GPUs 16,384 padded tokens (32 inputs of 512): each call
+    /// costs the same kernel launches whatever its rows, and more rows fill more of
+    /// the GPU, but attention's scores grow with inputs × width², 400 MB in f32 at
+    /// that size (the batch size bounds calls first, at 8 by default).
     pub fn call_token_budget(self) -> usize {
         if self.is_cpu() {
             512
         } else {
-            usize::MAX
+            16_384
         }
     }
 
@@ -248,41 +250,49 @@ impl FromStr for Backend {
     }
 }
 
-/// Where the GPU backends keep what they compile and tune, so that a later process
+/// Where the CUDA backend keeps the kernels it compiles, so that a later process
 /// starts warm: `cubecl` in this library's cache directory (`$ICD_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/insecure-code-detector`, else `~/.cache/insecure-code-detector`).
+/// `ICD_GPU_CACHE=0` keeps them in memory only.
 ///
-/// burn's GPU runtime (CubeCL) keeps there its autotune results (every GPU backend)
-/// and its compiled kernels (CUDA; wgpu compiles its shaders in each process). It
-/// does so unless the application configures CubeCL itself: a `cubecl.toml` or
-/// `burn.toml` in the working directory or above it, or a configuration set before
-/// the first GPU detector is built, is left as it is. `CUBECL_AUTOTUNE_CACHE=0`
-/// turns the autotune cache off.
+/// burn's GPU runtime (CubeCL) keeps there, in its own database, the PTX of each
+/// kernel it compiles on CUDA. wgpu keeps nothing there: its shaders are compiled in
+/// each process (the driver may keep its own cache, as Mesa and NVIDIA do).
 pub fn gpu_cache_dir() -> Option<std::path::PathBuf> {
-    crate::hub::converted_cache_dir().map(|dir| dir.join("cubecl"))
+    let off = std::env::var_os("ICD_GPU_CACHE").is_some_and(|v| v == "0");
+    crate::hub::converted_cache_dir()
+        .filter(|_| !off)
+        .map(|dir| dir.join("cubecl"))
 }
 
-/// Points CubeCL's caches at [`gpu_cache_dir`] and turns its kernel cache on, once,
-/// before the first GPU device opens, unless the application configures CubeCL.
+/// Configures CubeCL once, before the first GPU device opens: its defaults and its
+/// `CUBECL_*` variables, and on CUDA its kernel cache in [`gpu_cache_dir`].
+///
+/// Left to itself, CubeCL reads a `cubecl.toml` or `burn.toml` from the working
+/// directory or any directory above it, which in CI is the checkout being scanned: a
+/// pull request could point its logs at any file or its kernel cache at kernels of
+/// its own. An application that wants its own settings sets CubeCL's configuration
+/// before building its first GPU detector; this then leaves it as it is.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn configure_gpu_runtime() {
-    use burn::cubecl::config::cache::CacheConfig;
     use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 
     static CONFIGURED: std::sync::Once = std::sync::Once::new();
     CONFIGURED.call_once(|| {
-        let names = ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"];
-        let configured_by_file = std::env::current_dir().is_ok_and(|cwd| {
-            cwd.ancestors()
-                .any(|dir| names.iter().any(|name| dir.join(name).is_file()))
-        });
-        let Some(dir) = gpu_cache_dir().filter(|_| !configured_by_file) else {
-            return;
-        };
-        // CubeCL's defaults with its CUBECL_* variables applied, as it would read them.
         let mut config = CubeClRuntimeConfig::default().override_from_env();
-        config.environment.path = CacheConfig::Directory(dir);
-        config.compilation.cache = true;
+        // Measured device throughputs are not something this library reads.
+        config.throughput.disable_cache = true;
+        #[cfg(feature = "cuda")]
+        {
+            use burn::cubecl::config::cache::CacheConfig;
+            match gpu_cache_dir() {
+                Some(dir) => {
+                    config.environment.path = CacheConfig::Directory(dir);
+                    config.compilation.cache = true;
+                }
+                None => config.compilation.cache = false,
+            }
+        }
         // False where the application set or read the configuration first: theirs stays.
         CubeClRuntimeConfig::try_set(config);
     });

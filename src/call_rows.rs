@@ -32,11 +32,12 @@ impl<'a> CallRows<'a> {
     /// Inputs padded to `width` rows each.
     ///
     /// # Panics
-    /// When an input is longer than `width`.
+    /// When an input has no tokens (a row with every key masked has no attention) or
+    /// more than `width`.
     pub fn padded(lengths: &'a [usize], width: usize) -> Self {
         assert!(
-            lengths.iter().all(|&len| len <= width),
-            "inputs of {lengths:?} tokens padded to {width}"
+            lengths.iter().all(|&len| (1..=width).contains(&len)),
+            "inputs of {lengths:?} tokens padded to {width}: each needs 1 to {width}"
         );
         Self {
             lengths,

@@ -575,7 +575,7 @@ pub unsafe extern "C" fn icd_detector_execution(detector: *const icd_detector) -
     unsafe { detector.as_ref() }.map_or(ptr::null(), |d| d.execution.as_ptr())
 }
 
-/// Compiles and tunes the GPU kernels of every model call shape now, rather than on
+/// Compiles the GPU kernels of every model call shape now, rather than on
 /// the first call of each shape (see `Detector::warm_up`); nothing on the CPU
 /// backends. On `ICD_OK`, `*calls_out` (if not NULL) receives the number of model
 /// calls run: 0 on the CPU backends.

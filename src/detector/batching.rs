@@ -55,44 +55,53 @@ pub(crate) fn padded(
 
 /// The shapes a detector's model calls take on a GPU backend, a bounded set: each
 /// call's inputs are padded to one of [`widths`](Self::widths) tokens and their count
-/// to one of [`input_counts`](Self::input_counts). A GPU backend compiles (and
-/// autotunes) its kernels for each new shape, so a call of unbounded shape compiles
-/// at almost every call of a scan; these are all a detector ever compiles for.
+/// to one of [`input_counts`](Self::input_counts) for that width. A GPU backend
+/// compiles its kernels for each new shape, so calls of unbounded shapes compile at
+/// almost every call of a scan; these are all a detector ever compiles for.
 ///
 /// Widths: 16, 32, 64, 128, then every 128 up to the token limit, which is one of
 /// them (7 for CodeBERT's 512). A call is padded to at most twice its longest input
 /// (or 16 tokens) up to 128 tokens, where calls are cheap, and by at most 127 tokens
-/// beyond (a third of the call at 385 tokens). Counts: the powers of two below the batch
-/// size, and the batch size (1, 2, 4, 8 for 8): sorted by length, only the last call
-/// of each width is short, and at most half of it is dummies.
+/// beyond (a third of the call at 385 tokens). Counts, for each width: the powers of
+/// two below the most inputs a call of that width holds (the batch size, and no more
+/// than `call_tokens` padded tokens: [`crate::Backend::call_token_budget`]), and that
+/// most (1, 2, 4, 8 for a batch size of 8). Sorted by length, only the last call of
+/// each width in a batch is short, and dummy inputs fill at most half of it.
 ///
 /// ```
 /// use insecure_code_detector::CallShapes;
-/// let shapes = CallShapes::new(512, 8);
+/// let shapes = CallShapes::new(512, 8, 16_384);
 /// assert_eq!(shapes.widths(), [16, 32, 64, 128, 256, 384, 512]);
-/// assert_eq!(shapes.input_counts(), [1, 2, 4, 8]);
+/// assert_eq!(shapes.input_counts(512), [1, 2, 4, 8]);
 /// assert_eq!(shapes.len(), 28);
-/// assert_eq!((shapes.width_for(100), shapes.count_for(3)), (128, 4));
+/// assert_eq!((shapes.width_for(100), shapes.count_for(3, 128)), (128, 4));
+/// // A batch of 64 holds at most 32 inputs of 512 tokens in 16,384.
+/// assert_eq!(CallShapes::new(512, 64, 16_384).input_counts(512), [1, 2, 4, 8, 16, 32]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallShapes {
     widths: Vec<usize>,
-    counts: Vec<usize>,
+    batch_size: usize,
+    call_tokens: usize,
 }
 
 impl CallShapes {
-    /// The shapes for inputs of at most `max_tokens` tokens, at most `batch_size`
-    /// inputs per call (both at least 1).
-    pub fn new(max_tokens: usize, batch_size: usize) -> Self {
-        let (max_tokens, batch_size) = (max_tokens.max(1), batch_size.max(1));
+    /// Token limits above this are taken as this: beyond any checkpoint's positions.
+    pub const MAX_TOKENS: usize = 1 << 16;
+
+    /// The shapes for inputs of at most `max_tokens` tokens (at most
+    /// [`MAX_TOKENS`](Self::MAX_TOKENS)), at most `batch_size` inputs and
+    /// `call_tokens` padded tokens per call (a call holds at least one input).
+    pub fn new(max_tokens: usize, batch_size: usize, call_tokens: usize) -> Self {
+        let max_tokens = max_tokens.clamp(1, Self::MAX_TOKENS);
         let steps = [16, 32, 64].into_iter().chain((128..).step_by(128));
         let mut widths: Vec<usize> = steps.take_while(|&w| w < max_tokens).collect();
         widths.push(max_tokens);
-        let mut counts: Vec<usize> = std::iter::successors(Some(1usize), |c| c.checked_mul(2))
-            .take_while(|&c| c < batch_size)
-            .collect();
-        counts.push(batch_size);
-        Self { widths, counts }
+        Self {
+            widths,
+            batch_size: batch_size.max(1),
+            call_tokens,
+        }
     }
 
     /// The token widths calls are padded to, ascending; the last is the token limit.
@@ -100,36 +109,32 @@ impl CallShapes {
         &self.widths
     }
 
-    /// The input counts calls are padded to, ascending; the last is the batch size.
-    pub fn input_counts(&self) -> &[usize] {
-        &self.counts
+    /// The input counts calls of `width` tokens are padded to, ascending.
+    pub fn input_counts(&self, width: usize) -> Vec<usize> {
+        let most = self.batch_size.min(self.call_tokens / width.max(1)).max(1);
+        let mut counts: Vec<usize> = std::iter::successors(Some(1usize), |c| c.checked_mul(2))
+            .take_while(|&c| c < most)
+            .collect();
+        counts.push(most);
+        counts
     }
 
     /// The width a call whose longest input has `tokens` tokens is padded to: the
     /// least width at least `tokens` (the last where none is).
     pub fn width_for(&self, tokens: usize) -> usize {
-        let last = *self.widths.last().expect("at least one width");
-        self.widths
-            .iter()
-            .copied()
-            .find(|&w| w >= tokens)
-            .unwrap_or(last)
+        least_at_least(&self.widths, tokens)
     }
 
-    /// The count a call of `inputs` inputs is padded to: the least count at least
-    /// `inputs` (the last where none is).
-    pub fn count_for(&self, inputs: usize) -> usize {
-        let last = *self.counts.last().expect("at least one count");
-        self.counts
-            .iter()
-            .copied()
-            .find(|&c| c >= inputs)
-            .unwrap_or(last)
+    /// The count a call of `inputs` inputs of `width` tokens is padded to: the least
+    /// of [`input_counts`](Self::input_counts) at least `inputs` (the last where none
+    /// is).
+    pub fn count_for(&self, inputs: usize, width: usize) -> usize {
+        least_at_least(&self.input_counts(width), inputs)
     }
 
-    /// The number of shapes: widths × counts.
+    /// The number of shapes.
     pub fn len(&self) -> usize {
-        self.widths.len() * self.counts.len()
+        self.iter().count()
     }
 
     /// Whether there are no shapes (never: there is at least one of each).
@@ -141,8 +146,14 @@ impl CallShapes {
     pub fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.widths
             .iter()
-            .flat_map(|&w| self.counts.iter().map(move |&c| (c, w)))
+            .flat_map(|&w| self.input_counts(w).into_iter().map(move |c| (c, w)))
     }
+}
+
+/// The least of `ascending` (never empty) at least `n`, else its last.
+fn least_at_least(ascending: &[usize], n: usize) -> usize {
+    let last = *ascending.last().expect("at least one value");
+    ascending.iter().copied().find(|&v| v >= n).unwrap_or(last)
 }
 
 /// Where each window starts, in content tokens, for `tokens` content tokens cut into
@@ -209,14 +220,14 @@ mod tests {
         assert_eq!(calls(3, usize::MAX), [&[0, 1, 2][..], &[3, 4, 5], &[6, 7]]);
         assert!(model_calls(&[], |_| 1, |_| 0, 8, 512).is_empty());
         // Groups cut too: 100 and 200 apart, the 10s together.
-        let width = |i: usize| CallShapes::new(512, 8).width_for(tokens[i]);
+        let width = |i: usize| CallShapes::new(512, 8, 16_384).width_for(tokens[i]);
         let grouped = model_calls(&order, |i| tokens[i], width, 8, usize::MAX);
         assert_eq!(grouped, [&[0][..], &[1], &[2], &[3], &[4, 5, 6, 7]]);
     }
 
     #[test]
     fn call_shapes_are_bounded_and_hold_every_call() {
-        let shapes = CallShapes::new(512, 8);
+        let shapes = CallShapes::new(512, 8, 16_384);
         assert_eq!(shapes.iter().count(), shapes.len());
         for tokens in 1..=512 {
             let width = shapes.width_for(tokens);
@@ -225,18 +236,31 @@ mod tests {
             assert!(width <= 2 * tokens.max(8) && (tokens <= 128 || width - tokens < 128));
         }
         for inputs in 1..=8 {
-            let count = shapes.count_for(inputs);
+            let count = shapes.count_for(inputs, 512);
             assert!(count >= inputs && count < 2 * inputs);
         }
         // Odd limits and batch sizes are shapes of their own.
-        assert_eq!(CallShapes::new(100, 12).widths(), [16, 32, 64, 100]);
-        assert_eq!(CallShapes::new(100, 12).input_counts(), [1, 2, 4, 8, 12]);
+        let odd = CallShapes::new(100, 12, 16_384);
+        assert_eq!(odd.widths(), [16, 32, 64, 100]);
+        assert_eq!(odd.input_counts(100), [1, 2, 4, 8, 12]);
         assert_eq!(
-            CallShapes::new(640, 1).widths(),
+            CallShapes::new(640, 1, 16_384).widths(),
             [16, 32, 64, 128, 256, 384, 512, 640]
         );
-        assert_eq!(CallShapes::new(2, 1).widths(), [2]);
-        assert_eq!(CallShapes::new(2, 1).len(), 1);
+        assert_eq!(CallShapes::new(2, 1, 16_384).widths(), [2]);
+        assert_eq!(CallShapes::new(2, 1, 16_384).len(), 1);
+        // The token budget bounds the counts: at most 1,024 inputs of 16 tokens, 32 of
+        // 512, whatever the batch size; and a call holds one input whatever its width.
+        let big = CallShapes::new(512, 4096, 16_384);
+        assert_eq!(big.input_counts(16).last(), Some(&1024));
+        assert_eq!(big.input_counts(512).last(), Some(&32));
+        assert!(big.iter().all(|(count, width)| count * width <= 16_384));
+        assert_eq!(CallShapes::new(512, 8, 100).input_counts(512), [1]);
+        // A huge limit is clamped rather than walked.
+        assert_eq!(
+            CallShapes::new(usize::MAX, 1, 16_384).widths().last(),
+            Some(&CallShapes::MAX_TOKENS)
+        );
     }
 
     #[test]

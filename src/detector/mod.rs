@@ -28,7 +28,7 @@ use crate::backend::{panic_message, Backend};
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
 use crate::execution::ExecutionPlan;
-use crate::model::{ProjectionLayout, RobertaClassifier};
+use crate::model::{InputLayout, ProjectionLayout, RobertaClassifier};
 use crate::tokenizer::{ByteSpan, CodeTokenizer, TokenizedInput};
 use crate::weights::{self, WeightFile};
 use batching::{end_to_end, model_calls, padded, window_starts, TOKENIZE_WINDOW_BATCHES};
@@ -165,7 +165,8 @@ impl DetectorBuilder {
         let (model, backend, device, plan) = loaded?;
         // The GPU backends compile kernels for each shape; the CPU backends run any
         // shape as it comes, and padding would only cost them.
-        let call_shapes = (!backend.is_cpu()).then(|| CallShapes::new(max_tokens, self.batch_size));
+        let call_shapes = (!backend.is_cpu())
+            .then(|| CallShapes::new(max_tokens, self.batch_size, backend.call_token_budget()));
         Ok(Detector {
             call_shapes,
             model,
@@ -615,15 +616,16 @@ impl Detector {
         self.call_shapes.as_ref()
     }
 
-    /// Compiles and tunes the kernels of every model call shape now, rather than on
+    /// Compiles the kernels of every model call shape now, rather than on
     /// the first call of each shape: one call of each of [`call_shapes`](Self::call_shapes),
     /// explained (which runs every kernel a prediction runs, and those of
     /// explanations). Afterwards [`predict`](Self::predict), the batch calls,
     /// windows and explanations compile nothing more. Returns the number of calls run:
     /// 0 on the CPU backends, which compile nothing.
     ///
-    /// Where the runtime keeps its caches on disk (see [`crate::backend::gpu_cache_dir`]), a
-    /// later process warms up from them instead of compiling again.
+    /// On CUDA the compiled kernels are kept on disk (see
+    /// [`crate::backend::gpu_cache_dir`]), and a later process loads them instead of
+    /// compiling again; wgpu compiles in each process (beside its driver's own cache).
     ///
     /// ```no_run
     /// use insecure_code_detector::{Backend, Detector};
@@ -652,24 +654,21 @@ impl Detector {
     }
 
     /// `order` cut into this detector's model calls (see [`model_calls`]): on the GPU
-    /// backends, each call's inputs of one of [`CallShapes`]'s widths.
+    /// backends, each call's inputs of one of [`CallShapes`]'s widths, the budget
+    /// counting padded tokens.
     fn model_calls<'a>(
         &self,
         order: &'a [usize],
         tokens: impl Fn(usize) -> usize,
     ) -> Vec<&'a [usize]> {
-        let width = |i| {
-            self.call_shapes
-                .as_ref()
-                .map_or(0, |s| s.width_for(tokens(i)))
-        };
-        model_calls(
-            order,
-            &tokens,
-            width,
-            self.batch_size,
-            self.backend.call_token_budget(),
-        )
+        let (batch_size, budget) = (self.batch_size, self.backend.call_token_budget());
+        match &self.call_shapes {
+            None => model_calls(order, tokens, |_| 0, batch_size, budget),
+            Some(shapes) => {
+                let width = |i| shapes.width_for(tokens(i));
+                model_calls(order, width, width, batch_size, budget)
+            }
+        }
     }
 
     /// Runs `inputs` (the caller's inputs from `first_index` on) sorted by length in
@@ -725,18 +724,18 @@ impl Detector {
         explain: bool,
     ) -> Result<Vec<(Prediction, Vec<f32>)>> {
         let pad = self.config.pad_token_id;
-        let (ids, positions, lengths, shape) = match &self.call_shapes {
+        let (ids, positions, lengths, shape, layout) = match &self.call_shapes {
             None => {
                 let (ids, positions, lengths) = end_to_end(inputs, pad);
                 let total = ids.len();
-                (ids, positions, lengths, [1, total])
+                (ids, positions, lengths, [1, total], InputLayout::EndToEnd)
             }
             Some(shapes) => {
                 let longest = inputs.iter().map(|i| i.input_ids.len()).max().unwrap_or(1);
-                let count = shapes.count_for(inputs.len()).max(inputs.len());
                 let width = shapes.width_for(longest).max(longest);
+                let count = shapes.count_for(inputs.len(), width).max(inputs.len());
                 let (ids, positions, lengths) = padded(inputs, width, count, pad);
-                (ids, positions, lengths, [count, width])
+                (ids, positions, lengths, [count, width], InputLayout::Padded)
             }
         };
         let (logits, scores) = catch_unwind(AssertUnwindSafe(|| {
@@ -746,9 +745,11 @@ impl Detector {
             let parts = self.backend.row_parts();
             let (logits, scores) = if explain {
                 self.model
-                    .forward_explained(input_ids, position_ids, &lengths, parts)
+                    .forward_explained(input_ids, position_ids, &lengths, layout, parts)
             } else {
-                let logits = self.model.forward(input_ids, position_ids, &lengths, parts);
+                let logits = self
+                    .model
+                    .forward(input_ids, position_ids, &lengths, layout, parts);
                 (logits, vec![Vec::new(); lengths.len()])
             };
             let data = logits
@@ -816,13 +817,7 @@ mod tests {
             .iter()
             .map(|t| detector.predict(t).unwrap().logits)
             .collect();
-        let mut model = RobertaClassifier::with_layout(
-            &detector.config,
-            ProjectionLayout::InOut,
-            &detector.device,
-        );
-        let weight_file = WeightFile::find(&dir).unwrap();
-        weights::load(&mut model, &detector.config, &weight_file, DType::F64).unwrap();
+        let model = tensor_model(&detector, &dir, DType::F64);
         assert_eq!(model.classifier.dense.weight.val().dtype(), DType::F64);
         let f64_detector = Detector { model, ..detector };
         for (text, expected) in texts.iter().zip(&f32_logits) {
@@ -837,6 +832,19 @@ mod tests {
         }
     }
 
+    /// The checkpoint in `dir` loaded for the backend's tensors in `dtype`, on
+    /// `detector`'s device.
+    fn tensor_model(detector: &Detector, dir: &Path, dtype: DType) -> RobertaClassifier {
+        let mut model = RobertaClassifier::with_layout(
+            &detector.config,
+            ProjectionLayout::InOut,
+            &detector.device,
+        );
+        let weight_file = WeightFile::find(dir).unwrap();
+        weights::load(&mut model, &detector.config, &weight_file, dtype).unwrap();
+        model
+    }
+
     /// A detector on the fixture whose model runs on the backend's f32 tensors (the
     /// plan of the GPU backends), with calls padded to `shapes` or end to end.
     fn tensor_detector(max_tokens: usize, shapes: bool) -> Detector {
@@ -846,17 +854,10 @@ mod tests {
             .batch_size(4)
             .build()
             .unwrap();
-        let mut model = RobertaClassifier::with_layout(
-            &detector.config,
-            ProjectionLayout::InOut,
-            &detector.device,
-        );
-        let weight_file = WeightFile::find(&dir).unwrap();
-        weights::load(&mut model, &detector.config, &weight_file, DType::F32).unwrap();
         Detector {
-            model,
+            model: tensor_model(&detector, &dir, DType::F32),
             plan: ExecutionPlan::Tensors { dtype: DType::F32 },
-            call_shapes: shapes.then(|| CallShapes::new(max_tokens, 4)),
+            call_shapes: shapes.then(|| CallShapes::new(max_tokens, 4, 16_384)),
             ..detector
         }
     }
@@ -901,6 +902,7 @@ mod tests {
         }
         let a = padded.explain_batch(&texts[..9]).unwrap();
         let b = end_to_end.explain_batch(&texts[..9]).unwrap();
+        assert_eq!((a.len(), b.len()), (9, 9));
         for (a, b) in a.iter().zip(&b) {
             let scores = |e: &Explanation| e.tokens.iter().map(|t| t.score).collect::<Vec<_>>();
             assert_close(&scores(a), &scores(b), 1e-5, "token scores");
@@ -915,7 +917,7 @@ mod tests {
     }
 
     #[test]
-    fn warm_up_runs_every_call_shape_on_padded_calls_alone() {
+    fn warm_up_runs_one_call_per_shape_and_none_on_calls_end_to_end() {
         let padded = tensor_detector(40, true);
         assert_eq!(padded.call_shapes().unwrap().len(), 3 * 3);
         assert_eq!(padded.warm_up().unwrap(), 9);

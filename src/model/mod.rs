@@ -97,22 +97,25 @@ impl RobertaClassifier {
     ///   whatever its lengths, which the GPU backends need to keep the kernels they
     ///   compile to a bounded set.
     ///
-    /// `[1, total]` with one input is both, and the same. Attention runs within each
-    /// input, so an input's result does not depend on the others beside it or on its
+    /// `layout` says which (a single input of `[1, len]` fits both: padded, it runs
+    /// the padded call's kernels, which a GPU backend may then have compiled
+    /// already). Attention runs within each input, so an input's result does not depend on the others beside it or on its
     /// padding. [`position_ids`] gives an input's position ids. `row_parts` splits
     /// each layer's row-wise work across threads ([`crate::Backend::row_parts`]); the
     /// result does not depend on it.
     ///
     /// # Panics
-    /// When the ids' shape fits neither layout, or (packed CPU encoder) is padded.
+    /// When the ids' shape does not fit `layout`, an input has no tokens, or (packed
+    /// CPU encoder) the call is padded.
     pub fn forward(
         &self,
         input_ids: Tensor<2, Int>,
         position_ids: Tensor<2, Int>,
         lengths: &[usize],
+        layout: InputLayout,
         row_parts: usize,
     ) -> Tensor<2> {
-        self.forward_with(input_ids, position_ids, lengths, row_parts, None)
+        self.forward_with(input_ids, position_ids, lengths, layout, row_parts, None)
     }
 
     /// [`RobertaClassifier::forward`], and each input's token scores: the last
@@ -124,6 +127,7 @@ impl RobertaClassifier {
         input_ids: Tensor<2, Int>,
         position_ids: Tensor<2, Int>,
         lengths: &[usize],
+        layout: InputLayout,
         row_parts: usize,
     ) -> (Tensor<2>, Vec<Vec<f32>>) {
         let mut probabilities = Vec::new();
@@ -131,6 +135,7 @@ impl RobertaClassifier {
             input_ids,
             position_ids,
             lengths,
+            layout,
             row_parts,
             Some(&mut probabilities),
         );
@@ -145,10 +150,11 @@ impl RobertaClassifier {
         input_ids: Tensor<2, Int>,
         position_ids: Tensor<2, Int>,
         lengths: &[usize],
+        layout: InputLayout,
         row_parts: usize,
         probabilities: Option<&mut Vec<f32>>,
     ) -> Tensor<2> {
-        let call = call_rows(input_ids.dims(), lengths);
+        let call = call_rows(input_ids.dims(), lengths, layout);
         let hidden = self.embeddings.forward(input_ids, position_ids);
         // The head reads only each input's first token, so the last layer computes
         // only those tokens' outputs (every token counting through attention).
@@ -287,18 +293,29 @@ fn first_tokens(hidden: Tensor<3>, call: CallRows<'_>) -> Tensor<3> {
     hidden.select(1, starts)
 }
 
-/// The layout of a call whose ids are `[batch, seq]` (see
-/// [`RobertaClassifier::forward`]).
-fn call_rows(dims: [usize; 2], lengths: &[usize]) -> CallRows<'_> {
+/// How a model call's inputs lie in its ids (see [`RobertaClassifier::forward`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputLayout {
+    /// `[1, total]`: one after another, no padding.
+    EndToEnd,
+    /// `[inputs, width]`: input `i` in row `i`, padding after it.
+    Padded,
+}
+
+/// The rows of a call whose ids are `dims` laid out as `layout`.
+///
+/// # Panics
+/// When the shape does not fit, or an input has no tokens.
+fn call_rows(dims: [usize; 2], lengths: &[usize], layout: InputLayout) -> CallRows<'_> {
     let total: usize = lengths.iter().sum();
-    match dims {
-        [1, seq] if seq == total => CallRows::end_to_end(lengths),
-        [batch, width] if batch == lengths.len() && lengths.iter().all(|&l| l <= width) => {
+    match (layout, dims) {
+        (InputLayout::EndToEnd, [1, seq]) if seq == total => CallRows::end_to_end(lengths),
+        (InputLayout::Padded, [batch, width]) if batch == lengths.len() => {
             CallRows::padded(lengths, width)
         }
         _ => panic!(
-            "input ids of shape {dims:?} for inputs of {lengths:?} tokens: expected [1, {total}] \
-             (end to end) or [{}, width] with width at least each length (padded)",
+            "input ids of shape {dims:?} for inputs of {lengths:?} tokens laid out {layout:?}: \
+             expected [1, {total}] end to end or [{}, width] padded",
             lengths.len()
         ),
     }

@@ -778,10 +778,10 @@ class Detector:
         return self._max_tokens
 
     def warm_up(self) -> int:
-        """Compiles and tunes the GPU kernels of every model call shape now, rather
+        """Compiles the GPU kernels of every model call shape now, rather
         than on the first call of each shape, and returns the number of model calls
-        run: 0 on the CPU backends, which compile nothing. A later process starts warm
-        from the runtime's caches on disk where it keeps them (``ICD_CACHE_DIR``)."""
+        run: 0 on the CPU backends, which compile nothing. On CUDA a later process
+        loads the compiled kernels from disk (``ICD_CACHE_DIR``) instead."""
         calls = ctypes.c_size_t()
         error = ctypes.c_void_p()
         ptr = self._handle.acquire()
