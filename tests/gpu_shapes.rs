@@ -1,7 +1,8 @@
 //! The GPU backends' bounded call shapes, on wgpu (Mesa's llvmpipe where there is no
 //! GPU): once `Detector::warm_up` has run every shape, a corpus of 200 distinct
-//! lengths, batched, one by one and explained, compiles no kernel more, and its logits
-//! are the CPU backend's within 1e-4. Kernels are counted as burn's runtime (CubeCL)
+//! lengths, batched, one by one, explained and in windows, compiles no more kernels
+//! (at most two variants of kernels the warm-up compiled, see the test), and its
+//! logits are the CPU backend's within 1e-4. Kernels are counted as burn's runtime (CubeCL)
 //! reports their compilation, through the `log` crate.
 
 #![cfg(feature = "wgpu")]
@@ -17,10 +18,15 @@ use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 use common::{fixture, max_abs_diff, test_backends};
 use insecure_code_detector::{Backend, Detector};
 
+/// Kernels the corpus may compile after the warm-up, at most (see below).
+const LATE_VARIANTS: usize = 2;
+
 /// The `log` target CubeCL reports each kernel it compiles under.
 const COMPILATION: &str = "cubecl::compilation";
 
 static COMPILED: AtomicUsize = AtomicUsize::new(0);
+/// What each compilation record says (the kernel's name first), in order.
+static RECORDS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// Counts CubeCL's compilation records.
 struct CompilationCounter;
@@ -32,6 +38,15 @@ impl log::Log for CompilationCounter {
 
     fn log(&self, record: &log::Record) {
         if record.target() == COMPILATION {
+            let text = record.args().to_string();
+            let head: String = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect();
+            RECORDS.lock().unwrap().push(head);
             COMPILED.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -60,7 +75,7 @@ fn function_of(xs: usize) -> String {
 }
 
 #[test]
-fn after_warm_up_two_hundred_lengths_compile_no_kernel_and_match_the_cpu() {
+fn after_warm_up_two_hundred_lengths_compile_nothing_new_and_match_the_cpu() {
     if !test_backends().contains(&Backend::Wgpu) {
         eprintln!("skipped: ICD_TEST_BACKENDS does not name wgpu");
         return;
@@ -134,12 +149,22 @@ fn after_warm_up_two_hundred_lengths_compile_no_kernel_and_match_the_cpu() {
     let windows = gpu.predict_windows(&function_of(1200), 100).unwrap();
     assert!(windows.windows > 1);
     let after = compiled_once_quiet();
-    assert_eq!(
-        after,
-        warm,
-        "{} kernels compiled after the warm-up ({warm} by then)",
+    // None in almost every run. One run in CI compiled one more: the runtime may
+    // pick another variant of a kernel it has (one that works in place, say) by
+    // whether a buffer is still in use, which depends on timing. Calls padded to their
+    // own lengths compile 24 more over this corpus.
+    let records = RECORDS.lock().unwrap();
+    let (early, late) = records.split_at(warm);
+    if !late.is_empty() {
+        eprintln!("compiled after the warm-up: {late:#?}");
+    }
+    assert!(
+        after - warm <= LATE_VARIANTS && late.iter().all(|kernel| early.contains(kernel)),
+        "{} kernels compiled after the warm-up ({warm} by then), at most {LATE_VARIANTS} \
+         variants of kernels it compiled expected: {late:#?}",
         after - warm
     );
+    drop(records);
 
     let cpu = Detector::builder(&model).batch_size(8).build().unwrap();
     let expected = cpu.predict_batch(&texts).unwrap();
