@@ -124,12 +124,12 @@ pub(crate) trait LayerOps {
 
     /// Self-attention (`RobertaSelfAttention`): the query, key and value projections
     /// of `hidden` into `qkv`, and the attention context of every row into `context`,
-    /// each input attending only to its own rows (never to padding). With `first_only`, only each
-    /// input's first row's context, from every row's keys and values (and a plan may
-    /// skip `qkv` where it folds the keys and values into that row's query). Then
-    /// `probabilities`, where asked for, receives each input's attention
-    /// probabilities from its first row, head by head: `heads × len` values per
-    /// input, inputs laid end to end (a plan computes them only when asked).
+    /// each input attending only to its own rows (never to padding). With
+    /// `first_only`, only each input's first row's context, from every row's keys and
+    /// values (and a plan may skip `qkv` where it folds the keys and values into that
+    /// row's query). Then `probabilities`, where asked for, receives each input's
+    /// attention probabilities from its first row, head by head: `heads × len` values
+    /// per input, inputs laid end to end (a plan computes them only when asked).
     fn self_attention(
         &self,
         hidden: &Self::Rows,

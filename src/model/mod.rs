@@ -63,6 +63,13 @@ impl RobertaClassifier {
         }
     }
 
+    /// The attention heads of each layer (`num_attention_heads`; 1 without layers).
+    fn heads(&self) -> usize {
+        self.layers
+            .first()
+            .map_or(1, |layer| layer.attention.heads())
+    }
+
     /// How the encoder's projections hold their weights (the same in every layer).
     pub fn projection_layout(&self) -> ProjectionLayout {
         self.layers
@@ -76,10 +83,7 @@ impl RobertaClassifier {
     /// [`ProjectionLayout::OutIn`], on a CPU backend.
     #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
     pub(crate) fn pack(&mut self, kernel: crate::cpu::Kernel) {
-        let heads = self
-            .layers
-            .first()
-            .map_or(1, |layer| layer.attention.heads());
+        let heads = self.heads();
         let layers = self.layers.iter_mut().map(EncoderLayer::take_weights);
         let encoder = crate::cpu::encoder::PackedEncoder::new(kernel, heads, layers);
         self.packed = Some(std::sync::Arc::new(encoder));
@@ -139,7 +143,7 @@ impl RobertaClassifier {
             row_parts,
             Some(&mut probabilities),
         );
-        let heads = self.layers.first().map_or(1, |l| l.attention.heads());
+        let heads = self.heads();
         (logits, head_means(&probabilities, lengths, heads))
     }
 
@@ -180,8 +184,7 @@ impl RobertaClassifier {
             #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
             Some(never) => match *never {},
             None => {
-                let heads = self.layers.first().map_or(1, |l| l.attention.heads());
-                let key_mask = padding_mask(call, heads, &hidden.device());
+                let key_mask = padding_mask(call, self.heads(), &hidden.device());
                 let layers: Vec<TensorLayer> = self
                     .layers
                     .iter()
