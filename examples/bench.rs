@@ -229,7 +229,7 @@ fn cpu_peak_gflops() -> serde_json::Value {
     #[cfg(target_arch = "x86_64")]
     {
         // The rates of the instructions the library's kernels run on this CPU.
-        use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+        use insecure_code_detector::{CpuFeatures, Kernel};
         let cpu = CpuFeatures::get();
         let (f32_isa, f32_fma) = match Kernel::select(Precision::F32, cpu) {
             Some(Kernel::F32Avx512) => ("avx512", Some(rate(peak::fma, 16, 32.0))),

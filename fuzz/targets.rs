@@ -1,5 +1,5 @@
 //! The fuzz targets' bodies, shared by the cargo-fuzz binaries in `fuzz_targets/` and by
-//! `tests/fuzz_regressions.rs`, which replays the committed seeds and every input a
+//! `tests/it/fuzz_regressions.rs`, which replays the committed seeds and every input a
 //! fuzz run ever failed on through these same functions with a stable toolchain.
 //!
 //! Each body feeds hostile bytes to one entry point and asserts what the library
@@ -12,7 +12,7 @@ use std::ffi::c_char;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use insecure_code_detector::config::RobertaConfig;
+use insecure_code_detector::RobertaConfig;
 use insecure_code_detector::ffi::{self, icd_detector, icd_prediction, icd_status, icd_str};
 use insecure_code_detector::{Backend, Detector};
 

@@ -81,8 +81,7 @@ impl Backend {
     /// Tokens in one model call of a batch, at most, unless one input alone is longer.
     /// On the CPU backends 512: their matrix products run no faster with more rows,
     /// while larger activations cost memory and fresh pages from the allocator on
-    /// every call (over the nginx corpus, calls of 2048 and 4096 tokens ran slower
-    /// than calls of 512). On GPUs 16,384 padded tokens (32 inputs of 512): each call
+    /// every call. On GPUs 16,384 padded tokens (32 inputs of 512): each call
     /// costs the same kernel launches whatever its rows, and more rows fill more of
     /// the GPU, but attention's scores grow with inputs × width², 400 MB in f32 at
     /// that size (the batch size bounds calls first, at 8 by default).
@@ -258,15 +257,16 @@ impl FromStr for Backend {
 /// burn's GPU runtime (CubeCL) keeps there, in its own database, the PTX of each
 /// kernel it compiles on CUDA. wgpu keeps nothing there: its shaders are compiled in
 /// each process (the driver may keep its own cache, as Mesa and NVIDIA do).
-pub fn gpu_cache_dir() -> Option<std::path::PathBuf> {
+#[cfg(feature = "cuda")]
+pub(crate) fn gpu_cache_dir() -> Option<std::path::PathBuf> {
     let off = std::env::var_os("ICD_GPU_CACHE").is_some_and(|v| v == "0");
-    crate::hub::converted_cache_dir()
+    crate::files::cache_dir()
         .filter(|_| !off)
         .map(|dir| dir.join("cubecl"))
 }
 
 /// Configures CubeCL once, before the first GPU device opens: its defaults and its
-/// `CUBECL_*` variables, and on CUDA its kernel cache in [`gpu_cache_dir`].
+/// `CUBECL_*` variables, and on CUDA its kernel cache in `gpu_cache_dir`.
 ///
 /// Left to itself, CubeCL reads a `cubecl.toml` or `burn.toml` from the working
 /// directory or any directory above it, which in CI is the checkout being scanned: a

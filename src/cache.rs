@@ -149,7 +149,7 @@ impl PredictionCache {
     /// `$XDG_CACHE_HOME/insecure-code-detector`, else `~/.cache/insecure-code-detector`
     /// (where converted hub checkpoints are kept too).
     pub fn default_dir() -> Option<PathBuf> {
-        crate::hub::converted_cache_dir()
+        crate::files::cache_dir()
     }
 
     /// Opens (or creates) the cache in `dir`, keeping at most `max_entries` results.

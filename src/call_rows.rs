@@ -63,7 +63,7 @@ pub(crate) fn spans(lengths: &[usize]) -> impl ExactSizeIterator<Item = Range<us
 ///
 /// # Panics
 /// When an input has no rows, and so no first one.
-pub(crate) fn first_rows(lengths: &[usize]) -> Vec<usize> {
+pub(crate) fn first_row_indices(lengths: &[usize]) -> Vec<usize> {
     assert!(
         !lengths.contains(&0),
         "an input without tokens has no first token"
@@ -79,7 +79,7 @@ mod tests {
     fn spans_follow_one_another() {
         assert_eq!(spans(&[3, 1, 2]).collect::<Vec<_>>(), [0..3, 3..4, 4..6]);
         assert_eq!(spans(&[0, 2]).collect::<Vec<_>>(), [0..0, 0..2]);
-        assert_eq!(first_rows(&[3, 1, 2]), [0, 3, 4]);
-        assert!(std::panic::catch_unwind(|| first_rows(&[1, 0])).is_err());
+        assert_eq!(first_row_indices(&[3, 1, 2]), [0, 3, 4]);
+        assert!(std::panic::catch_unwind(|| first_row_indices(&[1, 0])).is_err());
     }
 }

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::config::Config;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -17,10 +16,9 @@ use crate::error::{Error, Result};
 /// below what would make a bogus config allocate gigabytes before failing.
 const MAX_LAYERS: usize = 128;
 const MAX_HIDDEN: usize = 16_384;
-// The int8 kernel's 32-bit sums hold every product of the widest matrix a valid config
-// allows (`intermediate_size` up to 8 × MAX_HIDDEN).
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-const _: () = assert!(8 * MAX_HIDDEN <= crate::cpu::int8_gemm::MAX_K);
+/// The widest feed-forward block accepted: the longest sum any matrix product of a
+/// valid config has (`execution` proves the int8 kernel's sums hold it).
+pub(crate) const MAX_INTERMEDIATE: usize = 8 * MAX_HIDDEN;
 const MAX_HEADS: usize = 256;
 const MAX_VOCAB: usize = 4_000_000;
 const MAX_POSITIONS: usize = 1_048_576;
@@ -32,8 +30,11 @@ const MAX_PARAMETERS: usize = 2_000_000_000;
 pub const ROBERTA_PAD_TOKEN_ID: usize = 1;
 
 /// The parts of a RoBERTa sequence-classification `config.json` this library uses,
-/// under the hub's field names.
-#[derive(Config, Debug, PartialEq)]
+/// under the hub's field names. Made only by [`RobertaConfig::from_file`] and
+/// [`RobertaConfig::from_json_str`], which check every bound the model and the kernels
+/// rely on.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RobertaConfig {
     /// Rows of the word-embedding matrix.
     pub vocab_size: usize,
@@ -121,7 +122,7 @@ impl RobertaConfig {
             .size("num_attention_heads", 1, MAX_HEADS)?
             .unwrap_or(12);
         let intermediate_size = fields
-            .size("intermediate_size", 1, 8 * MAX_HIDDEN)?
+            .size("intermediate_size", 1, MAX_INTERMEDIATE)?
             .unwrap_or(3072);
         let max_position_embeddings = fields
             .size("max_position_embeddings", 1, MAX_POSITIONS)?

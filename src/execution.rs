@@ -10,6 +10,11 @@ use crate::cpu::{CpuFeatures, Kernel};
 use crate::error::{Error, Result};
 use crate::{Backend, Precision};
 
+// The int8 kernel's 32-bit sums hold every product of the widest matrix a valid config
+// allows.
+#[cfg(cpu_kernels)]
+const _: () = assert!(crate::config::MAX_INTERMEDIATE <= crate::cpu::int8_gemm::MAX_K);
+
 /// What a [`crate::Detector`] runs its encoder on ([`crate::Detector::execution`]).
 /// The embeddings and the classification head always run on the backend's tensors.
 ///
@@ -51,6 +56,7 @@ impl ExecutionPlan {
     /// ```
     pub fn choose(precision: Precision, backend: Backend) -> Result<Self> {
         let kernel = if backend.is_cpu() {
+            CpuFeatures::check_cap()?;
             Kernel::select(precision, CpuFeatures::get())
         } else {
             None
@@ -141,7 +147,7 @@ pub(crate) trait LayerOps {
 
     /// Each input's first row of `rows`, in place of all of them: one row per input,
     /// end to end.
-    fn first_rows(rows: &mut Self::Rows, call: CallRows<'_>);
+    fn keep_first_rows(rows: &mut Self::Rows, call: CallRows<'_>);
 
     /// `attention.output.dense` of the context.
     fn attention_output(&self, context: &Self::Rows, out: &mut Self::Rows);
@@ -160,7 +166,7 @@ pub(crate) trait LayerOps {
 }
 
 /// The packed CPU kernels' layer: each operation one pass over plain f32 rows.
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+#[cfg(cpu_kernels)]
 impl LayerOps for crate::cpu::encoder::PackedLayer {
     type Rows = Vec<f32>;
 
@@ -179,14 +185,14 @@ impl LayerOps for crate::cpu::encoder::PackedLayer {
         self.attend(hidden, call.lengths, first_only, buffers, probabilities);
     }
 
-    fn first_rows(rows: &mut Vec<f32>, call: CallRows<'_>) {
+    fn keep_first_rows(rows: &mut Vec<f32>, call: CallRows<'_>) {
         assert_eq!(
             call.padded_to, None,
             "the packed kernels take rows end to end"
         );
         let lengths = call.lengths;
         let width = rows.len() / lengths.iter().sum::<usize>().max(1);
-        *rows = crate::cpu::encoder::first_rows(rows, lengths, width);
+        *rows = crate::cpu::encoder::gather_first_rows(rows, lengths, width);
     }
 
     fn attention_output(&self, context: &Vec<f32>, out: &mut Vec<f32>) {
@@ -210,16 +216,19 @@ impl LayerOps for crate::cpu::encoder::PackedLayer {
     }
 }
 
-/// The dtype of a plan on the backend's tensors: the precision's own, except that f32
-/// runs as f64 on CUDA ([`Precision::Tf32`] stays f32). burn's CUDA matrix product runs
-/// f32 inputs on the tensor cores as TF32 (10 mantissa bits) on every GPU that has
-/// them (Ampere and later), with no switch to keep f32 off them, and that moves a
-/// full-size model's logits past 1e-4 from transformers' (1.9e-4 on an H100); its f64
-/// products do not touch TF32.
+/// The dtype of a plan on the backend's tensors: the precision's own (f32 for int8,
+/// whose products quantize on the fly), except that f32 runs as f64 on CUDA
+/// ([`Precision::Tf32`] stays f32). burn's CUDA matrix product runs f32 inputs on the
+/// tensor cores as TF32 (10 mantissa bits) on every GPU that has them (Ampere and
+/// later), with no switch to keep f32 off them, and that moves a full-size model's
+/// logits past 1e-4 from transformers' (`BENCHMARKS-cuda.md`); its f64 products do not
+/// touch TF32.
 fn tensor_dtype(precision: Precision, backend: Backend) -> DType {
     match precision {
         Precision::F32 if backend == Backend::Cuda => DType::F64,
-        _ => precision.dtype(),
+        Precision::F32 | Precision::Tf32 | Precision::Int8 => DType::F32,
+        Precision::Bf16 => DType::BF16,
+        Precision::F16 => DType::F16,
     }
 }
 

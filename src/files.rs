@@ -425,3 +425,19 @@ mod tests {
         assert_eq!(mode(&fresh), 0o600);
     }
 }
+
+/// This library's cache directory, where converted checkpoints, the prediction cache
+/// and CUDA's compiled kernels are kept: `$ICD_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/insecure-code-detector`, else `~/.cache/insecure-code-detector`.
+pub fn cache_dir() -> Option<PathBuf> {
+    env_path("ICD_CACHE_DIR")
+        .or_else(|| env_path("XDG_CACHE_HOME").map(|dir| dir.join("insecure-code-detector")))
+        .or_else(|| env_path("HOME").map(|home| home.join(".cache/insecure-code-detector")))
+}
+
+/// The environment variable `name` as a path, where it is set and not empty.
+pub(crate) fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}

@@ -7,12 +7,13 @@
 //! `models--{owner}--{name}/snapshots/{hash}/` holding the files.
 //!
 //! Hub checkpoints that ship only `pytorch_model.bin` are converted to safetensors
-//! once, into this library's own cache ([`converted_cache_dir`]), so that later loads
+//! once, into this library's own cache ([`crate::files::cache_dir`]), so that later loads
 //! skip the pickle and the copy it implies.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::files::env_path;
 use crate::weights::{convert_pytorch_to_safetensors, StorageDtype};
 
 /// The hub cache directory from the environment, as `huggingface_hub` resolves it.
@@ -24,20 +25,6 @@ pub fn cache_dir() -> Option<PathBuf> {
         return Some(home.join("hub"));
     }
     env_path("HOME").map(|home| home.join(".cache/huggingface/hub"))
-}
-
-/// Where converted checkpoints are kept: `$ICD_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/insecure-code-detector`, else `~/.cache/insecure-code-detector`.
-pub fn converted_cache_dir() -> Option<PathBuf> {
-    env_path("ICD_CACHE_DIR")
-        .or_else(|| env_path("XDG_CACHE_HOME").map(|dir| dir.join("insecure-code-detector")))
-        .or_else(|| env_path("HOME").map(|home| home.join(".cache/insecure-code-detector")))
-}
-
-fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
 }
 
 /// `true` when `HF_HUB_OFFLINE` asks, as in `huggingface_hub`, never to touch the network.

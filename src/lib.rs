@@ -20,35 +20,47 @@
 
 #![warn(missing_docs)]
 
-pub mod backend;
+// The public API is what `pub use` names below, and the modules marked `pub`: the
+// prediction cache, checkpoint resolution, untrusted-file handling, report escaping
+// and function finding, which the `icd` tool and other front ends build on. Everything
+// else is the implementation.
+mod backend;
 #[cfg(feature = "cache")]
 pub mod cache;
 mod call_rows;
-pub mod config;
-pub mod cpu;
-pub mod detector;
-pub mod error;
-pub mod execution;
+mod config;
+mod cpu;
+mod detector;
+mod error;
+mod execution;
+/// The C ABI as Rust items, for the fuzz targets; C callers use
+/// `include/insecure_code_detector.h`.
+#[doc(hidden)]
 pub mod ffi;
 pub mod files;
 pub mod hub;
-pub mod model;
+mod model;
+mod names;
+mod precision;
 #[cfg(feature = "scan")]
 pub mod report;
 #[cfg(feature = "scan")]
 pub mod scan;
-pub mod tokenizer;
-pub mod weights;
+mod tokenizer;
+mod weights;
 
 pub use backend::Backend;
 pub use config::RobertaConfig;
+pub use cpu::{CpuFeatures, Kernel};
 pub use detector::{
-    CallShapes, Detector, DetectorBuilder, Explanation, LineScore, Precision, Prediction,
-    Preprocessing, TokenScore, WindowedExplanation, WindowedPrediction,
+    CallShapes, Detector, DetectorBuilder, Explanation, LineScore, Prediction, Preprocessing,
+    TokenScore, WindowedExplanation, WindowedPrediction,
 };
 pub use error::{Error, Result};
 pub use execution::ExecutionPlan;
+pub use precision::Precision;
 pub use tokenizer::{CodeTokenizer, TokenizedInput};
+pub use weights::{convert_pytorch_to_safetensors, StorageDtype};
 
 /// The hub checkpoint this library is built for.
 pub const HUB_MODEL_ID: &str = "mrm8488/codebert-base-finetuned-detect-insecure-code";

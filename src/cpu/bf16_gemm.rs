@@ -23,16 +23,16 @@ const ROWS: usize = 8;
 /// pair's two bf16 values for each column (the lower half is the even row), as
 /// `vdpbf16ps` reads them.
 #[derive(Clone)]
-pub struct PackedMatrix {
+pub struct PackedBf16 {
     k: usize,
     n: usize,
     blocks: Vec<u32>,
     bias: Vec<f32>,
 }
 
-impl std::fmt::Debug for PackedMatrix {
+impl std::fmt::Debug for PackedBf16 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::debug_shape(f, self.k, self.n)
+        super::debug_shape(f, "PackedBf16", self.k, self.n)
     }
 }
 
@@ -46,7 +46,7 @@ fn bf16_bits(x: f32) -> u16 {
     (bits.wrapping_add(rounding) >> 16) as u16
 }
 
-impl PackedMatrix {
+impl PackedBf16 {
     /// Packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]` layout) and
     /// `bias` (`n` values, zeros when `None`).
     pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
@@ -306,7 +306,7 @@ mod tests {
         ] {
             let (a, w, bias) = crate::cpu::random_product(&mut seed, (m, k, n));
             let stored: Vec<f32> = (0..n * k).map(|j| w[(j % k) * n + j / k]).collect();
-            let packed = PackedMatrix::new(&stored, Some(&bias), k, n);
+            let packed = PackedBf16::new(&stored, Some(&bias), k, n);
             let got = packed.matmul(&a, m);
             assert_eq!(got.len(), m * n);
             let reference = reference::matmul(&a, &w, &bias, (m, k, n), bf16);

@@ -8,8 +8,8 @@
 
 use rayon::prelude::*;
 
-use super::packed::PackedMatrix;
-use super::{f32_gemm, vector_math, Kernel};
+use super::packed::PackedProjection;
+use super::{attention, vector_math, Kernel};
 
 /// One projection's f32 weights as the checkpoint stores them, `[out, in]` row-major,
 /// and its bias, before packing.
@@ -49,10 +49,10 @@ pub(crate) struct LayerWeights {
 /// An encoder layer's projections packed for a kernel, and its LayerNorms.
 #[derive(Debug)]
 pub(crate) struct PackedLayer {
-    query_key_value: PackedMatrix,
-    attention_output: PackedMatrix,
-    intermediate: PackedMatrix,
-    output: PackedMatrix,
+    query_key_value: PackedProjection,
+    attention_output: PackedProjection,
+    intermediate: PackedProjection,
+    output: PackedProjection,
     pub(crate) attention_norm: NormParameters,
     pub(crate) output_norm: NormParameters,
     heads: usize,
@@ -74,7 +74,7 @@ impl PackedEncoder {
         heads: usize,
         layers: impl IntoIterator<Item = LayerWeights>,
     ) -> Self {
-        let pack = |p: Projection| PackedMatrix::new(kernel, p.weight, p.bias.as_deref(), p.k, p.n);
+        let pack = |p: Projection| PackedProjection::new(kernel, p.weight, p.bias.as_deref(), p.k, p.n);
         let layers = layers
             .into_iter()
             .map(|w| PackedLayer {
@@ -120,7 +120,7 @@ impl PackedLayer {
     /// `context`: `[total, width]`, or with `first_only` each input's first row alone,
     /// `[inputs, width]`. The query, key and value projections go to `qkv`, except
     /// where f32 keys and values fold into the first rows' queries (with
-    /// `first_only`; see `f32_gemm::first_token_context`: equal within rounding).
+    /// `first_only`; see `attention::first_token_context`: equal within rounding).
     /// With `first_only`, `probabilities` (where given) receives each input's first
     /// row's attention probabilities, head by head (`heads × len` per input).
     pub(crate) fn attend(
@@ -136,7 +136,7 @@ impl PackedLayer {
         match self.query_key_value.as_f32() {
             // For the first tokens alone, f32 keys and values fold into the queries,
             // and no other token is projected.
-            Some(matrix) if first_only => f32_gemm::first_token_context(
+            Some(matrix) if first_only => attention::first_token_context(
                 matrix,
                 hidden,
                 lengths,
@@ -146,7 +146,7 @@ impl PackedLayer {
             ),
             _ => {
                 self.query_key_value.matmul_into(hidden, rows, qkv);
-                f32_gemm::attention(
+                attention::attention(
                     qkv,
                     lengths,
                     self.heads,
@@ -154,6 +154,7 @@ impl PackedLayer {
                     first_only,
                     context,
                     probabilities,
+                    self.query_key_value.attention_isa(),
                 );
             }
         }
@@ -176,9 +177,9 @@ impl PackedLayer {
 
 /// Each input's first row of `values` (`width` values per row, inputs laid end to end,
 /// `lengths` rows each).
-pub(crate) fn first_rows(values: &[f32], lengths: &[usize], width: usize) -> Vec<f32> {
+pub(crate) fn gather_first_rows(values: &[f32], lengths: &[usize], width: usize) -> Vec<f32> {
     let mut rows = Vec::with_capacity(lengths.len() * width);
-    for start in crate::call_rows::first_rows(lengths) {
+    for start in crate::call_rows::first_row_indices(lengths) {
         rows.extend_from_slice(&values[start * width..][..width]);
     }
     rows

@@ -1,13 +1,26 @@
-//! The one probe of what this CPU offers the kernels.
+//! The one probe of what this CPU offers the kernels, capped where `ICD_MAX_CPU_ISA`
+//! asks (as oneDNN's `ONEDNN_MAX_CPU_ISA` does): to run and test the AVX2 kernels on
+//! an AVX-512 CPU, or the backend's tensors alone.
 
 use once_cell::sync::Lazy;
 
+use crate::error::{Error, Result};
+
+/// The environment variable that caps the features the kernels may use.
+pub const MAX_CPU_ISA_VARIABLE: &str = "ICD_MAX_CPU_ISA";
+
+/// `ICD_MAX_CPU_ISA`'s values, from the least the kernels may use to the most: `none`
+/// (no packed kernel; the backend's tensors), `avx2` (AVX2 and FMA), `avx512`
+/// (AVX-512F, BF16 and VNNI as the CPU has them: no cap).
+const LEVELS: [&str; 3] = ["none", "avx2", "avx512"];
+
 /// The instruction sets this crate's CPU kernels use, probed once per process (the
-/// build targets any x86-64, so each is checked at run time). Each level implies the
-/// ones it builds on: a CPU reported with AVX512-BF16 has AVX-512F, AVX2 and FMA.
+/// build targets any x86-64, so each is checked at run time) and capped by
+/// `ICD_MAX_CPU_ISA` (`none`, `avx2` or `avx512`). Each level implies the ones it
+/// builds on: a CPU reported with AVX512-BF16 has AVX-512F, AVX2 and FMA.
 ///
 /// ```
-/// use insecure_code_detector::cpu::CpuFeatures;
+/// use insecure_code_detector::CpuFeatures;
 /// let cpu = CpuFeatures::get();
 /// assert!(!cpu.avx512f || cpu.avx2_fma);
 /// println!("{cpu}");
@@ -24,12 +37,50 @@ pub struct CpuFeatures {
     pub avx512_vnni: bool,
 }
 
-static PROBED: Lazy<CpuFeatures> = Lazy::new(CpuFeatures::probe);
+static PROBED: Lazy<CpuFeatures> = Lazy::new(|| {
+    // An unknown cap is refused where a detector is built (`check_cap`); here it
+    // caps nothing.
+    let cap = CpuFeatures::cap().ok().flatten().unwrap_or(LEVELS.len() - 1);
+    CpuFeatures::probe().capped(cap)
+});
 
 impl CpuFeatures {
-    /// This CPU's features, probed on the first call and cached.
+    /// This CPU's features, probed on the first call and cached, as capped by
+    /// `ICD_MAX_CPU_ISA`.
     pub fn get() -> CpuFeatures {
         *PROBED
+    }
+
+    /// Whether `ICD_MAX_CPU_ISA` is unset or one of its values; an error naming the
+    /// variable and its values otherwise.
+    pub fn check_cap() -> Result<()> {
+        Self::cap().map(|_| ())
+    }
+
+    /// `ICD_MAX_CPU_ISA`'s level (an index into [`LEVELS`]), if set.
+    fn cap() -> Result<Option<usize>> {
+        let Some(value) = std::env::var_os(MAX_CPU_ISA_VARIABLE) else {
+            return Ok(None);
+        };
+        let value = value.to_string_lossy();
+        LEVELS
+            .iter()
+            .position(|level| level.eq_ignore_ascii_case(value.trim()))
+            .map(Some)
+            .ok_or_else(|| Error::InvalidArgument {
+                argument: MAX_CPU_ISA_VARIABLE,
+                message: format!("is {value:?}, expected one of {}", LEVELS.join(", ")),
+            })
+    }
+
+    /// These features with none above `level` of [`LEVELS`].
+    fn capped(self, level: usize) -> Self {
+        CpuFeatures {
+            avx2_fma: self.avx2_fma && level >= 1,
+            avx512f: self.avx512f && level >= 2,
+            avx512_bf16: self.avx512_bf16 && level >= 2,
+            avx512_vnni: self.avx512_vnni && level >= 2,
+        }
     }
 
     /// Nothing: the features of a CPU none of the kernels runs on.
@@ -77,5 +128,31 @@ impl std::fmt::Display for CpuFeatures {
         } else {
             f.write_str(&names.join(" "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_removes_the_levels_above_it() {
+        let all = CpuFeatures {
+            avx2_fma: true,
+            avx512f: true,
+            avx512_bf16: true,
+            avx512_vnni: true,
+        };
+        assert_eq!(all.capped(0), CpuFeatures::NONE);
+        assert_eq!(
+            all.capped(1),
+            CpuFeatures {
+                avx2_fma: true,
+                ..CpuFeatures::NONE
+            }
+        );
+        assert_eq!(all.capped(2), all);
+        let avx2 = all.capped(1);
+        assert_eq!(avx2.capped(2), avx2, "a cap adds nothing the CPU lacks");
     }
 }

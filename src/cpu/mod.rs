@@ -7,7 +7,8 @@
 //! ```text
 //! features      CpuFeatures: AVX2+FMA, AVX-512F, AVX512-BF16, AVX512-VNNI, probed once
 //! vector_math   softmax, add-and-LayerNorm, GELU, eight lanes at a time
-//! f32_gemm      f32 FMA products and attention; microkernels in avx2.rs, avx512.rs
+//! f32_gemm      f32 FMA products; microkernels in avx2.rs, avx512.rs, chosen at packing
+//! attention     multi-head self-attention on the f32 products, for every kernel
 //! bf16_gemm     bf16 dot products (AVX512-BF16)
 //! int8_gemm     int8 products; microkernels in avx2.rs (vpmaddwd), vnni.rs (vpdpbusd)
 //! packed        one projection packed for the chosen kernel
@@ -15,30 +16,32 @@
 //! reference     plain-Rust f64 versions of the above: the kernels' tests' oracle
 //! ```
 //!
-//! Dependencies point one way: `encoder` -> `packed` -> the `*_gemm` kernels ->
-//! `vector_math` -> `features`. Nothing here knows burn; the model hands in plain
+//! Dependencies point one way: `encoder` -> `packed` and `attention` -> the `*_gemm`
+//! kernels -> `vector_math` -> `features`. Nothing here knows burn; the model hands in plain
 //! f32 weights and rows.
 
 mod features;
 
 pub use features::CpuFeatures;
 
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+#[cfg(cpu_kernels)]
+pub(crate) mod attention;
+#[cfg(cpu_kernels)]
 pub(crate) mod bf16_gemm;
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+#[cfg(cpu_kernels)]
 pub(crate) mod encoder;
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+#[cfg(cpu_kernels)]
 pub(crate) mod f32_gemm;
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+#[cfg(cpu_kernels)]
 pub(crate) mod int8_gemm;
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+#[cfg(cpu_kernels)]
 mod packed;
 #[cfg(test)]
 pub(crate) mod reference;
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+#[cfg(cpu_kernels)]
 pub(crate) mod vector_math;
 
-use crate::Precision;
+use crate::precision::Precision;
 
 /// One of this crate's packed CPU kernels: what the encoder's matrix products run on
 /// when a detector on a CPU backend uses them ([`crate::ExecutionPlan::PackedCpu`]).
@@ -72,7 +75,7 @@ impl Kernel {
     /// none runs it: f16 has no kernel, and every kernel needs AVX2 and FMA.
     ///
     /// ```
-    /// use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+    /// use insecure_code_detector::{CpuFeatures, Kernel};
     /// use insecure_code_detector::Precision;
     /// let avx2 = CpuFeatures { avx2_fma: true, ..CpuFeatures::NONE };
     /// assert_eq!(Kernel::select(Precision::F32, avx2), Some(Kernel::F32Avx2));
@@ -80,7 +83,7 @@ impl Kernel {
     /// assert_eq!(Kernel::select(Precision::Int8, CpuFeatures::NONE), None);
     /// ```
     pub fn select(precision: Precision, features: CpuFeatures) -> Option<Kernel> {
-        if !cfg!(all(target_arch = "x86_64", feature = "cpu-kernels")) {
+        if !cfg!(cpu_kernels) {
             return None;
         }
         // The precision's kernels, fastest first.
@@ -96,7 +99,7 @@ impl Kernel {
     /// Whether a CPU with `features` has this kernel's instructions.
     ///
     /// ```
-    /// use insecure_code_detector::cpu::{CpuFeatures, Kernel};
+    /// use insecure_code_detector::{CpuFeatures, Kernel};
     /// let avx2 = CpuFeatures { avx2_fma: true, ..CpuFeatures::NONE };
     /// assert!(Kernel::Int8Avx2.runs_on(avx2));
     /// assert!(!Kernel::F32Avx512.runs_on(avx2));
@@ -142,10 +145,15 @@ impl std::fmt::Display for Kernel {
     }
 }
 
-/// A packed matrix's `Debug`: its shape, not millions of packed values.
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
-fn debug_shape(f: &mut std::fmt::Formatter<'_>, k: usize, n: usize) -> std::fmt::Result {
-    f.debug_struct("PackedMatrix")
+/// A packed matrix's `Debug`: its type and shape, not millions of packed values.
+#[cfg(cpu_kernels)]
+fn debug_shape(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    k: usize,
+    n: usize,
+) -> std::fmt::Result {
+    f.debug_struct(name)
         .field("k", &k)
         .field("n", &n)
         .finish_non_exhaustive()

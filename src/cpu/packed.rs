@@ -7,13 +7,13 @@ use super::{bf16_gemm, f32_gemm, int8_gemm, Kernel};
 
 /// One `[k, n]` projection (weight and bias) packed for a kernel.
 #[derive(Debug)]
-pub(crate) enum PackedMatrix {
-    F32(f32_gemm::PackedMatrix),
-    Bf16(bf16_gemm::PackedMatrix),
-    Int8(int8_gemm::PackedMatrix),
+pub(crate) enum PackedProjection {
+    F32(f32_gemm::PackedF32),
+    Bf16(bf16_gemm::PackedBf16),
+    Int8(int8_gemm::PackedInt8),
 }
 
-impl PackedMatrix {
+impl PackedProjection {
     /// Packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]` layout) and
     /// `bias` for `kernel`, which [`Kernel::select`] chose for this CPU.
     pub(crate) fn new(
@@ -24,11 +24,22 @@ impl PackedMatrix {
         n: usize,
     ) -> Self {
         match kernel {
-            Kernel::F32Avx2 | Kernel::F32Avx512 => {
-                Self::F32(f32_gemm::PackedMatrix::from_vec(weight, bias, k, n))
-            }
-            Kernel::Bf16Avx512 => Self::Bf16(bf16_gemm::PackedMatrix::new(&weight, bias, k, n)),
-            Kernel::Int8Avx2 | Kernel::Int8Vnni => Self::Int8(int8_gemm::PackedMatrix::for_kernel(
+            Kernel::F32Avx2 => Self::F32(f32_gemm::PackedF32::from_vec(
+                f32_gemm::Isa::Avx2,
+                weight,
+                bias,
+                k,
+                n,
+            )),
+            Kernel::F32Avx512 => Self::F32(f32_gemm::PackedF32::from_vec(
+                f32_gemm::Isa::Avx512,
+                weight,
+                bias,
+                k,
+                n,
+            )),
+            Kernel::Bf16Avx512 => Self::Bf16(bf16_gemm::PackedBf16::new(&weight, bias, k, n)),
+            Kernel::Int8Avx2 | Kernel::Int8Vnni => Self::Int8(int8_gemm::PackedInt8::for_kernel(
                 kernel, &weight, bias, k, n,
             )),
         }
@@ -45,8 +56,17 @@ impl PackedMatrix {
         }
     }
 
+    /// The instruction set of attention's f32 products beside this projection: the f32
+    /// kernel's own, else the widest this CPU runs.
+    pub(crate) fn attention_isa(&self) -> f32_gemm::Isa {
+        match self {
+            Self::F32(matrix) => matrix.isa(),
+            _ => f32_gemm::Isa::best(),
+        }
+    }
+
     /// The matrix packed for the f32 kernel, if it is.
-    pub(crate) fn as_f32(&self) -> Option<&f32_gemm::PackedMatrix> {
+    pub(crate) fn as_f32(&self) -> Option<&f32_gemm::PackedF32> {
         match self {
             Self::F32(matrix) => Some(matrix),
             _ => None,

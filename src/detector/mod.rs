@@ -16,7 +16,8 @@ mod prediction;
 
 pub use batching::CallShapes;
 pub use explanation::{Explanation, LineScore, TokenScore, WindowedExplanation};
-pub use options::{Precision, Preprocessing};
+pub use crate::precision::Precision;
+pub use options::Preprocessing;
 pub use prediction::{Prediction, WindowedPrediction};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -162,7 +163,7 @@ impl DetectorBuilder {
                 ),
             });
         }
-        let (model, backend, device, plan) = loaded?;
+        let (model, backend, device, execution) = loaded?;
         // The GPU backends compile kernels for each shape; the CPU backends run any
         // shape as it comes, and padding would only cost them.
         let call_shapes = (!backend.is_cpu())
@@ -175,7 +176,7 @@ impl DetectorBuilder {
             config,
             device,
             backend,
-            plan,
+            execution,
             max_tokens,
             batch_size: self.batch_size,
             preprocessing: self.preprocessing,
@@ -292,9 +293,9 @@ impl DetectorBuilder {
         let mut model = RobertaClassifier::with_layout(config, layout, &device);
         weights::load(&mut model, config, &weight_file, dtype)?;
         if let ExecutionPlan::PackedCpu { kernel } = plan {
-            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            #[cfg(cpu_kernels)]
             model.pack(kernel);
-            #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+            #[cfg(not(cpu_kernels))]
             unreachable!("{kernel} is selected only where the CPU kernels are built");
         }
         Ok((model, backend, device, plan))
@@ -324,7 +325,7 @@ pub struct Detector {
     labels: Labels,
     device: Device,
     backend: Backend,
-    plan: ExecutionPlan,
+    execution: ExecutionPlan,
     max_tokens: usize,
     batch_size: usize,
     preprocessing: Preprocessing,
@@ -576,7 +577,7 @@ impl Detector {
     /// What the model runs on, chosen at load: the backend's tensors at a dtype, or
     /// one of this crate's packed CPU kernels (and its instruction set).
     pub fn execution(&self) -> ExecutionPlan {
-        self.plan
+        self.execution
     }
 
     /// Tokens per input after truncation, `<s>` and `</s>` included.
@@ -623,8 +624,9 @@ impl Detector {
     /// windows and explanations compile nothing more. Returns the number of calls run:
     /// 0 on the CPU backends, which compile nothing.
     ///
-    /// On CUDA the compiled kernels are kept on disk (see
-    /// [`crate::backend::gpu_cache_dir`]), and a later process loads them instead of
+    /// On CUDA the compiled kernels are kept on disk (`cubecl` in the cache directory,
+    /// [`crate::files::cache_dir`]; `ICD_GPU_CACHE=0` keeps them in memory), and a later
+    /// process loads them instead of
     /// compiling again; wgpu compiles in each process (beside its driver's own cache).
     ///
     /// ```no_run
@@ -856,7 +858,7 @@ mod tests {
             .unwrap();
         Detector {
             model: tensor_model(&detector, &dir, DType::F32),
-            plan: ExecutionPlan::Tensors { dtype: DType::F32 },
+            execution: ExecutionPlan::Tensors { dtype: DType::F32 },
             call_shapes: shapes.then(|| CallShapes::new(max_tokens, 4, 16_384)),
             ..detector
         }

@@ -22,18 +22,11 @@ impl ClassificationHead {
         }
     }
 
-    /// `[1, total, hidden]` for inputs laid end to end (`lengths` tokens each) to
-    /// logits `[inputs, num_labels]`, from each input's first token.
-    pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize]) -> Tensor<2> {
-        let call = crate::call_rows::CallRows::end_to_end(lengths);
-        self.forward_first_tokens(super::first_tokens(hidden, call))
-    }
-
-    /// Logits `[inputs, num_labels]` from the inputs' first tokens alone,
-    /// `[1, inputs, hidden]`.
-    pub fn forward_first_tokens(&self, first_tokens: Tensor<3>) -> Tensor<2> {
-        let [_, inputs, width] = first_tokens.dims();
-        let first = first_tokens.reshape([inputs, width]);
+    /// Logits `[inputs, num_labels]` from the inputs' first rows alone (their `<s>`
+    /// tokens), `[1, inputs, hidden]`.
+    pub fn forward(&self, first_rows: Tensor<3>) -> Tensor<2> {
+        let [_, inputs, width] = first_rows.dims();
+        let first = first_rows.reshape([inputs, width]);
         self.out_proj.forward(self.dense.forward(first).tanh())
     }
 }

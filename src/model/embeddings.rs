@@ -50,11 +50,6 @@ impl RobertaEmbeddings {
 /// `pad_token_id + 1`, and a `<pad>` id takes position `pad_token_id` even when it is
 /// written literally in the source text (transformers derives positions from the ids,
 /// not from the attention mask).
-///
-/// ```
-/// use insecure_code_detector::model::position_ids;
-/// assert_eq!(position_ids(&[0, 42, 1, 42, 2], 1), vec![2, 3, 1, 4, 5]);
-/// ```
 pub fn position_ids(input_ids: &[u32], pad_token_id: usize) -> Vec<i64> {
     let pad = pad_token_id as i64;
     let mut count = 0;
@@ -69,4 +64,15 @@ pub fn position_ids(input_ids: &[u32], pad_token_id: usize) -> Vec<i64> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_literal_pad_takes_the_pad_position_and_the_others_count_on() {
+        assert_eq!(
+            super::position_ids(&[0, 42, 1, 42, 2], 1),
+            vec![2, 3, 1, 4, 5]
+        );
+    }
 }

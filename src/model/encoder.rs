@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Device, Tensor};
 
 use crate::call_rows::CallRows;
 use crate::config::RobertaConfig;
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+#[cfg(cpu_kernels)]
 use crate::cpu::encoder::{LayerWeights, NormParameters, Projection};
 use crate::execution::LayerOps;
 
@@ -172,7 +172,7 @@ impl SelfAttention {
             _ => part.cast(burn::tensor::FloatDType::F32),
         };
         // softmax(q₀·kᵀ / √head_dim) for heads split as `split_heads` splits them.
-        let first_rows = |part: Tensor<4>, padding: Option<Tensor<4, Bool>>| {
+        let probabilities_of = |part: Tensor<4>, padding: Option<Tensor<4, Bool>>| {
             let part = widen(part);
             let query = part.clone().narrow(1, 0, heads).narrow(2, 0, 1);
             let keys = part.narrow(1, heads, heads);
@@ -191,13 +191,13 @@ impl SelfAttention {
         match call.padded_to {
             None => {
                 for span in crate::call_rows::spans(lengths) {
-                    probabilities.extend(first_rows(self.split_heads(&qkv, span), None));
+                    probabilities.extend(probabilities_of(self.split_heads(&qkv, span), None));
                 }
             }
             Some(width) => {
                 // One pass for the call: `[inputs, heads, 1, width]`, padding dropped.
                 let padding = padding.expect("a padded call has its padding mask").clone();
-                let all = first_rows(Self::padded_heads(qkv, heads), Some(padding));
+                let all = probabilities_of(Self::padded_heads(qkv, heads), Some(padding));
                 for (input, &len) in lengths.iter().enumerate() {
                     for head in 0..heads {
                         let row = (input * heads + head) * width;
@@ -254,7 +254,7 @@ impl EncoderLayer {
     /// Moves the four projections' weights, held `[out, in]`
     /// ([`ProjectionLayout::OutIn`]), and the LayerNorms' parameters out as plain f32
     /// values for the packed CPU encoder; the projections' tensors are released.
-    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    #[cfg(cpu_kernels)]
     pub(crate) fn take_weights(&mut self) -> LayerWeights {
         assert_eq!(
             self.layout,
@@ -314,38 +314,10 @@ impl EncoderLayer {
             output_norm: norm(&self.output_norm),
         }
     }
+
     /// How the four projections' f32 weights are held.
     pub fn layout(&self) -> ProjectionLayout {
         self.layout
-    }
-
-    /// `[1, total, hidden]` for inputs laid end to end (`lengths` tokens each) to the
-    /// same shape.
-    ///
-    /// Everything after attention works on each token alone, so it runs on `row_parts`
-    /// slices of the tokens side by side (see [`crate::Backend::row_parts`]).
-    pub fn forward(&self, hidden: Tensor<3>, lengths: &[usize], row_parts: usize) -> Tensor<3> {
-        let layer = [TensorLayer::new(self, row_parts, None)];
-        let call = CallRows::end_to_end(lengths);
-        super::encode(&layer, TensorRows::from(hidden), call, false, None).into_tensor()
-    }
-
-    /// [`EncoderLayer::forward`]'s output for each input's first token alone,
-    /// `[1, inputs, hidden]`: those rows of the full output, from the keys and values
-    /// of every token, with the rest of the layer's work (after attention, all of it
-    /// row by row) spent on those rows only.
-    ///
-    /// # Panics
-    /// When an input has no tokens.
-    pub fn forward_first_tokens(
-        &self,
-        hidden: Tensor<3>,
-        lengths: &[usize],
-        row_parts: usize,
-    ) -> Tensor<3> {
-        let layer = [TensorLayer::new(self, row_parts, None)];
-        let call = CallRows::end_to_end(lengths);
-        super::encode(&layer, TensorRows::from(hidden), call, true, None).into_tensor()
     }
 }
 
@@ -488,13 +460,13 @@ impl LayerOps for TensorLayer<'_> {
             (Some(_), None) => panic!("a padded call without its padding mask"),
         };
         if first_only {
-            all = super::first_tokens(all, call);
+            all = super::gather_first_rows(all, call);
         }
         *context = TensorRows::from(all);
     }
 
-    fn first_rows(rows: &mut TensorRows, call: CallRows<'_>) {
-        *rows = TensorRows::from(super::first_tokens(rows.whole(), call));
+    fn keep_first_rows(rows: &mut TensorRows, call: CallRows<'_>) {
+        *rows = TensorRows::from(super::gather_first_rows(rows.whole(), call));
     }
 
     fn attention_output(&self, context: &TensorRows, out: &mut TensorRows) {

@@ -15,7 +15,7 @@ use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 pub use classifier::ClassificationHead;
 pub use embeddings::{position_ids, RobertaEmbeddings};
-pub use encoder::{EncoderLayer, ProjectionLayout, SelfAttention};
+pub use encoder::{EncoderLayer, ProjectionLayout};
 use encoder::{TensorLayer, TensorRows};
 
 use crate::call_rows::CallRows;
@@ -39,19 +39,15 @@ pub struct RobertaClassifier {
 }
 
 /// The packed CPU encoder, shared by the model's clones.
-#[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+#[cfg(cpu_kernels)]
 type PackedEncoder = std::sync::Arc<crate::cpu::encoder::PackedEncoder>;
 /// Without the CPU kernels there is no packed encoder.
-#[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+#[cfg(not(cpu_kernels))]
 type PackedEncoder = std::convert::Infallible;
 
 impl RobertaClassifier {
-    /// A model with the configuration's shapes, its weights zero until loaded.
-    pub fn new(config: &RobertaConfig, device: &Device) -> Self {
-        Self::with_layout(config, ProjectionLayout::InOut, device)
-    }
-
-    /// [`RobertaClassifier::new`] with the encoder's projections held in `layout`.
+    /// A model with the configuration's shapes, its weights zero until loaded, the
+    /// encoder's projections held in `layout`.
     pub fn with_layout(config: &RobertaConfig, layout: ProjectionLayout, device: &Device) -> Self {
         Self {
             embeddings: RobertaEmbeddings::new(config, device),
@@ -81,7 +77,7 @@ impl RobertaClassifier {
     /// [`crate::cpu::Kernel::select`] for this CPU: the layers' projections are packed
     /// for it and their tensors released. The model must have been made with
     /// [`ProjectionLayout::OutIn`], on a CPU backend.
-    #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+    #[cfg(cpu_kernels)]
     pub(crate) fn pack(&mut self, kernel: crate::cpu::Kernel) {
         let heads = self.heads();
         let layers = self.layers.iter_mut().map(EncoderLayer::take_weights);
@@ -163,7 +159,7 @@ impl RobertaClassifier {
         // The head reads only each input's first token, so the last layer computes
         // only those tokens' outputs (every token counting through attention).
         let first_tokens = match &self.packed {
-            #[cfg(all(target_arch = "x86_64", feature = "cpu-kernels"))]
+            #[cfg(cpu_kernels)]
             Some(encoder) => {
                 assert_eq!(
                     call.padded_to, None,
@@ -181,7 +177,7 @@ impl RobertaClassifier {
                 let shape = [batch, rows.len() / width, width];
                 Tensor::from_data(TensorData::new(rows, shape), &device)
             }
-            #[cfg(not(all(target_arch = "x86_64", feature = "cpu-kernels")))]
+            #[cfg(not(cpu_kernels))]
             Some(never) => match *never {},
             None => {
                 let key_mask = padding_mask(call, self.heads(), &hidden.device());
@@ -193,7 +189,7 @@ impl RobertaClassifier {
                 encode(&layers, TensorRows::from(hidden), call, true, probabilities).into_tensor()
             }
         };
-        self.classifier.forward_first_tokens(first_tokens)
+        self.classifier.forward(first_tokens)
     }
 }
 
@@ -232,7 +228,7 @@ pub(crate) fn encode<L: LayerOps>(
         if first_only {
             // From here on every step works on each row alone: with `first_only`, on
             // the first rows, the residual's included.
-            L::first_rows(&mut a.hidden, call);
+            L::keep_first_rows(&mut a.hidden, call);
         }
         layer.attention_output(&a.context, &mut a.attended);
         layer.attention_norm(&mut a.attended, &a.hidden);
@@ -243,7 +239,7 @@ pub(crate) fn encode<L: LayerOps>(
         layer.output_norm(&mut a.hidden, &a.attended);
     }
     if first_tokens_out && layers.is_empty() {
-        L::first_rows(&mut a.hidden, call);
+        L::keep_first_rows(&mut a.hidden, call);
     }
     a.hidden
 }
@@ -281,13 +277,13 @@ struct Activations<R> {
 
 /// Each input's first token of `hidden`, laid out as `call` says: `[1, inputs,
 /// hidden]`.
-fn first_tokens(hidden: Tensor<3>, call: CallRows<'_>) -> Tensor<3> {
+fn gather_first_rows(hidden: Tensor<3>, call: CallRows<'_>) -> Tensor<3> {
     let lengths = call.lengths;
     if call.padded_to.is_some() {
         let [inputs, _, width] = hidden.dims();
         return hidden.narrow(1, 0, 1).reshape([1, inputs, width]);
     }
-    let starts: Vec<i64> = crate::call_rows::first_rows(lengths)
+    let starts: Vec<i64> = crate::call_rows::first_row_indices(lengths)
         .into_iter()
         .map(|row| row as i64)
         .collect();

@@ -23,8 +23,8 @@ impl ModuleAdapter for HubToBurnAdapter {
         let linear_weight = ctx.module_type() == Some("Struct:Linear")
             && tensor.name.rsplit('.').next() == Some("weight")
             && tensor.shape.len() == 2;
-        // Every linear layer under `layers.` is one of the four projections.
-        if linear_weight && self.projections_out_in && tensor.name.starts_with("layers.") {
+        // Every linear layer under the layers is one of their four projections.
+        if linear_weight && self.projections_out_in && tensor.name.starts_with(super::names::LAYERS) {
             return tensor;
         }
         let element_size = match tensor.dtype {

@@ -9,6 +9,7 @@
 
 mod convert;
 mod layout;
+mod names;
 mod pickle;
 
 pub use convert::{convert_pytorch_to_safetensors, StorageDtype};
@@ -16,54 +17,16 @@ pub use convert::{convert_pytorch_to_safetensors, StorageDtype};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::store::{
-    FloatCastAdapter, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PytorchStore,
-};
+use burn::store::{FloatCastAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore, PytorchStore};
 use burn::tensor::DType;
 
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
 use crate::model::{ProjectionLayout, RobertaClassifier};
+use names::{hub_name, hub_tensors, KNOWN_UNUSED};
 
 /// A tensor as burn-store reads it: name, dtype, shape, and its bytes (often read lazily).
 type PackTensor = burn::store::burn_pack::Tensor;
-
-/// The hub's tensor names (after the optional `roberta.` prefix is dropped) to this
-/// crate's module paths. Applied in order, each to the result of the previous one.
-/// LayerNorm `weight`/`bias` become burn's `gamma`/`beta`, and linear weights are
-/// transposed, by `layout::HubToBurnAdapter`, not here.
-const NAME_RULES: &[(&str, &str)] = &[
-    // Checkpoints saved from the classifier prefix the encoder with `roberta.`;
-    // those saved from the bare encoder do not.
-    (r"^roberta\.", ""),
-    // encoder.layer.N.* -> layers.N.*
-    (r"^encoder\.layer\.(\d+)\.", "layers.$1."),
-    // attention.self.query_key_value (the three projections joined at load, see
-    // `fuse_attention_projections`) -> attention.query_key_value
-    (
-        r"\.attention\.self\.query_key_value\.",
-        ".attention.query_key_value.",
-    ),
-    // attention.output.dense -> attention.output; its LayerNorm sits beside the attention.
-    (r"\.attention\.output\.dense\.", ".attention.output."),
-    (r"\.attention\.output\.LayerNorm\.", ".attention_norm."),
-    // intermediate.dense -> intermediate; output.dense -> output; output.LayerNorm -> output_norm.
-    (r"\.intermediate\.dense\.", ".intermediate."),
-    (r"^(layers\.\d+)\.output\.dense\.", "$1.output."),
-    (r"^(layers\.\d+)\.output\.LayerNorm\.", "$1.output_norm."),
-    // embeddings.LayerNorm -> embeddings.layer_norm
-    (r"^embeddings\.LayerNorm\.", "embeddings.layer_norm."),
-];
-
-/// Tensors a hub checkpoint may carry that the classifier does not use: the position
-/// and token-type id buffers, and the pooler that `RobertaForSequenceClassification`
-/// never calls. Names are without the `roberta.` prefix.
-const KNOWN_UNUSED: &[&str] = &[
-    "embeddings.position_ids",
-    "embeddings.token_type_ids",
-    "pooler.dense.weight",
-    "pooler.dense.bias",
-];
 
 /// Which weight file of a checkpoint directory to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,59 +72,6 @@ impl WeightFile {
     }
 }
 
-/// One tensor the model needs: its hub name (without `roberta.`) and shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpectedTensor {
-    /// Name in the hub checkpoint, without the `roberta.` prefix.
-    pub name: String,
-    /// Shape as PyTorch stores it (`[out, in]` for linear weights).
-    pub shape: Vec<usize>,
-}
-
-/// Every tensor of a `RobertaForSequenceClassification` with this configuration.
-pub fn expected_tensors(config: &RobertaConfig) -> Vec<ExpectedTensor> {
-    let h = config.hidden_size;
-    let i = config.intermediate_size;
-    let mut out = Vec::new();
-    let mut push = |name: String, shape: Vec<usize>| out.push(ExpectedTensor { name, shape });
-    let linear =
-        |prefix: &str, d_out: usize, d_in: usize, push: &mut dyn FnMut(String, Vec<usize>)| {
-            push(format!("{prefix}.weight"), vec![d_out, d_in]);
-            push(format!("{prefix}.bias"), vec![d_out]);
-        };
-    let norm = |prefix: &str, push: &mut dyn FnMut(String, Vec<usize>)| {
-        push(format!("{prefix}.weight"), vec![h]);
-        push(format!("{prefix}.bias"), vec![h]);
-    };
-    push(
-        "embeddings.word_embeddings.weight".into(),
-        vec![config.vocab_size, h],
-    );
-    push(
-        "embeddings.position_embeddings.weight".into(),
-        vec![config.max_position_embeddings, h],
-    );
-    push(
-        "embeddings.token_type_embeddings.weight".into(),
-        vec![config.type_vocab_size, h],
-    );
-    norm("embeddings.LayerNorm", &mut push);
-    for layer in 0..config.num_hidden_layers {
-        let p = format!("encoder.layer.{layer}");
-        for part in ["query", "key", "value"] {
-            linear(&format!("{p}.attention.self.{part}"), h, h, &mut push);
-        }
-        linear(&format!("{p}.attention.output.dense"), h, h, &mut push);
-        norm(&format!("{p}.attention.output.LayerNorm"), &mut push);
-        linear(&format!("{p}.intermediate.dense"), i, h, &mut push);
-        linear(&format!("{p}.output.dense"), h, i, &mut push);
-        norm(&format!("{p}.output.LayerNorm"), &mut push);
-    }
-    linear("classifier.dense", h, h, &mut push);
-    linear("classifier.out_proj", config.num_labels, h, &mut push);
-    out
-}
-
 /// Reads `file` into `model`, checking names, shapes and dtypes first and the load
 /// report after. Every float tensor is converted to `dtype` (f32 for exact results;
 /// stored f16 and bf16 weights are widened losslessly).
@@ -178,11 +88,7 @@ pub fn load(
         .into_iter()
         .map(|t| non_finite.watch(t, dtype))
         .collect();
-    let tensors = fuse_attention_projections(tensors, config);
-
-    let remapper = KeyRemapper::from_patterns(NAME_RULES.to_vec())
-        .map_err(|e| Error::Inference(format!("invalid tensor name rule: {e}")))?;
-    let (tensors, _) = remapper.remap(tensors);
+    let tensors = to_modules(tensors, config);
     let expected = tensors.len();
     let adapter: Box<dyn ModuleAdapter> = Box::new(
         layout::HubToBurnAdapter {
@@ -208,7 +114,7 @@ pub fn load(
     if let Some((missing, _)) = report.missing.first() {
         return Err(Error::MissingTensor {
             path: path.to_path_buf(),
-            tensor: format!("{missing} (this crate's name; a tensor-name rule does not cover it)"),
+            tensor: format!("{missing} (this crate's name; the tensor name table does not cover it)"),
         });
     }
     if !report.unused.is_empty() || report.applied.len() != expected {
@@ -417,17 +323,17 @@ fn check_tensors(
         by_name.insert(name, tensor);
     }
     let mut selected = Vec::new();
-    for expected in expected_tensors(config) {
-        let Some(tensor) = by_name.remove(&expected.name) else {
+    for expected in hub_tensors(config) {
+        let Some(tensor) = by_name.remove(&expected.hub) else {
             return Err(Error::MissingTensor {
                 path: path.to_path_buf(),
-                tensor: hub_name(&expected.name),
+                tensor: hub_name(&expected.hub),
             });
         };
         if tensor.shape.as_slice() != expected.shape.as_slice() {
             return Err(Error::TensorShape {
                 path: path.to_path_buf(),
-                tensor: hub_name(&expected.name),
+                tensor: hub_name(&expected.hub),
                 expected: expected.shape,
                 found: tensor.shape.to_vec(),
             });
@@ -438,7 +344,7 @@ fn check_tensors(
         ) {
             return Err(Error::TensorDtype {
                 path: path.to_path_buf(),
-                tensor: hub_name(&expected.name),
+                tensor: hub_name(&expected.hub),
                 found: format!("{:?}", tensor.dtype),
             });
         }
@@ -458,64 +364,67 @@ fn check_tensors(
     Ok(selected)
 }
 
+/// The checked tensors (in the name table's order) under the model's parameter names.
 /// The hub stores each layer's query, key and value projections as three linear
 /// layers; this crate runs them as one (`attention.query_key_value`): one matrix
 /// product with three times the columns keeps both cores busier on short inputs than
 /// three small ones. Each layer's weights (and biases) are joined lazily, read when
 /// applied, along the output dimension: query, then key, then value.
-fn fuse_attention_projections(tensors: Vec<PackTensor>, config: &RobertaConfig) -> Vec<PackTensor> {
-    let mut by_name: BTreeMap<String, PackTensor> =
-        tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
-    for layer in 0..config.num_hidden_layers {
-        for kind in ["weight", "bias"] {
-            let name = |part: &str| format!("encoder.layer.{layer}.attention.self.{part}.{kind}");
-            let names = ["query", "key", "value"].map(name);
-            // check_tensors has put all three there; were one absent, the load report
-            // would name the fused tensor as missing.
-            if !names.iter().all(|n| by_name.contains_key(n)) {
-                continue;
+fn to_modules(tensors: Vec<PackTensor>, config: &RobertaConfig) -> Vec<PackTensor> {
+    let mut out = Vec::with_capacity(tensors.len());
+    // The fused parameters' parts, in the table's order: query, key, value.
+    let mut parts: BTreeMap<String, Vec<PackTensor>> = BTreeMap::new();
+    for (entry, mut tensor) in hub_tensors(config).into_iter().zip(tensors) {
+        match entry.fused_part {
+            None => {
+                tensor.name = entry.module;
+                out.push(tensor);
             }
-            let parts: Vec<PackTensor> = names.iter().filter_map(|n| by_name.remove(n)).collect();
-            let mut shape = parts[0].shape.to_vec();
-            shape[0] *= parts.len();
-            let same_dtype = parts.iter().all(|p| p.dtype == parts[0].dtype);
-            let dtype = if same_dtype {
-                parts[0].dtype
-            } else {
-                DType::F32
-            };
-            let fused_name = name("query_key_value");
-            let parts = std::sync::Arc::new(parts);
-            let fused = burn::store::bridge::deferred(
-                fused_name.clone(),
-                dtype,
-                shape.clone().into(),
-                None,
-                move || {
-                    let byte_len = shape.iter().product::<usize>() * dtype.size();
-                    let mut bytes = ElementBytes::zeroed(dtype.size(), byte_len);
-                    let mut filled = 0;
-                    for part in parts.iter() {
-                        let data = burn::store::bridge::to_data(part)?;
-                        let data = if data.dtype() == dtype {
-                            data
-                        } else {
-                            data.convert_dtype(dtype)
-                        };
-                        let part_bytes = data.as_bytes();
-                        bytes.as_mut()[filled..filled + part_bytes.len()]
-                            .copy_from_slice(part_bytes);
-                        filled += part_bytes.len();
-                    }
-                    bytes
-                        .into_data(shape.clone(), dtype)
-                        .map_err(|e| burn::store::burn_pack::Error::ValidationError(e.to_string()))
-                },
-            );
-            by_name.insert(fused_name, fused);
+            Some(_) => parts.entry(entry.module).or_default().push(tensor),
         }
     }
-    by_name.into_values().collect()
+    out.extend(parts.into_iter().map(|(module, parts)| fuse(module, parts)));
+    out
+}
+
+/// One tensor named `module` holding `parts` one after another along their first
+/// dimension, read when applied.
+fn fuse(module: String, parts: Vec<PackTensor>) -> PackTensor {
+    let mut shape = parts[0].shape.to_vec();
+    shape[0] *= parts.len();
+    let same_dtype = parts.iter().all(|p| p.dtype == parts[0].dtype);
+    let dtype = if same_dtype {
+        parts[0].dtype
+    } else {
+        DType::F32
+    };
+    let parts = std::sync::Arc::new(parts);
+    burn::store::bridge::deferred(
+        module,
+        dtype,
+        shape.clone().into(),
+        None,
+        move || {
+            let byte_len = shape.iter().product::<usize>() * dtype.size();
+            let mut bytes = ElementBytes::zeroed(dtype.size(), byte_len);
+            let mut filled = 0;
+            for part in parts.iter() {
+                let data = burn::store::bridge::to_data(part)?;
+                let data = if data.dtype() == dtype {
+                    data
+                } else {
+                    data.convert_dtype(dtype)
+                };
+                let part_bytes = data.as_bytes();
+                bytes.as_mut()[filled..filled + part_bytes.len()]
+                    .copy_from_slice(part_bytes);
+                filled += part_bytes.len();
+            }
+            bytes
+                .into_data(shape.clone(), dtype)
+                .map_err(|e| burn::store::burn_pack::Error::ValidationError(e.to_string()))
+        },
+    )
 }
 
 /// A zeroed byte buffer allocated with its elements' alignment.
@@ -648,14 +557,6 @@ fn non_finite_count(bytes: &[u8], dtype: DType, load_dtype: DType) -> usize {
     }
 }
 
-/// The full hub name of an encoder tensor, `roberta.` prefixed as the hub spells it.
-fn hub_name(name: &str) -> String {
-    if name.starts_with("classifier.") {
-        name.to_owned()
-    } else {
-        format!("roberta.{name}")
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -691,28 +592,24 @@ mod tests {
             Path::new("c"),
         )
         .unwrap();
+        let table = hub_tensors(&config);
         // Each tensor filled with a value that tells which one it is.
-        let tensors: Vec<PackTensor> = expected_tensors(&config)
+        let tensors: Vec<PackTensor> = table
             .iter()
             .enumerate()
             .map(|(i, t)| {
                 let count = t.shape.iter().product();
                 let data = burn::tensor::TensorData::new(vec![i as f32; count], t.shape.clone());
-                burn::store::bridge::from_data(data, t.name.clone(), None)
+                burn::store::bridge::from_data(data, t.hub.clone(), None)
             })
             .collect();
-        let index_of = |name: &str| {
-            expected_tensors(&config)
-                .iter()
-                .position(|t| t.name == name)
-                .unwrap() as f32
-        };
-        let fused = fuse_attention_projections(tensors, &config);
-        assert_eq!(fused.len(), expected_tensors(&config).len() - 2 * 4);
+        let index_of = |name: &str| table.iter().position(|t| t.hub == name).unwrap() as f32;
+        let modules = to_modules(tensors, &config);
+        assert_eq!(modules.len(), table.len() - 2 * 4);
 
-        let weight = fused
+        let weight = modules
             .iter()
-            .find(|t| t.name == "encoder.layer.1.attention.self.query_key_value.weight")
+            .find(|t| t.name == "layers.1.attention.query_key_value.weight")
             .unwrap();
         assert_eq!(weight.shape.to_vec(), vec![12, 4]);
         let values = burn::store::bridge::to_data(weight)
@@ -728,35 +625,25 @@ mod tests {
                 "{part} rows out of place"
             );
         }
-
-        let remapper = KeyRemapper::from_patterns(NAME_RULES.to_vec()).unwrap();
-        let mapped: Vec<String> = fused
-            .iter()
-            .map(|t| {
-                let mut name = format!("roberta.{}", t.name);
-                for (pattern, replacement) in remapper.to_regex_pairs() {
-                    name = pattern
-                        .replace_all(&name, replacement.as_str())
-                        .into_owned();
-                }
-                name
-            })
-            .collect();
-        assert!(mapped.contains(&"layers.1.attention.query_key_value.weight".to_owned()));
-        assert!(mapped.contains(&"layers.0.attention.query_key_value.bias".to_owned()));
-        assert!(mapped.contains(&"layers.0.attention.output.bias".to_owned()));
-        assert!(mapped.contains(&"layers.0.attention_norm.weight".to_owned()));
-        assert!(mapped.contains(&"layers.1.output.weight".to_owned()));
-        assert!(mapped.contains(&"layers.1.output_norm.bias".to_owned()));
-        assert!(mapped.contains(&"layers.0.intermediate.weight".to_owned()));
-        assert!(mapped.contains(&"embeddings.layer_norm.weight".to_owned()));
+        let names: Vec<&str> = modules.iter().map(|t| t.name.as_str()).collect();
+        for name in [
+            "layers.0.attention.query_key_value.bias",
+            "layers.0.attention.output.bias",
+            "layers.0.attention_norm.weight",
+            "layers.1.output.weight",
+            "layers.1.output_norm.bias",
+            "layers.0.intermediate.weight",
+            "embeddings.layer_norm.weight",
+        ] {
+            assert!(names.contains(&name), "{name} not in {names:?}");
+        }
         assert!(
-            mapped
+            names
                 .iter()
                 .all(|name| !name.contains(".self.") && !name.contains("encoder.")),
-            "{mapped:?}"
+            "{names:?}"
         );
-        let unique: std::collections::BTreeSet<_> = mapped.iter().collect();
-        assert_eq!(unique.len(), mapped.len());
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
     }
 }

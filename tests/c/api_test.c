@@ -1,6 +1,6 @@
 /*
  * Exercises every function of the C API, success and each error status, against a
- * fixture checkpoint. Built and run by tests/c_api.rs with -Wall -Wextra -Werror, and
+ * fixture checkpoint. Built and run by tests/it/c_api.rs with -Wall -Wextra -Werror, and
  * under valgrind when it is installed.
  *
  * usage: api_test MODEL_DIR BAD_CONFIG_DIR BAD_TOKENIZER_DIR BAD_WEIGHTS_DIR

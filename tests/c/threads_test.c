@@ -1,6 +1,6 @@
 /*
  * One icd_detector shared by 8 threads, 200 predictions each, must give exactly the
- * serial results. Built and run by tests/c_api.rs.
+ * serial results. Built and run by tests/it/c_api.rs.
  *
  * usage: threads_test MODEL_DIR
  */

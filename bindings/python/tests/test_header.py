@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import insecure_code_detector as icd
+from insecure_code_detector import _errors, _ffi
 
 HEADER = Path(os.environ.get("ICD_CHECKOUT") or Path(__file__).resolve().parents[3]) / "include" / "insecure_code_detector.h"
 P = ctypes.POINTER
@@ -30,31 +31,31 @@ C_TYPES = {
     "struct icd_error *": ctypes.c_void_p,
     "const struct icd_error *": ctypes.c_void_p,
     "struct icd_error **": P(ctypes.c_void_p),
-    "struct icd_options": icd._Options,
-    "const struct icd_options *": P(icd._Options),
-    "struct icd_prediction *": P(icd._Prediction),
-    "const struct icd_prediction *": P(icd._Prediction),
+    "struct icd_options": _ffi._Options,
+    "const struct icd_options *": P(_ffi._Options),
+    "struct icd_prediction *": P(_ffi._Prediction),
+    "const struct icd_prediction *": P(_ffi._Prediction),
     "const float *": P(ctypes.c_float),
     "struct icd_explanation *": ctypes.c_void_p,
     "const struct icd_explanation *": ctypes.c_void_p,
     "struct icd_explanation **": P(ctypes.c_void_p),
-    "const struct icd_token_score *": P(icd._TokenScore),
-    "const struct icd_line_score *": P(icd._LineScore),
-    "const struct icd_str *": P(icd._Str),
-    "struct icd_prediction": icd._Prediction,
-    "struct icd_window_prediction *": P(icd._WindowPrediction),
+    "const struct icd_token_score *": P(_ffi._TokenScore),
+    "const struct icd_line_score *": P(_ffi._LineScore),
+    "const struct icd_str *": P(_ffi._Str),
+    "struct icd_prediction": _ffi._Prediction,
+    "struct icd_window_prediction *": P(_ffi._WindowPrediction),
     "struct icd_functions *": ctypes.c_void_p,
     "const struct icd_functions *": ctypes.c_void_p,
     "struct icd_functions **": P(ctypes.c_void_p),
-    "const struct icd_function *": P(icd._Function),
-    "const struct icd_line_range *": P(icd._LineRange),
-    "struct icd_function": icd._Function,
+    "const struct icd_function *": P(_ffi._Function),
+    "const struct icd_line_range *": P(_ffi._LineRange),
+    "struct icd_function": _ffi._Function,
     "uint64_t": ctypes.c_uint64,
     "struct icd_tree **": P(ctypes.c_void_p),
     "const struct icd_tree *": ctypes.c_void_p,
     "struct icd_tree *": ctypes.c_void_p,
-    "const struct icd_tree_function *": P(icd._TreeFunction),
-    "const struct icd_gap *": P(icd._Gap),
+    "const struct icd_tree_function *": P(_ffi._TreeFunction),
+    "const struct icd_gap *": P(_ffi._Gap),
 }
 
 
@@ -82,7 +83,7 @@ def functions():
 
 
 def test_every_function_is_declared_as_the_header_says():
-    declared = icd._signatures()
+    declared = _ffi._signatures()
     in_header = functions()
     # The parse missed no declaration: every name the header calls is parsed.
     assert set(in_header) == set(re.findall(r"\b(icd_\w+)\(", header_text()))
@@ -94,16 +95,16 @@ def test_every_function_is_declared_as_the_header_says():
 def test_structs_have_the_headers_fields_in_order():
     text = header_text()
     for name, struct in [
-        ("icd_options", icd._Options),
-        ("icd_prediction", icd._Prediction),
-        ("icd_str", icd._Str),
-        ("icd_token_score", icd._TokenScore),
-        ("icd_line_score", icd._LineScore),
-        ("icd_function", icd._Function),
-        ("icd_line_range", icd._LineRange),
-        ("icd_window_prediction", icd._WindowPrediction),
-        ("icd_tree_function", icd._TreeFunction),
-        ("icd_gap", icd._Gap),
+        ("icd_options", _ffi._Options),
+        ("icd_prediction", _ffi._Prediction),
+        ("icd_str", _ffi._Str),
+        ("icd_token_score", _ffi._TokenScore),
+        ("icd_line_score", _ffi._LineScore),
+        ("icd_function", _ffi._Function),
+        ("icd_line_range", _ffi._LineRange),
+        ("icd_window_prediction", _ffi._WindowPrediction),
+        ("icd_tree_function", _ffi._TreeFunction),
+        ("icd_gap", _ffi._Gap),
     ]:
         body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, re.S).group(1)
         fields = [f.strip() for f in body.split(";") if f.strip()]
@@ -115,7 +116,7 @@ def test_status_numbers_match_the_header():
     body = re.search(r"typedef enum icd_status \{(.*?)\} icd_status;", header_text(), re.S).group(1)
     numbers = {name: int(value) for name, value in re.findall(r"(ICD_\w+) = (\d+)", body)}
     assert numbers["ICD_OK"] == 0
-    errors = {number: cls.status for number, cls in icd._ERRORS.items()}
+    errors = {number: cls.status for number, cls in _errors._ERRORS.items()}
     assert errors == {n: name for name, n in numbers.items() if n != 0}
 
 
@@ -128,9 +129,9 @@ def test_option_names_and_numbers_match_the_headers_enums():
     # The package's names are the C values' names, lowercased past their prefix:
     # ICD_PRECISION_INT8 is "int8", ICD_PREPROCESSING_COLLAPSE_WHITESPACE "collapse_whitespace".
     for enum, prefix, table in [
-        ("icd_precision", "ICD_PRECISION_", icd._PRECISION),
-        ("icd_preprocessing", "ICD_PREPROCESSING_", icd._PREPROCESSING),
-        ("icd_language", "ICD_LANGUAGE_", icd._LANGUAGE),
+        ("icd_precision", "ICD_PRECISION_", _ffi._PRECISION),
+        ("icd_preprocessing", "ICD_PREPROCESSING_", _ffi._PREPROCESSING),
+        ("icd_language", "ICD_LANGUAGE_", _ffi._LANGUAGE),
     ]:
         in_header = {value[len(prefix):].lower(): number for value, number in enum_values(enum).items()}
         assert table == in_header, enum

@@ -39,7 +39,7 @@ pub struct SourceArgs {
 
 /// Every function definition under `args.paths` (`scan::find_functions_under`), each
 /// gap also warned about on stderr.
-pub fn find_functions_under(
+pub fn find_and_warn(
     args: &SourceArgs,
     excludes: Option<&Excludes>,
 ) -> Result<Found, Failure> {

@@ -23,7 +23,7 @@ use avx2::{interleave, kernel_on};
 use avx512::wide_kernel;
 
 /// Output columns per kernel call: two 8-lane registers.
-const COLUMNS: usize = 16;
+pub(crate) const COLUMNS: usize = 16;
 /// Rows per kernel call: 6 rows x 2 registers = 12 accumulators, which with the two
 /// weight registers and the broadcast input value fill 15 of AVX2's 16 registers.
 const ROWS: usize = 6;
@@ -34,19 +34,48 @@ const ROWS: usize = 6;
 /// slower over a pass (`benches/ab.py`).
 const DEPTH: usize = 768;
 /// Rows per cache block: their inputs for `DEPTH` steps take 288 KiB.
-const BAND: usize = 96;
+pub(crate) const BAND: usize = 96;
 /// A block of steps of zeros, the values of a panel's rows past the last.
 static ZEROS: [f32; DEPTH] = [0.0; DEPTH];
 /// Column blocks per AVX-512 kernel call: 6 rows x 4 registers = 24 accumulators.
 const WIDE_BLOCKS: usize = 4;
 
-/// Column blocks per kernel call on this CPU: [`WIDE_BLOCKS`] where it has AVX-512F
-/// (for [`wide_kernel`]), else 1 ([`kernel_on`]).
-fn blocks_per_call() -> usize {
-    if CpuFeatures::get().avx512f {
-        WIDE_BLOCKS
-    } else {
-        1
+/// The instruction set of an f32 product's microkernel: chosen once, when its matrix
+/// is packed, and carried by it. Both give the same sums, bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// [`kernel_on`]: one column block per call, 8-lane registers.
+    Avx2,
+    /// [`wide_kernel`]: up to [`WIDE_BLOCKS`] column blocks per call, 16-lane registers.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest this CPU runs ([`CpuFeatures::get`], as capped).
+    pub(crate) fn best() -> Isa {
+        if CpuFeatures::get().avx512f {
+            Isa::Avx512
+        } else {
+            Isa::Avx2
+        }
+    }
+
+    /// Column blocks per kernel call.
+    fn blocks_per_call(self) -> usize {
+        match self {
+            Isa::Avx2 => 1,
+            Isa::Avx512 => WIDE_BLOCKS,
+        }
+    }
+
+    /// Panics where this CPU lacks the instructions (the kernels' safety rests on it).
+    pub(crate) fn assert_supported(self) {
+        let cpu = CpuFeatures::get();
+        assert!(cpu.avx2_fma, "the CPU has no AVX2 and FMA");
+        assert!(
+            self == Isa::Avx2 || cpu.avx512f,
+            "the CPU has no AVX-512F for {self:?}"
+        );
     }
 }
 
@@ -54,23 +83,24 @@ fn blocks_per_call() -> usize {
 /// for each block of 16 output columns, the block's 16 weights of each input in turn
 /// (zeros past the matrix's last column).
 #[derive(Clone)]
-pub struct PackedMatrix {
+pub struct PackedF32 {
     k: usize,
     n: usize,
     blocks: Vec<f32>,
     bias: Vec<f32>,
+    isa: Isa,
 }
 
-impl std::fmt::Debug for PackedMatrix {
+impl std::fmt::Debug for PackedF32 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::debug_shape(f, self.k, self.n)
+        super::debug_shape(f, "PackedF32", self.k, self.n)
     }
 }
 
-impl PackedMatrix {
+impl PackedF32 {
     /// Packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]` layout) and
-    /// `bias` (`n` values, zeros when `None`).
-    pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+    /// `bias` (`n` values, zeros when `None`) for `isa`'s microkernel.
+    pub fn new(isa: Isa, weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
         assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
         let mut blocks = vec![0f32; n.div_ceil(COLUMNS) * k * COLUMNS];
         if k > 0 {
@@ -84,11 +114,32 @@ impl PackedMatrix {
                 });
         }
         let bias = super::vector_math::bias_or_zeros(bias, n);
-        Self { k, n, blocks, bias }
+        Self {
+            k,
+            n,
+            blocks,
+            bias,
+            isa,
+        }
+    }
+
+    /// The instruction set its products run on.
+    pub(crate) fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Inputs: the rows of the weight.
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Outputs: the columns of the weight.
+    pub(crate) fn n(&self) -> usize {
+        self.n
     }
 
     /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
-    /// The work is split across the rayon pool (see [`PackedMatrix::matmul_into`]).
+    /// The work is split across the rayon pool (see [`PackedF32::matmul_into`]).
     ///
     /// # Panics
     /// When the CPU lacks AVX2 or FMA or `input` is not `m × k`.
@@ -114,36 +165,24 @@ impl PackedMatrix {
     /// # Panics
     /// When the CPU lacks AVX2 or FMA or `input` is not `m × k`.
     pub fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
-        self.product_into(input, m, output, blocks_per_call(), false);
+        self.product_into(input, m, output, false);
     }
 
-    /// [`PackedMatrix::matmul_into`] followed by exact GELU on every value (as
+    /// [`PackedF32::matmul_into`] followed by exact GELU on every value (as
     /// [`super::vector_math::gelu_in_place`]), each tile's as soon as its sums are
     /// complete, while they are in L1: the same values as a pass over the whole output
     /// afterwards, without that pass's trip through memory.
     ///
     /// # Panics
-    /// As [`PackedMatrix::matmul_into`].
+    /// As [`PackedF32::matmul_into`].
     pub fn matmul_gelu_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
-        self.product_into(input, m, output, blocks_per_call(), true);
+        self.product_into(input, m, output, true);
     }
 
-    /// [`PackedMatrix::matmul_into`] with up to `per_call` column blocks per kernel
-    /// call: 1 on AVX2's kernel, more (at most [`blocks_per_call`]) on AVX-512's; with
-    /// `gelu`, [`PackedMatrix::matmul_gelu_into`].
-    fn product_into(
-        &self,
-        input: &[f32],
-        m: usize,
-        output: &mut Vec<f32>,
-        per_call: usize,
-        gelu: bool,
-    ) {
-        assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
-        assert!(
-            (1..=blocks_per_call()).contains(&per_call),
-            "{per_call} blocks per call: the CPU has no AVX-512F"
-        );
+    /// [`PackedF32::matmul_into`], and with `gelu`
+    /// [`PackedF32::matmul_gelu_into`].
+    fn product_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>, gelu: bool) {
+        self.isa.assert_supported();
         let (k, n) = (self.k, self.n);
         assert_eq!(input.len(), m * k, "input is not [{m}, {k}]");
         output.resize(m * n, 0.0);
@@ -194,19 +233,25 @@ impl PackedMatrix {
                         last_row - first_row,
                         out.at(first_row * n),
                         first_block..last_block,
-                        (per_call, gelu),
+                        gelu,
                     )
                 }
             });
     }
 
-    /// [`PackedMatrix::new`] on a weight the caller gives up: where `n` is a whole
+    /// [`PackedF32::new`] on a weight the caller gives up: where `n` is a whole
     /// number of column blocks, each block's 16 stored rows (contiguous) become its
     /// panel (the same size, at the same place) in place, so no second buffer the
     /// size of the matrix is allocated and touched.
-    pub fn from_vec(mut weight: Vec<f32>, bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+    pub fn from_vec(
+        isa: Isa,
+        mut weight: Vec<f32>,
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+    ) -> Self {
         if k == 0 || !n.is_multiple_of(COLUMNS) {
-            return Self::new(&weight, bias, k, n);
+            return Self::new(isa, &weight, bias, k, n);
         }
         assert_eq!(weight.len(), n * k, "weight is not [{n}, {k}]");
         weight.par_chunks_mut(COLUMNS * k).for_each(|block| {
@@ -219,18 +264,25 @@ impl PackedMatrix {
             n,
             blocks: weight,
             bias,
+            isa,
         }
     }
 
     /// A matrix whose row `i` of `k` (one per input, as attention's values come) is
-    /// `source[i * row_stride..][..n]`, with no bias: [`PackedMatrix::new`] on its
+    /// `source[i * row_stride..][..n]`, with no bias: [`PackedF32::new`] on its
     /// transpose, packed on the calling thread without forming it.
-    pub fn from_input_rows(source: &[f32], row_stride: usize, k: usize, n: usize) -> Self {
+    pub fn from_input_rows(
+        isa: Isa,
+        source: &[f32],
+        row_stride: usize,
+        k: usize,
+        n: usize,
+    ) -> Self {
         assert!(
             k == 0 || n == 0 || (k - 1) * row_stride + n <= source.len(),
             "source does not hold {k} rows of {n}, {row_stride} apart"
         );
-        Self::without_bias(k, n, |col, width, panel| {
+        Self::without_bias(isa, k, n, |col, width, panel| {
             for (row, values) in panel.chunks_exact_mut(COLUMNS).enumerate() {
                 values[..width].copy_from_slice(&source[row * row_stride + col..][..width]);
             }
@@ -238,14 +290,20 @@ impl PackedMatrix {
     }
 
     /// A matrix whose output column `c` of `n` (as attention's keys come) has its `k`
-    /// weights at `source[c * column_stride..][..k]`, with no bias: [`PackedMatrix::new`]
+    /// weights at `source[c * column_stride..][..k]`, with no bias: [`PackedF32::new`]
     /// on the columns gathered, packed on the calling thread without gathering them.
-    pub fn from_columns(source: &[f32], column_stride: usize, k: usize, n: usize) -> Self {
+    pub fn from_columns(
+        isa: Isa,
+        source: &[f32],
+        column_stride: usize,
+        k: usize,
+        n: usize,
+    ) -> Self {
         assert!(
             k == 0 || n == 0 || (n - 1) * column_stride + k <= source.len(),
             "source does not hold {n} columns of {k}, {column_stride} apart"
         );
-        Self::without_bias(k, n, |col, width, panel| {
+        Self::without_bias(isa, k, n, |col, width, panel| {
             for c in 0..width {
                 let column = &source[(col + c) * column_stride..][..k];
                 for (row, &x) in column.iter().enumerate() {
@@ -261,7 +319,7 @@ impl PackedMatrix {
     /// the calling thread. Attention's folded keys, W_k q per head (see
     /// [`first_token_context`]). Each sum runs in 16 lanes, one per column of a
     /// block, added up at the end.
-    fn columns_times(&self, first: usize, vector: &[f32], group: usize) -> Vec<f32> {
+    pub(crate) fn columns_times(&self, first: usize, vector: &[f32], group: usize) -> Vec<f32> {
         let k = self.k;
         assert!(
             group > 0 && vector.len().is_multiple_of(group) && first + vector.len() <= self.n,
@@ -302,7 +360,12 @@ impl PackedMatrix {
 
     /// A `k × n` matrix with no bias whose column blocks `fill` packs, on the calling
     /// thread: `fill(first column, columns, panel)`, the panel zeroed beforehand.
-    fn without_bias(k: usize, n: usize, mut fill: impl FnMut(usize, usize, &mut [f32])) -> Self {
+    fn without_bias(
+        isa: Isa,
+        k: usize,
+        n: usize,
+        mut fill: impl FnMut(usize, usize, &mut [f32]),
+    ) -> Self {
         let mut blocks = vec![0f32; n.div_ceil(COLUMNS) * k * COLUMNS];
         if k > 0 {
             for (block, panel) in blocks.chunks_exact_mut(k * COLUMNS).enumerate() {
@@ -315,6 +378,7 @@ impl PackedMatrix {
             n,
             blocks,
             bias: vec![0.0; n],
+            isa,
         }
     }
 
@@ -324,19 +388,19 @@ impl PackedMatrix {
     /// place (see [`kernel_on`]), and written straight into the context.
     ///
     /// # Safety
-    /// AVX2 and FMA (and where `per_call` is more than 1, AVX-512F) are present; `a`
-    /// holds the `m` rows; `out` is valid for `m` rows of `n` values, `out_stride`
-    /// apart, that no other thread touches meanwhile.
-    unsafe fn product_in_rows(
+    /// The matrix's [`Isa`] is supported; `a` holds the `m` rows; `out` is valid for
+    /// `m` rows of `n` values, `out_stride` apart, that no other thread touches
+    /// meanwhile.
+    pub(crate) unsafe fn product_in_rows(
         &self,
         a: &[f32],
         row_stride: usize,
         m: usize,
         out: *mut f32,
         out_stride: usize,
-        per_call: usize,
     ) {
         let k = self.k;
+        let per_call = self.isa.blocks_per_call();
         assert!(
             k > 0 && self.n <= out_stride,
             "no inputs to sum, or rows overlap"
@@ -415,19 +479,19 @@ impl PackedMatrix {
     /// outputs go through exact GELU once its last block of steps has summed them.
     ///
     /// # Safety
-    /// AVX2 and FMA (and where `per_call` is more than 1, AVX-512F) are present; `out`
-    /// points at `a`'s rows in an output of `n` values per row, whose columns of
-    /// `blocks` no other thread touches meanwhile.
-    unsafe fn rows(
+    /// The matrix's [`Isa`] is supported; `out` points at `a`'s rows in an output of
+    /// `n` values per row, whose columns of `blocks` no other thread touches meanwhile.
+    pub(crate) unsafe fn rows(
         &self,
         a: &[f32],
         row_stride: usize,
         m: usize,
         out: *mut f32,
         blocks: std::ops::Range<usize>,
-        (per_call, gelu): (usize, bool),
+        gelu: bool,
     ) {
         let k = self.k;
+        let per_call = self.isa.blocks_per_call();
         assert!(
             m == 0 || (m - 1) * row_stride + k <= a.len(),
             "a does not hold {m} rows"
@@ -514,7 +578,7 @@ impl PackedMatrix {
 }
 
 thread_local! {
-    /// Each thread's input panels, kept from one [`PackedMatrix::rows`] call to the next.
+    /// Each thread's input panels, kept from one [`PackedF32::rows`] call to the next.
     static PANELS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -532,318 +596,10 @@ fn fill_panel(panel: &mut [f32], stored_rows: &[f32], k: usize) {
     }
 }
 
-/// Multi-head self-attention: the context `[total, width]` (heads side by side) from
-/// the query, key and value projections `[total, 3 * width]` of inputs laid end to
-/// end, `lengths` tokens each, each input attending only to its own tokens:
-/// softmax(q·kᵀ / √head_dim)·v per input and head, both products on this kernel.
-/// Inputs and heads run in parallel. `context` is resized to `[total, width]`, every
-/// value written (as [`PackedMatrix::matmul_into`]'s output).
-///
-/// With `first_only`, only each input's first token attends (to all of its input's
-/// tokens), and `context` is `[inputs, width]`: its rows are those of the full
-/// context, value for value. Then `probabilities`, where given, receives each
-/// input's attention probabilities from its first token, head by head: `heads × len`
-/// values per input, inputs laid end to end.
-pub fn attention(
-    qkv: &[f32],
-    lengths: &[usize],
-    heads: usize,
-    width: usize,
-    first_only: bool,
-    context: &mut Vec<f32>,
-    probabilities: Option<&mut Vec<f32>>,
-) {
-    attention_on(
-        qkv,
-        (lengths, heads, width),
-        first_only,
-        (context, probabilities),
-        blocks_per_call(),
-    );
-}
-
-/// [`attention`] with up to `per_call` column blocks per kernel call, as
-/// [`PackedMatrix::matmul_into`]'s products take them.
-fn attention_on(
-    qkv: &[f32],
-    (lengths, heads, width): (&[usize], usize, usize),
-    first_only: bool,
-    (context, probabilities): (&mut Vec<f32>, Option<&mut Vec<f32>>),
-    per_call: usize,
-) {
-    assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
-    assert!(
-        (1..=blocks_per_call()).contains(&per_call),
-        "{per_call} blocks per call: the CPU has no AVX-512F"
-    );
-    let head_dim = width / heads;
-    let total: usize = lengths.iter().sum();
-    assert!(
-        head_dim > 0 && head_dim * heads == width,
-        "{width} is not {heads} heads wide"
-    );
-    assert_eq!(
-        qkv.len(),
-        total * 3 * width,
-        "qkv is not [{total}, {}]",
-        3 * width
-    );
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    assert!(
-        !first_only || !lengths.contains(&0),
-        "an input without tokens has no first token"
-    );
-    // (first token, tokens, head, the first token's row of `context`) of each job.
-    let mut jobs = Vec::with_capacity(lengths.len() * heads);
-    for (input, span) in crate::call_rows::spans(lengths).enumerate() {
-        let (start, len) = (span.start, span.len());
-        if len > 0 {
-            let out_row = if first_only { input } else { start };
-            jobs.extend((0..heads).map(|head| (start, len, head, out_row)));
-        }
-    }
-    let context_rows = if first_only { lengths.len() } else { total };
-    // Every (row, head) value is written below, each by its one job.
-    context.resize(context_rows * width, 0.0);
-    let out = SharedOutput(context.as_mut_ptr());
-    // Each job's head's probabilities go to their own `len` values, at
-    // `heads · start + head · len`: every value written once.
-    let probabilities = probabilities.filter(|_| first_only).map(|p| {
-        p.clear();
-        p.resize(heads * total, 0.0);
-        SharedOutput(p.as_mut_ptr())
-    });
-    let row = 3 * width;
-    jobs.par_iter().for_each(|&(start, len, head, out_row)| {
-        let queries = if first_only { 1 } else { len };
-        // This input's query, key and value columns of this head: row `token` of each
-        // at `token * row` from these.
-        let part = |part: usize| &qkv[start * row + part * width + head * head_dim..];
-        let keys = PackedMatrix::from_columns(part(1), row, head_dim, len);
-        let values = PackedMatrix::from_input_rows(part(2), row, len, head_dim);
-        // A band of queries at a time: its scores, [rows, len], stay in cache from the
-        // product that makes them through the softmax to the product that reads them,
-        // where all of a long input's scores would not.
-        let mut scores = vec![0f32; BAND.min(queries) * len];
-        let mut inverse_sums = vec![0f32; BAND.min(queries)];
-        for band_start in (0..queries).step_by(BAND) {
-            let rows = BAND.min(queries - band_start);
-            let scores = &mut scores[..rows * len];
-            let inverse_sums = &mut inverse_sums[..rows];
-            // SAFETY (both blocks): `CpuFeatures::avx2_fma` holds (asserted above), and the products
-            // assert that their inputs hold the rows they read. The first writes this
-            // job's own scores, `rows` rows of `len` (the keys' columns); the second, and
-            // the division, this job's head's columns of its own queries' rows of
-            // `context` (`context_rows × width`), which no other job writes.
-            unsafe {
-                keys.rows(
-                    &part(0)[band_start * row..],
-                    row,
-                    rows,
-                    scores.as_mut_ptr(),
-                    0..len.div_ceil(COLUMNS),
-                    (per_call, false),
-                );
-            }
-            super::vector_math::softmax_rows_unnormalized(scores, len, scale, inverse_sums);
-            if let Some(probabilities) = probabilities {
-                // SAFETY: this job's own `len` values of the `heads × total` buffer.
-                let mine = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        probabilities.at(heads * start + head * len),
-                        len,
-                    )
-                };
-                for (p, &score) in mine.iter_mut().zip(scores.iter()) {
-                    *p = score * inverse_sums[0];
-                }
-            }
-            unsafe {
-                let first = out.at((out_row + band_start) * width + head * head_dim);
-                values.product_in_rows(scores, len, rows, first, width, per_call);
-                // The softmax's division, on head_dim values per row instead of len.
-                for (r, &inverse) in inverse_sums.iter().enumerate() {
-                    let head_row = std::slice::from_raw_parts_mut(first.add(r * width), head_dim);
-                    for x in head_row {
-                        *x *= inverse;
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// [`attention`] with `first_only` for a layer whose input rows are `hidden`
-/// (`[total, width]`, inputs laid end to end, `lengths` tokens each) and whose query,
-/// key and value projection is `qkv` (`width` inputs, `3 * width` outputs: queries,
-/// keys, values), without projecting any token but the first: each input's
-/// first-token context, `[inputs, width]` in `context`.
-///
-/// With one query, each head's key and value projections fold into it (`W` the
-/// head's columns of a projection, `b` its bias, `x_j` the input's rows):
-/// - score_j = q · (x_j·W_k + b_k) = x_j · (W_k q) + q · b_k, whose last term, the
-///   same for every `j`, cancels in the softmax;
-/// - Σ_j p_j (x_j·W_v + b_v) = (Σ_j p_j x_j)·W_v + b_v, as the p_j sum to 1.
-///
-/// So a head costs two products of the input's rows with one vector each, where the
-/// keys and values of every token cost 2·width² multiply-adds per token: the last
-/// layer's, at 512 tokens of codebert-base, about 2% of a pass. The sums are
-/// reassociated, so the context differs from [`attention`]'s by rounding alone.
-///
-/// # Panics
-/// When the CPU lacks AVX2 and FMA, the shapes disagree, or an input has no tokens.
-pub fn first_token_context(
-    qkv: &PackedMatrix,
-    hidden: &[f32],
-    lengths: &[usize],
-    heads: usize,
-    context: &mut Vec<f32>,
-    probabilities: Option<&mut Vec<f32>>,
-) {
-    assert!(CpuFeatures::get().avx2_fma, "the CPU has no AVX2 and FMA");
-    let width = qkv.k;
-    let head_dim = width / heads.max(1);
-    assert!(
-        head_dim > 0 && head_dim * heads == width && qkv.n == 3 * width,
-        "qkv is not [{width}, 3 x {width}] in {heads} heads"
-    );
-    let total: usize = lengths.iter().sum();
-    assert_eq!(
-        hidden.len(),
-        total * width,
-        "hidden is not [{total}, {width}]"
-    );
-    assert!(
-        !lengths.contains(&0),
-        "an input without tokens has no first token"
-    );
-    let per_call = blocks_per_call();
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let starts = crate::call_rows::first_rows(lengths);
-    context.resize(lengths.len() * width, 0.0);
-    // Each input's `heads × len` probabilities, where asked for: disjoint slices.
-    let mut per_input: Vec<Option<&mut [f32]>> = match probabilities {
-        Some(p) => {
-            p.clear();
-            p.resize(heads * total, 0.0);
-            let mut rest = p.as_mut_slice();
-            lengths
-                .iter()
-                .map(|&len| {
-                    let (mine, after) = std::mem::take(&mut rest).split_at_mut(heads * len);
-                    rest = after;
-                    Some(mine)
-                })
-                .collect()
-        }
-        None => lengths.iter().map(|_| None).collect(),
-    };
-    let inputs = starts.par_iter().zip(lengths).zip(per_input.par_iter_mut());
-    context.par_chunks_mut(width).zip(inputs).for_each(
-        |(context, ((&start, &len), probabilities))| {
-            let rows = &hidden[start * width..(start + len) * width];
-            // One row of the projection's outputs, of which each step below reads the
-            // columns it asked for (a partial column block's others are scratch).
-            let mut projected = vec![0f32; 3 * width];
-            let column_blocks =
-                |first: usize, count: usize| first / COLUMNS..(first + count).div_ceil(COLUMNS);
-            // SAFETY (the three `unsafe` products): `CpuFeatures::avx2_fma` holds; each reads rows
-            // of the lengths it is given and writes only this task's own buffers, of the
-            // sizes its output rows need (one row of `3 * width`, `len × heads`,
-            // `heads × width`).
-            unsafe {
-                qkv.rows(
-                    &rows[..width],
-                    width,
-                    1,
-                    projected.as_mut_ptr(),
-                    column_blocks(0, width),
-                    (per_call, false),
-                );
-            }
-            let query = &projected[..width];
-            // Each head's folded key, W_k q: head h's is column h of a width × heads
-            // matrix, its values at folded_keys[h * width..].
-            let folded_keys = qkv.columns_times(width, query, head_dim);
-            let folded_keys = PackedMatrix::from_columns(&folded_keys, width, width, heads);
-            let mut scores_by_token = vec![0f32; len * heads];
-            unsafe {
-                folded_keys.product_in_rows(
-                    rows,
-                    width,
-                    len,
-                    scores_by_token.as_mut_ptr(),
-                    heads,
-                    per_call,
-                );
-            }
-            let mut scores = vec![0f32; heads * len];
-            for (token, by_head) in scores_by_token.chunks_exact(heads).enumerate() {
-                for (head, &score) in by_head.iter().enumerate() {
-                    scores[head * len + token] = score;
-                }
-            }
-            let mut inverse_sums = vec![0f32; heads];
-            super::vector_math::softmax_rows_unnormalized(
-                &mut scores,
-                len,
-                scale,
-                &mut inverse_sums,
-            );
-            if let Some(probabilities) = probabilities {
-                for ((p, head_scores), &inverse) in probabilities
-                    .chunks_exact_mut(len)
-                    .zip(scores.chunks_exact(len))
-                    .zip(&inverse_sums)
-                {
-                    for (p, &score) in p.iter_mut().zip(head_scores) {
-                        *p = score * inverse;
-                    }
-                }
-            }
-            // Each head's probability-weighted mean of the rows, [heads, width].
-            let token_rows = PackedMatrix::from_input_rows(rows, width, len, width);
-            let mut means = vec![0f32; heads * width];
-            unsafe {
-                token_rows.product_in_rows(
-                    &scores,
-                    len,
-                    heads,
-                    means.as_mut_ptr(),
-                    width,
-                    per_call,
-                );
-            }
-            for (head, (mean, &inverse)) in
-                means.chunks_exact_mut(width).zip(&inverse_sums).enumerate()
-            {
-                for x in mean.iter_mut() {
-                    *x *= inverse;
-                }
-                // The head's context: its mean row through its value columns, bias
-                // included.
-                let first = 2 * width + head * head_dim;
-                unsafe {
-                    qkv.rows(
-                        mean,
-                        width,
-                        1,
-                        projected.as_mut_ptr(),
-                        column_blocks(first, head_dim),
-                        (per_call, false),
-                    );
-                }
-                context[head * head_dim..][..head_dim]
-                    .copy_from_slice(&projected[first..][..head_dim]);
-            }
-        },
-    );
-}
-
 /// The output buffer's start, shared by the threads of one product, each writing
 /// only its own rows and columns.
 #[derive(Clone, Copy)]
-struct SharedOutput(*mut f32);
+pub(crate) struct SharedOutput(pub(crate) *mut f32);
 
 // SAFETY: the pointer is only written through in disjoint regions (see `matmul_into`).
 unsafe impl Send for SharedOutput {}
@@ -855,7 +611,7 @@ impl SharedOutput {
     ///
     /// # Safety
     /// `offset` is inside the buffer.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
         // SAFETY: the caller's.
         unsafe { self.0.add(offset) }
     }
@@ -872,139 +628,17 @@ struct Tile {
     stride: usize,
 }
 
+/// `w` (`[k, n]`) in the checkpoint's `[n, k]` layout, as `new` takes it.
+#[cfg(test)]
+pub(crate) fn stored(w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    (0..n * k).map(|j| w[(j % k) * n + j / k]).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cpu::{random, reference};
 
-    /// `w` (`[k, n]`) in the checkpoint's `[n, k]` layout, as `new` takes it.
-    fn stored(w: &[f32], k: usize, n: usize) -> Vec<f32> {
-        (0..n * k).map(|j| w[(j % k) * n + j / k]).collect()
-    }
-
-    /// Attention against an f64 reference, for two inputs side by side (each attending
-    /// only to itself), one longer than a cache block of steps and than a band of
-    /// queries.
-    #[test]
-    fn attention_equals_an_f64_reference() {
-        if !CpuFeatures::get().avx2_fma {
-            crate::cpu::skipped("AVX2 and FMA");
-            return;
-        }
-        let (heads, head_dim) = (3, 8);
-        let width = heads * head_dim;
-        let lengths = [5usize, 300];
-        let total: usize = lengths.iter().sum();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let qkv: Vec<f32> = (0..total * 3 * width)
-            .map(|_| random(&mut seed) * 3.0)
-            .collect();
-        // A reused buffer that holds more than the result, to be cut down.
-        let mut got = vec![f32::NAN; 2 * total * width];
-        attention(&qkv, &lengths, heads, width, false, &mut got, None);
-        assert_eq!(got.len(), total * width);
-        let want = reference::attention(&qkv, &lengths, heads, width);
-        for (i, (&value, &want)) in got.iter().zip(&want).enumerate() {
-            let (token, column) = (i / width, i % width);
-            assert!(
-                (f64::from(value) - want).abs() < 1e-5,
-                "token {token}, head {}, dim {}: {value} vs {want}",
-                column / head_dim,
-                column % head_dim
-            );
-        }
-        // Only the first tokens: the full context's rows, value for value.
-        let mut first = vec![f32::NAN; 3];
-        attention(&qkv, &lengths, heads, width, true, &mut first, None);
-        let want: Vec<f32> = [0, lengths[0]]
-            .iter()
-            .flat_map(|&token| got[token * width..][..width].to_vec())
-            .collect();
-        assert_eq!(first, want);
-    }
-
-    /// The first tokens' context with keys and values folded into the queries equals
-    /// attention's first rows after the full projection, within rounding: heads of
-    /// partial and of several column blocks, inputs of one token and longer than a
-    /// band of queries.
-    #[test]
-    fn folded_first_token_context_equals_attentions() {
-        if !CpuFeatures::get().avx2_fma {
-            crate::cpu::skipped("AVX2 and FMA");
-            return;
-        }
-        let mut seed = 0x5851_f42d_4c95_7f2du64;
-        for (heads, head_dim) in [(3, 8), (2, 40), (4, 16)] {
-            let width = heads * head_dim;
-            let lengths = [5usize, 1, 130];
-            let total: usize = lengths.iter().sum();
-            let w: Vec<f32> = (0..width * 3 * width).map(|_| random(&mut seed)).collect();
-            let bias: Vec<f32> = (0..3 * width).map(|_| random(&mut seed)).collect();
-            let hidden: Vec<f32> = (0..total * width).map(|_| random(&mut seed)).collect();
-            let qkv =
-                PackedMatrix::new(&stored(&w, width, 3 * width), Some(&bias), width, 3 * width);
-            let projected = qkv.matmul(&hidden, total);
-            let mut want = Vec::new();
-            let mut want_probabilities = Vec::new();
-            let asked = Some(&mut want_probabilities);
-            attention(&projected, &lengths, heads, width, true, &mut want, asked);
-            // Into reused buffers longer than the results.
-            let mut got = vec![f32::NAN; 4 * width];
-            let mut probabilities = vec![f32::NAN; 5 * total * heads];
-            let asked = Some(&mut probabilities);
-            first_token_context(&qkv, &hidden, &lengths, heads, &mut got, asked);
-            assert_eq!(got.len(), want.len());
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                    "{heads} heads of {head_dim}, value {i}: {g} vs {w}"
-                );
-            }
-            // The first tokens' attention probabilities, head by head, both ways
-            // against the f64 softmax of the projected queries and keys.
-            let reference = first_row_probabilities(&projected, &lengths, heads, width);
-            assert_eq!(probabilities.len(), heads * total);
-            assert_eq!(want_probabilities.len(), heads * total);
-            for (i, &r) in reference.iter().enumerate() {
-                let (folded, projected) = (probabilities[i], want_probabilities[i]);
-                assert!((f64::from(folded) - r).abs() < 1e-5, "{i}: {folded} vs {r}");
-                assert!(
-                    (f64::from(projected) - r).abs() < 1e-5,
-                    "{i}: {projected} vs {r}"
-                );
-            }
-        }
-    }
-
-    /// softmax(q₀·kⱼ / √head_dim) in f64 for each input's first query, head by head:
-    /// `heads × len` values per input, inputs laid end to end.
-    fn first_row_probabilities(
-        qkv: &[f32],
-        lengths: &[usize],
-        heads: usize,
-        width: usize,
-    ) -> Vec<f64> {
-        let head_dim = width / heads;
-        let at = |token: usize, part: usize, head: usize, d: usize| {
-            f64::from(qkv[token * 3 * width + part * width + head * head_dim + d])
-        };
-        let mut out = Vec::new();
-        for span in crate::call_rows::spans(lengths) {
-            for head in 0..heads {
-                let scores: Vec<f64> = span
-                    .clone()
-                    .map(|key| {
-                        (0..head_dim)
-                            .map(|d| at(span.start, 0, head, d) * at(key, 1, head, d))
-                            .sum::<f64>()
-                            / (head_dim as f64).sqrt()
-                    })
-                    .collect();
-                out.extend(reference::softmax(&scores));
-            }
-        }
-        out
-    }
 
     /// Six rows interleaved step by step, for depths of whole groups of eight steps,
     /// partial ones and both; the slack after them left zero.
@@ -1045,7 +679,7 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|_| random(&mut seed) * 2.0).collect();
             let w: Vec<f32> = (0..k * n).map(|_| random(&mut seed)).collect();
             let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
-            let packed = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n);
+            let packed = PackedF32::new(Isa::best(), &stored(&w, k, n), Some(&bias), k, n);
             let mut want = packed.matmul(&a, m);
             crate::cpu::vector_math::gelu_in_place(&mut want);
             for threads in [1, 2, 3] {
@@ -1070,7 +704,7 @@ mod tests {
     /// one partial block and of several.
     #[test]
     fn both_instruction_sets_give_the_same_bits() {
-        if !CpuFeatures::get().avx2_fma || blocks_per_call() == 1 {
+        if !CpuFeatures::get().avx2_fma || Isa::best() == Isa::Avx2 {
             crate::cpu::skipped("AVX-512F");
             return;
         }
@@ -1083,10 +717,12 @@ mod tests {
             (250, 768, 128),
         ] {
             let (a, w, bias) = crate::cpu::random_product(&mut seed, (m, k, n));
-            let packed = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n);
-            let (mut avx2, mut avx512) = (Vec::new(), Vec::new());
-            packed.product_into(&a, m, &mut avx2, 1, false);
-            packed.product_into(&a, m, &mut avx512, WIDE_BLOCKS, false);
+            // The AVX2 kernel, forced on a CPU that has AVX-512, is the one that runs.
+            let narrow = PackedF32::new(Isa::Avx2, &stored(&w, k, n), Some(&bias), k, n);
+            let wide = PackedF32::new(Isa::Avx512, &stored(&w, k, n), Some(&bias), k, n);
+            assert_eq!((narrow.isa(), wide.isa()), (Isa::Avx2, Isa::Avx512));
+            assert_eq!(Isa::Avx2.blocks_per_call(), 1);
+            let (avx2, avx512) = (narrow.matmul(&a, m), wide.matmul(&a, m));
             assert!(avx2.iter().all(|x| x.is_finite()), "[{m}x{k}x{n}]");
             assert_eq!(bits(&avx2), bits(&avx512), "[{m}x{k}x{n}]");
         }
@@ -1099,9 +735,14 @@ mod tests {
                 .collect();
             for first_only in [false, true] {
                 let (mut avx2, mut avx512) = (Vec::new(), Vec::new());
-                let shape = (&lengths[..], heads, width);
-                attention_on(&qkv, shape, first_only, (&mut avx2, None), 1);
-                attention_on(&qkv, shape, first_only, (&mut avx512, None), WIDE_BLOCKS);
+                let attention = |out: &mut Vec<f32>, isa| {
+                    let lengths = &lengths[..];
+                    crate::cpu::attention::attention(
+                        &qkv, lengths, heads, width, first_only, out, None, isa,
+                    )
+                };
+                attention(&mut avx2, Isa::Avx2);
+                attention(&mut avx512, Isa::Avx512);
                 assert_eq!(bits(&avx2), bits(&avx512), "{heads} heads of {head_dim}");
             }
         }
@@ -1137,8 +778,8 @@ mod tests {
             (3, 0, 5),
         ] {
             let (a, w, bias) = crate::cpu::random_product(&mut seed, (m, k, n));
-            let got = PackedMatrix::new(&stored(&w, k, n), Some(&bias), k, n).matmul(&a, m);
-            let in_place = PackedMatrix::from_vec(stored(&w, k, n), Some(&bias), k, n);
+            let got = PackedF32::new(Isa::best(), &stored(&w, k, n), Some(&bias), k, n).matmul(&a, m);
+            let in_place = PackedF32::from_vec(Isa::best(), stored(&w, k, n), Some(&bias), k, n);
             assert_eq!(in_place.matmul(&a, m), got, "[{m}x{k}x{n}] packed in place");
             // Packed from [k, n] rows, or from [n, k] columns spaced out, the layout as
             // the one from [n, k].
@@ -1148,14 +789,14 @@ mod tests {
                 .collect();
             if k > 0 {
                 assert_eq!(
-                    PackedMatrix::from_columns(&spaced, k + 3, k, n).blocks,
-                    PackedMatrix::new(&stored(&w, k, n), None, k, n).blocks,
+                    PackedF32::from_columns(Isa::best(), &spaced, k + 3, k, n).blocks,
+                    PackedF32::new(Isa::best(), &stored(&w, k, n), None, k, n).blocks,
                     "[{k}x{n}] packed from spaced columns"
                 );
             }
             assert_eq!(
-                PackedMatrix::from_input_rows(&w, n, k, n).blocks,
-                PackedMatrix::new(&stored(&w, k, n), None, k, n).blocks,
+                PackedF32::from_input_rows(Isa::best(), &w, n, k, n).blocks,
+                PackedF32::new(Isa::best(), &stored(&w, k, n), None, k, n).blocks,
                 "[{k}x{n}] packed from input rows"
             );
             assert_eq!(got.len(), m * n);

@@ -52,7 +52,7 @@ enum Weights {
 /// A `[k, n]` weight matrix quantized to int8 per output column, with its scales and
 /// bias, laid out for one [`Kernel`].
 #[derive(Clone)]
-pub struct PackedMatrix {
+pub struct PackedInt8 {
     k: usize,
     n: usize,
     weights: Weights,
@@ -61,9 +61,9 @@ pub struct PackedMatrix {
     bias: Vec<f32>,
 }
 
-impl std::fmt::Debug for PackedMatrix {
+impl std::fmt::Debug for PackedInt8 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::debug_shape(f, self.k, self.n)
+        super::debug_shape(f, "PackedInt8", self.k, self.n)
     }
 }
 
@@ -89,7 +89,7 @@ fn quantize(x: f32, inverse_scale: f32) -> i16 {
     ((v + ROUND) - ROUND) as i16
 }
 
-impl PackedMatrix {
+impl PackedInt8 {
     /// Quantizes and packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]`
     /// layout) and `bias` (`n` values, zeros when `None`), laid out for `kernel`.
     ///
@@ -421,7 +421,7 @@ mod tests {
             let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
             let stored: Vec<f32> = (0..n * k).map(|j| w[(j % k) * n + j / k]).collect();
             for kernel in kernels_here() {
-                let packed = PackedMatrix::for_kernel(kernel, &stored, Some(&bias), k, n);
+                let packed = PackedInt8::for_kernel(kernel, &stored, Some(&bias), k, n);
                 let got = packed.matmul(&a, m);
                 assert_eq!(got.len(), m * n);
                 check_product(&a, &w, &bias, (m, k, n), &got, kernel);
@@ -494,7 +494,7 @@ mod tests {
         }
         for kernel in kernels_here() {
             // [[1, 2], [3, 4]] as [k, n], stored [n, k].
-            let packed = PackedMatrix::for_kernel(kernel, &[1.0, 3.0, 2.0, 4.0], None, 2, 2);
+            let packed = PackedInt8::for_kernel(kernel, &[1.0, 3.0, 2.0, 4.0], None, 2, 2);
             let got = packed.matmul(&[f32::INFINITY, 1.0, 1.0, 1.0, 0.5, f32::NAN], 3);
             assert!(got[0].is_nan() && got[1].is_nan(), "{kernel:?} {got:?}");
             assert!(
@@ -525,8 +525,8 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|_| random(&mut seed) * 4.0).collect();
             let stored: Vec<f32> = (0..n * k).map(|_| random(&mut seed)).collect();
             let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
-            let avx2 = PackedMatrix::for_kernel(Kernel::Int8Avx2, &stored, Some(&bias), k, n);
-            let vnni = PackedMatrix::for_kernel(Kernel::Int8Vnni, &stored, Some(&bias), k, n);
+            let avx2 = PackedInt8::for_kernel(Kernel::Int8Avx2, &stored, Some(&bias), k, n);
+            let vnni = PackedInt8::for_kernel(Kernel::Int8Vnni, &stored, Some(&bias), k, n);
             assert_eq!(
                 (avx2.kernel(), vnni.kernel()),
                 (Kernel::Int8Avx2, Kernel::Int8Vnni)

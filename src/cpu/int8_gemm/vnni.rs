@@ -1,6 +1,6 @@
 //! The AVX512-VNNI kernel (`vpdpbusd` on bytes) and its activation layout.
 
-use super::{quantize, row_scale, PackedMatrix, QuantizedRows};
+use super::{quantize, row_scale, PackedInt8, QuantizedRows};
 use std::arch::x86_64::*;
 
 /// Output columns per kernel call: two 16-lane registers.
@@ -9,10 +9,10 @@ pub(super) const COLUMNS: usize = 32;
 /// AVX-512's registers, each step's multiply-adds independent of one another.
 const ROWS: usize = 8;
 
-/// [`PackedMatrix::matmul`] on the byte layout: each task's rows are quantized,
+/// [`PackedInt8::matmul`] on the byte layout: each task's rows are quantized,
 /// shifted onto [1, 255], then multiplied by every column block in turn.
 pub(super) fn matmul(
-    matrix: &PackedMatrix,
+    matrix: &PackedInt8,
     blocks: &[i8],
     offsets: &[i32],
     input: &[f32],

@@ -1,0 +1,8 @@
+//! One module per subcommand, each with a `run` that `main` dispatches to.
+
+pub mod cache;
+pub mod classify;
+pub mod convert;
+pub mod evaluate;
+pub mod functions;
+pub mod scan;

@@ -1,0 +1,169 @@
+//! `icd scan`: find the functions under the given paths, classify each (through the
+//! prediction cache), and report them in the chosen format. Exit status: 0 no
+//! findings, 1 findings, 2 error.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use insecure_code_detector::report::printable;
+use insecure_code_detector::scan::FunctionSpan;
+use insecure_code_detector::{Detector, RobertaConfig};
+
+use crate::baseline::Baseline;
+use crate::classification::{classify_functions, Classified, ClassifyMode};
+use crate::detector::{build_detector, detector_builder};
+use crate::flags::{ModelArgs, ScanArgs};
+use crate::output::write_output;
+use crate::report::{Finding, ScanReport, Verdict};
+use crate::scan_cache::ScanCache;
+use crate::sources::{self, find_and_warn};
+use crate::{emit, settings, Failure};
+
+pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
+    let settings = settings::Settings::find(
+        &args.sources.paths,
+        args.sources.config.as_deref(),
+        args.sources.no_config,
+    )?;
+    if let Some(path) = &settings.path {
+        eprintln!(
+            "icd: settings from {}",
+            printable(&path.display().to_string())
+        );
+    }
+    // Flags win over the settings file.
+    let threshold = args.threshold.or(settings.threshold).unwrap_or(0.5);
+    let window = args.window || settings.window == Some(true);
+    let top_lines = args.top_lines.or(settings.top_lines).unwrap_or(3);
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(Failure(format!(
+            "--threshold is {threshold}, expected 0..=1"
+        )));
+    }
+    // Read before any model work, so that a bad baseline fails fast.
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(Baseline::read)
+        .transpose()?;
+    let builder = detector_builder(model, &settings)?;
+    // What building would refuse is refused whether or not the model loads.
+    builder.check()?;
+    let max_tokens = builder.resolved_max_tokens()?;
+    let width = max_tokens - 2;
+    let stride = args
+        .stride
+        .or(settings.stride)
+        .unwrap_or(Detector::default_stride(max_tokens));
+    if !(1..=width).contains(&stride) {
+        return Err(Failure(format!(
+            "--stride is {stride}, expected 1..={width} (the model's window of {max_tokens} tokens less <s> and </s>)"
+        )));
+    }
+    // Find every function first, so that the progress bar knows the total.
+    let sources::Found {
+        mut functions,
+        inputs,
+        gaps,
+    } = find_and_warn(&args.sources, settings.exclude.as_ref())?;
+    if let Some(rev) = &args.changed_since {
+        let changed = sources::ChangedLines::since(rev)?;
+        let all = functions.len();
+        functions.retain(|(file, f)| changed.touches(Path::new(file), f));
+        eprintln!(
+            "icd: {} of {all} functions are on lines changed since {}",
+            functions.len(),
+            printable(rev)
+        );
+    }
+
+    let mode = ClassifyMode {
+        window: window.then_some(stride),
+        explain: args.explain,
+    };
+    let use_cache = !args.no_cache && settings.cache != Some(false);
+    let mut cache = if use_cache {
+        let config = RobertaConfig::from_file(&builder.model_dir().join("config.json"))?;
+        ScanCache::open(&builder, &mode, config.id2label, max_tokens)?
+    } else {
+        None
+    };
+    let mut results: Vec<Option<Classified>> = match &mut cache {
+        Some(cache) => cache.get(&functions),
+        None => vec![None; functions.len()],
+    };
+    let misses: Vec<usize> = (0..functions.len())
+        .filter(|&i| results[i].is_none())
+        .collect();
+    if let Some(cache) = &cache {
+        let hits = functions.len() - misses.len();
+        eprintln!(
+            "icd: {hits} of {} functions from the prediction cache {}{}",
+            functions.len(),
+            printable(&cache.path().display().to_string()),
+            if misses.is_empty() {
+                "; the model was not loaded"
+            } else {
+                ""
+            }
+        );
+    }
+    // Without the cache the model always loads, so that a checkpoint it cannot load is
+    // an error even where there is nothing to classify.
+    if !misses.is_empty() || cache.is_none() {
+        let detector = build_detector(builder.clone(), model)?;
+        if let Some(cache) = &mut cache {
+            cache.confirm(&builder);
+        }
+        let progress = (std::io::stderr().is_terminal() && misses.len() >= 64).then(|| {
+            let bar = indicatif::ProgressBar::new(misses.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} functions ({eta} left)",
+                )
+                .expect("valid template"),
+            );
+            bar
+        });
+        for chunk in misses.chunks(detector.batch_size() * 8) {
+            let spans: Vec<&(String, FunctionSpan)> =
+                chunk.iter().map(|&i| &functions[i]).collect();
+            let classified = classify_functions(&detector, &spans, &mode)?;
+            if let Some(cache) = &mut cache {
+                cache.put(&spans, &classified);
+            }
+            for (&i, c) in chunk.iter().zip(classified) {
+                results[i] = Some(c);
+            }
+            if let Some(bar) = &progress {
+                bar.inc(chunk.len() as u64);
+            }
+        }
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+    }
+    let findings: Vec<Finding> = functions
+        .iter()
+        .zip(results)
+        .map(|((file, f), c)| {
+            let c = c.expect("every function classified");
+            Finding::new(file, f, c, top_lines, args.no_ignore)
+        })
+        .collect();
+    let report = ScanReport::new(findings, threshold, &gaps, builder.model_dir(), baseline);
+    let text = emit::render(args.format, &report)?;
+    match &args.output {
+        Some(path) => {
+            let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+            write_output(path, &inputs, text.as_bytes())?
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(if report.count(Verdict::Insecure) > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

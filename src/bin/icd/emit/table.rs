@@ -1,0 +1,64 @@
+//! `--format table`: a line per function, the top lines under each finding, and a
+//! closing count with what was not covered.
+
+use insecure_code_detector::report::printable;
+
+use crate::report::{ScanReport, Verdict};
+use crate::sources;
+
+/// The report as a table.
+pub fn render(report: &ScanReport) -> String {
+    let threshold = report.threshold;
+    let mut out = format!(
+        "{:<10} {:>6}  {:<40} {}\n",
+        "VERDICT", "P", "LOCATION", "FUNCTION"
+    );
+    for f in &report.findings {
+        let location = format!("{}:{}-{}", printable(&f.file), f.start_line, f.end_line);
+        let mut note = String::new();
+        if let Some(w) = f.window {
+            note = format!(
+                "  (worst of {} windows: lines {}-{})",
+                w.windows, w.start_line, w.end_line
+            );
+        } else if f.prediction.truncated {
+            note = format!("  (truncated at {} tokens)", f.prediction.tokens);
+        }
+        out += &format!(
+            "{:<10} {:>6.3}  {:<40} {}{}\n",
+            f.verdict.name(),
+            f.prediction.insecure_probability,
+            location,
+            printable(&f.function),
+            note
+        );
+        if f.verdict == Verdict::Insecure {
+            for l in &f.lines {
+                out += &format!("{:<18}line {} ({:.3})\n", "", l.line, l.score);
+            }
+        }
+    }
+    let mut more = Vec::new();
+    if let n @ 1.. = report.count(Verdict::Suppressed) {
+        more.push(format!("{n} suppressed by `icd: ignore`"));
+    }
+    if let n @ 1.. = report.count(Verdict::Baseline) {
+        more.push(format!("{n} in the baseline"));
+    }
+    let more = match more.is_empty() {
+        true => String::new(),
+        false => format!(" (and {})", more.join(", ")),
+    };
+    let new = if report.findings.iter().any(|f| f.baseline.is_some()) {
+        "new "
+    } else {
+        ""
+    };
+    out += &format!(
+        "{} {new}of {} functions at or above {threshold}{more}\n",
+        report.count(Verdict::Insecure),
+        report.findings.len()
+    );
+    out += &sources::footer(report.gaps);
+    out
+}

@@ -1,0 +1,241 @@
+//! The command line: every flag and subcommand, as clap reads them. The doc comments
+//! are the help text `icd --help` prints.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use insecure_code_detector::{Backend, Precision};
+
+use crate::sources::SourceArgs;
+
+/// Flags insecure C/C++ functions with CodeBERT fine-tuned for defect detection.
+#[derive(Parser)]
+#[command(name = "icd", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Checkpoint directory (config.json, weights, tokenizer files). Default: the hub
+    /// model mrm8488/codebert-base-finetuned-detect-insecure-code from the local
+    /// Hugging Face cache (HF_HUB_CACHE, HF_HOME), downloaded into it when missing
+    /// and the machine is online (HF_HUB_OFFLINE=1 forbids that, HF_ENDPOINT picks the
+    /// hub); a pytorch_model.bin is converted to safetensors once (ICD_CACHE_DIR).
+    #[arg(long, global = true, value_name = "DIR", env = "ICD_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Backend: auto, flex, ndarray, wgpu or cuda. Default: BURN_DEVICE when it names
+    /// one of these, else the CPU backend.
+    #[arg(long, global = true)]
+    pub backend: Option<String>,
+    /// Functions per model call.
+    #[arg(long, global = true, default_value_t = 8)]
+    pub batch_size: usize,
+    /// CPU threads for the model (default: all cores; at most 1024).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Collapse whitespace before tokenizing, as CodeXGLUE's scripts do.
+    #[arg(long, global = true)]
+    pub collapse_whitespace: bool,
+    /// Precision of the weights and the matrix products [default: f32, or .icd.toml's
+    /// for scan].
+    #[arg(long, global = true, value_parser = precision_parser())]
+    pub precision: Option<Precision>,
+    /// Compile the GPU backends' kernels for every model call shape before the first
+    /// function, rather than as each shape first comes (nothing on the CPU backends).
+    #[arg(long, global = true)]
+    pub warm_up: bool,
+}
+
+/// `--precision`'s values, each with its description, from the library's table.
+fn precision_parser() -> impl clap::builder::TypedValueParser<Value = Precision> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        Precision::ALL.map(|p| PossibleValue::new(p.name()).help(p.summary())),
+    )
+    .map(|name| name.parse::<Precision>().expect("a name from the table"))
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Find C/C++ function definitions under PATHs (respecting .gitignore) and
+    /// classify each. Exit status: 0 no findings, 1 findings, 2 error.
+    Scan(ScanArgs),
+    /// Classify one function from FILE (or stdin), or every function of a
+    /// CodeXGLUE jsonl file.
+    Classify(ClassifyArgs),
+    /// Accuracy, precision, recall, F1 and the confusion matrix on CodeXGLUE
+    /// defect-detection jsonl (with `target` labels); writes predictions.txt.
+    Evaluate(EvaluateArgs),
+    /// Convert a hub checkpoint's pytorch_model.bin to model.safetensors.
+    Convert(ConvertArgs),
+    /// List the C/C++ function definitions under PATHs (respecting .gitignore), as
+    /// `scan` finds them, without loading a model.
+    Functions(FunctionsArgs),
+    /// The prediction cache `scan` keeps (ICD_CACHE_DIR): what it holds, or empty it.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CacheAction {
+    /// Where the cache is, its entries, models and size.
+    Stats,
+    /// Remove every entry.
+    Clear,
+}
+
+#[derive(Args)]
+pub struct FunctionsArgs {
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    #[arg(long, value_enum, default_value_t = FunctionsFormat::Table)]
+    pub format: FunctionsFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum FunctionsFormat {
+    Table,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum ScanFormat {
+    Table,
+    Jsonl,
+    Sarif,
+}
+
+#[derive(Args)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
+    pub format: ScanFormat,
+    /// Insecure probability at or above which a function is a finding [default: 0.5,
+    /// or .icd.toml's].
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Classify long functions as overlapping windows and report the worst window,
+    /// instead of truncating at the model's limit.
+    #[arg(long)]
+    pub window: bool,
+    /// Tokens between window starts with --window (default: half a window).
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Write the report here instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Also say which lines the model looked at: the lines of each function with the
+    /// most of the last layer's attention from <s> (in the table under each finding,
+    /// as "lines" in jsonl, as related locations in SARIF).
+    #[arg(long)]
+    pub explain: bool,
+    /// Lines reported per function with --explain [default: 3, or .icd.toml's].
+    #[arg(long, requires = "explain")]
+    pub top_lines: Option<usize>,
+    /// Report functions that an `icd: ignore` comment suppresses as findings too.
+    #[arg(long)]
+    pub no_ignore: bool,
+    /// An earlier `icd scan --format sarif` log: only findings it does not have are
+    /// reported and set the exit status (matched by fingerprint, so moved code stays
+    /// known); SARIF output marks each result new, unchanged or absent.
+    #[arg(long, value_name = "OLD.sarif")]
+    pub baseline: Option<PathBuf>,
+    /// Classify only the functions on lines changed between the git revision REV and
+    /// the work tree (files added or untracked since: whole), in the repository of the
+    /// current directory; the others are not reported.
+    #[arg(long, value_name = "REV")]
+    pub changed_since: Option<String>,
+    /// Classify every function again, neither reading nor writing the prediction
+    /// cache (on by default: results are kept in ICD_CACHE_DIR by the model's files,
+    /// settings and the function's text, so unchanged functions are not classified
+    /// twice).
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum ClassifyFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+pub struct ClassifyArgs {
+    /// A file holding one function, a .jsonl file (CodeXGLUE layout), or - for stdin.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    /// Read INPUT as CodeXGLUE jsonl even without the .jsonl extension.
+    #[arg(long)]
+    pub jsonl: bool,
+    #[arg(long, value_enum, default_value_t = ClassifyFormat::Text)]
+    pub format: ClassifyFormat,
+    /// With --format json, also each token's score (the last layer's attention from
+    /// <s>, averaged over heads; every token in order, <s> and </s> included) and
+    /// each line's sum of them (lines from 1 within the function, in line order).
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// CodeXGLUE defect-detection jsonl: one {"idx", "func", "target"} object a line.
+    pub data: PathBuf,
+    /// Where to write the predictions in the CodeXGLUE evaluator's format.
+    #[arg(long, default_value = "predictions.txt")]
+    pub predictions: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum ConvertDtype {
+    F32,
+    F16,
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// pytorch_model.bin, or a checkpoint directory holding one.
+    pub input: PathBuf,
+    /// Output file (default: model.safetensors beside the input).
+    pub output: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ConvertDtype::F32)]
+    pub dtype: ConvertDtype,
+}
+
+
+/// `icd --version`: the version, the backends compiled in, this CPU's features and
+/// what each precision runs on the default CPU backend.
+pub fn long_version() -> String {
+    use insecure_code_detector::CpuFeatures;
+    use insecure_code_detector::ExecutionPlan;
+    let backends: Vec<&str> = Backend::compiled().iter().map(|b| b.name()).collect();
+    let cpu = CpuFeatures::get();
+    // tf32 is f32 on a CPU.
+    let plans: Vec<String> = [
+        Precision::F32,
+        Precision::Bf16,
+        Precision::F16,
+        Precision::Int8,
+    ]
+    .into_iter()
+    .map(|precision| match Backend::default_cpu() {
+        Ok(backend) => match ExecutionPlan::choose(precision, backend) {
+            Ok(plan) => format!("{precision} {plan}"),
+            Err(_) => format!("{precision} unavailable"),
+        },
+        Err(_) => format!("{precision} unavailable (no CPU backend)"),
+    })
+    .collect();
+    format!(
+        "{}\nbackends: {}\ncpu: {cpu}\ncpu backends run: {}",
+        env!("CARGO_PKG_VERSION"),
+        backends.join(", "),
+        plans.join(", ")
+    )
+}

@@ -1,0 +1,189 @@
+//! What a scan found, typed once for every report format (`emit`): one [`Finding`] per
+//! classified function with its [`Verdict`], and the parts of the tree not covered.
+//! The jsonl format is this type's serde serialization.
+
+use std::path::Path;
+
+use insecure_code_detector::scan::FunctionSpan;
+use insecure_code_detector::{LineScore, Prediction};
+use serde::Serialize;
+
+use crate::baseline::{Baseline, BaselineState};
+use crate::classification::Classified;
+use crate::sources::Gap;
+
+/// The one rule for what is a finding: an insecure probability at or above the
+/// threshold. The reports, the exit status and `evaluate` all ask it.
+pub fn is_finding(p: &Prediction, threshold: f32) -> bool {
+    p.insecure_probability >= threshold
+}
+
+/// What a scan says of one function.
+#[derive(Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// At or above the threshold: a finding.
+    Insecure,
+    /// At or above the threshold, but suppressed in the source: not a finding.
+    Suppressed,
+    /// At or above the threshold, and in the `--baseline` already: not a new finding.
+    Baseline,
+    /// Below the threshold.
+    Ok,
+}
+
+impl Verdict {
+    /// The verdict's name in every format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Insecure => "insecure",
+            Verdict::Suppressed => "suppressed",
+            Verdict::Baseline => "baseline",
+            Verdict::Ok => "ok",
+        }
+    }
+}
+
+/// With `--window`: the lines of the worst window in the file, and the number of
+/// windows.
+#[derive(Clone, Copy, Serialize)]
+pub struct WindowLines {
+    pub start_line: usize,
+    pub end_line: usize,
+    pub windows: usize,
+}
+
+/// One classified function of a scanned file. Serialized, it is a jsonl row.
+#[derive(Serialize)]
+pub struct Finding {
+    pub file: String,
+    pub function: String,
+    pub start_line: usize,
+    pub end_line: usize,
+    pub verdict: Verdict,
+    /// An `icd: ignore` comment suppresses the function, and `--no-ignore` is not given.
+    pub suppressed: bool,
+    /// [`FunctionSpan::fingerprint`].
+    pub fingerprint: String,
+    #[serde(flatten)]
+    pub prediction: Prediction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowLines>,
+    /// With --explain: the top lines (file line numbers), highest score first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LineScore>,
+    /// With --baseline, for a function at or above the threshold: whether the
+    /// baseline has it.
+    #[serde(skip)]
+    pub baseline: Option<BaselineState>,
+}
+
+impl Finding {
+    /// The finding for function `f` of `file`, classified as `classified`, with its
+    /// `top_lines` best lines; its verdict is set by [`ScanReport::new`].
+    pub fn new(
+        file: &str,
+        f: &FunctionSpan,
+        classified: Classified,
+        top_lines: usize,
+        no_ignore: bool,
+    ) -> Finding {
+        // The window's lines in the file: of its first byte and of its last (a window
+        // that ends with a newline ends on that newline's line).
+        let window = classified.window.map(|(bytes, windows)| {
+            let line_of = |byte: usize| f.start_line + f.code[..byte].matches('\n').count();
+            let ends_with_newline =
+                bytes.end > bytes.start && f.code[..bytes.end].ends_with('\n');
+            let last = line_of(bytes.end) - usize::from(ends_with_newline);
+            WindowLines {
+                start_line: line_of(bytes.start),
+                end_line: last,
+                windows,
+            }
+        });
+        let lines = classified
+            .lines
+            .iter()
+            .take(top_lines)
+            .map(|l| LineScore {
+                line: f.start_line + l.line - 1,
+                score: l.score,
+            })
+            .collect();
+        Finding {
+            file: file.to_owned(),
+            function: f.name.clone(),
+            start_line: f.start_line,
+            end_line: f.end_line,
+            verdict: Verdict::Ok,
+            prediction: classified.prediction,
+            window,
+            lines,
+            fingerprint: f.fingerprint.clone(),
+            suppressed: f.suppressed && !no_ignore,
+            baseline: None,
+        }
+    }
+}
+
+/// A whole scan, as every report format renders it.
+pub struct ScanReport<'a> {
+    /// Every classified function, in the order found.
+    pub findings: Vec<Finding>,
+    pub threshold: f32,
+    /// Files and lines that were not covered.
+    pub gaps: &'a [Gap],
+    /// The checkpoint directory.
+    pub model_dir: &'a Path,
+    /// With `--baseline`: its results that no function of this scan matched are left.
+    pub baseline: Option<Baseline>,
+}
+
+impl<'a> ScanReport<'a> {
+    /// The report of `findings`: each matched against the baseline (in report order,
+    /// so that which of two equal functions is "new" is stable), then given its
+    /// verdict.
+    pub fn new(
+        mut findings: Vec<Finding>,
+        threshold: f32,
+        gaps: &'a [Gap],
+        model_dir: &'a Path,
+        mut baseline: Option<Baseline>,
+    ) -> Self {
+        if let Some(baseline) = &mut baseline {
+            let mut order: Vec<&mut Finding> = findings
+                .iter_mut()
+                .filter(|f| is_finding(&f.prediction, threshold))
+                .collect();
+            order.sort_by(|a, b| {
+                (&a.file, a.start_line, &a.function).cmp(&(&b.file, b.start_line, &b.function))
+            });
+            for f in order {
+                f.baseline = Some(baseline.classify(&f.fingerprint));
+            }
+        }
+        for f in &mut findings {
+            f.verdict = if !is_finding(&f.prediction, threshold) {
+                Verdict::Ok
+            } else if f.suppressed {
+                Verdict::Suppressed
+            } else if f.baseline == Some(BaselineState::Unchanged) {
+                Verdict::Baseline
+            } else {
+                Verdict::Insecure
+            };
+        }
+        ScanReport {
+            findings,
+            threshold,
+            gaps,
+            model_dir,
+            baseline,
+        }
+    }
+
+    /// The functions with this verdict.
+    pub fn count(&self, verdict: Verdict) -> usize {
+        self.findings.iter().filter(|f| f.verdict == verdict).count()
+    }
+}
