@@ -36,7 +36,7 @@ def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072, heads=12, l
       the classification head reads, attended from, projected and fed forward (this library on
       burn's tensors, and its bf16 and int8 modes);
     - "folded": this library's f32 CPU kernel, where the keys and values fold into `<s>`'s query
-      (`f32_gemm::first_token_context`), so that no other token is projected at all.
+      (`attention::first_token_context`), so that no other token is projected at all.
     """
     s, h, i = tokens, hidden, intermediate
 

@@ -11,8 +11,9 @@ use crate::backend::panic_message;
 use crate::Error;
 
 /// The panic boundary: runs `body`, a panic in it becoming an `ICD_ERR_PANIC` failure.
-/// Every entry point runs inside it, through [`guard`], [`guard_value`] or
-/// [`free_handle`].
+/// Every entry point that runs library code or reads a pointer runs inside it, through
+/// [`guard`], [`guard_value`] (with [`read_handle`]) or [`free_handle`]; only
+/// `icd_version` and `icd_options_default`, which return constants, do not.
 fn catch<T>(body: impl FnOnce() -> Result<T, CallError>) -> Result<T, CallError> {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => result,

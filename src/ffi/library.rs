@@ -84,7 +84,7 @@ pub extern "C" fn icd_backends() -> *const c_char {
         let names: Vec<&str> = Backend::compiled().iter().map(|b| b.name()).collect();
         CString::new(names.join(",")).expect("backend names have no NUL")
     });
-    guard_value(std::ptr::null(), || NAMES.as_ptr())
+    guard_value(c"".as_ptr(), || NAMES.as_ptr())
 }
 
 /// The default options: the checkpoint's token limit, batches of 8, raw text, f32.

@@ -374,7 +374,9 @@ fn to_modules(tensors: Vec<PackTensor>, config: &RobertaConfig) -> Vec<PackTenso
     let mut out = Vec::with_capacity(tensors.len());
     // The fused parameters' parts, in the table's order: query, key, value.
     let mut parts: BTreeMap<String, Vec<PackTensor>> = BTreeMap::new();
-    for (entry, mut tensor) in hub_tensors(config).into_iter().zip(tensors) {
+    let table = hub_tensors(config);
+    assert_eq!(tensors.len(), table.len(), "tensors not checked against the table");
+    for (entry, mut tensor) in table.into_iter().zip(tensors) {
         match entry.fused_part {
             None => {
                 tensor.name = entry.module;

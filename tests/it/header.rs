@@ -1,4 +1,4 @@
-//! The checked-in C header is exactly what cbindgen generates from src/ffi.rs.
+//! The checked-in C header is exactly what cbindgen generates from src/ffi/.
 
 #[test]
 fn checked_in_header_matches_cbindgen_output() {

@@ -1,11 +1,12 @@
 //! `icd`'s outputs, whole, on one tree: every format of every command, the help of
 //! every command, and the errors people meet most, held to snapshots
-//! (`tests/snapshots/*.snap`, insta). A change to a flag, a column, a JSON field, a
+//! (`tests/it/snapshots/*.snap`, insta). A change to a flag, a column, a JSON field, a
 //! SARIF property or an exit status shows here as a diff to review.
 //!
 //! Paths that depend on where the test runs are replaced by `[TREE]`, `[MODEL]` and
-//! `[CACHE]`; floating-point numbers in JSON are rounded to 4 decimals, so that a CPU
-//! whose kernels sum in another order (AVX2 against AVX-512) gives the same snapshot.
+//! `[CACHE]`; floating-point numbers in JSON are rounded to 4 decimals, so that a
+//! change of summation order where one is meant (a new kernel, another backend) shows
+//! as the change of verdicts or columns it makes, not as noise in the last digits.
 //! Logits bit for bit are `scripts/logits_bits`'s job.
 
 use std::path::Path;

@@ -317,7 +317,7 @@ impl PackedF32 {
     /// its share of `vector`: `[vector.len() / group, k]`, row g holding
     /// Σ_c weight[i][first + g·group + c] · vector[g·group + c] for each input `i`, on
     /// the calling thread. Attention's folded keys, W_k q per head (see
-    /// [`first_token_context`]). Each sum runs in 16 lanes, one per column of a
+    /// [`crate::cpu::attention::first_token_context`]). Each sum runs in 16 lanes, one per column of a
     /// block, added up at the end.
     pub(crate) fn columns_times(&self, first: usize, vector: &[f32], group: usize) -> Vec<f32> {
         let k = self.k;
