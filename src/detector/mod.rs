@@ -1,8 +1,10 @@
 //! The typed API: load a checkpoint once, classify functions many times.
 //!
 //! ```text
-//! mod.rs         Detector and its builder: loading, predict, predict_batch, predict_windows
-//! options        Preprocessing and Precision, each with its one table of names and C numbers
+//! mod.rs         Detector: predict, predict_batch, explain, queries, warm-up
+//! builder        DetectorBuilder: options, checks, loading
+//! windows        predict_windows, explain_windows
+//! options        Preprocessing, with its one table of names and C numbers
 //! prediction     Prediction, WindowedPrediction, and how they are read off the logits
 //! explanation    Explanation: token and line scores from the last layer's attention
 //! batching       how a batch is cut into model calls, laid end to end (CPU) or padded
@@ -10,11 +12,14 @@
 //! ```
 
 mod batching;
+mod builder;
 mod explanation;
 mod options;
 mod prediction;
+mod windows;
 
 pub use batching::CallShapes;
+pub use builder::DetectorBuilder;
 pub use explanation::{Explanation, LineScore, TokenScore, WindowedExplanation};
 pub use crate::precision::Precision;
 pub use options::Preprocessing;
@@ -29,278 +34,10 @@ use crate::backend::{panic_message, Backend};
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
 use crate::execution::ExecutionPlan;
-use crate::model::{InputLayout, ProjectionLayout, RobertaClassifier};
+use crate::model::{InputLayout, RobertaClassifier};
 use crate::tokenizer::{ByteSpan, CodeTokenizer, TokenizedInput};
-use crate::weights::{self, WeightFile};
-use batching::{end_to_end, model_calls, padded, window_starts, TOKENIZE_WINDOW_BATCHES};
+use batching::{end_to_end, model_calls, padded, TOKENIZE_WINDOW_BATCHES};
 use prediction::Labels;
-
-/// Options for [`Detector`]; start from [`Detector::builder`].
-#[derive(Debug, Clone)]
-pub struct DetectorBuilder {
-    model_dir: PathBuf,
-    backend: Option<Backend>,
-    max_tokens: Option<usize>,
-    batch_size: usize,
-    preprocessing: Preprocessing,
-    weights: Option<PathBuf>,
-    precision: Precision,
-}
-
-impl DetectorBuilder {
-    /// The backend to run on (default: the CPU backend, flex where compiled in).
-    pub fn backend(mut self, backend: Backend) -> Self {
-        self.backend = Some(backend);
-        self
-    }
-
-    /// Tokens per input, `<s>` and `</s>` included; longer inputs are truncated
-    /// (default and maximum: the checkpoint's limit, 512 for CodeBERT).
-    pub fn max_tokens(mut self, max_tokens: usize) -> Self {
-        self.max_tokens = Some(max_tokens);
-        self
-    }
-
-    /// Inputs run through the model together (default 8).
-    pub fn batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size;
-        self
-    }
-
-    /// Input preprocessing (default [`Preprocessing::Raw`]).
-    pub fn preprocessing(mut self, preprocessing: Preprocessing) -> Self {
-        self.preprocessing = preprocessing;
-        self
-    }
-
-    /// Precision of weights and computation (default [`Precision::F32`], the one that
-    /// matches transformers).
-    pub fn precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
-        self
-    }
-
-    /// The weight file to read, instead of the directory's `model.safetensors` (or,
-    /// without one, `pytorch_model.bin`). A `.safetensors` extension selects that
-    /// format; anything else is read as a PyTorch checkpoint.
-    pub fn weights(mut self, path: impl AsRef<Path>) -> Self {
-        self.weights = Some(path.as_ref().to_path_buf());
-        self
-    }
-
-    /// Checks the options that need no checkpoint file beyond `config.json` (batch size,
-    /// backend compiled in, token limit), as [`build`](Self::build) does first: for a
-    /// caller that answers from stored results without building (`icd scan`'s cache),
-    /// so that a bad option is the same error either way.
-    pub fn check(&self) -> Result<()> {
-        if self.batch_size == 0 || self.batch_size > 4096 {
-            return Err(Error::InvalidArgument {
-                argument: "batch_size",
-                message: format!("is {}, expected 1..=4096", self.batch_size),
-            });
-        }
-        if let Some(backend) = self.backend {
-            backend.check_compiled()?;
-        }
-        Ok(())
-    }
-
-    /// Loads the checkpoint.
-    pub fn build(self) -> Result<Detector> {
-        self.check()?;
-        let dir = &self.model_dir;
-        if !dir.is_dir() {
-            return Err(Error::Io {
-                path: dir.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "checkpoint directory not found",
-                ),
-            });
-        }
-        let config = RobertaConfig::from_file(&dir.join("config.json"))?;
-        let max_tokens = self.max_tokens_of(&config)?;
-        // The tokenizer's vocabulary and merges are parsed on a thread of their own
-        // while the weights load: neither needs the other, and the parse (about 0.1 s
-        // for RoBERTa's 50,265 tokens) need not wait for the read. A tokenizer error is
-        // reported before any error of the weights.
-        let (tokenizer, loaded) = std::thread::scope(|scope| {
-            let parse = || CodeTokenizer::from_dir(dir);
-            let spawned = std::thread::Builder::new()
-                .name("icd-tokenizer".into())
-                .spawn_scoped(scope, parse);
-            let loaded = self.load_model(&config);
-            let tokenizer = match spawned {
-                Ok(thread) => thread
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                // Where no thread can be started, the parse runs here after the read.
-                Err(_) => parse(),
-            };
-            (tokenizer, loaded)
-        });
-        let tokenizer = tokenizer?;
-        // An id past the embedding table would fail inside the model at inference.
-        if let Some((id, token)) = tokenizer
-            .max_id()
-            .filter(|(id, _)| *id as usize >= config.vocab_size)
-        {
-            return Err(Error::Tokenizer {
-                path: dir.clone(),
-                message: format!(
-                    "token {token:?} has id {id}, past config.json's vocab_size {} (ids must be below it)",
-                    config.vocab_size
-                ),
-            });
-        }
-        if tokenizer.vocab_size() > config.vocab_size {
-            return Err(Error::Tokenizer {
-                path: dir.clone(),
-                message: format!(
-                    "the tokenizer has {} tokens but config.json's vocab_size is {}",
-                    tokenizer.vocab_size(),
-                    config.vocab_size
-                ),
-            });
-        }
-        let (model, backend, device, execution) = loaded?;
-        // The GPU backends compile kernels for each shape; the CPU backends run any
-        // shape as it comes, and padding would only cost them.
-        let call_shapes = (!backend.is_cpu())
-            .then(|| CallShapes::new(max_tokens, self.batch_size, backend.call_token_budget()));
-        Ok(Detector {
-            call_shapes,
-            model,
-            tokenizer,
-            labels: Labels::new(&config.id2label),
-            config,
-            device,
-            backend,
-            execution,
-            max_tokens,
-            batch_size: self.batch_size,
-            preprocessing: self.preprocessing,
-            precision: self.precision,
-            model_dir: self.model_dir,
-        })
-    }
-
-    /// The checkpoint directory.
-    pub fn model_dir(&self) -> &Path {
-        &self.model_dir
-    }
-
-    /// Tokens per input, `<s>` and `</s>` included, that a detector built from this
-    /// builder will take: [`max_tokens`](Self::max_tokens) where set, else the
-    /// checkpoint's limit (from `config.json` and `tokenizer_config.json`). Reads those
-    /// two small files, not the weights.
-    pub fn resolved_max_tokens(&self) -> Result<usize> {
-        self.max_tokens_of(&RobertaConfig::from_file(
-            &self.model_dir.join("config.json"),
-        )?)
-    }
-
-    fn max_tokens_of(&self, config: &RobertaConfig) -> Result<usize> {
-        let limit = config.max_tokens();
-        let max_tokens = self
-            .max_tokens
-            .unwrap_or(limit.min(crate::tokenizer_max_length(&self.model_dir)?.unwrap_or(limit)));
-        if max_tokens < 2 || max_tokens > limit {
-            return Err(Error::InvalidArgument {
-                argument: "max_tokens",
-                message: format!("is {max_tokens}, expected 2..={limit} for this checkpoint"),
-            });
-        }
-        Ok(max_tokens)
-    }
-
-    /// The files [`build`](Self::build) reads, in a fixed order: `config.json`, the
-    /// weight file, the tokenizer's files (`tokenizer.json`, else `vocab.json` and
-    /// `merges.txt`), and `tokenizer_config.json` where there is one. Their contents
-    /// and [`settings`](Self::settings) decide every result the detector gives.
-    pub fn checkpoint_files(&self) -> Result<Vec<PathBuf>> {
-        let dir = &self.model_dir;
-        let weights = match &self.weights {
-            Some(path) => path.clone(),
-            None => WeightFile::find(dir)?.path().to_path_buf(),
-        };
-        let mut files = vec![dir.join("config.json"), weights];
-        let tokenizer_json = dir.join("tokenizer.json");
-        if tokenizer_json.is_file() {
-            files.push(tokenizer_json);
-        } else {
-            files.extend([dir.join("vocab.json"), dir.join("merges.txt")]);
-        }
-        let tokenizer_config = dir.join("tokenizer_config.json");
-        if tokenizer_config.is_file() {
-            files.push(tokenizer_config);
-        }
-        Ok(files)
-    }
-
-    /// Everything besides the checkpoint's files that decides the detector's results,
-    /// as one line: the backend, the execution plan it will choose on this machine, the
-    /// precision, the preprocessing and the token limit (`backend=flex plan=kernel
-    /// f32-avx2 (AVX2+FMA) precision=f32 preprocessing=raw max_tokens=512`). The batch
-    /// size is not in it: results do not depend on it.
-    pub fn settings(&self) -> Result<String> {
-        let backend = match self.backend {
-            // `auto` is what it resolves to here, which opening the device tells.
-            Some(Backend::Auto) => Backend::Auto.open()?.0,
-            Some(b) => b,
-            None => Backend::default_cpu()?,
-        };
-        let plan = ExecutionPlan::choose(self.precision, backend)?;
-        Ok(format!(
-            "backend={} plan={plan} precision={} preprocessing={} max_tokens={}",
-            backend.name(),
-            self.precision.name(),
-            self.preprocessing.name(),
-            self.resolved_max_tokens()?
-        ))
-    }
-
-    /// The backend opened and the model loaded on it, packed for this crate's CPU
-    /// kernels where they run.
-    fn load_model(
-        &self,
-        config: &RobertaConfig,
-    ) -> Result<(RobertaClassifier, Backend, Device, ExecutionPlan)> {
-        let dir = &self.model_dir;
-        let weight_file = match &self.weights {
-            Some(path) => WeightFile::from_path(path),
-            None => WeightFile::find(dir)?,
-        };
-        let backend = match self.backend {
-            Some(b) => b,
-            None => Backend::default_cpu()?,
-        };
-        let (backend, device) = backend.open()?;
-        let plan = ExecutionPlan::choose(self.precision, backend)?;
-        let dtype = plan.dtype();
-        if !device.supports_dtype(dtype) {
-            return Err(Error::InvalidArgument {
-                argument: "precision",
-                message: format!("the {} backend has no {dtype:?} support", backend.name()),
-            });
-        }
-        // Packed projections are laid out from the checkpoint's [out, in] weights as
-        // they are stored, with no transpose in between.
-        let layout = match plan {
-            ExecutionPlan::PackedCpu { .. } => ProjectionLayout::OutIn,
-            ExecutionPlan::Tensors { .. } => ProjectionLayout::InOut,
-        };
-        let mut model = RobertaClassifier::with_layout(config, layout, &device);
-        weights::load(&mut model, config, &weight_file, dtype)?;
-        if let ExecutionPlan::PackedCpu { kernel } = plan {
-            #[cfg(cpu_kernels)]
-            model.pack(kernel);
-            #[cfg(not(cpu_kernels))]
-            unreachable!("{kernel} is selected only where the CPU kernels are built");
-        }
-        Ok((model, backend, device, plan))
-    }
-}
 
 /// A loaded CodeBERT insecure-code classifier.
 ///
@@ -354,15 +91,7 @@ impl Detector {
     /// # Ok::<(), insecure_code_detector::Error>(())
     /// ```
     pub fn builder(model_dir: impl AsRef<Path>) -> DetectorBuilder {
-        DetectorBuilder {
-            model_dir: model_dir.as_ref().to_path_buf(),
-            backend: None,
-            max_tokens: None,
-            batch_size: 8,
-            preprocessing: Preprocessing::Raw,
-            weights: None,
-            precision: Precision::F32,
-        }
+        DetectorBuilder::new(model_dir.as_ref())
     }
 
     /// Classifies one function.
@@ -425,132 +154,6 @@ impl Detector {
             }
         }
         Ok(results)
-    }
-
-    /// The stride [`predict_windows`](Self::predict_windows) callers use by default
-    /// (`icd scan --window`, the C API's 0, Python's `stride=0`): half of the tokens a
-    /// window holds between `<s>` and `</s>` (255 for 512 tokens), at least 1.
-    pub fn default_stride(max_tokens: usize) -> usize {
-        (max_tokens.saturating_sub(2) / 2).max(1)
-    }
-
-    /// Classifies a function of any length as overlapping windows of `max_tokens`
-    /// tokens, each `stride` content tokens after the previous one (the last window
-    /// ends at the last token), and returns the window most likely insecure. A
-    /// function that fits in one window gives the same result as [`predict`](Self::predict).
-    ///
-    /// ```no_run
-    /// # let detector = insecure_code_detector::Detector::from_pretrained("m")?;
-    /// let long_function = std::fs::read_to_string("big.c").unwrap();
-    /// let w = detector.predict_windows(&long_function, 255)?;
-    /// println!("{:.3} in bytes {:?} of {} windows", w.prediction.insecure_probability, w.byte_range, w.windows);
-    /// # Ok::<(), insecure_code_detector::Error>(())
-    /// ```
-    pub fn predict_windows(&self, code: &str, stride: usize) -> Result<WindowedPrediction> {
-        let run = self.run_windows(code, stride, false)?;
-        Ok(WindowedPrediction {
-            prediction: run.prediction,
-            byte_range: run.byte_range,
-            windows: run.windows,
-        })
-    }
-
-    /// [`predict_windows`](Self::predict_windows), explained as
-    /// [`explain`](Self::explain) explains: the tokens and lines of the window that
-    /// gave the verdict, lines numbered within the whole of `code`.
-    pub fn explain_windows(&self, code: &str, stride: usize) -> Result<WindowedExplanation> {
-        let run = self.run_windows(code, stride, true)?;
-        let explanation = explanation::explain(
-            run.prediction,
-            code,
-            (self.preprocessing, &run.text),
-            &run.ids,
-            &run.spans,
-            &run.scores,
-        );
-        Ok(WindowedExplanation {
-            explanation,
-            byte_range: run.byte_range,
-            windows: run.windows,
-        })
-    }
-
-    /// The windows of `code` run through the model, and the one most likely insecure
-    /// (with its token scores where `explain`).
-    fn run_windows(&self, code: &str, stride: usize, explain: bool) -> Result<WindowRun> {
-        let width = self.max_tokens - 2;
-        if stride == 0 || stride > width {
-            return Err(Error::InvalidArgument {
-                argument: "stride",
-                message: format!("is {stride}, expected 1..={width} (max_tokens - 2)"),
-            });
-        }
-        let text = self.preprocessing.apply(code);
-        let (ids, offsets) = self.tokenizer.encode_with_offsets(&text)?;
-        let starts = window_starts(ids.len(), width, stride);
-        let frame = |start: usize| {
-            let end = (start + width).min(ids.len());
-            let mut input_ids = Vec::with_capacity(end - start + 2);
-            input_ids.push(self.tokenizer.bos_id());
-            input_ids.extend_from_slice(&ids[start..end]);
-            input_ids.push(self.tokenizer.eos_id());
-            input_ids
-        };
-        let windows: Vec<TokenizedInput> = starts
-            .iter()
-            .map(|&start| {
-                let input_ids = frame(start);
-                let length = input_ids.len();
-                TokenizedInput {
-                    input_ids,
-                    untruncated_length: Some(length),
-                }
-            })
-            .collect();
-        let mut best: Option<(usize, Prediction, Vec<f32>)> = None;
-        let order: Vec<usize> = (0..windows.len()).collect();
-        for chunk in self.model_calls(&order, |i| windows[i].input_ids.len()) {
-            let members: Vec<&TokenizedInput> = chunk.iter().map(|&i| &windows[i]).collect();
-            // One input: every window's error is the input's.
-            let scored = self
-                .run_batch(&members, explain)
-                .map_err(|e| e.renumbered(|_| 0))?;
-            for (&index, (prediction, scores)) in chunk.iter().zip(scored) {
-                if best.as_ref().is_none_or(|(_, b, _)| {
-                    prediction.insecure_probability > b.insecure_probability
-                }) {
-                    best = Some((index, prediction, scores));
-                }
-            }
-        }
-        let (index, prediction, scores) = best.expect("at least one window");
-        let start = starts[index];
-        let end = (start + width).min(ids.len());
-        let byte_range = if start < end {
-            self.preprocessing
-                .source_range(code, offsets[start].0..offsets[end - 1].1)
-        } else {
-            0..code.len()
-        };
-        // What the winner's explanation reads, only where it is wanted.
-        let (text, spans) = if explain {
-            let mut spans = Vec::with_capacity(end - start + 2);
-            spans.push((0, 0));
-            spans.extend_from_slice(&offsets[start..end]);
-            spans.push((0, 0));
-            (text.into_owned(), spans)
-        } else {
-            (String::new(), Vec::new())
-        };
-        Ok(WindowRun {
-            ids: frame(start),
-            prediction,
-            scores,
-            byte_range,
-            windows: windows.len(),
-            text,
-            spans,
-        })
     }
 
     /// Token ids of `code` as the model sees them (after preprocessing and truncation).
@@ -784,23 +387,11 @@ impl Detector {
     }
 }
 
-/// The windows of one input run, and the winner's parts for its explanation.
-struct WindowRun {
-    prediction: Prediction,
-    /// The winner's token scores (empty unless explaining).
-    scores: Vec<f32>,
-    byte_range: std::ops::Range<usize>,
-    windows: usize,
-    /// The preprocessed text and the winner's spans in it (empty unless explaining),
-    /// and the winner's ids.
-    text: String,
-    ids: Vec<u32>,
-    spans: Vec<ByteSpan>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ProjectionLayout;
+    use crate::weights::{self, WeightFile};
     use burn::tensor::DType;
 
     /// The f64 model that `Precision::F32` runs as on CUDA, run here on the default

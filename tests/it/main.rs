@@ -1,6 +1,7 @@
 //! The integration tests, in one binary so that the crate is linked once: each module
-//! is one area, as its own doc comment says. `tests/gpu_shapes.rs` stays a binary of
-//! its own, as it installs the process's logger.
+//! is one area, as its own doc comment says. Two stay binaries of their own:
+//! `tests/gpu_shapes.rs` installs the process's logger, and `tests/stdin_memory.rs`
+//! measures a child's peak memory, which includes its parent's.
 
 #[path = "../common/mod.rs"]
 mod common;
