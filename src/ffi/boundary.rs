@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::ptr;
 
 use super::errors::{icd_error, icd_status, null_argument, CallError};
+use super::library::icd_str;
 use crate::backend::panic_message;
 use crate::Error;
 
@@ -208,6 +209,36 @@ pub(super) unsafe fn path_arg(ptr: *const c_char, len: usize, argument: &str) ->
                 message: format!("argument `{argument}` is not valid UTF-8: {e}"),
             })
     }
+}
+
+/// Each of `strings` as UTF-8 ([`str_arg`]), a failure naming `argument[i]`.
+///
+/// # Safety
+/// Each of `strings` is NULL (with length 0) or points to its `len` readable bytes,
+/// which outlive `'a`.
+pub(super) unsafe fn strs_arg<'a>(
+    strings: &[icd_str],
+    argument: &str,
+) -> Result<Vec<&'a str>, CallError> {
+    strings
+        .iter()
+        .enumerate()
+        // SAFETY: the contract, passed on.
+        .map(|(i, s)| unsafe { str_arg(s.ptr, s.len, &format!("{argument}[{i}]")) })
+        .collect()
+}
+
+/// Each of `strings` as a path ([`path_arg`]), a failure naming `argument[i]`.
+///
+/// # Safety
+/// As [`strs_arg`].
+pub(super) unsafe fn paths_arg(strings: &[icd_str], argument: &str) -> Result<Vec<PathBuf>, CallError> {
+    strings
+        .iter()
+        .enumerate()
+        // SAFETY: the contract, passed on.
+        .map(|(i, s)| unsafe { path_arg(s.ptr, s.len, &format!("{argument}[{i}]")) })
+        .collect()
 }
 
 /// One of a handle's arrays and its length (into `count_out` where not NULL); NULL

@@ -337,12 +337,8 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
         check_slice(predictions_out, count, "predictions_out")?;
         let labels = d.label_names.len();
         check_logits(logits_out, logits_capacity, count, labels)?;
-        let texts = inputs
-            .iter()
-            .enumerate()
-            // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
-            .map(|(i, s)| unsafe { str_arg(s.ptr, s.len, &format!("codes[{i}]")) })
-            .collect::<Result<Vec<&str>, CallError>>()?;
+        // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
+        let texts = unsafe { strs_arg(inputs, "codes") }?;
         let predictions = d.detector.predict_batch(&texts)?;
         // Written through the pointers, never read: the caller's arrays may be
         // uninitialized.

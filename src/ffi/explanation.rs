@@ -107,12 +107,8 @@ pub unsafe extern "C" fn icd_detector_explain_batch(
         // SAFETY: NULL or `count` readable `icd_str`s (the contract).
         let inputs = unsafe { slice_arg(codes, count, "codes") }?;
         check_slice(explanations_out, count, "explanations_out")?;
-        let texts = inputs
-            .iter()
-            .enumerate()
-            // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
-            .map(|(i, s)| unsafe { str_arg(s.ptr, s.len, &format!("codes[{i}]")) })
-            .collect::<Result<Vec<&str>, CallError>>()?;
+        // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
+        let texts = unsafe { strs_arg(inputs, "codes") }?;
         // Every handle made before any is written: nothing is written on failure.
         let handles: Vec<Box<icd_explanation>> = d
             .detector

@@ -209,12 +209,8 @@ pub unsafe extern "C" fn icd_find_functions_under(
         let tree_out = out_arg(tree_out, "tree_out")?;
         // SAFETY: NULL or `count` readable `icd_str`s (the contract).
         let inputs = unsafe { slice_arg(paths, count, "paths") }?;
-        let paths = inputs
-            .iter()
-            .enumerate()
-            // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
-            .map(|(i, p)| unsafe { path_arg(p.ptr, p.len, &format!("paths[{i}]")) })
-            .collect::<Result<Vec<PathBuf>, CallError>>()?;
+        // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
+        let paths = unsafe { paths_arg(inputs, "paths") }?;
         let handle = Box::into_raw(Box::new(find_functions_under(
             &paths,
             max_file_size,
