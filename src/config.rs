@@ -65,6 +65,13 @@ pub struct RobertaConfig {
     pub problem_type: Option<String>,
 }
 
+/// The `problem_type` values transformers knows.
+pub(crate) const PROBLEM_TYPES: [&str; 3] = [
+    "regression",
+    "single_label_classification",
+    "multi_label_classification",
+];
+
 impl RobertaConfig {
     /// Reads and checks `config.json`.
     ///
@@ -166,6 +173,14 @@ impl RobertaConfig {
 
         let (num_labels, id2label) = fields.labels()?;
         let problem_type = fields.string("problem_type")?;
+        if let Some(kind) = &problem_type {
+            if !PROBLEM_TYPES.contains(&kind.as_str()) {
+                return Err(fields.value(
+                    "problem_type",
+                    format!("is {kind:?}, expected one of {}", PROBLEM_TYPES.join(", ")),
+                ));
+            }
+        }
 
         let config = Self {
             vocab_size,

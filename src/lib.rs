@@ -21,9 +21,9 @@
 #![warn(missing_docs)]
 
 // The public API is what `pub use` names below, and the modules marked `pub`: the
-// prediction cache, checkpoint resolution, untrusted-file handling, report escaping
-// and function finding, which the `icd` tool and other front ends build on. Everything
-// else is the implementation.
+// prediction cache, evaluation on labelled data, checkpoint resolution, untrusted-file
+// handling, report escaping and function finding, which the `icd` tool and other front
+// ends build on. Everything else is the implementation.
 mod backend;
 #[cfg(feature = "cache")]
 pub mod cache;
@@ -32,6 +32,7 @@ mod config;
 mod cpu;
 mod detector;
 mod error;
+pub mod evaluation;
 mod execution;
 /// The C ABI as Rust items, for the fuzz targets; C callers use
 /// `include/insecure_code_detector.h`.

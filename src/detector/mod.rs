@@ -18,11 +18,12 @@ mod options;
 mod prediction;
 mod windows;
 
+pub use crate::precision::Precision;
 pub use batching::CallShapes;
 pub use builder::DetectorBuilder;
 pub use explanation::{Explanation, LineScore, TokenScore, WindowedExplanation};
-pub use crate::precision::Precision;
 pub use options::Preprocessing;
+pub(crate) use prediction::InsecureScore;
 pub use prediction::{Prediction, WindowedPrediction};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

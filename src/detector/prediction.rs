@@ -123,14 +123,14 @@ impl Labels {
 
 /// How `insecure_probability` is read off the logits.
 #[derive(Debug, Clone, Copy)]
-enum InsecureScore {
+pub(crate) enum InsecureScore {
     Sigmoid,
     SoftmaxOf(usize),
     OneMinusSoftmaxOf(usize),
 }
 
 impl InsecureScore {
-    fn for_labels(names: &[String]) -> Self {
+    pub(crate) fn for_labels(names: &[String]) -> Self {
         let find = |wanted: &[&str]| {
             names
                 .iter()
@@ -148,6 +148,16 @@ impl InsecureScore {
         InsecureScore::OneMinusSoftmaxOf(
             find(&["safe", "secure", "benign", "clean", "LABEL_0"]).unwrap_or(0),
         )
+    }
+
+    /// Whether an example labelled `label` counts as insecure: label 1 for one logit
+    /// (its regression target), the insecure label, or any label but the safe one.
+    pub(crate) fn is_insecure(self, label: usize) -> bool {
+        match self {
+            InsecureScore::Sigmoid => label == 1,
+            InsecureScore::SoftmaxOf(i) => label == i,
+            InsecureScore::OneMinusSoftmaxOf(i) => label != i,
+        }
     }
 
     fn probability(self, logits: &[f32]) -> f32 {

@@ -16,6 +16,7 @@ mod explain;
 mod fuzz_regressions;
 mod header;
 mod hostile_input;
+mod metrics;
 mod parity;
 mod scan_cache;
 mod snapshots;

@@ -190,6 +190,13 @@ fn icd_outputs_match_their_snapshots() {
             with_model(&["evaluate", "data.jsonl", "--predictions", "out/predictions.txt"]),
         ),
         (
+            "evaluate_table_unmet_target",
+            with_model(&[
+                "evaluate", "data.jsonl", "--predictions", "out/predictions.txt", "--format",
+                "table", "--target-precision", "0.99",
+            ]),
+        ),
+        (
             "error_threshold",
             with_model(&["scan", ".", "--threshold", "1.5"]),
         ),

@@ -67,8 +67,9 @@ pub enum Command {
     /// Classify one function from FILE (or stdin), or every function of a
     /// CodeXGLUE jsonl file.
     Classify(ClassifyArgs),
-    /// Accuracy, precision, recall, F1 and the confusion matrix on CodeXGLUE
-    /// defect-detection jsonl (with `target` labels); writes predictions.txt.
+    /// Metrics on labelled CodeXGLUE defect-detection jsonl: accuracy, precision,
+    /// recall, F1, the confusion matrix, the loss, ROC and PR AUC, Brier score,
+    /// calibration error, VD-S; writes predictions.txt.
     Evaluate(EvaluateArgs),
     /// Convert a hub checkpoint's pytorch_model.bin to model.safetensors.
     Convert(ConvertArgs),
@@ -185,11 +186,49 @@ pub struct ClassifyArgs {
 
 #[derive(Args)]
 pub struct EvaluateArgs {
-    /// CodeXGLUE defect-detection jsonl: one {"idx", "func", "target"} object a line.
+    /// CodeXGLUE defect-detection jsonl: one {"idx", "func", "target"} object a line,
+    /// `target` one of the checkpoint's labels (1 = insecure for two labels).
     pub data: PathBuf,
     /// Where to write the predictions in the CodeXGLUE evaluator's format.
     #[arg(long, default_value = "predictions.txt")]
     pub predictions: PathBuf,
+    /// A JSON object, or a table saying what each metric means.
+    #[arg(long, value_enum, default_value_t = EvaluateFormat::Json)]
+    pub format: EvaluateFormat,
+    /// Insecure probability at or above which a function is predicted insecure, for
+    /// the confusion matrix and the predictions file.
+    #[arg(long, default_value_t = 0.5, value_parser = probability)]
+    pub threshold: f64,
+    /// Also report the threshold with the most recall whose precision on the data is
+    /// at least this.
+    #[arg(long, value_parser = share, conflicts_with = "target_recall")]
+    pub target_precision: Option<f64>,
+    /// Also report the threshold with the most precision whose recall on the data is
+    /// at least this.
+    #[arg(long, value_parser = share)]
+    pub target_recall: Option<f64>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum EvaluateFormat {
+    Table,
+    Json,
+}
+
+/// A probability in [0, 1].
+fn probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{text:?} is not a probability in [0, 1]")),
+    }
+}
+
+/// A share in (0, 1]: a precision or recall target.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 1.0 => Ok(p),
+        _ => Err(format!("{text:?} is not a share in (0, 1]")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -207,7 +246,6 @@ pub struct ConvertArgs {
     #[arg(long, value_enum, default_value_t = ConvertDtype::F32)]
     pub dtype: ConvertDtype,
 }
-
 
 /// `icd --version`: the version, the backends compiled in, this CPU's features and
 /// what each precision runs on the default CPU backend.

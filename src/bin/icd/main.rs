@@ -14,6 +14,7 @@ mod codexglue;
 mod commands;
 mod detector;
 mod emit;
+mod evaluation_report;
 mod flags;
 mod output;
 mod report;
@@ -31,7 +32,6 @@ impl<E: std::fmt::Display> From<E> for Failure {
         Failure(e.to_string())
     }
 }
-
 
 fn main() -> ExitCode {
     let cli = match Cli::command()
