@@ -373,3 +373,56 @@ fn icd_evaluate_refuses_labels_the_checkpoint_does_not_have() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no rows"));
 }
+
+#[test]
+fn icd_evaluate_plot_draws_both_curves_as_svg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = labelled_data("roberta-2-labels", tmp.path()).display().to_string();
+    let model = fixture("roberta-2-labels").display().to_string();
+    let predictions = tmp.path().join("predictions.txt").display().to_string();
+    let plot = tmp.path().join("evaluation.svg");
+    let out = icd(&[
+        "--model", &model, "evaluate", &data, "--predictions", &predictions, "--plot",
+        &plot.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    let document = roxmltree::Document::parse(&svg).expect("the plot is well-formed XML");
+    let root = document.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    let texts: Vec<&str> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    for caption in ["Precision-recall", "Reliability (15 bins)", "recall", "share insecure"] {
+        assert!(texts.contains(&caption), "no {caption:?} in {texts:?}");
+    }
+    // One polyline per curve drawn: the base rate, the model's precision-recall steps
+    // (recall 0, then two corners per distinct score), the diagonal and the
+    // reliability curve (one point per non-empty bin).
+    let reference = read_json(&fixture("roberta-2-labels").join("evaluation.json"));
+    let mut logits: Vec<String> = reference["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["logits"].to_string())
+        .collect();
+    logits.sort();
+    logits.dedup();
+    let distinct_scores = logits.len();
+    let lengths: Vec<usize> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .map(|n| n.attribute("points").unwrap_or("").split_whitespace().count())
+        .collect();
+    assert!(
+        lengths.contains(&(2 * distinct_scores + 1)),
+        "no polyline of {} points among {lengths:?}",
+        2 * distinct_scores + 1
+    );
+    let out = icd(&["evaluate", &data, "--plot", "curve.png"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name a .svg file"));
+}

@@ -207,6 +207,10 @@ pub struct EvaluateArgs {
     /// at least this.
     #[arg(long, value_parser = share)]
     pub target_recall: Option<f64>,
+    /// Also draw the precision-recall curve and the reliability diagram into this SVG
+    /// file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]

@@ -14,6 +14,7 @@ mod codexglue;
 mod commands;
 mod detector;
 mod emit;
+mod evaluation_plot;
 mod evaluation_report;
 mod flags;
 mod output;

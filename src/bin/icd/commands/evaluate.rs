@@ -5,6 +5,7 @@ use insecure_code_detector::evaluation::{threshold_for, Evaluation, Target};
 
 use crate::codexglue::read_jsonl;
 use crate::detector::load_detector;
+use crate::evaluation_plot::evaluation_svg;
 use crate::evaluation_report::{EvaluationReport, TargetPoint};
 use crate::flags::{EvaluateArgs, EvaluateFormat, ModelArgs};
 use crate::output::write_output;
@@ -12,6 +13,17 @@ use crate::settings::Settings;
 use crate::Failure;
 
 pub fn run(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
+    if let Some(plot) = &args.plot {
+        if !plot
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+        {
+            return Err(Failure(format!(
+                "--plot {}: the plot is drawn as SVG; name a .svg file",
+                plot.display()
+            )));
+        }
+    }
     let rows = read_jsonl(&args.data)?;
     if rows.is_empty() {
         return Err(Failure(format!(
@@ -73,6 +85,10 @@ pub fn run(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
     }
     write_output(&args.predictions, &[&args.data], predictions.as_bytes())?;
     let scored = evaluation.scored()?;
+    if let Some(plot) = &args.plot {
+        let svg = evaluation_svg(&scored, threshold)?;
+        write_output(plot, &[&args.data, &args.predictions], svg.as_bytes())?;
+    }
     let target = match (args.target_precision, args.target_recall) {
         (Some(p), _) => Some(Target::Precision(p)),
         (_, Some(r)) => Some(Target::Recall(r)),
