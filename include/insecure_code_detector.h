@@ -281,6 +281,32 @@ enum icd_status icd_detector_open(const char *model_dir,
                                   struct icd_detector **detector_out,
                                   struct icd_error **error_out);
 
+// `icd_detector_open`, with insecure probabilities calibrated by the file that `icd
+// calibrate` wrote at `calibration`/`calibration_len` (bytes of a path; NULL with
+// length 0 for none). The file must have been fitted for this checkpoint: another
+// checkpoint's, a malformed file or another version fails with `ICD_ERR_CONFIG`,
+// naming the file. `icd_detector_threshold` gives the file's threshold.
+//
+// # Safety
+// As `icd_detector_open`; `calibration` NULL or `calibration_len` readable bytes.
+enum icd_status icd_detector_open_calibrated(const char *model_dir,
+                                             size_t model_dir_len,
+                                             const char *backend,
+                                             size_t backend_len,
+                                             const struct icd_options *options,
+                                             const char *calibration,
+                                             size_t calibration_len,
+                                             struct icd_detector **detector_out,
+                                             struct icd_error **error_out);
+
+// The threshold of the calibration file the detector was opened with: flag a function
+// whose insecure probability is at or above it. NaN where the detector has no
+// calibration, or its file sets no threshold, or `detector` is NULL.
+//
+// # Safety
+// `detector` must be NULL or a live handle.
+double icd_detector_threshold(const struct icd_detector *detector);
+
 // Releases a detector. NULL is ignored. The handle must not be used afterwards, nor
 // freed while another thread is using it.
 //

@@ -186,6 +186,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A calibration file is malformed, of another version, or fitted for another
+    /// checkpoint.
+    #[error("calibration {}: {message}", path.display())]
+    Calibration {
+        /// The calibration file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// The model failed while running: a backend error or an internal invariant.
     #[error("inference failed: {0}")]
     Inference(String),

@@ -21,12 +21,13 @@
 #![warn(missing_docs)]
 
 // The public API is what `pub use` names below, and the modules marked `pub`: the
-// prediction cache, evaluation on labelled data, checkpoint resolution, untrusted-file
-// handling, report escaping and function finding, which the `icd` tool and other front
-// ends build on. Everything else is the implementation.
+// prediction cache, calibration, evaluation on labelled data, checkpoint resolution,
+// untrusted-file handling, report escaping and function finding, which the `icd` tool
+// and other front ends build on. Everything else is the implementation.
 mod backend;
 #[cfg(feature = "cache")]
 pub mod cache;
+pub mod calibration;
 mod call_rows;
 mod config;
 mod cpu;

@@ -8,6 +8,7 @@ use burn::tensor::Device;
 use super::prediction::Labels;
 use super::{CallShapes, Detector, Precision, Preprocessing};
 use crate::backend::Backend;
+use crate::calibration::{Calibration, CalibrationFile};
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
 use crate::execution::ExecutionPlan;
@@ -25,6 +26,7 @@ pub struct DetectorBuilder {
     preprocessing: Preprocessing,
     weights: Option<PathBuf>,
     precision: Precision,
+    calibration: Option<Calibration>,
 }
 
 impl DetectorBuilder {
@@ -38,6 +40,7 @@ impl DetectorBuilder {
             preprocessing: Preprocessing::Raw,
             weights: None,
             precision: Precision::F32,
+            calibration: None,
         }
     }
 
@@ -70,6 +73,14 @@ impl DetectorBuilder {
     /// matches transformers).
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// Report insecure probabilities calibrated by `calibration` (default: none, the
+    /// model's softmax). The logits are unchanged; a calibration whose method does not
+    /// fit the checkpoint's label count fails the build.
+    pub fn calibration(mut self, calibration: Option<Calibration>) -> Self {
+        self.calibration = calibration;
         self
     }
 
@@ -165,7 +176,7 @@ impl DetectorBuilder {
             call_shapes,
             model,
             tokenizer,
-            labels: Labels::new(&config.id2label),
+            labels: Labels::new(&config.id2label).calibrated(self.calibration)?,
             config,
             device,
             backend,
@@ -231,11 +242,49 @@ impl DetectorBuilder {
         Ok(files)
     }
 
+    /// Reads the calibration file at `path` and checks that it was fitted for this
+    /// builder's checkpoint (its [`checkpoint_sha256`](Self::checkpoint_sha256) and
+    /// labels), naming both where it was not. Apply it with
+    /// [`calibration`](Self::calibration).
+    pub fn read_calibration(&self, path: &Path) -> Result<CalibrationFile> {
+        let file = CalibrationFile::read(path)?;
+        let config = RobertaConfig::from_file(&self.model_dir.join("config.json"))?;
+        file.check_checkpoint(path, &self.checkpoint_sha256()?, &config.id2label)?;
+        Ok(file)
+    }
+
+    /// SHA-256 over the [`checkpoint_files`](Self::checkpoint_files), each as its
+    /// file name, a newline and its contents' digest, in lower-case hex: what a
+    /// calibration file names its checkpoint by. Reads every file whole.
+    pub fn checkpoint_sha256(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for path in self.checkpoint_files()? {
+            // Untrusted, as at load: a FIFO is refused, not waited on.
+            let (mut file, _) =
+                crate::files::open_untrusted(&path, crate::files::WEIGHTS_LIMIT, "checkpoint file")?;
+            let mut contents = Sha256::new();
+            std::io::copy(&mut file, &mut contents).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            hash.update(format!("{name}\n"));
+            hash.update(contents.finalize());
+        }
+        Ok(hash
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+
     /// Everything besides the checkpoint's files that decides the detector's results,
     /// as one line: the backend, the execution plan it will choose on this machine, the
-    /// precision, the preprocessing and the token limit (`backend=flex plan=kernel
-    /// f32-avx2 (AVX2+FMA) precision=f32 preprocessing=raw max_tokens=512`). The batch
-    /// size is not in it: results do not depend on it.
+    /// precision, the preprocessing, the token limit and the calibration where there is
+    /// one (`backend=flex plan=kernel f32-avx2 (AVX2+FMA) precision=f32
+    /// preprocessing=raw max_tokens=512`). The batch size is not in it: results do not
+    /// depend on it.
     pub fn settings(&self) -> Result<String> {
         let backend = match self.backend {
             // `auto` is what it resolves to here, which opening the device tells.
@@ -244,13 +293,18 @@ impl DetectorBuilder {
             None => Backend::default_cpu()?,
         };
         let plan = ExecutionPlan::choose(self.precision, backend)?;
-        Ok(format!(
+        let mut settings = format!(
             "backend={} plan={plan} precision={} preprocessing={} max_tokens={}",
             backend.name(),
             self.precision.name(),
             self.preprocessing.name(),
             self.resolved_max_tokens()?
-        ))
+        );
+        // The best window of a long function is picked by calibrated probability.
+        if let Some(calibration) = &self.calibration {
+            settings += &format!(" calibration={calibration}");
+        }
+        Ok(settings)
     }
 
     /// The backend opened and the model loaded on it, packed for this crate's CPU

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::backend::{panic_message, Backend};
+use crate::calibration::Calibration;
 use crate::config::RobertaConfig;
 use crate::error::{Error, Result};
 use crate::execution::ExecutionPlan;
@@ -171,6 +172,11 @@ impl Detector {
     /// Label names by index.
     pub fn labels(&self) -> &[String] {
         &self.config.id2label
+    }
+
+    /// The calibration applied to insecure probabilities, if any.
+    pub fn calibration(&self) -> Option<Calibration> {
+        self.labels.calibration()
     }
 
     /// The backend the model runs on.

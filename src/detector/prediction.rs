@@ -1,6 +1,7 @@
 //! What a detector returns, and how it is read off the logits: the label (argmax) and
 //! its name, and the insecure probability for one, two or more labels.
 
+use crate::calibration::Calibration;
 use crate::error::{Error, Result};
 
 /// The classifier's verdict on one function. Serializes (serde) field by field, with
@@ -46,13 +47,27 @@ impl Prediction {
         tokens: usize,
         truncated: bool,
     ) -> Result<Prediction> {
+        Self::calibrated_from_logits(labels, None, logits, tokens, truncated)
+    }
+
+    /// [`from_logits`](Self::from_logits) with the insecure probability calibrated by
+    /// `calibration`, as a detector built with it gives.
+    pub fn calibrated_from_logits(
+        labels: &[String],
+        calibration: Option<&Calibration>,
+        logits: &[f32],
+        tokens: usize,
+        truncated: bool,
+    ) -> Result<Prediction> {
         if logits.len() != labels.len() || labels.is_empty() {
             return Err(Error::InvalidArgument {
                 argument: "logits",
                 message: format!("has {} values for {} labels", logits.len(), labels.len()),
             });
         }
-        Labels::new(labels).prediction(0, logits, tokens, truncated)
+        Labels::new(labels)
+            .calibrated(calibration.copied())?
+            .prediction(0, logits, tokens, truncated)
     }
 }
 
@@ -76,6 +91,7 @@ pub struct WindowedPrediction {
 pub(crate) struct Labels {
     names: Vec<String>,
     insecure: InsecureScore,
+    calibration: Option<Calibration>,
 }
 
 impl Labels {
@@ -84,7 +100,23 @@ impl Labels {
         Self {
             names: names.to_vec(),
             insecure: InsecureScore::for_labels(names),
+            calibration: None,
         }
+    }
+
+    /// These labels with insecure probabilities calibrated by `calibration` (checked
+    /// against the label count).
+    pub(crate) fn calibrated(mut self, calibration: Option<Calibration>) -> Result<Self> {
+        if let Some(c) = &calibration {
+            c.check(self.names.len())?;
+        }
+        self.calibration = calibration;
+        Ok(self)
+    }
+
+    /// The calibration applied, if any.
+    pub(crate) fn calibration(&self) -> Option<Calibration> {
+        self.calibration
     }
 
     /// The prediction for an input of `tokens` tokens (`truncated` if it was cut) whose
@@ -110,10 +142,17 @@ impl Labels {
             .iter()
             .enumerate()
             .fold(0, |best, (i, &l)| if l > logits[best] { i } else { best });
+        let insecure_probability = self.insecure.calibrated(logits, self.calibration.as_ref());
+        if !insecure_probability.is_finite() {
+            return Err(Error::NonFiniteLogits {
+                input,
+                logits: logits.to_vec(),
+            });
+        }
         Ok(Prediction {
             label,
             label_name: self.names[label].clone(),
-            insecure_probability: self.insecure.probability(logits),
+            insecure_probability,
             logits: logits.to_vec(),
             tokens,
             truncated,
@@ -157,6 +196,55 @@ impl InsecureScore {
             InsecureScore::Sigmoid => label == 1,
             InsecureScore::SoftmaxOf(i) => label == i,
             InsecureScore::OneMinusSoftmaxOf(i) => label != i,
+        }
+    }
+
+    /// The insecure probability, calibrated where `calibration` is given.
+    pub(crate) fn calibrated(self, logits: &[f32], calibration: Option<&Calibration>) -> f32 {
+        match calibration {
+            None => self.probability(logits),
+            Some(Calibration::Temperature { temperature }) => {
+                // In f64: logits divided by a small temperature can pass f32's range.
+                let z: Vec<f64> = logits.iter().map(|&l| f64::from(l) / temperature).collect();
+                let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = z.iter().map(|l| (l - max).exp()).sum();
+                let softmax = |i: usize| (z[i] - max).exp() / sum;
+                (match self {
+                    InsecureScore::Sigmoid => 1.0 / (1.0 + (-z[0]).exp()),
+                    InsecureScore::SoftmaxOf(i) => softmax(i),
+                    InsecureScore::OneMinusSoftmaxOf(i) => 1.0 - softmax(i),
+                }) as f32
+            }
+            Some(platt) => platt
+                .platt_probability(self.log_odds(logits))
+                .unwrap_or_default() as f32,
+        }
+    }
+
+    /// ln(p / (1 - p)) of the uncalibrated insecure probability p, computed from the
+    /// logits without forming p: for two labels the logit margin, for one the logit.
+    pub(crate) fn log_odds(self, logits: &[f32]) -> f64 {
+        let z: Vec<f64> = logits.iter().map(|&l| f64::from(l)).collect();
+        // ln of the sum of e^z over every label but `i`.
+        let others = |i: usize| {
+            let max = z
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, &l)| l)
+                .fold(f64::NEG_INFINITY, f64::max);
+            max + z
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, &l)| (l - max).exp())
+                .sum::<f64>()
+                .ln()
+        };
+        match self {
+            InsecureScore::Sigmoid => z[0],
+            InsecureScore::SoftmaxOf(i) => z[i] - others(i),
+            InsecureScore::OneMinusSoftmaxOf(i) => others(i) - z[i],
         }
     }
 

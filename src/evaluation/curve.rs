@@ -42,8 +42,8 @@ impl<'a> Scored<'a> {
         self.scores
     }
 
-    /// Whether each example is positive.
-    pub fn positives(&self) -> &'a [bool] {
+    /// Whether each example is insecure.
+    pub fn insecure(&self) -> &'a [bool] {
         self.positives
     }
 

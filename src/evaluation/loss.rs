@@ -13,8 +13,8 @@ pub enum ProblemType {
     /// One class per example: cross-entropy of the softmax. The default for two or more
     /// labels with class-index labels, as CodeXGLUE's.
     SingleLabelClassification,
-    /// Each label a yes/no: binary cross-entropy of each logit's sigmoid, averaged over
-    /// the labels; a class index stands for its one-hot vector.
+    /// Each label a yes/no (binary cross-entropy of each logit's sigmoid): no loss
+    /// against one class index, so not evaluated here.
     MultiLabelClassification,
 }
 
@@ -38,8 +38,35 @@ impl ProblemType {
     }
 }
 
-/// The labels a checkpoint of `num_labels` labels takes: class indices, and 0 or 1 for
-/// a one-label checkpoint (its logit regressed onto the label).
+impl ProblemType {
+    /// Fails unless a checkpoint of `num_labels` labels trained for this problem type
+    /// has a loss against one class index per example: regression needs one logit,
+    /// single-label classification two or more, and a multi-label checkpoint takes a
+    /// yes/no per label rather than a class index (transformers refuses class indices
+    /// there too).
+    pub fn check(self, num_labels: usize) -> Result<()> {
+        let message = match self {
+            ProblemType::Regression if num_labels != 1 => format!(
+                "regression with {num_labels} logits takes one target per logit, not a class \
+                 index"
+            ),
+            ProblemType::SingleLabelClassification if num_labels < 2 => {
+                "single-label classification with one logit has no class to choose".into()
+            }
+            ProblemType::MultiLabelClassification => {
+                "a multi-label checkpoint takes a yes/no per label, not one class index".into()
+            }
+            _ => return Ok(()),
+        };
+        Err(Error::InvalidArgument {
+            argument: "problem_type",
+            message,
+        })
+    }
+}
+
+/// The labels a checkpoint of `num_labels` labels takes as class indices: 0 to
+/// `num_labels - 1`, and 0 or 1 for a one-logit checkpoint (its regression target).
 pub fn check_label(num_labels: usize, label: usize) -> Result<()> {
     let labels = num_labels.max(2);
     if label < labels {
@@ -47,22 +74,24 @@ pub fn check_label(num_labels: usize, label: usize) -> Result<()> {
     } else {
         Err(Error::InvalidArgument {
             argument: "label",
-            message: format!(
-                "is {label}, but the checkpoint's labels are 0 to {} ({num_labels} label{})",
-                labels - 1,
-                if num_labels == 1 {
-                    ", read as 0 or 1"
-                } else {
-                    "s"
-                }
-            ),
+            message: format!("is {label}, expected {}", label_range(num_labels)),
         })
+    }
+}
+
+/// The class indices a checkpoint of `num_labels` labels takes, in words.
+pub fn label_range(num_labels: usize) -> String {
+    match num_labels {
+        0..=2 => "0 or 1".into(),
+        n => format!("0 to {}", n - 1),
     }
 }
 
 /// The loss of one example whose logits are `logits` against `label`, computed as
 /// transformers computes it for `problem` (in f64: the mean of many stays exact).
+/// Fails where `problem` has no loss for a class index ([`ProblemType::check`]).
 pub fn loss(problem: ProblemType, logits: &[f32], label: usize) -> Result<f64> {
+    problem.check(logits.len())?;
     check_label(logits.len(), label)?;
     if logits.iter().any(|l| !l.is_finite()) {
         return Err(Error::InvalidArgument {
@@ -71,34 +100,14 @@ pub fn loss(problem: ProblemType, logits: &[f32], label: usize) -> Result<f64> {
         });
     }
     let logits: Vec<f64> = logits.iter().map(|&l| f64::from(l)).collect();
-    match problem {
-        ProblemType::Regression if logits.len() == 1 => Ok((logits[0] - label as f64).powi(2)),
-        ProblemType::Regression => Err(Error::InvalidArgument {
-            argument: "label",
-            message: format!(
-                "a regression checkpoint with {} logits takes one target per logit, not a \
-                 class index",
-                logits.len()
-            ),
-        }),
-        ProblemType::SingleLabelClassification => {
+    Ok(match problem {
+        ProblemType::Regression => (logits[0] - label as f64).powi(2),
+        _ => {
             let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let log_sum_exp = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
-            Ok(log_sum_exp - logits[label])
+            log_sum_exp - logits[label]
         }
-        ProblemType::MultiLabelClassification => {
-            // BCEWithLogits, stable form: max(x, 0) - x * y + ln(1 + e^-|x|).
-            let sum: f64 = logits
-                .iter()
-                .enumerate()
-                .map(|(i, &x)| {
-                    let y = f64::from(u8::from(i == label));
-                    x.max(0.0) - x * y + (-x.abs()).exp().ln_1p()
-                })
-                .sum();
-            Ok(sum / logits.len() as f64)
-        }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -117,16 +126,21 @@ mod tests {
     }
 
     #[test]
-    fn binary_cross_entropy_averages_over_the_labels() {
-        // At logit 0 each label's sigmoid is 0.5: ln 2 whatever the target.
-        let l = loss(ProblemType::MultiLabelClassification, &[0.0, 0.0], 1).unwrap();
-        assert!((l - 2f64.ln()).abs() < 1e-12);
+    fn problem_types_without_a_class_index_loss_are_refused() {
+        for (problem, logits) in [
+            (ProblemType::MultiLabelClassification, &[0.3f32, -0.2][..]),
+            (ProblemType::SingleLabelClassification, &[0.3][..]),
+            (ProblemType::Regression, &[0.3, -0.2][..]),
+        ] {
+            let err = loss(problem, logits, 0).unwrap_err();
+            assert!(err.to_string().contains("problem_type"), "{problem:?}: {err}");
+        }
     }
 
     #[test]
     fn a_label_outside_the_checkpoint_is_refused_by_name() {
         let err = loss(ProblemType::SingleLabelClassification, &[0.0, 1.0], 2).unwrap_err();
-        assert!(err.to_string().contains("`label`: is 2"), "{err}");
+        assert!(err.to_string().contains("`label`: is 2, expected 0 or 1"), "{err}");
         let err = loss(ProblemType::Regression, &[0.5], 2).unwrap_err();
         assert!(err.to_string().contains("0 or 1"), "{err}");
     }

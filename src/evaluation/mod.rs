@@ -21,7 +21,7 @@ mod ranking;
 mod reliability;
 
 pub use curve::{Confusion, Scored};
-pub use loss::{check_label, loss, ProblemType};
+pub use loss::{check_label, label_range, loss, ProblemType};
 pub use operating_point::{
     operating_points, threshold_for, vd_s, OperatingPoint, Target, VD_S_FALSE_POSITIVE_RATE,
 };
@@ -30,6 +30,7 @@ pub use reliability::{
     brier, expected_calibration_error, reliability_bins, ReliabilityBin, CALIBRATION_BINS,
 };
 
+use crate::calibration::{fit_platt, fit_temperature, Calibration, Fit};
 use crate::detector::InsecureScore;
 use crate::{Prediction, Result, RobertaConfig};
 
@@ -97,18 +98,26 @@ pub struct Evaluation {
     insecure: InsecureScore,
     scores: Vec<f64>,
     positives: Vec<bool>,
+    logits: Vec<Vec<f32>>,
+    labels: Vec<usize>,
     loss_sum: f64,
 }
 
 impl Evaluation {
     /// An empty evaluation for the checkpoint configured by `config`.
+    /// Fails for a checkpoint whose problem type has no loss against one class index
+    /// per example ([`ProblemType::check`]).
     pub fn new(config: &RobertaConfig) -> Result<Evaluation> {
+        let problem = ProblemType::of(config)?;
+        problem.check(config.num_labels)?;
         Ok(Evaluation {
-            problem: ProblemType::of(config)?,
+            problem,
             num_labels: config.num_labels,
             insecure: InsecureScore::for_labels(&config.id2label),
             scores: Vec::new(),
             positives: Vec::new(),
+            logits: Vec::new(),
+            labels: Vec::new(),
             loss_sum: 0.0,
         })
     }
@@ -127,8 +136,38 @@ impl Evaluation {
         let loss = loss(self.problem, &prediction.logits, label)?;
         self.scores.push(f64::from(prediction.insecure_probability));
         self.positives.push(insecure);
+        self.logits.push(prediction.logits.clone());
+        self.labels.push(label);
         self.loss_sum += loss;
         Ok(loss)
+    }
+
+    /// The calibration that maximises the likelihood of the labels: Platt scaling of
+    /// the log-odds for one or two labels (of insecure against secure), temperature
+    /// scaling of the logits for more (of the labels themselves). Fitted on the model's
+    /// logits, whatever calibration made the pushed predictions' probabilities.
+    pub fn fit_calibration(&self) -> Result<Fit> {
+        if self.num_labels <= 2 {
+            let log_odds: Vec<f64> = self.logits.iter().map(|l| self.insecure.log_odds(l)).collect();
+            fit_platt(&log_odds, &self.positives)
+        } else {
+            fit_temperature(&self.logits, &self.labels)
+        }
+    }
+
+    /// This evaluation with every insecure probability recomputed under `calibration`
+    /// (`None`: the model's own); the logits, labels and loss are unchanged.
+    pub fn recalibrated(&self, calibration: Option<&Calibration>) -> Result<Evaluation> {
+        if let Some(c) = calibration {
+            c.check(self.num_labels)?;
+        }
+        let mut out = self.clone();
+        out.scores = self
+            .logits
+            .iter()
+            .map(|l| f64::from(self.insecure.calibrated(l, calibration)))
+            .collect();
+        Ok(out)
     }
 
     /// Examples added.

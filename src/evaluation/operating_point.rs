@@ -189,5 +189,14 @@ mod tests {
         // At 0.92: one negative flagged, two of four positives found.
         assert_eq!(vd_s(&data), Some(0.5));
         assert_eq!(vd_s(&Scored::new(&[0.3], &[true]).unwrap()), None);
+        // Exactly at the budget: 1 negative in 200 is 0.5%, which is allowed, so the
+        // threshold 0.8 finds both positives (`<` would stop at 0.95, missing half).
+        let mut scores = vec![0.1; 200];
+        scores[0] = 0.9;
+        scores.extend([0.95, 0.8]);
+        let mut positives = vec![false; 200];
+        positives.extend([true, true]);
+        let data = Scored::new(&scores, &positives).unwrap();
+        assert_eq!(vd_s(&data), Some(0.0));
     }
 }

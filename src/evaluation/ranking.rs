@@ -7,7 +7,7 @@ use super::curve::{ratio, Scored};
 /// Area under the ROC curve (true-positive rate against false-positive rate, the
 /// trapezoidal rule through every distinct score): the chance that a random insecure
 /// function scores above a random secure one, ties counting half. `None` when the data
-/// hold one class only, where scikit-learn raises.
+/// hold one class only (scikit-learn warns and returns NaN).
 pub fn roc_auc(data: &Scored) -> Option<f64> {
     let (positives, negatives) = (data.positive_count(), data.negative_count());
     if positives == 0 || negatives == 0 {
@@ -26,7 +26,8 @@ pub fn roc_auc(data: &Scored) -> Option<f64> {
 
 /// Average precision, the area under the precision-recall curve as scikit-learn
 /// computes it: the precision at each distinct score weighted by the recall it adds,
-/// with no interpolation. `None` when no example is positive.
+/// with no interpolation. `None` when no example is positive (scikit-learn warns and
+/// returns 0).
 pub fn average_precision(data: &Scored) -> Option<f64> {
     let positives = data.positive_count();
     if positives == 0 {

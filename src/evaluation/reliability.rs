@@ -14,7 +14,7 @@ pub fn brier(data: &Scored) -> f64 {
     let sum: f64 = data
         .scores()
         .iter()
-        .zip(data.positives())
+        .zip(data.insecure())
         .map(|(&s, &positive)| (s - f64::from(u8::from(positive))).powi(2))
         .sum();
     sum / data.len() as f64
@@ -45,7 +45,7 @@ pub fn reliability_bins(data: &Scored, bins: usize) -> Vec<ReliabilityBin> {
     let mut counts = vec![0usize; bins];
     let mut sums = vec![0.0f64; bins];
     let mut positives = vec![0usize; bins];
-    for (&s, &positive) in data.scores().iter().zip(data.positives()) {
+    for (&s, &positive) in data.scores().iter().zip(data.insecure()) {
         // Inner edges strictly below s.
         let bin = (1..bins).take_while(|&k| edge(k) < s).count();
         counts[bin] += 1;

@@ -45,6 +45,8 @@ pub struct icd_detector {
     pub(super) label_names: Vec<CString>,
     /// What the model runs on, NUL-terminated, for `icd_detector_execution`.
     execution: CString,
+    /// The calibration file's threshold, for `icd_detector_threshold`.
+    threshold: Option<f64>,
 }
 
 /// Loads a checkpoint directory.
@@ -66,6 +68,42 @@ pub unsafe extern "C" fn icd_detector_open(
     backend: *const c_char,
     backend_len: usize,
     options: *const icd_options,
+    detector_out: *mut *mut icd_detector,
+    error_out: *mut *mut icd_error,
+) -> icd_status {
+    // SAFETY: the caller's contract is this function's, less the calibration.
+    unsafe {
+        icd_detector_open_calibrated(
+            model_dir,
+            model_dir_len,
+            backend,
+            backend_len,
+            options,
+            ptr::null(),
+            0,
+            detector_out,
+            error_out,
+        )
+    }
+}
+
+/// `icd_detector_open`, with insecure probabilities calibrated by the file that `icd
+/// calibrate` wrote at `calibration`/`calibration_len` (bytes of a path; NULL with
+/// length 0 for none). The file must have been fitted for this checkpoint: another
+/// checkpoint's, a malformed file or another version fails with `ICD_ERR_CONFIG`,
+/// naming the file. `icd_detector_threshold` gives the file's threshold.
+///
+/// # Safety
+/// As `icd_detector_open`; `calibration` NULL or `calibration_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_open_calibrated(
+    model_dir: *const c_char,
+    model_dir_len: usize,
+    backend: *const c_char,
+    backend_len: usize,
+    options: *const icd_options,
+    calibration: *const c_char,
+    calibration_len: usize,
     detector_out: *mut *mut icd_detector,
     error_out: *mut *mut icd_error,
 ) -> icd_status {
@@ -111,6 +149,14 @@ pub unsafe extern "C" fn icd_detector_open(
                 ),
             })?;
         builder = builder.preprocessing(preprocessing).precision(precision);
+        let mut threshold = None;
+        if !calibration.is_null() || calibration_len != 0 {
+            // SAFETY: NULL or `calibration_len` readable bytes (the contract).
+            let path = unsafe { path_arg(calibration, calibration_len, "calibration") }?;
+            let file = builder.read_calibration(&path)?;
+            threshold = file.threshold;
+            builder = builder.calibration(Some(file.calibration));
+        }
         let detector = builder.build()?;
         let label_names = detector
             .labels()
@@ -123,6 +169,7 @@ pub unsafe extern "C" fn icd_detector_open(
             detector,
             label_names,
             execution,
+            threshold,
         }));
         // SAFETY: not NULL (checked) and writable (the contract).
         unsafe { detector_out.write(handle) };
@@ -130,6 +177,18 @@ pub unsafe extern "C" fn icd_detector_open(
     };
     // SAFETY: `error_out` is NULL or writable (the contract).
     unsafe { guard(error_out, body) }
+}
+
+/// The threshold of the calibration file the detector was opened with: flag a function
+/// whose insecure probability is at or above it. NaN where the detector has no
+/// calibration, or its file sets no threshold, or `detector` is NULL.
+///
+/// # Safety
+/// `detector` must be NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn icd_detector_threshold(detector: *const icd_detector) -> f64 {
+    // SAFETY: NULL or a live handle (the contract).
+    unsafe { read_handle(detector, f64::NAN, |d| d.threshold.unwrap_or(f64::NAN)) }
 }
 
 /// Releases a detector. NULL is ignored. The handle must not be used afterwards, nor

@@ -118,7 +118,8 @@ impl From<Error> for CallError {
             | Error::Cache { .. } => icd_status::ICD_ERR_IO,
             Error::ConfigParse { .. }
             | Error::ConfigValue { .. }
-            | Error::UnsupportedModel { .. } => icd_status::ICD_ERR_CONFIG,
+            | Error::UnsupportedModel { .. }
+            | Error::Calibration { .. } => icd_status::ICD_ERR_CONFIG,
             Error::Tokenizer { .. } => icd_status::ICD_ERR_TOKENIZER,
             Error::WeightsFormat { .. }
             | Error::MissingTensor { .. }

@@ -557,7 +557,7 @@ fn threads_and_evaluate_rows_are_validated() {
     for (rows, expected) in [
         ("{\"idx\": 0, \"func\": \"int a;\", \"target\": 1}\n{\"idx\": 1, \"func\": \"int b;\", \"target\": 7}\n", "data.jsonl:2: `target` is 7, expected 0 or 1"),
         ("{\"idx\": 1.5, \"func\": \"int a;\", \"target\": 0}\n", "data.jsonl:1: `idx` is 1.5, expected an integer"),
-        ("{\"idx\": 3, \"func\": \"int a;\"}\n", "data.jsonl:1: `target` is null, expected a label index"),
+        ("{\"idx\": 3, \"func\": \"int a;\"}\n", "data.jsonl:1: `target` is null, expected 0 or 1"),
     ] {
         let data = tmp.path().join("data.jsonl");
         std::fs::write(&data, rows).unwrap();

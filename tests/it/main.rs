@@ -7,6 +7,7 @@
 mod common;
 
 mod bad_checkpoints;
+mod calibration;
 mod c_api;
 mod c_install;
 mod ci_scan;

@@ -6,7 +6,8 @@
 use std::process::Command;
 
 use insecure_code_detector::evaluation::{
-    threshold_for, Evaluation, Metrics, OperatingPoint, ProblemType, Scored, Target,
+    reliability_bins, threshold_for, Evaluation, Metrics, OperatingPoint, ProblemType, Scored,
+    Target, CALIBRATION_BINS,
 };
 use insecure_code_detector::{Prediction, RobertaConfig};
 use serde_json::Value;
@@ -70,6 +71,27 @@ fn assert_metrics(metrics: &Metrics, want: &Value, tolerance: f64) {
     close("vd_s", metrics.vd_s.unwrap(), &want["vd_s"], tolerance);
 }
 
+/// The non-empty calibration bins against calibration_curve's, bin by bin: where each
+/// probability falls, not only the error they sum to.
+fn assert_reliability(data: &Scored, want: &Value, tolerance: f64) {
+    let bins: Vec<_> = reliability_bins(data, CALIBRATION_BINS)
+        .into_iter()
+        .filter(|b| b.count > 0)
+        .collect();
+    let want = &want["reliability"];
+    let counts: Vec<usize> = want["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(bins.iter().map(|b| b.count).collect::<Vec<_>>(), counts);
+    for (i, bin) in bins.iter().enumerate() {
+        close("mean_probability", bin.mean_probability, &want["mean_probability"][i], tolerance);
+        close("positive_rate", bin.positive_rate, &want["positive_rate"][i], tolerance);
+    }
+}
+
 /// Each target's threshold, precision and recall against the reference's pick off
 /// scikit-learn's precision-recall curve (`null` where none meets the target).
 fn assert_targets(data: &Scored, want: &Value, tolerance: f64) {
@@ -117,6 +139,7 @@ fn metrics_equal_scikit_learns_on_a_set_with_ties_and_bin_edges() {
         &reference["metrics"],
         METRIC_TOLERANCE,
     );
+    assert_reliability(&data, &reference["metrics"], 1e-12);
     assert_targets(&data, &reference["metrics"], 1e-12);
 }
 
@@ -163,12 +186,13 @@ fn loss_and_metrics_equal_transformers_and_scikit_learn_on_every_checkpoint() {
             .map(|p| p.as_u64().unwrap() == 1)
             .collect();
         let scored = evaluation.scored().unwrap();
-        assert_eq!(scored.positives(), positives.as_slice(), "{name}");
+        assert_eq!(scored.insecure(), positives.as_slice(), "{name}");
         assert_metrics(
             &evaluation.metrics(0.5).unwrap(),
             &reference["metrics"],
             METRIC_TOLERANCE,
         );
+        assert_reliability(&scored, &reference["metrics"], METRIC_TOLERANCE);
         assert_targets(&scored, &reference["metrics"], METRIC_TOLERANCE);
     }
 }
@@ -260,12 +284,14 @@ fn icd_evaluate_reports_the_references_metrics_on_every_checkpoint() {
         );
         let point = &want["target_recall"][0];
         assert_eq!(point["target"], 0.5);
-        close(
-            &format!("{name} target threshold"),
-            report["target"]["threshold"].as_f64().unwrap(),
-            &point["point"]["threshold"],
-            tolerance,
-        );
+        for key in ["threshold", "precision", "recall"] {
+            close(
+                &format!("{name} target {key}"),
+                report["target"][key].as_f64().unwrap(),
+                &point["point"][key],
+                tolerance,
+            );
+        }
         assert_eq!(report["target"]["recall_at_least"], 0.5);
     }
 }

@@ -144,6 +144,7 @@ fn icd_outputs_match_their_snapshots() {
         ("scan_help", vec!["scan".into(), "--help".into()]),
         ("classify_help", vec!["classify".into(), "--help".into()]),
         ("evaluate_help", vec!["evaluate".into(), "--help".into()]),
+        ("calibrate_help", vec!["calibrate".into(), "--help".into()]),
         ("convert_help", vec!["convert".into(), "--help".into()]),
         ("functions_help", vec!["functions".into(), "--help".into()]),
         ("cache_help", vec!["cache".into(), "--help".into()]),

@@ -70,7 +70,9 @@ class Detector:
     as given) or "collapse_whitespace" (CodeXGLUE's ``' '.join(code.split())``).
     ``precision``: "f32" (the default: logits equal transformers'), "tf32", "bf16",
     "f16" or "int8"; what each does is documented with ``icd_precision`` in the C
-    header and in ``icd --help``.
+    header and in ``icd --help``. ``calibration``: a file ``icd calibrate`` wrote for
+    this checkpoint; every ``insecure_probability`` is then the calibrated one, and
+    :attr:`threshold` is the file's.
 
     Release it with :meth:`close` or a ``with`` block; a finalizer frees it otherwise.
     """
@@ -84,6 +86,7 @@ class Detector:
         batch_size: int = 0,
         preprocessing: str = "raw",
         precision: str = "f32",
+        calibration: Optional[Union[str, os.PathLike]] = None,
     ):
         lib = _library()
         for name, value, choices in (("preprocessing", preprocessing, _PREPROCESSING), ("precision", precision, _PRECISION)):
@@ -97,8 +100,10 @@ class Detector:
         backend_bytes = backend.encode() if backend is not None else None
         ptr = ctypes.c_void_p()
         error = ctypes.c_void_p()
-        status = lib.icd_detector_open(
-            path, len(path), backend_bytes, len(backend_bytes or b""), ctypes.byref(options), ctypes.byref(ptr), ctypes.byref(error)
+        calibration_bytes = os.fsencode(os.fspath(calibration)) if calibration is not None else None
+        status = lib.icd_detector_open_calibrated(
+            path, len(path), backend_bytes, len(backend_bytes or b""), ctypes.byref(options),
+            calibration_bytes, len(calibration_bytes or b""), ctypes.byref(ptr), ctypes.byref(error)
         )
         _check(status, error)
         self._handle = _Handle(lib, ptr.value)
@@ -109,6 +114,8 @@ class Detector:
         self._backend = lib.icd_detector_backend(ptr.value).decode()
         self._execution = lib.icd_detector_execution(ptr.value).decode()
         self._max_tokens = lib.icd_detector_max_tokens(ptr.value)
+        threshold = lib.icd_detector_threshold(ptr.value)
+        self._threshold = None if threshold != threshold else threshold  # NaN: none
 
     @classmethod
     def from_pretrained(
@@ -191,6 +198,12 @@ class Detector:
     def max_tokens(self) -> int:
         """Tokens per input after truncation, ``<s>`` and ``</s>`` included."""
         return self._max_tokens
+
+    @property
+    def threshold(self) -> Optional[float]:
+        """The calibration file's threshold (flag at or above it), or None where the
+        detector has no calibration or its file sets none."""
+        return self._threshold
 
     def warm_up(self) -> int:
         """Compiles the GPU kernels of every model call shape now, rather

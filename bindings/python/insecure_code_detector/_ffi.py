@@ -152,6 +152,12 @@ def _signatures():
             [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, P(_Options), P(handle), err],
             status,
         ),
+        "icd_detector_open_calibrated": (
+            [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, P(_Options), ctypes.c_char_p,
+             ctypes.c_size_t, P(handle), err],
+            status,
+        ),
+        "icd_detector_threshold": ([handle], ctypes.c_double),
         "icd_detector_free": ([handle], None),
         "icd_detector_num_labels": ([handle], ctypes.c_size_t),
         "icd_detector_max_tokens": ([handle], ctypes.c_size_t),

@@ -390,3 +390,54 @@ def test_find_functions_under_names_what_it_did_not_cover(tmp_path):
         icd.find_functions_under(tmp_path / "does-not-exist")
     # One path, not a sequence of characters.
     assert [f.name for f in icd.find_functions_under(str(tmp_path), max_file_size=500).functions] == ["ok"]
+
+
+def checkpoint_sha256(directory):
+    """The digest a calibration file names its checkpoint by: SHA-256 over each file the
+    detector reads (config, weights, tokenizer files), as its name, a newline and the
+    SHA-256 of its contents."""
+    import hashlib
+    names = ["config.json", "model.safetensors" if (directory / "model.safetensors").exists() else "pytorch_model.bin"]
+    names += ["tokenizer.json"] if (directory / "tokenizer.json").exists() else ["vocab.json", "merges.txt"]
+    names += ["tokenizer_config.json"] if (directory / "tokenizer_config.json").exists() else []
+    total = hashlib.sha256()
+    for name in names:
+        total.update(name.encode() + b"\n")
+        total.update(hashlib.sha256((directory / name).read_bytes()).digest())
+    return total.hexdigest()
+
+
+def test_a_calibration_file_calibrates_probabilities_and_sets_the_threshold(tmp_path):
+    checkpoint = FIXTURES / "roberta-2-labels"
+    platt = json.loads((FIXTURES / "calibration.json").read_text())
+    calibration = {
+        "format": "insecure-code-detector calibration",
+        "version": 1,
+        "written_by": "test",
+        "calibration": {"method": "platt", "a": platt["platt"]["a"], "b": platt["platt"]["b"]},
+        "threshold": 0.3141,
+        "target": None,
+        "checkpoint": {"sha256": checkpoint_sha256(checkpoint), "labels": ["LABEL_0", "LABEL_1"]},
+        "fitted_on": {"data": "test", "rows": 1, "positives": 1},
+        "metrics": {},
+    }
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(calibration))
+    texts = [entry["text"] for entry in reference("roberta-2-labels")["inputs"]]
+    want = platt["roberta-2-labels"]["probabilities"]
+    with Detector(checkpoint, calibration=path) as detector:
+        assert detector.threshold == pytest.approx(0.3141)
+        got = [p.insecure_probability for p in detector.predict_batch(texts)]
+        raw_logits = [p.logits for p in detector.predict_batch(texts)]
+    assert max_diff(got, want) < 1e-6
+    with Detector(checkpoint) as plain:
+        assert plain.threshold is None
+        assert [p.logits for p in plain.predict_batch(texts)] == raw_logits, "logits stay raw"
+
+    # Another checkpoint's file is refused, naming both digests.
+    with pytest.raises(icd.ConfigError, match="not for this one, SHA-256"):
+        Detector(FIXTURES / "roberta-1-label-old-config", calibration=path)
+    calibration["version"] = 2
+    path.write_text(json.dumps(calibration))
+    with pytest.raises(icd.ConfigError, match="`version` is 2"):
+        Detector(checkpoint, calibration=path)

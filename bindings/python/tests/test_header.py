@@ -51,6 +51,7 @@ C_TYPES = {
     "const struct icd_line_range *": P(_ffi._LineRange),
     "struct icd_function": _ffi._Function,
     "uint64_t": ctypes.c_uint64,
+    "double": ctypes.c_double,
     "struct icd_tree **": P(ctypes.c_void_p),
     "const struct icd_tree *": ctypes.c_void_p,
     "struct icd_tree *": ctypes.c_void_p,

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 
+use insecure_code_detector::calibration::CalibrationFile;
 use insecure_code_detector::{
     hub, Backend, Detector, DetectorBuilder, Precision, Preprocessing, HUB_MODEL_ID,
 };
@@ -12,7 +13,8 @@ use crate::settings::Settings;
 use crate::Failure;
 
 pub fn load_detector(args: &ModelArgs, settings: &Settings) -> Result<Detector, Failure> {
-    build_detector(detector_builder(args, settings)?, args)
+    let (builder, _) = detector_builder(args, settings)?;
+    build_detector(builder, args)
 }
 
 /// Loads the detector, and with --warm-up compiles its kernels for every call shape.
@@ -30,11 +32,12 @@ pub fn build_detector(builder: DetectorBuilder, args: &ModelArgs) -> Result<Dete
     Ok(detector)
 }
 
-/// The detector the model flags (and settings) describe, not yet loaded.
+/// The detector the model flags (and settings) describe, not yet loaded, with the
+/// calibration file it applies (`--calibration`, else the settings').
 pub fn detector_builder(
     args: &ModelArgs,
     settings: &Settings,
-) -> Result<DetectorBuilder, Failure> {
+) -> Result<(DetectorBuilder, Option<CalibrationFile>), Failure> {
     let (dir, weights) = match &args.model {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -75,7 +78,7 @@ pub fn detector_builder(
     if let Some(weights) = weights {
         builder = builder.weights(weights);
     }
-    Ok(builder
+    let builder = builder
         .backend(backend)
         .batch_size(args.batch_size)
         .preprocessing(preprocessing)
@@ -83,6 +86,18 @@ pub fn detector_builder(
             args.precision
                 .or(settings.precision)
                 .unwrap_or(Precision::F32),
-        ))
+        );
+    let (path, from_settings) = match (&args.calibration, &settings.calibration) {
+        (Some(path), _) => (path, false),
+        (None, Some(path)) => (path, true),
+        (None, None) => return Ok((builder, None)),
+    };
+    let file =
+        builder
+            .read_calibration(path)
+            .map_err(|e| match (from_settings, &settings.path) {
+                (true, Some(toml)) => Failure(format!("{}: calibration: {e}", toml.display())),
+                _ => Failure(e.to_string()),
+            })?;
+    Ok((builder.calibration(Some(file.calibration)), Some(file)))
 }
-

@@ -4,6 +4,7 @@
 use insecure_code_detector::evaluation::{
     precision_recall_curve, reliability_bins, Scored, CALIBRATION_BINS,
 };
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::Failure;
@@ -26,17 +27,7 @@ fn draw(svg: &mut String, data: &Scored, threshold: f64) -> Result<(), Box<dyn s
     // Precision against recall, one point per distinct score, from recall 0 (where
     // precision is taken as 1, as scikit-learn starts the curve).
     let curve = precision_recall_curve(data);
-    let mut chart = ChartBuilder::on(&left)
-        .caption("Precision-recall", ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)?;
-    chart
-        .configure_mesh()
-        .x_desc("recall")
-        .y_desc("precision")
-        .draw()?;
+    let mut chart = unit_square(&left, "Precision-recall", "recall", "precision")?;
     let base_rate = data.positive_count() as f64 / data.len() as f64;
     chart
         .draw_series(LineSeries::new(
@@ -79,20 +70,13 @@ fn draw(svg: &mut String, data: &Scored, threshold: f64) -> Result<(), Box<dyn s
     // Reliability: each non-empty bin's share insecure against its mean probability;
     // a calibrated model lies on the diagonal.
     let bins = reliability_bins(data, CALIBRATION_BINS);
-    let mut chart = ChartBuilder::on(&right)
-        .caption(
-            format!("Reliability ({CALIBRATION_BINS} bins)"),
-            ("sans-serif", 20),
-        )
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)?;
-    chart
-        .configure_mesh()
-        .x_desc("mean insecure probability")
-        .y_desc("share insecure")
-        .draw()?;
+    let caption = format!("Reliability ({CALIBRATION_BINS} bins)");
+    let mut chart = unit_square(
+        &right,
+        &caption,
+        "mean insecure probability",
+        "share insecure",
+    )?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))?
         .label("calibrated")
@@ -119,4 +103,29 @@ fn draw(svg: &mut String, data: &Scored, threshold: f64) -> Result<(), Box<dyn s
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+type UnitChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart of [0, 1] by [0, 1] (a little headroom above, so that a curve at 1 shows)
+/// with its caption, axis names and grid drawn.
+fn unit_square<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<UnitChart<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..1f64, 0f64..1.02f64)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    Ok(chart)
 }

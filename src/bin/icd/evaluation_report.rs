@@ -24,7 +24,11 @@ pub struct EvaluationReport {
     pub vd_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetPoint>,
-    pub predictions: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictions: Option<String>,
+    /// The calibration the probabilities were read through (`--calibration`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -73,7 +77,7 @@ impl EvaluationReport {
         metrics: &Metrics,
         loss: f64,
         target: Option<TargetPoint>,
-        predictions: String,
+        predictions: Option<String>,
     ) -> EvaluationReport {
         let c = &metrics.confusion;
         EvaluationReport {
@@ -98,6 +102,7 @@ impl EvaluationReport {
             vd_s: metrics.vd_s,
             target,
             predictions,
+            calibration: None,
         }
     }
 
@@ -112,7 +117,7 @@ impl EvaluationReport {
         let c = &self.confusion_matrix;
         let mut out = String::new();
         let mut line = |name: &str, value: String, meaning: &str| {
-            let _ = writeln!(out, "{name:<18}{value:<24}{meaning}");
+            let _ = writeln!(out, "{name:<18}{value:<23} {meaning}");
         };
         line(
             "examples",
@@ -124,6 +129,13 @@ impl EvaluationReport {
             format!("{}", self.threshold),
             "flagged: probability at or above it",
         );
+        if let Some(calibration) = &self.calibration {
+            line(
+                "calibration",
+                calibration.clone(),
+                "probabilities calibrated by it",
+            );
+        }
         line(
             "accuracy",
             format!("{:.4}", self.accuracy),
@@ -152,7 +164,7 @@ impl EvaluationReport {
         line(
             "loss",
             format!("{:.4}", self.loss),
-            "mean cross-entropy, as transformers'",
+            "mean loss, as transformers' outputs.loss",
         );
         line(
             "roc_auc",
@@ -186,16 +198,16 @@ impl EvaluationReport {
             };
             let value = match (t.threshold, t.precision, t.recall) {
                 (Some(threshold), Some(p), Some(r)) => {
-                    // Rounded down, so that `--threshold` with the value shown still
-                    // flags the function scoring exactly the threshold.
-                    let shown = (threshold * 1e6).floor() / 1e6;
-                    format!("{wanted}: threshold {shown:.6} (precision {p:.4}, recall {r:.4})")
+                    // In full: the value to pass as --threshold.
+                    format!("{wanted}: threshold {threshold} (precision {p:.4}, recall {r:.4})")
                 }
                 _ => format!("{wanted}: no threshold meets it on this data"),
             };
             line(name, value, "");
         }
-        line("predictions", self.predictions.clone(), "");
+        if let Some(predictions) = &self.predictions {
+            line("predictions", predictions.clone(), "");
+        }
         out.lines()
             .map(|l| l.trim_end().to_owned() + "\n")
             .collect()

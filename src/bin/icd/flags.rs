@@ -48,6 +48,11 @@ pub struct ModelArgs {
     /// function, rather than as each shape first comes (nothing on the CPU backends).
     #[arg(long, global = true)]
     pub warm_up: bool,
+    /// Report calibrated insecure probabilities, and for scan flag at the file's
+    /// threshold unless --threshold is given: a file from `icd calibrate` for this
+    /// checkpoint [default: .icd.toml's `calibration`, for scan].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
 }
 
 /// `--precision`'s values, each with its description, from the library's table.
@@ -71,6 +76,10 @@ pub enum Command {
     /// recall, F1, the confusion matrix, the loss, ROC and PR AUC, Brier score,
     /// calibration error, VD-S; writes predictions.txt.
     Evaluate(EvaluateArgs),
+    /// Fit a calibration of the insecure probability on labelled CodeXGLUE jsonl
+    /// (Platt scaling, or temperature scaling for more than two labels), and choose the
+    /// threshold for a precision or recall target.
+    Calibrate(CalibrateArgs),
     /// Convert a hub checkpoint's pytorch_model.bin to model.safetensors.
     Convert(ConvertArgs),
     /// List the C/C++ function definitions under PATHs (respecting .gitignore), as
@@ -196,9 +205,10 @@ pub struct EvaluateArgs {
     #[arg(long, value_enum, default_value_t = EvaluateFormat::Json)]
     pub format: EvaluateFormat,
     /// Insecure probability at or above which a function is predicted insecure, for
-    /// the confusion matrix and the predictions file.
-    #[arg(long, default_value_t = 0.5, value_parser = probability)]
-    pub threshold: f64,
+    /// the confusion matrix and the predictions file [default: the --calibration
+    /// file's, else 0.5].
+    #[arg(long, value_parser = probability)]
+    pub threshold: Option<f64>,
     /// Also report the threshold with the most recall whose precision on the data is
     /// at least this.
     #[arg(long, value_parser = share, conflicts_with = "target_recall")]
@@ -211,6 +221,24 @@ pub struct EvaluateArgs {
     /// file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// CodeXGLUE defect-detection jsonl with `target` labels, as for evaluate. Fit on
+    /// one labelled set, evaluate the file on another.
+    pub data: PathBuf,
+    /// Where to write the calibration file.
+    #[arg(long, short, default_value = "calibration.json")]
+    pub output: PathBuf,
+    /// Choose the threshold with the most recall whose calibrated precision on the data
+    /// is at least this.
+    #[arg(long, value_parser = share, conflicts_with = "target_recall")]
+    pub target_precision: Option<f64>,
+    /// Choose the threshold with the most precision whose recall on the data is at
+    /// least this.
+    #[arg(long, value_parser = share)]
+    pub target_recall: Option<f64>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]

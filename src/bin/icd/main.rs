@@ -17,6 +17,7 @@ mod emit;
 mod evaluation_plot;
 mod evaluation_report;
 mod flags;
+mod labelled;
 mod output;
 mod report;
 mod scan_cache;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => commands::scan::run(&cli.model, args),
         Command::Classify(args) => done(commands::classify::run(&cli.model, args)),
         Command::Evaluate(args) => done(commands::evaluate::run(&cli.model, args)),
+        Command::Calibrate(args) => done(commands::calibrate::run(&cli.model, args)),
         Command::Convert(args) => done(commands::convert::run(args)),
         Command::Functions(args) => done(commands::functions::run(args)),
         Command::Cache { action } => done(commands::cache::run(action)),

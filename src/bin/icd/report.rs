@@ -13,7 +13,8 @@ use crate::classification::Classified;
 use crate::sources::Gap;
 
 /// The one rule for what is a finding: an insecure probability at or above the
-/// threshold. The reports, the exit status and `evaluate` all ask it.
+/// threshold. The reports and the exit status ask it; `evaluate` compares the same f32
+/// values.
 pub fn is_finding(p: &Prediction, threshold: f32) -> bool {
     p.insecure_probability >= threshold
 }

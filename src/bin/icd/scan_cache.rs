@@ -2,6 +2,7 @@
 //! mode and each function's text; entries checked against the function they are for.
 
 use insecure_code_detector::cache::{self, CacheKey, ModelKey, PredictionCache};
+use insecure_code_detector::calibration::Calibration;
 use insecure_code_detector::report::printable;
 use insecure_code_detector::scan::FunctionSpan;
 use insecure_code_detector::{DetectorBuilder, Error, LineScore, Prediction};
@@ -40,11 +41,18 @@ impl Stored {
         self,
         code: &str,
         labels: &[String],
+        calibration: Option<&Calibration>,
         max_tokens: usize,
         mode: &ClassifyMode,
     ) -> Option<Classified> {
-        let prediction =
-            Prediction::from_logits(labels, &self.logits, self.tokens, self.truncated).ok()?;
+        let prediction = Prediction::calibrated_from_logits(
+            labels,
+            calibration,
+            &self.logits,
+            self.tokens,
+            self.truncated,
+        )
+        .ok()?;
         let fits_window = match (&self.window, mode.window) {
             (None, None) => true,
             (Some((bytes, windows)), Some(_)) => {
@@ -84,6 +92,8 @@ pub struct ScanCache {
     request: String,
     /// The checkpoint's labels and token limit, which entries are checked against.
     labels: Vec<String>,
+    /// The calibration restored predictions are given.
+    calibration: Option<Calibration>,
     max_tokens: usize,
     /// Set after a write failed, or when the checkpoint changed: no more are tried.
     broken: bool,
@@ -96,6 +106,7 @@ impl ScanCache {
         builder: &DetectorBuilder,
         mode: &ClassifyMode,
         labels: Vec<String>,
+        calibration: Option<Calibration>,
         max_tokens: usize,
     ) -> Result<Option<Self>, Failure> {
         let max_entries = match std::env::var("ICD_CACHE_MAX_ENTRIES") {
@@ -145,6 +156,7 @@ impl ScanCache {
             mode: mode.clone(),
             request: mode.request(),
             labels,
+            calibration,
             max_tokens,
             broken: false,
         }))
@@ -185,7 +197,13 @@ impl ScanCache {
                 .zip(functions)
                 .map(|(value, (_, f))| {
                     let stored: Stored = serde_json::from_slice(&value?).ok()?;
-                    stored.restore(&f.code, &self.labels, self.max_tokens, &self.mode)
+                    stored.restore(
+                        &f.code,
+                        &self.labels,
+                        self.calibration.as_ref(),
+                        self.max_tokens,
+                        &self.mode,
+                    )
                 })
                 .collect(),
             Err(e) => {

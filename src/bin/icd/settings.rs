@@ -9,6 +9,7 @@
 //! stride = 128
 //! top_lines = 5
 //! cache = false
+//! calibration = "calibration.json"
 //! ```
 //!
 //! The file lives in the scanned tree, so in a pull request its author can edit it:
@@ -41,6 +42,7 @@ struct Fields {
     stride: Option<usize>,
     top_lines: Option<usize>,
     cache: Option<bool>,
+    calibration: Option<PathBuf>,
 }
 
 /// Settings read from a project's `.icd.toml`.
@@ -55,6 +57,9 @@ pub struct Settings {
     pub top_lines: Option<usize>,
     /// Whether `scan` uses the prediction cache (`--no-cache` wins).
     pub cache: Option<bool>,
+    /// A calibration file from `icd calibrate`, relative to the settings file's
+    /// directory (`--calibration` wins).
+    pub calibration: Option<PathBuf>,
     /// Files (relative to the file's directory) not to scan.
     pub exclude: Option<Excludes>,
 }
@@ -131,6 +136,12 @@ impl Settings {
                     .map_err(|e| Failure(format!("{at}: precision: {e}")))
             })
             .transpose()?;
+        let dir = std::path::absolute(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let calibration = fields.calibration.map(|c| dir.join(c));
         let exclude = match fields.exclude.is_empty() {
             true => None,
             false => {
@@ -164,6 +175,7 @@ impl Settings {
             stride: fields.stride,
             top_lines: fields.top_lines,
             cache: fields.cache,
+            calibration,
             exclude,
         })
     }

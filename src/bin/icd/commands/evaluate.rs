@@ -1,13 +1,13 @@
 //! `icd evaluate`: the metrics of the model's verdicts on labelled CodeXGLUE data, and
 //! its predictions in the CodeXGLUE evaluator's format.
 
-use insecure_code_detector::evaluation::{threshold_for, Evaluation, Target};
+use insecure_code_detector::evaluation::{threshold_for, Target};
 
-use crate::codexglue::read_jsonl;
-use crate::detector::load_detector;
+use crate::detector::{build_detector, detector_builder};
 use crate::evaluation_plot::evaluation_svg;
 use crate::evaluation_report::{EvaluationReport, TargetPoint};
 use crate::flags::{EvaluateArgs, EvaluateFormat, ModelArgs};
+use crate::labelled::run_labelled;
 use crate::output::write_output;
 use crate::settings::Settings;
 use crate::Failure;
@@ -23,72 +23,34 @@ pub fn run(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
                 plot.display()
             )));
         }
-    }
-    let rows = read_jsonl(&args.data)?;
-    if rows.is_empty() {
-        return Err(Failure(format!(
-            "{}: no rows: metrics need at least one labelled function",
-            args.data.display()
-        )));
-    }
-    // Every label and index is checked before the model runs, naming the line.
-    let mut labelled = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let at = format!("{}:{}", args.data.display(), row.line);
-        let target = row.target.as_u64().ok_or_else(|| {
-            Failure(format!(
-                "{at}: `target` is {}, expected a label index (0 or 1 for two labels)",
-                row.target
-            ))
-        })?;
-        let idx = row
-            .idx
-            .as_i64()
-            .map(|i| i.to_string())
-            .or_else(|| row.idx.as_u64().map(|i| i.to_string()))
-            .ok_or_else(|| Failure(format!("{at}: `idx` is {}, expected an integer", row.idx)))?;
-        labelled.push((at, idx, row.func.as_str(), target));
-    }
-    let detector = load_detector(model, &Settings::default())?;
-    let mut evaluation = Evaluation::new(detector.config())?;
-    let labels_taken = match detector.config().num_labels {
-        // One logit is regressed onto 0 or 1.
-        1 | 2 => "0 or 1".to_owned(),
-        n => format!("0 to {}", n - 1),
-    };
-    let mut labels = Vec::with_capacity(labelled.len());
-    for (at, _, _, target) in &labelled {
-        let label = usize::try_from(*target).unwrap_or(usize::MAX);
-        if evaluation.is_insecure_label(label).is_err() {
+        if plot == &args.predictions {
             return Err(Failure(format!(
-                "{at}: `target` is {target}, expected {labels_taken}, the checkpoint's labels"
+                "--plot and --predictions are both {}",
+                plot.display()
             )));
         }
-        labels.push(label);
     }
-    let threshold = args.threshold;
-    let mut predictions = String::new();
-    for (chunk, chunk_labels) in labelled
-        .chunks(detector.batch_size() * 8)
-        .zip(labels.chunks(detector.batch_size() * 8))
-    {
-        let codes: Vec<&str> = chunk.iter().map(|(_, _, f, _)| *f).collect();
-        for (((_, idx, _, _), &label), p) in chunk
-            .iter()
-            .zip(chunk_labels)
-            .zip(detector.predict_batch(&codes)?)
-        {
-            let predicted = u8::from(f64::from(p.insecure_probability) >= threshold);
-            predictions += &format!("{idx}\t{predicted}\n");
-            evaluation.push(&p, label)?;
-        }
-    }
-    write_output(&args.predictions, &[&args.data], predictions.as_bytes())?;
-    let scored = evaluation.scored()?;
-    if let Some(plot) = &args.plot {
-        let svg = evaluation_svg(&scored, threshold)?;
-        write_output(plot, &[&args.data, &args.predictions], svg.as_bytes())?;
-    }
+    let (builder, calibration) = detector_builder(model, &Settings::default())?;
+    let detector = build_detector(builder, model)?;
+    let run = run_labelled(&detector, &args.data)?;
+    let threshold = args
+        .threshold
+        .or(calibration.and_then(|c| c.threshold))
+        .unwrap_or(0.5);
+    // Compared as scan compares, in f32, so that a score equal to the threshold is
+    // flagged by both.
+    let threshold = f64::from(threshold as f32);
+    let predictions: String = run
+        .rows
+        .iter()
+        .map(|(idx, p)| format!("{idx}\t{}\n", u8::from(f64::from(*p) >= threshold)))
+        .collect();
+    let scored = run.evaluation.scored()?;
+    // Everything is computed before anything is written.
+    let svg = match &args.plot {
+        Some(_) => Some(evaluation_svg(&scored, threshold)?),
+        None => None,
+    };
     let target = match (args.target_precision, args.target_recall) {
         (Some(p), _) => Some(Target::Precision(p)),
         (_, Some(r)) => Some(Target::Recall(r)),
@@ -98,12 +60,18 @@ pub fn run(model: &ModelArgs, args: &EvaluateArgs) -> Result<(), Failure> {
         Some(t) => Some(TargetPoint::new(t, threshold_for(&scored, t)?)),
         None => None,
     };
-    let report = EvaluationReport::new(
-        &evaluation.metrics(threshold)?,
-        evaluation.mean_loss(),
+    let mut report = EvaluationReport::new(
+        &run.evaluation.metrics(threshold)?,
+        run.evaluation.mean_loss(),
         target,
-        args.predictions.display().to_string(),
+        Some(args.predictions.display().to_string()),
     );
+    report.calibration = detector.calibration().map(|c| c.to_string());
+    write_output(&args.predictions, &[&args.data], predictions.as_bytes())?;
+    if let (Some(plot), Some(svg)) = (&args.plot, svg) {
+        write_output(plot, &[&args.data, &args.predictions], svg.as_bytes())
+            .map_err(|e| Failure(format!("--plot: {}", e.0)))?;
+    }
     match args.format {
         EvaluateFormat::Json => println!("{}", report.to_json()?),
         EvaluateFormat::Table => print!("{}", report.to_table()),

@@ -1,6 +1,7 @@
 //! One module per subcommand, each with a `run` that `main` dispatches to.
 
 pub mod cache;
+pub mod calibrate;
 pub mod classify;
 pub mod convert;
 pub mod evaluate;

@@ -32,8 +32,13 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
             printable(&path.display().to_string())
         );
     }
-    // Flags win over the settings file.
-    let threshold = args.threshold.or(settings.threshold).unwrap_or(0.5);
+    let (builder, calibration) = detector_builder(model, &settings)?;
+    // Flags win over the calibration file, and it over the settings file.
+    let threshold = args
+        .threshold
+        .or(calibration.as_ref().and_then(|c| c.threshold).map(|t| t as f32))
+        .or(settings.threshold)
+        .unwrap_or(0.5);
     let window = args.window || settings.window == Some(true);
     let top_lines = args.top_lines.or(settings.top_lines).unwrap_or(3);
     if !(0.0..=1.0).contains(&threshold) {
@@ -47,7 +52,6 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         .as_deref()
         .map(Baseline::read)
         .transpose()?;
-    let builder = detector_builder(model, &settings)?;
     // What building would refuse is refused whether or not the model loads.
     builder.check()?;
     let max_tokens = builder.resolved_max_tokens()?;
@@ -85,7 +89,13 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     let use_cache = !args.no_cache && settings.cache != Some(false);
     let mut cache = if use_cache {
         let config = RobertaConfig::from_file(&builder.model_dir().join("config.json"))?;
-        ScanCache::open(&builder, &mode, config.id2label, max_tokens)?
+        ScanCache::open(
+            &builder,
+            &mode,
+            config.id2label,
+            calibration.as_ref().map(|c| c.calibration),
+            max_tokens,
+        )?
     } else {
         None
     };
