@@ -3,7 +3,8 @@
 //! with what they were fitted on and for, to a calibration file.
 
 use insecure_code_detector::calibration::{
-    CalibrationFile, CheckpointId, FittedOn, CALIBRATION_FORMAT, CALIBRATION_VERSION,
+    Calibration, CalibrationFile, CheckpointId, FittedOn, CALIBRATION_FORMAT,
+    CALIBRATION_VERSION,
 };
 use insecure_code_detector::evaluation::{threshold_for, Target};
 use serde_json::json;
@@ -87,10 +88,16 @@ pub fn run(model: &ModelArgs, args: &CalibrateArgs) -> Result<(), Failure> {
     write_output(&args.output, &[&args.data], file.to_json()?.as_bytes())?;
     let metrics_after = after.metrics(threshold.unwrap_or(0.5))?;
     let metrics_before = before.metrics(0.5)?;
+    // Four decimals: the file holds the fit in full.
+    let fitted = match fit.calibration {
+        Calibration::Platt { a, b } => format!("Platt scaling a={a:.4} b={b:.4}"),
+        Calibration::Temperature { temperature } => {
+            format!("temperature scaling T={temperature:.4}")
+        }
+    };
     println!(
-        "{}: {} fitted on {} rows ({} insecure) of {at}",
+        "{}: {fitted} fitted on {} rows ({} insecure) of {at}",
         args.output.display(),
-        fit.calibration,
         scored.len(),
         scored.positive_count()
     );
