@@ -367,12 +367,12 @@ fn icd_calibrate_refuses_what_it_cannot_fit_and_writes_nothing() {
     assert!(!path.exists());
 }
 
-#[test]
-fn the_settings_file_names_a_calibration_that_sarif_ranks_follow() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (out, path) = calibrate(tmp.path(), &["--target-precision", "0.6"]);
+/// A tree under `dir` holding tests/c/sample.c, a calibration fitted on the fixture
+/// for a precision of 0.6 (`calibration.json`) and `.icd.toml` reading `settings`.
+fn calibrated_tree(dir: &Path, settings: &str) -> PathBuf {
+    let (out, path) = calibrate(dir, &["--target-precision", "0.6"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let tree = tmp.path().join("tree");
+    let tree = dir.join("tree");
     std::fs::create_dir(&tree).unwrap();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/sample.c"),
@@ -380,11 +380,14 @@ fn the_settings_file_names_a_calibration_that_sarif_ranks_follow() {
     )
     .unwrap();
     std::fs::rename(&path, tree.join("calibration.json")).unwrap();
-    std::fs::write(
-        tree.join(".icd.toml"),
-        "calibration = \"calibration.json\"\n",
-    )
-    .unwrap();
+    std::fs::write(tree.join(".icd.toml"), settings).unwrap();
+    tree
+}
+
+#[test]
+fn the_settings_file_names_a_calibration_that_sarif_ranks_follow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = calibrated_tree(tmp.path(), "calibration = \"calibration.json\"\n");
     let model = fixture("roberta-2-labels").display().to_string();
     let scan = |format: &str| {
         let out = icd(&[
@@ -684,22 +687,11 @@ fn cached_and_windowed_scans_give_what_a_fresh_calibrated_scan_gives() {
 #[test]
 fn threshold_flags_beat_the_files_and_the_file_beats_the_settings() {
     let tmp = tempfile::tempdir().unwrap();
-    let (out, path) = calibrate(tmp.path(), &["--target-precision", "0.6"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let tree = tmp.path().join("tree");
-    std::fs::create_dir(&tree).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/sample.c"),
-        tree.join("sample.c"),
-    )
-    .unwrap();
-    std::fs::rename(&path, tree.join("calibration.json")).unwrap();
     // The settings' threshold would flag nothing; the file's (0.455) flags both.
-    std::fs::write(
-        tree.join(".icd.toml"),
+    let tree = calibrated_tree(
+        tmp.path(),
         "calibration = \"calibration.json\"\nthreshold = 0.99\n",
-    )
-    .unwrap();
+    );
     let model = fixture("roberta-2-labels").display().to_string();
     let scan = |extra: &[&str]| {
         let mut args = vec![
