@@ -369,6 +369,31 @@ fn sarif_passes_github_rules_and_is_the_same_every_run() {
     // And a file the settings exclude.
     write(root, "src/skip/x.c", "int skipped(void) { return 0; }\n");
     write(root, ".icd.toml", "exclude = [\"src/skip/**\"]\n");
+    // Verdicts in the triage file: `sub` false-positive (an external suppression),
+    // `add` true-positive (confirmed).
+    for (at, verdict) in [
+        ("src/math.c:7", "false-positive"),
+        ("src/math.c:2", "true-positive"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_icd"))
+            .current_dir(root)
+            .args([
+                "triage",
+                "add",
+                at,
+                "--verdict",
+                verdict,
+                "--reason",
+                "reviewed in #12",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     let old = root.join("old.sarif");
     let out = scan(root, &["--format", "sarif", "--explain", "-o", "old.sarif"]);
@@ -434,6 +459,30 @@ fn sarif_passes_github_rules_and_is_the_same_every_run() {
         .as_str()
         .unwrap()
         .starts_with("file:///"));
+    let by_name = |name: &str| {
+        run["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["locations"][0]["logicalLocations"][0]["name"] == name)
+            .unwrap_or_else(|| panic!("no result for {name}"))
+            .clone()
+    };
+    let sub = by_name("sub");
+    let suppression = &sub["suppressions"][0];
+    assert_eq!(suppression["kind"], "external");
+    assert_eq!(suppression["status"], "accepted");
+    assert_eq!(
+        suppression["justification"],
+        "false-positive: reviewed in #12"
+    );
+    let at = &suppression["location"]["physicalLocation"];
+    assert_eq!(at["artifactLocation"]["uri"], ".icd-triage.toml");
+    assert_eq!(at["region"]["startLine"], 6);
+    let add = by_name("add");
+    assert_eq!(add["level"], "error");
+    assert_eq!(add["properties"]["triage"], "true-positive");
+    assert!(add.get("suppressions").is_none(), "{add:#}");
     let notifications = run["invocations"][0]["toolExecutionNotifications"]
         .as_array()
         .unwrap();

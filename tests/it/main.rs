@@ -23,3 +23,4 @@ mod scan_cache;
 mod snapshots;
 mod threads;
 mod tokenizer_corpus;
+mod triage;

@@ -148,6 +148,8 @@ fn icd_outputs_match_their_snapshots() {
         ("convert_help", vec!["convert".into(), "--help".into()]),
         ("functions_help", vec!["functions".into(), "--help".into()]),
         ("cache_help", vec!["cache".into(), "--help".into()]),
+        ("triage_help", vec!["triage".into(), "--help".into()]),
+        ("triage_add_help", vec!["triage".into(), "add".into(), "--help".into()]),
         ("functions_table", vec!["functions".into(), ".".into()]),
         (
             "functions_jsonl",

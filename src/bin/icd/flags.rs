@@ -80,6 +80,9 @@ pub enum Command {
     /// (Platt scaling, or temperature scaling for more than two labels), and choose the
     /// threshold for a precision or recall target.
     Calibrate(CalibrateArgs),
+    /// Verdicts kept beside the code, in .icd-triage.toml: record one, list them, check
+    /// that each still names a function and has not expired, or export them as labels.
+    Triage(TriageArgs),
     /// Convert a hub checkpoint's pytorch_model.bin to model.safetensors.
     Convert(ConvertArgs),
     /// List the C/C++ function definitions under PATHs (respecting .gitignore), as
@@ -157,6 +160,13 @@ pub struct ScanArgs {
     /// known); SARIF output marks each result new, unchanged or absent.
     #[arg(long, value_name = "OLD.sarif")]
     pub baseline: Option<PathBuf>,
+    /// Verdicts from this triage file instead of the nearest .icd-triage.toml at or
+    /// above the first PATH (say, the base branch's copy, for a gate).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_triage")]
+    pub triage: Option<PathBuf>,
+    /// Read no triage file.
+    #[arg(long)]
+    pub no_triage: bool,
     /// Classify only the functions on lines changed between the git revision REV and
     /// the work tree (files added or untracked since: whole), in the repository of the
     /// current directory; the others are not reported.
@@ -239,6 +249,79 @@ pub struct CalibrateArgs {
     /// least this.
     #[arg(long, value_parser = share)]
     pub target_recall: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct TriageArgs {
+    /// The triage file [default: the nearest .icd-triage.toml at or above the current
+    /// directory; `add` starts one in the current directory where there is none].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: TriageAction,
+}
+
+#[derive(Subcommand)]
+pub enum TriageAction {
+    /// Record a verdict on a function, found by its fingerprint (from `icd scan
+    /// --format jsonl` or sarif) under the triage file's directory, or by FILE:LINE, a
+    /// line of the function.
+    Add(TriageAddArgs),
+    /// The entries, each with its verdict, expiry, function and reason.
+    List {
+        #[arg(long, value_enum, default_value_t = TriageListFormat::Table)]
+        format: TriageListFormat,
+    },
+    /// Entries whose function is no longer under the triage file's directory (changed
+    /// or removed since it was triaged) or that have expired. Exit status: 0 none, 1
+    /// some, 2 error.
+    Check,
+    /// CodeXGLUE jsonl labels from the verdicts: a row for each triaged function
+    /// found under PATHs, `target` 1 for true-positive and 0 for false-positive
+    /// (accepted-risk left out), for `evaluate`, `calibrate` and fine-tuning.
+    Export {
+        /// Files and directories holding the triaged functions.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Where to write the labels.
+        #[arg(long, short, default_value = "labels.jsonl")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum TriageListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct TriageAddArgs {
+    /// The function: its fingerprint, or FILE:LINE.
+    pub function: String,
+    /// true-positive (stays a finding, marked confirmed), false-positive or
+    /// accepted-risk (suppressed in scans).
+    #[arg(long, value_parser = triage_verdict())]
+    pub verdict: crate::triage::TriageVerdict,
+    /// Why the verdict holds, for whoever reads it next.
+    #[arg(long)]
+    pub reason: String,
+    /// The first day the entry no longer applies (YYYY-MM-DD).
+    #[arg(long, value_parser = crate::triage::parse_date, value_name = "DATE")]
+    pub expires: Option<time::Date>,
+    /// Change the function's entry if it has one.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+/// `--verdict`'s values, each with its description.
+fn triage_verdict() -> impl clap::builder::TypedValueParser<Value = crate::triage::TriageVerdict> {
+    use crate::triage::TriageVerdict;
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(TriageVerdict::ALL.map(TriageVerdict::name)).map(|name| {
+        name.parse::<TriageVerdict>()
+            .expect("a name from the table")
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]

@@ -23,10 +23,12 @@ mod report;
 mod scan_cache;
 mod settings;
 mod sources;
+mod triage;
 
 use flags::{long_version, Cli, Command};
 
 /// A failure, reported on stderr with exit status 2.
+#[derive(Debug)]
 pub struct Failure(pub String);
 
 impl<E: std::fmt::Display> From<E> for Failure {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Classify(args) => done(commands::classify::run(&cli.model, args)),
         Command::Evaluate(args) => done(commands::evaluate::run(&cli.model, args)),
         Command::Calibrate(args) => done(commands::calibrate::run(&cli.model, args)),
+        Command::Triage(args) => commands::triage::run(args),
         Command::Convert(args) => done(commands::convert::run(args)),
         Command::Functions(args) => done(commands::functions::run(args)),
         Command::Cache { action } => done(commands::cache::run(action)),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::baseline::{Baseline, BaselineState};
 use crate::classification::Classified;
 use crate::sources::Gap;
+use crate::triage::{Triage, TriageVerdict};
 
 /// The one rule for what is a finding: an insecure probability at or above the
 /// threshold. The reports and the exit status ask it; `evaluate` compares the same f32
@@ -25,7 +26,10 @@ pub fn is_finding(p: &Prediction, threshold: f32) -> bool {
 pub enum Verdict {
     /// At or above the threshold: a finding.
     Insecure,
-    /// At or above the threshold, but suppressed in the source: not a finding.
+    /// Triaged true-positive: a finding whatever the threshold and the baseline say.
+    Confirmed,
+    /// At or above the threshold, but suppressed in the source or triaged
+    /// false-positive or accepted-risk: not a finding.
     Suppressed,
     /// At or above the threshold, and in the `--baseline` already: not a new finding.
     Baseline,
@@ -38,6 +42,7 @@ impl Verdict {
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Insecure => "insecure",
+            Verdict::Confirmed => "confirmed",
             Verdict::Suppressed => "suppressed",
             Verdict::Baseline => "baseline",
             Verdict::Ok => "ok",
@@ -62,8 +67,16 @@ pub struct Finding {
     pub start_line: usize,
     pub end_line: usize,
     pub verdict: Verdict,
-    /// An `icd: ignore` comment suppresses the function, and `--no-ignore` is not given.
+    /// An `icd: ignore` comment (unless `--no-ignore` is given) or a false-positive or
+    /// accepted-risk entry of the triage file suppresses the function; a true-positive
+    /// entry overrules a comment.
     pub suppressed: bool,
+    /// An `icd: ignore` comment suppresses the function, and `--no-ignore` is not given.
+    #[serde(skip)]
+    pub in_source: bool,
+    /// The triage file's entry for the function, unless it has expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub triage: Option<TriageMark>,
     /// [`FunctionSpan::fingerprint`].
     pub fingerprint: String,
     #[serde(flatten)]
@@ -122,8 +135,43 @@ impl Finding {
             lines,
             fingerprint: f.fingerprint.clone(),
             suppressed: f.suppressed && !no_ignore,
+            in_source: f.suppressed && !no_ignore,
+            triage: None,
             baseline: None,
         }
+    }
+}
+
+/// A triage entry, as reports show it.
+#[derive(Clone, Serialize)]
+pub struct TriageMark {
+    pub verdict: TriageVerdict,
+    pub reason: String,
+    /// `YYYY-MM-DD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// The entry's line in the triage file.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// What the triage file did in a scan.
+pub struct TriageUse {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Functions suppressed (at or above the threshold), by verdict.
+    pub false_positive: usize,
+    pub accepted_risk: usize,
+    /// Functions confirmed.
+    pub confirmed: usize,
+    /// Functions whose entry has expired, so that it no longer applies.
+    pub expired: usize,
+}
+
+impl TriageUse {
+    /// The functions it suppressed.
+    pub fn suppressed(&self) -> usize {
+        self.false_positive + self.accepted_risk
     }
 }
 
@@ -138,19 +186,49 @@ pub struct ScanReport<'a> {
     pub model_dir: &'a Path,
     /// With `--baseline`: its results that no function of this scan matched are left.
     pub baseline: Option<Baseline>,
+    /// With a triage file: what it did.
+    pub triage: Option<TriageUse>,
 }
 
 impl<'a> ScanReport<'a> {
-    /// The report of `findings`: each matched against the baseline (in report order,
-    /// so that which of two equal functions is "new" is stable), then given its
-    /// verdict.
+    /// The report of `findings`: each given its triage entry (unless expired on
+    /// `today`), matched against the baseline (in report order, so that which of two
+    /// equal functions is "new" is stable), then given its verdict.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         mut findings: Vec<Finding>,
         threshold: f32,
         gaps: &'a [Gap],
         model_dir: &'a Path,
         mut baseline: Option<Baseline>,
+        triage: Option<&Triage>,
+        today: time::Date,
     ) -> Self {
+        let mut used = triage.map(|t| TriageUse {
+            path: t.path.clone(),
+            false_positive: 0,
+            accepted_risk: 0,
+            confirmed: 0,
+            expired: 0,
+        });
+        if let (Some(triage), Some(used)) = (triage, &mut used) {
+            for f in &mut findings {
+                let Some(entry) = triage.entry(&f.fingerprint) else {
+                    continue;
+                };
+                if entry.expired(today) {
+                    used.expired += 1;
+                    continue;
+                }
+                f.triage = Some(TriageMark {
+                    verdict: entry.verdict,
+                    reason: entry.reason.clone(),
+                    expires: entry.expires.map(|d| d.to_string()),
+                    line: entry.line,
+                });
+                f.suppressed = entry.verdict.suppresses();
+            }
+        }
         if let Some(baseline) = &mut baseline {
             let mut order: Vec<&mut Finding> = findings
                 .iter_mut()
@@ -164,7 +242,10 @@ impl<'a> ScanReport<'a> {
             }
         }
         for f in &mut findings {
-            f.verdict = if !is_finding(&f.prediction, threshold) {
+            let triaged = f.triage.as_ref().map(|t| t.verdict);
+            f.verdict = if triaged == Some(TriageVerdict::TruePositive) {
+                Verdict::Confirmed
+            } else if !is_finding(&f.prediction, threshold) {
                 Verdict::Ok
             } else if f.suppressed {
                 Verdict::Suppressed
@@ -173,6 +254,18 @@ impl<'a> ScanReport<'a> {
             } else {
                 Verdict::Insecure
             };
+            if let Some(used) = &mut used {
+                match (f.verdict, triaged) {
+                    (Verdict::Confirmed, _) => used.confirmed += 1,
+                    (Verdict::Suppressed, Some(TriageVerdict::FalsePositive)) => {
+                        used.false_positive += 1
+                    }
+                    (Verdict::Suppressed, Some(TriageVerdict::AcceptedRisk)) => {
+                        used.accepted_risk += 1
+                    }
+                    _ => {}
+                }
+            }
         }
         ScanReport {
             findings,
@@ -180,11 +273,17 @@ impl<'a> ScanReport<'a> {
             gaps,
             model_dir,
             baseline,
+            triage: used,
         }
     }
 
     /// The functions with this verdict.
     pub fn count(&self, verdict: Verdict) -> usize {
         self.findings.iter().filter(|f| f.verdict == verdict).count()
+    }
+
+    /// The findings that set the exit status: insecure and confirmed functions.
+    pub fn findings_count(&self) -> usize {
+        self.count(Verdict::Insecure) + self.count(Verdict::Confirmed)
     }
 }

@@ -7,3 +7,4 @@ pub mod convert;
 pub mod evaluate;
 pub mod functions;
 pub mod scan;
+pub mod triage;

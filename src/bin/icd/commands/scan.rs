@@ -15,9 +15,10 @@ use crate::classification::{classify_functions, Classified, ClassifyMode};
 use crate::detector::{build_detector, detector_builder};
 use crate::flags::{ModelArgs, ScanArgs};
 use crate::output::write_output;
-use crate::report::{Finding, ScanReport, Verdict};
+use crate::report::{Finding, ScanReport, TriageUse};
 use crate::scan_cache::ScanCache;
 use crate::sources::{self, find_and_warn};
+use crate::triage::{self, Triage};
 use crate::{emit, settings, Failure};
 
 pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
@@ -52,6 +53,11 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         .as_deref()
         .map(Baseline::read)
         .transpose()?;
+    let triage = Triage::find(
+        &args.sources.paths,
+        args.triage.as_deref(),
+        args.no_triage,
+    )?;
     // What building would refuse is refused whether or not the model loads.
     builder.check()?;
     let max_tokens = builder.resolved_max_tokens()?;
@@ -162,7 +168,18 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
             Finding::new(file, f, c, top_lines, args.no_ignore)
         })
         .collect();
-    let report = ScanReport::new(findings, threshold, &gaps, builder.model_dir(), baseline);
+    let report = ScanReport::new(
+        findings,
+        threshold,
+        &gaps,
+        builder.model_dir(),
+        baseline,
+        triage.as_ref(),
+        triage::today(),
+    );
+    if let Some(used) = &report.triage {
+        note_triage(used);
+    }
     let text = emit::render(args.format, &report)?;
     match &args.output {
         Some(path) => {
@@ -171,9 +188,29 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         }
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
-    Ok(if report.count(Verdict::Insecure) > 0 {
+    Ok(if report.findings_count() > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What the triage file did, on stderr: a pull request that adds entries shows in the
+/// count of what they suppress.
+fn note_triage(used: &TriageUse) {
+    let path = used.path.display().to_string();
+    let file = printable(&path);
+    eprintln!(
+        "icd: note: {} functions suppressed by {file} ({} false-positive, {} accepted-risk), {} confirmed",
+        used.suppressed(),
+        used.false_positive,
+        used.accepted_risk,
+        used.confirmed
+    );
+    if used.expired > 0 {
+        eprintln!(
+            "icd: warning: {} functions have an expired entry in {file}, which no longer applies (icd triage check lists them)",
+            used.expired
+        );
+    }
 }

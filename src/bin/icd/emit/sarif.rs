@@ -48,12 +48,15 @@ lengths and indices, integer overflow in sizes, use after free, double free, NUL
 dereferences, missing error checks, and races on shared state. Treat the score as a \
 reason to look, not as a verdict.
 
-**How to suppress.** After review, put a comment holding `icd: ignore` on the \
-function's first line or on the line before it, for example \
-`/* icd: ignore reviewed: lengths checked by caller */`; the function is then \
-reported as suppressed, not as a finding. `icd scan --no-ignore` reports suppressed \
-functions again. To see only what a change introduces, scan with \
-`--baseline OLD.sarif` (an earlier report).";
+**How to record a verdict.** After review, record it in the triage file beside the \
+code, keyed by the function's fingerprint: \
+`icd triage add FILE:LINE --verdict false-positive --reason \"lengths checked by caller\"` \
+(or `accepted-risk`, with `--expires DATE`, or `true-positive`, which keeps the \
+function a finding). A false-positive or accepted-risk entry suppresses the function \
+until the function changes or the entry expires. A comment holding `icd: ignore` on \
+the function's first line or on the line before it suppresses it too \
+(`icd scan --no-ignore` reports those again). To see only what a change introduces, \
+scan with `--baseline OLD.sarif` (an earlier report).";
 
 /// `help.text`: [`HELP_MARKDOWN`] without its markup.
 fn help_text() -> String {
@@ -132,7 +135,7 @@ fn notifications(gaps: &[&Gap], root: &Path) -> Vec<Value> {
 }
 
 /// One result: a finding, or a suppressed one with its suppression.
-fn result(f: &Finding, root: &Path, model: &str) -> Value {
+fn result(f: &Finding, root: &Path, model: &str, triage_file: Option<&Path>) -> Value {
     let p = f.prediction.insecure_probability;
     let (start, end) = f
         .window
@@ -144,15 +147,28 @@ fn result(f: &Finding, root: &Path, model: &str) -> Value {
         "tokens": f.prediction.tokens,
         "truncated": f.prediction.truncated,
     });
+    if let Some(t) = &f.triage {
+        properties["triage"] = json!(t.verdict.name());
+        properties["triageReason"] = json!(t.reason);
+        if let Some(expires) = &t.expires {
+            properties["triageExpires"] = json!(expires);
+        }
+    }
     if let Some(w) = f.window {
         properties["windows"] = json!(w.windows);
         properties["functionStartLine"] = json!(f.start_line);
         properties["functionEndLine"] = json!(f.end_line);
     }
-    let mut message = format!(
-        "Function `{}` is classified insecure (probability {p:.3}).",
-        f.function
-    );
+    let mut message = match &f.triage {
+        Some(t) if f.verdict == Verdict::Confirmed => format!(
+            "Function `{}` is confirmed insecure by the triage file ({}) (probability {p:.3}).",
+            f.function, t.reason
+        ),
+        _ => format!(
+            "Function `{}` is classified insecure (probability {p:.3}).",
+            f.function
+        ),
+    };
     if let Some(top) = f.lines.first() {
         message += &format!(" The model attended most to line {}.", top.line);
     }
@@ -195,8 +211,12 @@ fn result(f: &Finding, root: &Path, model: &str) -> Value {
     if !related.is_empty() {
         result["relatedLocations"] = json!(related);
     }
-    if f.suppressed {
-        result["suppressions"] = json!([{ "kind": "inSource" }]);
+    if f.verdict == Verdict::Confirmed {
+        result["level"] = json!("error");
+    }
+    let suppressions = suppressions(f, root, triage_file);
+    if !suppressions.is_empty() {
+        result["suppressions"] = json!(suppressions);
     }
     match f.baseline {
         Some(BaselineState::New) => result["baselineState"] = json!("new"),
@@ -206,18 +226,47 @@ fn result(f: &Finding, root: &Path, model: &str) -> Value {
     result
 }
 
+/// What suppresses a result: its `icd: ignore` comment (`inSource`), its triage entry
+/// (`external`, with the entry's reason and line), or both; nothing for a confirmed one.
+fn suppressions(f: &Finding, root: &Path, triage_file: Option<&Path>) -> Vec<Value> {
+    let mut out = Vec::new();
+    if f.verdict == Verdict::Confirmed {
+        return out;
+    }
+    if f.in_source {
+        out.push(json!({ "kind": "inSource" }));
+    }
+    if let (Some(t), Some(file)) = (&f.triage, triage_file) {
+        if t.verdict.suppresses() {
+            out.push(json!({
+                "kind": "external",
+                "status": "accepted",
+                "justification": format!("{}: {}", t.verdict.name(), t.reason),
+                "location": {
+                    "physicalLocation": {
+                        "artifactLocation": artifact(&file.display().to_string(), root),
+                        "region": { "startLine": t.line }
+                    }
+                }
+            }));
+        }
+    }
+    out
+}
+
 /// The order of results: by file, then line, then function name and fingerprint.
 fn sort_key(f: &Finding) -> (&str, usize, &str, &str) {
     (&f.file, f.start_line, &f.function, &f.fingerprint)
 }
 
-/// SARIF 2.1.0: one result per function at or above the threshold (those suppressed in
-/// the source with their suppression), and one tool notification per part of the tree
+/// SARIF 2.1.0: one result per function at or above the threshold or confirmed (those
+/// suppressed with their suppressions), and one tool notification per part of the tree
 /// that was not covered.
 pub fn log(report: &ScanReport) -> Result<Value, Failure> {
     let (root, root_uri) = srcroot()?;
     let model = report.model_dir.display().to_string();
     let threshold = report.threshold;
+    let triage_file = report.triage.as_ref().map(|t| t.path.as_path());
     let mut reported: Vec<&Finding> = report
         .findings
         .iter()
@@ -226,7 +275,7 @@ pub fn log(report: &ScanReport) -> Result<Value, Failure> {
     reported.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     let mut results: Vec<Value> = reported
         .into_iter()
-        .map(|f| result(f, &root, &model))
+        .map(|f| result(f, &root, &model, triage_file))
         .collect();
     if let Some(baseline) = &report.baseline {
         results.extend(baseline.absent());

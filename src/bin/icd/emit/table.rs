@@ -32,15 +32,38 @@ pub fn render(report: &ScanReport) -> String {
             printable(&f.function),
             note
         );
-        if f.verdict == Verdict::Insecure {
+        if let Some(t) = f.triage.as_ref().filter(|_| f.verdict != Verdict::Ok) {
+            let expires = t
+                .expires
+                .as_ref()
+                .map_or(String::new(), |d| format!(", until {d}"));
+            out += &format!(
+                "{:<18}triaged {}{expires}: {}\n",
+                "",
+                t.verdict.name(),
+                printable(&t.reason)
+            );
+        }
+        if matches!(f.verdict, Verdict::Insecure | Verdict::Confirmed) {
             for l in &f.lines {
                 out += &format!("{:<18}line {} ({:.3})\n", "", l.line, l.score);
             }
         }
     }
     let mut more = Vec::new();
-    if let n @ 1.. = report.count(Verdict::Suppressed) {
+    let by_triage = report.triage.as_ref().map_or(0, |t| t.suppressed());
+    if let n @ 1.. = report.count(Verdict::Suppressed) - by_triage {
         more.push(format!("{n} suppressed by `icd: ignore`"));
+    }
+    if let Some(t) = &report.triage {
+        let path = t.path.display().to_string();
+        let file = printable(&path);
+        if by_triage > 0 {
+            more.push(format!("{by_triage} suppressed by {file}"));
+        }
+        if t.confirmed > 0 {
+            more.push(format!("{} confirmed by {file}", t.confirmed));
+        }
     }
     if let n @ 1.. = report.count(Verdict::Baseline) {
         more.push(format!("{n} in the baseline"));
