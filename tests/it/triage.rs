@@ -1,7 +1,8 @@
 //! The triage file as users meet it: `icd triage add` by a line of the function and by
 //! fingerprint, `list`, `check` (entries whose function changed, expired ones), scans
 //! that suppress and confirm (jsonl, table, `--baseline`, `--no-triage`), bad files
-//! refused naming the entry, and `export` writing labels that `evaluate` reads.
+//! refused naming the entry, `export` writing labels that `evaluate` reads, and the
+//! files a tree supplies (settings, triage, calibration) read only inside it.
 //! SARIF with triage suppressions is validated with the other SARIF in `ci_scan`.
 
 use std::path::Path;
@@ -243,8 +244,7 @@ fn triaged_functions_are_suppressed_or_confirmed_until_they_expire() {
         "{table}"
     );
     assert!(
-        table.contains("0 of 3 functions at or above 0 (and 2 suppressed by")
-            && table.contains("1 confirmed by"),
+        table.contains("0 of 3 functions at or above 0 plus 1 confirmed by .icd-triage.toml (and 2 suppressed by .icd-triage.toml)"),
         "{table}"
     );
 }
@@ -440,15 +440,15 @@ fn bad_triage_files_are_errors_naming_the_entry() {
         ),
         (
             good.replace("2999-01-01", "2999-02-30"),
-            ".icd-triage.toml: TOML parse error at line 23",
+            ".icd-triage.toml:23:",
         ),
         (
             good.replace("verdict = \"true-positive\"", "verdict = \"wontfix\""),
             "verdict \"wontfix\" is not a verdict",
         ),
         (
-            good.replace("2999-01-01", "\"someday\""),
-            "TOML parse error",
+            good.replace("2999-01-01", "\"2999-01-01\""),
+            ".icd-triage.toml:20: function[2] (572c5d55fe33d1ddb2e3961a4fc3dff6:1): expires is a string: write the date unquoted",
         ),
     ] {
         std::fs::write(&path, &text).unwrap();
@@ -474,7 +474,7 @@ fn export_writes_labels_that_evaluate_reads() {
     std::fs::write(root.join("copy/math.c"), MATH_C).unwrap();
     let out = icd_ok(root, &["triage", "export", ".", "-o", "labels.jsonl"], 0);
     assert!(
-        stderr(&out).contains("2 labelled functions (1 true-positive, 1 false-positive) written to labels.jsonl; 1 accepted-risk left out, 0 entries not found"),
+        stderr(&out).contains("2 labelled functions (1 true-positive, 1 false-positive, 0 of them past their expiry) written to labels.jsonl; 1 accepted-risk left out, 0 entries not found"),
         "{}",
         stderr(&out)
     );
@@ -509,7 +509,8 @@ fn export_writes_labels_that_evaluate_reads() {
 
     // Nothing to export is an error, and nothing is written.
     std::fs::remove_file(root.join("labels.jsonl")).unwrap();
-    icd_ok(root, &["triage", "export", "src/none.c"], 2);
+    let out = icd_ok(root, &["triage", "export", "src/none.c"], 2);
+    assert!(stderr(&out).contains("src/none.c"), "{}", stderr(&out));
     std::fs::write(root.join("other.c"), "int other(void) { return 0; }\n").unwrap();
     let out = icd_ok(root, &["triage", "export", "other.c"], 2);
     assert!(
@@ -518,4 +519,254 @@ fn export_writes_labels_that_evaluate_reads() {
         stderr(&out)
     );
     assert!(!root.join("labels.jsonl").exists());
+}
+
+/// A pull request can plant `.icd.toml -> /proc/self/environ`: settings and triage
+/// files found in the tree (and the calibration file the settings name) are read only
+/// inside the directory they were found in, and no parse error quotes their text.
+#[cfg(unix)]
+#[test]
+fn tree_files_are_not_read_through_links_out_of_the_tree() {
+    let top = tempfile::tempdir().unwrap();
+    let (root, outside) = (top.path().join("tree"), top.path().join("outside"));
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(root.join("src/math.c"), MATH_C).unwrap();
+    let secret = outside.join("secret");
+    std::fs::write(&secret, "GITHUB_TOKEN=ghp_abc123 more\n").unwrap();
+    let scan_err = |args: &[&str]| {
+        let mut all = vec!["scan", ".", "--no-cache"];
+        all.extend_from_slice(args);
+        let err = stderr(&icd_ok(&root, &all, 2));
+        assert!(!err.contains("ghp_abc123"), "{err}");
+        err
+    };
+    for name in [".icd.toml", ".icd-triage.toml"] {
+        std::os::unix::fs::symlink(&secret, root.join(name)).unwrap();
+        let err = scan_err(&[]);
+        assert!(
+            err.contains(&format!("{name}: the ")) && err.contains("leads outside"),
+            "{err}"
+        );
+        std::fs::remove_file(root.join(name)).unwrap();
+        // Inside the tree, the file is read, and its error gives the place alone.
+        std::fs::write(root.join(name), "GITHUB_TOKEN=ghp_abc123 more\n").unwrap();
+        let err = scan_err(&[]);
+        assert!(err.contains(&format!("{name}:1:")), "{err}");
+        std::fs::remove_file(root.join(name)).unwrap();
+    }
+    let err = stderr(&icd_ok(&root, &["triage", "list"], 2));
+    assert!(err.contains("no .icd-triage.toml"), "{err}");
+    std::os::unix::fs::symlink(&secret, root.join(".icd-triage.toml")).unwrap();
+    let err = stderr(&icd_ok(&root, &["triage", "list"], 2));
+    assert!(
+        err.contains("leads outside") && err.contains("--file FILE"),
+        "{err}"
+    );
+    std::fs::remove_file(root.join(".icd-triage.toml")).unwrap();
+
+    // The calibration file the tree's settings name, by a path that leaves the tree.
+    std::fs::write(
+        outside.join("calibration.json"),
+        "{\"GITHUB_TOKEN\": \"ghp_abc123\"}",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join(".icd.toml"),
+        "calibration = \"../outside/calibration.json\"\n",
+    )
+    .unwrap();
+    let err = scan_err(&[]);
+    assert!(
+        err.contains(".icd.toml: calibration: ")
+            && err.contains("the calibration file leads outside"),
+        "{err}"
+    );
+
+    // Named on the command line, a file outside is the user's choice.
+    std::fs::write(outside.join("settings.toml"), "threshold = 0.0\n").unwrap();
+    let settings = outside.join("settings.toml");
+    icd_ok(
+        &root,
+        &[
+            "scan",
+            ".",
+            "--no-cache",
+            "--config",
+            settings.to_str().unwrap(),
+        ],
+        1,
+    );
+}
+
+#[test]
+fn confirmed_functions_claim_their_baseline_result_and_copies_are_warned_of() {
+    let tmp = triaged_tree("2999-01-01");
+    let root = tmp.path();
+    icd_ok(
+        root,
+        &[
+            "scan",
+            ".",
+            "--no-cache",
+            "--threshold",
+            "0",
+            "--no-triage",
+            "--format",
+            "sarif",
+            "-o",
+            "old.sarif",
+        ],
+        1,
+    );
+    // Below the threshold, `mul` is reported only as confirmed: one result, unchanged
+    // since the baseline, not a second one marked absent.
+    let out = icd_ok(
+        root,
+        &[
+            "scan",
+            ".",
+            "--no-cache",
+            "--threshold",
+            "1",
+            "--baseline",
+            "old.sarif",
+            "--format",
+            "sarif",
+        ],
+        1,
+    );
+    let log: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<(String, String, String)> = log["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["locations"][0]["logicalLocations"][0]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                r["level"].as_str().unwrap().to_owned(),
+                r["baselineState"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = ["add", "sub"]
+        .iter()
+        .map(|n| (n.to_string(), "warning".to_owned(), "absent".to_owned()))
+        .chain([("mul".to_owned(), "error".to_owned(), "unchanged".to_owned())])
+        .collect();
+    let mut sorted = results.clone();
+    sorted.sort();
+    let mut want_sorted = want;
+    want_sorted.sort();
+    assert_eq!(sorted, want_sorted);
+
+    // A copy of a suppressed function in another file shares its verdict, with a
+    // warning that names what happened.
+    std::fs::create_dir(root.join("vendor")).unwrap();
+    std::fs::write(root.join("vendor/copy.c"), MATH_C).unwrap();
+    let (verdicts, _, err) = scan(root, &[], 1);
+    assert_eq!(verdicts.len(), 6);
+    assert!(
+        err.contains("warning: 2 functions suppressed by .icd-triage.toml are not in the file their entry names"),
+        "{err}"
+    );
+
+    // The triage file, settings and baseline a scan read are never its output.
+    let before = std::fs::read(root.join(".icd-triage.toml")).unwrap();
+    let err = stderr(&icd_ok(
+        root,
+        &["scan", ".", "--no-cache", "-o", ".icd-triage.toml"],
+        2,
+    ));
+    assert!(err.contains(".icd-triage.toml"), "{err}");
+    assert_eq!(
+        std::fs::read(root.join(".icd-triage.toml")).unwrap(),
+        before
+    );
+    icd_ok(
+        root,
+        &[
+            "scan",
+            ".",
+            "--no-cache",
+            "--baseline",
+            "old.sarif",
+            "-o",
+            "old.sarif",
+        ],
+        2,
+    );
+}
+
+#[test]
+fn the_nearest_triage_file_is_the_one_used_even_when_unreadable() {
+    let tmp = triaged_tree("2999-01-01");
+    let root = tmp.path();
+    // A directory of that name nearer the scanned path is an error, not passed over
+    // for the file above it.
+    std::fs::create_dir(root.join("src/.icd-triage.toml")).unwrap();
+    let out = icd_ok(root, &["scan", "src", "--no-cache"], 2);
+    assert!(
+        stderr(&out).contains("src/.icd-triage.toml"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir(root.join("src/.icd-triage.toml")).unwrap();
+
+    // `add` names the file it starts, and refuses what it cannot record well.
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::create_dir(fresh.path().join("src")).unwrap();
+    std::fs::write(fresh.path().join("src/math.c"), MATH_C).unwrap();
+    let add = |args: &[&str], code| {
+        let mut all = vec!["triage", "add"];
+        all.extend_from_slice(args);
+        stderr(&icd_ok(fresh.path(), &all, code))
+    };
+    let err = add(
+        &["src:2", "--verdict", "false-positive", "--reason", "r"],
+        2,
+    );
+    assert!(err.contains("src: not a source file"), "{err}");
+    let err = add(
+        &[
+            "src/math.c:0",
+            "--verdict",
+            "false-positive",
+            "--reason",
+            "r",
+        ],
+        2,
+    );
+    assert!(err.contains("lines count from 1"), "{err}");
+    let err = add(
+        &[
+            "src/math.c:2",
+            "--verdict",
+            "true-positive",
+            "--reason",
+            "r",
+            "--expires",
+            "2999-01-01",
+        ],
+        2,
+    );
+    assert!(err.contains("a confirmed finding does not lapse"), "{err}");
+    assert!(!fresh.path().join(".icd-triage.toml").exists());
+    let err = add(
+        &[
+            "src/math.c:2",
+            "--verdict",
+            "false-positive",
+            "--reason",
+            "r",
+        ],
+        0,
+    );
+    assert!(
+        err.contains("started the triage file /") && err.contains("src/math.c:1-4 `add`"),
+        "{err}"
+    );
 }

@@ -92,12 +92,21 @@ pub fn detector_builder(
         (None, Some(path)) => (path, true),
         (None, None) => return Ok((builder, None)),
     };
-    let file =
-        builder
-            .read_calibration(path)
-            .map_err(|e| match (from_settings, &settings.path) {
-                (true, Some(toml)) => Failure(format!("{}: calibration: {e}", toml.display())),
-                _ => Failure(e.to_string()),
-            })?;
+    let in_settings = |e: String| match (from_settings, &settings.path) {
+        (true, Some(toml)) => Failure(format!("{}: calibration: {e}", toml.display())),
+        _ => Failure(e),
+    };
+    if let (true, Some(toml)) = (from_settings && settings.from_tree, &settings.path) {
+        let dir = std::path::absolute(toml)
+            .unwrap_or_else(|_| toml.clone())
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        crate::tree_files::confine(path, &dir, "calibration file", "--calibration FILE")
+            .map_err(|e| in_settings(e.0))?;
+    }
+    let file = builder
+        .read_calibration(path)
+        .map_err(|e| in_settings(e.to_string()))?;
     Ok((builder.calibration(Some(file.calibration)), Some(file)))
 }

@@ -309,6 +309,10 @@ pub struct TriageAddArgs {
     /// The first day the entry no longer applies (YYYY-MM-DD).
     #[arg(long, value_parser = crate::triage::parse_date, value_name = "DATE")]
     pub expires: Option<time::Date>,
+    /// With --replace: remove the entry's expiry (without --expires or this, a changed
+    /// entry keeps the one it has).
+    #[arg(long, requires = "replace", conflicts_with = "expires")]
+    pub no_expires: bool,
     /// Change the function's entry if it has one.
     #[arg(long)]
     pub replace: bool,

@@ -23,6 +23,7 @@ mod report;
 mod scan_cache;
 mod settings;
 mod sources;
+mod tree_files;
 mod triage;
 
 use flags::{long_version, Cli, Command};

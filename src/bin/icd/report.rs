@@ -166,6 +166,9 @@ pub struct TriageUse {
     pub confirmed: usize,
     /// Functions whose entry has expired, so that it no longer applies.
     pub expired: usize,
+    /// Suppressed functions outside the file their entry names: copies or moves of a
+    /// triaged function, whose verdict may not hold where they are now.
+    pub elsewhere: usize,
 }
 
 impl TriageUse {
@@ -210,6 +213,7 @@ impl<'a> ScanReport<'a> {
             accepted_risk: 0,
             confirmed: 0,
             expired: 0,
+            elsewhere: 0,
         });
         if let (Some(triage), Some(used)) = (triage, &mut used) {
             for f in &mut findings {
@@ -227,12 +231,20 @@ impl<'a> ScanReport<'a> {
                     line: entry.line,
                 });
                 f.suppressed = entry.verdict.suppresses();
+                if f.suppressed && is_finding(&f.prediction, threshold) && !triage.names_file(entry, &f.file) {
+                    used.elsewhere += 1;
+                }
             }
         }
         if let Some(baseline) = &mut baseline {
+            // Confirmed functions below the threshold are reported too, so they claim
+            // their baseline result as the others do.
             let mut order: Vec<&mut Finding> = findings
                 .iter_mut()
-                .filter(|f| is_finding(&f.prediction, threshold))
+                .filter(|f| {
+                    is_finding(&f.prediction, threshold)
+                        || f.triage.as_ref().map(|t| t.verdict) == Some(TriageVerdict::TruePositive)
+                })
                 .collect();
             order.sort_by(|a, b| {
                 (&a.file, a.start_line, &a.function).cmp(&(&b.file, b.start_line, &b.function))

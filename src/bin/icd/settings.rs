@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use insecure_code_detector::Precision;
 use serde::Deserialize;
 
-use crate::Failure;
+use crate::{tree_files, Failure};
 
 /// The file's name.
 pub const FILE_NAME: &str = ".icd.toml";
@@ -60,6 +60,9 @@ pub struct Settings {
     /// A calibration file from `icd calibrate`, relative to the settings file's
     /// directory (`--calibration` wins).
     pub calibration: Option<PathBuf>,
+    /// The settings came from the scanned tree, not --config: the calibration file
+    /// they name is read only inside their directory.
+    pub from_tree: bool,
     /// Files (relative to the file's directory) not to scan.
     pub exclude: Option<Excludes>,
 }
@@ -98,32 +101,43 @@ impl Settings {
         if no_config {
             return Ok(Settings::default());
         }
-        let path = match config {
-            Some(path) => Some(path.to_path_buf()),
-            None => paths.first().and_then(|first| {
+        if let Some(path) = config {
+            return Settings::read(path, false);
+        }
+        let found = paths.first().and_then(|first| {
                 let start = std::path::absolute(first).unwrap_or_else(|_| first.clone());
                 let start = if start.is_dir() {
                     start
                 } else {
                     start.parent().map(Path::to_path_buf).unwrap_or(start)
                 };
-                start
-                    .ancestors()
-                    .map(|dir| dir.join(FILE_NAME))
-                    .find(|candidate| candidate.is_file())
-            }),
-        };
-        match path {
-            Some(path) => Settings::read(&path),
+            start
+                .ancestors()
+                .map(|dir| dir.join(FILE_NAME))
+                // The first of that name, whatever it is: one that cannot be read is
+                // an error, not passed over for another further up.
+                .find(|candidate| candidate.symlink_metadata().is_ok())
+        });
+        match found {
+            Some(path) => Settings::read(&path, true),
             None => Ok(Settings::default()),
         }
     }
 
-    fn read(path: &Path) -> Result<Settings, Failure> {
+    /// Reads the settings at `path`; `from_tree`: found in the scanned tree rather than
+    /// named with --config, so read only inside its directory (`tree_files`).
+    fn read(path: &Path, from_tree: bool) -> Result<Settings, Failure> {
         let at = path.display();
+        let dir = std::path::absolute(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        if from_tree {
+            tree_files::confine(path, &dir, "settings file", "--config FILE")?;
+        }
         let text = insecure_code_detector::files::read_untrusted_text(path, LIMIT, FILE_NAME)?;
-        let fields: Fields = toml::from_str(&text)
-            .map_err(|e| Failure(format!("{at}: {}", e.to_string().trim_end())))?;
+        let fields: Fields = tree_files::parse_toml(path, &text)?;
         if let Some(t) = fields.threshold {
             if !(0.0..=1.0).contains(&t) {
                 return Err(Failure(format!("{at}: threshold is {t}, expected 0..=1")));
@@ -136,11 +150,6 @@ impl Settings {
                     .map_err(|e| Failure(format!("{at}: precision: {e}")))
             })
             .transpose()?;
-        let dir = std::path::absolute(path)
-            .unwrap_or_else(|_| path.to_path_buf())
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
         let calibration = fields.calibration.map(|c| dir.join(c));
         let exclude = match fields.exclude.is_empty() {
             true => None,
@@ -176,6 +185,7 @@ impl Settings {
             top_lines: fields.top_lines,
             cache: fields.cache,
             calibration,
+            from_tree,
             exclude,
         })
     }

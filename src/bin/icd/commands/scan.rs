@@ -183,7 +183,12 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     let text = emit::render(args.format, &report)?;
     match &args.output {
         Some(path) => {
-            let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+            // Every file the scan read: the sources, and the files that steered it.
+            let mut inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+            inputs.extend(triage.as_ref().map(|t| t.path.as_path()));
+            inputs.extend(settings.path.as_deref());
+            inputs.extend(model.calibration.as_deref().or(settings.calibration.as_deref()));
+            inputs.extend(args.baseline.as_deref());
             write_output(path, &inputs, text.as_bytes())?
         }
         None => std::io::stdout().write_all(text.as_bytes())?,
@@ -207,6 +212,12 @@ fn note_triage(used: &TriageUse) {
         used.accepted_risk,
         used.confirmed
     );
+    if used.elsewhere > 0 {
+        eprintln!(
+            "icd: warning: {} functions suppressed by {file} are not in the file their entry names (copies or moves of a triaged function: check that the verdict holds where they are)",
+            used.elsewhere
+        );
+    }
     if used.expired > 0 {
         eprintln!(
             "icd: warning: {} functions have an expired entry in {file}, which no longer applies (icd triage check lists them)",

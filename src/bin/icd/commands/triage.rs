@@ -13,8 +13,8 @@ use serde_json::json;
 use crate::flags::{TriageAction, TriageAddArgs, TriageArgs, TriageListFormat};
 use crate::output::write_output;
 use crate::sources::{find_and_warn, Found, SourceArgs};
-use crate::triage::edit::{self, NewEntry};
-use crate::triage::{self, is_fingerprint, Entry, Triage, FILE_NAME};
+use crate::triage::edit::{self, Expiry, NewEntry};
+use crate::triage::{self, is_fingerprint, Entry, Triage, TriageVerdict, FILE_NAME};
 use crate::Failure;
 
 pub fn run(args: &TriageArgs) -> Result<ExitCode, Failure> {
@@ -35,9 +35,13 @@ fn located(file: Option<&Path>) -> Option<PathBuf> {
         .or_else(|| triage::nearest(Path::new(".")))
 }
 
+/// The flag that names a triage file, for the error refusing one found in the tree
+/// that leads outside it.
+const FILE_FLAG: &str = "--file FILE";
+
 fn open(file: Option<&Path>) -> Result<Triage, Failure> {
     match located(file) {
-        Some(path) => Triage::read(&path),
+        Some(path) => Triage::read(&path, file.is_none().then_some(FILE_FLAG)),
         None => Err(Failure(format!(
             "no {FILE_NAME} in the current directory or above it (`icd triage add` starts one; --file names one)"
         ))),
@@ -93,13 +97,26 @@ fn named_function(function: &str, root: &Path) -> Result<(String, FunctionSpan),
     }
     let location = function
         .rsplit_once(':')
-        .and_then(|(file, line)| Some((file, line.parse::<usize>().ok().filter(|&l| l > 0)?)));
+        .and_then(|(file, line)| Some((file, line.parse::<usize>().ok()?)));
     let Some((file, line)) = location else {
         return Err(Failure(format!(
             "{:?} is neither a function fingerprint (32 hex digits, `:`, a count) nor FILE:LINE",
             printable(function)
         )));
     };
+    if line == 0 {
+        return Err(Failure(format!(
+            "{}: line 0: lines count from 1",
+            printable(file)
+        )));
+    }
+    // A file, not a directory: which file's function would be ambiguous.
+    if !Path::new(file).is_file() {
+        return Err(Failure(format!(
+            "{}: not a source file (FILE:LINE names a line of a file)",
+            printable(file)
+        )));
+    }
     let found = functions_under(&[PathBuf::from(file)])?;
     // The innermost definition holding the line.
     found
@@ -119,7 +136,10 @@ fn named_function(function: &str, root: &Path) -> Result<(String, FunctionSpan),
 fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
     let path = located(file).unwrap_or_else(|| PathBuf::from(FILE_NAME));
     let text = match path.symlink_metadata() {
-        Ok(_) => Some(triage::read_text(&path)?),
+        Ok(_) => Some(triage::read_text(
+            &path,
+            file.is_none().then_some(FILE_FLAG),
+        )?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Failure(format!("{}: {e}", path.display()))),
     };
@@ -129,11 +149,16 @@ fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
     };
     let root = triage.root();
     let (file, f) = named_function(&args.function, &root)?;
+    let expires = match (args.expires, args.no_expires) {
+        (Some(day), _) => Expiry::Set(day),
+        (None, true) => Expiry::Remove,
+        (None, false) => Expiry::Keep,
+    };
     let entry = NewEntry {
         fingerprint: f.fingerprint.clone(),
         verdict: args.verdict,
         reason: args.reason.clone(),
-        expires: args.expires,
+        expires,
         name: f.name.clone(),
         file: relative_to(&file, &root)?,
     };
@@ -142,6 +167,11 @@ fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
             "--expires {day} is not after today: the entry would never apply"
         )));
     }
+    if args.expires.is_some() && args.verdict == TriageVerdict::TruePositive {
+        return Err(Failure(
+            "--expires with --verdict true-positive: a confirmed finding does not lapse".to_owned(),
+        ));
+    }
     if entry.reason.trim().is_empty() {
         return Err(Failure(
             "--reason is empty: say why the verdict holds, for whoever reads it next".to_owned(),
@@ -149,9 +179,16 @@ fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
     }
     let out = edit::add(&triage, text.as_deref(), &entry, args.replace)?;
     write_output(&path, &[], out.as_bytes())?;
+    if text.is_none() {
+        let at = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+        eprintln!(
+            "icd: started the triage file {}: scans read it for paths at or below its directory",
+            printable(&at.display().to_string())
+        );
+    }
     eprintln!(
         "icd: {}:{}-{} `{}` ({}) is {} in {}",
-        printable(&file),
+        printable(&entry.file),
         f.start_line,
         f.end_line,
         printable(&f.name),
@@ -271,7 +308,8 @@ fn export(triage: &Triage, paths: &[PathBuf], output: &Path) -> Result<(), Failu
     let found = functions_under(paths)?;
     let mut out = String::new();
     let mut seen = std::collections::HashSet::new();
-    let (mut positives, mut negatives, mut accepted) = (0, 0, 0);
+    let (mut positives, mut negatives, mut accepted, mut expired) = (0, 0, 0, 0);
+    let today = triage::today();
     for (file, f) in &found.functions {
         let Some(entry) = triage.entry(&f.fingerprint) else {
             continue;
@@ -288,6 +326,8 @@ fn export(triage: &Triage, paths: &[PathBuf], output: &Path) -> Result<(), Failu
             1 => positives += 1,
             _ => negatives += 1,
         }
+        // Expiry ends a suppression, not the judgement of the code: still a label.
+        expired += usize::from(entry.expired(today));
         out += &json!({
             "idx": positives + negatives - 1,
             "func": f.code,
@@ -316,7 +356,7 @@ fn export(triage: &Triage, paths: &[PathBuf], output: &Path) -> Result<(), Failu
     write_output(output, &inputs, out.as_bytes())?;
     let missing = triage.entries.len() - seen.len();
     eprintln!(
-        "icd: {rows} labelled functions ({positives} true-positive, {negatives} false-positive) written to {}; {accepted} accepted-risk left out, {missing} entries not found under {paths_named}",
+        "icd: {rows} labelled functions ({positives} true-positive, {negatives} false-positive, {expired} of them past their expiry) written to {}; {accepted} accepted-risk left out, {missing} entries not found under {paths_named}",
         printable(&output.display().to_string())
     );
     Ok(())

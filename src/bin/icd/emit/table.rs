@@ -51,6 +51,8 @@ pub fn render(report: &ScanReport) -> String {
         }
     }
     let mut more = Vec::new();
+    // Confirmed functions are findings too: counted beside the others, not in brackets.
+    let mut confirmed = String::new();
     let by_triage = report.triage.as_ref().map_or(0, |t| t.suppressed());
     if let n @ 1.. = report.count(Verdict::Suppressed) - by_triage {
         more.push(format!("{n} suppressed by `icd: ignore`"));
@@ -62,7 +64,7 @@ pub fn render(report: &ScanReport) -> String {
             more.push(format!("{by_triage} suppressed by {file}"));
         }
         if t.confirmed > 0 {
-            more.push(format!("{} confirmed by {file}", t.confirmed));
+            confirmed = format!(" plus {} confirmed by {file}", t.confirmed);
         }
     }
     if let n @ 1.. = report.count(Verdict::Baseline) {
@@ -78,7 +80,7 @@ pub fn render(report: &ScanReport) -> String {
         ""
     };
     out += &format!(
-        "{} {new}of {} functions at or above {threshold}{more}\n",
+        "{} {new}of {} functions at or above {threshold}{confirmed}{more}\n",
         report.count(Verdict::Insecure),
         report.findings.len()
     );

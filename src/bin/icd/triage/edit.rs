@@ -1,7 +1,7 @@
 //! `icd triage add`: a new or changed entry written into the triage file's text, every
-//! other line (comments included) kept as it was.
+//! other line kept as it was, and the comments of a changed entry kept on its keys.
 
-use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, Value};
 
 use super::{Triage, TriageVerdict, FILE_NAME};
 use crate::Failure;
@@ -13,12 +13,21 @@ const HEADER: &str = "\
 # accepted-risk entry hides its function from every scan.
 ";
 
+/// What a written entry's expiry becomes.
+#[derive(Clone, Copy)]
+pub enum Expiry {
+    /// A new entry's: none; a changed entry's: as it was.
+    Keep,
+    Set(time::Date),
+    Remove,
+}
+
 /// An entry to write.
 pub struct NewEntry {
     pub fingerprint: String,
     pub verdict: TriageVerdict,
     pub reason: String,
-    pub expires: Option<time::Date>,
+    pub expires: Expiry,
     pub name: String,
     /// Relative to the triage file, with `/` between components.
     pub file: String,
@@ -72,11 +81,11 @@ pub fn add(
             functions.get_mut(functions.len() - 1).expect("just pushed")
         }
     };
-    table.insert("fingerprint", value(&entry.fingerprint));
-    table.insert("verdict", value(entry.verdict.name()));
-    table.insert("reason", value(&entry.reason));
+    set(table, "fingerprint", entry.fingerprint.as_str().into());
+    set(table, "verdict", entry.verdict.name().into());
+    set(table, "reason", entry.reason.as_str().into());
     match entry.expires {
-        Some(day) => {
+        Expiry::Set(day) => {
             let date = toml_edit::Datetime {
                 date: Some(toml_edit::Date {
                     year: u16::try_from(day.year()).map_err(|_| {
@@ -91,14 +100,15 @@ pub fn add(
                 time: None,
                 offset: None,
             };
-            table.insert("expires", value(date));
+            set(table, "expires", date.into());
         }
-        None => {
+        Expiry::Remove => {
             table.remove("expires");
         }
+        Expiry::Keep => {}
     }
-    table.insert("name", value(&entry.name));
-    table.insert("file", value(&entry.file));
+    set(table, "name", entry.name.as_str().into());
+    set(table, "file", entry.file.as_str().into());
     // A comment alone in a document is its trailing text: the header goes on by hand.
     let out = match text {
         Some(_) => doc.to_string(),
@@ -108,6 +118,20 @@ pub fn add(
     Triage::parse(&triage.path, &out)
         .map_err(|e| Failure(format!("{FILE_NAME} as it would be written: {}", e.0)))?;
     Ok(out)
+}
+
+/// Sets `key` to `new`, keeping the comments and spacing around an old value.
+fn set(table: &mut Table, key: &str, new: Value) {
+    match table.get_mut(key).and_then(Item::as_value_mut) {
+        Some(old) => {
+            let decor = old.decor().clone();
+            *old = new;
+            *old.decor_mut() = decor;
+        }
+        None => {
+            table.insert(key, Item::Value(new));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -120,7 +144,7 @@ mod tests {
             fingerprint: fingerprint.to_owned(),
             verdict,
             reason: "checked by the caller".to_owned(),
-            expires: Some(super::super::parse_date("2027-06-30").unwrap()),
+            expires: Expiry::Set(super::super::parse_date("2027-06-30").unwrap()),
             name: "f".to_owned(),
             file: "src/a.c".to_owned(),
         }
@@ -168,16 +192,36 @@ mod tests {
             refused.contains("t.toml:7: 0123456789abcdef0123456789abcdef:1 is triaged already (false-positive: checked by the caller); give --replace"),
             "{refused}"
         );
-        let mut changed = entry(A, TriageVerdict::TruePositive);
-        changed.expires = None;
-        let third = add(&triage, Some(&second), &changed, true).unwrap();
+        // Comments on the entry's keys and values stay; the expiry stays unless asked.
+        let annotated = second
+            .replacen("reason = ", "# why:\nreason = ", 1)
+            .replacen(
+                "expires = 2027-06-30",
+                "expires = 2027-06-30 # until the rewrite",
+                1,
+            );
+        let triage = Triage::parse(path, &annotated).unwrap();
+        let mut changed = entry(A, TriageVerdict::AcceptedRisk);
+        changed.reason = "accepted in #130".to_owned();
+        changed.expires = Expiry::Keep;
+        let third = add(&triage, Some(&annotated), &changed, true).unwrap();
+        assert_eq!(
+            third,
+            annotated
+                .replacen("\"false-positive\"", "\"accepted-risk\"", 1)
+                .replacen("\"checked by the caller\"", "\"accepted in #130\"", 1)
+        );
         let triage = Triage::parse(path, &third).unwrap();
+        changed.verdict = TriageVerdict::TruePositive;
+        changed.expires = Expiry::Remove;
+        let fourth = add(&triage, Some(&third), &changed, true).unwrap();
+        let triage = Triage::parse(path, &fourth).unwrap();
         assert_eq!(triage.entries.len(), 2);
         let a = triage.entry(A).unwrap();
         assert_eq!((a.verdict, a.expires), (TriageVerdict::TruePositive, None));
         assert!(
-            third.contains("# reviewed in #123\n[[function]]"),
-            "{third}"
+            fourth.contains("# reviewed in #123\n[[function]]"),
+            "{fourth}"
         );
     }
 }

@@ -139,7 +139,7 @@ struct EntryFields {
     fingerprint: Option<toml::Spanned<String>>,
     verdict: Option<String>,
     reason: Option<String>,
-    expires: Option<toml::value::Datetime>,
+    expires: Option<toml::Value>,
     name: Option<String>,
     file: Option<String>,
 }
@@ -185,8 +185,17 @@ pub fn parse_date(text: &str) -> Result<time::Date, String> {
     date_of(&value)
 }
 
-/// A triage file's text: a regular file, UTF-8, of at most 16 MiB.
-pub fn read_text(path: &Path) -> Result<String, Failure> {
+/// A triage file's text: a regular file, UTF-8, of at most 16 MiB; with `found` (the
+/// flag that names a file instead), only inside its directory (`tree_files`).
+pub fn read_text(path: &Path, found: Option<&str>) -> Result<String, Failure> {
+    if let Some(flag) = found {
+        let dir = std::path::absolute(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        crate::tree_files::confine(path, &dir, "triage file", flag)?;
+    }
     Ok(insecure_code_detector::files::read_untrusted_text(
         path, LIMIT, FILE_NAME,
     )?)
@@ -208,16 +217,18 @@ impl Triage {
     }
 
     /// Reads and checks a triage file: every error names the file and the entry.
-    pub fn read(path: &Path) -> Result<Triage, Failure> {
-        Triage::parse(path, &read_text(path)?)
+    /// `found`: the file was found in the tree rather than named on the command line
+    /// (with the flag that names one), so it is read only inside its directory.
+    pub fn read(path: &Path, found: Option<&str>) -> Result<Triage, Failure> {
+        Triage::parse(path, &read_text(path, found)?)
     }
 
     /// Checks the text of a triage file read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Triage, Failure> {
         let at = path.display();
-        let fields: FileFields = toml::from_str(text)
-            .map_err(|e| Failure(format!("{at}: {}", e.to_string().trim_end())))?;
-        let line_of = |byte: usize| 1 + text[..byte.min(text.len())].matches('\n').count();
+        let fields: FileFields = crate::tree_files::parse_toml(path, text)?;
+        let newlines: Vec<usize> = text.match_indices('\n').map(|(at, _)| at).collect();
+        let line_of = |byte: usize| 1 + newlines.partition_point(|&n| n < byte);
         let mut triage = Triage::empty(path.to_path_buf());
         for (n, e) in fields.function.into_iter().enumerate() {
             let entry = format!("{at}: function[{n}]");
@@ -252,10 +263,28 @@ impl Triage {
                     "{entry}: no `reason`: say why the verdict holds, for whoever reads it next"
                 )));
             }
-            let expires = e
-                .expires
-                .map(|d| date_of(&d).map_err(|m| Failure(format!("{entry}: expires: {m}"))))
-                .transpose()?;
+            let expires = match e.expires {
+                None => None,
+                Some(toml::Value::Datetime(d)) => Some(
+                    date_of(&d).map_err(|m| Failure(format!("{entry}: expires: {m}")))?,
+                ),
+                Some(toml::Value::String(_)) => {
+                    return Err(Failure(format!(
+                        "{entry}: expires is a string: write the date unquoted, as expires = 2027-06-30"
+                    )))
+                }
+                Some(other) => {
+                    return Err(Failure(format!(
+                        "{entry}: expires: expected a date like 2027-06-30, found {}",
+                        other.type_str()
+                    )))
+                }
+            };
+            if expires.is_some() && verdict == TriageVerdict::TruePositive {
+                return Err(Failure(format!(
+                    "{entry}: a true-positive entry does not expire (the finding would lapse): remove `expires`"
+                )));
+            }
             if let Some(&first) = triage.by_fingerprint.get(&fingerprint) {
                 return Err(Failure(format!(
                     "{entry}: the function is triaged twice: function[{first}] (line {}) has it too",
@@ -286,11 +315,14 @@ impl Triage {
         if none {
             return Ok(None);
         }
-        let path = match explicit {
-            Some(path) => Some(path.to_path_buf()),
-            None => paths.first().and_then(|first| nearest(first)),
-        };
-        path.map(|p| Triage::read(&p)).transpose()
+        match explicit {
+            Some(path) => Triage::read(path, None).map(Some),
+            None => paths
+                .first()
+                .and_then(|first| nearest(first))
+                .map(|p| Triage::read(&p, Some("--triage FILE")))
+                .transpose(),
+        }
     }
 
     /// The entry for a function's fingerprint, expired or not.
@@ -298,6 +330,16 @@ impl Triage {
         self.by_fingerprint
             .get(fingerprint)
             .map(|&i| &self.entries[i])
+    }
+
+    /// Whether `file` (a path as the scan found it) is the file `entry` names, or the
+    /// entry names none.
+    pub fn names_file(&self, entry: &Entry, file: &str) -> bool {
+        let Some(named) = &entry.file else {
+            return true;
+        };
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        canonical(&self.root().join(named)) == canonical(Path::new(file))
     }
 
     /// The directory its entries' `file`s are relative to, and `triage check` and
@@ -308,8 +350,8 @@ impl Triage {
     }
 }
 
-/// The nearest `.icd-triage.toml` in `start`'s directory (itself, if a directory) or
-/// above it; relative to the current directory when it is under it, as reports name it.
+/// The nearest `.icd-triage.toml` (of any file type) in `start`'s directory (itself, if
+/// a directory) or above it; relative to the current directory when it is under it, as reports name it.
 pub fn nearest(start: &Path) -> Option<PathBuf> {
     let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
     let dir = if start.is_dir() {
@@ -320,7 +362,9 @@ pub fn nearest(start: &Path) -> Option<PathBuf> {
     let found = dir
         .ancestors()
         .map(|d| d.join(FILE_NAME))
-        .find(|candidate| candidate.is_file())?;
+        // The first of that name, whatever it is: one that cannot be read is an
+        // error, not passed over for another further up.
+        .find(|candidate| candidate.symlink_metadata().is_ok())?;
     let cwd = std::env::current_dir().ok();
     Some(
         match cwd.as_deref().and_then(|c| found.strip_prefix(c).ok()) {
@@ -394,8 +438,10 @@ mod tests {
             (entry("verdict = \"false-positive\"\nreason = \"  \"\n"), "no `reason`"),
             (entry("reason = \"r\"\n"), "no `verdict`: expected true-positive, false-positive or accepted-risk"),
             (entry("verdict = \"fine\"\nreason = \"r\"\n"), "verdict \"fine\" is not a verdict"),
-            (entry("verdict = \"false-positive\"\nreason = \"r\"\nexpires = 2027-02-30\n"), "t.toml: TOML parse error at line 5"),
-            (entry("verdict = \"false-positive\"\nreason = \"r\"\nexpires = \"soon\"\n"), "t.toml: TOML parse error at line 5"),
+            (entry("verdict = \"false-positive\"\nreason = \"r\"\nexpires = 2027-02-30\n"), "t.toml:5:11: "),
+            (entry("verdict = \"false-positive\"\nreason = \"r\"\nexpires = \"2027-06-30\"\n"), "expires is a string: write the date unquoted"),
+            (entry("verdict = \"false-positive\"\nreason = \"r\"\nexpires = 3\n"), "expires: expected a date like 2027-06-30, found integer"),
+            (entry("verdict = \"true-positive\"\nreason = \"r\"\nexpires = 2027-06-30\n"), "a true-positive entry does not expire"),
             (entry("verdict = \"false-positive\"\nreason = \"r\"\nexpires = 2027-06-30T10:00:00Z\n"), "is not a date like 2027-06-30"),
             (entry("verdict = \"false-positive\"\nreason = \"r\"\nowner = \"me\"\n"), "unknown field `owner`"),
             ("[[function]]\nverdict = \"false-positive\"\n".to_owned(), "t.toml: function[0]: no `fingerprint`"),
