@@ -74,6 +74,35 @@ const SCHEMA_VERSION: i64 = 1;
 /// program's with the same `user_version` is not taken for one.
 const APPLICATION_ID: i64 = 0x4943_4463;
 
+/// The tables and index of a cache file, as this version makes them.
+const SCHEMA: &str = "\
+CREATE TABLE IF NOT EXISTS predictions (
+    key BLOB PRIMARY KEY, model BLOB NOT NULL, value BLOB NOT NULL,
+    used INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_by_use ON predictions (used);
+CREATE TABLE IF NOT EXISTS files (
+    path BLOB PRIMARY KEY, stat BLOB NOT NULL, digest BLOB NOT NULL
+) WITHOUT ROWID;";
+
+/// Every schema object of a database: type, name and SQL (whitespace collapsed), in
+/// type and name order.
+fn schema_objects(conn: &Connection) -> rusqlite::Result<Vec<(String, String, Option<String>)>> {
+    let mut select = conn.prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")?;
+    let rows = select.query_map([], |r| {
+        let sql: Option<String> = r.get(2)?;
+        let sql = sql.map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "));
+        Ok((r.get(0)?, r.get(1)?, sql))
+    })?;
+    rows.collect()
+}
+
+/// [`schema_objects`] of a database made with [`SCHEMA`] alone.
+fn expected_schema_objects() -> rusqlite::Result<Vec<(String, String, Option<String>)>> {
+    let conn = Connection::open_in_memory()?;
+    conn.execute_batch(SCHEMA)?;
+    schema_objects(&conn)
+}
+
 /// How long a process waits for another's write to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -240,17 +269,25 @@ impl PredictionCache {
         let objects: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
         match (application, version, objects) {
-            (APPLICATION_ID, SCHEMA_VERSION, _) => {}
+            // Only the objects this version makes: a trigger or view planted in the
+            // file could rewrite results as they are written or read.
+            (APPLICATION_ID, SCHEMA_VERSION, _) => {
+                let found = schema_objects(&conn)?;
+                if found != expected_schema_objects()? {
+                    return Err(OpenFailure::Damaged(format!(
+                        "schema objects other than this version's: {}",
+                        found
+                            .iter()
+                            .map(|(kind, name, _)| format!("{kind} {name}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
             (0, 0, 0) => retry_busy(|| {
                 conn.execute_batch(&format!(
                     "BEGIN IMMEDIATE;
-                     CREATE TABLE IF NOT EXISTS predictions (
-                         key BLOB PRIMARY KEY, model BLOB NOT NULL, value BLOB NOT NULL,
-                         used INTEGER NOT NULL) WITHOUT ROWID;
-                     CREATE INDEX IF NOT EXISTS predictions_by_use ON predictions (used);
-                     CREATE TABLE IF NOT EXISTS files (
-                         path BLOB PRIMARY KEY, stat BLOB NOT NULL, digest BLOB NOT NULL
-                     ) WITHOUT ROWID;
+                     {SCHEMA}
                      PRAGMA user_version = {SCHEMA_VERSION};
                      PRAGMA application_id = {APPLICATION_ID};
                      COMMIT;"
@@ -315,9 +352,16 @@ impl PredictionCache {
         if let Some(digest) = remembered.and_then(|d| <[u8; 32]>::try_from(d).ok()) {
             return Ok(digest);
         }
-        let mut file = std::fs::File::open(&canonical).map_err(io)?;
+        // As at load: a FIFO or device is refused at once, not waited on or read
+        // forever.
+        use std::io::Read;
+        let (file, _) = crate::files::open_untrusted(
+            &canonical,
+            crate::files::WEIGHTS_LIMIT,
+            "checkpoint file",
+        )?;
         let mut hash = Sha256::new();
-        std::io::copy(&mut file, &mut hash).map_err(io)?;
+        std::io::copy(&mut file.take(crate::files::WEIGHTS_LIMIT), &mut hash).map_err(io)?;
         let digest: [u8; 32] = hash.finalize().into();
         // A file that changed while it was read is not remembered.
         if file_stat(&canonical).map_err(io)? == before {

@@ -715,7 +715,7 @@ fn icd_toml_is_found_upward_and_flags_win() {
     write(
         root,
         ".icd.toml",
-        "threshold = 0.0\nexclude = [\"src/vendor/**\"]\nwindow = true\nstride = 64\n",
+        "threshold = 0.0\nexclude = [\"src/vendor/**\"]\nwindow = true\nstride = 128\n",
     );
     let out = scan_plain(&root.join("src"), &[".", "--format", "jsonl"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -758,6 +758,22 @@ fn icd_toml_is_found_upward_and_flags_win() {
     let out = scan_plain(root, &["src", "--no-config", "--format", "jsonl"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(names_of(&out), ["add", "sub", "mul", "vendored"]);
+
+    // The tree's file may not make each token cost more than four windows; a flag may.
+    let settings = std::fs::read_to_string(root.join(".icd.toml")).unwrap();
+    write(root, ".icd.toml", &settings.replace("stride = 128", "stride = 64"));
+    let out = scan_plain(root, &["src"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            ".icd.toml: stride is 64: a settings file may set no stride below a quarter window (128 tokens)"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = scan_plain(root, &["src", "--stride", "64"]);
+    assert_eq!(out.status.code(), Some(1));
+    write(root, ".icd.toml", &settings);
 
     // --config names another file.
     write(root, "strict.toml", "threshold = 0.0\n");

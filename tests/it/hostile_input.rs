@@ -845,3 +845,65 @@ fn many_items_and_long_conditional_chains_cost_linear_time() {
     assert_eq!(names[300], "fill0");
     assert_eq!(names.last().unwrap(), "fill19999");
 }
+
+/// Runs `icd args` in `dir`, failing the test instead of hanging past `limit` seconds.
+#[cfg(unix)]
+fn icd_within(dir: &std::path::Path, args: &[&str], limit: u64) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_icd"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("BURN_DEVICE")
+        .env("ICD_CACHE_DIR", dir.join("cache"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > limit {
+            child.kill().unwrap();
+            panic!("icd {args:?} ran past {limit} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A checkpoint file that never ends or never opens is refused at once by a scan with
+/// the prediction cache (which hashes the checkpoint before loading it), and
+/// `classify` stops reading an endless input at its limit.
+#[cfg(unix)]
+#[test]
+fn endless_checkpoint_files_and_inputs_are_refused_not_waited_on() {
+    let dir = patched_checkpoint("classifier.dense.bias", |_| {});
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("a.c"), "int f(void) { return 0; }\n").unwrap();
+    let model = dir.path().display().to_string();
+    let weights = dir.path().join("model.safetensors");
+    std::fs::remove_file(&weights).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &weights).unwrap();
+    let out = icd_within(work.path(), &["--model", &model, "scan", "a.c"], 20);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is a character device"), "{err}");
+    std::fs::remove_file(&weights).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&weights)
+        .status()
+        .unwrap()
+        .success());
+    let out = icd_within(work.path(), &["--model", &model, "scan", "a.c"], 20);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is a FIFO"), "{err}");
+
+    let model = fixture("roberta-2-labels").display().to_string();
+    let out = icd_within(work.path(), &["--model", &model, "classify", "/dev/zero"], 30);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("/dev/zero holds more than 67108864 bytes, past its limit"),
+        "{err}"
+    );
+}

@@ -430,6 +430,27 @@ fn a_foreign_layout_or_a_link_in_the_caches_place_is_replaced_never_written_into
     );
     assert_eq!(report, expected);
 
+    // This version's cache with a trigger planted in it, one that would rewrite every
+    // result stored from then on: the file is made anew, the trigger never runs.
+    let cache = tempfile::tempdir().unwrap();
+    scan(src.path(), &model, cache.path(), &[]);
+    database(cache.path())
+        .execute_batch(
+            "DELETE FROM predictions;
+             CREATE TRIGGER rewrite AFTER INSERT ON predictions
+             BEGIN UPDATE predictions SET value = x'00' WHERE key = new.key; END;",
+        )
+        .unwrap();
+    let (report, err) = scan(src.path(), &model, cache.path(), &[]);
+    assert!(
+        err.contains("was damaged") && err.contains("trigger rewrite"),
+        "{err}"
+    );
+    assert_eq!(report, expected);
+    let (report, err) = scan(src.path(), &model, cache.path(), &[]);
+    assert_eq!(from_cache(&err), (3, 3), "{err}");
+    assert_eq!(report, expected);
+
     // Links in the place of the lock file and of the cache file are never followed.
     let cache = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();

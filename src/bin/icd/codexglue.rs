@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::input::{read_input, JSONL_LIMIT};
 use crate::Failure;
 
 /// One row of a CodeXGLUE jsonl file.
@@ -15,8 +16,14 @@ pub struct JsonlRow {
 
 /// Rows of a CodeXGLUE jsonl file; each must be an object with a string `func`.
 pub fn read_jsonl(path: &Path) -> Result<Vec<JsonlRow>, Failure> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    let bytes = read_input(path, JSONL_LIMIT)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Failure(format!(
+            "{}: not UTF-8 (at byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())

@@ -17,6 +17,7 @@ mod emit;
 mod evaluation_plot;
 mod evaluation_report;
 mod flags;
+mod input;
 mod labelled;
 mod output;
 mod report;

@@ -1,13 +1,14 @@
 //! `icd classify`: one function from a file or stdin, or every row of a CodeXGLUE
 //! jsonl file.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use insecure_code_detector::{Explanation, LineScore, Prediction};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::codexglue::read_jsonl;
+use crate::input::{read_input, FUNCTION_LIMIT};
 use crate::detector::load_detector;
 use crate::flags::{ClassifyArgs, ClassifyFormat, ModelArgs};
 use crate::settings::Settings;
@@ -40,13 +41,7 @@ pub fn run(model: &ModelArgs, args: &ClassifyArgs) -> Result<(), Failure> {
             .map(|row| (row.idx, row.func))
             .collect()
     } else {
-        let mut bytes = Vec::new();
-        if args.input.as_os_str() == "-" {
-            std::io::stdin().read_to_end(&mut bytes)?;
-        } else {
-            bytes = std::fs::read(&args.input)
-                .map_err(|e| Failure(format!("{}: {e}", args.input.display())))?;
-        }
+        let bytes = read_input(&args.input, FUNCTION_LIMIT)?;
         vec![(json!(0), String::from_utf8_lossy(&bytes).into_owned())]
     };
     let mut out = std::io::stdout().lock();

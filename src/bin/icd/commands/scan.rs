@@ -66,6 +66,18 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         .stride
         .or(settings.stride)
         .unwrap_or(Detector::default_stride(max_tokens));
+    // A settings file is the tree's: it may not make a token cost more than four
+    // windows (the default stride, half a window, costs two); --stride may.
+    if let (None, Some(from_settings), true) = (args.stride, settings.stride, window) {
+        let least = width.div_ceil(4);
+        if from_settings < least {
+            let at = settings.path.as_deref().unwrap_or(Path::new(settings::FILE_NAME));
+            return Err(Failure(format!(
+                "{}: stride is {from_settings}: a settings file may set no stride below a quarter window ({least} tokens), which would classify each token in more than four windows; --stride sets any",
+                printable(&at.display().to_string())
+            )));
+        }
+    }
     if !(1..=width).contains(&stride) {
         return Err(Failure(format!(
             "--stride is {stride}, expected 1..={width} (the model's window of {max_tokens} tokens less <s> and </s>)"
