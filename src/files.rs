@@ -194,10 +194,7 @@ pub fn write_atomically(
         .map_err(io_error(&dir))?;
     write(temporary.path())?;
     if stream {
-        let mut output = std::fs::OpenOptions::new()
-            .write(true)
-            .open(target)
-            .map_err(io_error(target))?;
+        let mut output = open_stream(target)?;
         let mut written =
             std::fs::File::open(temporary.path()).map_err(io_error(temporary.path()))?;
         std::io::copy(&mut written, &mut output).map_err(io_error(target))?;
@@ -213,6 +210,78 @@ pub fn write_atomically(
         .persist(target)
         .map_err(|e| io_error(target)(e.error))?;
     Ok(())
+}
+
+/// How long a FIFO named as the output waits for a process to read it.
+const FIFO_READER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens a stream named as the output (links followed) for writing: a block device is
+/// refused, being no place for a report, and a FIFO that no process reads is an error
+/// after [`FIFO_READER_WAIT`], not a wait for ever.
+fn open_stream(target: &Path) -> Result<std::fs::File> {
+    let io_error = |source| Error::Io {
+        path: target.to_path_buf(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        use std::os::unix::io::AsRawFd;
+        let kind = std::fs::metadata(target).map_err(io_error)?.file_type();
+        if kind.is_block_device() {
+            return Err(Error::InvalidArgument {
+                argument: "output",
+                message: format!(
+                    "{} is a block device: reports go to files and streams, not disks",
+                    target.display()
+                ),
+            });
+        }
+        if kind.is_fifo() {
+            let started = std::time::Instant::now();
+            loop {
+                // Without a reader, a non-blocking open fails (ENXIO) instead of waiting.
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(target)
+                {
+                    Ok(file) => {
+                        // SAFETY: `file` owns this open descriptor for the duration of
+                        // both calls; F_GETFL and F_SETFL take no pointers.
+                        let blocking = unsafe {
+                            let fd = file.as_raw_fd();
+                            let flags = libc::fcntl(fd, libc::F_GETFL);
+                            flags >= 0
+                                && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+                        };
+                        if !blocking {
+                            return Err(io_error(std::io::Error::last_os_error()));
+                        }
+                        return Ok(file);
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                        if started.elapsed() >= FIFO_READER_WAIT {
+                            return Err(Error::InvalidArgument {
+                                argument: "output",
+                                message: format!(
+                                    "{} is a FIFO that no process reads (waited {} s)",
+                                    target.display(),
+                                    FIFO_READER_WAIT.as_secs()
+                                ),
+                            });
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(io_error(e)),
+                }
+            }
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(target)
+        .map_err(io_error)
 }
 
 /// True when both paths name one existing file (links followed).
@@ -400,6 +469,33 @@ mod tests {
         write_atomically(&fifo, &[], write_text("through the pipe")).unwrap();
         assert_eq!(reader.join().unwrap(), "through the pipe");
         assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        // A FIFO nobody reads, even through a link: an error, not a wait for ever.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        let started = std::time::Instant::now();
+        let error = write_atomically(&link, &[], write_text("x")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is a FIFO that no process reads"),
+            "{error}"
+        );
+        assert!(started.elapsed() < FIFO_READER_WAIT * 2);
+        std::fs::remove_file(&link).unwrap();
+        // A block device, where the machine has one: refused.
+        let block = std::fs::read_dir("/dev").unwrap().flatten().find(|e| {
+            use std::os::unix::fs::FileTypeExt;
+            e.file_type().is_ok_and(|t| t.is_block_device())
+        });
+        match block {
+            Some(device) => {
+                std::os::unix::fs::symlink(device.path(), &link).unwrap();
+                let error = write_atomically(&link, &[], write_text("x")).unwrap_err();
+                assert!(error.to_string().contains("is a block device"), "{error}");
+                std::fs::remove_file(&link).unwrap();
+            }
+            None => eprintln!("SKIPPING the block device case: no block device in /dev"),
+        }
         let error = write_atomically(dir.path(), &[], write_text("x")).unwrap_err();
         assert!(error.to_string().contains("is a directory"), "{error}");
         // Nothing left behind.
