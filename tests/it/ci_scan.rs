@@ -578,6 +578,65 @@ fn changed_since_classifies_only_functions_on_changed_lines() {
         .collect();
     assert_eq!(names, ["loose"]);
 
+    // What the repository says of its own files bends no comparison and runs nothing:
+    // attributes that make C binary or undiffable or filter it through a command,
+    // configuration that renames the diff's sides, a changed line that begins with
+    // `++ `, a file name with a space.
+    write(
+        root,
+        ".gitattributes",
+        "*.c binary\n*.c -diff\n*.c filter=planted\n",
+    );
+    write(root, "src/with space.c", "int spaced(void) { return 3; }\n");
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "attributes"]);
+    git(
+        root,
+        &["config", "filter.planted.clean", "touch planted-ran; cat"],
+    );
+    git(
+        root,
+        &["config", "filter.planted.process", "touch planted-ran"],
+    );
+    git(root, &["config", "diff.mnemonicPrefix", "true"]);
+    git(root, &["config", "diff.noprefix", "true"]);
+    write(
+        root,
+        "src/math.c",
+        &MATH_C
+            .replace("a - b", "b - a")
+            .replace("    return a * b;", "++ b;\n    return a * b;"),
+    );
+    write(root, "src/with space.c", "int spaced(void) { return 4; }\n");
+    let (_, found) = rows(root, &["--changed-since", "HEAD"]);
+    let names: Vec<&str> = found
+        .iter()
+        .map(|r| r["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mul", "spaced"]);
+    assert!(
+        !root.join("planted-ran").exists(),
+        "the repository's filter ran"
+    );
+
+    // A scanned path outside the repository is an error, not "nothing changed".
+    let elsewhere = tempfile::tempdir().unwrap();
+    write(elsewhere.path(), "x.c", "int x(void) { return 0; }\n");
+    let out = scan(
+        root,
+        &[
+            "--changed-since",
+            "HEAD",
+            elsewhere.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not in the repository at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A revision git does not know, or one that reads as an option, is an error.
     for rev in ["no-such-rev", "--output=/tmp/x"] {
         let out = scan(root, &["--changed-since", rev]);
@@ -761,7 +820,11 @@ fn icd_toml_is_found_upward_and_flags_win() {
 
     // The tree's file may not make each token cost more than four windows; a flag may.
     let settings = std::fs::read_to_string(root.join(".icd.toml")).unwrap();
-    write(root, ".icd.toml", &settings.replace("stride = 128", "stride = 64"));
+    write(
+        root,
+        ".icd.toml",
+        &settings.replace("stride = 128", "stride = 64"),
+    );
     let out = scan_plain(root, &["src"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

@@ -9,6 +9,7 @@ use clap::{CommandFactory, FromArgMatches};
 use insecure_code_detector::report::printable;
 
 mod baseline;
+mod changed_lines;
 mod classification;
 mod codexglue;
 mod commands;

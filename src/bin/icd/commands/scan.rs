@@ -11,6 +11,7 @@ use insecure_code_detector::scan::FunctionSpan;
 use insecure_code_detector::{Detector, RobertaConfig};
 
 use crate::baseline::Baseline;
+use crate::changed_lines::ChangedLines;
 use crate::classification::{classify_functions, Classified, ClassifyMode};
 use crate::detector::{build_detector, detector_builder};
 use crate::flags::{ModelArgs, ScanArgs};
@@ -90,7 +91,10 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         gaps,
     } = find_and_warn(&args.sources, settings.exclude.as_ref())?;
     if let Some(rev) = &args.changed_since {
-        let changed = sources::ChangedLines::since(rev)?;
+        let files: std::collections::BTreeSet<&Path> =
+            functions.iter().map(|(file, _)| Path::new(file)).collect();
+        let files: Vec<&Path> = files.into_iter().collect();
+        let changed = ChangedLines::since(rev, &files)?;
         let all = functions.len();
         functions.retain(|(file, f)| changed.touches(Path::new(file), f));
         eprintln!(
