@@ -167,3 +167,29 @@ pub fn copy_fixture(name: &str) -> tempfile::TempDir {
     }
     tmp
 }
+
+/// Three small C functions, `add`, `sub` and `mul`, in that order (lines 1-4, 6-9,
+/// 11-14): the scanned tree of the CI and triage tests.
+pub const MATH_C: &str = "\
+int add(int a, int b)
+{
+    return a + b;
+}
+
+int sub(int a, int b)
+{
+    return a - b;
+}
+
+int mul(int a, int b)
+{
+    return a * b;
+}
+";
+
+/// `(a, b)` pairs as owned strings, to compare with (function, verdict) lists.
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}

@@ -59,12 +59,6 @@ fn write(root: &Path, path: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
-}
-
 #[test]
 fn ignore_comments_on_the_first_line_or_the_line_before_suppress() {
     let tmp = tempfile::tempdir().unwrap();
@@ -161,23 +155,6 @@ fn fingerprints(rows: &[Value]) -> Vec<(String, String)> {
         })
         .collect()
 }
-
-const MATH_C: &str = "\
-int add(int a, int b)
-{
-    return a + b;
-}
-
-int sub(int a, int b)
-{
-    return a - b;
-}
-
-int mul(int a, int b)
-{
-    return a * b;
-}
-";
 
 #[test]
 fn fingerprints_survive_moves_and_lines_added_above() {

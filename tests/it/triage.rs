@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::fixture;
+use crate::common::{fixture, pairs, MATH_C};
 
 /// `icd --model FIXTURE ARGS...` run in `root`.
 fn icd(root: &Path, args: &[&str]) -> Output {
@@ -66,29 +66,6 @@ fn scan(root: &Path, args: &[&str], code: i32) -> (Vec<(String, String)>, Vec<Va
         .collect();
     (verdicts, rows, err)
 }
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
-}
-
-const MATH_C: &str = "\
-int add(int a, int b)
-{
-    return a + b;
-}
-
-int sub(int a, int b)
-{
-    return a - b;
-}
-
-int mul(int a, int b)
-{
-    return a * b;
-}
-";
 
 /// A tree with `src/math.c`, and its triage file: `sub` false-positive (by a line of
 /// it), `mul` true-positive (by fingerprint), `add` accepted-risk until `add_expires`.
