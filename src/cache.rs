@@ -272,15 +272,24 @@ impl PredictionCache {
             // Only the objects this version makes: a trigger or view planted in the
             // file could rewrite results as they are written or read.
             (APPLICATION_ID, SCHEMA_VERSION, _) => {
-                let found = schema_objects(&conn)?;
-                if found != expected_schema_objects()? {
+                let (found, expected) = (schema_objects(&conn)?, expected_schema_objects()?);
+                if found != expected {
+                    // Named: what is there and should not be, and what is changed or
+                    // missing.
+                    let foreign: Vec<String> = found
+                        .iter()
+                        .filter(|o| !expected.contains(o))
+                        .map(|(kind, name, _)| format!("{kind} {name}"))
+                        .chain(
+                            expected
+                                .iter()
+                                .filter(|o| !found.contains(o))
+                                .map(|(kind, name, _)| format!("no {kind} {name} as made")),
+                        )
+                        .collect();
                     return Err(OpenFailure::Damaged(format!(
                         "schema objects other than this version's: {}",
-                        found
-                            .iter()
-                            .map(|(kind, name, _)| format!("{kind} {name}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        foreign.join(", ")
                     )));
                 }
             }

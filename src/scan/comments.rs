@@ -18,8 +18,15 @@ pub struct Comment {
 /// Every comment of `source`, in source order. An unterminated `/*` runs to the end
 /// of the source, as it does for a compiler.
 pub fn comments(source: &str) -> Vec<Comment> {
+    lex(source).0
+}
+
+/// The comments of `source` and the byte ranges of its string and character literals,
+/// each in source order.
+fn lex(source: &str) -> (Vec<Comment>, Vec<Range<usize>>) {
     let bytes = source.as_bytes();
     let mut found = Vec::new();
+    let mut literals = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -42,15 +49,21 @@ pub fn comments(source: &str) -> Vec<Comment> {
                 };
                 found.push(Comment { bytes: start..i });
             }
-            b'"' => i = raw_string_end(bytes, i).unwrap_or_else(|| quoted_end(bytes, i, b'"')),
+            b'"' => {
+                let start = i;
+                i = raw_string_end(bytes, i).unwrap_or_else(|| quoted_end(bytes, i, b'"'));
+                literals.push(start..i);
+            }
             // A digit separator (C++14 `1'000'000`) is no character literal.
             b'\'' if !(i > 0 && bytes[i - 1].is_ascii_alphanumeric()) => {
-                i = quoted_end(bytes, i, b'\'')
+                let start = i;
+                i = quoted_end(bytes, i, b'\'');
+                literals.push(start..i);
             }
             _ => i += 1,
         }
     }
-    found
+    (found, literals)
 }
 
 /// True when the newline at `at` is escaped by a backslash (spaces between allowed,
@@ -121,15 +134,17 @@ fn raw_string_end(bytes: &[u8], quote: usize) -> Option<usize> {
     )
 }
 
-/// `source` with its comments removed and every run of whitespace (a removed comment
-/// counts as one) collapsed to one space, trimmed: the text of code as the compiler
-/// reads it, whatever its layout.
+/// `source` with its comments removed and every run of whitespace outside string and
+/// character literals (a removed comment counts as one) collapsed to one space,
+/// trimmed: the text of code as the compiler reads it, whatever its layout. Literals
+/// are kept byte for byte, as their whitespace is part of the program.
 pub fn normalized(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
     let mut pending_space = false;
-    let mut push = |text: &str, out: &mut String| {
+    // `verbatim`: a literal, whose whitespace is kept.
+    let mut push = |text: &str, verbatim: bool, out: &mut String| {
         for c in text.chars() {
-            if c.is_whitespace() {
+            if c.is_whitespace() && !verbatim {
                 pending_space = true;
             } else {
                 if pending_space && !out.is_empty() {
@@ -140,13 +155,24 @@ pub fn normalized(source: &str) -> String {
             }
         }
     };
+    let (comments, literals) = lex(source);
+    // Comments and literals never overlap: one merged pass in source order.
+    let mut spans: Vec<(Range<usize>, bool)> = comments
+        .into_iter()
+        .map(|c| (c.bytes, false))
+        .chain(literals.into_iter().map(|l| (l, true)))
+        .collect();
+    spans.sort_by_key(|(range, _)| range.start);
     let mut at = 0;
-    for comment in comments(source) {
-        push(&source[at..comment.bytes.start], &mut out);
-        push(" ", &mut out);
-        at = comment.bytes.end;
+    for (range, literal) in spans {
+        push(&source[at..range.start], false, &mut out);
+        match literal {
+            true => push(&source[range.clone()], true, &mut out),
+            false => push(" ", false, &mut out),
+        }
+        at = range.end;
     }
-    push(&source[at..], &mut out);
+    push(&source[at..], false, &mut out);
     out
 }
 
@@ -196,6 +222,16 @@ mod tests {
         assert_eq!(
             normalized("int f(void) { return 1; }"),
             normalized("int f(void)\n{\treturn 1;\n}")
+        );
+        // Whitespace inside a literal is the program's: kept, so that shrinking a
+        // string (and the buffer sized by it) changes the text.
+        assert_ne!(
+            normalized("char b[sizeof(\"ab    \")];"),
+            normalized("char b[sizeof(\"ab \")];")
+        );
+        assert_eq!(
+            normalized("f(  \"a  b\"  ,  ' ' );"),
+            "f( \"a  b\" , ' ' );"
         );
     }
 }

@@ -132,8 +132,8 @@ pub struct FunctionSpan {
     /// the line before it: the function was reviewed and is not to be reported.
     pub suppressed: bool,
     /// Identifies the function across edits elsewhere and moves: a hash of its name and
-    /// its text without comments and with whitespace collapsed (never its path or
-    /// lines), then `:N`, its place among the functions of its file with that hash
+    /// its text without comments and with whitespace outside string and character
+    /// literals collapsed (never its path or lines), then `:N`, its place among the functions of its file with that hash
     /// (1 for the first), so that two equal definitions in one file differ.
     pub fingerprint: String,
 }

@@ -421,7 +421,7 @@ fn sarif_passes_github_rules_and_is_the_same_every_run() {
     );
     assert_eq!(
         result["partialFingerprints"]["primaryLocationLineHash"],
-        result["partialFingerprints"]["icdFunctionHash/v1"]
+        result["partialFingerprints"]["icdFunctionHash/v2"]
     );
     let severity: f64 = result["properties"]["security-severity"]
         .as_str()
@@ -595,6 +595,16 @@ fn changed_since_classifies_only_functions_on_changed_lines() {
         !root.join("planted-ran").exists(),
         "the repository's filter ran"
     );
+    // Nor does a replacement object that puts the change's commit in the base's place.
+    git(root, &["config", "--remove-section", "filter.planted"]);
+    git(root, &["commit", "-q", "-am", "change"]);
+    git(root, &["replace", "HEAD~1", "HEAD"]);
+    let (_, found) = rows(root, &["--changed-since", "HEAD~1"]);
+    let names: Vec<&str> = found
+        .iter()
+        .map(|r| r["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mul", "spaced"]);
 
     // A scanned path outside the repository is an error, not "nothing changed".
     let elsewhere = tempfile::tempdir().unwrap();

@@ -640,6 +640,15 @@ fn confirmed_functions_claim_their_baseline_result_and_copies_are_warned_of() {
     want_sorted.sort();
     assert_eq!(sorted, want_sorted);
 
+    // A copy of the triage file kept outside the tree (as a gate keeps the base
+    // branch's): its entries' files are the current directory's, so no warning.
+    let outside = tempfile::tempdir().unwrap();
+    let copy = outside.path().join("base-triage.toml");
+    std::fs::copy(root.join(".icd-triage.toml"), &copy).unwrap();
+    let (verdicts, _, err) = scan(root, &["--triage", copy.to_str().unwrap()], 1);
+    assert_eq!(verdicts[1], ("sub".to_owned(), "suppressed".to_owned()));
+    assert!(!err.contains("not in the file their entry names"), "{err}");
+
     // A copy of a suppressed function in another file shares its verdict, with a
     // warning that names what happened.
     std::fs::create_dir(root.join("vendor")).unwrap();
@@ -702,6 +711,22 @@ fn the_nearest_triage_file_is_the_one_used_even_when_unreadable() {
         all.extend_from_slice(args);
         stderr(&icd_ok(fresh.path(), &all, code))
     };
+    let err = add(
+        &[
+            "src/math.c:2",
+            "--verdict",
+            "false-positive",
+            "--reason",
+            "r",
+            "--file",
+            "src/math.c",
+        ],
+        2,
+    );
+    assert!(
+        err.contains("src/math.c is a C/C++ source file, not a triage file"),
+        "{err}"
+    );
     let err = add(
         &["src:2", "--verdict", "false-positive", "--reason", "r"],
         2,

@@ -185,13 +185,21 @@ fn changed_ranges(old: &[u8], new: &[u8]) -> Vec<LineRange> {
         .collect()
 }
 
-/// Runs git with nothing of the repository's that runs code (fsmonitor) and no pager;
-/// its stdout. `input` is written to its stdin.
+/// Runs git with nothing of the repository's that runs code (fsmonitor), no pager and
+/// no replacement objects; its stdout. `input` is written to its stdin.
 fn git(args: &[&str], input: Option<String>, rev: &str) -> Result<Vec<u8>, Failure> {
     let failed =
         |e: std::io::Error| Failure(format!("--changed-since {rev}: git did not run: {e}"));
     let mut child = Command::new("git")
-        .args(["-c", "core.fsmonitor=false", "--no-pager"])
+        // Replacement objects (refs/replace) would let the repository show another
+        // tree or blob in the revision's place.
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "--no-pager",
+            "--no-replace-objects",
+        ])
+        .env("GIT_NO_REPLACE_OBJECTS", "1")
         .args(args)
         .stdin(if input.is_some() {
             Stdio::piped()

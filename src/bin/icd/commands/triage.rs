@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use insecure_code_detector::report::printable;
-use insecure_code_detector::scan::{FunctionSpan, TreeOptions};
+use insecure_code_detector::scan::{FunctionSpan, Language, TreeOptions};
 use serde_json::json;
 
 use crate::flags::{TriageAction, TriageAddArgs, TriageArgs, TriageListFormat};
@@ -135,6 +135,12 @@ fn named_function(function: &str, root: &Path) -> Result<(String, FunctionSpan),
 
 fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
     let path = located(file).unwrap_or_else(|| PathBuf::from(FILE_NAME));
+    if Language::from_path(&path).is_some() {
+        return Err(Failure(format!(
+            "{} is a C/C++ source file, not a triage file (TOML, named {FILE_NAME})",
+            printable(&path.display().to_string())
+        )));
+    }
     let text = match path.symlink_metadata() {
         Ok(_) => Some(triage::read_text(
             &path,
@@ -178,7 +184,7 @@ fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
         ));
     }
     let out = edit::add(&triage, text.as_deref(), &entry, args.replace)?;
-    write_output(&path, &[], out.as_bytes())?;
+    write_output(&path, &[Path::new(&file)], out.as_bytes())?;
     if text.is_none() {
         let at = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
         eprintln!(

@@ -129,6 +129,10 @@ pub struct Triage {
     /// Its entries, in file order.
     pub entries: Vec<Entry>,
     by_fingerprint: HashMap<String, usize>,
+    /// Where the entries' `file`s are relative to, when not the file's directory: the
+    /// current directory for a copy named with `--triage` (a base branch's copy kept
+    /// outside the tree).
+    files_root: Option<PathBuf>,
 }
 
 /// The fields of an entry as written; each checked by [`Triage::parse`], which names
@@ -213,6 +217,7 @@ impl Triage {
             path,
             entries: Vec::new(),
             by_fingerprint: HashMap::new(),
+            files_root: None,
         }
     }
 
@@ -316,7 +321,11 @@ impl Triage {
             return Ok(None);
         }
         match explicit {
-            Some(path) => Triage::read(path, None).map(Some),
+            Some(path) => {
+                let mut triage = Triage::read(path, None)?;
+                triage.files_root = std::env::current_dir().ok();
+                Ok(Some(triage))
+            }
             None => paths
                 .first()
                 .and_then(|first| nearest(first))
@@ -332,14 +341,16 @@ impl Triage {
             .map(|&i| &self.entries[i])
     }
 
-    /// Whether `file` (a path as the scan found it) is the file `entry` names, or the
-    /// entry names none.
+    /// Whether `file` (a path as the scan found it) is the file `entry` names (relative
+    /// to the triage file's directory, or for `--triage FILE` to the current
+    /// directory), or the entry names none.
     pub fn names_file(&self, entry: &Entry, file: &str) -> bool {
         let Some(named) = &entry.file else {
             return true;
         };
         let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        canonical(&self.root().join(named)) == canonical(Path::new(file))
+        let root = self.files_root.clone().unwrap_or_else(|| self.root());
+        canonical(&root.join(named)) == canonical(Path::new(file))
     }
 
     /// The directory its entries' `file`s are relative to, and `triage check` and
