@@ -5,8 +5,8 @@
 //!
 //! The tree comes from whoever opened the pull request, so its coverage must not be
 //! something the tree itself can reduce:
-//! - in a git work tree, every tracked C/C++ file is scanned whatever ignore files
-//!   say; `.gitignore` (and `.git/info/exclude`) only leave out untracked files, and
+//! - in a git work tree, every tracked C/C++ file (checked-out submodules' included)
+//!   is scanned whatever ignore files say; `.gitignore` (and `.git/info/exclude`) only leave out untracked files, and
 //!   `.ignore` files are honoured only with [`TreeOptions::dot_ignore`];
 //! - hidden files and directories are scanned like any other (`.git` aside);
 //! - every file that is not scanned (a link, not a regular file, unreadable, larger
@@ -322,8 +322,8 @@ fn collect(
     Ok((sources, gaps))
 }
 
-/// The files git tracks under `dir` (as `dir.join(path)`), when `dir` is inside a git
-/// work tree; `None` outside one. Inside one, git must run: falling back to the
+/// The files git tracks under `dir` (as `dir.join(path)`), those of its checked-out
+/// submodules included, when `dir` is inside a git work tree; `None` outside one. Inside one, git must run: falling back to the
 /// ignore files alone would let the tree hide its own files.
 fn git_tracked(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
     let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -335,7 +335,17 @@ fn git_tracked(dir: &Path) -> Result<Option<Vec<PathBuf>>> {
     let output = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["-c", "core.fsmonitor=false", "ls-files", "-z", "--cached", "--", "."])
+        // Submodules' tracked files too: a submodule's ignore files cannot hide them.
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "ls-files",
+            "-z",
+            "--cached",
+            "--recurse-submodules",
+            "--",
+            ".",
+        ])
         .output()
         .map_err(|e| Error::Io {
             path: dir.to_path_buf(),

@@ -408,6 +408,39 @@ fn ignore_files_cannot_hide_tracked_files() {
     );
     let out = icd(&["functions", &root_arg, "--format", "jsonl", "--dot-ignore"]);
     assert_eq!(listed(&out, root), [".hidden/b.c", "a.c", "vendor/c.c"]);
+
+    // A submodule whose own .gitignore matches its tracked files hides none of them.
+    let upstream = tempfile::tempdir().unwrap();
+    git(upstream.path(), &["init", "-q"]);
+    std::fs::write(
+        upstream.path().join("lib.c"),
+        "int lib(void) { return 3; }\n",
+    )
+    .unwrap();
+    git(upstream.path(), &["add", "."]);
+    git(upstream.path(), &["commit", "-q", "-m", "lib"]);
+    std::fs::write(root.join(".gitignore"), "").unwrap();
+    std::fs::write(root.join(".ignore"), "").unwrap();
+    git(
+        root,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &upstream.path().display().to_string(),
+            "sub",
+        ],
+    );
+    std::fs::write(root.join("sub/.gitignore"), "*.c\n").unwrap();
+    let out = icd(&["functions", &root_arg, "--format", "jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        listed(&out, root).contains(&"sub/lib.c".to_owned()),
+        "{:?}",
+        listed(&out, root)
+    );
 }
 
 #[cfg(unix)]
@@ -618,7 +651,6 @@ fn collapsed_whitespace_windows_report_the_lines_of_the_raw_text() {
         .contains(&*Preprocessing::CollapseWhitespace.apply(covered)));
 }
 
-
 #[test]
 fn whitespace_free_input_costs_what_max_tokens_allows() {
     let detector = Detector::from_pretrained(fixture("roberta-2-labels")).unwrap();
@@ -634,7 +666,6 @@ fn whitespace_free_input_costs_what_max_tokens_allows() {
     let head = detector.predict(&huge[..100_000]).unwrap();
     assert_eq!(p.logits, head.logits);
 }
-
 
 #[test]
 fn binary_files_are_skipped_and_never_parsed() {
@@ -899,7 +930,11 @@ fn endless_checkpoint_files_and_inputs_are_refused_not_waited_on() {
     assert!(err.contains("is a FIFO"), "{err}");
 
     let model = fixture("roberta-2-labels").display().to_string();
-    let out = icd_within(work.path(), &["--model", &model, "classify", "/dev/zero"], 30);
+    let out = icd_within(
+        work.path(),
+        &["--model", &model, "classify", "/dev/zero"],
+        30,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

@@ -354,7 +354,7 @@ fn add_refuses_what_it_cannot_record() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("--reason is empty"),
+        stderr(&out).contains("--reason has no letter or digit"),
         "{}",
         stderr(&out)
     );

@@ -178,9 +178,9 @@ fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
             "--expires with --verdict true-positive: a confirmed finding does not lapse".to_owned(),
         ));
     }
-    if entry.reason.trim().is_empty() {
+    if triage::is_blank(&entry.reason) {
         return Err(Failure(
-            "--reason is empty: say why the verdict holds, for whoever reads it next".to_owned(),
+            "--reason has no letter or digit: say why the verdict holds, for whoever reads it next".to_owned(),
         ));
     }
     let out = edit::add(&triage, text.as_deref(), &entry, args.replace)?;

@@ -170,6 +170,12 @@ pub fn is_fingerprint(text: &str) -> bool {
     })
 }
 
+/// Whether a reason says nothing: no letter or digit in it (blank, punctuation alone, or
+/// invisible characters such as U+200B).
+pub fn is_blank(reason: &str) -> bool {
+    !reason.chars().any(char::is_alphanumeric)
+}
+
 /// A TOML date (`2027-06-30`, no time of day) as a calendar date.
 pub fn date_of(value: &toml::value::Datetime) -> Result<time::Date, String> {
     let (Some(date), None, None) = (value.date, value.time, value.offset) else {
@@ -263,7 +269,7 @@ impl Triage {
                     .map_err(|e| Failure(format!("{entry}: verdict {e}")))?,
             };
             let reason = e.reason.unwrap_or_default();
-            if reason.trim().is_empty() {
+            if is_blank(&reason) {
                 return Err(Failure(format!(
                     "{entry}: no `reason`: say why the verdict holds, for whoever reads it next"
                 )));
@@ -447,6 +453,7 @@ mod tests {
         let cases = [
             (entry("verdict = \"false-positive\"\n"), "t.toml:2: function[0] (0123456789abcdef0123456789abcdef:1): no `reason`"),
             (entry("verdict = \"false-positive\"\nreason = \"  \"\n"), "no `reason`"),
+            (entry("verdict = \"false-positive\"\nreason = \"\u{200b}\u{200b}\"\n"), "no `reason`"),
             (entry("reason = \"r\"\n"), "no `verdict`: expected true-positive, false-positive or accepted-risk"),
             (entry("verdict = \"fine\"\nreason = \"r\"\n"), "verdict \"fine\" is not a verdict"),
             (entry("verdict = \"false-positive\"\nreason = \"r\"\nexpires = 2027-02-30\n"), "t.toml:5:11: "),
