@@ -3,13 +3,16 @@
  * fixture checkpoint. Built and run by tests/it/c_api.rs with -Wall -Wextra -Werror, and
  * under valgrind when it is installed.
  *
- * usage: api_test MODEL_DIR BAD_CONFIG_DIR BAD_TOKENIZER_DIR BAD_WEIGHTS_DIR
- * (the three damaged copies of MODEL_DIR are made by the Rust side)
+ * usage: api_test MODEL_DIR BAD_CONFIG_DIR BAD_TOKENIZER_DIR BAD_WEIGHTS_DIR CALIBRATION
+ * (the three damaged copies of MODEL_DIR and CALIBRATION, a file from `icd calibrate` for
+ * MODEL_DIR, are made by the Rust side)
  * Prints one line per classified input: "predict LABEL PROBABILITY TOKENS TRUNCATED LOGITS..."
- * for the Rust side to compare with the library's own results.
+ * and "calibrated THRESHOLD PROBABILITY" for the Rust side to compare with the library's
+ * own results.
  */
 #include "insecure_code_detector.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +60,8 @@ static void print_prediction(const icd_prediction *p, const float *logits, size_
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s MODEL_DIR BAD_CONFIG_DIR BAD_TOKENIZER_DIR BAD_WEIGHTS_DIR\n", argv[0]);
+    if (argc != 6) {
+        fprintf(stderr, "usage: %s MODEL_DIR BAD_CONFIG_DIR BAD_TOKENIZER_DIR BAD_WEIGHTS_DIR CALIBRATION\n", argv[0]);
         return 2;
     }
     const char *dir = argv[1];
@@ -385,6 +388,39 @@ int main(int argc, char **argv) {
     EXPECT_ERROR(icd_find_functions_under(NULL, 1, 0, false, &kept_tree, &err_), ICD_ERR_NULL_ARGUMENT, "paths");
     EXPECT_ERROR(icd_find_functions_under(tree_paths, 1, 0, false, NULL, &err_), ICD_ERR_NULL_ARGUMENT, "tree_out");
     CHECK(kept_tree == (icd_tree *)&failures);
+
+    /* Calibrated: the file's threshold, and the calibrated probability; none without a
+     * file; a missing file or a damaged checkpoint leaves the output untouched. */
+    {
+        const char *calibration = argv[5];
+        CHECK(isnan(icd_detector_threshold(detector)));
+        CHECK(isnan(icd_detector_threshold(NULL)));
+        icd_detector *calibrated = NULL;
+        status = icd_detector_open_calibrated(dir, strlen(dir), NULL, 0, NULL, calibration, strlen(calibration),
+                                              &calibrated, &error);
+        CHECK(status == ICD_OK);
+        if (status == ICD_OK) {
+            double threshold = icd_detector_threshold(calibrated);
+            CHECK(threshold >= 0.0 && threshold <= 1.0);
+            const char *risky = "char *p = malloc(10); strcpy(p, s);";
+            icd_prediction p;
+            CHECK(icd_detector_predict(calibrated, risky, strlen(risky), &p, NULL, 0, NULL) == ICD_OK);
+            printf("calibrated %.17g %.9g\n", threshold, p.insecure_probability);
+            icd_detector_free(calibrated);
+        } else {
+            fprintf(stderr, "calibrated open failed: %s\n", icd_error_message(error));
+            icd_error_free(error);
+        }
+        const char *missing_file = "/nonexistent/calibration.json";
+        icd_detector *kept = sentinel;
+        EXPECT_ERROR(icd_detector_open_calibrated(dir, strlen(dir), NULL, 0, NULL, missing_file, strlen(missing_file),
+                                                  &kept, &err_),
+                     ICD_ERR_IO, missing_file);
+        EXPECT_ERROR(icd_detector_open_calibrated(bad_weights, strlen(bad_weights), NULL, 0, NULL, calibration,
+                                                  strlen(calibration), &kept, &err_),
+                     ICD_ERR_CONFIG, "checkpoint");
+        CHECK(kept == sentinel);
+    }
 
     icd_detector_free(detector);
     icd_detector_free(NULL);

@@ -77,8 +77,27 @@ fn damaged_checkpoints() -> [tempfile::TempDir; 3] {
     [bad_config, bad_tokenizer, bad_weights]
 }
 
+/// A calibration file for the 2-label fixture, from `icd calibrate` on the labelled
+/// fixture rows, at `dir/calibration.json`.
+fn calibration_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("calibration.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_icd"))
+        .arg("--model")
+        .arg(fixture("roberta-2-labels"))
+        .arg("calibrate")
+        .arg(fixture("labelled.jsonl"))
+        .arg("-o")
+        .arg(&path)
+        .args(["--target-precision", "0.6"])
+        .env_remove("BURN_DEVICE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    path
+}
+
 /// The API test's command line, run directly or under `wrapper` (a program and its
-/// options, such as valgrind).
+/// options, such as valgrind); the calibration file is made in `exe`'s directory.
 fn api_test_command(
     wrapper: Option<(&str, &[&str])>,
     exe: &Path,
@@ -94,6 +113,7 @@ fn api_test_command(
     };
     command.arg(fixture("roberta-2-labels"));
     command.args(damaged.iter().map(|d| d.path()));
+    command.arg(calibration_file(exe.parent().unwrap()));
     command
 }
 
@@ -134,6 +154,28 @@ fn c_api_test_passes_and_agrees_with_the_rust_api() {
         );
         assert_logits_close(&logits, &expected.logits, text);
     }
+
+    // The calibrated detector's threshold and probability are Rust's.
+    let calibration = tmp.path().join("calibration.json");
+    let builder = Detector::builder(&model);
+    let file = builder.read_calibration(&calibration).unwrap();
+    let calibrated = builder
+        .calibration(Some(file.calibration))
+        .build()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<f64> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("calibrated "))
+        .unwrap_or_else(|| panic!("no calibrated line in {stdout}"))
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(fields[0], file.threshold.unwrap());
+    let expected = calibrated
+        .predict("char *p = malloc(10); strcpy(p, s);")
+        .unwrap();
+    assert!((fields[1] as f32 - expected.insecure_probability).abs() <= 1e-6);
 
     // The long function's windows are Rust's.
     let stdout = String::from_utf8_lossy(&output.stdout);
