@@ -19,6 +19,7 @@ mod header;
 mod hostile_input;
 mod metrics;
 mod parity;
+mod report_formats;
 mod scan_cache;
 mod snapshots;
 mod threads;

@@ -169,6 +169,14 @@ fn icd_outputs_match_their_snapshots() {
             with_model(&["scan", ".", "--format", "sarif", "--explain", "--threshold", "0"]),
         ),
         (
+            "scan_markdown_explain",
+            with_model(&["scan", ".", "--format", "markdown", "--explain", "--threshold", "0.4"]),
+        ),
+        (
+            "scan_junit",
+            with_model(&["scan", ".", "--format", "junit", "--threshold", "0.4"]),
+        ),
+        (
             "scan_jsonl_window",
             with_model(&["scan", "src/long.c", "--format", "jsonl", "--window", "--stride", "200"]),
         ),
@@ -238,7 +246,12 @@ fn icd_outputs_match_their_snapshots() {
     .unwrap();
     std::fs::remove_file(root.join("src/knr.c")).unwrap();
     settings.bind(|| {
-        for (name, format) in [("baseline_table", "table"), ("baseline_sarif", "sarif")] {
+        for (name, format) in [
+            ("baseline_table", "table"),
+            ("baseline_sarif", "sarif"),
+            ("baseline_markdown", "markdown"),
+            ("baseline_junit", "junit"),
+        ] {
             let args = with_model(&[
                 "scan", ".", "--threshold", "0", "--baseline", "out/base.sarif", "--format", format,
             ]);

@@ -119,9 +119,16 @@ pub enum FunctionsFormat {
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 pub enum ScanFormat {
+    /// A line per function, the top lines under each finding.
     Table,
+    /// A JSON object per function.
     Jsonl,
+    /// SARIF 2.1.0, as GitHub code scanning reads it.
     Sarif,
+    /// A short summary for a pull request or $GITHUB_STEP_SUMMARY.
+    Markdown,
+    /// JUnit XML for CI test views: a failure per finding.
+    Junit,
 }
 
 #[derive(Args)]
@@ -144,6 +151,11 @@ pub struct ScanArgs {
     /// Write the report here instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// With --format markdown: an http(s) URL that each file's path is appended to for
+    /// its links (say, https://github.com/OWNER/REPO/blob/SHA/); without it, links are
+    /// the paths alone.
+    #[arg(long, value_name = "URL")]
+    pub link_base: Option<String>,
     /// Also say which lines the model looked at: the lines of each function with the
     /// most of the last layer's attention from <s> (in the table under each finding,
     /// as "lines" in jsonl, as related locations in SARIF).

@@ -14,7 +14,7 @@ use crate::baseline::Baseline;
 use crate::changed_lines::ChangedLines;
 use crate::classification::{classify_functions, Classified, ClassifyMode};
 use crate::detector::{build_detector, detector_builder};
-use crate::flags::{ModelArgs, ScanArgs};
+use crate::flags::{ModelArgs, ScanArgs, ScanFormat};
 use crate::output::write_output;
 use crate::report::{Finding, ScanReport, TriageUse};
 use crate::scan_cache::ScanCache;
@@ -43,6 +43,17 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         .unwrap_or(0.5);
     let window = args.window || settings.window == Some(true);
     let top_lines = args.top_lines.or(settings.top_lines).unwrap_or(3);
+    if let Some(base) = &args.link_base {
+        if args.format != ScanFormat::Markdown {
+            return Err(Failure("--link-base applies to --format markdown only".into()));
+        }
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(Failure(format!(
+                "--link-base is {:?}: expected an http:// or https:// URL",
+                printable(base)
+            )));
+        }
+    }
     if !(0.0..=1.0).contains(&threshold) {
         return Err(Failure(format!(
             "--threshold is {threshold}, expected 0..=1"
@@ -196,7 +207,7 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     if let Some(used) = &report.triage {
         note_triage(used);
     }
-    let text = emit::render(args.format, &report)?;
+    let text = emit::render(args.format, &report, args.link_base.as_deref())?;
     match &args.output {
         Some(path) => {
             // Every file the scan read: the sources, and the files that steered it.

@@ -2,6 +2,8 @@
 //! [`ScanReport`](crate::report::ScanReport).
 
 pub mod jsonl;
+pub mod junit;
+pub mod markdown;
 pub mod sarif;
 pub mod table;
 
@@ -9,11 +11,17 @@ use crate::flags::ScanFormat;
 use crate::report::ScanReport;
 use crate::Failure;
 
-/// The report in `format`, whole.
-pub fn render(format: ScanFormat, report: &ScanReport) -> Result<String, Failure> {
+/// The report in `format`, whole; `link_base` prefixes Markdown's links.
+pub fn render(
+    format: ScanFormat,
+    report: &ScanReport,
+    link_base: Option<&str>,
+) -> Result<String, Failure> {
     Ok(match format {
         ScanFormat::Table => table::render(report),
         ScanFormat::Jsonl => jsonl::render(report)?,
         ScanFormat::Sarif => serde_json::to_string_pretty(&sarif::log(report)?)? + "\n",
+        ScanFormat::Markdown => markdown::render(report, link_base),
+        ScanFormat::Junit => junit::render(report),
     })
 }

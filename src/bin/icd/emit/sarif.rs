@@ -361,4 +361,3 @@ pub fn log(report: &ScanReport) -> Result<Value, Failure> {
         }]
     }))
 }
-
