@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod action;
 mod bad_checkpoints;
 mod calibration;
 mod c_api;

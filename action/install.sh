@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The action's icd (action.yml):
+#   install.sh key      the key of the icd this checkout builds (a digest of its sources)
+#   install.sh install  the icd to run: the `icd` input's executable, or a release build
+#                       of this checkout (cargo install), restored from the cache when
+#                       the sources are the same
+# Each writes its result to $GITHUB_OUTPUT (`key=`, `icd=`).
+set -euo pipefail
+checkout="${GITHUB_ACTION_PATH:?GITHUB_ACTION_PATH is not set: run as a GitHub Action step}"
+given="${ICD_ACTION_ICD:-}"
+
+case "${1:-}" in
+key)
+    if [ -n "$given" ]; then
+        key=given
+    else
+        # Names and contents of everything the build reads.
+        key="$(cd "$checkout" && find Cargo.toml Cargo.lock build.rs cbindgen.toml src -type f -print0 |
+            sort -z | xargs -0 sha256sum | sha256sum | cut -c1-32)"
+    fi
+    echo "key=$key" >>"$GITHUB_OUTPUT"
+    ;;
+install)
+    if [ -n "$given" ]; then
+        if ! [ -f "$given" ] || ! [ -x "$given" ]; then
+            echo "::error title=insecure-code-detector::the icd input is not an executable file: $given" >&2
+            exit 2
+        fi
+        icd="$(realpath "$given")"
+    else
+        root="${RUNNER_TEMP:?}/icd-install"
+        icd="$root/bin/icd"
+        if ! [ -x "$icd" ]; then
+            cargo install --locked --path "$checkout" --bin icd --root "$root"
+        fi
+    fi
+    "$icd" --version
+    echo "icd=$icd" >>"$GITHUB_OUTPUT"
+    ;;
+*)
+    echo "usage: install.sh key|install" >&2
+    exit 2
+    ;;
+esac
