@@ -30,7 +30,10 @@ install)
     else
         root="${RUNNER_TEMP:?}/icd-install"
         icd="$root/bin/icd"
-        if ! [ -x "$icd" ]; then
+        # Only a build the cache restored under this key is used; anything else in its
+        # place (left by an earlier step) is removed and built anew.
+        if [ "${ICD_ACTION_CACHE_HIT:-}" != true ] || ! [ -x "$icd" ]; then
+            rm -rf -- "$root"
             cargo install --locked --path "$checkout" --bin icd --root "$root"
         fi
     fi

@@ -25,6 +25,10 @@ case "$explain" in
 true | false) ;;
 *) fail "explain is '$explain': expected true or false" ;;
 esac
+case "${ICD_ACTION_UPLOAD_SARIF:-true}" in
+true | false) ;;
+*) fail "upload-sarif is '${ICD_ACTION_UPLOAD_SARIF}': expected true or false" ;;
+esac
 
 global=()
 if [ -n "${ICD_ACTION_MODEL:-}" ]; then global+=(--model "$ICD_ACTION_MODEL"); fi
@@ -48,30 +52,37 @@ changed)
     if [ -z "${GITHUB_BASE_REF:-}" ]; then
         fail "scope changed needs a pull request's base branch (GITHUB_BASE_REF is empty)"
     fi
-    base="refs/remotes/origin/$GITHUB_BASE_REF"
-    if ! git rev-parse --verify -q "$base^{commit}" >/dev/null; then
-        git fetch --no-tags --depth=1 origin "+refs/heads/$GITHUB_BASE_REF:$base"
+    # The pull request's base commit (the event's), fetched if the checkout lacks it;
+    # without an event, the base branch as the remote has it now.
+    base="${ICD_ACTION_BASE_SHA:-}"
+    if [ -n "$base" ]; then
+        if ! git cat-file -e "$base^{commit}" 2>/dev/null; then
+            git fetch -q --no-tags --depth=1 origin "$base"
+        fi
+    else
+        base="refs/remotes/origin/$GITHUB_BASE_REF"
+        git fetch -q --no-tags --depth=1 origin "+refs/heads/$GITHUB_BASE_REF:$base"
     fi
     scan+=(--changed-since "$base")
-    # The base branch's settings and verdicts, not the pull request's: a change cannot
-    # move its own gate or triage its own findings. The settings copy lies where the
-    # original does, as its exclude globs are relative to it; a link or file of that
-    # name in the tree is removed first, never written through.
+    # The base's settings and verdicts, not the pull request's: a change cannot move
+    # its own gate or triage its own findings. The settings copy lies where the
+    # original does, as its exclude globs are relative to it, under a new name
+    # (mktemp), and is removed when the step ends.
     top="$(git rev-parse --show-toplevel)"
+    is_file() { [ "$(git cat-file -t "$base:$1" 2>/dev/null)" = blob ]; }
     if [ -z "$config" ]; then
-        if git cat-file -e "$base:.icd.toml" 2>/dev/null; then
-            config="$top/.icd-base.toml"
-            rm -f -- "$config"
+        if is_file .icd.toml; then
+            config="$(mktemp -p "$top" .icd-base.XXXXXXXX)"
             trap 'rm -f -- "$config"' EXIT
-            (set -o noclobber && git show "$base:.icd.toml" >"$config")
+            git cat-file blob "$base:.icd.toml" >"$config"
         else
             scan+=(--no-config)
         fi
     fi
     if [ -z "$triage" ]; then
-        if git cat-file -e "$base:.icd-triage.toml" 2>/dev/null; then
+        if is_file .icd-triage.toml; then
             triage="$out/base.icd-triage.toml"
-            git show "$base:.icd-triage.toml" >"$triage"
+            git cat-file blob "$base:.icd-triage.toml" >"$triage"
         else
             scan+=(--no-triage)
         fi

@@ -60,7 +60,9 @@ pub fn sarif_uri(file: &str) -> String {
 /// True for characters a terminal must not receive raw from a name: control
 /// characters (ESC, BEL, CR, LF, ...) and the bidirectional-text controls that can
 /// make a line read otherwise than its bytes ("Trojan Source").
-fn unsafe_to_print(c: char) -> bool {
+/// Whether `c` is a control or bidirectional-control character, which [`printable`]
+/// escapes.
+pub fn unsafe_to_print(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }

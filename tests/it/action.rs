@@ -24,10 +24,12 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// A repository `work` with a base branch `main` on a local `origin` (settings with
-/// threshold 0), and a branch `feature` that adds a function and raises the
-/// settings' threshold to 0.99, as a pull request hiding its finding would.
-fn repository(root: &Path) -> PathBuf {
+/// A repository `work` with a base branch `main` (settings with threshold 0) and a
+/// branch `feature` that adds a function, raises the settings' threshold to 0.99 and
+/// marks its own function a false positive in a triage file, as a pull request hiding
+/// its finding would; both pushed to a local `origin`. Returns `work` and the pull
+/// request's checkout: a shallow clone of `feature` (the base commit not in it).
+fn repository(root: &Path) -> (PathBuf, PathBuf) {
     let work = root.join("work");
     std::fs::create_dir_all(work.join("src")).unwrap();
     git(&work, &["init", "-q", "-b", "main"]);
@@ -35,15 +37,42 @@ fn repository(root: &Path) -> PathBuf {
     std::fs::write(work.join(".icd.toml"), "threshold = 0\n").unwrap();
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-qm", "base"]);
-    git(root, &["clone", "-q", "--bare", "work", "origin.git"]);
+    git(root, &["init", "-q", "--bare", "origin.git"]);
     git(&work, &["remote", "add", "origin", "../origin.git"]);
-    git(&work, &["fetch", "-q", "origin"]);
     git(&work, &["checkout", "-qb", "feature"]);
     let changed = format!("{MATH_C}\nint added(char *s)\n{{\n    return s[100];\n}}\n");
     std::fs::write(work.join("src/math.c"), changed).unwrap();
     std::fs::write(work.join(".icd.toml"), "threshold = 0.99\n").unwrap();
-    git(&work, &["commit", "-qam", "change"]);
-    work
+    let triage = Command::new(env!("CARGO_BIN_EXE_icd"))
+        .current_dir(&work)
+        .args([
+            "triage",
+            "add",
+            "src/math.c:17",
+            "--verdict",
+            "false-positive",
+        ])
+        .args(["--reason", "the caller checks the length"])
+        .output()
+        .unwrap();
+    assert!(triage.status.success(), "{triage:?}");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "change"]);
+    git(&work, &["push", "-q", "origin", "main", "feature"]);
+    let url = format!("file://{}", root.join("origin.git").display());
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--depth=1",
+            "--branch",
+            "feature",
+            &url,
+            "checkout",
+        ],
+    );
+    (work, root.join("checkout"))
 }
 
 struct Run {
@@ -54,11 +83,23 @@ struct Run {
     runner: PathBuf,
 }
 
+/// A pull request's event: its base commit, and whether it comes from a fork.
+struct PullRequest<'a> {
+    base_ref: &'a str,
+    base_sha: String,
+    fork: bool,
+}
+
 /// The action's steps in `work` with these inputs (and the fixture model and the
-/// test build's icd), as on a pull request into `base_ref` where given, in the runner
-/// directory `name` (a second run in one keeps its prediction cache, as a job that
-/// restores it does).
-fn run_action(work: &Path, name: &str, base_ref: Option<&str>, inputs: &[(&str, &str)]) -> Run {
+/// test build's icd), on `pull_request`'s event where given, in the runner directory
+/// `name` (a second run in one keeps its prediction cache, as a job that restores it
+/// does).
+fn run_action(
+    work: &Path,
+    name: &str,
+    pull_request: Option<&PullRequest>,
+    inputs: &[(&str, &str)],
+) -> Run {
     let runner = work.parent().unwrap().join("runner").join(name);
     std::fs::create_dir_all(&runner).unwrap();
     let summary = runner.join("step-summary.md");
@@ -83,9 +124,17 @@ fn run_action(work: &Path, name: &str, base_ref: Option<&str>, inputs: &[(&str, 
         .env("RUNNER_OS", "Linux")
         .env_remove("ICD_MODEL")
         .env_remove("ICD_CACHE_DIR")
-        .env_remove("GITHUB_BASE_REF");
-    if let Some(base) = base_ref {
-        command.env("GITHUB_BASE_REF", base);
+        .env_remove("GITHUB_BASE_REF")
+        .env_remove("GITHUB_EVENT_PATH");
+    if let Some(pr) = pull_request {
+        let event = runner.join("event.json");
+        let payload = serde_json::json!({
+            "pull_request": { "base": { "sha": pr.base_sha }, "head": { "repo": { "fork": pr.fork } } }
+        });
+        std::fs::write(&event, payload.to_string()).unwrap();
+        command
+            .env("GITHUB_BASE_REF", pr.base_ref)
+            .env("GITHUB_EVENT_PATH", &event);
     }
     let out = command.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -137,12 +186,23 @@ fn step<'a>(run: &'a Run, name: &str) -> &'a Value {
 #[test]
 fn a_pull_request_is_gated_on_its_changed_functions_under_the_base_settings() {
     let tmp = tempfile::tempdir().unwrap();
-    let work = repository(tmp.path());
+    let (upstream, work) = repository(tmp.path());
     let sha = git(&work, &["rev-parse", "HEAD"]);
+    let pr = PullRequest {
+        base_ref: "main",
+        base_sha: git(&upstream, &["rev-parse", "main"]),
+        fork: false,
+    };
+    assert!(Command::new("git")
+        .current_dir(&work)
+        .args(["cat-file", "-e", &format!("{}^{{commit}}", pr.base_sha)])
+        .status()
+        .is_ok_and(|s| !s.success()));
 
-    let run = run_action(&work, "new", Some("main"), &[]);
-    // The change's function is a finding under the base branch's threshold (0), not
-    // the pull request's (0.99); the job fails by the default policy, `new`.
+    let run = run_action(&work, "new", Some(&pr), &[]);
+    // The base commit was fetched; the change's function is a finding under the base
+    // branch's threshold (0), not the pull request's (0.99), and the pull request's
+    // own triage entry for it is not read; the job fails by the default policy, `new`.
     assert_eq!(run.status, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains("findings (fail-on: new)"),
@@ -168,7 +228,12 @@ fn a_pull_request_is_gated_on_its_changed_functions_under_the_base_settings() {
     );
     // The upload takes the scan's log; the prediction cache is where the cache steps
     // keep it, and was filled.
+    assert_eq!(step(&run, "Upload SARIF")["ran"], true);
     assert_eq!(step(&run, "Upload SARIF")["with"]["sarif_file"], sarif);
+    assert_eq!(step(&run, "Save the prediction cache")["ran"], true);
+    // With the icd input, neither icd cache step runs.
+    assert_eq!(step(&run, "Restore the icd build")["ran"], false);
+    assert_eq!(step(&run, "Save the icd build")["ran"], false);
     let cache = run.runner.join("icd-cache");
     assert_eq!(
         step(&run, "Save the prediction cache")["with"]["path"],
@@ -187,9 +252,9 @@ fn a_pull_request_is_gated_on_its_changed_functions_under_the_base_settings() {
 
     // `any` fails as `new` does without a baseline; `none` passes, the log the same.
     // With the cache restored, no run loads the model.
-    let any = run_action(&work, "new", Some("main"), &[("fail-on", "any")]);
+    let any = run_action(&work, "new", Some(&pr), &[("fail-on", "any")]);
     assert_eq!(any.status, 1, "{}", any.stderr);
-    let none = run_action(&work, "new", Some("main"), &[("fail-on", "none")]);
+    let none = run_action(&work, "new", Some(&pr), &[("fail-on", "none")]);
     assert_eq!(none.status, 0, "{}", none.stderr);
     for run in [&any, &none] {
         let sarif = step(run, "Scan")["outputs"]["sarif"]
@@ -210,12 +275,19 @@ fn a_pull_request_is_gated_on_its_changed_functions_under_the_base_settings() {
             run.stderr
         );
     }
+
+    // From a fork, whose token cannot write security events: no upload, the same gate.
+    let fork = PullRequest { fork: true, ..pr };
+    let run = run_action(&work, "fork", Some(&fork), &[]);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    assert_eq!(step(&run, "Upload SARIF")["ran"], false);
+    assert_eq!(step(&run, "Gate")["ran"], true);
 }
 
 #[test]
 fn a_whole_tree_gate_with_a_baseline_fails_on_new_findings_or_on_any() {
     let tmp = tempfile::tempdir().unwrap();
-    let work = repository(tmp.path());
+    let (work, _) = repository(tmp.path());
     // The base branch's log, as a scheduled job on main would keep it.
     git(&work, &["checkout", "-q", "main"]);
     let baseline = tmp.path().join("main.sarif");
@@ -275,8 +347,11 @@ fn a_whole_tree_gate_with_a_baseline_fails_on_new_findings_or_on_any() {
             run.summary
         );
     }
-    // On the branch: the added function is new.
+    // On the branch, without its triage file (which a whole-tree scan honours): the
+    // added function is new.
     git(&work, &["checkout", "-q", "feature"]);
+    git(&work, &["rm", "-q", ".icd-triage.toml"]);
+    git(&work, &["commit", "-qm", "no verdicts"]);
     for (fail_on, status) in [("new", 1), ("any", 1), ("none", 0)] {
         let run = run_action(&work, &format!("feature-{fail_on}"), None, &inputs(fail_on));
         assert_eq!(run.status, status, "fail-on {fail_on}: {}", run.stderr);
@@ -292,7 +367,7 @@ fn a_whole_tree_gate_with_a_baseline_fails_on_new_findings_or_on_any() {
 #[test]
 fn bad_inputs_stop_the_action_with_a_message() {
     let tmp = tempfile::tempdir().unwrap();
-    let work = repository(tmp.path());
+    let (work, _) = repository(tmp.path());
     for (name, inputs, message) in [
         (
             "fail-on",
@@ -314,24 +389,40 @@ fn bad_inputs_stop_the_action_with_a_message() {
             vec![("threshold", "2")],
             "--threshold is 2, expected 0..=1",
         ),
+        (
+            "upload-sarif",
+            vec![("upload-sarif", "yes")],
+            "upload-sarif is 'yes': expected true or false",
+        ),
     ] {
         let run = run_action(&work, name, None, &inputs);
         assert_eq!(run.status, 2, "{name}: {}", run.stderr);
         assert!(run.stderr.contains(message), "{name}: {}", run.stderr);
-        // Nothing was uploaded or gated: the runner stopped at the failed step.
-        let names: Vec<&str> = run.record["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
-        assert!(!names.contains(&"Gate"), "{name}: {names:?}");
+        // After the failed step nothing was uploaded, saved or gated.
+        for later in ["Save the prediction cache", "Upload SARIF", "Gate"] {
+            assert_eq!(step(&run, later)["ran"], false, "{name}: {later}");
+        }
     }
 }
 
 #[test]
 fn action_yml_is_valid_its_scripts_pass_shellcheck_and_the_readme_workflow_actionlint() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Inputs and event fields reach the scripts as environment variables, never
+    // spliced into a script's text.
+    let action = std::fs::read_to_string(root.join("action.yml")).unwrap();
+    for line in action
+        .lines()
+        .filter(|l| l.trim_start().starts_with("run:"))
+    {
+        assert!(!line.contains("${{"), "{line}");
+    }
+    assert!(
+        action
+            .matches("run: '\"$GITHUB_ACTION_PATH/action/")
+            .count()
+            >= 4
+    );
     let scripts: Vec<PathBuf> = std::fs::read_dir(root.join("action"))
         .unwrap()
         .map(|e| e.unwrap().path())

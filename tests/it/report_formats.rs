@@ -388,9 +388,8 @@ fn junit_is_valid_and_has_a_case_per_function_a_failure_per_finding() {
         ],
     );
     assert!(out.status.code().is_some_and(|c| c < 2), "{out:?}");
-    let Some(schema) = junit_schema() else {
-        return;
-    };
+    // Validated where the schema is at hand (always in CI), read in any case.
+    let schema = junit_schema().unwrap_or_else(|| PathBuf::from("-"));
     let xml = python("read_junit.py", &[&root.join("report.xml"), &schema]);
 
     let count = |verdicts: &[&str]| {

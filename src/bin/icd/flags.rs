@@ -129,6 +129,9 @@ pub enum ScanFormat {
     Markdown,
     /// JUnit XML for CI test views: a failure per finding.
     Junit,
+    /// One self-contained page: the findings, sortable and filterable, with their
+    /// source.
+    Html,
 }
 
 #[derive(Args)]

@@ -86,6 +86,14 @@ pub struct Finding {
     /// With --explain: the top lines (file line numbers), highest score first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<LineScore>,
+    /// With --explain: every scored line (file line numbers), for reports that shade
+    /// the source.
+    #[serde(skip)]
+    pub line_scores: Vec<LineScore>,
+    /// The definition's text, for reports that show the source; its first line is
+    /// `start_line`.
+    #[serde(skip)]
+    pub code: String,
     /// With --baseline, for a function at or above the threshold: whether the
     /// baseline has it.
     #[serde(skip)]
@@ -97,7 +105,7 @@ impl Finding {
     /// `top_lines` best lines; its verdict is set by [`ScanReport::new`].
     pub fn new(
         file: &str,
-        f: &FunctionSpan,
+        f: FunctionSpan,
         classified: Classified,
         top_lines: usize,
         no_ignore: bool,
@@ -115,29 +123,31 @@ impl Finding {
                 windows,
             }
         });
-        let lines = classified
+        let line_scores: Vec<LineScore> = classified
             .lines
             .iter()
-            .take(top_lines)
             .map(|l| LineScore {
                 line: f.start_line + l.line - 1,
                 score: l.score,
             })
             .collect();
+        let lines = line_scores.iter().take(top_lines).copied().collect();
         Finding {
             file: file.to_owned(),
-            function: f.name.clone(),
+            function: f.name,
             start_line: f.start_line,
             end_line: f.end_line,
             verdict: Verdict::Ok,
             prediction: classified.prediction,
             window,
             lines,
-            fingerprint: f.fingerprint.clone(),
+            line_scores,
+            fingerprint: f.fingerprint,
             suppressed: f.suppressed && !no_ignore,
             in_source: f.suppressed && !no_ignore,
             triage: None,
             baseline: None,
+            code: f.code,
         }
     }
 }
@@ -187,6 +197,8 @@ pub struct ScanReport<'a> {
     pub gaps: &'a [Gap],
     /// The checkpoint directory.
     pub model_dir: &'a Path,
+    /// The calibration file, where one is used.
+    pub calibration: Option<&'a Path>,
     /// With `--baseline`: its results that no function of this scan matched are left.
     pub baseline: Option<Baseline>,
     /// With a triage file: what it did.
@@ -284,6 +296,7 @@ impl<'a> ScanReport<'a> {
             threshold,
             gaps,
             model_dir,
+            calibration: None,
             baseline,
             triage: used,
         }

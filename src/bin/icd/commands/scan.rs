@@ -188,14 +188,14 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         }
     }
     let findings: Vec<Finding> = functions
-        .iter()
+        .into_iter()
         .zip(results)
         .map(|((file, f), c)| {
             let c = c.expect("every function classified");
-            Finding::new(file, f, c, top_lines, args.no_ignore)
+            Finding::new(&file, f, c, top_lines, args.no_ignore)
         })
         .collect();
-    let report = ScanReport::new(
+    let mut report = ScanReport::new(
         findings,
         threshold,
         &gaps,
@@ -204,6 +204,7 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         triage.as_ref(),
         triage::today(),
     );
+    report.calibration = model.calibration.as_deref().or(settings.calibration.as_deref());
     if let Some(used) = &report.triage {
         note_triage(used);
     }

@@ -1,6 +1,6 @@
 //! `--format junit`: JUnit XML as CI test views read it (GitLab, Jenkins, Azure
 //! Pipelines), within the Jenkins JUnit schema (`junit-10.xsd`): a test suite per
-//! scanned file, a test case per function, a failure per finding; functions that are
+//! file with functions, a test case per function, a failure per finding; functions that are
 //! suppressed or in the baseline are skipped, with the reason. What was not scanned is
 //! a suite of its own, its test cases skipped, so that a view's count of skipped tests
 //! shows it.
@@ -64,8 +64,8 @@ pub fn render(report: &ScanReport) -> String {
             let _ = writeln!(
                 out,
                 "    <testcase classname=\"{NOT_SCANNED}\" name=\"{}\">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                attribute(name),
-                attribute(message)
+                escape(name, true),
+                escape(message, true)
             );
         }
         out += "  </testsuite>\n";

@@ -5,12 +5,14 @@
 //! Everything that comes from the scanned tree (paths, function names, triage reasons,
 //! error texts) is shown in a code span, where GitHub makes no link, mention, emphasis
 //! or HTML of it, and link targets are percent-encoded: a file named
-//! `[x](javascript:…)<img onerror=…>@user.c` shows as its name and does nothing.
+//! `[x](javascript:…)<img onerror=…>@user.c` shows as its name (control characters
+//! and backslashes escaped as in the table) and does nothing.
 
 use std::fmt::Write;
 
 use insecure_code_detector::report::printable;
 use insecure_code_detector::scan::GapKind;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 
 use crate::report::{Finding, ScanReport, Verdict};
 
@@ -221,59 +223,43 @@ fn code(text: &str, in_table: bool) -> String {
     format!("{fence}{pad}{shown}{pad}{fence}")
 }
 
+/// What a link's path keeps as it is: unreserved characters and `/`.
+const PATH_KEPT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// What a `--link-base` URL may not hold as it is in a Markdown link destination:
+/// controls, space, and what could end the destination or the link.
+const BASE_ENCODED: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'(')
+    .add(b')')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'"')
+    .add(b'\'')
+    .add(b'`')
+    .add(b'[')
+    .add(b']')
+    .add(b'|');
+
 /// The link target of `file`: `base` and the path, percent-encoded but for unreserved
 /// characters and `/`; none for a path that is absolute or leaves the current
 /// directory, which has no place in the repository.
 fn link(base: Option<&str>, file: &str) -> Option<String> {
     let path = file.trim_start_matches("./");
-    let relative = std::path::Path::new(path).components().all(|c| {
-        matches!(
-            c,
-            std::path::Component::Normal(_) | std::path::Component::CurDir
-        )
-    });
+    let relative = std::path::Path::new(path)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
     if !relative {
         return None;
     }
-    let mut url = base.map(url_safe).unwrap_or_default();
-    for byte in path.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                url.push(byte as char)
-            }
-            _ => {
-                let _ = write!(url, "%{byte:02X}");
-            }
-        }
-    }
-    Some(url)
-}
-
-/// A `--link-base` URL with whatever could end or break a Markdown link destination
-/// percent-encoded.
-fn url_safe(base: &str) -> String {
-    let mut url = String::new();
-    for byte in base.bytes() {
-        match byte {
-            b'('
-            | b')'
-            | b'<'
-            | b'>'
-            | b'\\'
-            | b'"'
-            | b'\''
-            | b'`'
-            | b'['
-            | b']'
-            | b'|'
-            | ..=b' '
-            | 0x7f.. => {
-                let _ = write!(url, "%{byte:02X}");
-            }
-            _ => url.push(byte as char),
-        }
-    }
-    url
+    let base = base.map_or(String::new(), |b| utf8_percent_encode(b, BASE_ENCODED).to_string());
+    Some(base + &utf8_percent_encode(path, PATH_KEPT).to_string())
 }
 
 #[cfg(test)]
@@ -301,6 +287,9 @@ mod tests {
         );
         assert_eq!(link(None, "/etc/x.c"), None);
         assert_eq!(link(None, "../x.c"), None);
-        assert_eq!(url_safe("https://h/a) <b>"), "https://h/a%29%20%3Cb%3E");
+        assert_eq!(
+            link(Some("https://h/a) <b>/"), "x.c").unwrap(),
+            "https://h/a%29%20%3Cb%3E/x.c"
+        );
     }
 }

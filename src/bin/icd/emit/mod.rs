@@ -1,6 +1,7 @@
 //! One module per report format of `icd scan`, each rendering the same
 //! [`ScanReport`](crate::report::ScanReport).
 
+pub mod html;
 pub mod jsonl;
 pub mod junit;
 pub mod markdown;
@@ -23,5 +24,6 @@ pub fn render(
         ScanFormat::Sarif => serde_json::to_string_pretty(&sarif::log(report)?)? + "\n",
         ScanFormat::Markdown => markdown::render(report, link_base),
         ScanFormat::Junit => junit::render(report),
+        ScanFormat::Html => html::render(report),
     })
 }
