@@ -18,6 +18,7 @@ mod explain;
 mod fuzz_regressions;
 mod header;
 mod hostile_input;
+mod lsp;
 mod html_report;
 mod metrics;
 mod parity;

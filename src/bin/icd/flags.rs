@@ -18,7 +18,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ModelArgs {
     /// Checkpoint directory (config.json, weights, tokenizer files). Default: the hub
     /// model mrm8488/codebert-base-finetuned-detect-insecure-code from the local
@@ -88,11 +88,31 @@ pub enum Command {
     /// List the C/C++ function definitions under PATHs (respecting .gitignore), as
     /// `scan` finds them, without loading a model.
     Functions(FunctionsArgs),
+    /// A Language Server on stdin and stdout: a diagnostic per finding on open and save
+    /// of C/C++ files, with a code action that inserts an `icd: ignore` comment.
+    Lsp(LspArgs),
     /// The prediction cache `scan` keeps (ICD_CACHE_DIR): what it holds, or empty it.
     Cache {
         #[command(subcommand)]
         action: CacheAction,
     },
+}
+
+#[derive(Args)]
+pub struct LspArgs {
+    /// Insecure probability at or above which a function is a finding [default: 0.5,
+    /// or the workspace's .icd.toml's].
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Settings from this file instead of the workspace's .icd.toml.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+    pub config: Option<PathBuf>,
+    /// Read no .icd.toml.
+    #[arg(long)]
+    pub no_config: bool,
+    /// Classify every function again, neither reading nor writing the prediction cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Subcommand)]

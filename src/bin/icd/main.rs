@@ -20,6 +20,7 @@ mod evaluation_report;
 mod flags;
 mod input;
 mod labelled;
+mod lsp;
 mod output;
 mod report;
 mod scan_cache;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
         Command::Triage(args) => commands::triage::run(args),
         Command::Convert(args) => done(commands::convert::run(args)),
         Command::Functions(args) => done(commands::functions::run(args)),
+        Command::Lsp(args) => done(lsp::run(&cli.model, args)),
         Command::Cache { action } => done(commands::cache::run(action)),
     };
     match result {
