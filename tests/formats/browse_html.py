@@ -42,8 +42,8 @@ return {
   pwned: window.__pwned === undefined ? null : String(window.__pwned),
   articles: Array.from(document.querySelectorAll('article')).map(a => a.id),
   sources: Object.fromEntries(Array.from(document.querySelectorAll('article')).map(a => [a.id,
-    Array.from(a.querySelectorAll('span.line')).map(l => ({
-      line: Number(l.dataset.line), classes: l.className,
+    Array.from(a.querySelectorAll('span.l')).map(l => ({
+      line: Number(l.querySelector('span.n').textContent), classes: l.className,
       text: l.textContent.slice(l.querySelector('span.n').textContent.length)}))])),
   headings: Object.fromEntries(Array.from(document.querySelectorAll('article')).map(a => [a.id,
     a.querySelector('h2').textContent])),

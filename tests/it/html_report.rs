@@ -252,7 +252,7 @@ fn chromium_shows_the_report_and_runs_nothing_from_the_tree() {
                     .as_str()
                     .unwrap()
                     .split(' ')
-                    .any(|c| c == "top")
+                    .any(|c| c == "t")
             })
             .map(|l| l["line"].as_u64().unwrap())
             .collect();

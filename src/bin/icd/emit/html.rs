@@ -37,13 +37,13 @@ td.p { font-variant-numeric: tabular-nums; text-align: right; }
 .verdict-insecure { color: #b35900; }
 .verdict-confirmed { color: #cf222e; }
 .verdict-suppressed, .verdict-baseline { color: #59636e; }
-article { border: 1px solid #d1d9e0; border-radius: 6px; margin: 1rem 0; padding: .75rem 1rem; }
+article { border: 1px solid #d1d9e0; border-radius: 6px; margin: 1rem 0; padding: .75rem 1rem; content-visibility: auto; contain-intrinsic-size: auto 16rem; }
 article p { margin: .35rem 0; }
 pre.source { overflow-x: auto; background: #f6f8fa; padding: .5rem 0; margin: .5rem 0 0; font: 12px/1.5 ui-monospace, monospace; }
-pre.source span.line { display: block; padding-right: 1rem; }
+pre.source span.l { display: block; padding-right: 1rem; }
 pre.source span.n { display: inline-block; width: 4.5em; padding-right: 1em; text-align: right; color: #59636e; user-select: none; }
-pre.source span.top span.n { color: #cf222e; font-weight: 700; }
-pre.source span.top span.n::before { content: "\25B6 "; }
+pre.source span.t span.n { color: #cf222e; font-weight: 700; }
+pre.source span.t span.n::before { content: "\25B6 "; }
 span.ctl { color: #cf222e; font-weight: 700; }
 .s1 { background: rgba(255, 119, 0, .06); } .s2 { background: rgba(255, 119, 0, .12); }
 .s3 { background: rgba(255, 119, 0, .18); } .s4 { background: rgba(255, 119, 0, .24); }
@@ -326,7 +326,10 @@ fn article(i: usize, f: &Finding, report: &ScanReport) -> String {
     out + "</article>\n"
 }
 
-/// The function's source, a line each with its number, shaded by its score.
+/// The function's source, a line each with its number, shaded by its score: a span
+/// of class `l` per line (`s1`..`s9` its shade, `t` a top line) holding a span of
+/// class `n`, its number. Short names: a page at 10,000 functions holds half a million
+/// of them.
 fn source(f: &Finding) -> String {
     let highest = f.line_scores.iter().map(|l| l.score).fold(0.0f32, f32::max);
     let score_of = |line: usize| {
@@ -338,7 +341,7 @@ fn source(f: &Finding) -> String {
     let mut out = String::from("<pre class=\"source\"><code>");
     for (offset, text) in f.code.lines().enumerate() {
         let line = f.start_line + offset;
-        let mut class = String::from("line");
+        let mut class = String::from("l");
         if highest > 0.0 {
             let level = (score_of(line) / highest * LEVELS).round() as u32;
             if level > 0 {
@@ -346,11 +349,11 @@ fn source(f: &Finding) -> String {
             }
         }
         if f.lines.iter().any(|l| l.line == line) {
-            class += " top";
+            class += " t";
         }
         let _ = write!(
             out,
-            "<span class=\"{class}\" data-line=\"{line}\"><span class=\"n\">{line}</span>{}</span>",
+            "<span class=\"{class}\"><span class=\"n\">{line}</span>{}</span>",
             code_line(text)
         );
     }
