@@ -9,7 +9,8 @@ its list and to filter it.
         --functions 10000 --update BENCHMARKS.md
 
 The checkpoint is the test fixture (tests/fixtures/roberta-2-labels): what is measured
-is the page, not the model. `--update FILE` replaces this script's section in FILE.
+is the page, not the model. Needs Debian's chromium and chromium-driver and Python's
+selenium (./scripts/test installs them). `--update FILE` replaces this script's section in FILE.
 """
 
 import argparse
