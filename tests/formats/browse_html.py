@@ -7,6 +7,8 @@ object:
   script ran (`window.__pwned`), the list's rows (cells, verdict, shown), the
   articles' ids, and each article's source lines (number, classes, text);
 - `sorted_ascending`: the rows' probabilities after clicking the P(insecure) header;
+- `sorted_by_location`, `sorted_by_location_descending`: the rows' locations after one
+  and two clicks on the Location header;
 - `filtered`: the rows shown after typing FILTER in the filter box, and the counter;
 - `suppressed_only`: the rows shown with the verdict filter on `suppressed`;
 - `console`: the browser's console messages (a CSP violation would be one);
@@ -73,6 +75,11 @@ def main():
         button.click()
         result["sorted_ascending"] = [r["cells"][0] for r in driver.execute_script(ROWS)]
         button.click()
+        location = driver.find_element(By.CSS_SELECTOR, "#list th[data-key=location] button")
+        location.click()
+        result["sorted_by_location"] = [r["cells"][3] for r in driver.execute_script(ROWS)]
+        location.click()
+        result["sorted_by_location_descending"] = [r["cells"][3] for r in driver.execute_script(ROWS)]
         box = driver.find_element(By.ID, "filter")
         box.send_keys(text)
         result["filtered"] = {

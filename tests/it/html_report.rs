@@ -247,13 +247,7 @@ fn chromium_shows_the_report_and_runs_nothing_from_the_tree() {
             .collect();
         let marked: Vec<u64> = lines
             .iter()
-            .filter(|l| {
-                l["classes"]
-                    .as_str()
-                    .unwrap()
-                    .split(' ')
-                    .any(|c| c == "t")
-            })
+            .filter(|l| l["classes"].as_str().unwrap().split(' ').any(|c| c == "t"))
             .map(|l| l["line"].as_u64().unwrap())
             .collect();
         let mut top_sorted = top.clone();
@@ -274,6 +268,31 @@ fn chromium_shows_the_report_and_runs_nothing_from_the_tree() {
         .map(|p| p.as_str().unwrap().parse().unwrap())
         .collect();
     assert!(ascending.windows(2).all(|w| w[0] <= w[1]), "{ascending:?}");
+    // By location: file, then line as a number (10 after 9), and reversed.
+    let key = |place: &Value| {
+        let place = place.as_str().unwrap();
+        let (file, lines) = place.rsplit_once(':').unwrap();
+        let start: usize = lines.split('-').next().unwrap().parse().unwrap();
+        (file.to_owned(), start)
+    };
+    let by_location: Vec<(String, usize)> = page["sorted_by_location"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    let mut sorted = by_location.clone();
+    sorted.sort();
+    assert_eq!(by_location, sorted);
+    assert!(by_location.contains(&("./src/hostile.c".to_owned(), 9)));
+    let mut descending: Vec<(String, usize)> = page["sorted_by_location_descending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    descending.reverse();
+    assert_eq!(descending, sorted);
     let filtered = &page["filtered"];
     let shown = filtered["rows"].as_array().unwrap();
     assert_eq!(shown.len(), 3, "{filtered}");

@@ -155,7 +155,7 @@ async def test_a_model_that_cannot_load_is_reported_and_the_server_stays_up(brok
     await broken.wait_for_notification(types.WINDOW_SHOW_MESSAGE)
     [message] = broken.messages
     assert message.type == types.MessageType.Error
-    assert message.message.startswith("icd: the model could not be loaded:")
+    assert message.message.startswith("icd: no findings can be reported:")
     assert "/nonexistent/model" in message.message
     # Documents are taken and nothing is published; shutdown is answered.
     item = types.TextDocumentItem(uri=(WORKSPACE / "b.c").as_uri(), language_id="c", version=1, text=SOURCE)

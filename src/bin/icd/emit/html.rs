@@ -65,13 +65,18 @@ const SCRIPT: &str = r##"
   const headers = Array.from(document.querySelectorAll("#list th[data-key]"));
   let key = "p";
   let descending = true;
+  const compare = (x, y) => (x < y ? -1 : x > y ? 1 : 0);
+  // Probabilities as numbers, locations by file then line number, names as text.
+  function order(a, b) {
+    if (key === "p") return Number(a.dataset.p) - Number(b.dataset.p);
+    if (key === "location") {
+      return compare(a.dataset.file, b.dataset.file) || Number(a.dataset.line) - Number(b.dataset.line);
+    }
+    return compare(a.dataset[key], b.dataset[key]);
+  }
   function sort() {
-    rows.sort((a, b) => {
-      const x = a.dataset[key];
-      const y = b.dataset[key];
-      const order = key === "p" ? Number(x) - Number(y) : (x < y ? -1 : x > y ? 1 : 0);
-      return (descending ? -order : order) || Number(a.dataset.index) - Number(b.dataset.index);
-    });
+    rows.sort((a, b) => (descending ? order(b, a) : order(a, b)) ||
+      Number(a.dataset.index) - Number(b.dataset.index));
     for (const row of rows) tbody.appendChild(row);
     for (const th of headers) {
       th.setAttribute("aria-sort", th.dataset.key === key ? (descending ? "descending" : "ascending") : "none");

@@ -12,8 +12,11 @@ use crate::report::{ScanReport, Verdict};
 
 /// The diagnostics' `source`, by which the code action knows its own.
 pub const SOURCE: &str = "icd";
-/// The diagnostics' `code`.
+/// The `code` of a finding's diagnostic, which the code action suppresses.
 const CODE: &str = "insecure-function";
+/// The `code` of a function the triage file confirms insecure: no comment suppresses
+/// it, so no action is offered.
+const CONFIRMED: &str = "confirmed-insecure-function";
 /// The comment the code action inserts; the reason is the reviewer's to write.
 const SUPPRESSION: &str = "// icd: ignore <reason: why this function is safe>";
 
@@ -33,8 +36,9 @@ pub fn of_report(report: &ScanReport, uri: &Uri, text: &str) -> Vec<Diagnostic> 
         .filter(|f| matches!(f.verdict, Verdict::Insecure | Verdict::Confirmed))
         .map(|f| {
             let p = f.prediction.insecure_probability;
-            let (severity, message) = match (&f.triage, f.verdict) {
+            let (code, severity, message) = match (&f.triage, f.verdict) {
                 (Some(t), Verdict::Confirmed) => (
+                    CONFIRMED,
                     DiagnosticSeverity::ERROR,
                     format!(
                         "`{}` is confirmed insecure by the triage file: {} (insecure probability {p:.3})",
@@ -42,6 +46,7 @@ pub fn of_report(report: &ScanReport, uri: &Uri, text: &str) -> Vec<Diagnostic> 
                     ),
                 ),
                 _ => (
+                    CODE,
                     DiagnosticSeverity::WARNING,
                     format!(
                         "`{}` is classified insecure: probability {p:.3}, at or above {}",
@@ -63,7 +68,7 @@ pub fn of_report(report: &ScanReport, uri: &Uri, text: &str) -> Vec<Diagnostic> 
                     end_of(f.end_line - 1),
                 ),
                 severity: Some(severity),
-                code: Some(NumberOrString::String(CODE.into())),
+                code: Some(NumberOrString::String(code.into())),
                 source: Some(SOURCE.into()),
                 message,
                 related_information: Some(related),
@@ -73,22 +78,34 @@ pub fn of_report(report: &ScanReport, uri: &Uri, text: &str) -> Vec<Diagnostic> 
         .collect()
 }
 
-/// For each of this server's diagnostics in the request: an action inserting an
-/// `icd: ignore` comment, indented as the function's first line, above it.
+/// For each of this server's findings in the request: an action inserting an `icd:
+/// ignore` comment above the function, indented as its first line, with the
+/// document's line ending.
 pub fn suppress_actions(params: &CodeActionParams, text: &str) -> Vec<CodeActionOrCommand> {
     let lines: Vec<&str> = text.lines().collect();
+    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let quick_fixes_wanted = params.context.only.as_ref().is_none_or(|only| {
+        only.iter()
+            .any(|kind| CodeActionKind::QUICKFIX.as_str().starts_with(kind.as_str()))
+    });
+    if !quick_fixes_wanted {
+        return Vec::new();
+    }
     params
         .context
         .diagnostics
         .iter()
-        .filter(|d| d.source.as_deref() == Some(SOURCE))
+        .filter(|d| {
+            d.source.as_deref() == Some(SOURCE)
+                && d.code == Some(NumberOrString::String(CODE.into()))
+        })
         .map(|d| {
             let line = d.range.start.line;
             let first = lines.get(line as usize).copied().unwrap_or("");
             let indent: String = first.chars().take_while(|c| c.is_whitespace()).collect();
             let edit = TextEdit::new(
                 Range::new(Position::new(line, 0), Position::new(line, 0)),
-                format!("{indent}{SUPPRESSION}\n"),
+                format!("{indent}{SUPPRESSION}{newline}"),
             );
             let changes = HashMap::from([(params.text_document.uri.clone(), vec![edit])]);
             CodeActionOrCommand::CodeAction(CodeAction {

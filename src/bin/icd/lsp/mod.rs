@@ -9,15 +9,16 @@
 mod diagnostics;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{select, Receiver};
 use insecure_code_detector::calibration::Calibration;
+use insecure_code_detector::scan::Exclude;
 use insecure_code_detector::scan::{find_functions, FunctionSpan, Language};
 use insecure_code_detector::{Detector, DetectorBuilder, RobertaConfig};
 use lsp_server::{Connection, Message, Notification, Request, Response};
 use lsp_types::notification::{
-    DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument,
+    DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument, Exit,
     LogMessage, Notification as _, PublishDiagnostics, ShowMessage,
 };
 use lsp_types::request::{CodeActionRequest, Request as _};
@@ -32,7 +33,7 @@ use crate::detector::{build_detector, detector_builder};
 use crate::flags::{LspArgs, ModelArgs};
 use crate::report::{Finding, ScanReport};
 use crate::scan_cache::ScanCache;
-use crate::settings::Settings;
+use crate::settings::{Excludes, Settings};
 use crate::triage::{self, Triage};
 use crate::Failure;
 
@@ -49,10 +50,13 @@ struct Document {
 /// The server's state.
 struct Server<'a> {
     connection: &'a Connection,
-    builder: DetectorBuilder,
+    /// None where the settings could not be read (then `failed` says why).
+    builder: Option<DetectorBuilder>,
     threshold: f32,
     top_lines: usize,
     mode: ClassifyMode,
+    /// The settings' `exclude`: files not analyzed, as a scan does not scan them.
+    exclude: Option<Excludes>,
     /// The model and the cache, once loaded.
     detector: Option<Detector>,
     cache: Option<ScanCache>,
@@ -63,12 +67,27 @@ struct Server<'a> {
     pending: BTreeSet<String>,
 }
 
+/// What the workspace's settings and the flags make of the server.
+struct Setup {
+    builder: DetectorBuilder,
+    calibration: Option<Calibration>,
+    threshold: f32,
+    top_lines: usize,
+    mode: ClassifyMode,
+    use_cache: bool,
+    exclude: Option<Excludes>,
+}
+
 /// Serves on stdin and stdout until the client's `exit`.
 pub fn run(model: &ModelArgs, args: &LspArgs) -> Result<(), Failure> {
+    // Flags are checked before anything is said on the connection.
+    if let Some(t) = args.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+        return Err(Failure(format!("--threshold is {t}, expected 0..=1")));
+    }
     let (connection, threads) = Connection::stdio();
     // Answered before anything slow: the model loads after.
     let (id, params) = connection.initialize_start()?;
-    let params: InitializeParams = serde_json::from_value(params)?;
+    let params: InitializeParams = serde_json::from_value(params).unwrap_or_default();
     let capabilities = ServerCapabilities {
         text_document_sync: Some(TextDocumentSyncCapability::Options(
             TextDocumentSyncOptions {
@@ -90,7 +109,63 @@ pub fn run(model: &ModelArgs, args: &LspArgs) -> Result<(), Failure> {
     connection.initialize_finish(id, result)?;
 
     let root = workspace_root(&params).unwrap_or(std::env::current_dir()?);
-    let settings = Settings::find(&[root.clone()], args.config.as_deref(), args.no_config)?;
+    let mut server = Server {
+        connection: &connection,
+        builder: None,
+        threshold: 0.5,
+        top_lines: 3,
+        mode: ClassifyMode {
+            window: None,
+            explain: true,
+        },
+        exclude: None,
+        detector: None,
+        cache: None,
+        failed: None,
+        documents: HashMap::new(),
+        pending: BTreeSet::new(),
+    };
+    // A settings or calibration file that cannot be read is shown, as a model that
+    // cannot load is, and the server stays up.
+    let loaded = match setup(model, args, &root) {
+        Ok(setup) => {
+            let loaded = load_in_background(
+                setup.builder.clone(),
+                model.clone(),
+                setup.mode.clone(),
+                setup.calibration,
+                setup.use_cache,
+            );
+            server.builder = Some(setup.builder);
+            server.threshold = setup.threshold;
+            server.top_lines = setup.top_lines;
+            server.mode = setup.mode;
+            server.exclude = setup.exclude;
+            Some(loaded)
+        }
+        Err(Failure(why)) => {
+            server.model_failed(why)?;
+            None
+        }
+    };
+    let code = server.serve(loaded)?;
+    drop(server);
+    drop(connection);
+    threads.join()?;
+    if code != 0 {
+        // `exit` without `shutdown`.
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+/// The workspace's settings and the flags.
+fn setup(model: &ModelArgs, args: &LspArgs, root: &Path) -> Result<Setup, Failure> {
+    let settings = Settings::find(
+        &[root.to_path_buf()],
+        args.config.as_deref(),
+        args.no_config,
+    )?;
     let (builder, calibration) = detector_builder(model, &settings)?;
     let threshold = args
         .threshold
@@ -102,36 +177,33 @@ pub fn run(model: &ModelArgs, args: &LspArgs) -> Result<(), Failure> {
         .unwrap_or(0.5);
     if !(0.0..=1.0).contains(&threshold) {
         return Err(Failure(format!(
-            "--threshold is {threshold}, expected 0..=1"
+            "the threshold is {threshold}, expected 0..=1"
         )));
     }
-    let mode = ClassifyMode {
-        window: None,
-        explain: true,
+    // As a scan with these settings classifies: in windows where they say so.
+    let window = match settings.window == Some(true) {
+        true => {
+            let max_tokens = builder.resolved_max_tokens()?;
+            Some(
+                settings
+                    .stride
+                    .unwrap_or(Detector::default_stride(max_tokens)),
+            )
+        }
+        false => None,
     };
-    let loaded = load_in_background(
-        builder.clone(),
-        model.clone(),
-        mode.clone(),
-        calibration.map(|c| c.calibration),
-        !args.no_cache && settings.cache != Some(false),
-    );
-    let mut server = Server {
-        connection: &connection,
+    Ok(Setup {
         builder,
+        calibration: calibration.map(|c| c.calibration),
         threshold,
         top_lines: settings.top_lines.unwrap_or(3),
-        mode,
-        detector: None,
-        cache: None,
-        failed: None,
-        documents: HashMap::new(),
-        pending: BTreeSet::new(),
-    };
-    server.serve(loaded)?;
-    drop(connection);
-    threads.join()?;
-    Ok(())
+        mode: ClassifyMode {
+            window,
+            explain: true,
+        },
+        use_cache: !args.no_cache && settings.cache != Some(false),
+        exclude: settings.exclude,
+    })
 }
 
 /// The workspace's directory: the first workspace folder, else the root URI.
@@ -180,17 +252,18 @@ fn load_in_background(
 }
 
 impl Server<'_> {
-    /// Handles messages until `exit`; takes the model when it is loaded.
-    fn serve(&mut self, loaded: Receiver<Loaded>) -> Result<(), Failure> {
-        let mut loading = Some(loaded);
+    /// Handles messages until `exit` (the exit status: 0 after `shutdown`, else 1);
+    /// takes the model when it is loaded.
+    fn serve(&mut self, loaded: Option<Receiver<Loaded>>) -> Result<i32, Failure> {
+        let mut loading = loaded;
         loop {
             let never = crossbeam_channel::never();
             let load = loading.as_ref().unwrap_or(&never);
             select! {
                 recv(self.connection.receiver) -> message => {
-                    let Ok(message) = message else { return Ok(()) };
-                    if self.handle(message)? {
-                        return Ok(());
+                    let Ok(message) = message else { return Ok(1) };
+                    if let Some(code) = self.handle(message)? {
+                        return Ok(code);
                     }
                 }
                 recv(load) -> result => {
@@ -201,7 +274,7 @@ impl Server<'_> {
                             self.cache = cache;
                             self.log(MessageType::INFO, "icd: the model is loaded".into())?;
                             for uri in std::mem::take(&mut self.pending) {
-                                self.analyze(&uri)?;
+                                self.analyze_or_log(&uri)?;
                             }
                         }
                         Ok(Err(Failure(why))) => self.model_failed(why)?,
@@ -213,7 +286,7 @@ impl Server<'_> {
     }
 
     fn model_failed(&mut self, why: String) -> Result<(), Failure> {
-        let message = format!("icd: the model could not be loaded: {why}");
+        let message = format!("icd: no findings can be reported: {why}");
         let params = lsp_types::ShowMessageParams {
             typ: MessageType::ERROR,
             message: message.clone(),
@@ -224,41 +297,57 @@ impl Server<'_> {
         Ok(())
     }
 
-    /// One message; true on `exit`.
-    fn handle(&mut self, message: Message) -> Result<bool, Failure> {
+    /// One message; the exit status on `exit`. A message the server cannot take (bad
+    /// parameters) is answered with an error or logged, never the end of the server:
+    /// only a connection that fails ends it.
+    fn handle(&mut self, message: Message) -> Result<Option<i32>, Failure> {
         match message {
             Message::Request(request) => {
                 if self.connection.handle_shutdown(&request)? {
-                    return Ok(true);
+                    return Ok(Some(0));
                 }
-                self.request(request)?;
+                let id = request.id.clone();
+                let response = match self.request(request) {
+                    Ok(response) => response,
+                    Err(Failure(why)) => Response::new_err(
+                        id,
+                        lsp_server::ErrorCode::InvalidParams as i32,
+                        format!("icd: {why}"),
+                    ),
+                };
+                self.connection.sender.send(Message::Response(response))?;
             }
-            Message::Notification(notification) => self.notification(notification)?,
+            Message::Notification(notification) if notification.method == Exit::METHOD => {
+                return Ok(Some(1));
+            }
+            Message::Notification(notification) => {
+                let method = notification.method.clone();
+                if let Err(Failure(why)) = self.notification(notification) {
+                    self.log(MessageType::ERROR, format!("icd: {method}: {why}"))?;
+                }
+            }
             Message::Response(_) => {}
         }
-        Ok(false)
+        Ok(None)
     }
 
-    fn request(&mut self, request: Request) -> Result<(), Failure> {
-        let response = match request.method.as_str() {
+    fn request(&mut self, request: Request) -> Result<Response, Failure> {
+        Ok(match request.method.as_str() {
             CodeActionRequest::METHOD => {
                 let params: lsp_types::CodeActionParams = serde_json::from_value(request.params)?;
-                let lines = self
+                let text = self
                     .documents
                     .get(params.text_document.uri.as_str())
                     .map(|d| d.text.as_str())
                     .unwrap_or("");
-                let actions = diagnostics::suppress_actions(&params, lines);
-                Response::new_ok(request.id, actions)
+                Response::new_ok(request.id, diagnostics::suppress_actions(&params, text))
             }
             method => Response::new_err(
                 request.id,
                 lsp_server::ErrorCode::MethodNotFound as i32,
                 format!("icd lsp does not handle {method}"),
             ),
-        };
-        self.connection.sender.send(Message::Response(response))?;
-        Ok(())
+        })
     }
 
     fn notification(&mut self, notification: Notification) -> Result<(), Failure> {
@@ -270,14 +359,20 @@ impl Server<'_> {
                 self.open(&item.uri, &item.language_id, item.text)?;
             }
             DidChangeTextDocument::METHOD => {
-                // Kept for the next save; analyzed then, not on every keystroke.
+                // Kept for the next save; analyzed then, not on every keystroke. The
+                // server asked for whole documents: a ranged change is not one.
                 let params: lsp_types::DidChangeTextDocumentParams =
                     serde_json::from_value(notification.params)?;
                 let uri = params.text_document.uri.as_str();
-                if let (Some(document), Some(change)) = (
-                    self.documents.get_mut(uri),
-                    params.content_changes.into_iter().last(),
-                ) {
+                let Some(change) = params.content_changes.into_iter().last() else {
+                    return Ok(());
+                };
+                if change.range.is_some() {
+                    return Err(Failure(
+                        "a ranged change, where the server takes whole documents (TextDocumentSyncKind.Full): ignored".into(),
+                    ));
+                }
+                if let Some(document) = self.documents.get_mut(uri) {
                     document.text = change.text;
                 }
             }
@@ -289,7 +384,7 @@ impl Server<'_> {
                     document.text = text;
                 }
                 if self.documents.contains_key(&uri) {
-                    self.analyze(&uri)?;
+                    self.analyze_or_log(&uri)?;
                 }
             }
             DidCloseTextDocument::METHOD => {
@@ -318,6 +413,9 @@ impl Server<'_> {
         let Some(language) = language else {
             return Ok(());
         };
+        if self.exclude.as_ref().is_some_and(|e| e.excludes(&path)) {
+            return Ok(());
+        }
         let key = uri.as_str().to_owned();
         self.documents.insert(
             key.clone(),
@@ -327,7 +425,16 @@ impl Server<'_> {
                 text,
             },
         );
-        self.analyze(&key)
+        self.analyze_or_log(&key)
+    }
+
+    /// [`Self::analyze`], whose failure (a function the model could not classify) is
+    /// logged: the server goes on.
+    fn analyze_or_log(&mut self, key: &str) -> Result<(), Failure> {
+        if let Err(Failure(why)) = self.analyze(key) {
+            self.log(MessageType::ERROR, format!("icd: {key}: {why}"))?;
+        }
+        Ok(())
     }
 
     /// Classifies the document's functions (through the cache) and publishes its
@@ -336,7 +443,7 @@ impl Server<'_> {
         if self.failed.is_some() {
             return Ok(());
         }
-        let Some(detector) = &self.detector else {
+        let (Some(detector), Some(builder)) = (&self.detector, &self.builder) else {
             self.pending.insert(key.to_owned());
             return Ok(());
         };
@@ -396,7 +503,7 @@ impl Server<'_> {
             findings,
             self.threshold,
             &[],
-            self.builder.model_dir(),
+            builder.model_dir(),
             None,
             triage.as_ref(),
             triage::today(),
