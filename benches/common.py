@@ -1,9 +1,10 @@
 """The benchmarks' shared pieces: the codebert-base-shaped random checkpoint, the probe
 texts and token lengths, the encoder's operation count, PyTorch's timings and this
-library's."""
+library's, and how a bench writes its section of BENCHMARKS.md."""
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -246,3 +247,16 @@ def run_bench(command, env=None):
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return json.loads(result.stdout)
+
+
+def update_section(path, heading, section):
+    """Replaces the section under `heading` in the markdown file `path` with `section`
+    (appending it where there is none)."""
+    path = Path(path)
+    text = path.read_text()
+    pattern = re.compile(re.escape(heading) + r".*?(?=\n## |\Z)", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip("\n"), text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text if text.endswith("\n") else text + "\n")

@@ -20,12 +20,14 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import update_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADING = "## A rescan with the prediction cache"
@@ -108,15 +110,7 @@ def main():
     print()
     print(section)
     if args.update:
-        path = Path(args.update)
-        text = path.read_text()
-        pattern = re.compile(re.escape(HEADING) + r".*?(?=\n## |\Z)", re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda _: section.rstrip("\n"), text)
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        path.write_text(text if text.endswith("\n") else text + "\n")
-
+        update_section(args.update, HEADING, section)
 
 if __name__ == "__main__":
     main()

@@ -193,3 +193,37 @@ pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
 }
+
+/// `icd --model FIXTURE --backend flex ARGS` in `root`, with a prediction cache of
+/// `root`'s own: the report-format tests' runner.
+pub fn icd_in(root: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_icd"))
+        .current_dir(root)
+        .arg("--model")
+        .arg(fixture("roberta-2-labels"))
+        .args(["--backend", "flex"])
+        .args(args)
+        .env_remove("ICD_MODEL")
+        .env("ICD_CACHE_DIR", root.join(".cache"))
+        .output()
+        .unwrap()
+}
+
+/// `tests/formats/SCRIPT ARGS` (a reader of a report format): its JSON output. A
+/// missing Python module fails the test naming `needs`, which ./scripts/test installs.
+pub fn format_reader(script: &str, args: &[&std::ffi::OsStr], needs: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/formats")
+        .join(script);
+    let out = std::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("ModuleNotFoundError") {
+        panic!("{script} needs Python's {needs}: pip install them (./scripts/test does)\n{stderr}");
+    }
+    assert!(out.status.success(), "{script} failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}

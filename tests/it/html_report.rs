@@ -4,7 +4,6 @@
 //! page's Content-Security-Policy in force.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
 use serde_json::Value;
@@ -34,19 +33,6 @@ fn write_tree(root: &Path) {
     std::fs::write(root.join("src/blob.c"), b"int x;\0\x01binary\n").unwrap();
 }
 
-fn icd(root: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_icd"))
-        .current_dir(root)
-        .arg("--model")
-        .arg(fixture("roberta-2-labels"))
-        .args(["--backend", "flex"])
-        .args(args)
-        .env_remove("ICD_MODEL")
-        .env("ICD_CACHE_DIR", root.join(".cache"))
-        .output()
-        .unwrap()
-}
-
 /// Headless Chromium and its driver: Debian's, or ICD_CHROMIUM and ICD_CHROMEDRIVER.
 fn chromium() -> Option<()> {
     let browser =
@@ -73,7 +59,7 @@ fn chromium_shows_the_report_and_runs_nothing_from_the_tree() {
     let root = tmp.path();
     write_tree(root);
     let args = ["--threshold", "0", "--explain", "--top-lines", "2"];
-    let out = icd(
+    let out = icd_in(
         root,
         &[
             &["scan", ".", "--format", "html", "-o", "report.html"],
@@ -88,7 +74,7 @@ fn chromium_shows_the_report_and_runs_nothing_from_the_tree() {
     for reference in ["src=\"", "href=\"http", "@import", "url("] {
         assert!(!html.contains(reference), "{reference} in the page");
     }
-    let out = icd(
+    let out = icd_in(
         root,
         &[&["scan", ".", "--format", "jsonl"], &args[..]].concat(),
     );
@@ -101,20 +87,16 @@ fn chromium_shows_the_report_and_runs_nothing_from_the_tree() {
         return;
     }
     let screenshot = root.join("report.png");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/formats/browse_html.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(root.join("report.html"))
-        .arg("onerror=alert")
-        .arg(&screenshot)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("No module named 'selenium'") {
-        panic!("the HTML test needs Python's selenium: pip install selenium (./scripts/test does)");
-    }
-    assert!(out.status.success(), "browse_html.py: {stderr}");
-    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = root.join("report.html");
+    let page = format_reader(
+        "browse_html.py",
+        &[
+            report.as_os_str(),
+            "onerror=alert".as_ref(),
+            screenshot.as_os_str(),
+        ],
+        "selenium",
+    );
     let loaded = &page["loaded"];
     eprintln!("the report loaded in {} ms", page["load_ms"]);
 

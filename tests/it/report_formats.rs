@@ -5,7 +5,6 @@
 //! names that try to inject links, HTML, mentions and table cells.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use crate::common::*;
 use serde_json::Value;
@@ -42,23 +41,9 @@ fn write_tree(root: &Path) {
     std::fs::write(root.join("src/blob.c"), b"int x;\0\x01binary\n").unwrap();
 }
 
-fn icd(root: &Path, args: &[&str]) -> Output {
-    let model = fixture("roberta-2-labels");
-    Command::new(env!("CARGO_BIN_EXE_icd"))
-        .current_dir(root)
-        .arg("--model")
-        .arg(&model)
-        .args(["--backend", "flex"])
-        .args(args)
-        .env_remove("ICD_MODEL")
-        .env("ICD_CACHE_DIR", root.join(".cache"))
-        .output()
-        .unwrap()
-}
-
 /// The scan's functions as jsonl rows, each with its verdict.
 fn rows(root: &Path, args: &[&str]) -> Vec<Value> {
-    let out = icd(root, &[&["scan", ".", "--format", "jsonl"], args].concat());
+    let out = icd_in(root, &[&["scan", ".", "--format", "jsonl"], args].concat());
     assert!(out.status.code().is_some_and(|c| c < 2), "{out:?}");
     String::from_utf8(out.stdout)
         .unwrap()
@@ -69,20 +54,12 @@ fn rows(root: &Path, args: &[&str]) -> Vec<Value> {
 
 /// `tests/formats/SCRIPT` run on `args`: its JSON output.
 fn python(script: &str, args: &[&Path]) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/formats")
-        .join(script);
-    let out = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("ModuleNotFoundError") {
-        panic!("{script} needs Python's markdown-it-py, linkify-it-py, junitparser and xmlschema: pip install them (./scripts/test does)\n{stderr}");
-    }
-    assert!(out.status.success(), "{script} failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    format_reader(
+        script,
+        &args,
+        "markdown-it-py, linkify-it-py, junitparser and xmlschema",
+    )
 }
 
 /// Jenkins' JUnit schema: `ICD_JUNIT_XSD` (./scripts/test takes it from pytest's
@@ -142,7 +119,7 @@ fn markdown_renders_hostile_names_as_text_with_links_into_the_repository() {
     write_tree(root);
     let args = ["--threshold", "0", "--explain", "--top-lines", "2"];
     let expected = rows(root, &args);
-    let out = icd(
+    let out = icd_in(
         root,
         &[
             &[
@@ -274,7 +251,7 @@ fn markdown_links_are_relative_without_a_base_and_a_bad_base_is_refused() {
     let root = tmp.path();
     std::fs::create_dir_all(root.join("src")).unwrap();
     std::fs::write(root.join("src/a b.c"), MATH_C).unwrap();
-    let out = icd(
+    let out = icd_in(
         root,
         &[
             "scan",
@@ -319,7 +296,7 @@ fn markdown_links_are_relative_without_a_base_and_a_bad_base_is_refused() {
             "--link-base applies to --format markdown only",
         ),
     ] {
-        let out = icd(
+        let out = icd_in(
             root,
             &[&["scan", ".", "-o", "refused.md"], &args[..]].concat(),
         );
@@ -338,7 +315,7 @@ fn markdown_lists_the_top_findings_and_counts_the_rest() {
         .map(|i| format!("int f{i}(int *a)\n{{\n    return a[{i}];\n}}\n\n"))
         .collect();
     std::fs::write(root.join("many.c"), code).unwrap();
-    let out = icd(
+    let out = icd_in(
         root,
         &["scan", ".", "--format", "markdown", "--threshold", "0"],
     );
@@ -374,7 +351,7 @@ fn junit_is_valid_and_has_a_case_per_function_a_failure_per_finding() {
     // As the f32 it is, so that the report prints it as given.
     let threshold = (probabilities[probabilities.len() / 2] as f32).to_string();
     let expected = rows(root, &["--threshold", &threshold]);
-    let out = icd(
+    let out = icd_in(
         root,
         &[
             "scan",
