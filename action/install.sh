@@ -14,9 +14,12 @@ key)
     if [ -n "$given" ]; then
         key=given
     else
-        # Names and contents of everything the build reads.
-        key="$(cd "$checkout" && find Cargo.toml Cargo.lock build.rs cbindgen.toml src -type f -print0 |
-            sort -z | xargs -0 sha256sum | sha256sum | cut -c1-32)"
+        # Names and contents of the sources the build reads, and the compiler.
+        key="$(cd "$checkout" && {
+            rustc --version 2>/dev/null || echo "no rustc"
+            find Cargo.toml Cargo.lock build.rs cbindgen.toml src -type f -print0 |
+                sort -z | xargs -0 sha256sum
+        } | sha256sum | cut -c1-32)"
     fi
     echo "key=$key" >>"$GITHUB_OUTPUT"
     ;;

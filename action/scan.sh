@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The action's scan (action.yml): icd scan for the SARIF log, the Markdown job summary
-# and the gate's status. The model runs once: the later runs answer from the
-# prediction cache ($RUNNER_TEMP/icd-cache, kept between jobs by actions/cache).
+# and the gate's status. With the prediction cache on (unless the settings say
+# `cache = false`) the model runs once: the later runs answer from the cache
+# ($RUNNER_TEMP/icd-cache, kept between jobs by actions/cache).
 # Inputs come as ICD_ACTION_* variables; results go to $GITHUB_OUTPUT (`sarif`,
 # `summary`, `status`: 0 no findings, 1 findings, under the `fail-on` policy).
 set -euo pipefail

@@ -59,9 +59,8 @@ pub fn sarif_uri(file: &str) -> String {
 
 /// True for characters a terminal must not receive raw from a name: control
 /// characters (ESC, BEL, CR, LF, ...) and the bidirectional-text controls that can
-/// make a line read otherwise than its bytes ("Trojan Source").
-/// Whether `c` is a control or bidirectional-control character, which [`printable`]
-/// escapes.
+/// make a line read otherwise than its bytes ("Trojan Source"). [`printable`] escapes
+/// them.
 pub fn unsafe_to_print(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')

@@ -100,8 +100,8 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct LspArgs {
-    /// Insecure probability at or above which a function is a finding [default: 0.5,
-    /// or the workspace's .icd.toml's].
+    /// Insecure probability at or above which a function is a finding [default: the
+    /// calibration file's, else the workspace's .icd.toml's, else 0.5].
     #[arg(long)]
     pub threshold: Option<f32>,
     /// Settings from this file instead of the workspace's .icd.toml.
@@ -149,8 +149,8 @@ pub enum ScanFormat {
     Markdown,
     /// JUnit XML for CI test views: a failure per finding.
     Junit,
-    /// One self-contained page: the findings, sortable and filterable, with their
-    /// source.
+    /// One self-contained page: every function at or above the threshold (and each
+    /// confirmed one), sortable and filterable, with its source.
     Html,
 }
 
@@ -181,7 +181,8 @@ pub struct ScanArgs {
     pub link_base: Option<String>,
     /// Also say which lines the model looked at: the lines of each function with the
     /// most of the last layer's attention from <s> (in the table under each finding,
-    /// as "lines" in jsonl, as related locations in SARIF).
+    /// as "lines" in jsonl, as related locations in SARIF, as links in Markdown, as
+    /// shading in HTML, in the text of JUnit failures).
     #[arg(long)]
     pub explain: bool,
     /// Lines reported per function with --explain [default: 3, or .icd.toml's].

@@ -157,9 +157,9 @@ fn case(f: &Finding, report: &ScanReport) -> String {
     out
 }
 
-/// The test cases of what was not scanned, each a name and a message: a case per
-/// file, and one per settings file for the files it excludes (a project may exclude
-/// thousands of vendored files).
+/// The test cases of what was not scanned, each a name and a message, both
+/// [`printable`] already: a case per file, and one per settings file for the files it
+/// excludes (a project may exclude thousands of vendored files).
 fn gap_cases(report: &ScanReport) -> Vec<(String, String)> {
     let mut cases = Vec::new();
     let mut excluded: std::collections::BTreeMap<String, usize> = Default::default();
@@ -168,10 +168,11 @@ fn gap_cases(report: &ScanReport) -> Vec<(String, String)> {
             GapKind::Excluded(settings) => {
                 *excluded.entry(settings.display().to_string()).or_default() += 1
             }
-            _ => cases.push((gap.file.clone(), gap.message())),
+            _ => cases.push((printable(&gap.file).into_owned(), gap.message())),
         }
     }
     for (settings, n) in excluded {
+        let settings = printable(&settings);
         let name = format!("files excluded by {settings}");
         let plural = if n == 1 { "" } else { "s" };
         cases.push((
