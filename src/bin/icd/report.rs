@@ -307,6 +307,16 @@ impl<'a> ScanReport<'a> {
         self.findings.iter().filter(|f| f.verdict == verdict).count()
     }
 
+    /// Functions the triage file suppressed.
+    pub fn suppressed_by_triage(&self) -> usize {
+        self.triage.as_ref().map_or(0, |t| t.suppressed())
+    }
+
+    /// Functions an `icd: ignore` comment (alone) suppressed.
+    pub fn suppressed_in_source(&self) -> usize {
+        self.count(Verdict::Suppressed) - self.suppressed_by_triage()
+    }
+
     /// The findings that set the exit status: insecure and confirmed functions.
     pub fn findings_count(&self) -> usize {
         self.count(Verdict::Insecure) + self.count(Verdict::Confirmed)

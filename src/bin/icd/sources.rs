@@ -59,21 +59,44 @@ pub fn find_and_warn(args: &SourceArgs, excludes: Option<&Excludes>) -> Result<F
     Ok(found)
 }
 
-/// The gaps as a report's footer: a line each, but excluded files counted in one line
-/// per settings file (a project may exclude thousands of vendored files).
-pub fn footer(gaps: &[Gap]) -> String {
-    let mut out = String::new();
-    let mut excluded: std::collections::BTreeMap<&Path, usize> = Default::default();
-    for gap in gaps {
-        match &gap.kind {
-            GapKind::Excluded(settings) => *excluded.entry(settings.as_path()).or_default() += 1,
-            _ => {
-                out += &gap.message();
-                out.push('\n');
+/// The gaps as every report lists them: each file or line range not covered, in the
+/// order found, and the excluded files counted per settings file (a project may
+/// exclude thousands of vendored files).
+pub struct NotCovered<'a> {
+    /// The gaps other than exclusions.
+    pub files: Vec<&'a Gap>,
+    /// Excluded files, counted by the settings file that excludes them.
+    pub excluded: std::collections::BTreeMap<&'a Path, usize>,
+}
+
+impl<'a> NotCovered<'a> {
+    pub fn of(gaps: &'a [Gap]) -> Self {
+        let mut not_covered = NotCovered {
+            files: Vec::new(),
+            excluded: Default::default(),
+        };
+        for gap in gaps {
+            match &gap.kind {
+                GapKind::Excluded(settings) => {
+                    *not_covered.excluded.entry(settings.as_path()).or_default() += 1
+                }
+                _ => not_covered.files.push(gap),
             }
         }
+        not_covered
     }
-    for (settings, n) in excluded {
+}
+
+/// The gaps as a report's footer: a line each, but excluded files counted in one line
+/// per settings file.
+pub fn footer(gaps: &[Gap]) -> String {
+    let mut out = String::new();
+    let not_covered = NotCovered::of(gaps);
+    for gap in not_covered.files {
+        out += &gap.message();
+        out.push('\n');
+    }
+    for (settings, n) in not_covered.excluded {
         out += &format!(
             "{n} files not scanned: excluded by {}\n",
             printable(&settings.display().to_string())

@@ -12,10 +12,10 @@ use std::fmt::Write;
 
 use base64::Engine;
 use insecure_code_detector::report::{printable, unsafe_to_print};
-use insecure_code_detector::scan::GapKind;
 use sha2::{Digest, Sha256};
 
 use crate::report::{Finding, ScanReport, Verdict};
+use crate::sources::NotCovered;
 
 /// The page's style.
 const STYLE: &str = r##"
@@ -192,10 +192,9 @@ fn summary(report: &ScanReport) -> String {
             ),
         ));
     }
-    let by_triage = report.triage.as_ref().map_or(0, |t| t.suppressed());
     rows.push((
         "Suppressed by <code>icd: ignore</code>",
-        (report.count(Verdict::Suppressed) - by_triage).to_string(),
+        report.suppressed_in_source().to_string(),
     ));
     if report.baseline.is_some() {
         rows.push((
@@ -371,24 +370,17 @@ fn gaps(report: &ScanReport) -> String {
         return String::new();
     }
     let mut out = String::from("<section id=\"gaps\">\n<h2>Not scanned</h2>\n<ul>\n");
-    let mut excluded: std::collections::BTreeMap<String, usize> = Default::default();
-    for gap in report.gaps {
-        match &gap.kind {
-            GapKind::Excluded(settings) => {
-                *excluded.entry(settings.display().to_string()).or_default() += 1
-            }
-            _ => {
-                // The message has its names made printable already.
-                let _ = writeln!(out, "<li>{}</li>", html_escape(&gap.message()));
-            }
-        }
+    let not_covered = NotCovered::of(report.gaps);
+    for gap in not_covered.files {
+        // The message has its names made printable already.
+        let _ = writeln!(out, "<li>{}</li>", html_escape(&gap.message()));
     }
-    for (settings, n) in excluded {
+    for (settings, n) in not_covered.excluded {
         let plural = if n == 1 { "" } else { "s" };
         let _ = writeln!(
             out,
             "<li>{n} file{plural} excluded by <code>{}</code></li>",
-            escape(&settings)
+            escape(&settings.display().to_string())
         );
     }
     out + "</ul>\n</section>\n"

@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use insecure_code_detector::report::printable;
-use insecure_code_detector::scan::GapKind;
 
 use crate::report::{Finding, ScanReport, Verdict};
+use crate::sources::NotCovered;
 
 /// The suite that lists what was not scanned.
 const NOT_SCANNED: &str = "not scanned";
@@ -161,17 +161,14 @@ fn case(f: &Finding, report: &ScanReport) -> String {
 /// [`printable`] already: a case per file, and one per settings file for the files it
 /// excludes (a project may exclude thousands of vendored files).
 fn gap_cases(report: &ScanReport) -> Vec<(String, String)> {
-    let mut cases = Vec::new();
-    let mut excluded: std::collections::BTreeMap<String, usize> = Default::default();
-    for gap in report.gaps {
-        match &gap.kind {
-            GapKind::Excluded(settings) => {
-                *excluded.entry(settings.display().to_string()).or_default() += 1
-            }
-            _ => cases.push((printable(&gap.file).into_owned(), gap.message())),
-        }
-    }
-    for (settings, n) in excluded {
+    let not_covered = NotCovered::of(report.gaps);
+    let mut cases: Vec<(String, String)> = not_covered
+        .files
+        .iter()
+        .map(|gap| (printable(&gap.file).into_owned(), gap.message()))
+        .collect();
+    for (settings, n) in not_covered.excluded {
+        let settings = settings.display().to_string();
         let settings = printable(&settings);
         let name = format!("files excluded by {settings}");
         let plural = if n == 1 { "" } else { "s" };

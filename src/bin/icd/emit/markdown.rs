@@ -15,6 +15,7 @@ use insecure_code_detector::scan::GapKind;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 
 use crate::report::{Finding, ScanReport, Verdict};
+use crate::sources::NotCovered;
 
 /// Findings listed at most: a pull request's comment stays short (and far below
 /// GitHub's 65,536 characters); the SARIF log and the table list every one.
@@ -90,15 +91,18 @@ fn counts(report: &ScanReport) -> String {
     let mut out = String::new();
     let insecure = report.count(Verdict::Insecure);
     let confirmed = report.count(Verdict::Confirmed);
-    let by_triage = report.triage.as_ref().map_or(0, |t| t.suppressed());
+    let by_triage = report.suppressed_by_triage();
     let _ = writeln!(out, "- **{insecure}** insecure");
     if let Some(t) = &report.triage {
         let file = code(&t.path.display().to_string(), false);
         let _ = writeln!(out, "- **{confirmed}** confirmed insecure by {file}");
         let _ = writeln!(out, "- {by_triage} suppressed by {file}");
     }
-    let in_source = report.count(Verdict::Suppressed) - by_triage;
-    let _ = writeln!(out, "- {in_source} suppressed by `icd: ignore` comments");
+    let _ = writeln!(
+        out,
+        "- {} suppressed by `icd: ignore` comments",
+        report.suppressed_in_source()
+    );
     if report.baseline.is_some() {
         let _ = writeln!(out, "- {} in the baseline", report.count(Verdict::Baseline));
     }
@@ -150,14 +154,12 @@ fn gaps(report: &ScanReport) -> String {
         return String::new();
     }
     let mut out = String::from("\n**Not scanned**\n\n");
-    let mut excluded: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut listed = 0;
-    for gap in report.gaps {
-        let line = match &gap.kind {
-            GapKind::Excluded(settings) => {
-                *excluded.entry(settings.display().to_string()).or_default() += 1;
-                continue;
-            }
+    let not_covered = NotCovered::of(report.gaps);
+    let listed = not_covered.files.len();
+    for gap in not_covered.files.iter().take(GAPS_LISTED) {
+        out += &match &gap.kind {
+            // Not among `files`: counted below, per settings file.
+            GapKind::Excluded(_) => continue,
             GapKind::Skipped(reason) => {
                 format!(
                     "- {}: not read: {}\n",
@@ -180,20 +182,16 @@ fn gaps(report: &ScanReport) -> String {
                 )
             }
         };
-        listed += 1;
-        if listed <= GAPS_LISTED {
-            out += &line;
-        }
     }
     if listed > GAPS_LISTED {
         let _ = writeln!(out, "- and {} more", listed - GAPS_LISTED);
     }
-    for (settings, n) in excluded {
+    for (settings, n) in not_covered.excluded {
         let _ = writeln!(
             out,
             "- {n} file{} excluded by {}",
             plural(n),
-            code(&settings, false)
+            code(&settings.display().to_string(), false)
         );
     }
     out

@@ -53,8 +53,8 @@ pub fn render(report: &ScanReport) -> String {
     let mut more = Vec::new();
     // Confirmed functions are findings too: counted beside the others, not in brackets.
     let mut confirmed = String::new();
-    let by_triage = report.triage.as_ref().map_or(0, |t| t.suppressed());
-    if let n @ 1.. = report.count(Verdict::Suppressed) - by_triage {
+    let by_triage = report.suppressed_by_triage();
+    if let n @ 1.. = report.suppressed_in_source() {
         more.push(format!("{n} suppressed by `icd: ignore`"));
     }
     if let Some(t) = &report.triage {
