@@ -312,7 +312,8 @@ def main():
     lines += [
         f"- this CPU {'has' if cpu_has_avx512_bf16() else 'lacks'} AVX512-BF16, so bf16 ran "
         + ("the projections on this library's bf16 kernel (`cpu::bf16_gemm`), the rest in f32"
-           if cpu_has_avx512_bf16() else "as burn-flex's bf16 tensors, widened to f32 for each product"),
+           if cpu_has_avx512_bf16() else "the projections on this library's f32 kernel with bf16 weights "
+           "widened in registers (`cpu::f32_gemm::bf16_weights`), the rest in f32"),
         f"- int8 ran the projections on this library's int8 kernel (`cpu::int8_gemm`, {int8_instruction}: int8 "
         "weights per column, activations quantized per token, exact 32-bit sums), the rest in f32",
         "",

@@ -48,7 +48,13 @@ fn print(case: &str, result: insecure_code_detector::Result<Vec<Vec<f32>>>) {
 }
 
 fn main() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // scripts/logits_bits names the tree it means to run: a build of another is refused.
+    if let Ok(wanted) = std::env::var("ICD_LOGITS_BITS_TREE") {
+        let built = tree.canonicalize().unwrap();
+        assert_eq!(built, Path::new(&wanted), "this build is of another tree");
+    }
+    let fixtures = tree.join("tests/fixtures");
     let inputs: Vec<String> =
         serde_json::from_str(&std::fs::read_to_string(fixtures.join("inputs.json")).unwrap())
             .unwrap();

@@ -57,8 +57,8 @@ typedef enum icd_status {
 typedef enum icd_precision {
   // f32 throughout; logits equal transformers' within 1e-4.
   ICD_PRECISION_F32 = 0,
-  // bf16 matrix products, faster on CPUs with AVX512-BF16; probabilities within
-  // about 1e-2 of f32.
+  // bf16 weights in the matrix products: half their memory, on the CPU kernels at
+  // least f32's speed; probabilities within about 1e-2 of f32.
   ICD_PRECISION_BF16 = 1,
   // f16 weights and activations; probabilities within about 1e-2 of f32.
   ICD_PRECISION_F16 = 2,
@@ -351,7 +351,8 @@ const char *icd_detector_backend(const struct icd_detector *detector);
 // bf16, f16) for the backend's own tensor operations, or one of the library's packed
 // CPU kernels and its instruction set, as "kernel f32-avx2 (AVX2+FMA)",
 // "kernel f32-avx512 (AVX-512F)", "kernel bf16-avx512 (AVX512-BF16)",
-// "kernel int8-avx2 (AVX2+FMA)" or "kernel int8-vnni (AVX512-VNNI)".
+// "kernel bf16-avx2 (AVX2+FMA)", "kernel int8-avx2 (AVX2+FMA)" or
+// "kernel int8-vnni (AVX512-VNNI)".
 // NUL-terminated, owned by the detector, valid until it is freed; NULL for a NULL
 // detector.
 //

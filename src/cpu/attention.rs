@@ -4,7 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::f32_gemm::{Isa, PackedF32, SharedOutput, BAND, COLUMNS};
+use super::driver::{self, Epilogue, Microkernel, SharedOutput};
+use super::f32_gemm::{Isa, PackedF32, BAND, COLUMNS};
 use super::vector_math;
 
 /// Multi-head self-attention: the context `[total, width]` (heads side by side) from
@@ -13,7 +14,7 @@ use super::vector_math;
 /// softmax(q·kᵀ / √head_dim)·v per input and head, both products on the f32 kernel with
 /// `isa`.
 /// Inputs and heads run in parallel. `context` is resized to `[total, width]`, every
-/// value written (as [`PackedF32::matmul_into`]'s output).
+/// value written (as [`driver::product_into`]'s output).
 ///
 /// With `first_only`, only each input's first token attends (to all of its input's
 /// tokens), and `context` is `[inputs, width]`: its rows are those of the full
@@ -91,13 +92,14 @@ pub fn attention(
             // the division, this job's head's columns of its own queries' rows of
             // `context` (`context_rows × width`), which no other job writes.
             unsafe {
-                keys.rows(
+                driver::rows(
+                    &keys,
                     &part(0)[band_start * row..],
                     row,
                     rows,
                     scores.as_mut_ptr(),
                     0..len.div_ceil(COLUMNS),
-                    false,
+                    Epilogue::None,
                 );
             }
             vector_math::softmax_rows_unnormalized(scores, len, scale, inverse_sums);
@@ -207,30 +209,24 @@ pub fn first_token_context(
             // sizes its output rows need (one row of `3 * width`, `len × heads`,
             // `heads × width`).
             unsafe {
-                qkv.rows(
+                driver::rows(
+                    qkv,
                     &rows[..width],
                     width,
                     1,
                     projected.as_mut_ptr(),
                     column_blocks(0, width),
-                    false,
+                    Epilogue::None,
                 );
             }
             let query = &projected[..width];
             // Each head's folded key, W_k q: head h's is column h of a width × heads
             // matrix, its values at folded_keys[h * width..].
             let folded_keys = qkv.columns_times(width, query, head_dim);
-            let folded_keys =
-                PackedF32::from_columns(isa, &folded_keys, width, width, heads);
+            let folded_keys = PackedF32::from_columns(isa, &folded_keys, width, width, heads);
             let mut scores_by_token = vec![0f32; len * heads];
             unsafe {
-                folded_keys.product_in_rows(
-                    rows,
-                    width,
-                    len,
-                    scores_by_token.as_mut_ptr(),
-                    heads,
-                );
+                folded_keys.product_in_rows(rows, width, len, scores_by_token.as_mut_ptr(), heads);
             }
             let mut scores = vec![0f32; heads * len];
             for (token, by_head) in scores_by_token.chunks_exact(heads).enumerate() {
@@ -239,12 +235,7 @@ pub fn first_token_context(
                 }
             }
             let mut inverse_sums = vec![0f32; heads];
-            vector_math::softmax_rows_unnormalized(
-                &mut scores,
-                len,
-                scale,
-                &mut inverse_sums,
-            );
+            vector_math::softmax_rows_unnormalized(&mut scores, len, scale, &mut inverse_sums);
             if let Some(probabilities) = probabilities {
                 for ((p, head_scores), &inverse) in probabilities
                     .chunks_exact_mut(len)
@@ -260,13 +251,7 @@ pub fn first_token_context(
             let token_rows = PackedF32::from_input_rows(isa, rows, width, len, width);
             let mut means = vec![0f32; heads * width];
             unsafe {
-                token_rows.product_in_rows(
-                    &scores,
-                    len,
-                    heads,
-                    means.as_mut_ptr(),
-                    width,
-                );
+                token_rows.product_in_rows(&scores, len, heads, means.as_mut_ptr(), width);
             }
             for (head, (mean, &inverse)) in
                 means.chunks_exact_mut(width).zip(&inverse_sums).enumerate()
@@ -278,13 +263,14 @@ pub fn first_token_context(
                 // included.
                 let first = 2 * width + head * head_dim;
                 unsafe {
-                    qkv.rows(
+                    driver::rows(
+                        qkv,
                         mean,
                         width,
                         1,
                         projected.as_mut_ptr(),
                         column_blocks(first, head_dim),
-                        false,
+                        Epilogue::None,
                     );
                 }
                 context[head * head_dim..][..head_dim]
@@ -319,7 +305,16 @@ mod tests {
             .collect();
         // A reused buffer that holds more than the result, to be cut down.
         let mut got = vec![f32::NAN; 2 * total * width];
-        attention(&qkv, &lengths, heads, width, false, &mut got, None, Isa::best());
+        attention(
+            &qkv,
+            &lengths,
+            heads,
+            width,
+            false,
+            &mut got,
+            None,
+            Isa::best(),
+        );
         assert_eq!(got.len(), total * width);
         let want = reference::attention(&qkv, &lengths, heads, width);
         for (i, (&value, &want)) in got.iter().zip(&want).enumerate() {
@@ -333,7 +328,16 @@ mod tests {
         }
         // Only the first tokens: the full context's rows, value for value.
         let mut first = vec![f32::NAN; 3];
-        attention(&qkv, &lengths, heads, width, true, &mut first, None, Isa::best());
+        attention(
+            &qkv,
+            &lengths,
+            heads,
+            width,
+            true,
+            &mut first,
+            None,
+            Isa::best(),
+        );
         let want: Vec<f32> = [0, lengths[0]]
             .iter()
             .flat_map(|&token| got[token * width..][..width].to_vec())
@@ -370,7 +374,16 @@ mod tests {
             let mut want = Vec::new();
             let mut want_probabilities = Vec::new();
             let asked = Some(&mut want_probabilities);
-            attention(&projected, &lengths, heads, width, true, &mut want, asked, Isa::best());
+            attention(
+                &projected,
+                &lengths,
+                heads,
+                width,
+                true,
+                &mut want,
+                asked,
+                Isa::best(),
+            );
             // Into reused buffers longer than the results.
             let mut got = vec![f32::NAN; 4 * width];
             let mut probabilities = vec![f32::NAN; 5 * total * heads];

@@ -9,7 +9,11 @@
 
 use rayon::prelude::*;
 use std::arch::x86_64::*;
+use std::cell::Cell;
+use std::ops::Range;
+use std::thread::LocalKey;
 
+use super::driver::{self, Epilogue, Microkernel};
 use super::CpuFeatures;
 
 /// Output columns per kernel call: two 16-lane registers.
@@ -17,6 +21,9 @@ const COLUMNS: usize = 32;
 /// Rows per kernel call: 8 rows x 2 registers = 16 accumulators. With 12 rows (24
 /// accumulators) the compiler shuffles registers inside the loop and it runs slower.
 const ROWS: usize = 8;
+/// Rows per cache block: as int8's, whose microkernel likewise finishes its sums in
+/// one call with a column block's weights in L2 (see [`super::int8_gemm`]).
+const BAND: usize = 256;
 
 /// A `[k, n]` weight matrix (and bias) in bf16, laid out for the kernel: for each
 /// block of 32 output columns, for each pair of input rows, 32 `u32`s holding the
@@ -37,7 +44,7 @@ impl std::fmt::Debug for PackedBf16 {
 }
 
 /// f32 to bf16 bits, rounded to nearest with ties to even, as `vcvtne2ps2bf16` does.
-fn bf16_bits(x: f32) -> u16 {
+pub(crate) fn bf16_bits(x: f32) -> u16 {
     let bits = x.to_bits();
     if x.is_nan() {
         return ((bits >> 16) | 0x40) as u16;
@@ -87,70 +94,111 @@ impl PackedBf16 {
         self.k.div_ceil(2)
     }
 
-    /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
-    /// Rows are split across the rayon pool.
+    /// `input · weight + bias` for `input` `[m, k]` row-major into `output`, resized
+    /// to `[m, n]` row-major, then `epilogue`: split and blocked as
+    /// [`driver::product_into`] says.
     ///
     /// # Panics
     /// When the CPU lacks AVX512-BF16 (see [`CpuFeatures`]) or `input` is not
     /// `m × k`.
-    pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
-        assert!(CpuFeatures::get().avx512_bf16, "the CPU has no AVX512-BF16");
-        assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
-        let pairs = self.pairs();
-        // Inputs rounded to bf16, each row padded to whole pairs: row r's u32 number p
-        // holds columns 2p and 2p + 1, the layout the kernel broadcasts from.
-        let mut rounded = vec![0u32; m * pairs];
-        rounded
-            .par_chunks_mut(pairs)
-            .zip(input.par_chunks(self.k))
-            .for_each(|(out, row)| {
-                // SAFETY: `CpuFeatures::get().avx512_bf16` was checked above.
-                unsafe { round_row(row, out) }
-            });
-        let mut output = vec![0f32; m * self.n];
-        if m == 0 || self.n == 0 {
-            return output;
-        }
-        // Whole 8-row blocks per task, enough tasks to share the work between threads.
-        let threads = rayon::current_num_threads().max(1);
-        let rows_per_task = m.div_ceil(threads).div_ceil(ROWS) * ROWS;
-        output
-            .par_chunks_mut(rows_per_task * self.n)
-            .zip(rounded.par_chunks(rows_per_task * pairs))
-            .for_each(|(out, a)| self.rows(a, out));
-        output
+    pub fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>, epilogue: Epilogue) {
+        driver::product_into(self, input, m, output, epilogue);
+    }
+}
+
+thread_local! {
+    /// Each thread's rounded input rows, kept from one product to the next.
+    static PANELS: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+}
+
+/// The driver's view of a bf16 product: a band's input rows rounded to bf16 pairs,
+/// and the whole of `k` in each microkernel call.
+impl Microkernel for PackedBf16 {
+    /// Row r's u32 number p holds its columns 2p and 2p + 1, the layout the kernel
+    /// broadcasts from.
+    type Panels = Vec<u32>;
+
+    fn panels() -> &'static LocalKey<Cell<Vec<u32>>> {
+        &PANELS
     }
 
-    /// One task's rows: for each column block (its weights stay in cache), every
-    /// 8-row block.
-    fn rows(&self, a: &[u32], out: &mut [f32]) {
+    fn k(&self) -> usize {
+        self.k
+    }
+
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    fn tile_shape(&self) -> (usize, usize) {
+        (ROWS, COLUMNS)
+    }
+
+    fn depth(&self) -> usize {
+        self.k.max(1)
+    }
+
+    fn band(&self) -> usize {
+        BAND
+    }
+
+    fn assert_supported(&self) {
+        assert!(CpuFeatures::get().avx512_bf16, "the CPU has no AVX512-BF16");
+    }
+
+    fn pack_rows(
+        &self,
+        a: &[f32],
+        row_stride: usize,
+        rows: usize,
+        _steps: Range<usize>,
+        panels: &mut Vec<u32>,
+    ) {
         let pairs = self.pairs();
-        let m = out.len() / self.n;
-        for block in 0..self.n.div_ceil(COLUMNS) {
-            let b = &self.blocks[block * pairs * COLUMNS..][..pairs * COLUMNS];
-            let col = block * COLUMNS;
-            let width = COLUMNS.min(self.n - col);
-            let bias = &self.bias[col..col + width];
-            for row in (0..m).step_by(ROWS) {
-                let rows = ROWS.min(m - row);
-                let a = &a[row * pairs..(row + rows) * pairs];
-                let out = &mut out[row * self.n..];
-                // SAFETY: `CpuFeatures::get().avx512_bf16` was checked by `matmul`; the kernel reads
-                // `rows × pairs` of `a`, `pairs × 32` of `b`, and writes `width`
-                // columns from `col` in `rows` rows of `out`, all within the slices
-                // (`out` has `rows` full rows of `n` from here).
-                unsafe {
-                    match rows {
-                        8 => kernel::<8>(a, b, pairs, bias, out, self.n, col, width),
-                        7 => kernel::<7>(a, b, pairs, bias, out, self.n, col, width),
-                        6 => kernel::<6>(a, b, pairs, bias, out, self.n, col, width),
-                        5 => kernel::<5>(a, b, pairs, bias, out, self.n, col, width),
-                        4 => kernel::<4>(a, b, pairs, bias, out, self.n, col, width),
-                        3 => kernel::<3>(a, b, pairs, bias, out, self.n, col, width),
-                        2 => kernel::<2>(a, b, pairs, bias, out, self.n, col, width),
-                        _ => kernel::<1>(a, b, pairs, bias, out, self.n, col, width),
-                    }
-                }
+        panels.resize(rows * pairs, 0);
+        for (r, out) in panels[..rows * pairs].chunks_exact_mut(pairs).enumerate() {
+            // SAFETY: `assert_supported` (AVX512-BF16) held before any product packs.
+            unsafe { round_row(&a[r * row_stride..][..self.k], out) }
+        }
+    }
+
+    unsafe fn tile(
+        &self,
+        panels: &Vec<u32>,
+        first_row: usize,
+        rows: usize,
+        _steps: Range<usize>,
+        blocks: Range<usize>,
+        out: *mut f32,
+    ) {
+        let pairs = self.pairs();
+        let block = blocks.start;
+        let b = &self.blocks[block * pairs * COLUMNS..][..pairs * COLUMNS];
+        let col = block * COLUMNS;
+        let width = COLUMNS.min(self.n - col);
+        let bias = &self.bias[col..col + width];
+        let a = &panels[first_row * pairs..(first_row + rows) * pairs];
+        let n = self.n;
+        // SAFETY: the driver's contract: the tile's `rows` rows of `n` are the
+        // caller's, the last one up to column `col + width`.
+        let out = unsafe { std::slice::from_raw_parts_mut(out, (rows - 1) * n + col + width) };
+        // SAFETY: AVX512-BF16 (the driver's contract); the kernel reads `rows × pairs`
+        // of `a`, `pairs × 32` of `b`, and writes `width` columns from `col` in `rows`
+        // rows of `out`, all within the slices, as it asserts.
+        unsafe {
+            match rows {
+                8 => kernel::<8>(a, b, pairs, bias, out, n, col, width),
+                7 => kernel::<7>(a, b, pairs, bias, out, n, col, width),
+                6 => kernel::<6>(a, b, pairs, bias, out, n, col, width),
+                5 => kernel::<5>(a, b, pairs, bias, out, n, col, width),
+                4 => kernel::<4>(a, b, pairs, bias, out, n, col, width),
+                3 => kernel::<3>(a, b, pairs, bias, out, n, col, width),
+                2 => kernel::<2>(a, b, pairs, bias, out, n, col, width),
+                _ => kernel::<1>(a, b, pairs, bias, out, n, col, width),
             }
         }
     }
@@ -307,7 +355,8 @@ mod tests {
             let (a, w, bias) = crate::cpu::random_product(&mut seed, (m, k, n));
             let stored: Vec<f32> = (0..n * k).map(|j| w[(j % k) * n + j / k]).collect();
             let packed = PackedBf16::new(&stored, Some(&bias), k, n);
-            let got = packed.matmul(&a, m);
+            let mut got = Vec::new();
+            packed.matmul_into(&a, m, &mut got, Epilogue::None);
             assert_eq!(got.len(), m * n);
             let reference = reference::matmul(&a, &w, &bias, (m, k, n), bf16);
             for r in 0..m {

@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::driver::Epilogue;
 use super::packed::PackedProjection;
 use super::{attention, vector_math, Kernel};
 
@@ -74,7 +75,8 @@ impl PackedEncoder {
         heads: usize,
         layers: impl IntoIterator<Item = LayerWeights>,
     ) -> Self {
-        let pack = |p: Projection| PackedProjection::new(kernel, p.weight, p.bias.as_deref(), p.k, p.n);
+        let pack =
+            |p: Projection| PackedProjection::new(kernel, p.weight, p.bias.as_deref(), p.k, p.n);
         let layers = layers
             .into_iter()
             .map(|w| PackedLayer {
@@ -106,14 +108,15 @@ impl PackedLayer {
     /// The attention output projection of `context`'s rows into `out`.
     pub(crate) fn project_attention_output(&self, context: &[f32], out: &mut Vec<f32>) {
         let m = context.len() / self.width();
-        self.attention_output.matmul_into(context, m, out);
+        self.attention_output
+            .matmul_into(context, m, out, Epilogue::None);
     }
 
     /// The feed-forward block's output projection of `rows` (`inner_width` values
     /// each) into `out`.
     pub(crate) fn project_output(&self, rows: &[f32], out: &mut Vec<f32>) {
         let m = rows.len() / self.inner_width;
-        self.output.matmul_into(rows, m, out);
+        self.output.matmul_into(rows, m, out, Epilogue::None);
     }
 
     /// The attention context (before the output projection) of `hidden`'s rows into
@@ -145,7 +148,8 @@ impl PackedLayer {
                 probabilities,
             ),
             _ => {
-                self.query_key_value.matmul_into(hidden, rows, qkv);
+                self.query_key_value
+                    .matmul_into(hidden, rows, qkv, Epilogue::None);
                 attention::attention(
                     qkv,
                     lengths,
@@ -161,17 +165,11 @@ impl PackedLayer {
     }
 
     /// The intermediate projection of `rows` and its exact GELU, x·Φ(x) through erf
-    /// as transformers' "gelu", into `out`: on the f32 kernel in the product's own
-    /// pass, each tile's values while still in cache.
+    /// as transformers' "gelu", into `out`: in the product's own pass, each tile's
+    /// values while still in cache.
     pub(crate) fn expand(&self, rows: &[f32], out: &mut Vec<f32>) {
         let m = rows.len() / self.width();
-        match self.intermediate.as_f32() {
-            Some(matrix) => matrix.matmul_gelu_into(rows, m, out),
-            None => {
-                self.intermediate.matmul_into(rows, m, out);
-                gelu_in_place(out);
-            }
-        }
+        self.intermediate.matmul_into(rows, m, out, Epilogue::Gelu);
     }
 }
 
@@ -203,11 +201,4 @@ impl NormParameters {
                 )
             });
     }
-}
-
-/// Exact GELU in place, in parallel chunks.
-fn gelu_in_place(values: &mut [f32]) {
-    values
-        .par_chunks_mut(16 * 1024)
-        .for_each(vector_math::gelu_in_place);
 }

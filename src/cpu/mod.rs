@@ -7,7 +7,9 @@
 //! ```text
 //! features      CpuFeatures: AVX2+FMA, AVX-512F, AVX512-BF16, AVX512-VNNI, probed once
 //! vector_math   softmax, add-and-LayerNorm, GELU, eight lanes at a time
-//! f32_gemm      f32 FMA products; microkernels in avx2.rs, avx512.rs, chosen at packing
+//! driver        every product's partition across threads, cache blocking and epilogue
+//! f32_gemm      f32 FMA products; microkernels in avx2.rs, avx512.rs, chosen at packing;
+//!               bf16_weights.rs: the same on bf16 weights widened in registers
 //! attention     multi-head self-attention on the f32 products, for every kernel
 //! bf16_gemm     bf16 dot products (AVX512-BF16)
 //! int8_gemm     int8 products; microkernels in avx2.rs (vpmaddwd), vnni.rs (vpdpbusd)
@@ -17,7 +19,7 @@
 //! ```
 //!
 //! Dependencies point one way: `encoder` -> `packed` and `attention` -> the `*_gemm`
-//! kernels -> `vector_math` -> `features`. Nothing here knows burn; the model hands in plain
+//! kernels -> `driver` -> `vector_math` -> `features`. Nothing here knows burn; the model hands in plain
 //! f32 weights and rows.
 
 mod features;
@@ -28,6 +30,8 @@ pub use features::CpuFeatures;
 pub(crate) mod attention;
 #[cfg(cpu_kernels)]
 pub(crate) mod bf16_gemm;
+#[cfg(cpu_kernels)]
+pub(crate) mod driver;
 #[cfg(cpu_kernels)]
 pub(crate) mod encoder;
 #[cfg(cpu_kernels)]
@@ -54,6 +58,10 @@ pub enum Kernel {
     F32Avx512,
     /// bf16 weights, `vdpbf16ps` dot products summed in f32 (AVX512-BF16).
     Bf16Avx512,
+    /// bf16 weights widened to f32 in registers, f32 activations and FMAs (AVX2 and
+    /// FMA): [`Kernel::F32Avx2`]'s sums on the weights rounded to bf16, with half
+    /// their memory.
+    Bf16Avx2,
     /// int8 weights and activations, `vpmaddwd` 16-bit multiply-adds (AVX2).
     Int8Avx2,
     /// int8 weights and activations, `vpdpbusd` byte dot products (AVX512-VNNI),
@@ -63,10 +71,11 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order of [`Kernel::name`]'s table.
-    pub const ALL: [Kernel; 5] = [
+    pub const ALL: [Kernel; 6] = [
         Kernel::F32Avx2,
         Kernel::F32Avx512,
         Kernel::Bf16Avx512,
+        Kernel::Bf16Avx2,
         Kernel::Int8Avx2,
         Kernel::Int8Vnni,
     ];
@@ -79,7 +88,7 @@ impl Kernel {
     /// use insecure_code_detector::Precision;
     /// let avx2 = CpuFeatures { avx2_fma: true, ..CpuFeatures::NONE };
     /// assert_eq!(Kernel::select(Precision::F32, avx2), Some(Kernel::F32Avx2));
-    /// assert_eq!(Kernel::select(Precision::Bf16, avx2), None);
+    /// assert_eq!(Kernel::select(Precision::Bf16, avx2), Some(Kernel::Bf16Avx2));
     /// assert_eq!(Kernel::select(Precision::Int8, CpuFeatures::NONE), None);
     /// ```
     pub fn select(precision: Precision, features: CpuFeatures) -> Option<Kernel> {
@@ -89,7 +98,7 @@ impl Kernel {
         // The precision's kernels, fastest first.
         let kernels: &[Kernel] = match precision {
             Precision::F32 | Precision::Tf32 => &[Kernel::F32Avx512, Kernel::F32Avx2],
-            Precision::Bf16 => &[Kernel::Bf16Avx512],
+            Precision::Bf16 => &[Kernel::Bf16Avx512, Kernel::Bf16Avx2],
             Precision::F16 => &[],
             Precision::Int8 => &[Kernel::Int8Vnni, Kernel::Int8Avx2],
         };
@@ -108,7 +117,7 @@ impl Kernel {
         // Every kernel's code around its products uses AVX2 and FMA.
         features.avx2_fma
             && match self {
-                Kernel::F32Avx2 | Kernel::Int8Avx2 => true,
+                Kernel::F32Avx2 | Kernel::Bf16Avx2 | Kernel::Int8Avx2 => true,
                 Kernel::F32Avx512 => features.avx512f,
                 Kernel::Bf16Avx512 => features.avx512_bf16,
                 Kernel::Int8Vnni => features.avx512_vnni,
@@ -116,12 +125,13 @@ impl Kernel {
     }
 
     /// The kernel's name in reports: `f32-avx2`, `f32-avx512`, `bf16-avx512`,
-    /// `int8-avx2` or `int8-vnni`.
+    /// `bf16-avx2`, `int8-avx2` or `int8-vnni`.
     pub fn name(self) -> &'static str {
         match self {
             Kernel::F32Avx2 => "f32-avx2",
             Kernel::F32Avx512 => "f32-avx512",
             Kernel::Bf16Avx512 => "bf16-avx512",
+            Kernel::Bf16Avx2 => "bf16-avx2",
             Kernel::Int8Avx2 => "int8-avx2",
             Kernel::Int8Vnni => "int8-vnni",
         }
@@ -131,7 +141,7 @@ impl Kernel {
     /// `AVX512-VNNI` (as [`CpuFeatures`]'s display names them).
     pub fn isa(self) -> &'static str {
         match self {
-            Kernel::F32Avx2 | Kernel::Int8Avx2 => "AVX2+FMA",
+            Kernel::F32Avx2 | Kernel::Bf16Avx2 | Kernel::Int8Avx2 => "AVX2+FMA",
             Kernel::F32Avx512 => "AVX-512F",
             Kernel::Bf16Avx512 => "AVX512-BF16",
             Kernel::Int8Vnni => "AVX512-VNNI",

@@ -1,8 +1,10 @@
 //! One projection packed for the kernel a detector runs: f32 weights for the FMA
 //! products ([`super::f32_gemm`]), bf16 weights for the bf16 dot-product instruction
-//! ([`super::bf16_gemm`]) or int8 weights for integer multiply-adds
+//! ([`super::bf16_gemm`]) or widened to f32 for the FMAs
+//! ([`super::f32_gemm::bf16_weights`]), or int8 weights for integer multiply-adds
 //! ([`super::int8_gemm`]).
 
+use super::driver::Epilogue;
 use super::{bf16_gemm, f32_gemm, int8_gemm, Kernel};
 
 /// One `[k, n]` projection (weight and bias) packed for a kernel.
@@ -10,6 +12,7 @@ use super::{bf16_gemm, f32_gemm, int8_gemm, Kernel};
 pub(crate) enum PackedProjection {
     F32(f32_gemm::PackedF32),
     Bf16(bf16_gemm::PackedBf16),
+    Bf16Weights(f32_gemm::bf16_weights::PackedBf16Weights),
     Int8(int8_gemm::PackedInt8),
 }
 
@@ -39,20 +42,29 @@ impl PackedProjection {
                 n,
             )),
             Kernel::Bf16Avx512 => Self::Bf16(bf16_gemm::PackedBf16::new(&weight, bias, k, n)),
+            Kernel::Bf16Avx2 => Self::Bf16Weights(f32_gemm::bf16_weights::PackedBf16Weights::new(
+                &weight, bias, k, n,
+            )),
             Kernel::Int8Avx2 | Kernel::Int8Vnni => Self::Int8(int8_gemm::PackedInt8::for_kernel(
                 kernel, &weight, bias, k, n,
             )),
         }
     }
 
-    /// `input · weight + bias` for `input` `[m, k]` row-major into `output`, which
-    /// becomes `[m, n]` row-major. The f32 kernel writes into `output`'s memory; the
-    /// others replace it.
-    pub(crate) fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
+    /// `input · weight + bias` for `input` `[m, k]` row-major into `output`, resized
+    /// to `[m, n]` row-major, then `epilogue` on each value.
+    pub(crate) fn matmul_into(
+        &self,
+        input: &[f32],
+        m: usize,
+        output: &mut Vec<f32>,
+        epilogue: Epilogue,
+    ) {
         match self {
-            Self::F32(matrix) => matrix.matmul_into(input, m, output),
-            Self::Bf16(matrix) => *output = matrix.matmul(input, m),
-            Self::Int8(matrix) => *output = matrix.matmul(input, m),
+            Self::F32(matrix) => matrix.matmul_into(input, m, output, epilogue),
+            Self::Bf16(matrix) => matrix.matmul_into(input, m, output, epilogue),
+            Self::Bf16Weights(matrix) => matrix.matmul_into(input, m, output, epilogue),
+            Self::Int8(matrix) => matrix.matmul_into(input, m, output, epilogue),
         }
     }
 

@@ -282,7 +282,8 @@ pub unsafe extern "C" fn icd_detector_backend(detector: *const icd_detector) -> 
 /// bf16, f16) for the backend's own tensor operations, or one of the library's packed
 /// CPU kernels and its instruction set, as "kernel f32-avx2 (AVX2+FMA)",
 /// "kernel f32-avx512 (AVX-512F)", "kernel bf16-avx512 (AVX512-BF16)",
-/// "kernel int8-avx2 (AVX2+FMA)" or "kernel int8-vnni (AVX512-VNNI)".
+/// "kernel bf16-avx2 (AVX2+FMA)", "kernel int8-avx2 (AVX2+FMA)" or
+/// "kernel int8-vnni (AVX512-VNNI)".
 /// NUL-terminated, owned by the detector, valid until it is freed; NULL for a NULL
 /// detector.
 ///

@@ -5,6 +5,58 @@ use std::arch::x86_64::*;
 
 use super::{Tile, COLUMNS, ROWS, SLACK};
 
+/// The 16 weights of one step of a column block's panel, as the two 8-lane f32
+/// registers the FMAs take: columns 0-7 and 8-15.
+pub(crate) trait PanelStep: Copy + Send + Sync + 'static {
+    /// The step's weights at `p`.
+    ///
+    /// # Safety
+    /// AVX2 is present; `p` is valid for 16 values.
+    unsafe fn load(p: *const Self) -> (__m256, __m256);
+}
+
+impl PanelStep for f32 {
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> (__m256, __m256) {
+        // SAFETY: the caller's: 16 floats at `p`.
+        unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
+    }
+}
+
+/// A weight's bf16 bits: the upper half of an f32's, so widening one is exact. A
+/// step's 16 are stored columns 0-3, 8-11, 4-7, 12-15 ([`Bf16::position`]), the order
+/// in which interleaving them with zeros (within each 128-bit half) yields columns
+/// 0-7 and 8-15 as f32: two shuffles where an f32 panel takes a second load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub(crate) struct Bf16(pub(crate) u16);
+
+impl Bf16 {
+    /// Where column `c` (of 16) of a step is stored.
+    pub(crate) fn position(c: usize) -> usize {
+        match c {
+            4..8 => c + 4,
+            8..12 => c - 4,
+            _ => c,
+        }
+    }
+}
+
+impl PanelStep for Bf16 {
+    #[inline(always)]
+    unsafe fn load(p: *const Bf16) -> (__m256, __m256) {
+        // SAFETY: the caller's: 16 values (32 bytes) at `p`, and AVX2.
+        unsafe {
+            let stored = _mm256_loadu_si256(p.cast());
+            let zero = _mm256_setzero_si256();
+            (
+                _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, stored)),
+                _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, stored)),
+            )
+        }
+    }
+}
+
 /// Six rows by up to 16 columns, over `depth` steps: `out[r][col + c] (+)=
 /// Σ_i a[i][r] · b[i][c]`, starting from `bias[c]` at the first step of `k` and from
 /// what `out` holds after it, so each sum runs along `k` in order. Only the tile's
@@ -24,10 +76,10 @@ use super::{Tile, COLUMNS, ROWS, SLACK};
 /// `depth × 16` values, `bias` at most 16.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-pub(super) unsafe fn kernel_on<const STEP: usize, const ROW: usize>(
+pub(super) unsafe fn kernel_on<const STEP: usize, const ROW: usize, W: PanelStep>(
     a: *const f32,
     row_stride: usize,
-    b: &[f32],
+    b: &[W],
     bias: &[f32],
     out: *mut f32,
     tile: Tile,
@@ -79,8 +131,7 @@ pub(super) unsafe fn kernel_on<const STEP: usize, const ROW: usize>(
         // SAFETY: i < depth: the two 8-lane reads are inside `b` (depth × 16 values)
         // and the six reads are the caller's values (i, r) of `a`.
         unsafe {
-            let b0 = _mm256_loadu_ps(b.add(i * COLUMNS));
-            let b1 = _mm256_loadu_ps(b.add(i * COLUMNS + 8));
+            let (b0, b1) = W::load(b.add(i * COLUMNS));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x = _mm256_broadcast_ss(&*a.add(i * STEP + starts[r]));
                 acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);

@@ -12,12 +12,18 @@
 //! The sums are f32 FMAs along `k` in order, one per output, the same with either
 //! instruction set: the logits stay within the library's 1e-4 of transformers'.
 
+use std::cell::Cell;
+use std::ops::Range;
+use std::thread::LocalKey;
+
 use rayon::prelude::*;
 
+use super::driver::{self, Epilogue, Microkernel};
 use super::CpuFeatures;
 
 mod avx2;
 mod avx512;
+pub(crate) mod bf16_weights;
 
 use avx2::{interleave, kernel_on};
 use avx512::wide_kernel;
@@ -128,115 +134,26 @@ impl PackedF32 {
         self.isa
     }
 
-    /// Inputs: the rows of the weight.
-    pub(crate) fn k(&self) -> usize {
-        self.k
-    }
-
-    /// Outputs: the columns of the weight.
-    pub(crate) fn n(&self) -> usize {
-        self.n
-    }
-
     /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
-    /// The work is split across the rayon pool (see [`PackedF32::matmul_into`]).
+    /// The work is split across the rayon pool (see [`driver::product_into`]).
     ///
     /// # Panics
     /// When the CPU lacks AVX2 or FMA or `input` is not `m × k`.
     #[cfg(test)]
     pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
         let mut output = Vec::new();
-        self.matmul_into(input, m, &mut output);
+        self.matmul_into(input, m, &mut output, Epilogue::None);
         output
     }
 
     /// `input · weight + bias` for `input` `[m, k]` row-major into `output`, resized
-    /// to `[m, n]` row-major. Every value is written, so a buffer reused from call to
-    /// call is not cleared again: only what it grows by is zeroed.
-    ///
-    /// Many rows (at least a band per thread) are split into bands of whole 6-row
-    /// blocks, a whole number of rounds of the threads, which take them as they come
-    /// free: a thread slowed by other work on its core takes fewer, where an even split
-    /// would have the others wait for it. Each band streams all the weights, as it
-    /// would inside an even split. Fewer rows are not split: each thread takes a share
-    /// of the column blocks for all the rows, so that it streams only its share of the
-    /// weights, where a split of the rows would have every thread stream all of them.
+    /// to `[m, n]` row-major, then `epilogue`: split and blocked as
+    /// [`driver::product_into`] says.
     ///
     /// # Panics
-    /// When the CPU lacks AVX2 or FMA or `input` is not `m × k`.
-    pub fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
-        self.product_into(input, m, output, false);
-    }
-
-    /// [`PackedF32::matmul_into`] followed by exact GELU on every value (as
-    /// [`super::vector_math::gelu_in_place`]), each tile's as soon as its sums are
-    /// complete, while they are in L1: the same values as a pass over the whole output
-    /// afterwards, without that pass's trip through memory.
-    ///
-    /// # Panics
-    /// As [`PackedF32::matmul_into`].
-    pub fn matmul_gelu_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>) {
-        self.product_into(input, m, output, true);
-    }
-
-    /// [`PackedF32::matmul_into`], and with `gelu`
-    /// [`PackedF32::matmul_gelu_into`].
-    fn product_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>, gelu: bool) {
-        self.isa.assert_supported();
-        let (k, n) = (self.k, self.n);
-        assert_eq!(input.len(), m * k, "input is not [{m}, {k}]");
-        output.resize(m * n, 0.0);
-        if m == 0 || n == 0 {
-            return;
-        }
-        if k == 0 {
-            for row in output.chunks_exact_mut(n) {
-                row.copy_from_slice(&self.bias);
-                if gelu {
-                    super::vector_math::gelu_in_place(row);
-                }
-            }
-            return;
-        }
-        let blocks = n.div_ceil(COLUMNS);
-        let threads = rayon::current_num_threads().max(1);
-        let (row_parts, column_parts) = if m >= threads * BAND {
-            // Whole rounds of bands, so that threads equally fast end together.
-            (m.div_ceil(threads * BAND) * threads, 1)
-        } else {
-            (1, threads.min(blocks))
-        };
-        // Parts of whole 6-row blocks, as even as they divide: part p takes blocks
-        // [p·P/parts, (p+1)·P/parts) of the P. Parts rounded up to whole blocks each
-        // would leave the remainder to the last (512 rows in 6 parts: five of 90
-        // and one of 62, one thread's 270 rows against the other's 242).
-        let row_blocks = m.div_ceil(ROWS);
-        let row_parts = row_parts.min(row_blocks);
-        let part_start = |part: usize| (part * row_blocks / row_parts * ROWS).min(m);
-        let blocks_per_part = blocks.div_ceil(column_parts);
-        let column_parts = blocks.div_ceil(blocks_per_part);
-        let out = SharedOutput(output.as_mut_ptr());
-        (0..row_parts * column_parts)
-            .into_par_iter()
-            .for_each(|part| {
-                let first_row = part_start(part / column_parts);
-                let last_row = part_start(part / column_parts + 1);
-                let first_block = part % column_parts * blocks_per_part;
-                let last_block = (first_block + blocks_per_part).min(blocks);
-                // SAFETY: `CpuFeatures::avx2_fma` holds; the parts' (rows, column blocks) tile the
-                // output without overlap, so each value has one writer; row `first_row`
-                // starts at `first_row * n` of `m * n` values.
-                unsafe {
-                    self.rows(
-                        &input[first_row * k..last_row * k],
-                        k,
-                        last_row - first_row,
-                        out.at(first_row * n),
-                        first_block..last_block,
-                        gelu,
-                    )
-                }
-            });
+    /// When the CPU lacks the matrix's instructions or `input` is not `m × k`.
+    pub fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>, epilogue: Epilogue) {
+        driver::product_into(self, input, m, output, epilogue);
     }
 
     /// [`PackedF32::new`] on a weight the caller gives up: where `n` is a whole
@@ -425,7 +342,7 @@ impl PackedF32 {
                 // SAFETY: AVX2 and FMA are present; the tile's rows hold `k` values in
                 // `a`, `row_stride` apart (asserted above), and its output is the caller's.
                 unsafe {
-                    self.tile::<1, 0>(
+                    self.microkernel::<1, 0>(
                         a.as_ptr().add(row * row_stride),
                         row_stride,
                         per_call.min(all_blocks - first),
@@ -445,7 +362,7 @@ impl PackedF32 {
     /// is at most [`WIDE_BLOCKS`] and inside the matrix; the tile's steps are inside
     /// `k`.
     #[inline]
-    unsafe fn tile<const STEP: usize, const ROW: usize>(
+    unsafe fn microkernel<const STEP: usize, const ROW: usize>(
         &self,
         a: *const f32,
         row_stride: usize,
@@ -464,122 +381,126 @@ impl PackedF32 {
                 4 => wide_kernel::<STEP, ROW, 4>(a, row_stride, b, k, bias, out, tile),
                 3 => wide_kernel::<STEP, ROW, 3>(a, row_stride, b, k, bias, out, tile),
                 2 => wide_kernel::<STEP, ROW, 2>(a, row_stride, b, k, bias, out, tile),
-                _ => kernel_on::<STEP, ROW>(a, row_stride, &b[steps], bias, out, tile),
+                _ => kernel_on::<STEP, ROW, f32>(a, row_stride, &b[steps], bias, out, tile),
             }
         }
-    }
-
-    /// One task's rows, in blocks that stay in cache: `DEPTH` steps of `k` at a time
-    /// (a column block's weights for them, 48 KiB, stay in L2) over `BAND` rows at a
-    /// time, each block adding onto what the steps before it summed. A block's inputs
-    /// are first copied into panels of 6 rows interleaved step by step (288 KiB, in
-    /// L2), so that the kernel reads one sequential stream instead of six rows.
-    ///
-    /// Row `r` of the `m` is `a[r * row_stride..][..k]`. With `gelu`, each tile's
-    /// outputs go through exact GELU once its last block of steps has summed them.
-    ///
-    /// # Safety
-    /// The matrix's [`Isa`] is supported; `out` points at `a`'s rows in an output of
-    /// `n` values per row, whose columns of `blocks` no other thread touches meanwhile.
-    pub(crate) unsafe fn rows(
-        &self,
-        a: &[f32],
-        row_stride: usize,
-        m: usize,
-        out: *mut f32,
-        blocks: std::ops::Range<usize>,
-        gelu: bool,
-    ) {
-        let k = self.k;
-        let per_call = self.isa.blocks_per_call();
-        assert!(
-            m == 0 || (m - 1) * row_stride + k <= a.len(),
-            "a does not hold {m} rows"
-        );
-        // Panels as deep as a block of steps, or all of `k` where that is less.
-        let panel_depth = DEPTH.min(k);
-        // This thread's panels from its last call, grown where they are too small: as
-        // every value read is written first, they need no clearing, nor fresh pages on
-        // every call.
-        let mut panels = PANELS.take();
-        let size = BAND.min(m).div_ceil(ROWS) * ROWS * panel_depth + SLACK;
-        if panels.len() < size {
-            panels = vec![0f32; size];
-        }
-        for depth_start in (0..k).step_by(DEPTH) {
-            let depth = DEPTH.min(k - depth_start);
-            for band_start in (0..m).step_by(BAND) {
-                let band_rows = BAND.min(m - band_start);
-                // Panel p holds rows band_start + 6p .. + 6, value (i, r) at 6i + r; rows
-                // past the band stay zero and their sums are never stored.
-                for p in 0..band_rows.div_ceil(ROWS) {
-                    let sources: [&[f32]; ROWS] = std::array::from_fn(|r| {
-                        let row = band_start + p * ROWS + r;
-                        if row < band_start + band_rows {
-                            &a[row * row_stride + depth_start..][..depth]
-                        } else {
-                            &ZEROS[..depth]
-                        }
-                    });
-                    // Panel p and the slack after it, which the next panel (or nothing)
-                    // overwrites.
-                    let panel = &mut panels[p * ROWS * panel_depth..][..depth * ROWS + SLACK];
-                    // SAFETY: AVX2 is present (the caller's contract).
-                    unsafe { interleave(sources, panel) };
-                }
-                for first in blocks.clone().step_by(per_call) {
-                    let group = per_call.min(blocks.end - first);
-                    for (p, panel) in panels
-                        .chunks_exact(ROWS * panel_depth)
-                        .take(band_rows.div_ceil(ROWS))
-                        .enumerate()
-                    {
-                        let row = band_start + p * ROWS;
-                        let tile = Tile {
-                            rows: ROWS.min(band_start + band_rows - row),
-                            depth_start,
-                            depth,
-                            col: first * COLUMNS,
-                            stride: self.n,
-                        };
-                        // SAFETY: AVX2 and FMA (and for a group, AVX-512F) are present;
-                        // the panel holds the tile's `depth` steps of 6 rows, the kernels
-                        // assert the lengths they read, and the tile's rows and columns
-                        // are in the caller's region of `out`.
-                        unsafe {
-                            self.tile::<ROWS, 1>(
-                                panel[..depth * ROWS].as_ptr(),
-                                0,
-                                group,
-                                out.add(row * self.n),
-                                tile,
-                            )
-                        }
-                        if gelu && depth_start + depth == k {
-                            let columns = tile.col..((first + group) * COLUMNS).min(self.n);
-                            for r in row..row + tile.rows {
-                                // SAFETY: the tile's rows and columns are the caller's
-                                // region of `out`, which no other thread touches.
-                                let values = unsafe {
-                                    std::slice::from_raw_parts_mut(
-                                        out.add(r * self.n + columns.start),
-                                        columns.len(),
-                                    )
-                                };
-                                super::vector_math::gelu_in_place(values);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        PANELS.set(panels);
     }
 }
 
 thread_local! {
-    /// Each thread's input panels, kept from one [`PackedF32::rows`] call to the next.
-    static PANELS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// Each thread's input panels, kept from one product to the next.
+    static PANELS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// The driver's view of an f32 product. The input rows are copied into panels of 6
+/// rows interleaved step by step, so that the microkernel reads one sequential
+/// stream instead of six rows: `DEPTH` steps of `k` at a time (a column block's
+/// weights for them, 48 KiB, stay in L2) over `BAND` rows at a time (their panels,
+/// 288 KiB, in L2), each block of steps adding onto what the steps before it summed.
+impl Microkernel for PackedF32 {
+    type Panels = Vec<f32>;
+
+    fn panels() -> &'static LocalKey<Cell<Vec<f32>>> {
+        &PANELS
+    }
+
+    fn k(&self) -> usize {
+        self.k
+    }
+
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    fn tile_shape(&self) -> (usize, usize) {
+        (ROWS, COLUMNS)
+    }
+
+    fn blocks_per_call(&self) -> usize {
+        self.isa.blocks_per_call()
+    }
+
+    fn depth(&self) -> usize {
+        DEPTH.min(self.k).max(1)
+    }
+
+    fn band(&self) -> usize {
+        BAND
+    }
+
+    fn assert_supported(&self) {
+        self.isa.assert_supported();
+    }
+
+    fn pack_rows(
+        &self,
+        a: &[f32],
+        row_stride: usize,
+        rows: usize,
+        steps: Range<usize>,
+        panels: &mut Vec<f32>,
+    ) {
+        pack_panels(self.depth(), a, row_stride, rows, steps, panels);
+    }
+
+    unsafe fn tile(
+        &self,
+        panels: &Vec<f32>,
+        first_row: usize,
+        rows: usize,
+        steps: Range<usize>,
+        blocks: Range<usize>,
+        out: *mut f32,
+    ) {
+        let panel = &panels[first_row * self.depth()..][..steps.len() * ROWS];
+        let tile = Tile {
+            rows,
+            depth_start: steps.start,
+            depth: steps.len(),
+            col: blocks.start * COLUMNS,
+            stride: self.n,
+        };
+        // SAFETY: the driver's contract; the panel holds the tile's steps of 6 rows,
+        // and the kernels assert the lengths they read.
+        unsafe { self.microkernel::<ROWS, 1>(panel.as_ptr(), 0, blocks.len(), out, tile) }
+    }
+}
+
+/// `rows` input rows, row `r` at `a[r * row_stride..]`, for `steps` of `k`, into
+/// panels of 6 rows interleaved step by step: panel p holds rows 6p .. 6p + 6, value
+/// (i, r) at 6i + r, the panels `panel_depth` steps apart (a whole block of steps);
+/// rows past the last are zero, and their sums never stored.
+fn pack_panels(
+    panel_depth: usize,
+    a: &[f32],
+    row_stride: usize,
+    rows: usize,
+    steps: Range<usize>,
+    panels: &mut Vec<f32>,
+) {
+    let size = rows.div_ceil(ROWS) * ROWS * panel_depth + SLACK;
+    if panels.len() < size {
+        *panels = vec![0f32; size];
+    }
+    let depth = steps.len();
+    for p in 0..rows.div_ceil(ROWS) {
+        let sources: [&[f32]; ROWS] = std::array::from_fn(|r| {
+            let row = p * ROWS + r;
+            if row < rows {
+                &a[row * row_stride + steps.start..][..depth]
+            } else {
+                &ZEROS[..depth]
+            }
+        });
+        // Panel p and the slack after it, which the next panel (or nothing) overwrites.
+        let panel = &mut panels[p * ROWS * panel_depth..][..depth * ROWS + SLACK];
+        // SAFETY: a product's `assert_supported` (AVX2) held before it packs rows.
+        unsafe { interleave(sources, panel) };
+    }
 }
 
 /// Values past a panel that [`interleave`] may write: its last step's two lanes
@@ -593,27 +514,6 @@ fn fill_panel(panel: &mut [f32], stored_rows: &[f32], k: usize) {
         for (row, &x) in column.iter().enumerate() {
             panel[row * COLUMNS + c] = x;
         }
-    }
-}
-
-/// The output buffer's start, shared by the threads of one product, each writing
-/// only its own rows and columns.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedOutput(pub(crate) *mut f32);
-
-// SAFETY: the pointer is only written through in disjoint regions (see `matmul_into`).
-unsafe impl Send for SharedOutput {}
-// SAFETY: as above.
-unsafe impl Sync for SharedOutput {}
-
-impl SharedOutput {
-    /// The value at `offset` (a method, so closures capture the whole `Sync` wrapper).
-    ///
-    /// # Safety
-    /// `offset` is inside the buffer.
-    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: the caller's.
-        unsafe { self.0.add(offset) }
     }
 }
 
@@ -639,7 +539,6 @@ mod tests {
     use super::*;
     use crate::cpu::{random, reference};
 
-
     /// Six rows interleaved step by step, for depths of whole groups of eight steps,
     /// partial ones and both; the slack after them left zero.
     #[test]
@@ -662,39 +561,6 @@ mod tests {
                 }
             }
             assert_eq!(panel[depth * ROWS..], [0.0; SLACK], "depth {depth}");
-        }
-    }
-
-    /// A product with GELU applied tile by tile equals the product followed by GELU
-    /// over all of it, bit for bit: deeper than a block of steps, partial column
-    /// groups, rows split and columns split across 1 to 3 threads, and no inputs.
-    #[test]
-    fn gelu_products_equal_products_then_gelu() {
-        if !CpuFeatures::get().avx2_fma {
-            crate::cpu::skipped("AVX2 and FMA");
-            return;
-        }
-        let mut seed = 0x0bad_5eed_1234_5678u64;
-        for &(m, k, n) in &[(7, 33, 70), (13, 1000, 150), (250, 100, 200), (3, 0, 20)] {
-            let a: Vec<f32> = (0..m * k).map(|_| random(&mut seed) * 2.0).collect();
-            let w: Vec<f32> = (0..k * n).map(|_| random(&mut seed)).collect();
-            let bias: Vec<f32> = (0..n).map(|_| random(&mut seed)).collect();
-            let packed = PackedF32::new(Isa::best(), &stored(&w, k, n), Some(&bias), k, n);
-            let mut want = packed.matmul(&a, m);
-            crate::cpu::vector_math::gelu_in_place(&mut want);
-            for threads in [1, 2, 3] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .expect("thread pool");
-                let mut got = vec![f32::NAN; 3];
-                pool.install(|| packed.matmul_gelu_into(&a, m, &mut got));
-                assert_eq!(
-                    bits(&got),
-                    bits(&want),
-                    "[{m}x{k}x{n}] on {threads} threads"
-                );
-            }
         }
     }
 
@@ -778,7 +644,8 @@ mod tests {
             (3, 0, 5),
         ] {
             let (a, w, bias) = crate::cpu::random_product(&mut seed, (m, k, n));
-            let got = PackedF32::new(Isa::best(), &stored(&w, k, n), Some(&bias), k, n).matmul(&a, m);
+            let got =
+                PackedF32::new(Isa::best(), &stored(&w, k, n), Some(&bias), k, n).matmul(&a, m);
             let in_place = PackedF32::from_vec(Isa::best(), stored(&w, k, n), Some(&bias), k, n);
             assert_eq!(in_place.matmul(&a, m), got, "[{m}x{k}x{n}] packed in place");
             // Packed from [k, n] rows, or from [n, k] columns spaced out, the layout as
@@ -808,7 +675,7 @@ mod tests {
                     .build()
                     .expect("thread pool");
                 let mut reused = vec![f32::NAN; m * n + 5];
-                pool.install(|| in_place.matmul_into(&a, m, &mut reused));
+                pool.install(|| in_place.matmul_into(&a, m, &mut reused, Epilogue::None));
                 assert_eq!(reused, got, "[{m}x{k}x{n}] on {threads} threads");
             }
             let reference = reference::matmul(&a, &w, &bias, (m, k, n), f64::from);

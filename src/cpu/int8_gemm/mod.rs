@@ -17,8 +17,13 @@
 //! [1, 255], and each column's sum sheds `128 · Σ weights` after: the same integer
 //! sums, so both kernels give the same results bit for bit.
 
+use std::cell::Cell;
+use std::ops::Range;
+use std::thread::LocalKey;
+
 use rayon::prelude::*;
 
+use super::driver::{self, Epilogue, Microkernel};
 use super::{CpuFeatures, Kernel};
 
 mod avx2;
@@ -33,6 +38,11 @@ const COLUMNS: usize = 16;
 /// registers (the compiler keeps the loop free of spills by trading the last two);
 /// each weight load then serves 6 rows where 4 rows left the loads a larger share.
 const ROWS: usize = 6;
+/// Rows per cache block. The microkernel keeps a column block's weights (at most
+/// 96 KiB, at `k` 3072) in L2 while a band's quantized rows stream past them; bands
+/// of 96 rows, as f32's, measured slower over a corpus (`benches/ab.py`), and 256 as
+/// fast as one band per thread.
+const BAND: usize = 256;
 /// The widest input whose sums fit in i32: `k · 127²` below 2³¹.
 pub const MAX_K: usize = i32::MAX as usize / (127 * 127);
 
@@ -165,122 +175,174 @@ impl PackedInt8 {
         self.k.div_ceil(2) * 2
     }
 
-    /// `input · weight + bias` for `input` `[m, k]` row-major: `[m, n]` row-major.
-    /// Rows are split across the rayon pool.
+    /// `input · weight + bias` for `input` `[m, k]` row-major into `output`, resized
+    /// to `[m, n]` row-major, then `epilogue`: split and blocked as
+    /// [`driver::product_into`] says.
     ///
     /// # Panics
-    /// When the CPU lacks AVX2 (see [`CpuFeatures`]) or `input` is not `m × k`.
-    pub fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
+    /// When the CPU lacks the kernel's instructions (see [`CpuFeatures`]) or `input`
+    /// is not `m × k`.
+    pub fn matmul_into(&self, input: &[f32], m: usize, output: &mut Vec<f32>, epilogue: Epilogue) {
+        driver::product_into(self, input, m, output, epilogue);
+    }
+
+    /// The packed matrix's products as a vector: for the tests.
+    #[cfg(test)]
+    fn matmul(&self, input: &[f32], m: usize) -> Vec<f32> {
+        let mut output = Vec::new();
+        self.matmul_into(input, m, &mut output, Epilogue::None);
+        output
+    }
+}
+
+/// A band of input rows quantized for the kernel of the matrix being run: int8
+/// values as `i16` pairs (AVX2) or as bytes shifted by 128 (VNNI), each row padded
+/// to whole pairs or quads, and each row's scale.
+#[derive(Default)]
+pub(crate) struct QuantizedRows {
+    pairs: Vec<i16>,
+    bytes: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+thread_local! {
+    /// Each thread's quantized input rows, kept from one product to the next.
+    static PANELS: Cell<QuantizedRows> = Cell::new(QuantizedRows::default());
+}
+
+/// The driver's view of an int8 product: a band's input rows quantized per row, and
+/// the whole of `k` in each microkernel call, whose integer sums it scales back.
+impl Microkernel for PackedInt8 {
+    type Panels = QuantizedRows;
+
+    fn panels() -> &'static LocalKey<Cell<QuantizedRows>> {
+        &PANELS
+    }
+
+    fn k(&self) -> usize {
+        self.k
+    }
+
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    fn tile_shape(&self) -> (usize, usize) {
+        match self.weights {
+            Weights::Pairs(_) => (ROWS, COLUMNS),
+            Weights::Quads { .. } => (vnni::ROWS, vnni::COLUMNS),
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.k
+    }
+
+    fn band(&self) -> usize {
+        BAND
+    }
+
+    fn assert_supported(&self) {
         assert!(
             self.kernel().runs_on(CpuFeatures::get()),
             "the CPU lacks {}",
             self.kernel().isa()
         );
-        assert_eq!(input.len(), m * self.k, "input is not [{m}, {}]", self.k);
-        let mut output = vec![0f32; m * self.n];
-        if m == 0 || self.n == 0 {
-            return output;
-        }
-        if let Weights::Quads { blocks, offsets } = &self.weights {
-            vnni::matmul(self, blocks, offsets, input, m, &mut output);
-            return output;
-        }
-        let quantized_rows = QuantizedRows {
-            k: self.k,
-            width: self.row_width(),
-            padding: 0i16,
-            // SAFETY: the kernel's instructions, AVX2's, were checked above.
-            quantize: |row: &[f32], q: &mut [_]| unsafe { quantize_row(row, q) },
-        };
-        quantized_rows.tasks(input, m, ROWS, self.n, &mut output, |a, row_scales, out| {
-            self.rows(a, row_scales, out)
-        });
-        output
     }
 
-    /// One task's rows, already quantized: for each column block (its weights stay in
-    /// cache), every 6-row block.
-    fn rows(&self, a: &[i16], row_scales: &[f32], out: &mut [f32]) {
-        let Weights::Pairs(blocks) = &self.weights else {
-            unreachable!("rows of the AVX2 layout only")
-        };
-        let width = self.row_width();
-        let m = row_scales.len();
-        let panel = width * COLUMNS;
-        for block in 0..self.n.div_ceil(COLUMNS) {
-            let b = &blocks[block * panel..][..panel];
-            let col = block * COLUMNS;
-            let columns = COLUMNS.min(self.n - col);
-            let tile = Tile {
-                b,
-                scales: &self.scales[col..col + columns],
-                bias: &self.bias[col..col + columns],
-                col,
-                stride: self.n,
-            };
-            for row in (0..m).step_by(ROWS) {
-                let rows = ROWS.min(m - row);
-                let a = &a[row * width..(row + rows) * width];
-                let scales = &row_scales[row..row + rows];
-                let out = &mut out[row * self.n..];
-                // SAFETY: `CpuFeatures::get().avx2_fma` was checked by `matmul`; the slices have the
-                // lengths `kernel` asks for, which it asserts.
-                unsafe {
-                    match rows {
-                        6 => kernel::<6>(a, scales, &tile, out),
-                        5 => kernel::<5>(a, scales, &tile, out),
-                        4 => kernel::<4>(a, scales, &tile, out),
-                        3 => kernel::<3>(a, scales, &tile, out),
-                        2 => kernel::<2>(a, scales, &tile, out),
-                        _ => kernel::<1>(a, scales, &tile, out),
-                    }
+    fn pack_rows(
+        &self,
+        a: &[f32],
+        row_stride: usize,
+        rows: usize,
+        _steps: Range<usize>,
+        panels: &mut QuantizedRows,
+    ) {
+        let k = self.k;
+        panels.scales.resize(rows, 0.0);
+        let input_rows = (0..rows).map(|r| &a[r * row_stride..][..k]);
+        match self.weights {
+            Weights::Pairs(_) => {
+                let width = self.row_width();
+                panels.pairs.resize(rows * width, 0);
+                for ((q, scale), row) in panels
+                    .pairs
+                    .chunks_exact_mut(width)
+                    .zip(&mut panels.scales)
+                    .zip(input_rows)
+                {
+                    // SAFETY: `assert_supported` (AVX2) held before any product packs.
+                    *scale = unsafe { quantize_row(row, q) };
+                    q[k..].fill(0);
+                }
+            }
+            Weights::Quads { .. } => {
+                let width = k.div_ceil(4) * 4;
+                panels.bytes.resize(rows * width, 0);
+                for ((q, scale), row) in panels
+                    .bytes
+                    .chunks_exact_mut(width)
+                    .zip(&mut panels.scales)
+                    .zip(input_rows)
+                {
+                    // SAFETY: `assert_supported` (AVX512-VNNI) held before any product
+                    // packs.
+                    *scale = unsafe { vnni::quantize_row(row, q) };
+                    // 128 is a quantized 0: the padding adds nothing (its weights are 0).
+                    q[k..].fill(128);
                 }
             }
         }
     }
-}
 
-/// How a kernel takes its activations: rows of `k` values quantized by `quantize`
-/// (which returns the row's scale) into `width` elements, the rest `padding`.
-struct QuantizedRows<T, Q> {
-    k: usize,
-    width: usize,
-    padding: T,
-    quantize: Q,
-}
-
-impl<T: Copy + Send + Sync, Q: Fn(&[f32], &mut [T]) -> f32 + Sync> QuantizedRows<T, Q> {
-    /// `input`'s `m` rows split into tasks of whole `block`-row kernel calls, enough
-    /// to share the work between the rayon pool's threads; each task's rows are
-    /// quantized, then `product(quantized, row_scales, output rows)` fills the task's
-    /// rows of `output` (`m × n`).
-    fn tasks(
+    unsafe fn tile(
         &self,
-        input: &[f32],
-        m: usize,
-        block: usize,
-        n: usize,
-        output: &mut [f32],
-        product: impl Fn(&[T], &[f32], &mut [f32]) + Sync,
+        panels: &QuantizedRows,
+        first_row: usize,
+        rows: usize,
+        _steps: Range<usize>,
+        blocks: Range<usize>,
+        out: *mut f32,
     ) {
-        let threads = rayon::current_num_threads().max(1);
-        let rows_per_task = m.div_ceil(threads).div_ceil(block) * block;
-        output
-            .par_chunks_mut(rows_per_task * n)
-            .zip(input.par_chunks(rows_per_task * self.k))
-            .for_each(|(out, rows)| {
-                let count = rows.len() / self.k;
-                let mut quantized = vec![self.padding; count * self.width];
-                let mut row_scales = vec![0f32; count];
-                for ((q, scale), row) in quantized
-                    .chunks_exact_mut(self.width)
-                    .zip(&mut row_scales)
-                    .zip(rows.chunks_exact(self.k))
-                {
-                    *scale = (self.quantize)(row, q);
-                }
-                product(&quantized, &row_scales, out);
-            });
+        let (_, columns_per_block) = self.tile_shape();
+        let col = blocks.start * columns_per_block;
+        let columns = columns_per_block.min(self.n - col);
+        let scales = &panels.scales[first_row..first_row + rows];
+        // SAFETY: the driver's contract: the tile's `rows` rows of `n` are the
+        // caller's, the last one up to column `col + columns`.
+        let out =
+            unsafe { std::slice::from_raw_parts_mut(out, (rows - 1) * self.n + col + columns) };
+        let Weights::Pairs(blocks) = &self.weights else {
+            // SAFETY: the driver's contract (AVX512-VNNI).
+            unsafe { vnni::tile(self, &panels.bytes, scales, first_row, col, out) };
+            return;
+        };
+        let width = self.row_width();
+        let panel = width * COLUMNS;
+        let tile = Tile {
+            b: &blocks[col / COLUMNS * panel..][..panel],
+            scales: &self.scales[col..col + columns],
+            bias: &self.bias[col..col + columns],
+            col,
+            stride: self.n,
+        };
+        let a = &panels.pairs[first_row * width..(first_row + rows) * width];
+        // SAFETY: AVX2 (the driver's contract); the slices have the lengths `kernel`
+        // asks for, which it asserts.
+        unsafe {
+            match rows {
+                6 => kernel::<6>(a, scales, &tile, out),
+                5 => kernel::<5>(a, scales, &tile, out),
+                4 => kernel::<4>(a, scales, &tile, out),
+                3 => kernel::<3>(a, scales, &tile, out),
+                2 => kernel::<2>(a, scales, &tile, out),
+                _ => kernel::<1>(a, scales, &tile, out),
+            }
+        }
     }
 }
 

@@ -1,69 +1,58 @@
 //! The AVX512-VNNI kernel (`vpdpbusd` on bytes) and its activation layout.
 
-use super::{quantize, row_scale, PackedInt8, QuantizedRows};
+use super::{quantize, row_scale, PackedInt8, Weights};
 use std::arch::x86_64::*;
 
 /// Output columns per kernel call: two 16-lane registers.
 pub(super) const COLUMNS: usize = 32;
 /// Rows per kernel call: 8 rows x 2 registers = 16 accumulators, half of
 /// AVX-512's registers, each step's multiply-adds independent of one another.
-const ROWS: usize = 8;
+pub(super) const ROWS: usize = 8;
 
-/// [`PackedInt8::matmul`] on the byte layout: each task's rows are quantized,
-/// shifted onto [1, 255], then multiplied by every column block in turn.
-pub(super) fn matmul(
+/// The kernel on one tile of `out.len()`-bounded rows: `row_scales.len()` quantized
+/// rows from `first_row` of `quantized` (shifted onto [1, 255], whole quads each) by
+/// the column block at `col`.
+///
+/// # Safety
+/// AVX512-F, AVX512-BW and AVX512-VNNI are present; `out` holds the tile's rows of
+/// `n` values, the last up to the block's last column.
+pub(super) unsafe fn tile(
     matrix: &PackedInt8,
-    blocks: &[i8],
-    offsets: &[i32],
-    input: &[f32],
-    m: usize,
-    output: &mut [f32],
+    quantized: &[u8],
+    row_scales: &[f32],
+    first_row: usize,
+    col: usize,
+    out: &mut [f32],
 ) {
-    let n = matrix.n;
-    let width = matrix.k.div_ceil(4) * 4;
-    let quantized_rows = QuantizedRows {
-        k: matrix.k,
-        width,
-        // 128 is a quantized 0: the padding adds nothing (its weights are 0).
-        padding: 128u8,
-        // SAFETY: the caller checked `Kernel::Int8Vnni.runs_on(CpuFeatures::get())`.
-        quantize: |row: &[f32], q: &mut [_]| unsafe { quantize_row(row, q) },
+    let Weights::Quads { blocks, offsets } = &matrix.weights else {
+        unreachable!("the VNNI kernel on the AVX2 layout")
     };
-    quantized_rows.tasks(input, m, ROWS, n, output, |quantized, row_scales, out| {
-        let count = row_scales.len();
-        for block in 0..n.div_ceil(COLUMNS) {
-            let col = block * COLUMNS;
-            let columns = COLUMNS.min(n - col);
-            let tile = Tile {
-                b: &blocks[block * width * COLUMNS..][..width * COLUMNS],
-                offsets: &offsets[col..col + columns],
-                scales: &matrix.scales[col..col + columns],
-                bias: &matrix.bias[col..col + columns],
-                col,
-                stride: n,
-            };
-            for row in (0..count).step_by(ROWS) {
-                let rows = ROWS.min(count - row);
-                let a = &quantized[row * width..(row + rows) * width];
-                let scales = &row_scales[row..row + rows];
-                let out = &mut out[row * n..];
-                // SAFETY: the caller checked `Kernel::Int8Vnni.runs_on(CpuFeatures::get())`; the
-                // slices have the lengths `kernel` asks for, which it asserts.
-                unsafe {
-                    match rows {
-                        8 => kernel::<8>(a, scales, &tile, out),
-                        7 => kernel::<7>(a, scales, &tile, out),
-                        6 => kernel::<6>(a, scales, &tile, out),
-                        5 => kernel::<5>(a, scales, &tile, out),
-                        4 => kernel::<4>(a, scales, &tile, out),
-                        3 => kernel::<3>(a, scales, &tile, out),
-                        2 => kernel::<2>(a, scales, &tile, out),
-                        _ => kernel::<1>(a, scales, &tile, out),
-                    }
-                }
-            }
+    let (n, width) = (matrix.n, matrix.k.div_ceil(4) * 4);
+    let columns = COLUMNS.min(n - col);
+    let tile = Tile {
+        b: &blocks[col / COLUMNS * width * COLUMNS..][..width * COLUMNS],
+        offsets: &offsets[col..col + columns],
+        scales: &matrix.scales[col..col + columns],
+        bias: &matrix.bias[col..col + columns],
+        col,
+        stride: n,
+    };
+    let rows = row_scales.len();
+    let a = &quantized[first_row * width..(first_row + rows) * width];
+    // SAFETY: the caller's contract; the slices have the lengths `kernel` asks for,
+    // which it asserts.
+    unsafe {
+        match rows {
+            8 => kernel::<8>(a, row_scales, &tile, out),
+            7 => kernel::<7>(a, row_scales, &tile, out),
+            6 => kernel::<6>(a, row_scales, &tile, out),
+            5 => kernel::<5>(a, row_scales, &tile, out),
+            4 => kernel::<4>(a, row_scales, &tile, out),
+            3 => kernel::<3>(a, row_scales, &tile, out),
+            2 => kernel::<2>(a, row_scales, &tile, out),
+            _ => kernel::<1>(a, row_scales, &tile, out),
         }
-    });
+    }
 }
 
 /// One row of f32 quantized as [`super::quantize_row`] does, each value plus 128
