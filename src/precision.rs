@@ -76,7 +76,7 @@ const PRECISIONS: [(Precision, &str, &str); 5] = [
     (
         Precision::Bf16,
         "bf16",
-        "bf16 weights in the matrix products: half their memory, on the CPU kernels at least f32's speed; probabilities within about 1e-2 of f32",
+        "bf16 weights in the matrix products: half their memory, on the CPU kernels about f32's speed or faster; probabilities within about 1e-2 of f32",
     ),
     (
         Precision::F16,

@@ -150,7 +150,7 @@ impl Microkernel for PackedBf16 {
         assert!(CpuFeatures::get().avx512_bf16, "the CPU has no AVX512-BF16");
     }
 
-    fn pack_rows(
+    unsafe fn pack_rows(
         &self,
         a: &[f32],
         row_stride: usize,
@@ -161,7 +161,7 @@ impl Microkernel for PackedBf16 {
         let pairs = self.pairs();
         panels.resize(rows * pairs, 0);
         for (r, out) in panels[..rows * pairs].chunks_exact_mut(pairs).enumerate() {
-            // SAFETY: `assert_supported` (AVX512-BF16) held before any product packs.
+            // SAFETY: AVX512-BF16 is present (the caller's contract).
             unsafe { round_row(&a[r * row_stride..][..self.k], out) }
         }
     }
@@ -183,12 +183,9 @@ impl Microkernel for PackedBf16 {
         let bias = &self.bias[col..col + width];
         let a = &panels[first_row * pairs..(first_row + rows) * pairs];
         let n = self.n;
-        // SAFETY: the driver's contract: the tile's `rows` rows of `n` are the
-        // caller's, the last one up to column `col + width`.
-        let out = unsafe { std::slice::from_raw_parts_mut(out, (rows - 1) * n + col + width) };
-        // SAFETY: AVX512-BF16 (the driver's contract); the kernel reads `rows × pairs`
-        // of `a`, `pairs × 32` of `b`, and writes `width` columns from `col` in `rows`
-        // rows of `out`, all within the slices, as it asserts.
+        // SAFETY: the driver's contract: AVX512-BF16, and the tile's columns
+        // `col..col + width` of its `rows` rows, `n` apart from `out`, are the
+        // caller's; the kernel asserts the lengths it reads of `a`, `b` and `bias`.
         unsafe {
             match rows {
                 8 => kernel::<8>(a, b, pairs, bias, out, n, col, width),
@@ -234,8 +231,9 @@ unsafe fn round_row(row: &[f32], out: &mut [u32]) {
 ///
 /// # Safety
 /// AVX512-F and AVX512-BF16 are present; `a` has `R × pairs` values, `b` has
-/// `pairs × 32`, `bias` has `width` ≤ 32, and `out` holds `R` rows of `stride`
-/// floats with `col + width` ≤ `stride` (the last row may end right after them).
+/// `pairs × 32`, `bias` has `width` ≤ 32 (both asserted); `out` points at the first of
+/// `R` rows `stride` floats apart, whose columns `col..col + width` are valid and the
+/// caller's alone, with `col + width` ≤ `stride`.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel<const R: usize>(
@@ -243,7 +241,7 @@ unsafe fn kernel<const R: usize>(
     b: &[u32],
     pairs: usize,
     bias: &[f32],
-    out: &mut [f32],
+    out: *mut f32,
     stride: usize,
     col: usize,
     width: usize,
@@ -251,7 +249,7 @@ unsafe fn kernel<const R: usize>(
     // The contract, checked on every call: once per tile, beside `pairs` steps of 16
     // products each (and this crate's debug assertions are off in its one profile).
     assert!(a.len() >= R * pairs && b.len() >= pairs * COLUMNS && width <= COLUMNS);
-    assert!(col + width <= stride && out.len() >= (R - 1) * stride + col + width);
+    assert!(col + width <= stride);
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     let b = b.as_ptr();
     // Each row's start in `a`; rows past `R` are never read.
@@ -304,7 +302,7 @@ unsafe fn kernel<const R: usize>(
         let bias0 = _mm512_maskz_loadu_ps(mask0, bias.as_ptr());
         let bias1 = _mm512_maskz_loadu_ps(mask1, bias.as_ptr().wrapping_add(16.min(width)));
         for (r, acc) in acc.iter().enumerate().take(R) {
-            let row = out.as_mut_ptr().wrapping_add(r * stride + col);
+            let row = out.wrapping_add(r * stride + col);
             _mm512_mask_storeu_ps(row, mask0, _mm512_add_ps(acc[0], bias0));
             _mm512_mask_storeu_ps(
                 row.wrapping_add(16.min(width)),

@@ -63,7 +63,11 @@ pub(crate) trait Microkernel: Sync {
 
     /// Lays out `rows` input rows, row `r` at `a[r * row_stride..]`, for `steps` of
     /// `k`, into `panels`.
-    fn pack_rows(
+    ///
+    /// # Safety
+    /// [`Microkernel::assert_supported`] holds: the layout may use the microkernel's
+    /// instructions.
+    unsafe fn pack_rows(
         &self,
         a: &[f32],
         row_stride: usize,
@@ -110,9 +114,11 @@ pub(crate) enum Epilogue {
 /// whole number of rounds of bands for the threads, which take them as they come
 /// free: a thread slowed by other work on its core takes fewer, where an even split
 /// would have the others wait for it. Each band streams all the weights, as it would
-/// inside an even split. Fewer rows are not split: each thread takes a share of the
-/// column blocks for all the rows, so that it streams only its share of the weights,
-/// where a split of the rows would have every thread stream all of them.
+/// inside an even split. Fewer rows are split by columns: each thread takes a share
+/// of the column blocks for all the rows, so that it streams only its share of the
+/// weights, where a split of the rows would have every thread stream all of them;
+/// only where the column blocks are too few to keep every thread busy are the rows
+/// split as well.
 ///
 /// # Panics
 /// When the CPU lacks the microkernel's instructions or `input` is not `m × k`.
@@ -147,7 +153,11 @@ pub(crate) fn product_into<K: Microkernel>(
         // Whole rounds of bands, so that threads equally fast end together.
         (m.div_ceil(threads * band) * threads, 1)
     } else {
-        (1, threads.min(blocks))
+        // Where there are fewer column blocks than threads (or a remainder of them
+        // that would leave threads idle), the rows are split too.
+        let column_parts = threads.min(blocks);
+        let column_parts = blocks.div_ceil(blocks.div_ceil(column_parts));
+        (threads.div_ceil(column_parts), column_parts)
     };
     // Parts of whole tiles, as even as they divide: part p takes tiles
     // [p·T/parts, (p+1)·T/parts) of the T. Parts rounded up to whole tiles each
@@ -214,13 +224,16 @@ pub(crate) unsafe fn rows<K: Microkernel>(
         for band_start in (0..m).step_by(band) {
             let band_rows = band.min(m - band_start);
             let band_out = out.wrapping_add(band_start * n);
-            matrix.pack_rows(
-                &a[band_start * row_stride..],
-                row_stride,
-                band_rows,
-                steps.clone(),
-                &mut panels,
-            );
+            // SAFETY: the caller's contract: `assert_supported` holds.
+            unsafe {
+                matrix.pack_rows(
+                    &a[band_start * row_stride..],
+                    row_stride,
+                    band_rows,
+                    steps.clone(),
+                    &mut panels,
+                )
+            };
             for first in blocks.clone().step_by(per_call) {
                 let group = first..(first + per_call).min(blocks.end);
                 let group_columns = first * columns..(group.end * columns).min(n);
@@ -306,10 +319,12 @@ mod tests {
             })
             .collect();
         let mut seed = 0x0bad_5eed_1234_5678u64;
+        // 600 rows: several bands per part, in whole rounds, for every kernel.
         for &(m, k, n) in &[
             (7, 33, 70),
             (13, 1000, 150),
             (250, 100, 200),
+            (600, 40, 40),
             (0, 8, 16),
             (5, 1, 3),
         ] {

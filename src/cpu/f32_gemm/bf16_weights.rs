@@ -115,7 +115,7 @@ impl Microkernel for PackedBf16Weights {
         Isa::Avx2.assert_supported();
     }
 
-    fn pack_rows(
+    unsafe fn pack_rows(
         &self,
         a: &[f32],
         row_stride: usize,
@@ -123,7 +123,8 @@ impl Microkernel for PackedBf16Weights {
         steps: Range<usize>,
         panels: &mut Vec<f32>,
     ) {
-        pack_panels(self.depth(), a, row_stride, rows, steps, panels);
+        // SAFETY: the caller's contract: AVX2.
+        unsafe { pack_panels(self.depth(), a, row_stride, rows, steps, panels) };
     }
 
     unsafe fn tile(

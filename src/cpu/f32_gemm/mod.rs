@@ -436,7 +436,7 @@ impl Microkernel for PackedF32 {
         self.isa.assert_supported();
     }
 
-    fn pack_rows(
+    unsafe fn pack_rows(
         &self,
         a: &[f32],
         row_stride: usize,
@@ -444,7 +444,8 @@ impl Microkernel for PackedF32 {
         steps: Range<usize>,
         panels: &mut Vec<f32>,
     ) {
-        pack_panels(self.depth(), a, row_stride, rows, steps, panels);
+        // SAFETY: the caller's contract: AVX2.
+        unsafe { pack_panels(self.depth(), a, row_stride, rows, steps, panels) };
     }
 
     unsafe fn tile(
@@ -474,7 +475,10 @@ impl Microkernel for PackedF32 {
 /// panels of 6 rows interleaved step by step: panel p holds rows 6p .. 6p + 6, value
 /// (i, r) at 6i + r, the panels `panel_depth` steps apart (a whole block of steps);
 /// rows past the last are zero, and their sums never stored.
-fn pack_panels(
+///
+/// # Safety
+/// AVX2 is present.
+unsafe fn pack_panels(
     panel_depth: usize,
     a: &[f32],
     row_stride: usize,
@@ -498,7 +502,7 @@ fn pack_panels(
         });
         // Panel p and the slack after it, which the next panel (or nothing) overwrites.
         let panel = &mut panels[p * ROWS * panel_depth..][..depth * ROWS + SLACK];
-        // SAFETY: a product's `assert_supported` (AVX2) held before it packs rows.
+        // SAFETY: AVX2 is present (the caller's contract).
         unsafe { interleave(sources, panel) };
     }
 }

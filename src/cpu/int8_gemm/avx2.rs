@@ -34,15 +34,16 @@ pub(super) fn quantize_row(row: &[f32], out: &mut [i16]) -> f32 {
 /// `out[r][col + c] = (Σ_p a[r][p] · b[p][c]) · row_scales[r] · scales[c] + bias[c]`.
 ///
 /// # Safety
-/// AVX2 is present. The asserted contract keeps every access inside the slices: `a`
-/// holds `R` quantized rows of `b.len() / 16` values, `out` holds `R` rows of
-/// `stride` floats (the last may end right after column `col + columns`).
+/// AVX2 is present. `out` points at the first of `R` rows `tile.stride` floats apart,
+/// whose columns `tile.col..tile.col + columns` are valid and the caller's alone. The
+/// asserted contract keeps the other accesses inside the slices: `a` holds `R`
+/// quantized rows of `b.len() / 16` values.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn kernel<const R: usize>(
     a: &[i16],
     row_scales: &[f32],
     tile: &Tile,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     let columns = tile.scales.len();
     let width = tile.b.len() / COLUMNS;
@@ -51,10 +52,7 @@ pub(super) unsafe fn kernel<const R: usize>(
     // multiply-adds per row.
     assert!(a.len() == R * width && row_scales.len() == R && width.is_multiple_of(2));
     assert!(columns <= COLUMNS && tile.bias.len() == columns);
-    assert!(
-        tile.col + columns <= tile.stride
-            && out.len() >= (R - 1) * tile.stride + tile.col + columns
-    );
+    assert!(tile.col + columns <= tile.stride);
     let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
     let b = tile.b.as_ptr();
     // Each row's start in `a`; rows past `R` are never read.
@@ -113,7 +111,8 @@ pub(super) unsafe fn kernel<const R: usize>(
             bias1,
         );
         let start = r * tile.stride + tile.col;
-        let row = &mut out[start..start + columns];
+        // SAFETY: the row's `columns` values from `tile.col` are the caller's alone.
+        let row = unsafe { std::slice::from_raw_parts_mut(out.add(start), columns) };
         if columns == COLUMNS {
             // SAFETY: `row` holds 16 floats: two 8-lane stores.
             unsafe {

@@ -254,7 +254,7 @@ impl Microkernel for PackedInt8 {
         );
     }
 
-    fn pack_rows(
+    unsafe fn pack_rows(
         &self,
         a: &[f32],
         row_stride: usize,
@@ -275,7 +275,7 @@ impl Microkernel for PackedInt8 {
                     .zip(&mut panels.scales)
                     .zip(input_rows)
                 {
-                    // SAFETY: `assert_supported` (AVX2) held before any product packs.
+                    // SAFETY: AVX2 is present (the caller's contract).
                     *scale = unsafe { quantize_row(row, q) };
                     q[k..].fill(0);
                 }
@@ -289,8 +289,7 @@ impl Microkernel for PackedInt8 {
                     .zip(&mut panels.scales)
                     .zip(input_rows)
                 {
-                    // SAFETY: `assert_supported` (AVX512-VNNI) held before any product
-                    // packs.
+                    // SAFETY: AVX512-VNNI is present (the caller's contract).
                     *scale = unsafe { vnni::quantize_row(row, q) };
                     // 128 is a quantized 0: the padding adds nothing (its weights are 0).
                     q[k..].fill(128);
@@ -312,12 +311,9 @@ impl Microkernel for PackedInt8 {
         let col = blocks.start * columns_per_block;
         let columns = columns_per_block.min(self.n - col);
         let scales = &panels.scales[first_row..first_row + rows];
-        // SAFETY: the driver's contract: the tile's `rows` rows of `n` are the
-        // caller's, the last one up to column `col + columns`.
-        let out =
-            unsafe { std::slice::from_raw_parts_mut(out, (rows - 1) * self.n + col + columns) };
         let Weights::Pairs(blocks) = &self.weights else {
-            // SAFETY: the driver's contract (AVX512-VNNI).
+            // SAFETY: the driver's contract: AVX512-VNNI, and the tile's columns in
+            // the block, `n` apart from `out`, are the caller's.
             unsafe { vnni::tile(self, &panels.bytes, scales, first_row, col, out) };
             return;
         };
@@ -331,7 +327,8 @@ impl Microkernel for PackedInt8 {
             stride: self.n,
         };
         let a = &panels.pairs[first_row * width..(first_row + rows) * width];
-        // SAFETY: AVX2 (the driver's contract); the slices have the lengths `kernel`
+        // SAFETY: the driver's contract: AVX2, and the tile's columns in the block,
+        // `n` apart from `out`, are the caller's; the slices have the lengths `kernel`
         // asks for, which it asserts.
         unsafe {
             match rows {

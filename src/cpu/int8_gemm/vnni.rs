@@ -9,20 +9,20 @@ pub(super) const COLUMNS: usize = 32;
 /// AVX-512's registers, each step's multiply-adds independent of one another.
 pub(super) const ROWS: usize = 8;
 
-/// The kernel on one tile of `out.len()`-bounded rows: `row_scales.len()` quantized
-/// rows from `first_row` of `quantized` (shifted onto [1, 255], whole quads each) by
-/// the column block at `col`.
+/// The kernel on one tile: `row_scales.len()` quantized rows from `first_row` of
+/// `quantized` (shifted onto [1, 255], whole quads each) by the column block at `col`.
 ///
 /// # Safety
-/// AVX512-F, AVX512-BW and AVX512-VNNI are present; `out` holds the tile's rows of
-/// `n` values, the last up to the block's last column.
+/// AVX512-F, AVX512-BW and AVX512-VNNI are present; `out` points at the tile's first
+/// row, its rows `n` apart, whose columns in the block are valid and the caller's
+/// alone.
 pub(super) unsafe fn tile(
     matrix: &PackedInt8,
     quantized: &[u8],
     row_scales: &[f32],
     first_row: usize,
     col: usize,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     let Weights::Quads { blocks, offsets } = &matrix.weights else {
         unreachable!("the VNNI kernel on the AVX2 layout")
@@ -97,12 +97,12 @@ struct Tile<'a> {
 /// offsets[c]) · row_scales[r] · scales[c] + bias[c]`, with `a` the shifted bytes.
 ///
 /// # Safety
-/// AVX512-F, AVX512-BW and AVX512-VNNI are present. The asserted contract keeps
-/// every access inside the slices: `a` holds `R` rows of `b.len() / 32` bytes,
-/// `out` `R` rows of `stride` floats (the last may end right after column
-/// `col + columns`).
+/// AVX512-F, AVX512-BW and AVX512-VNNI are present. `out` points at the first of `R`
+/// rows `tile.stride` floats apart, whose columns `tile.col..tile.col + columns` are
+/// valid and the caller's alone. The asserted contract keeps the other accesses
+/// inside the slices: `a` holds `R` rows of `b.len() / 32` bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel<const R: usize>(a: &[u8], row_scales: &[f32], tile: &Tile, out: &mut [f32]) {
+unsafe fn kernel<const R: usize>(a: &[u8], row_scales: &[f32], tile: &Tile, out: *mut f32) {
     let columns = tile.scales.len();
     let width = tile.b.len() / COLUMNS;
     let quads = width / 4;
@@ -111,10 +111,7 @@ unsafe fn kernel<const R: usize>(a: &[u8], row_scales: &[f32], tile: &Tile, out:
     assert!(a.len() == R * width && row_scales.len() == R && width.is_multiple_of(4));
     assert!(columns <= COLUMNS && tile.bias.len() == columns);
     assert!(tile.offsets.len() == columns);
-    assert!(
-        tile.col + columns <= tile.stride
-            && out.len() >= (R - 1) * tile.stride + tile.col + columns
-    );
+    assert!(tile.col + columns <= tile.stride);
     let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
     let b = tile.b.as_ptr();
     // Each row's start in `a`; rows past `R` are never read.
@@ -187,7 +184,7 @@ unsafe fn kernel<const R: usize>(a: &[u8], row_scales: &[f32], tile: &Tile, out:
                 _mm512_mul_ps(row_scale, scale1),
                 bias1,
             );
-            let row = out.as_mut_ptr().wrapping_add(r * tile.stride + tile.col);
+            let row = out.wrapping_add(r * tile.stride + tile.col);
             _mm512_mask_storeu_ps(row, mask0, lo);
             _mm512_mask_storeu_ps(row.wrapping_add(second), mask1, hi);
         }
