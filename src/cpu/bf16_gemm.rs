@@ -248,7 +248,8 @@ unsafe fn kernel<const R: usize>(
 ) {
     // The contract, checked on every call: once per tile, beside `pairs` steps of 16
     // products each (and this crate's debug assertions are off in its one profile).
-    assert!(a.len() >= R * pairs && b.len() >= pairs * COLUMNS && width <= COLUMNS);
+    assert!(a.len() >= R * pairs && b.len() >= pairs * COLUMNS);
+    assert!(width <= COLUMNS && bias.len() >= width);
     assert!(col + width <= stride);
     let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
     let b = b.as_ptr();

@@ -157,7 +157,7 @@ pub(crate) fn product_into<K: Microkernel>(
         // that would leave threads idle), the rows are split too.
         let column_parts = threads.min(blocks);
         let column_parts = blocks.div_ceil(blocks.div_ceil(column_parts));
-        (threads.div_ceil(column_parts), column_parts)
+        (threads / column_parts, column_parts)
     };
     // Parts of whole tiles, as even as they divide: part p takes tiles
     // [p·T/parts, (p+1)·T/parts) of the T. Parts rounded up to whole tiles each
@@ -292,7 +292,7 @@ mod tests {
     use crate::cpu::{CpuFeatures, Kernel};
 
     /// Every kernel this CPU runs gives the same bits however the driver splits the
-    /// work (rows or columns, 1 to 3 threads, bands and whole rounds of them), into a
+    /// work (rows, columns or both, 1 to 4 threads, bands and whole rounds of them), into a
     /// reused buffer longer than the result and full of NaN; and its GELU epilogue
     /// equals GELU over the finished product. Shapes: deeper than a block of steps,
     /// partial column groups and row tiles, more rows than the threads' bands, none.
@@ -309,7 +309,7 @@ mod tests {
         for kernel in Kernel::ALL.into_iter().filter(|k| !kernels.contains(k)) {
             crate::cpu::skipped(&format!("{} (the {kernel} kernel untested)", kernel.isa()));
         }
-        let pools: Vec<rayon::ThreadPool> = [1, 2, 3]
+        let pools: Vec<rayon::ThreadPool> = [1, 2, 3, 4]
             .into_iter()
             .map(|threads| {
                 rayon::ThreadPoolBuilder::new()
@@ -319,12 +319,14 @@ mod tests {
             })
             .collect();
         let mut seed = 0x0bad_5eed_1234_5678u64;
-        // 600 rows: several bands per part, in whole rounds, for every kernel.
+        // 600 rows: more than the threads' bands, split in whole rounds of them; 2
+        // column blocks on 4 threads: few rows split by rows and columns together.
         for &(m, k, n) in &[
             (7, 33, 70),
             (13, 1000, 150),
             (250, 100, 200),
             (600, 40, 40),
+            (40, 30, 32),
             (0, 8, 16),
             (5, 1, 3),
         ] {
@@ -346,7 +348,7 @@ mod tests {
                 let mut gelu: Vec<f32> = want.iter().map(|&x| f32::from_bits(x)).collect();
                 gelu_in_place(&mut gelu);
                 let gelu: Vec<u32> = gelu.iter().map(|x| x.to_bits()).collect();
-                for threads in [1, 2, 3] {
+                for threads in [1, 2, 3, 4] {
                     let case = format!("{kernel} [{m}x{k}x{n}] on {threads} threads");
                     assert_eq!(product(threads, Epilogue::None), want, "{case}");
                     assert_eq!(product(threads, Epilogue::Gelu), gelu, "{case}, GELU");
