@@ -318,6 +318,73 @@ fn set_permissions_like(target: &Path, temporary: &Path) -> std::io::Result<()> 
     }
 }
 
+/// A path's name as text, one text per path: a name in UTF-8 is itself, unless it holds
+/// `\x`; otherwise each byte of an invalid sequence is written `\xHH` and each backslash
+/// `\\`. Two names that differ only in bytes that are not UTF-8 stay two names (where
+/// [`Path::display`] makes both `\u{fffd}`), every real name is unchanged, and
+/// [`path_bytes`] reads the text back.
+pub fn path_text(path: &Path) -> std::borrow::Cow<'_, str> {
+    let bytes = path_as_bytes(path);
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.contains("\\x") => text.into(),
+        _ => {
+            let mut text = String::with_capacity(bytes.len() + 8);
+            for chunk in bytes.utf8_chunks() {
+                text.push_str(&chunk.valid().replace('\\', "\\\\"));
+                for byte in chunk.invalid() {
+                    text.push_str(&format!("\\x{byte:02x}"));
+                }
+            }
+            text.into()
+        }
+    }
+}
+
+/// The bytes of the name [`path_text`] wrote.
+pub fn path_bytes(text: &str) -> Vec<u8> {
+    if !text.contains("\\x") {
+        return text.as_bytes().to_vec();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'\\').then(|| bytes.get(i + 1)).flatten();
+        let hex = || std::str::from_utf8(bytes.get(i + 2..i + 4)?).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (escaped, hex()) {
+            (Some(b'\\'), _) => {
+                out.push(b'\\');
+                i += 2;
+            }
+            (Some(b'x'), Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The path whose name [`path_text`] wrote.
+pub fn path_from_text(text: &str) -> PathBuf {
+    path_from_bytes(&path_bytes(text))
+}
+
+#[cfg(unix)]
+fn path_as_bytes(path: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes()
+}
+
+#[cfg(not(unix))]
+fn path_as_bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_encoded_bytes()
+}
+
 /// A path from the bytes a program printed for it (`git ls-files -z`, `git diff`): any
 /// bytes on Unix, UTF-8 (invalid sequences replaced) elsewhere.
 #[cfg(unix)]
@@ -336,6 +403,25 @@ pub fn path_from_bytes(bytes: &[u8]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn path_texts_tell_every_name_apart_and_read_back() {
+        let names: [&[u8]; 7] = [b"a.c", b"caf\xc3\xa9.c", b"a\xff.c", b"a\xfe.c", b"a\\xff.c", b"a\\b.c", b"a\\x\xff\\\\.c"];
+        let texts: Vec<String> = names
+            .iter()
+            .map(|n| path_text(&path_from_bytes(n)).into_owned())
+            .collect();
+        assert_eq!(texts[..4], ["a.c", "caf\u{e9}.c", "a\\xff.c", "a\\xfe.c"]);
+        // A real name is itself unless it holds `\x`.
+        assert_eq!(texts[5], "a\\b.c");
+        assert_eq!(texts[4], "a\\\\xff.c");
+        let distinct: std::collections::BTreeSet<&String> = texts.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{texts:?}");
+        for (name, text) in names.iter().zip(&texts) {
+            assert_eq!(path_bytes(text), *name, "{text}");
+        }
+    }
 
     #[test]
     fn untrusted_reads_take_regular_files_within_their_limit() {

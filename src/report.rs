@@ -15,6 +15,8 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use crate::files::{path_bytes, path_text};
+
 /// Bytes of a path segment written as they are in a URI: RFC 3986's unreserved
 /// characters and the sub-delimiters and `@` that a segment may hold. `:` is encoded
 /// too, since a relative reference's first segment may not hold one; everything else
@@ -41,20 +43,27 @@ const URI_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 /// relative reference, an absolute one as a `file://` URI (RFC 8089), each segment
 /// percent-encoded. A backslash is a character of a Linux file name, not a separator,
 /// so it is encoded rather than turned into `/`.
+///
+/// `file` is a name as [`path_text`] writes it: bytes that are not UTF-8 are encoded
+/// as themselves (`\xff` as `%FF`).
 pub fn sarif_uri(file: &str) -> String {
-    let path = Path::new(file);
-    let relative = path.strip_prefix("./").unwrap_or(path);
+    let bytes = path_bytes(file);
+    let relative = bytes.strip_prefix(b"./").unwrap_or(&bytes);
     let segments: Vec<String> = relative
-        .to_string_lossy()
-        .split('/')
-        .map(|segment| percent_encoding::utf8_percent_encode(segment, URI_SEGMENT).to_string())
+        .split(|&b| b == b'/')
+        .map(|segment| percent_encoding::percent_encode(segment, URI_SEGMENT).to_string())
         .collect();
     let joined = segments.join("/");
-    if relative.is_absolute() {
+    if relative.starts_with(b"/") {
         format!("file://{joined}")
     } else {
         joined
     }
+}
+
+/// [`printable`] for the name of `path` ([`path_text`]).
+pub fn printable_path(path: &Path) -> Cow<'static, str> {
+    Cow::Owned(printable(&path_text(path)).into_owned())
 }
 
 /// True for characters a terminal must not receive raw from a name: control
@@ -71,19 +80,29 @@ pub fn unsafe_to_print(c: char) -> bool {
 /// move the cursor or reorder what is shown.
 ///
 /// A backslash is written `\\`, so that the text reads back one way only: a name
-/// holding the characters `\u{1b}` prints as `\\u{1b}`, never as an escaped ESC.
+/// holding the characters `\u{1b}` prints as `\\u{1b}`, never as an escaped ESC. The
+/// one exception is a backslash before `x` and two hex digits, which stays: that is how
+/// [`path_text`] writes a byte that is not UTF-8 (`\xff`), and a name holding those
+/// characters has its backslash doubled by `path_text` first (`\\\xff`).
 pub fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(|c| c == '\\' || unsafe_to_print(c)) {
         return text.into();
     }
-    text.chars()
-        .map(|c| match c {
-            '\\' => "\\\\".to_owned(),
-            c if unsafe_to_print(c) => c.escape_unicode().to_string(),
-            c => c.to_string(),
-        })
-        .collect::<String>()
-        .into()
+    let byte_escape = |at: usize| {
+        let hex = text.as_bytes().get(at + 2..at + 4);
+        text.as_bytes().get(at + 1) == Some(&b'x')
+            && hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    };
+    let mut out = String::with_capacity(text.len() + 8);
+    for (at, c) in text.char_indices() {
+        match c {
+            '\\' if byte_escape(at) => out.push(c),
+            '\\' => out.push_str("\\\\"),
+            c if unsafe_to_print(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 #[cfg(test)]
@@ -100,6 +119,23 @@ mod tests {
         // One reading only: a real ESC and the text of an escaped one differ.
         assert_eq!(printable("a\\u{1b}b"), "a\\\\u{1b}b");
         assert_ne!(printable("a\\u{1b}b"), printable("a\u{1b}b"));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn names_that_are_not_utf8_print_apart_and_encode_their_bytes() {
+        use crate::files::path_from_bytes;
+        let names: [&[u8]; 5] = [b"a\xff.c", b"a\xfe.c", b"a\\xff.c", b"a\\\\xff.c", b"a\\b.c"];
+        let shown: Vec<String> = names
+            .iter()
+            .map(|n| printable_path(&path_from_bytes(n)).into_owned())
+            .collect();
+        assert_eq!(shown, ["a\\xff.c", "a\\xfe.c", "a\\\\\\xff.c", "a\\\\\\\\\\\\\\xff.c", "a\\\\b.c"]);
+        let uris: Vec<String> = names
+            .iter()
+            .map(|n| sarif_uri(&path_text(&path_from_bytes(n))))
+            .collect();
+        assert_eq!(uris, ["a%FF.c", "a%FE.c", "a%5Cxff.c", "a%5C%5Cxff.c", "a%5Cb.c"]);
     }
 
     #[test]

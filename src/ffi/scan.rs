@@ -189,7 +189,8 @@ fn find_functions(_: &str, _: u32) -> Result<icd_functions, CallError> {
 /// `icd scan` walks them: in a git work tree every tracked file whatever `.gitignore`
 /// says, untracked files unless `.gitignore` leaves them out, `.ignore` files only with
 /// `dot_ignore`; hidden files included; symbolic links never followed) and what could
-/// not be covered. `max_file_size`: the largest file read, in bytes (0: 16 MiB). On
+/// not be covered. `max_file_size`: the largest file read, in bytes (0: 16 MiB; at most
+/// 32 MiB, the most the parser reads of one file, else `ICD_INVALID_ARGUMENT`). On
 /// `ICD_OK`, `*tree_out` receives a new `icd_tree` that the caller releases with
 /// `icd_tree_free`; a path given that does not exist or cannot be read is an error.
 ///

@@ -1,11 +1,18 @@
 //! The comments of C and C++ source, found lexically: `// ...` (continued by a
 //! backslash at the end of a line, as the preprocessor does) and `/* ... */`, outside
-//! string and character literals (C++ raw strings included).
+//! string and character literals (C++ raw strings and `L`, `u`, `U`, `u8` prefixes
+//! included).
 //!
 //! Lexical, not from the parse tree, so that what counts as a comment does not depend
 //! on how well tree-sitter recovered from the file's macros: suppressions and
 //! fingerprints read comments the same way in a file that parses and one that does not.
+//!
+//! Lines end at LF: a lone CR, which ends a line for a compiler, is made an LF before
+//! anything is read ([`lf_line_ends`]). Trigraphs are the one lexical rule that compilers
+//! apply by mode (ISO C before C23 and C++ before C++17 replace them, GNU modes do not),
+//! so a text holding one has two readings: [`trigraph_lines`] finds them.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// One comment: its bytes in the source, markers included.
@@ -18,15 +25,53 @@ pub struct Comment {
 /// Every comment of `source`, in source order. An unterminated `/*` runs to the end
 /// of the source, as it does for a compiler.
 pub fn comments(source: &str) -> Vec<Comment> {
-    lex(source).0
+    lex(source).comments
 }
 
-/// The comments of `source` and the byte ranges of its string and character literals,
-/// each in source order.
-fn lex(source: &str) -> (Vec<Comment>, Vec<Range<usize>>) {
+/// What [`lex`] finds, each in source order.
+struct Lexed {
+    comments: Vec<Comment>,
+    /// String and character literals, quotes included.
+    literals: Vec<Range<usize>>,
+    /// Offsets of the `'`s that are digit separators.
+    separators: Vec<usize>,
+}
+
+/// `source` as the grammars are to read it, so that they agree with this module and
+/// with a compiler on what is code: inside string and character literals each `/`
+/// becomes `.` (tree-sitter lexes `'/*'` as a quote, a comment to the next `*/` and a
+/// quote), and each digit separator becomes `0` (the C grammar knows none, and reads
+/// `1'000` as the start of a character literal). Same length, same lines, same
+/// structure.
+pub(super) fn grammar_text(source: &str) -> Cow<'_, str> {
+    let lexed = lex(source);
+    let mut changes: Vec<(usize, u8)> = lexed.separators.iter().map(|&at| (at, b'0')).collect();
+    let bytes = source.as_bytes();
+    for literal in &lexed.literals {
+        changes.extend(
+            literal
+                .clone()
+                .filter(|&at| bytes[at] == b'/')
+                .map(|at| (at, b'.')),
+        );
+    }
+    if changes.is_empty() {
+        return Cow::Borrowed(source);
+    }
+    let mut text = bytes.to_vec();
+    for (at, byte) in changes {
+        text[at] = byte;
+    }
+    // ASCII bytes for ASCII bytes keep the text UTF-8.
+    Cow::Owned(String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// The comments, literals and digit separators of `source`.
+fn lex(source: &str) -> Lexed {
     let bytes = source.as_bytes();
     let mut found = Vec::new();
     let mut literals = Vec::new();
+    let mut separators = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -54,8 +99,13 @@ fn lex(source: &str) -> (Vec<Comment>, Vec<Range<usize>>) {
                 i = raw_string_end(bytes, i).unwrap_or_else(|| quoted_end(bytes, i, b'"'));
                 literals.push(start..i);
             }
-            // A digit separator (C++14 `1'000'000`) is no character literal.
-            b'\'' if !(i > 0 && bytes[i - 1].is_ascii_alphanumeric()) => {
+            // A digit separator (C++14 and C23 `1'000'000`) is no character literal;
+            // an encoding prefix (`L'/*'`) is no number.
+            b'\'' if in_number(bytes, i) => {
+                separators.push(i);
+                i += 1;
+            }
+            b'\'' => {
                 let start = i;
                 i = quoted_end(bytes, i, b'\'');
                 literals.push(start..i);
@@ -63,7 +113,82 @@ fn lex(source: &str) -> (Vec<Comment>, Vec<Range<usize>>) {
             _ => i += 1,
         }
     }
-    (found, literals)
+    Lexed {
+        comments: found,
+        literals,
+        separators,
+    }
+}
+
+/// True when the `'` at `at` continues a preprocessing number (`1'000`, `0x1'F`), as a
+/// digit separator: the run of identifier characters and dots before it starts with a
+/// digit, or with a dot and a digit.
+fn in_number(bytes: &[u8], at: usize) -> bool {
+    let mut start = at;
+    while start > 0
+        && (bytes[start - 1].is_ascii_alphanumeric()
+            || matches!(bytes[start - 1], b'_' | b'.' | b'\''))
+    {
+        start -= 1;
+    }
+    match bytes[start..at] {
+        [first, ..] if first.is_ascii_digit() => true,
+        [b'.', second, ..] => second.is_ascii_digit(),
+        _ => false,
+    }
+}
+
+/// `text` with each lone CR (one not followed by LF) made an LF: the same length and
+/// offsets, and the same lines as a compiler, an editor, SARIF and LSP count, where
+/// tree-sitter's grammars and this module end lines at LF only. Without it a `//`
+/// comment ended by a lone CR would hide the code after it on the same LF-line.
+pub fn lf_line_ends(text: &str) -> Cow<'_, str> {
+    match lf_line_end_bytes(text.as_bytes()) {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        // An ASCII byte for an ASCII byte keeps the text UTF-8.
+        Cow::Owned(bytes) => Cow::Owned(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+    }
+}
+
+/// [`lf_line_ends`] for bytes.
+pub fn lf_line_end_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let lone = |i: usize| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n');
+    if !(0..bytes.len()).any(lone) {
+        return Cow::Borrowed(bytes);
+    }
+    Cow::Owned(
+        (0..bytes.len())
+            .map(|i| if lone(i) { b'\n' } else { bytes[i] })
+            .collect(),
+    )
+}
+
+/// The 0-based lines of `text` that hold a trigraph (`??` then one of `=/'()!<>-`),
+/// anywhere: in code, a literal or a comment each has two readings (`??/` at a line's
+/// end continues a `//` comment, inside a literal it escapes the quote).
+pub fn trigraph_lines(text: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut lines = Vec::new();
+    let mut line = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => line += 1,
+            b'?' if bytes.get(i + 1) == Some(&b'?')
+                && bytes.get(i + 2).is_some_and(|b| b"=/'()!<>-".contains(b)) =>
+            {
+                if lines.last() != Some(&line) {
+                    lines.push(line);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    lines
 }
 
 /// True when the newline at `at` is escaped by a backslash (spaces between allowed,
@@ -155,7 +280,9 @@ pub fn normalized(source: &str) -> String {
             }
         }
     };
-    let (comments, literals) = lex(source);
+    let Lexed {
+        comments, literals, ..
+    } = lex(source);
     // Comments and literals never overlap: one merged pass in source order.
     let mut spans: Vec<(Range<usize>, bool)> = comments
         .into_iter()
@@ -210,6 +337,38 @@ mod tests {
         assert_eq!(texts("x /* open"), ["/* open"]);
         // An unterminated string ends at its line.
         assert_eq!(texts("char *s = \"abc\n// c"), ["// c"]);
+    }
+
+    #[test]
+    fn encoding_prefixes_open_character_literals() {
+        // `L'/*'` is a literal, as a compiler reads it: no comment runs to `L'*/'`.
+        let source = "wchar_t a = L'/*'; int hidden; wchar_t b = L'*/'; // c";
+        assert_eq!(texts(source), ["// c"]);
+        for prefix in ["u", "U", "u8"] {
+            let source = format!("x = {prefix}'/*'; y; z = {prefix}'*/';");
+            assert!(texts(&source).is_empty(), "{source}");
+        }
+        // Digit separators stay separators, however the number starts.
+        assert_eq!(
+            texts("int a = 1'000; /* c */ int b = 0x1'F; float f = .5'0;"),
+            ["/* c */"]
+        );
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines() {
+        assert_eq!(lf_line_ends("a // b\rc\r\nd\r"), "a // b\nc\r\nd\n");
+        assert!(matches!(lf_line_ends("a\r\nb\n"), Cow::Borrowed(_)));
+        let text = lf_line_ends("int a; // note\rint b;");
+        assert_eq!(texts(&text), ["// note"]);
+        assert_eq!(&*lf_line_end_bytes(b"\xff\r"), b"\xff\n");
+    }
+
+    #[test]
+    fn trigraphs_are_found_wherever_they_are() {
+        let text = "a ??= b\n// x ??/\nplain ?? ?\n\"??/\" ??<\n";
+        assert_eq!(trigraph_lines(text), [0, 1, 3]);
+        assert!(trigraph_lines("a ?? b ?? c").is_empty());
     }
 
     #[test]

@@ -16,10 +16,13 @@
 mod comments;
 mod conditionals;
 mod definitions;
+mod macro_bodies;
 mod tree;
 
+pub use comments::{lf_line_end_bytes, lf_line_ends};
 pub use tree::{find_functions_under, Exclude, Found, Gap, GapKind, TreeOptions};
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -126,7 +129,8 @@ pub struct FunctionSpan {
     pub start_byte: usize,
     /// Byte offset just past the end of the definition in the source.
     pub end_byte: usize,
-    /// The definition's text, `source[start_byte..end_byte]`.
+    /// The definition's text, `source[start_byte..end_byte]` with each lone CR made an
+    /// LF ([`lf_line_ends`]).
     pub code: String,
     /// A comment holding [`SUPPRESSION_MARKER`] is on the definition's first line or on
     /// the line before it: the function was reviewed and is not to be reported.
@@ -177,6 +181,13 @@ pub struct LineRange {
     /// Last line of the range (inclusive).
     pub end_line: usize,
 }
+
+/// Largest text [`find_functions`] parses, in bytes: 32 MiB. tree-sitter's trees take up
+/// to about 170 bytes of memory per byte of text (a file of broken conditionals), so
+/// this costs at most about 5.5 GiB; a larger text is reported unparsed, whole, rather
+/// than left to exhaust memory (tree-sitter aborts the process when an allocation
+/// fails). The largest C files in common use are about 9 MiB.
+pub const MAX_PARSED_BYTES: usize = 32 << 20;
 
 /// Most readings of one file, one per branch selection: a conditional with more
 /// branches than this has the later ones reported as unparsed rather than read.
@@ -258,10 +269,68 @@ const ITEM_KINDS: &[&str] = &[
 /// assert!(a.functions[0].suppressed && !a.functions[1].suppressed);
 /// assert_eq!(a.functions[1].fingerprint, b.functions[1].fingerprint);
 /// ```
+///
+/// The file is read as a compiler reads it where the grammars would not:
+/// - a lone CR ends a line (so lines are counted, and `code` holds it, as an LF);
+/// - `/*` or `//` inside a string or character literal (`L'/*'`) opens no comment, and
+///   a digit separator (`1'000`) opens no character literal;
+/// - a `#define` whose body holds a function definition (`#define DEF(n) int n(void)
+///   { ... }`) yields that function, with the lines of the `#define`;
+/// - a line holding a trigraph, which compilers read one way or the other by mode, is
+///   in [`ScanResult::unparsed_lines`] (its functions are still reported, and
+///   fingerprinted with their comments).
+///
+/// ```
+/// use insecure_code_detector::scan::{find_functions, Language};
+///
+/// let source = "int decoy(void) { return 0; } // note\rint hidden(void) { return 1; }\n";
+/// let result = find_functions(source, Language::C);
+/// let found: Vec<_> = result.functions.iter().map(|f| (f.name.as_str(), f.start_line)).collect();
+/// assert_eq!(found, [("decoy", 1), ("hidden", 2)]);
+/// ```
 pub fn find_functions(source: &str, language: Language) -> ScanResult {
-    let mut result = find_definitions(source, language);
+    let source = &*comments::lf_line_ends(source);
+    let grammar_text = comments::grammar_text(source);
+    let mut result = find_definitions(&grammar_text, language);
+    if matches!(grammar_text, Cow::Owned(_)) {
+        for f in &mut result.functions {
+            f.code = source
+                .get(f.start_byte..f.end_byte)
+                .unwrap_or_default()
+                .to_owned();
+        }
+    }
     annotate(&mut result.functions, source);
+    add_unparsed_rows(&mut result, comments::trigraph_lines(source));
     result
+}
+
+/// Adds 0-based `rows` to `result`'s unparsed lines.
+fn add_unparsed_rows(result: &mut ScanResult, rows: Vec<usize>) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut rows: std::collections::BTreeSet<usize> = rows.into_iter().collect();
+    for range in &result.unparsed_lines {
+        rows.extend(range.start_line - 1..range.end_line);
+    }
+    result.unparsed_lines = line_ranges(rows);
+}
+
+/// 0-based rows as runs of 1-based lines, in order.
+fn line_ranges(rows: impl IntoIterator<Item = usize>) -> Vec<LineRange> {
+    let mut ranges: Vec<LineRange> = Vec::new();
+    for row in rows {
+        let line_number = row + 1;
+        match ranges.last_mut() {
+            Some(last) if last.end_line + 1 == line_number => last.end_line = line_number,
+            _ => ranges.push(LineRange {
+                start_line: line_number,
+                end_line: line_number,
+            }),
+        }
+    }
+    ranges
 }
 
 /// Sets each function's [`FunctionSpan::suppressed`] and [`FunctionSpan::fingerprint`].
@@ -283,7 +352,12 @@ fn annotate(functions: &mut [FunctionSpan], source: &str) {
         let mut hash = Sha256::new();
         hash.update(f.name.as_bytes());
         hash.update(b"\n");
-        hash.update(comments::normalized(&f.code).as_bytes());
+        // Under trigraphs a comment may end elsewhere (`??/`): such a function's
+        // every byte counts.
+        match comments::trigraph_lines(&f.code).is_empty() {
+            true => hash.update(comments::normalized(&f.code).as_bytes()),
+            false => hash.update(f.code.as_bytes()),
+        }
         let digest: String = hash.finalize()[..16]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -301,6 +375,13 @@ fn find_definitions(source: &str, language: Language) -> ScanResult {
         start_line: 1,
         end_line: source.lines().count().max(1),
     };
+    if source.len() > MAX_PARSED_BYTES {
+        return ScanResult {
+            functions: Vec::new(),
+            had_syntax_errors: true,
+            unparsed_lines: vec![whole_file()],
+        };
+    }
     if parser.set_language(&language.grammar()).is_err() {
         // Only an ABI mismatch between grammar and library gets here; report it as
         // "could not parse" rather than panic.
@@ -319,11 +400,12 @@ fn find_definitions(source: &str, language: Language) -> ScanResult {
     };
     let root = tree.root_node();
     if !root.has_error() {
-        return ScanResult {
+        let result = ScanResult {
             functions: collect(root, source).into_iter().map(|d| d.span).collect(),
             had_syntax_errors: false,
             unparsed_lines: Vec::new(),
         };
+        return with_macro_bodies(result, macro_bodies::read(&mut parser, root, source));
     }
 
     // Readings: one per branch selection of its conditionals, then the file as written
@@ -391,25 +473,39 @@ fn find_definitions(source: &str, language: Language) -> ScanResult {
     for row in conditionals.directive_rows(source) {
         parsed[row] = true;
     }
-    let mut unparsed_lines: Vec<LineRange> = Vec::new();
-    for (row, line) in source.split('\n').enumerate() {
-        if parsed[row] || line.trim().is_empty() {
-            continue;
-        }
-        let line_number = row + 1;
-        match unparsed_lines.last_mut() {
-            Some(last) if last.end_line + 1 == line_number => last.end_line = line_number,
-            _ => unparsed_lines.push(LineRange {
-                start_line: line_number,
-                end_line: line_number,
-            }),
-        }
-    }
-    ScanResult {
+    let unparsed_lines = line_ranges(
+        source
+            .split('\n')
+            .enumerate()
+            .filter(|(row, line)| !parsed[*row] && !line.trim().is_empty())
+            .map(|(row, _)| row),
+    );
+    let result = ScanResult {
         functions,
         had_syntax_errors: true,
         unparsed_lines,
+    };
+    with_macro_bodies(result, macro_bodies::read(&mut parser, root, source))
+}
+
+/// `result` with the definitions in `#define` bodies that overlap none of its own.
+fn with_macro_bodies(mut result: ScanResult, functions: Vec<FunctionSpan>) -> ScanResult {
+    if functions.is_empty() {
+        return result;
     }
+    // The file's definitions are in order and never overlap: the first that ends past
+    // a body's definition's start is the only one that can overlap it.
+    let kept = &result.functions;
+    let added: Vec<FunctionSpan> = functions
+        .into_iter()
+        .filter(|f| {
+            let next = kept.partition_point(|g| g.end_byte <= f.start_byte);
+            !kept.get(next).is_some_and(|g| g.start_byte < f.end_byte)
+        })
+        .collect();
+    result.functions.extend(added);
+    result.functions.sort_by_key(|f| f.start_byte);
+    result
 }
 
 /// Marks the rows of every whole item in the tree that has no syntax error inside:
@@ -470,6 +566,19 @@ mod tests {
             .iter()
             .map(|f| (f.start_line, f.end_line))
             .collect()
+    }
+
+    #[test]
+    fn a_text_past_the_parse_limit_is_unparsed_whole_and_not_parsed() {
+        let line = "int f(void) { return 0; }\n";
+        let source = line.repeat(MAX_PARSED_BYTES / line.len() + 1);
+        let started = std::time::Instant::now();
+        let result = find_functions(&source, Language::C);
+        assert!(result.functions.is_empty() && result.had_syntax_errors);
+        let lines = source.lines().count();
+        assert_eq!(result.unparsed_lines, [LineRange { start_line: 1, end_line: lines }]);
+        // Parsed, it would take seconds and gigabytes.
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! The tree comes from whoever opened the pull request, so its coverage must not be
 //! something the tree itself can reduce:
 //! - in a git work tree, every tracked C/C++ file (checked-out submodules' included)
-//!   is scanned whatever ignore files say; `.gitignore` (and `.git/info/exclude`) only leave out untracked files, and
+//!   is scanned whatever ignore files say, and a submodule not checked out is a gap; `.gitignore` (and `.git/info/exclude`) only leave out untracked files, and
 //!   `.ignore` files are honoured only with [`TreeOptions::dot_ignore`];
 //! - hidden files and directories are scanned like any other (`.git` aside);
 //! - every file that is not scanned (a link, not a regular file, unreadable, larger
@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 
 use super::{find_functions_in_bytes, FunctionSpan, Language, LineRange};
 use crate::error::{Error, Result};
-use crate::files::{path_from_bytes, read_untrusted};
-use crate::report::printable;
+use crate::files::{path_from_bytes, path_text, read_untrusted};
+use crate::report::{printable, printable_path};
 
 /// Line ranges a message lists before it counts the rest (SARIF notifications carry
 /// every range as a location).
@@ -42,8 +42,9 @@ const MAX_LISTED_RANGES: usize = 8;
 /// How a tree is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeOptions {
-    /// Largest source file read, in bytes; a larger one is a gap. The largest C files
-    /// in common use (SQLite's amalgamation) are about 9 MiB.
+    /// Largest source file read, in bytes, at most [`TreeOptions::MAX_FILE_SIZE`]; a
+    /// larger one is a gap. The largest C files in common use (SQLite's amalgamation)
+    /// are about 9 MiB.
     pub max_file_size: u64,
     /// Also honour `.ignore` files (as ripgrep does) for untracked files.
     pub dot_ignore: bool,
@@ -52,6 +53,11 @@ pub struct TreeOptions {
 impl TreeOptions {
     /// [`TreeOptions::max_file_size`] by default: 16 MiB.
     pub const DEFAULT_MAX_FILE_SIZE: u64 = 16 << 20;
+
+    /// The largest [`TreeOptions::max_file_size`]: the most the parser reads of one
+    /// file ([`MAX_PARSED_BYTES`](super::MAX_PARSED_BYTES), 32 MiB), for the memory
+    /// its trees take.
+    pub const MAX_FILE_SIZE: u64 = super::MAX_PARSED_BYTES as u64;
 }
 
 impl Default for TreeOptions {
@@ -109,7 +115,7 @@ impl Gap {
             GapKind::Skipped(reason) => format!("{file} was not scanned: {reason}"),
             GapKind::Excluded(settings) => format!(
                 "{file} was not scanned: excluded by {}",
-                printable(&settings.display().to_string())
+                printable_path(&settings)
             ),
             GapKind::Unparsed(lines) => {
                 let count: usize = lines.iter().map(|r| r.end_line - r.start_line + 1).sum();
@@ -164,11 +170,21 @@ pub fn find_functions_under(
     options: &TreeOptions,
     exclude: Option<&dyn Exclude>,
 ) -> Result<Found> {
+    if options.max_file_size > TreeOptions::MAX_FILE_SIZE {
+        return Err(Error::InvalidArgument {
+            argument: "max_file_size",
+            message: format!(
+                "is {}, more than the {} bytes the parser reads of one file (its trees take up to 170 times a file's size in memory)",
+                options.max_file_size,
+                TreeOptions::MAX_FILE_SIZE
+            ),
+        });
+    }
     let (sources, mut gaps) = collect(paths, options, exclude)?;
     let mut functions = Vec::new();
     let mut read = Vec::with_capacity(sources.len());
     for source in sources {
-        let file = source.path.display().to_string();
+        let file = path_text(&source.path).into_owned();
         let bytes = match read_untrusted(&source.path, options.max_file_size, "source file") {
             Ok(bytes) => bytes,
             Err(e) if source.named => return Err(e),
@@ -248,6 +264,17 @@ fn collect(
         }
         let mut found = BTreeSet::new();
         for tracked in git_tracked(path)?.unwrap_or_default() {
+            // Git lists a submodule that is not checked out as its directory; one that
+            // is, as its files.
+            if std::fs::symlink_metadata(&tracked).is_ok_and(|m| m.is_dir()) {
+                gaps.push(Gap {
+                    file: path_text(&tracked).into_owned(),
+                    kind: GapKind::Skipped(
+                        "a git submodule that is not checked out (`git submodule update --init` checks it out)".into(),
+                    ),
+                });
+                continue;
+            }
             found.insert(tracked);
         }
         let walk = ignore::WalkBuilder::new(path)
@@ -274,7 +301,7 @@ fn collect(
                     && std::fs::metadata(&file).is_ok_and(|m| m.is_dir());
                 if linked_dir {
                     gaps.push(Gap {
-                        file: file.display().to_string(),
+                        file: path_text(&file).into_owned(),
                         kind: GapKind::Skipped(
                             "a symbolic link to a directory (not followed)".into(),
                         ),
@@ -288,7 +315,7 @@ fn collect(
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     gaps.push(Gap {
-                        file: file.display().to_string(),
+                        file: path_text(&file).into_owned(),
                         kind: GapKind::Skipped(e.to_string()),
                     });
                     continue;
@@ -297,7 +324,7 @@ fn collect(
             let kind = meta.file_type();
             if let Some(exclude) = exclude.filter(|e| e.excludes(&file)) {
                 gaps.push(Gap {
-                    file: file.display().to_string(),
+                    file: path_text(&file).into_owned(),
                     kind: GapKind::Excluded(exclude.source().to_path_buf()),
                 });
             } else if kind.is_file() {
@@ -308,12 +335,12 @@ fn collect(
                 });
             } else if kind.is_symlink() {
                 gaps.push(Gap {
-                    file: file.display().to_string(),
+                    file: path_text(&file).into_owned(),
                     kind: GapKind::Skipped("a symbolic link (not followed)".into()),
                 });
             } else if !kind.is_dir() {
                 gaps.push(Gap {
-                    file: file.display().to_string(),
+                    file: path_text(&file).into_owned(),
                     kind: GapKind::Skipped("not a regular file".into()),
                 });
             }

@@ -18,6 +18,7 @@ mod explain;
 mod fuzz_regressions;
 mod header;
 mod hostile_input;
+mod hostile_trees;
 mod lsp;
 mod html_report;
 mod metrics;

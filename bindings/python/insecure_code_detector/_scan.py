@@ -70,7 +70,9 @@ def find_functions_under(
     says, untracked files unless ``.gitignore`` leaves them out, ``.ignore`` files only
     with ``dot_ignore``, hidden files included, symbolic links never followed) and
     what could not be covered. ``max_file_size``: the largest file read, in bytes (0:
-    16 MiB). A path given that does not exist or cannot be read raises."""
+    16 MiB; at most 32 MiB, the most the parser reads of one file, else
+    ``InvalidArgumentError``). A path given that does not exist or cannot be read
+    raises."""
     encoded = _paths(paths)
     n = len(encoded)
     if not isinstance(max_file_size, int) or not 0 <= max_file_size < 2**64:

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use insecure_code_detector::files::path_from_bytes;
-use insecure_code_detector::report::printable;
-use insecure_code_detector::scan::{FunctionSpan, LineRange};
+use insecure_code_detector::report::printable_path;
+use insecure_code_detector::scan::{lf_line_end_bytes, FunctionSpan, LineRange};
 
 use crate::Failure;
 
@@ -90,8 +90,8 @@ impl ChangedLines {
             if !path.starts_with(&top) {
                 return Err(Failure(format!(
                     "--changed-since {rev}: {} is not in the repository at {}",
-                    printable(&file.display().to_string()),
-                    printable(&top.display().to_string())
+                    printable_path(&file),
+                    printable_path(&top)
                 )));
             }
             match blobs.get(&path) {
@@ -150,13 +150,15 @@ fn next_blob<'a>(output: &'a [u8], id: &str) -> Option<(&'a [u8], &'a [u8])> {
     Some((body, rest))
 }
 
-/// The lines of `new` (1-based ranges) that differ from `old`, lines ending at `\n` as
-/// the scanner counts them. A deletion marks the lines on either side of where it was,
-/// so that the function it was cut from counts as changed.
+/// The lines of `new` (1-based ranges) that differ from `old`, lines ending at an LF or
+/// a lone CR as the scanner counts them ([`lf_line_end_bytes`]). A deletion marks the
+/// lines on either side of where it was, so that the function it was cut from counts
+/// as changed.
 fn changed_ranges(old: &[u8], new: &[u8]) -> Vec<LineRange> {
     if old == new {
         return Vec::new();
     }
+    let (old, new) = (&*lf_line_end_bytes(old), &*lf_line_end_bytes(new));
     let lines = |text: &[u8]| -> Vec<Vec<u8>> {
         text.split_inclusive(|&b| b == b'\n')
             .map(<[u8]>::to_vec)

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use insecure_code_detector::report::printable;
+use insecure_code_detector::report::printable_path;
 use insecure_code_detector::scan::TreeOptions;
 pub use insecure_code_detector::scan::{Found, Gap, GapKind};
 
@@ -18,9 +18,15 @@ pub struct SourceArgs {
     /// Files and directories to scan.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Largest source file read, in bytes; a larger one is skipped and reported. The
-    /// largest C files in common use (SQLite's amalgamation) are about 9 MiB.
-    #[arg(long, default_value_t = TreeOptions::DEFAULT_MAX_FILE_SIZE, value_name = "BYTES")]
+    /// Largest source file read, in bytes, at most 33554432 (32 MiB, for the memory the
+    /// parser's trees take); a larger one is skipped and reported. The largest C files
+    /// in common use (SQLite's amalgamation) are about 9 MiB.
+    #[arg(
+        long,
+        default_value_t = TreeOptions::DEFAULT_MAX_FILE_SIZE,
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1..=TreeOptions::MAX_FILE_SIZE)
+    )]
     pub max_file_size: u64,
     /// Also honour `.ignore` files (as ripgrep does) for untracked files.
     #[arg(long)]
@@ -53,7 +59,7 @@ pub fn find_and_warn(args: &SourceArgs, excludes: Option<&Excludes>) -> Result<F
     if let Some(excludes) = excludes.filter(|_| excluded > 0) {
         eprintln!(
             "icd: note: {excluded} files not scanned: excluded by {}",
-            printable(&excludes.source.display().to_string())
+            printable_path(&excludes.source)
         );
     }
     Ok(found)
@@ -99,7 +105,7 @@ pub fn footer(gaps: &[Gap]) -> String {
     for (settings, n) in not_covered.excluded {
         out += &format!(
             "{n} files not scanned: excluded by {}\n",
-            printable(&settings.display().to_string())
+            printable_path(&settings)
         );
     }
     out

@@ -1,7 +1,7 @@
 //! `icd cache stats` and `icd cache clear`.
 
 use insecure_code_detector::cache::{self, PredictionCache};
-use insecure_code_detector::report::printable;
+use insecure_code_detector::report::{printable, printable_path};
 
 use crate::flags::CacheAction;
 use crate::Failure;
@@ -14,7 +14,7 @@ pub fn run(action: &CacheAction) -> Result<(), Failure> {
     if let Some(warning) = warning {
         eprintln!("icd: warning: {}", printable(&warning));
     }
-    let path = printable(&store.path().display().to_string()).into_owned();
+    let path = printable_path(&store.path()).into_owned();
     match action {
         CacheAction::Stats => {
             let stats = store.stats()?;

@@ -6,7 +6,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use insecure_code_detector::report::printable;
+use insecure_code_detector::files::path_from_text;
+use insecure_code_detector::report::{printable, printable_path};
 use insecure_code_detector::scan::FunctionSpan;
 use insecure_code_detector::{Detector, RobertaConfig};
 
@@ -31,7 +32,7 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     if let Some(path) = &settings.path {
         eprintln!(
             "icd: settings from {}",
-            printable(&path.display().to_string())
+            printable_path(&path)
         );
     }
     let (builder, calibration) = detector_builder(model, &settings)?;
@@ -86,7 +87,7 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
             let at = settings.path.as_deref().unwrap_or(Path::new(settings::FILE_NAME));
             return Err(Failure(format!(
                 "{}: stride is {from_settings}: a settings file may set no stride below a quarter window ({least} tokens), which would classify each token in more than four windows; --stride sets any",
-                printable(&at.display().to_string())
+                printable_path(&at)
             )));
         }
     }
@@ -102,12 +103,12 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         gaps,
     } = find_and_warn(&args.sources, settings.exclude.as_ref())?;
     if let Some(rev) = &args.changed_since {
-        let files: std::collections::BTreeSet<&Path> =
-            functions.iter().map(|(file, _)| Path::new(file)).collect();
-        let files: Vec<&Path> = files.into_iter().collect();
+        let files: std::collections::BTreeSet<PathBuf> =
+            functions.iter().map(|(file, _)| path_from_text(file)).collect();
+        let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
         let changed = ChangedLines::since(rev, &files)?;
         let all = functions.len();
-        functions.retain(|(file, f)| changed.touches(Path::new(file), f));
+        functions.retain(|(file, f)| changed.touches(&path_from_text(file), f));
         eprintln!(
             "icd: {} of {all} functions are on lines changed since {}",
             functions.len(),
@@ -144,7 +145,7 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         eprintln!(
             "icd: {hits} of {} functions from the prediction cache {}{}",
             functions.len(),
-            printable(&cache.path().display().to_string()),
+            printable_path(&cache.path()),
             if misses.is_empty() {
                 "; the model was not loaded"
             } else {

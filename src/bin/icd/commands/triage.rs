@@ -6,7 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use insecure_code_detector::report::printable;
+use insecure_code_detector::files::path_from_text;
+use insecure_code_detector::report::{printable, printable_path};
 use insecure_code_detector::scan::{FunctionSpan, Language, TreeOptions};
 use serde_json::json;
 
@@ -65,12 +66,12 @@ fn functions_under(paths: &[PathBuf]) -> Result<Found, Failure> {
 /// not under `root`.
 fn relative_to(file: &str, root: &Path) -> Result<String, Failure> {
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let (file_at, root_at) = (canonical(Path::new(file)), canonical(root));
+    let (file_at, root_at) = (canonical(&path_from_text(file)), canonical(root));
     let relative = file_at.strip_prefix(&root_at).map_err(|_| {
         Failure(format!(
             "{} is not under {}, the triage file's directory, where scans and `icd triage check` look for it",
             printable(file),
-            printable(&root.display().to_string())
+            printable_path(&root)
         ))
     })?;
     let parts: Vec<String> = relative
@@ -91,7 +92,7 @@ fn named_function(function: &str, root: &Path) -> Result<(String, FunctionSpan),
             .ok_or_else(|| {
                 Failure(format!(
                     "no function under {} has the fingerprint {function} (icd scan --format jsonl gives each function's)",
-                    printable(&root.display().to_string())
+                    printable_path(&root)
                 ))
             });
     }
@@ -138,7 +139,7 @@ fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
     if Language::from_path(&path).is_some() {
         return Err(Failure(format!(
             "{} is a C/C++ source file, not a triage file (TOML, named {FILE_NAME})",
-            printable(&path.display().to_string())
+            printable_path(&path)
         )));
     }
     let text = match path.symlink_metadata() {
@@ -189,7 +190,7 @@ fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
         let at = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
         eprintln!(
             "icd: started the triage file {}: scans read it for paths at or below its directory",
-            printable(&at.display().to_string())
+            printable_path(&at)
         );
     }
     eprintln!(
@@ -200,7 +201,7 @@ fn add(file: Option<&Path>, args: &TriageAddArgs) -> Result<(), Failure> {
         printable(&f.name),
         f.fingerprint,
         args.verdict.name(),
-        printable(&path.display().to_string())
+        printable_path(&path)
     );
     Ok(())
 }
@@ -259,7 +260,7 @@ fn list(triage: &Triage, format: TriageListFormat) -> Result<(), Failure> {
             out + &format!(
                 "{} entries in {}\n",
                 triage.entries.len(),
-                printable(&triage.path.display().to_string())
+                printable_path(&triage.path)
             )
         }
     };
@@ -290,7 +291,7 @@ fn check(triage: &Triage) -> Result<ExitCode, Failure> {
             stale += 1;
             out += &format!(
                 "{entry}: no function under {} has this fingerprint: it changed or was removed since it was triaged\n",
-                printable(&root.display().to_string())
+                printable_path(&root)
             );
         }
         if e.expired(today) {
@@ -348,13 +349,13 @@ fn export(triage: &Triage, paths: &[PathBuf], output: &Path) -> Result<(), Failu
     let rows = positives + negatives;
     let paths_named = paths
         .iter()
-        .map(|p| printable(&p.display().to_string()).into_owned())
+        .map(|p| printable_path(&p).into_owned())
         .collect::<Vec<_>>()
         .join(" ");
     if rows == 0 {
         return Err(Failure(format!(
             "no function under {paths_named} has a true-positive or false-positive entry in {}: nothing to export",
-            printable(&triage.path.display().to_string())
+            printable_path(&triage.path)
         )));
     }
     let mut inputs: Vec<&Path> = found.inputs.iter().map(PathBuf::as_path).collect();
@@ -363,7 +364,7 @@ fn export(triage: &Triage, paths: &[PathBuf], output: &Path) -> Result<(), Failu
     let missing = triage.entries.len() - seen.len();
     eprintln!(
         "icd: {rows} labelled functions ({positives} true-positive, {negatives} false-positive, {expired} of them past their expiry) written to {}; {accepted} accepted-risk left out, {missing} entries not found under {paths_named}",
-        printable(&output.display().to_string())
+        printable_path(&output)
     );
     Ok(())
 }

@@ -21,7 +21,7 @@ pub fn render(
     Ok(match format {
         ScanFormat::Table => table::render(report),
         ScanFormat::Jsonl => jsonl::render(report)?,
-        ScanFormat::Sarif => serde_json::to_string_pretty(&sarif::log(report)?)? + "\n",
+        ScanFormat::Sarif => sarif::render(report)?,
         ScanFormat::Markdown => markdown::render(report, link_base),
         ScanFormat::Junit => junit::render(report),
         ScanFormat::Html => html::render(report),

@@ -9,10 +9,11 @@
 
 use std::path::Path;
 
+use insecure_code_detector::files::path_text;
 use insecure_code_detector::report::sarif_uri;
 use serde_json::{json, Value};
 
-use crate::baseline::BaselineState;
+use crate::baseline::{Baseline, BaselineState};
 use crate::report::{Finding, ScanReport, Verdict};
 use crate::sources::{Gap, GapKind};
 use crate::Failure;
@@ -74,7 +75,7 @@ fn security_severity(probability: f32) -> String {
 fn srcroot() -> Result<(std::path::PathBuf, String), Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| Failure(format!("the current directory, for %SRCROOT%: {e}")))?;
-    let mut uri = sarif_uri(&cwd.display().to_string());
+    let mut uri = sarif_uri(&path_text(&cwd));
     if !uri.ends_with('/') {
         uri.push('/');
     }
@@ -244,7 +245,7 @@ fn suppressions(f: &Finding, root: &Path, triage_file: Option<&Path>) -> Vec<Val
                 "justification": format!("{}: {}", t.verdict.name(), t.reason),
                 "location": {
                     "physicalLocation": {
-                        "artifactLocation": artifact(&file.display().to_string(), root),
+                        "artifactLocation": artifact(&path_text(file), root),
                         "region": { "startLine": t.line }
                     }
                 }
@@ -259,9 +260,76 @@ fn sort_key(f: &Finding) -> (&str, usize, &str, &str) {
     (&f.file, f.start_line, &f.function, &f.fingerprint)
 }
 
+/// The log of [`log`], with the `--baseline` results that are absent now after this
+/// scan's own, as text.
+pub fn render(report: &ScanReport) -> Result<String, Failure> {
+    let log = log(report)?;
+    Ok(serde_json::to_string_pretty(&WithAbsent {
+        log: &log,
+        baseline: report.baseline.as_ref(),
+    })? + "\n")
+}
+
+/// A log whose run's results are followed by a baseline's absent ones, each made as it
+/// is written: a baseline as large as allowed is never held whole as JSON values.
+struct WithAbsent<'a> {
+    log: &'a Value,
+    baseline: Option<&'a Baseline>,
+}
+
+impl serde::Serialize for WithAbsent<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        // `log`'s own shape: {..., "runs": [{..., "results": [...]}]}.
+        struct Results<'a>(&'a Value, Option<&'a Baseline>);
+        impl serde::Serialize for Results<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(None)?;
+                for r in self.0.as_array().into_iter().flatten() {
+                    seq.serialize_element(r)?;
+                }
+                for r in self.1.into_iter().flat_map(Baseline::absent) {
+                    seq.serialize_element(&r)?;
+                }
+                seq.end()
+            }
+        }
+        struct Run<'a>(&'a Value, Option<&'a Baseline>);
+        impl serde::Serialize for Run<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let Some(run) = self.0.as_object() else {
+                    return self.0.serialize(s);
+                };
+                let mut map = s.serialize_map(Some(run.len()))?;
+                for (key, value) in run {
+                    match key.as_str() {
+                        "results" => map.serialize_entry(key, &Results(value, self.1))?,
+                        _ => map.serialize_entry(key, value)?,
+                    }
+                }
+                map.end()
+            }
+        }
+        let Some(log) = self.log.as_object() else {
+            return self.log.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(log.len()))?;
+        for (key, value) in log {
+            match (key.as_str(), value.as_array()) {
+                ("runs", Some(runs)) => {
+                    let runs: Vec<Run> = runs.iter().map(|r| Run(r, self.baseline)).collect();
+                    map.serialize_entry(key, &runs)?
+                }
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        map.end()
+    }
+}
+
 /// SARIF 2.1.0: one result per function at or above the threshold or confirmed (those
 /// suppressed with their suppressions), and one tool notification per part of the tree
-/// that was not covered.
+/// that was not covered. A `--baseline`'s absent results are added by [`render`].
 pub fn log(report: &ScanReport) -> Result<Value, Failure> {
     let (root, root_uri) = srcroot()?;
     let model = report.model_dir.display().to_string();
@@ -273,13 +341,10 @@ pub fn log(report: &ScanReport) -> Result<Value, Failure> {
         .filter(|f| f.verdict != Verdict::Ok)
         .collect();
     reported.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-    let mut results: Vec<Value> = reported
+    let results: Vec<Value> = reported
         .into_iter()
         .map(|f| result(f, &root, &model, triage_file))
         .collect();
-    if let Some(baseline) = &report.baseline {
-        results.extend(baseline.absent());
-    }
     let mut gaps: Vec<&Gap> = report.gaps.iter().collect();
     gaps.sort_by(|a, b| a.file.cmp(&b.file));
     let help = help_text();
@@ -330,7 +395,7 @@ pub fn log(report: &ScanReport) -> Result<Value, Failure> {
                             "text": "The file was not read: a symbolic link (not followed), not a regular file, unreadable, binary, or larger than --max-file-size. Its functions were not classified."
                         },
                         "help": {
-                            "text": "Its functions were not classified. Scan the link's target, make the file readable, or raise --max-file-size."
+                            "text": "Its functions were not classified. Scan the link's target, make the file readable, or raise --max-file-size (up to 32 MiB, the most the parser reads of one file)."
                         },
                         "defaultConfiguration": { "level": "warning" }
                     }, {

@@ -8,6 +8,8 @@ use lsp_types::{
     TextEdit, Uri, WorkspaceEdit,
 };
 
+use insecure_code_detector::scan::lf_line_ends;
+
 use crate::report::{ScanReport, Verdict};
 
 /// The diagnostics' `source`, by which the code action knows its own.
@@ -23,6 +25,8 @@ const SUPPRESSION: &str = "// icd: ignore <reason: why this function is safe>";
 /// A diagnostic per finding (insecure or confirmed) of `report`, on `uri` whose text
 /// is `text`: the function's lines, the top lines as related information.
 pub fn of_report(report: &ScanReport, uri: &Uri, text: &str) -> Vec<Diagnostic> {
+    // Lines as the scanner and LSP count them: a lone CR ends one.
+    let text = lf_line_ends(text);
     let lines: Vec<&str> = text.lines().collect();
     // A line's end, in the UTF-16 code units LSP positions count.
     let end_of = |line: usize| -> Position {
@@ -82,6 +86,7 @@ pub fn of_report(report: &ScanReport, uri: &Uri, text: &str) -> Vec<Diagnostic> 
 /// ignore` comment above the function, indented as its first line, with the
 /// document's line ending.
 pub fn suppress_actions(params: &CodeActionParams, text: &str) -> Vec<CodeActionOrCommand> {
+    let text = lf_line_ends(text);
     let lines: Vec<&str> = text.lines().collect();
     let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let quick_fixes_wanted = params.context.only.as_ref().is_none_or(|only| {

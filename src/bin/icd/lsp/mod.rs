@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{select, Receiver};
 use insecure_code_detector::calibration::Calibration;
+use insecure_code_detector::files::path_text;
 use insecure_code_detector::scan::Exclude;
 use insecure_code_detector::scan::{find_functions, FunctionSpan, Language};
 use insecure_code_detector::{Detector, DetectorBuilder, RobertaConfig};
@@ -450,7 +451,7 @@ impl Server<'_> {
         let Some(document) = self.documents.get(key) else {
             return Ok(());
         };
-        let file = document.path.display().to_string();
+        let file = path_text(&document.path).into_owned();
         let functions: Vec<(String, FunctionSpan)> =
             find_functions(&document.text, document.language)
                 .functions

@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use insecure_code_detector::files::path_from_text;
+
 use crate::Failure;
 
 /// The file's name.
@@ -356,7 +358,7 @@ impl Triage {
         };
         let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         let root = self.files_root.clone().unwrap_or_else(|| self.root());
-        canonical(&root.join(named)) == canonical(Path::new(file))
+        canonical(&root.join(named)) == canonical(&path_from_text(file))
     }
 
     /// The directory its entries' `file`s are relative to, and `triage check` and
