@@ -207,7 +207,9 @@ typedef struct icd_function {
 // One function definition `icd_find_functions_under` found, with its file. Strings
 // are NUL-terminated and owned by the `icd_tree` it came from.
 typedef struct icd_tree_function {
-  // The file, as the walk found it (the path given, joined with the path below it).
+  // The file, as the walk found it (the path given, joined with the path below it),
+  // as text: each byte that is not UTF-8 written `\xHH` (in such a name, or one
+  // holding `\x`, each backslash is doubled).
   const char *file;
   // The file's length in bytes.
   size_t file_len;

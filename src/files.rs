@@ -350,8 +350,7 @@ pub fn path_bytes(text: &str) -> Vec<u8> {
     let mut i = 0;
     while i < bytes.len() {
         let escaped = (bytes[i] == b'\\').then(|| bytes.get(i + 1)).flatten();
-        let hex = || std::str::from_utf8(bytes.get(i + 2..i + 4)?).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (escaped, hex()) {
+        match (escaped, escaped_byte(bytes, i)) {
             (Some(b'\\'), _) => {
                 out.push(b'\\');
                 i += 2;
@@ -367,6 +366,20 @@ pub fn path_bytes(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The byte that `\xHH` at `at` in `text` stands for, as [`path_text`] writes it: two
+/// lowercase hex digits.
+pub(crate) fn escaped_byte(text: &[u8], at: usize) -> Option<u8> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    match text.get(at..at + 4)? {
+        [b'\\', b'x', high, low] => Some(digit(*high)? << 4 | digit(*low)?),
+        _ => None,
+    }
 }
 
 /// The path whose name [`path_text`] wrote.
@@ -393,6 +406,22 @@ pub fn path_from_bytes(bytes: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
 }
 
+/// This library's cache directory, where converted checkpoints, the prediction cache
+/// and CUDA's compiled kernels are kept: `$ICD_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/insecure-code-detector`, else `~/.cache/insecure-code-detector`.
+pub fn cache_dir() -> Option<PathBuf> {
+    env_path("ICD_CACHE_DIR")
+        .or_else(|| env_path("XDG_CACHE_HOME").map(|dir| dir.join("insecure-code-detector")))
+        .or_else(|| env_path("HOME").map(|home| home.join(".cache/insecure-code-detector")))
+}
+
+/// The environment variable `name` as a path, where it is set and not empty.
+pub(crate) fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 /// A path from the bytes a program printed for it (`git ls-files -z`, `git diff`): any
 /// bytes on Unix, UTF-8 (invalid sequences replaced) elsewhere.
 #[cfg(not(unix))]
@@ -407,7 +436,15 @@ mod tests {
     #[test]
     #[cfg(unix)]
     fn path_texts_tell_every_name_apart_and_read_back() {
-        let names: [&[u8]; 7] = [b"a.c", b"caf\xc3\xa9.c", b"a\xff.c", b"a\xfe.c", b"a\\xff.c", b"a\\b.c", b"a\\x\xff\\\\.c"];
+        let names: [&[u8]; 7] = [
+            b"a.c",
+            b"caf\xc3\xa9.c",
+            b"a\xff.c",
+            b"a\xfe.c",
+            b"a\\xff.c",
+            b"a\\b.c",
+            b"a\\x\xff\\\\.c",
+        ];
         let texts: Vec<String> = names
             .iter()
             .map(|n| path_text(&path_from_bytes(n)).into_owned())
@@ -606,20 +643,4 @@ mod tests {
         write_atomically(&fresh, &[], write_text("b")).unwrap();
         assert_eq!(mode(&fresh), 0o600);
     }
-}
-
-/// This library's cache directory, where converted checkpoints, the prediction cache
-/// and CUDA's compiled kernels are kept: `$ICD_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/insecure-code-detector`, else `~/.cache/insecure-code-detector`.
-pub fn cache_dir() -> Option<PathBuf> {
-    env_path("ICD_CACHE_DIR")
-        .or_else(|| env_path("XDG_CACHE_HOME").map(|dir| dir.join("insecure-code-detector")))
-        .or_else(|| env_path("HOME").map(|home| home.join(".cache/insecure-code-detector")))
-}
-
-/// The environment variable `name` as a path, where it is set and not empty.
-pub(crate) fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
 }

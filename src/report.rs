@@ -81,18 +81,15 @@ pub fn unsafe_to_print(c: char) -> bool {
 ///
 /// A backslash is written `\\`, so that the text reads back one way only: a name
 /// holding the characters `\u{1b}` prints as `\\u{1b}`, never as an escaped ESC. The
-/// one exception is a backslash before `x` and two hex digits, which stays: that is how
-/// [`path_text`] writes a byte that is not UTF-8 (`\xff`), and a name holding those
-/// characters has its backslash doubled by `path_text` first (`\\\xff`).
+/// one exception is a backslash before `x` and two lowercase hex digits, which stays:
+/// that is how [`path_text`] writes a byte that is not UTF-8 (`\xff`), and a name
+/// holding those characters has its backslash doubled by `path_text` first (`\\\xff`),
+/// so names print one way each; other text holding `\xff` prints as it is.
 pub fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(|c| c == '\\' || unsafe_to_print(c)) {
         return text.into();
     }
-    let byte_escape = |at: usize| {
-        let hex = text.as_bytes().get(at + 2..at + 4);
-        text.as_bytes().get(at + 1) == Some(&b'x')
-            && hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-    };
+    let byte_escape = |at: usize| crate::files::escaped_byte(text.as_bytes(), at).is_some();
     let mut out = String::with_capacity(text.len() + 8);
     for (at, c) in text.char_indices() {
         match c {

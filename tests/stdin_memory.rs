@@ -120,7 +120,7 @@ fn a_large_baseline_costs_a_few_times_its_size_not_a_parsed_tree() {
     let mut log: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("one.sarif")).unwrap()).unwrap();
     let one = log["runs"][0]["results"][0].to_string();
-    let own = log["runs"][0]["results"][0]["partialFingerprints"]["icdFunctionHash/v2"]
+    let own = log["runs"][0]["results"][0]["partialFingerprints"]["icdFunctionHash/v3"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -73,7 +73,9 @@ pub struct icd_functions {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct icd_tree_function {
-    /// The file, as the walk found it (the path given, joined with the path below it).
+    /// The file, as the walk found it (the path given, joined with the path below it),
+    /// as text: each byte that is not UTF-8 written `\xHH` (in such a name, or one
+    /// holding `\x`, each backslash is doubled).
     pub file: *const c_char,
     /// The file's length in bytes.
     pub file_len: usize,

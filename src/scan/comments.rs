@@ -8,9 +8,10 @@
 //! fingerprints read comments the same way in a file that parses and one that does not.
 //!
 //! Lines end at LF: a lone CR, which ends a line for a compiler, is made an LF before
-//! anything is read ([`lf_line_ends`]). Trigraphs are the one lexical rule that compilers
-//! apply by mode (ISO C before C23 and C++ before C++17 replace them, GNU modes do not),
-//! so a text holding one has two readings: [`trigraph_lines`] finds them.
+//! anything is read ([`lf_line_ends`]). Three lexical rules are applied by compilers by
+//! mode, so a text using one has two readings ([`Dialect`]): trigraphs (replaced in ISO
+//! C before C23 and C++ before C++17, not in GNU modes), and in C digit separators
+//! (C23) and raw strings (a GNU extension).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -25,7 +26,7 @@ pub struct Comment {
 /// Every comment of `source`, in source order. An unterminated `/*` runs to the end
 /// of the source, as it does for a compiler.
 pub fn comments(source: &str) -> Vec<Comment> {
-    lex(source).comments
+    lex(source, Dialect::FIRST).comments
 }
 
 /// What [`lex`] finds, each in source order.
@@ -35,49 +36,205 @@ struct Lexed {
     literals: Vec<Range<usize>>,
     /// Offsets of the `'`s that are digit separators.
     separators: Vec<usize>,
+    /// Raw string literals (`R"x(...)x"`), also among `literals`.
+    raw_strings: Vec<Range<usize>>,
 }
 
-/// `source` as the grammars are to read it, so that they agree with this module and
-/// with a compiler on what is code: inside string and character literals each `/`
-/// becomes `.` (tree-sitter lexes `'/*'` as a quote, a comment to the next `*/` and a
-/// quote), and each digit separator becomes `0` (the C grammar knows none, and reads
-/// `1'000` as the start of a character literal). Same length, same lines, same
-/// structure.
-pub(super) fn grammar_text(source: &str) -> Cow<'_, str> {
-    let lexed = lex(source);
+/// Which of the lexical rules that compilers apply by mode a reading follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Dialect {
+    /// `1'000` is one number (C++14, C23), not a `1` and a character literal.
+    pub(super) digit_separators: bool,
+    /// `R"x(...)x"` is a raw string (C++11, GNU C), not `R` and a string.
+    pub(super) raw_strings: bool,
+}
+
+impl Dialect {
+    /// The reading of C++ and of GNU C with C23's separators: the one taken first.
+    pub(super) const FIRST: Dialect = Dialect {
+        digit_separators: true,
+        raw_strings: true,
+    };
+
+    /// The other reading of C (ISO C11: neither rule); C++ has both in either.
+    pub(super) fn other(language: super::Language) -> Dialect {
+        match language {
+            super::Language::C => Dialect {
+                digit_separators: false,
+                raw_strings: false,
+            },
+            super::Language::Cpp => Dialect::FIRST,
+        }
+    }
+}
+
+/// `source` as the grammars are to read it in `dialect`, so that they agree with this
+/// module and with a compiler on what is code. Each comment becomes blanks (its
+/// newlines kept): tree-sitter would end one elsewhere (at a `*` and `/` split by a
+/// line splice, or inside a literal: `'/*'`), and it reads none inside a `#define`'s
+/// body. Inside string and character literals each `/` becomes `.`, and a backslash
+/// that continues the literal with blanks or a CR before the newline is moved to just
+/// before it. Each digit separator becomes `0` (the C grammar knows none, and reads
+/// `1'000` as the start of a character literal). Same length, same lines.
+pub(super) fn grammar_text(source: &str, dialect: Dialect) -> Cow<'_, str> {
+    let lexed = lex(source, dialect);
     let mut changes: Vec<(usize, u8)> = lexed.separators.iter().map(|&at| (at, b'0')).collect();
     let bytes = source.as_bytes();
-    for literal in &lexed.literals {
+    for comment in &lexed.comments {
         changes.extend(
-            literal
+            comment
+                .bytes
                 .clone()
-                .filter(|&at| bytes[at] == b'/')
-                .map(|at| (at, b'.')),
+                .filter(|&at| bytes[at] != b'\n' && bytes[at] != b' ')
+                .map(|at| (at, b' ')),
         );
     }
+    for literal in &lexed.literals {
+        let mut at = literal.start;
+        while at < literal.end {
+            match bytes[at] {
+                b'/' => changes.push((at, b'.')),
+                b'\\' => {
+                    let newline = splice_end(bytes, at).map(|after| after - 1);
+                    match newline {
+                        Some(newline) if newline > at + 1 => {
+                            changes.push((at, b' '));
+                            changes.extend((at + 1..newline - 1).map(|b| (b, b' ')));
+                            changes.push((newline - 1, b'\\'));
+                            at = newline;
+                        }
+                        // An escape: the next byte is not the literal's end.
+                        _ => at += 1,
+                    }
+                }
+                _ => {}
+            }
+            at += 1;
+        }
+    }
+    replaced(source, changes)
+}
+
+/// For a backslash at `at` that splices two lines (blanks or a CR allowed before the
+/// newline, as GCC allows them), the offset just past the newline.
+fn splice_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut j = at + 1;
+    while j < bytes.len() && matches!(bytes[j], b' ' | b'\t' | b'\r') {
+        j += 1;
+    }
+    (bytes.get(j) == Some(&b'\n')).then_some(j + 1)
+}
+
+/// The offset past any line splices starting at `at`: where the next character the
+/// compiler reads is.
+fn past_splices(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at) == Some(&b'\\') {
+        match splice_end(bytes, at) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    at
+}
+
+/// `source` with the ASCII bytes at the offsets given replaced by other ASCII bytes.
+fn replaced(source: &str, changes: Vec<(usize, u8)>) -> Cow<'_, str> {
     if changes.is_empty() {
         return Cow::Borrowed(source);
     }
-    let mut text = bytes.to_vec();
+    let mut text = source.as_bytes().to_vec();
     for (at, byte) in changes {
         text[at] = byte;
     }
     // ASCII bytes for ASCII bytes keep the text UTF-8.
-    Cow::Owned(String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Cow::Owned(
+        String::from_utf8(text)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
-/// The comments, literals and digit separators of `source`.
-fn lex(source: &str) -> Lexed {
+/// `source` with each trigraph replaced by two spaces and the character it stands for:
+/// the text as ISO modes read it, at the same offsets.
+pub(super) fn trigraphs_replaced(source: &str) -> Cow<'_, str> {
+    let bytes = source.as_bytes();
+    let mut changes = Vec::new();
+    let mut i = 0;
+    while i + 2 < bytes.len() {
+        let meaning = match (bytes[i], bytes[i + 1], bytes[i + 2]) {
+            (b'?', b'?', b'=') => b'#',
+            (b'?', b'?', b'/') => b'\\',
+            (b'?', b'?', b'\'') => b'^',
+            (b'?', b'?', b'(') => b'[',
+            (b'?', b'?', b')') => b']',
+            (b'?', b'?', b'!') => b'|',
+            (b'?', b'?', b'<') => b'{',
+            (b'?', b'?', b'>') => b'}',
+            (b'?', b'?', b'-') => b'~',
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        changes.extend([(i, b' '), (i + 1, b' '), (i + 2, meaning)]);
+        i += 3;
+    }
+    replaced(source, changes)
+}
+
+/// The 0-based lines of `source` whose reading depends on the compiler's mode: those
+/// holding a trigraph (anywhere: `??/` ends a `//` comment's line or escapes a quote),
+/// and in C those holding a digit separator or a raw string.
+pub(super) fn lines_with_two_readings(source: &str, language: super::Language) -> Vec<usize> {
+    let mut offsets = trigraph_offsets(source);
+    if language == super::Language::C {
+        let lexed = lex(source, Dialect::FIRST);
+        offsets.extend(lexed.separators);
+        for raw in lexed.raw_strings {
+            // Every line of the string: the other reading ends it elsewhere.
+            offsets.extend(raw.start..raw.end.min(source.len()));
+        }
+    }
+    offsets.sort_unstable();
+    let bytes = source.as_bytes();
+    let mut lines: Vec<usize> = Vec::new();
+    let (mut line, mut at) = (0, 0);
+    for offset in offsets {
+        line += bytes[at..offset].iter().filter(|&&b| b == b'\n').count();
+        at = offset;
+        if lines.last() != Some(&line) {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// Offsets of the trigraphs of `text`.
+fn trigraph_offsets(text: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    (0..bytes.len().saturating_sub(2))
+        .filter(|&i| {
+            bytes[i] == b'?' && bytes[i + 1] == b'?' && b"=/'()!<>-".contains(&bytes[i + 2])
+        })
+        .collect()
+}
+
+/// The comments, literals and digit separators of `source`, read in `dialect`.
+fn lex(source: &str, dialect: Dialect) -> Lexed {
     let bytes = source.as_bytes();
     let mut found = Vec::new();
     let mut literals = Vec::new();
     let mut separators = Vec::new();
+    let mut raw_strings = Vec::new();
+    // Where the identifier or number the cursor is in started: a `'` after one that
+    // starts like a number is a digit separator.
+    let mut word: Option<usize> = None;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+            // Line splices between the two characters still make a comment.
+            b'/' if bytes.get(past_splices(bytes, i + 1)) == Some(&b'/') => {
                 let start = i;
-                i += 2;
+                i = past_splices(bytes, i + 1) + 1;
                 while i < bytes.len() {
                     match bytes[i] {
                         b'\n' if !continued(bytes, i) => break,
@@ -85,23 +242,37 @@ fn lex(source: &str) -> Lexed {
                     }
                 }
                 found.push(Comment { bytes: start..i });
+                word = None;
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+            b'/' if bytes.get(past_splices(bytes, i + 1)) == Some(&b'*') => {
                 let start = i;
-                i = match source[i + 2..].find("*/") {
-                    Some(at) => i + 2 + at + 2,
-                    None => bytes.len(),
-                };
+                i = block_comment_end(bytes, past_splices(bytes, i + 1) + 1);
                 found.push(Comment { bytes: start..i });
+                word = None;
             }
             b'"' => {
                 let start = i;
-                i = raw_string_end(bytes, i).unwrap_or_else(|| quoted_end(bytes, i, b'"'));
+                let raw = dialect
+                    .raw_strings
+                    .then(|| raw_string_end(bytes, i))
+                    .flatten();
+                i = raw.unwrap_or_else(|| quoted_end(bytes, i, b'"'));
+                if raw.is_some() {
+                    raw_strings.push(start..i);
+                }
                 literals.push(start..i);
+                word = None;
             }
             // A digit separator (C++14 and C23 `1'000'000`) is no character literal;
-            // an encoding prefix (`L'/*'`) is no number.
-            b'\'' if in_number(bytes, i) => {
+            // an encoding prefix (`L'/*'`) is no number, nor is a `'` that no digit or
+            // letter follows.
+            b'\''
+                if dialect.digit_separators
+                    && word.is_some_and(|start| number_starts(bytes, start))
+                    && bytes
+                        .get(i + 1)
+                        .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
                 separators.push(i);
                 i += 1;
             }
@@ -109,29 +280,46 @@ fn lex(source: &str) -> Lexed {
                 let start = i;
                 i = quoted_end(bytes, i, b'\'');
                 literals.push(start..i);
+                word = None;
             }
-            _ => i += 1,
+            b => {
+                if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' {
+                    word.get_or_insert(i);
+                } else {
+                    word = None;
+                }
+                i += 1;
+            }
         }
     }
     Lexed {
         comments: found,
         literals,
         separators,
+        raw_strings,
     }
 }
 
-/// True when the `'` at `at` continues a preprocessing number (`1'000`, `0x1'F`), as a
-/// digit separator: the run of identifier characters and dots before it starts with a
-/// digit, or with a dot and a digit.
-fn in_number(bytes: &[u8], at: usize) -> bool {
-    let mut start = at;
-    while start > 0
-        && (bytes[start - 1].is_ascii_alphanumeric()
-            || matches!(bytes[start - 1], b'_' | b'.' | b'\''))
-    {
-        start -= 1;
+/// Just past the `*/` that closes a block comment whose text starts at `from` (a `*`
+/// and `/` split by line splices close it too), or the end of the text.
+fn block_comment_end(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while i < bytes.len() {
+        if bytes[i] == b'*' {
+            let next = past_splices(bytes, i + 1);
+            if bytes.get(next) == Some(&b'/') {
+                return next + 1;
+            }
+        }
+        i += 1;
     }
-    match bytes[start..at] {
+    bytes.len()
+}
+
+/// Whether the identifier-or-number at `start` is a number: a digit, or a dot and a
+/// digit.
+fn number_starts(bytes: &[u8], start: usize) -> bool {
+    match bytes[start..] {
         [first, ..] if first.is_ascii_digit() => true,
         [b'.', second, ..] => second.is_ascii_digit(),
         _ => false,
@@ -166,31 +354,6 @@ pub fn lf_line_end_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     )
 }
 
-/// The 0-based lines of `text` that hold a trigraph (`??` then one of `=/'()!<>-`),
-/// anywhere: in code, a literal or a comment each has two readings (`??/` at a line's
-/// end continues a `//` comment, inside a literal it escapes the quote).
-pub fn trigraph_lines(text: &str) -> Vec<usize> {
-    let bytes = text.as_bytes();
-    let mut lines = Vec::new();
-    let mut line = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\n' => line += 1,
-            b'?' if bytes.get(i + 1) == Some(&b'?')
-                && bytes.get(i + 2).is_some_and(|b| b"=/'()!<>-".contains(b)) =>
-            {
-                if lines.last() != Some(&line) {
-                    lines.push(line);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    lines
-}
-
 /// True when the newline at `at` is escaped by a backslash (spaces between allowed,
 /// as GCC does, and a CR before the newline).
 fn continued(bytes: &[u8], at: usize) -> bool {
@@ -208,7 +371,9 @@ fn quoted_end(bytes: &[u8], open: usize, quote: u8) -> usize {
     let mut i = open + 1;
     while i < bytes.len() {
         match bytes[i] {
-            b'\\' => i += 2,
+            // A line splice (blanks or a CR allowed before the newline) continues the
+            // literal; any other backslash escapes the next byte.
+            b'\\' => i = splice_end(bytes, i).unwrap_or(i + 2),
             b'\n' => return i,
             b if b == quote => return i + 1,
             _ => i += 1,
@@ -265,24 +430,49 @@ fn raw_string_end(bytes: &[u8], quote: usize) -> Option<usize> {
 /// are kept byte for byte, as their whitespace is part of the program.
 pub fn normalized(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
-    let mut pending_space = false;
+    // Whitespace not yet written: none, a space, or the newline that ends a
+    // preprocessor directive, which is kept (it decides what the directive holds).
+    #[derive(PartialEq, PartialOrd)]
+    enum Pending {
+        None,
+        Space,
+        DirectiveEnd,
+    }
+    let mut pending = Pending::None;
+    let (mut line_start, mut in_directive) = (true, false);
     // `verbatim`: a literal, whose whitespace is kept.
     let mut push = |text: &str, verbatim: bool, out: &mut String| {
         for c in text.chars() {
             if c.is_whitespace() && !verbatim {
-                pending_space = true;
-            } else {
-                if pending_space && !out.is_empty() {
-                    out.push(' ');
+                // A newline ends a directive unless a backslash splices it.
+                if c == '\n' && !out.ends_with('\\') {
+                    if in_directive {
+                        pending = Pending::DirectiveEnd;
+                    }
+                    (line_start, in_directive) = (true, false);
                 }
-                pending_space = false;
+                if pending == Pending::None {
+                    pending = Pending::Space;
+                }
+            } else {
+                if line_start {
+                    in_directive = c == '#';
+                    line_start = false;
+                }
+                match pending {
+                    _ if out.is_empty() => {}
+                    Pending::DirectiveEnd => out.push('\n'),
+                    Pending::Space => out.push(' '),
+                    Pending::None => {}
+                }
+                pending = Pending::None;
                 out.push(c);
             }
         }
     };
     let Lexed {
         comments, literals, ..
-    } = lex(source);
+    } = lex(source, Dialect::FIRST);
     // Comments and literals never overlap: one merged pass in source order.
     let mut spans: Vec<(Range<usize>, bool)> = comments
         .into_iter()
@@ -365,10 +555,65 @@ mod tests {
     }
 
     #[test]
-    fn trigraphs_are_found_wherever_they_are() {
+    fn lines_with_two_readings_are_found_wherever_they_are() {
+        use crate::scan::Language;
         let text = "a ??= b\n// x ??/\nplain ?? ?\n\"??/\" ??<\n";
-        assert_eq!(trigraph_lines(text), [0, 1, 3]);
-        assert!(trigraph_lines("a ?? b ?? c").is_empty());
+        assert_eq!(lines_with_two_readings(text, Language::Cpp), [0, 1, 3]);
+        assert!(lines_with_two_readings("a ?? b ?? c", Language::C).is_empty());
+        // In C, digit separators and raw strings too; in C++ they have one reading.
+        let text = "int a = 1'000;\nint b;\nconst char *r = R\"x(\n)x\";\n";
+        assert_eq!(lines_with_two_readings(text, Language::C), [0, 2, 3]);
+        assert!(lines_with_two_readings(text, Language::Cpp).is_empty());
+        assert_eq!(trigraphs_replaced("\"??/\" ??=x ??"), "\"  \\\"   #x ??");
+    }
+
+    #[test]
+    fn separators_need_a_digit_or_letter_after_them_and_cost_linear_time() {
+        // `1'/*'`: a `1` and a character literal in every mode.
+        assert_eq!(texts("x(1'/*'); int f; y(1'*/');"), Vec::<&str>::new());
+        let many = format!("int x = 1{};", "'1".repeat(200_000));
+        let started = std::time::Instant::now();
+        assert!(texts(&many).is_empty());
+        assert!(started.elapsed().as_secs() < 2, "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn line_splices_join_comment_markers_and_continue_literals() {
+        // `*\` then `/` on the next line closes the comment, as it does for a compiler.
+        assert_eq!(
+            texts("/* a *\\\n/ int f; /* b */"),
+            ["/* a *\\\n/", "/* b */"]
+        );
+        assert_eq!(texts("/\\\n* c */ x"), ["/\\\n* c */"]);
+        // A backslash, blanks and a newline (or CR LF) continue a literal.
+        for splice in ["\\ \n", "\\\r\n", "\\\t \r\n"] {
+            let source = format!("s = \"x{splice}/*\"; int f; t = \"*/\";");
+            assert!(texts(&source).is_empty(), "{source:?}");
+            let text = grammar_text(&source, Dialect::FIRST);
+            assert!(
+                !text.contains("/*") && text.len() == source.len(),
+                "{text:?}"
+            );
+        }
+        // The grammars see blanks for comments, newlines kept.
+        assert_eq!(
+            grammar_text("a /* b\n c */ d // e", Dialect::FIRST),
+            "a     \n      d     "
+        );
+    }
+
+    #[test]
+    fn normalized_text_keeps_the_newline_that_ends_a_directive() {
+        // Moving a newline in or out of a directive changes what it holds.
+        let inside = normalized("int f(void) {\n#define X g();\n  return 0;\n}");
+        let outside = normalized("int f(void) {\n#define X\ng();\n  return 0;\n}");
+        assert_ne!(inside, outside);
+        assert_eq!(outside, "int f(void) { #define X\ng(); return 0; }");
+        // A spliced newline and the layout around a directive do not count.
+        assert_eq!(
+            normalized("int f(void) {\n  #define X a \\\n b\n\n  return 0; }"),
+            normalized("int f(void) {\n #define X a \\\n   b\n return 0; }")
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::FunctionSpan;
 /// order: each body that could hold one (it has a `(` and a `{`) is parsed on its own,
 /// at its place in `source` (tree-sitter's included ranges, so offsets and lines are
 /// the file's). A definition with syntax errors inside (token pasting, `#` operators)
-/// is still one. A body that holds none (`do { ... } while (0)`) adds nothing: it is
+/// is still one, unless its body is left open. A body that holds none (`do { ... } while (0)`) adds nothing: it is
 /// read where the macro is used. The caller's last use of `parser`.
 pub(super) fn read(parser: &mut Parser, root: Node<'_>, source: &str) -> Vec<FunctionSpan> {
     let mut found = Vec::new();
@@ -23,7 +23,7 @@ pub(super) fn read(parser: &mut Parser, root: Node<'_>, source: &str) -> Vec<Fun
             .then(|| node.child_by_field_name("value"))
             .flatten();
         match body {
-            Some(body) => read_body(parser, body, source, &mut found),
+            Some(body) => read_body(parser, body, node, source, &mut found),
             None if cursor.goto_first_child() => continue,
             None => {}
         }
@@ -38,25 +38,53 @@ pub(super) fn read(parser: &mut Parser, root: Node<'_>, source: &str) -> Vec<Fun
     found
 }
 
-fn read_body(parser: &mut Parser, body: Node<'_>, source: &str, found: &mut Vec<FunctionSpan>) {
-    let text = &source[body.byte_range()];
+/// Reads the `body` of `define` up to the end of the directive, not of tree-sitter's
+/// `preproc_arg`, which stops before a comment in the body.
+fn read_body(
+    parser: &mut Parser,
+    body: Node<'_>,
+    define: Node<'_>,
+    source: &str,
+    found: &mut Vec<FunctionSpan>,
+) {
+    let end = define.end_byte();
+    let end = source[..end]
+        .strip_suffix('\n')
+        .map_or(end, |s| s.strip_suffix('\r').unwrap_or(s).len());
+    let Some(text) = source.get(body.start_byte()..end) else {
+        return;
+    };
     if !(text.contains('(') && text.contains('{')) {
         return;
     }
+    // The end's row and column, counted within the directive.
+    let directive = &source.as_bytes()[define.start_byte()..end];
+    let end_point = tree_sitter::Point {
+        row: define.start_position().row + directive.iter().filter(|&&b| b == b'\n').count(),
+        column: match directive.iter().rposition(|&b| b == b'\n') {
+            Some(n) => directive.len() - n - 1,
+            None => define.start_position().column + directive.len(),
+        },
+    };
     let range = Range {
         start_byte: body.start_byte(),
-        end_byte: body.end_byte(),
+        end_byte: end,
         start_point: body.start_position(),
-        end_point: body.end_position(),
+        end_point,
     };
     if parser.set_included_ranges(&[range]).is_err() {
         return;
     }
     if let Some(tree) = parser.parse(source, None) {
+        // A body that opens a definition and leaves it to other macros to close
+        // (`#define BEGIN(n) int n(void) {`) holds none.
+        // A body that opens a definition and leaves it to other macros to close
+        // (`#define BEGIN(n) int n(void) {`) holds none.
         found.extend(
             collect(tree.root_node(), source)
                 .into_iter()
-                .map(|d| d.span),
+                .map(|d| d.span)
+                .filter(|f| f.code.trim_end().ends_with('}')),
         );
     }
 }

@@ -22,7 +22,6 @@ mod tree;
 pub use comments::{lf_line_end_bytes, lf_line_ends};
 pub use tree::{find_functions_under, Exclude, Found, Gap, GapKind, TreeOptions};
 
-use std::borrow::Cow;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -290,18 +289,31 @@ const ITEM_KINDS: &[&str] = &[
 /// ```
 pub fn find_functions(source: &str, language: Language) -> ScanResult {
     let source = &*comments::lf_line_ends(source);
-    let grammar_text = comments::grammar_text(source);
-    let mut result = find_definitions(&grammar_text, language);
-    if matches!(grammar_text, Cow::Owned(_)) {
-        for f in &mut result.functions {
-            f.code = source
-                .get(f.start_byte..f.end_byte)
-                .unwrap_or_default()
-                .to_owned();
-        }
+    let mut result = find_definitions(
+        &comments::grammar_text(source, comments::Dialect::FIRST),
+        language,
+    );
+    // Where the compiler's mode decides what is code, the other reading's definitions
+    // too, each kept unless it overlaps one of the first reading.
+    let two_readings = comments::lines_with_two_readings(source, language);
+    if !two_readings.is_empty() {
+        let iso = comments::trigraphs_replaced(source);
+        let other = find_definitions(
+            &comments::grammar_text(&iso, comments::Dialect::other(language)),
+            language,
+        );
+        result = with_definitions(result, other.functions);
     }
-    annotate(&mut result.functions, source);
-    add_unparsed_rows(&mut result, comments::trigraph_lines(source));
+    // Each reading's text differs from the source in its literals: the code is the
+    // source's.
+    for f in &mut result.functions {
+        f.code = source
+            .get(f.start_byte..f.end_byte)
+            .unwrap_or_default()
+            .to_owned();
+    }
+    annotate(&mut result.functions, source, &two_readings);
+    add_unparsed_rows(&mut result, two_readings);
     result
 }
 
@@ -333,16 +345,33 @@ fn line_ranges(rows: impl IntoIterator<Item = usize>) -> Vec<LineRange> {
     ranges
 }
 
+/// Whether sorted `rows` hold one in `first..=last`.
+fn any_within(rows: &[usize], first: usize, last: usize) -> bool {
+    rows.get(rows.partition_point(|&r| r < first))
+        .is_some_and(|&r| r <= last)
+}
+
 /// Sets each function's [`FunctionSpan::suppressed`] and [`FunctionSpan::fingerprint`].
-fn annotate(functions: &mut [FunctionSpan], source: &str) {
-    // The lines (1-based) holding the marker inside a comment.
-    let newlines: Vec<usize> = source.match_indices('\n').map(|(at, _)| at).collect();
+/// `two_readings`: the 0-based lines whose reading depends on the compiler's mode.
+fn annotate(functions: &mut [FunctionSpan], source: &str, two_readings: &[usize]) {
+    let line_of = {
+        let newlines: Vec<usize> = source.match_indices('\n').map(|(at, _)| at).collect();
+        move |offset: usize| newlines.partition_point(|&n| n < offset)
+    };
+    // The lines (1-based) holding the marker inside a comment. A comment on a line
+    // with two readings may be no comment in the other: its marker does not count.
     let mut marked_lines = std::collections::BTreeSet::new();
     for comment in comments::comments(source) {
+        if any_within(
+            two_readings,
+            line_of(comment.bytes.start),
+            line_of(comment.bytes.end),
+        ) {
+            continue;
+        }
         let text = &source[comment.bytes.clone()];
         for (at, _) in text.match_indices(SUPPRESSION_MARKER) {
-            let offset = comment.bytes.start + at;
-            marked_lines.insert(1 + newlines.partition_point(|&n| n < offset));
+            marked_lines.insert(1 + line_of(comment.bytes.start + at));
         }
     }
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
@@ -352,11 +381,11 @@ fn annotate(functions: &mut [FunctionSpan], source: &str) {
         let mut hash = Sha256::new();
         hash.update(f.name.as_bytes());
         hash.update(b"\n");
-        // Under trigraphs a comment may end elsewhere (`??/`): such a function's
-        // every byte counts.
-        match comments::trigraph_lines(&f.code).is_empty() {
-            true => hash.update(comments::normalized(&f.code).as_bytes()),
-            false => hash.update(f.code.as_bytes()),
+        // Where the mode decides what a comment is (`??/` continues one), such a
+        // function's every byte counts.
+        match any_within(two_readings, f.start_line - 1, f.end_line - 1) {
+            false => hash.update(comments::normalized(&f.code).as_bytes()),
+            true => hash.update(f.code.as_bytes()),
         }
         let digest: String = hash.finalize()[..16]
             .iter()
@@ -405,7 +434,7 @@ fn find_definitions(source: &str, language: Language) -> ScanResult {
             had_syntax_errors: false,
             unparsed_lines: Vec::new(),
         };
-        return with_macro_bodies(result, macro_bodies::read(&mut parser, root, source));
+        return with_definitions(result, macro_bodies::read(&mut parser, root, source));
     }
 
     // Readings: one per branch selection of its conditionals, then the file as written
@@ -485,11 +514,12 @@ fn find_definitions(source: &str, language: Language) -> ScanResult {
         had_syntax_errors: true,
         unparsed_lines,
     };
-    with_macro_bodies(result, macro_bodies::read(&mut parser, root, source))
+    with_definitions(result, macro_bodies::read(&mut parser, root, source))
 }
 
-/// `result` with the definitions in `#define` bodies that overlap none of its own.
-fn with_macro_bodies(mut result: ScanResult, functions: Vec<FunctionSpan>) -> ScanResult {
+/// `result` with the `functions` (of `#define` bodies, or another reading) that overlap
+/// none of its own.
+fn with_definitions(mut result: ScanResult, functions: Vec<FunctionSpan>) -> ScanResult {
     if functions.is_empty() {
         return result;
     }
@@ -500,7 +530,7 @@ fn with_macro_bodies(mut result: ScanResult, functions: Vec<FunctionSpan>) -> Sc
         .into_iter()
         .filter(|f| {
             let next = kept.partition_point(|g| g.end_byte <= f.start_byte);
-            !kept.get(next).is_some_and(|g| g.start_byte < f.end_byte)
+            kept.get(next).is_none_or(|g| g.start_byte >= f.end_byte)
         })
         .collect();
     result.functions.extend(added);
@@ -576,7 +606,13 @@ mod tests {
         let result = find_functions(&source, Language::C);
         assert!(result.functions.is_empty() && result.had_syntax_errors);
         let lines = source.lines().count();
-        assert_eq!(result.unparsed_lines, [LineRange { start_line: 1, end_line: lines }]);
+        assert_eq!(
+            result.unparsed_lines,
+            [LineRange {
+                start_line: 1,
+                end_line: lines
+            }]
+        );
         // Parsed, it would take seconds and gigabytes.
         assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
     }

@@ -89,7 +89,8 @@ struct Source {
 /// Part of the tree a scan did not cover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
-    /// The file, as the walk found it.
+    /// The file, as the walk found it, as [`path_text`] writes it (a byte that is not
+    /// UTF-8 as `\xHH`).
     pub file: String,
     /// What was not covered.
     pub kind: GapKind,
@@ -115,7 +116,7 @@ impl Gap {
             GapKind::Skipped(reason) => format!("{file} was not scanned: {reason}"),
             GapKind::Excluded(settings) => format!(
                 "{file} was not scanned: excluded by {}",
-                printable_path(&settings)
+                printable_path(settings)
             ),
             GapKind::Unparsed(lines) => {
                 let count: usize = lines.iter().map(|r| r.end_line - r.start_line + 1).sum();
@@ -154,7 +155,7 @@ impl Gap {
 /// What a search of the sources found.
 #[derive(Debug, Clone, Default)]
 pub struct Found {
-    /// Every function definition, with its file, in file order.
+    /// Every function definition, with its file ([`path_text`]), in file order.
     pub functions: Vec<(String, FunctionSpan)>,
     /// The files read: the command's inputs.
     pub inputs: Vec<PathBuf>,

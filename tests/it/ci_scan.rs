@@ -421,7 +421,7 @@ fn sarif_passes_github_rules_and_is_the_same_every_run() {
     );
     assert_eq!(
         result["partialFingerprints"]["primaryLocationLineHash"],
-        result["partialFingerprints"]["icdFunctionHash/v2"]
+        result["partialFingerprints"]["icdFunctionHash/v3"]
     );
     let severity: f64 = result["properties"]["security-severity"]
         .as_str()

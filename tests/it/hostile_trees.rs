@@ -93,12 +93,41 @@ const DISAGREEMENTS: &[(&str, &str)] = &[
         "#define HIDE int evil(char *s) \\\n  { return s[1]; }\nHIDE\n",
     ),
     (
+        "separator-before-a-comment-opener.c",
+        "#define S(x) #x\nconst char *p = S(1'/*');\nint evil(char *s) { return s[0]; }\nconst char *q = S(1'*/');\n",
+    ),
+    (
+        "string-continued-after-blanks.c",
+        "const char *m = \"x\\ \n/*\";\nint evil(char *s) { return s[0]; }\nconst char *n = \"*/\";\n",
+    ),
+    (
+        "string-continued-by-crlf.c",
+        "const char *m = \"x\\\r\n/*\";\r\nint evil(char *s) { return s[0]; }\r\nconst char *n = \"*/\";\r\n",
+    ),
+    (
+        "comment-closed-across-a-splice.c",
+        "int a(void) { return 0; }\n/* note *\\\n/\nint evil(char *s) { return s[0]; }\n/* end */\n",
+    ),
+    (
+        "comment-in-a-define-body.c",
+        "#define HIDE int evil(char *s) { return s[1]; /* copy */ }\nHIDE\n",
+    ),
+    (
         "trigraph-escaped-quote.c",
         "const char *s = \"??/\";\nint evil(void) { return 4; } /* \"; */\n",
     ),
     (
         "trigraph-continued-comment.c",
         "int a(void) { return 0; } // note ??/\nint evil(void) { return 5; }\n",
+    ),
+    (
+        "trigraph-hides-the-next-line.c",
+        "const char *s = \"??/\" /* \";\nint evil(char *s) { return s[0]; }\n// */ ;\n",
+    ),
+    (
+        "raw-string-in-c.c",
+        // C11: `R` and a string; GNU C: a raw string running past the next line.
+        "#define R sizeof(\n#define x +\nconst char *v = R\"x(\")x\" /* \";\nint evil(char *s) { return s[0]; }\n/* */ ;\n",
     ),
 ];
 
@@ -115,9 +144,10 @@ fn the_scanner_sees_every_function_the_compiler_builds_or_reports_a_gap() {
             .collect();
         let out = icd(tmp.path(), &["functions", name]);
         let gap = String::from_utf8_lossy(&out.stderr).contains("could not be parsed");
-        // Trigraphs alone have two readings (GNU modes read none, ISO C11 replaces
-        // them): the scanner must report their lines. Elsewhere it must agree.
-        let two_readings = name.starts_with("trigraph");
+        // Trigraphs, and in C raw strings, have two readings (GNU modes read no
+        // trigraphs and C11 no raw strings): the scanner must report their lines, and
+        // still list what either reading builds. Elsewhere it must agree, gap or not.
+        let two_readings = name.starts_with("trigraph") || name.starts_with("raw-string");
         let mut modes = 0;
         for std in ["gnu11", "c11"] {
             let Some(built) = compiled_functions(&file, std) else {
@@ -126,7 +156,7 @@ fn the_scanner_sees_every_function_the_compiler_builds_or_reports_a_gap() {
             modes += 1;
             let missed: Vec<&String> = built.difference(&listed).collect();
             assert!(
-                missed.is_empty() || (two_readings && gap),
+                missed.is_empty(),
                 "{name} (-std={std}): the compiler builds {missed:?}, icd lists {listed:?}"
             );
         }
@@ -166,45 +196,60 @@ fn fingerprints(dir: &Path, file: &str) -> Vec<(String, String)> {
 fn code_the_compiler_sees_changes_the_fingerprint_and_the_baseline_verdict() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let before = "int copy(char *buf, const char *s)\n{\n    return buf[0] + s[0];\n}\n";
-    std::fs::write(dir.join("f.c"), before).unwrap();
-    let baseline = dir.join("base.sarif");
     let model = fixture("roberta-2-labels").display().to_string();
-    let out = icd(
-        dir,
-        &[
-            "--model",
-            &model,
-            "scan",
-            "f.c",
-            "--threshold",
-            "0",
-            "--format",
-            "sarif",
-            "-o",
-            "base.sarif",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let original = fingerprints(dir, "f.c");
-    // Each hides code from a reader that ends lines at LF only, or opens comments
-    // inside literals, or reads no trigraphs.
-    let edits = [
-        "    return buf[0] + s[0]; // note\r strcpy(buf, s); system(s);\n",
-        "    return buf[0] + s[0] + L'/*'; strcpy(buf, s); L'*/';\n",
-        "    return buf[0] + s[0] + \"??/\" /* \"; strcpy(buf, s); // */;\n",
+    // Each base already holds the construct; each edit adds only code that a reader
+    // fooled by it would take for a comment, or moves a directive's end.
+    let plain = "int copy(char *buf, const char *s)\n{\n    int w = L'/*';\n    return buf[0] + s[0] + w; // note\n    /* end *\\\n/\n#define UNUSED strcpy(buf, s);\n}\n";
+    let trigraph = "int copy(char *buf, const char *s)\n{\n    const char *t = \"??/\" /* \";\n    return buf[0] + t[0];\n}\n";
+    let cases = [
+        // After a lone CR that ends the line comment.
+        (plain, "// note\n", "// note\r strcpy(buf, s); system(s);\n"),
+        // Between `L'/*'` and a later `*/`.
+        (
+            plain,
+            "int w = L'/*';\n",
+            "int w = L'/*'; strcpy(buf, s); /* */\n",
+        ),
+        // After a comment closed across a line splice.
+        (plain, "/\n#define", "/ strcpy(buf, s);\n#define"),
+        // Out of a directive, into the function's code.
+        (plain, "UNUSED strcpy", "UNUSED\nstrcpy"),
+        // Inside what is a string under trigraphs.
+        (
+            trigraph,
+            "\"??/\" /* \";",
+            "\"??/\" /* \"; strcpy(buf, s); /* */",
+        ),
     ];
-    for edit in edits {
-        let after = before.replace("    return buf[0] + s[0];\n", edit);
-        std::fs::write(dir.join("f.c"), &after).unwrap();
+    for (base, from, to) in cases {
+        std::fs::write(dir.join("f.c"), base).unwrap();
+        let out = icd(
+            dir,
+            &[
+                "--model",
+                &model,
+                "scan",
+                "f.c",
+                "--threshold",
+                "0",
+                "--format",
+                "sarif",
+                "-o",
+                "base.sarif",
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let original = fingerprints(dir, "f.c");
+        assert!(base.contains(from), "{from:?}");
+        std::fs::write(dir.join("f.c"), base.replacen(from, to, 1)).unwrap();
         let now = fingerprints(dir, "f.c");
-        assert_eq!(now.len(), 1, "{edit:?}: {now:?}");
-        assert_ne!(now, original, "{edit:?} kept the fingerprint");
+        assert_eq!(now.len(), 1, "{to:?}: {now:?}");
+        assert_ne!(now, original, "{to:?} kept the fingerprint");
         let scan = icd(
             dir,
             &[
@@ -217,15 +262,20 @@ fn code_the_compiler_sees_changes_the_fingerprint_and_the_baseline_verdict() {
                 "--format",
                 "jsonl",
                 "--baseline",
-                &baseline.display().to_string(),
+                "base.sarif",
             ],
         );
         let rows = jsonl(&scan);
-        assert_eq!(rows[0]["verdict"], "insecure", "{edit:?}: {rows:?}");
+        assert_eq!(rows[0]["verdict"], "insecure", "{to:?}: {rows:?}");
         assert_eq!(scan.status.code(), Some(1));
     }
-    // A comment's own edits still keep it.
-    std::fs::write(dir.join("f.c"), before.replace("{\n", "{ /* reviewed */\n")).unwrap();
+    // A comment's own edits and the layout still keep it.
+    std::fs::write(dir.join("f.c"), plain).unwrap();
+    let original = fingerprints(dir, "f.c");
+    let edited = plain
+        .replace("{\n", "{ /* reviewed */\n")
+        .replace("    return", "\treturn  ");
+    std::fs::write(dir.join("f.c"), edited).unwrap();
     assert_eq!(fingerprints(dir, "f.c"), original);
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 from typing import Iterable, List, Optional, Union
 
 from ._errors import InvalidArgumentError
@@ -47,11 +48,13 @@ def find_functions(source: Union[str, bytes], language: str = "c") -> List[Funct
     handle = ctypes.c_void_p()
     error = ctypes.c_void_p()
     _check(lib.icd_find_functions(data, len(data), _LANGUAGE[language], ctypes.byref(handle), ctypes.byref(error)), error)
+    # The library reads a lone CR as a line end (as compilers do), an LF in `code`.
+    text = _LONE_CR.sub(b"\n", data)
     try:
         count = ctypes.c_size_t()
         items = lib.icd_functions_items(handle, ctypes.byref(count))
         return [
-            _function(f, data[f.start_byte : f.end_byte].decode("utf-8"), language=language)
+            _function(f, text[f.start_byte : f.end_byte].decode("utf-8"), language=language)
             for f in (items[i] for i in range(count.value))
         ]
     finally:
@@ -59,6 +62,9 @@ def find_functions(source: Union[str, bytes], language: str = "c") -> List[Funct
 
 
 _LANGUAGE_NAMES = {number: name for name, number in _LANGUAGE.items()}
+
+# A CR not followed by LF.
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 def find_functions_under(

@@ -100,7 +100,9 @@ class Function:
     """A hash of its name and text without comments or whitespace, then ``:N`` among
     equal ones in the source: the same across moves and edits elsewhere (``icd scan``'s)."""
     file: Optional[str] = None
-    """Its file, from :func:`find_functions_under` (as the walk found it)."""
+    """Its file, from :func:`find_functions_under` (as the walk found it; each byte that is
+    not UTF-8 written ``\\xHH``, and in such a name, or one holding ``\\x``, each backslash
+    doubled)."""
     language: Optional[str] = None
     """``"c"`` or ``"cpp"``: how it was parsed."""
 

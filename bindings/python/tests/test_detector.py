@@ -270,6 +270,18 @@ def test_find_functions_reports_suppressions_fingerprints_and_errors():
         icd.find_functions(b"int f(void) { return '\xff'; }")
 
 
+def test_find_functions_reads_a_lone_cr_as_a_line_end_as_the_library_does(tmp_path):
+    # A compiler ends the `//` comment at the CR: `hidden` is code, on line 2.
+    source = "int decoy(void) { return 0; } // note\rint hidden(void) { return 1; }\n"
+    found = icd.find_functions(source)
+    assert [(f.name, f.start_line) for f in found] == [("decoy", 1), ("hidden", 2)]
+    assert found[1].code == "int hidden(void) { return 1; }"
+    # The code and fingerprint agree with a scan of the same text as a file.
+    (tmp_path / "f.c").write_bytes(source.encode())
+    tree = icd.find_functions_under(tmp_path)
+    assert [(f.code, f.fingerprint) for f in tree.functions] == [(f.code, f.fingerprint) for f in found]
+
+
 def test_an_installed_package_loads_its_own_library():
     """Run against an installed wheel (ICD_EXPECT_BUNDLED_LIBRARY=1, as scripts/test does
     from outside the checkout): the library loaded is the one inside the package."""

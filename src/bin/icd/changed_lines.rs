@@ -41,11 +41,7 @@ impl ChangedLines {
             )));
         }
         let top = git(&["rev-parse", "--show-toplevel"], None, rev)?;
-        let top = PathBuf::from(
-            String::from_utf8_lossy(&top)
-                .trim_end_matches('\n')
-                .to_owned(),
-        );
+        let top = path_from_bytes(top.strip_suffix(b"\n").unwrap_or(&top));
         let top = canonical(&top);
         let tree = git(
             &[
@@ -90,7 +86,7 @@ impl ChangedLines {
             if !path.starts_with(&top) {
                 return Err(Failure(format!(
                     "--changed-since {rev}: {} is not in the repository at {}",
-                    printable_path(&file),
+                    printable_path(file),
                     printable_path(&top)
                 )));
             }

@@ -105,7 +105,7 @@ pub fn footer(gaps: &[Gap]) -> String {
     for (settings, n) in not_covered.excluded {
         out += &format!(
             "{n} files not scanned: excluded by {}\n",
-            printable_path(&settings)
+            printable_path(settings)
         );
     }
     out

@@ -14,7 +14,7 @@ pub fn run(action: &CacheAction) -> Result<(), Failure> {
     if let Some(warning) = warning {
         eprintln!("icd: warning: {}", printable(&warning));
     }
-    let path = printable_path(&store.path()).into_owned();
+    let path = printable_path(store.path()).into_owned();
     match action {
         CacheAction::Stats => {
             let stats = store.stats()?;

@@ -32,7 +32,7 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
     if let Some(path) = &settings.path {
         eprintln!(
             "icd: settings from {}",
-            printable_path(&path)
+            printable_path(path)
         );
     }
     let (builder, calibration) = detector_builder(model, &settings)?;
@@ -87,7 +87,7 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
             let at = settings.path.as_deref().unwrap_or(Path::new(settings::FILE_NAME));
             return Err(Failure(format!(
                 "{}: stride is {from_settings}: a settings file may set no stride below a quarter window ({least} tokens), which would classify each token in more than four windows; --stride sets any",
-                printable_path(&at)
+                printable_path(at)
             )));
         }
     }
@@ -145,7 +145,7 @@ pub fn run(model: &ModelArgs, args: &ScanArgs) -> Result<ExitCode, Failure> {
         eprintln!(
             "icd: {hits} of {} functions from the prediction cache {}{}",
             functions.len(),
-            printable_path(&cache.path()),
+            printable_path(cache.path()),
             if misses.is_empty() {
                 "; the model was not loaded"
             } else {

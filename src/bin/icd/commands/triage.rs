@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use insecure_code_detector::files::path_from_text;
+use insecure_code_detector::files::{path_from_text, path_text};
 use insecure_code_detector::report::{printable, printable_path};
 use insecure_code_detector::scan::{FunctionSpan, Language, TreeOptions};
 use serde_json::json;
@@ -71,12 +71,12 @@ fn relative_to(file: &str, root: &Path) -> Result<String, Failure> {
         Failure(format!(
             "{} is not under {}, the triage file's directory, where scans and `icd triage check` look for it",
             printable(file),
-            printable_path(&root)
+            printable_path(root)
         ))
     })?;
     let parts: Vec<String> = relative
         .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .map(|c| path_text(Path::new(c.as_os_str())).into_owned())
         .collect();
     Ok(parts.join("/"))
 }
@@ -92,7 +92,7 @@ fn named_function(function: &str, root: &Path) -> Result<(String, FunctionSpan),
             .ok_or_else(|| {
                 Failure(format!(
                     "no function under {} has the fingerprint {function} (icd scan --format jsonl gives each function's)",
-                    printable_path(&root)
+                    printable_path(root)
                 ))
             });
     }
@@ -349,7 +349,7 @@ fn export(triage: &Triage, paths: &[PathBuf], output: &Path) -> Result<(), Failu
     let rows = positives + negatives;
     let paths_named = paths
         .iter()
-        .map(|p| printable_path(&p).into_owned())
+        .map(|p| printable_path(p).into_owned())
         .collect::<Vec<_>>()
         .join(" ");
     if rows == 0 {
@@ -364,7 +364,7 @@ fn export(triage: &Triage, paths: &[PathBuf], output: &Path) -> Result<(), Failu
     let missing = triage.entries.len() - seen.len();
     eprintln!(
         "icd: {rows} labelled functions ({positives} true-positive, {negatives} false-positive, {expired} of them past their expiry) written to {}; {accepted} accepted-risk left out, {missing} entries not found under {paths_named}",
-        printable_path(&output)
+        printable_path(output)
     );
     Ok(())
 }

@@ -257,7 +257,9 @@ fn link(base: Option<&str>, file: &str) -> Option<String> {
         return None;
     }
     let base = base.map_or(String::new(), |b| utf8_percent_encode(b, BASE_ENCODED).to_string());
-    Some(base + &utf8_percent_encode(path, PATH_KEPT).to_string())
+    // The name's own bytes, where `path_text` wrote some as `\xHH`.
+    let bytes = insecure_code_detector::files::path_bytes(path);
+    Some(base + &percent_encoding::percent_encode(&bytes, PATH_KEPT).to_string())
 }
 
 #[cfg(test)]
@@ -283,6 +285,9 @@ mod tests {
             link(Some("https://x.example/blob/1/"), "src/[x](y).c").unwrap(),
             "https://x.example/blob/1/src/%5Bx%5D%28y%29.c"
         );
+        // A byte that is not UTF-8 links to that byte, a backslash to a backslash.
+        assert_eq!(link(None, "./a\\xff.c").unwrap(), "a%FF.c");
+        assert_eq!(link(None, "./a\\\\xff.c").unwrap(), "a%5Cxff.c");
         assert_eq!(link(None, "/etc/x.c"), None);
         assert_eq!(link(None, "../x.c"), None);
         assert_eq!(

@@ -31,7 +31,7 @@ const SRCROOT: &str = "SRCROOT";
 
 /// The `partialFingerprints` key of [`Finding::fingerprint`]; its version changes
 /// whenever the fingerprint's definition does.
-pub const FINGERPRINT_KEY: &str = "icdFunctionHash/v2";
+pub const FINGERPRINT_KEY: &str = "icdFunctionHash/v3";
 
 /// The rule's help, in Markdown (GitHub shows it beside each alert); `help.text` is
 /// the same without the markup.

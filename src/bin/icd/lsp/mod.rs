@@ -7,6 +7,7 @@
 //! analyzed when it is.
 
 mod diagnostics;
+mod transport;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -85,7 +86,7 @@ pub fn run(model: &ModelArgs, args: &LspArgs) -> Result<(), Failure> {
     if let Some(t) = args.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
         return Err(Failure(format!("--threshold is {t}, expected 0..=1")));
     }
-    let (connection, threads) = Connection::stdio();
+    let (connection, threads) = transport::stdio();
     // Answered before anything slow: the model loads after.
     let (id, params) = connection.initialize_start()?;
     let params: InitializeParams = serde_json::from_value(params).unwrap_or_default();

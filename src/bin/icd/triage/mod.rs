@@ -358,7 +358,7 @@ impl Triage {
         };
         let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         let root = self.files_root.clone().unwrap_or_else(|| self.root());
-        canonical(&root.join(named)) == canonical(&path_from_text(file))
+        canonical(&root.join(path_from_text(named))) == canonical(&path_from_text(file))
     }
 
     /// The directory its entries' `file`s are relative to, and `triage check` and
