@@ -69,38 +69,53 @@ impl Dialect {
 }
 
 /// `source` as the grammars are to read it in `dialect`, so that they agree with this
-/// module and with a compiler on what is code. Each comment becomes blanks (its
-/// newlines kept): tree-sitter would end one elsewhere (at a `*` and `/` split by a
-/// line splice, or inside a literal: `'/*'`), and it reads none inside a `#define`'s
-/// body. Inside string and character literals each `/` becomes `.`, and a backslash
-/// that continues the literal with blanks or a CR before the newline is moved to just
-/// before it. Each digit separator becomes `0` (the C grammar knows none, and reads
-/// `1'000` as the start of a character literal). Same length, same lines.
+/// module and with a compiler on what is code. Each comment becomes blanks, with a
+/// backslash before each newline inside it (the compiler reads a comment as one space,
+/// so a directive runs on past a comment's newline): tree-sitter would end a comment
+/// elsewhere (at a `*` and `/` split by a line splice, or inside a literal: `'/*'`),
+/// and it reads none inside a `#define`'s body. Inside string and character literals
+/// each `/` becomes `.`, and a backslash that continues the literal with blanks or a
+/// CR before the newline is moved to just before it. Each digit separator becomes `0`
+/// (the C grammar knows none, and reads `1'000` as the start of a character literal).
+/// Same length, same lines.
 pub(super) fn grammar_text(source: &str, dialect: Dialect) -> Cow<'_, str> {
     let lexed = lex(source, dialect);
-    let mut changes: Vec<(usize, u8)> = lexed.separators.iter().map(|&at| (at, b'0')).collect();
     let bytes = source.as_bytes();
+    // The source's bytes, copied at the first change.
+    let mut text: Option<Vec<u8>> = None;
+    let mut set = |at: usize, byte: u8| {
+        if bytes[at] != byte {
+            text.get_or_insert_with(|| bytes.to_vec())[at] = byte;
+        }
+    };
+    for &at in &lexed.separators {
+        set(at, b'0');
+    }
     for comment in &lexed.comments {
-        changes.extend(
-            comment
-                .bytes
-                .clone()
-                .filter(|&at| bytes[at] != b'\n' && bytes[at] != b' ')
-                .map(|at| (at, b' ')),
-        );
+        for at in comment.bytes.clone() {
+            match bytes[at] {
+                b'\n' => {
+                    if at > comment.bytes.start {
+                        set(at - 1, b'\\');
+                    }
+                }
+                _ => set(at, b' '),
+            }
+        }
     }
     for literal in &lexed.literals {
         let mut at = literal.start;
         while at < literal.end {
             match bytes[at] {
-                b'/' => changes.push((at, b'.')),
+                b'/' => set(at, b'.'),
                 b'\\' => {
                     let newline = splice_end(bytes, at).map(|after| after - 1);
                     match newline {
                         Some(newline) if newline > at + 1 => {
-                            changes.push((at, b' '));
-                            changes.extend((at + 1..newline - 1).map(|b| (b, b' ')));
-                            changes.push((newline - 1, b'\\'));
+                            for b in at..newline - 1 {
+                                set(b, b' ');
+                            }
+                            set(newline - 1, b'\\');
                             at = newline;
                         }
                         // An escape: the next byte is not the literal's end.
@@ -112,7 +127,14 @@ pub(super) fn grammar_text(source: &str, dialect: Dialect) -> Cow<'_, str> {
             at += 1;
         }
     }
-    replaced(source, changes)
+    match text {
+        None => Cow::Borrowed(source),
+        // ASCII bytes for ASCII bytes keep the text UTF-8.
+        Some(text) => Cow::Owned(
+            String::from_utf8(text)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+    }
 }
 
 /// For a backslash at `at` that splices two lines (blanks or a CR allowed before the
@@ -185,25 +207,33 @@ pub(super) fn trigraphs_replaced(source: &str) -> Cow<'_, str> {
 /// holding a trigraph (anywhere: `??/` ends a `//` comment's line or escapes a quote),
 /// and in C those holding a digit separator or a raw string.
 pub(super) fn lines_with_two_readings(source: &str, language: super::Language) -> Vec<usize> {
-    let mut offsets = trigraph_offsets(source);
+    // Byte spans whose lines have two readings.
+    let mut spans: Vec<Range<usize>> = trigraph_offsets(source)
+        .into_iter()
+        .map(|at| at..at + 1)
+        .collect();
     if language == super::Language::C {
         let lexed = lex(source, Dialect::FIRST);
-        offsets.extend(lexed.separators);
-        for raw in lexed.raw_strings {
-            // Every line of the string: the other reading ends it elsewhere.
-            offsets.extend(raw.start..raw.end.min(source.len()));
-        }
+        spans.extend(lexed.separators.into_iter().map(|at| at..at + 1));
+        // Every line of a raw string: the other reading ends it elsewhere.
+        spans.extend(lexed.raw_strings);
     }
-    offsets.sort_unstable();
+    spans.sort_unstable_by_key(|span| span.start);
     let bytes = source.as_bytes();
     let mut lines: Vec<usize> = Vec::new();
+    // The line of byte `at`, counted onwards from the last span's start.
     let (mut line, mut at) = (0, 0);
-    for offset in offsets {
-        line += bytes[at..offset].iter().filter(|&&b| b == b'\n').count();
-        at = offset;
-        if lines.last() != Some(&line) {
-            lines.push(line);
-        }
+    for span in spans {
+        let start = span.start.max(at);
+        line += bytes[at..start].iter().filter(|&&b| b == b'\n').count();
+        at = start;
+        let last = line
+            + bytes[start..span.end.max(start).min(bytes.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+        let first = lines.last().map_or(line, |&l| line.max(l + 1));
+        lines.extend(first..=last);
     }
     lines
 }
@@ -225,9 +255,9 @@ fn lex(source: &str, dialect: Dialect) -> Lexed {
     let mut literals = Vec::new();
     let mut separators = Vec::new();
     let mut raw_strings = Vec::new();
-    // Where the identifier or number the cursor is in started: a `'` after one that
-    // starts like a number is a digit separator.
-    let mut word: Option<usize> = None;
+    // The preprocessing token the cursor is in: a `'` inside a number, before an
+    // identifier character, is a digit separator.
+    let mut word = Word::None;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -242,13 +272,20 @@ fn lex(source: &str, dialect: Dialect) -> Lexed {
                     }
                 }
                 found.push(Comment { bytes: start..i });
-                word = None;
+                word = Word::None;
             }
             b'/' if bytes.get(past_splices(bytes, i + 1)) == Some(&b'*') => {
                 let start = i;
                 i = block_comment_end(bytes, past_splices(bytes, i + 1) + 1);
                 found.push(Comment { bytes: start..i });
-                word = None;
+                word = Word::None;
+            }
+            // A header name (`#include <a/*b>`, `__has_include(<x>)`) holds no comment.
+            b'<' if header_name_follows(bytes, i) => {
+                let start = i;
+                i = quoted_end(bytes, i, b'>');
+                literals.push(start..i);
+                word = Word::None;
             }
             b'"' => {
                 let start = i;
@@ -261,17 +298,15 @@ fn lex(source: &str, dialect: Dialect) -> Lexed {
                     raw_strings.push(start..i);
                 }
                 literals.push(start..i);
-                word = None;
+                word = Word::None;
             }
             // A digit separator (C++14 and C23 `1'000'000`) is no character literal;
             // an encoding prefix (`L'/*'`) is no number, nor is a `'` that no digit or
             // letter follows.
             b'\''
                 if dialect.digit_separators
-                    && word.is_some_and(|start| number_starts(bytes, start))
-                    && bytes
-                        .get(i + 1)
-                        .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_') =>
+                    && word == Word::Number
+                    && bytes.get(i + 1).is_some_and(|&b| identifier_byte(b)) =>
             {
                 separators.push(i);
                 i += 1;
@@ -280,14 +315,10 @@ fn lex(source: &str, dialect: Dialect) -> Lexed {
                 let start = i;
                 i = quoted_end(bytes, i, b'\'');
                 literals.push(start..i);
-                word = None;
+                word = Word::None;
             }
-            b => {
-                if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' {
-                    word.get_or_insert(i);
-                } else {
-                    word = None;
-                }
+            _ => {
+                word = word.next(bytes, i);
                 i += 1;
             }
         }
@@ -316,14 +347,67 @@ fn block_comment_end(bytes: &[u8], from: usize) -> usize {
     bytes.len()
 }
 
-/// Whether the identifier-or-number at `start` is a number: a digit, or a dot and a
-/// digit.
-fn number_starts(bytes: &[u8], start: usize) -> bool {
-    match bytes[start..] {
-        [first, ..] if first.is_ascii_digit() => true,
-        [b'.', second, ..] => second.is_ascii_digit(),
-        _ => false,
+/// Whether the `<` at `at` opens a header name: after `#include`, `#include_next` or
+/// `#import` at a line's start, or `__has_include(` or `__has_include_next(`. Only the
+/// 64 bytes before it are read, so that a line of many `<` costs linear time.
+fn header_name_follows(bytes: &[u8], at: usize) -> bool {
+    let before = &bytes[at.saturating_sub(64)..at];
+    let before = before.trim_ascii_end();
+    if let Some(call) = before.strip_suffix(b"(") {
+        let call = call.trim_ascii_end();
+        return call.ends_with(b"__has_include") || call.ends_with(b"__has_include_next");
     }
+    let line = match before.iter().rposition(|&b| b == b'\n') {
+        Some(n) => &before[n + 1..],
+        // The line starts before the bytes read, or is the text's first.
+        None if at > 64 => return false,
+        None => before,
+    };
+    let Some(directive) = line.trim_ascii_start().strip_prefix(b"#") else {
+        return false;
+    };
+    matches!(
+        directive.trim_ascii_start(),
+        b"include" | b"include_next" | b"import"
+    )
+}
+
+/// The kind of preprocessing token the lexer is in, for digit separators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Word {
+    None,
+    Identifier,
+    /// A pp-number: a digit, or `.` and a digit, then identifier characters, dots,
+    /// separators and signs after an exponent's letter.
+    Number,
+}
+
+impl Word {
+    /// The token after the byte at `i` (no quote, comment or literal).
+    fn next(self, bytes: &[u8], i: usize) -> Word {
+        let b = bytes[i];
+        match self {
+            Word::Number if identifier_byte(b) || b == b'.' => Word::Number,
+            Word::Number
+                if matches!(b, b'+' | b'-')
+                    && i > 0
+                    && matches!(bytes[i - 1], b'e' | b'E' | b'p' | b'P') =>
+            {
+                Word::Number
+            }
+            Word::Identifier if identifier_byte(b) => Word::Identifier,
+            _ if b.is_ascii_digit() => Word::Number,
+            _ if b == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => Word::Number,
+            _ if identifier_byte(b) => Word::Identifier,
+            _ => Word::None,
+        }
+    }
+}
+
+/// A byte of an identifier as GCC reads one: ASCII letters, digits, `_`, `$`, and the
+/// bytes of UTF-8 characters past ASCII.
+fn identifier_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
 /// `text` with each lone CR (one not followed by LF) made an LF: the same length and
@@ -569,6 +653,10 @@ mod tests {
 
     #[test]
     fn separators_need_a_digit_or_letter_after_them_and_cost_linear_time() {
+        // A pp-number runs on over an exponent's sign and starts after a dot; `$`
+        // is an identifier's (so `a$1'x'` holds a literal, not a separator).
+        assert!(texts("x 1e+'0 + '/*' y; z x.1'0 + '/*';").is_empty());
+        assert!(texts("a$1'x/*'; b").is_empty());
         // `1'/*'`: a `1` and a character literal in every mode.
         assert_eq!(texts("x(1'/*'); int f; y(1'*/');"), Vec::<&str>::new());
         let many = format!("int x = 1{};", "'1".repeat(200_000));
@@ -595,10 +683,11 @@ mod tests {
                 "{text:?}"
             );
         }
-        // The grammars see blanks for comments, newlines kept.
+        // The grammars see blanks for comments, newlines kept with a backslash before
+        // them (a comment is one space: a directive runs on past its newline).
         assert_eq!(
             grammar_text("a /* b\n c */ d // e", Dialect::FIRST),
-            "a     \n      d     "
+            "a    \\\n      d     "
         );
     }
 

@@ -288,6 +288,17 @@ const ITEM_KINDS: &[&str] = &[
 /// assert_eq!(found, [("decoy", 1), ("hidden", 2)]);
 /// ```
 pub fn find_functions(source: &str, language: Language) -> ScanResult {
+    // Past the limit, nothing is read (its copies would cost more than the text).
+    if source.len() > MAX_PARSED_BYTES {
+        return ScanResult {
+            functions: Vec::new(),
+            had_syntax_errors: true,
+            unparsed_lines: vec![LineRange {
+                start_line: 1,
+                end_line: comments::lf_line_ends(source).lines().count().max(1),
+            }],
+        };
+    }
     let source = &*comments::lf_line_ends(source);
     let mut result = find_definitions(
         &comments::grammar_text(source, comments::Dialect::FIRST),
@@ -302,7 +313,11 @@ pub fn find_functions(source: &str, language: Language) -> ScanResult {
             &comments::grammar_text(&iso, comments::Dialect::other(language)),
             language,
         );
+        // Where the readings' definitions overlap with other spans, one may hide the
+        // other's inside it: both spans' lines are reported.
+        let spans_differ = differing_overlaps(&result.functions, &other.functions);
         result = with_definitions(result, other.functions);
+        add_unparsed_rows(&mut result, spans_differ);
     }
     // Each reading's text differs from the source in its literals: the code is the
     // source's.
@@ -506,7 +521,13 @@ fn find_definitions(source: &str, language: Language) -> ScanResult {
         source
             .split('\n')
             .enumerate()
-            .filter(|(row, line)| !parsed[*row] && !line.trim().is_empty())
+            // Blanks and a line splice hold no code (a comment is blanks to here).
+            .filter(|(row, line)| {
+                !parsed[*row]
+                    && !line
+                        .trim_matches(|c: char| c.is_whitespace() || c == '\\')
+                        .is_empty()
+            })
             .map(|(row, _)| row),
     );
     let result = ScanResult {
@@ -515,6 +536,23 @@ fn find_definitions(source: &str, language: Language) -> ScanResult {
         unparsed_lines,
     };
     with_definitions(result, macro_bodies::read(&mut parser, root, source))
+}
+
+/// The 0-based rows of each definition of `other` that overlaps one of `kept` (in
+/// order, not overlapping each other) with another span, and of that one.
+fn differing_overlaps(kept: &[FunctionSpan], other: &[FunctionSpan]) -> Vec<usize> {
+    let mut rows = Vec::new();
+    for g in other {
+        let mut next = kept.partition_point(|f| f.end_byte <= g.start_byte);
+        while let Some(f) = kept.get(next).filter(|f| f.start_byte < g.end_byte) {
+            if (f.start_byte, f.end_byte) != (g.start_byte, g.end_byte) {
+                rows.extend(f.start_line - 1..f.end_line);
+                rows.extend(g.start_line - 1..g.end_line);
+            }
+            next += 1;
+        }
+    }
+    rows
 }
 
 /// `result` with the `functions` (of `#define` bodies, or another reading) that overlap
