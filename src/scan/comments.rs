@@ -81,13 +81,8 @@ impl Dialect {
 pub(super) fn grammar_text(source: &str, dialect: Dialect) -> Cow<'_, str> {
     let lexed = lex(source, dialect);
     let bytes = source.as_bytes();
-    // The source's bytes, copied at the first change.
-    let mut text: Option<Vec<u8>> = None;
-    let mut set = |at: usize, byte: u8| {
-        if bytes[at] != byte {
-            text.get_or_insert_with(|| bytes.to_vec())[at] = byte;
-        }
-    };
+    let mut edits = AsciiEdits::new(source);
+    let mut set = |at: usize, byte: u8| edits.set(at, byte);
     for &at in &lexed.separators {
         set(at, b'0');
     }
@@ -127,13 +122,37 @@ pub(super) fn grammar_text(source: &str, dialect: Dialect) -> Cow<'_, str> {
             at += 1;
         }
     }
-    match text {
-        None => Cow::Borrowed(source),
-        // ASCII bytes for ASCII bytes keep the text UTF-8.
-        Some(text) => Cow::Owned(
-            String::from_utf8(text)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        ),
+    edits.finish()
+}
+
+/// Edits of a text that each put an ASCII byte in place of an ASCII byte: the text is
+/// copied at the first edit that changes it, and stays UTF-8.
+struct AsciiEdits<'a> {
+    source: &'a str,
+    text: Option<Vec<u8>>,
+}
+
+impl<'a> AsciiEdits<'a> {
+    fn new(source: &'a str) -> Self {
+        AsciiEdits { source, text: None }
+    }
+
+    fn set(&mut self, at: usize, byte: u8) {
+        if self.source.as_bytes()[at] != byte {
+            let source = self.source;
+            self.text.get_or_insert_with(|| source.as_bytes().to_vec())[at] = byte;
+        }
+    }
+
+    fn finish(self) -> Cow<'a, str> {
+        match self.text {
+            None => Cow::Borrowed(self.source),
+            // ASCII bytes for ASCII bytes keep the text UTF-8.
+            Some(text) => Cow::Owned(
+                String::from_utf8(text)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+        }
     }
 }
 
@@ -159,48 +178,27 @@ fn past_splices(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// `source` with the ASCII bytes at the offsets given replaced by other ASCII bytes.
-fn replaced(source: &str, changes: Vec<(usize, u8)>) -> Cow<'_, str> {
-    if changes.is_empty() {
-        return Cow::Borrowed(source);
-    }
-    let mut text = source.as_bytes().to_vec();
-    for (at, byte) in changes {
-        text[at] = byte;
-    }
-    // ASCII bytes for ASCII bytes keep the text UTF-8.
-    Cow::Owned(
-        String::from_utf8(text)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    )
-}
-
 /// `source` with each trigraph replaced by two spaces and the character it stands for:
 /// the text as ISO modes read it, at the same offsets.
 pub(super) fn trigraphs_replaced(source: &str) -> Cow<'_, str> {
-    let bytes = source.as_bytes();
-    let mut changes = Vec::new();
-    let mut i = 0;
-    while i + 2 < bytes.len() {
-        let meaning = match (bytes[i], bytes[i + 1], bytes[i + 2]) {
-            (b'?', b'?', b'=') => b'#',
-            (b'?', b'?', b'/') => b'\\',
-            (b'?', b'?', b'\'') => b'^',
-            (b'?', b'?', b'(') => b'[',
-            (b'?', b'?', b')') => b']',
-            (b'?', b'?', b'!') => b'|',
-            (b'?', b'?', b'<') => b'{',
-            (b'?', b'?', b'>') => b'}',
-            (b'?', b'?', b'-') => b'~',
-            _ => {
-                i += 1;
-                continue;
-            }
+    let mut edits = AsciiEdits::new(source);
+    for at in trigraph_offsets(source) {
+        let meaning = match source.as_bytes()[at + 2] {
+            b'=' => b'#',
+            b'/' => b'\\',
+            b'\'' => b'^',
+            b'(' => b'[',
+            b')' => b']',
+            b'!' => b'|',
+            b'<' => b'{',
+            b'>' => b'}',
+            _ => b'~',
         };
-        changes.extend([(i, b' '), (i + 1, b' '), (i + 2, meaning)]);
-        i += 3;
+        edits.set(at, b' ');
+        edits.set(at + 1, b' ');
+        edits.set(at + 2, meaning);
     }
-    replaced(source, changes)
+    edits.finish()
 }
 
 /// The 0-based lines of `source` whose reading depends on the compiler's mode: those
@@ -238,7 +236,8 @@ pub(super) fn lines_with_two_readings(source: &str, language: super::Language) -
     lines
 }
 
-/// Offsets of the trigraphs of `text`.
+/// Offsets of the trigraphs of `text` (`??` then one of `=/'()!<>-`; none overlaps
+/// another, since a trigraph's third byte is no `?`).
 fn trigraph_offsets(text: &str) -> Vec<usize> {
     let bytes = text.as_bytes();
     (0..bytes.len().saturating_sub(2))
@@ -415,19 +414,22 @@ fn identifier_byte(b: u8) -> bool {
 /// tree-sitter's grammars and this module end lines at LF only. Without it a `//`
 /// comment ended by a lone CR would hide the code after it on the same LF-line.
 pub fn lf_line_ends(text: &str) -> Cow<'_, str> {
-    match lf_line_end_bytes(text.as_bytes()) {
-        Cow::Borrowed(_) => Cow::Borrowed(text),
-        // An ASCII byte for an ASCII byte keeps the text UTF-8.
-        Cow::Owned(bytes) => Cow::Owned(
-            String::from_utf8(bytes)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        ),
+    let bytes = text.as_bytes();
+    let mut edits = AsciiEdits::new(text);
+    for at in (0..bytes.len()).filter(|&i| lone_cr(bytes, i)) {
+        edits.set(at, b'\n');
     }
+    edits.finish()
+}
+
+/// Whether the byte at `i` is a CR that no LF follows.
+fn lone_cr(bytes: &[u8], i: usize) -> bool {
+    bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n')
 }
 
 /// [`lf_line_ends`] for bytes.
 pub fn lf_line_end_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
-    let lone = |i: usize| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n');
+    let lone = |i: usize| lone_cr(bytes, i);
     if !(0..bytes.len()).any(lone) {
         return Cow::Borrowed(bytes);
     }

@@ -182,10 +182,11 @@ pub struct LineRange {
 }
 
 /// Largest text [`find_functions`] parses, in bytes: 32 MiB. tree-sitter's trees take up
-/// to about 170 bytes of memory per byte of text (a file of broken conditionals), so
-/// this costs at most about 5.5 GiB; a larger text is reported unparsed, whole, rather
-/// than left to exhaust memory (tree-sitter aborts the process when an allocation
-/// fails). The largest C files in common use are about 9 MiB.
+/// to about 170 bytes of memory per byte of text (a file of broken conditionals), and
+/// a file is parsed again per branch selection while its first tree is kept, so this
+/// costs at most about 11 GiB; a larger text is reported unparsed, whole, rather than
+/// left to exhaust memory (tree-sitter aborts the process when an allocation fails).
+/// The largest C files in common use are about 9 MiB.
 pub const MAX_PARSED_BYTES: usize = 32 << 20;
 
 /// Most readings of one file, one per branch selection: a conditional with more
@@ -269,15 +270,19 @@ const ITEM_KINDS: &[&str] = &[
 /// assert_eq!(a.functions[1].fingerprint, b.functions[1].fingerprint);
 /// ```
 ///
-/// The file is read as a compiler reads it where the grammars would not:
+/// The file is read as a compiler reads it where the grammars would not (one lexer,
+/// `comments.rs`, decides what is a comment or a literal, and tree-sitter reads the
+/// text with comments blanked):
 /// - a lone CR ends a line (so lines are counted, and `code` holds it, as an LF);
-/// - `/*` or `//` inside a string or character literal (`L'/*'`) opens no comment, and
-///   a digit separator (`1'000`) opens no character literal;
+/// - line splices join a comment's `*` and `/` and continue literals;
+/// - `/*` or `//` inside a string or character literal (`L'/*'`) or a header name
+///   opens no comment, and a digit separator (`1'000`) opens no character literal;
 /// - a `#define` whose body holds a function definition (`#define DEF(n) int n(void)
 ///   { ... }`) yields that function, with the lines of the `#define`;
-/// - a line holding a trigraph, which compilers read one way or the other by mode, is
-///   in [`ScanResult::unparsed_lines`] (its functions are still reported, and
-///   fingerprinted with their comments).
+/// - trigraphs, and in C digit separators and raw strings, which compilers read one
+///   way or the other by mode, are read both ways: the definitions of both readings
+///   are reported, and the lines holding them are in [`ScanResult::unparsed_lines`]
+///   (their functions fingerprinted with their comments).
 ///
 /// ```
 /// use insecure_code_detector::scan::{find_functions, Language};
@@ -288,18 +293,11 @@ const ITEM_KINDS: &[&str] = &[
 /// assert_eq!(found, [("decoy", 1), ("hidden", 2)]);
 /// ```
 pub fn find_functions(source: &str, language: Language) -> ScanResult {
-    // Past the limit, nothing is read (its copies would cost more than the text).
-    if source.len() > MAX_PARSED_BYTES {
-        return ScanResult {
-            functions: Vec::new(),
-            had_syntax_errors: true,
-            unparsed_lines: vec![LineRange {
-                start_line: 1,
-                end_line: comments::lf_line_ends(source).lines().count().max(1),
-            }],
-        };
-    }
     let source = &*comments::lf_line_ends(source);
+    // Past the limit, nothing more is read (each reading's copies would cost more).
+    if source.len() > MAX_PARSED_BYTES {
+        return unread(source);
+    }
     let mut result = find_definitions(
         &comments::grammar_text(source, comments::Dialect::FIRST),
         language,
@@ -412,35 +410,28 @@ fn annotate(functions: &mut [FunctionSpan], source: &str, two_readings: &[usize]
     }
 }
 
+/// The result for a text that is not parsed: no functions, every line unparsed.
+fn unread(source: &str) -> ScanResult {
+    ScanResult {
+        functions: Vec::new(),
+        had_syntax_errors: true,
+        unparsed_lines: vec![LineRange {
+            start_line: 1,
+            end_line: source.lines().count().max(1),
+        }],
+    }
+}
+
 /// [`find_functions`] without the annotations.
 fn find_definitions(source: &str, language: Language) -> ScanResult {
     let mut parser = Parser::new();
-    let whole_file = || LineRange {
-        start_line: 1,
-        end_line: source.lines().count().max(1),
-    };
-    if source.len() > MAX_PARSED_BYTES {
-        return ScanResult {
-            functions: Vec::new(),
-            had_syntax_errors: true,
-            unparsed_lines: vec![whole_file()],
-        };
-    }
     if parser.set_language(&language.grammar()).is_err() {
         // Only an ABI mismatch between grammar and library gets here; report it as
         // "could not parse" rather than panic.
-        return ScanResult {
-            functions: Vec::new(),
-            had_syntax_errors: true,
-            unparsed_lines: vec![whole_file()],
-        };
+        return unread(source);
     }
     let Some(tree) = parser.parse(source, None) else {
-        return ScanResult {
-            functions: Vec::new(),
-            had_syntax_errors: true,
-            unparsed_lines: vec![whole_file()],
-        };
+        return unread(source);
     };
     let root = tree.root_node();
     if !root.has_error() {
