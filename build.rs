@@ -19,7 +19,15 @@ fn main() {
         .expect("cbindgen.toml is valid");
     // The C ABI's files, in the order the header declares their functions.
     let mut builder = cbindgen::Builder::new().with_config(config);
-    for file in ["library", "detector", "explanation", "scan", "errors"] {
+    for file in [
+        "library",
+        "detector",
+        "cache",
+        "explanation",
+        "scan",
+        "listing",
+        "errors",
+    ] {
         builder = builder.with_src(crate_dir.join("src/ffi").join(file).with_extension("rs"));
     }
     builder

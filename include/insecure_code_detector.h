@@ -106,6 +106,11 @@ typedef struct icd_explanation icd_explanation;
 // by `icd_functions_free`.
 typedef struct icd_functions icd_functions;
 
+// Opaque: the files under some paths that a scan reads, and those it does not. Made
+// by `icd_list_sources`, read through `icd_listing_sources` and `icd_listing_gaps`
+// (from several threads at once if need be), released by `icd_listing_free`.
+typedef struct icd_listing icd_listing;
+
 // Opaque: the function definitions under some paths and the gaps. Made by
 // `icd_find_functions_under`, read through `icd_tree_functions` and `icd_tree_gaps`
 // (from several threads at once if need be), released by `icd_tree_free`.
@@ -244,6 +249,21 @@ typedef struct icd_line_range {
   // Last line (inclusive).
   size_t end_line;
 } icd_line_range;
+
+// A file to read: one that `icd_list_sources` listed, or one its caller passes to
+// `icd_find_functions_in_sources`.
+typedef struct icd_source {
+  // The path's bytes (any bytes on Unix), as the walk found it or the caller named
+  // it; NUL-terminated where the listing made it.
+  const char *path;
+  // The path's length in bytes.
+  size_t path_len;
+  // An `icd_language` value: how the file is parsed.
+  uint32_t language;
+  // Named by the caller rather than found by the walk: a failure to read it is an
+  // error, not a gap.
+  bool named;
+} icd_source;
 
 #ifdef __cplusplus
 extern "C" {
@@ -437,6 +457,35 @@ enum icd_status icd_detector_predict_windows(const struct icd_detector *detector
                                              size_t logits_capacity,
                                              struct icd_error **error_out);
 
+// Attaches the prediction cache in directory `dir` (made if absent; the file `icd
+// scan` uses there, shared with it and with other processes on this machine; not on
+// a network file system, where SQLite's locks do not hold) to `detector`, keeping at
+// most `max_entries` (0: 100,000) predictions, the least recently used dropped past
+// them. From then on `icd_detector_predict` and `icd_detector_predict_batch` take
+// each function's prediction from the cache where it holds one for this checkpoint's
+// files and this detector's settings, and keep what the model computes; results are
+// those the model gives. The checkpoint's files must be those the detector loaded: one
+// replaced since is an error (`ICD_ERR_IO`) rather than results kept under the
+// wrong key. A build without the `cache` cargo feature fails with
+// `ICD_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `detector` must be NULL or a live handle that no other call uses meanwhile; `dir`
+// NULL or `dir_len` readable bytes; `error_out` NULL or writable.
+enum icd_status icd_detector_use_cache(struct icd_detector *detector,
+                                       const char *dir,
+                                       size_t dir_len,
+                                       uint64_t max_entries,
+                                       struct icd_error **error_out);
+
+// How many functions the model has classified through `detector` since it was opened:
+// each one `icd_detector_predict` or `icd_detector_predict_batch` was given, less
+// those an attached cache answered. 0 for NULL.
+//
+// # Safety
+// `detector` must be NULL or a live handle.
+uint64_t icd_detector_model_calls(const struct icd_detector *detector);
+
 // Classifies one function and says where the model looked: on `ICD_OK`,
 // `*explanation_out` receives a new `icd_explanation` (the prediction, each token's
 // score, each line's) that the caller releases with `icd_explanation_free`; on
@@ -586,6 +635,59 @@ const struct icd_line_range *icd_functions_unparsed_lines(const struct icd_funct
 // # Safety
 // `functions` must be NULL or a handle not yet freed, freed only this once.
 void icd_functions_free(struct icd_functions *functions);
+
+// Lists the files `icd_find_functions_under` would read under `count` paths (walked
+// as it walks them), without reading any, and the files found that it would not read
+// (links, not regular files) as gaps. On `ICD_OK`, `*listing_out` receives a new
+// `icd_listing` that the caller releases with `icd_listing_free`; a path given that
+// does not exist is an error.
+//
+// # Safety
+// `paths` must be NULL or `count` readable `icd_str`s, each NULL or pointing to its
+// `len` readable bytes; `listing_out` and `error_out` each NULL or writable.
+enum icd_status icd_list_sources(const struct icd_str *paths,
+                                 size_t count,
+                                 bool dot_ignore,
+                                 struct icd_listing **listing_out,
+                                 struct icd_error **error_out);
+
+// The files to read, in the order `icd_find_functions_under` reads them, owned by
+// `listing`; `*count_out` (if not NULL) receives their number. NULL (and 0) for a
+// NULL handle.
+//
+// # Safety
+// `listing` must be NULL or a live handle; `count_out` NULL or writable.
+const struct icd_source *icd_listing_sources(const struct icd_listing *listing, size_t *count_out);
+
+// The files found that will not be read, owned by `listing`; `*count_out` (if not
+// NULL) receives their number. NULL (and 0) for a NULL handle.
+//
+// # Safety
+// `listing` must be NULL or a live handle; `count_out` NULL or writable.
+const struct icd_gap *icd_listing_gaps(const struct icd_listing *listing, size_t *count_out);
+
+// Releases what `icd_list_sources` made. NULL is ignored.
+//
+// # Safety
+// `listing` must be NULL or a handle not yet freed, freed only this once.
+void icd_listing_free(struct icd_listing *listing);
+
+// Finds the function definitions in `count` files (from `icd_list_sources`, in this
+// process or another), read as `icd_find_functions_under` reads them: a file that was
+// found by the walk and cannot be read, is larger than `max_file_size` or is binary is
+// a gap; one that was named is an error. `max_file_size` as for
+// `icd_find_functions_under`. On `ICD_OK`, `*tree_out` receives a new `icd_tree` that
+// the caller releases with `icd_tree_free`.
+//
+// # Safety
+// `sources` must be NULL or `count` readable `icd_source`s, each `path` NULL or
+// pointing to its `path_len` readable bytes; `tree_out` and `error_out` each NULL or
+// writable.
+enum icd_status icd_find_functions_in_sources(const struct icd_source *sources,
+                                              size_t count,
+                                              uint64_t max_file_size,
+                                              struct icd_tree **tree_out,
+                                              struct icd_error **error_out);
 
 // The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.
 //

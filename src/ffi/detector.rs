@@ -6,7 +6,7 @@ use std::ptr;
 use super::boundary::*;
 use super::errors::{icd_status, choices, icd_error, CallError};
 use super::library::{icd_options, icd_options_default, icd_str};
-use crate::{Detector, Error, Precision, Preprocessing};
+use crate::{Detector, DetectorBuilder, Error, Precision, Preprocessing};
 
 /// One classification. The logits go to a separate caller buffer.
 #[repr(C)]
@@ -41,6 +41,16 @@ pub struct icd_window_prediction {
 /// `icd_detector_free`.
 pub struct icd_detector {
     pub(super) detector: Detector,
+    /// What it was built from: the files and settings of the key its results are
+    /// cached under.
+    pub(super) builder: DetectorBuilder,
+    /// The checkpoint's files as they were when it loaded (path, size, modification
+    /// time), to tell whether they are still the ones it runs.
+    checkpoint: Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>,
+    /// The prediction cache predictions go through, once attached.
+    pub(super) cache: Option<std::sync::Mutex<super::cache::AttachedCache>>,
+    /// Functions the model has classified (`icd_detector_model_calls`).
+    pub(super) model_calls: std::sync::atomic::AtomicU64,
     /// Label names, NUL-terminated, for `icd_detector_label_name`.
     pub(super) label_names: Vec<CString>,
     /// What the model runs on, NUL-terminated, for `icd_detector_execution`.
@@ -157,7 +167,14 @@ pub unsafe extern "C" fn icd_detector_open_calibrated(
             threshold = file.threshold;
             builder = builder.calibration(Some(file.calibration));
         }
-        let detector = builder.build()?;
+        // Taken before the load, so that files replaced during it are seen as changed;
+        // where they cannot be listed, the load says why.
+        let before = checkpoint_state(&builder).ok();
+        let detector = builder.clone().build()?;
+        let checkpoint = match before {
+            Some(state) => state,
+            None => checkpoint_state(&builder)?,
+        };
         let label_names = detector
             .labels()
             .iter()
@@ -167,6 +184,10 @@ pub unsafe extern "C" fn icd_detector_open_calibrated(
             CString::new(detector.execution().to_string()).expect("plan names have no NUL");
         let handle = Box::into_raw(Box::new(icd_detector {
             detector,
+            builder,
+            checkpoint,
+            cache: None,
+            model_calls: Default::default(),
             label_names,
             execution,
             threshold,
@@ -177,6 +198,28 @@ pub unsafe extern "C" fn icd_detector_open_calibrated(
     };
     // SAFETY: `error_out` is NULL or writable (the contract).
     unsafe { guard(error_out, body) }
+}
+
+/// Each checkpoint file's path, size and modification time.
+fn checkpoint_state(
+    builder: &DetectorBuilder,
+) -> Result<Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>, CallError> {
+    let mut state = Vec::new();
+    for path in builder.checkpoint_files()? {
+        let meta = std::fs::metadata(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        state.push((path, meta.len(), meta.modified().ok()));
+    }
+    Ok(state)
+}
+
+impl icd_detector {
+    /// Whether the checkpoint's files differ from those it loaded.
+    pub(super) fn checkpoint_changed(&self) -> Result<bool, CallError> {
+        Ok(checkpoint_state(&self.builder)? != self.checkpoint)
+    }
 }
 
 /// The threshold of the calibration file the detector was opened with: flag a function
@@ -399,7 +442,7 @@ pub unsafe extern "C" fn icd_detector_predict_batch(
         check_logits(logits_out, logits_capacity, count, labels)?;
         // SAFETY: each NULL or pointing to its `len` readable bytes (the contract).
         let texts = unsafe { strs_arg(inputs, "codes") }?;
-        let predictions = d.detector.predict_batch(&texts)?;
+        let predictions = d.predict_batch(&texts)?;
         // Written through the pointers, never read: the caller's arrays may be
         // uninitialized.
         for (i, p) in predictions.iter().enumerate() {

@@ -27,14 +27,18 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod boundary;
+mod cache;
 mod detector;
 mod errors;
 mod explanation;
 mod library;
+mod listing;
 mod scan;
 
+pub use cache::*;
 pub use detector::*;
 pub use errors::*;
 pub use explanation::*;
 pub use library::*;
+pub use listing::*;
 pub use scan::*;

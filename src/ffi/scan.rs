@@ -233,7 +233,7 @@ fn find_functions_under(
     max_file_size: u64,
     dot_ignore: bool,
 ) -> Result<icd_tree, CallError> {
-    use crate::scan::{Language, TreeOptions};
+    use crate::scan::TreeOptions;
     let options = TreeOptions {
         max_file_size: match max_file_size {
             0 => TreeOptions::DEFAULT_MAX_FILE_SIZE,
@@ -241,39 +241,57 @@ fn find_functions_under(
         },
         dot_ignore,
     };
-    let found = crate::scan::find_functions_under(paths, &options, None)?;
-    let mut strings = Vec::new();
-    let mut functions = Vec::with_capacity(found.functions.len());
-    for (file, f) in &found.functions {
-        let (file_ptr, file_len) = keep(&mut strings, file);
-        let function = icd_function::of(f, &mut strings);
-        let (code, code_len) = keep(&mut strings, &f.code);
-        functions.push(icd_tree_function {
-            file: file_ptr,
-            file_len,
-            language: Language::from_path(std::path::Path::new(file))
-                .unwrap_or(Language::C)
-                .code(),
-            function,
-            code,
-            code_len,
-        });
+    Ok(icd_tree::of(crate::scan::find_functions_under(
+        paths, &options, None,
+    )?))
+}
+
+#[cfg(feature = "scan")]
+impl icd_tree {
+    /// `found` as the C API hands it out, its strings kept with it.
+    pub(super) fn of(found: crate::scan::Found) -> Self {
+        use crate::scan::Language;
+        let mut strings = Vec::new();
+        let mut functions = Vec::with_capacity(found.functions.len());
+        for (file, f) in &found.functions {
+            let (file_ptr, file_len) = keep(&mut strings, file);
+            let function = icd_function::of(f, &mut strings);
+            let (code, code_len) = keep(&mut strings, &f.code);
+            functions.push(icd_tree_function {
+                file: file_ptr,
+                file_len,
+                language: Language::from_path(std::path::Path::new(file))
+                    .unwrap_or(Language::C)
+                    .code(),
+                function,
+                code,
+                code_len,
+            });
+        }
+        icd_tree {
+            functions,
+            gaps: icd_gap::all(&found.gaps, &mut strings),
+            _strings: strings,
+        }
     }
-    let mut gaps = Vec::with_capacity(found.gaps.len());
-    for gap in &found.gaps {
-        let (file, file_len) = keep(&mut strings, &gap.file);
-        let (message, _) = keep(&mut strings, &gap.message());
-        gaps.push(icd_gap {
-            file,
-            file_len,
-            message,
-        });
+}
+
+#[cfg(feature = "scan")]
+impl icd_gap {
+    /// `gaps`, their strings kept in `strings`.
+    pub(super) fn all(gaps: &[crate::scan::Gap], strings: &mut Vec<CString>) -> Vec<Self> {
+        gaps.iter()
+            .map(|gap| {
+                let (file, file_len) = keep(strings, &gap.file);
+                let (message, _) = keep(strings, &gap.message());
+                icd_gap {
+                    file,
+                    file_len,
+                    message,
+                }
+            })
+            .collect()
     }
-    Ok(icd_tree {
-        functions,
-        gaps,
-        _strings: strings,
-    })
 }
 
 #[cfg(not(feature = "scan"))]
@@ -327,7 +345,7 @@ pub unsafe extern "C" fn icd_tree_free(tree: *mut icd_tree) {
 /// stay where they are when the CString itself moves, so the pointer lives as long as
 /// `strings` holds it.
 #[cfg(feature = "scan")]
-fn keep(strings: &mut Vec<CString>, text: &str) -> (*const c_char, usize) {
+pub(super) fn keep(strings: &mut Vec<CString>, text: &str) -> (*const c_char, usize) {
     let s = c_string(text);
     let pointer = (s.as_ptr(), s.as_bytes().len());
     strings.push(s);

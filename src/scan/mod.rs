@@ -20,7 +20,10 @@ mod macro_bodies;
 mod tree;
 
 pub use comments::{lf_line_end_bytes, lf_line_ends};
-pub use tree::{find_functions_under, Exclude, Found, Gap, GapKind, TreeOptions};
+pub use tree::{
+    find_functions_in_sources, find_functions_under, list_sources, Exclude, Found, Gap, GapKind,
+    Listing, Source, TreeOptions,
+};
 
 use std::path::Path;
 

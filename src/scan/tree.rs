@@ -78,12 +78,27 @@ pub trait Exclude {
     fn source(&self) -> &Path;
 }
 
-/// A C or C++ file to read.
-struct Source {
-    path: PathBuf,
-    language: Language,
+/// A C or C++ file a walk found, or a caller named: what [`list_sources`] lists and
+/// [`find_functions_in_sources`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The file, as the walk found it or the caller named it.
+    pub path: PathBuf,
+    /// How it is parsed: by its extension, C where a named file has none of C++'s.
+    pub language: Language,
     /// Named by the caller: failing to read it is an error, not a gap.
-    named: bool,
+    pub named: bool,
+}
+
+/// The files a scan of a tree would read, and the files found there that it would not
+/// (links, not regular files, excluded): [`find_functions_under`] without the reading,
+/// so that a corpus can be listed in one place and read in many.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The files to read, as [`find_functions_under`] would read them, in its order.
+    pub sources: Vec<Source>,
+    /// What the walk found and will not be read.
+    pub gaps: Vec<Gap>,
 }
 
 /// Part of the tree a scan did not cover.
@@ -171,17 +186,32 @@ pub fn find_functions_under(
     options: &TreeOptions,
     exclude: Option<&dyn Exclude>,
 ) -> Result<Found> {
-    if options.max_file_size > TreeOptions::MAX_FILE_SIZE {
-        return Err(Error::InvalidArgument {
-            argument: "max_file_size",
-            message: format!(
-                "is {}, more than the {} bytes the parser reads of one file (its trees take up to 170 times a file's size in memory)",
-                options.max_file_size,
-                TreeOptions::MAX_FILE_SIZE
-            ),
-        });
-    }
-    let (sources, mut gaps) = collect(paths, options, exclude)?;
+    check_max_file_size(options)?;
+    let listing = list_sources(paths, options, exclude)?;
+    let mut found = find_functions_in_sources(&listing.sources, options)?;
+    found.gaps.extend(listing.gaps);
+    found.gaps.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(found)
+}
+
+/// The files [`find_functions_under`] would read under `paths` and what it would not,
+/// without reading any: a path named that does not exist is an error.
+pub fn list_sources(
+    paths: &[PathBuf],
+    options: &TreeOptions,
+    exclude: Option<&dyn Exclude>,
+) -> Result<Listing> {
+    let (sources, gaps) = collect(paths, options, exclude)?;
+    Ok(Listing { sources, gaps })
+}
+
+/// The function definitions in `sources` (from [`list_sources`], here or in another
+/// process), read as [`find_functions_under`] reads them: a file that cannot be read,
+/// is larger than [`TreeOptions::max_file_size`] or is binary is a gap, or an error
+/// where it was named by the caller.
+pub fn find_functions_in_sources(sources: &[Source], options: &TreeOptions) -> Result<Found> {
+    check_max_file_size(options)?;
+    let mut gaps = Vec::new();
     let mut functions = Vec::new();
     let mut read = Vec::with_capacity(sources.len());
     for source in sources {
@@ -203,7 +233,7 @@ pub fn find_functions_under(
             let reason = format!("a binary file (a NUL byte at offset {at})");
             if source.named {
                 return Err(Error::FileRefused {
-                    path: source.path,
+                    path: source.path.clone(),
                     reason: format!("not scanned: {reason}"),
                 });
             }
@@ -221,7 +251,7 @@ pub fn find_functions_under(
             });
         }
         functions.extend(result.functions.into_iter().map(|f| (file.clone(), f)));
-        read.push(source.path);
+        read.push(source.path.clone());
     }
     gaps.sort_by(|a, b| a.file.cmp(&b.file));
     Ok(Found {
@@ -229,6 +259,20 @@ pub fn find_functions_under(
         inputs: read,
         gaps,
     })
+}
+
+fn check_max_file_size(options: &TreeOptions) -> Result<()> {
+    if options.max_file_size > TreeOptions::MAX_FILE_SIZE {
+        return Err(Error::InvalidArgument {
+            argument: "max_file_size",
+            message: format!(
+                "is {}, more than the {} bytes the parser reads of one file (its trees take up to 170 times a file's size in memory)",
+                options.max_file_size,
+                TreeOptions::MAX_FILE_SIZE
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The reason in an error of the untrusted reader, without the path it repeats.

@@ -10,6 +10,8 @@
  * and "calibrated THRESHOLD PROBABILITY" for the Rust side to compare with the library's
  * own results.
  */
+/* mkdtemp, for the prediction cache's directory. */
+#define _XOPEN_SOURCE 700
 #include "insecure_code_detector.h"
 
 #include <math.h>
@@ -388,6 +390,81 @@ int main(int argc, char **argv) {
     EXPECT_ERROR(icd_find_functions_under(NULL, 1, 0, false, &kept_tree, &err_), ICD_ERR_NULL_ARGUMENT, "paths");
     EXPECT_ERROR(icd_find_functions_under(tree_paths, 1, 0, false, NULL, &err_), ICD_ERR_NULL_ARGUMENT, "tree_out");
     CHECK(kept_tree == (icd_tree *)&failures);
+
+    /* The same tree listed here and read in parts, as a distributed scan reads it: the
+     * parts together hold what icd_find_functions_under found. */
+    {
+        icd_listing *listing = NULL;
+        CHECK(icd_list_sources(tree_paths, 1, false, &listing, NULL) == ICD_OK);
+        size_t source_count = 0, listing_gaps = 7;
+        const icd_source *sources = icd_listing_sources(listing, &source_count);
+        icd_listing_gaps(listing, &listing_gaps);
+        CHECK(source_count >= 2 && listing_gaps == 0);
+        size_t found_in_parts = 0, whole_count = 0;
+        icd_tree *whole = NULL;
+        CHECK(icd_find_functions_under(tree_paths, 1, 0, false, &whole, NULL) == ICD_OK);
+        const icd_tree_function *whole_functions = icd_tree_functions(whole, &whole_count);
+        for (size_t i = 0; i < source_count; i++) {
+            CHECK(strlen(sources[i].path) == sources[i].path_len && !sources[i].named);
+            icd_tree *part = NULL;
+            CHECK(icd_find_functions_in_sources(&sources[i], 1, 0, &part, NULL) == ICD_OK);
+            size_t part_count = 0;
+            const icd_tree_function *part_functions = icd_tree_functions(part, &part_count);
+            for (size_t j = 0; j < part_count && found_in_parts + j < whole_count; j++) {
+                CHECK(strcmp(part_functions[j].file, whole_functions[found_in_parts + j].file) == 0);
+                CHECK(strcmp(part_functions[j].code, whole_functions[found_in_parts + j].code) == 0);
+            }
+            found_in_parts += part_count;
+            icd_tree_free(part);
+        }
+        CHECK(found_in_parts == whole_count);
+        icd_tree_free(whole);
+        /* A named file that is gone is an error naming it; a bad language, the field. */
+        icd_source named = {absent, strlen(absent), ICD_LANGUAGE_C, true};
+        icd_tree *kept = (icd_tree *)&failures;
+        EXPECT_ERROR(icd_find_functions_in_sources(&named, 1, 0, &kept, &err_), ICD_ERR_IO, absent);
+        icd_source bad_language = sources[0];
+        bad_language.language = 7;
+        EXPECT_ERROR(icd_find_functions_in_sources(&bad_language, 1, 0, &kept, &err_), ICD_ERR_INVALID_ARGUMENT,
+                     "sources[0].language");
+        EXPECT_ERROR(icd_find_functions_in_sources(NULL, 1, 0, &kept, &err_), ICD_ERR_NULL_ARGUMENT, "sources");
+        CHECK(kept == (icd_tree *)&failures);
+        icd_listing *kept_listing = (icd_listing *)&failures;
+        EXPECT_ERROR(icd_list_sources(absent_paths, 1, false, &kept_listing, &err_), ICD_ERR_IO, absent);
+        EXPECT_ERROR(icd_list_sources(tree_paths, 1, false, NULL, &err_), ICD_ERR_NULL_ARGUMENT, "listing_out");
+        CHECK(kept_listing == (icd_listing *)&failures);
+        CHECK(icd_listing_sources(NULL, &source_count) == NULL && source_count == 0);
+        icd_listing_free(listing);
+        icd_listing_free(NULL);
+    }
+
+    /* Two detectors sharing a prediction cache: the second classifies nothing the first
+     * did, and gives the same results. */
+    {
+        char cache_dir[] = "/tmp/icd-api-test-cache-XXXXXX";
+        CHECK(mkdtemp(cache_dir) != NULL);
+        icd_str cached_codes[2] = {{"int a(void) { return 0; }", 25}, {"int b(int x) { return x; }", 26}};
+        icd_prediction first[2], second[2];
+        float first_logits[4], second_logits[4];
+        for (int round = 0; round < 2; round++) {
+            icd_detector *cached = NULL;
+            CHECK(icd_detector_open(dir, strlen(dir), NULL, 0, NULL, &cached, NULL) == ICD_OK);
+            CHECK(icd_detector_use_cache(cached, cache_dir, strlen(cache_dir), 0, NULL) == ICD_OK);
+            CHECK(icd_detector_predict_batch(cached, cached_codes, 2, round == 0 ? first : second,
+                                             round == 0 ? first_logits : second_logits, 4, NULL) == ICD_OK);
+            CHECK(icd_detector_model_calls(cached) == (round == 0 ? 2u : 0u));
+            EXPECT_ERROR(icd_detector_use_cache(cached, NULL, 3, 0, &err_), ICD_ERR_NULL_ARGUMENT, "dir");
+            icd_detector_free(cached);
+        }
+        CHECK(memcmp(first_logits, second_logits, sizeof first_logits) == 0);
+        CHECK(first[1].insecure_probability == second[1].insecure_probability);
+        CHECK(icd_detector_model_calls(NULL) == 0);
+        EXPECT_ERROR(icd_detector_use_cache(NULL, cache_dir, strlen(cache_dir), 0, &err_), ICD_ERR_NULL_ARGUMENT,
+                     "detector");
+        char command[128];
+        snprintf(command, sizeof command, "rm -rf %s", cache_dir);
+        CHECK(system(command) == 0);
+    }
 
     /* Calibrated: the file's threshold, and the calibrated probability; none without a
      * file; a missing file or a damaged checkpoint leaves the output untouched. */

@@ -495,3 +495,39 @@ fn options_the_model_would_refuse_are_refused_with_a_warm_cache() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("batch_size"));
 }
+
+#[test]
+fn the_librarys_cached_predictions_and_the_scans_share_entries() {
+    use insecure_code_detector::cache::PredictionCache;
+    use insecure_code_detector::scan::{find_functions_under, TreeOptions};
+    use insecure_code_detector::Detector;
+
+    let model = fixture("roberta-2-labels");
+    let src = tree(6);
+    let cache = tempfile::tempdir().unwrap();
+    let found = find_functions_under(&[src.path().to_path_buf()], &TreeOptions::default(), None)
+        .unwrap();
+    let codes: Vec<&str> = found.functions.iter().map(|(_, f)| f.code.as_str()).collect();
+    let builder = Detector::builder(&model);
+    let detector = builder.clone().build().unwrap();
+    let expected = detector.predict_batch(&codes).unwrap();
+
+    // The library keeps four; the scan finds them and classifies the other two.
+    let (mut store, _) = PredictionCache::open(cache.path(), 1000).unwrap();
+    let key = store.model_key(&builder).unwrap();
+    let (first, classified) = store.predict_batch(&key, &detector, &codes[..4]).unwrap();
+    assert_eq!((first.as_slice(), classified), (&expected[..4], 4));
+    drop(store);
+    let (_, err) = scan(src.path(), &model, cache.path(), &[]);
+    assert_eq!(from_cache(&err), (4, 6), "{err}");
+
+    // The library finds all six, equal to the model's, bit for bit.
+    let (mut store, _) = PredictionCache::open(cache.path(), 1000).unwrap();
+    let (again, classified) = store.predict_batch(&key, &detector, &codes).unwrap();
+    assert_eq!(classified, 0);
+    for (a, e) in again.iter().zip(&expected) {
+        assert_eq!(a.logits, e.logits);
+        assert_eq!(a.insecure_probability.to_bits(), e.insecure_probability.to_bits());
+        assert_eq!((a.label, a.tokens, a.truncated), (e.label, e.tokens, e.truncated));
+    }
+}

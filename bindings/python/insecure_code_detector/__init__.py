@@ -33,7 +33,7 @@ from ._errors import (
     WeightsError,
 )
 from ._ffi import backends, library_path, version
-from ._scan import find_functions, find_functions_under
+from ._scan import find_functions, find_functions_in_sources, find_functions_under, list_sources
 from ._types import (
     Explanation,
     Finding,
@@ -42,6 +42,8 @@ from ._types import (
     LineScore,
     NotScannedWarning,
     Prediction,
+    Source,
+    SourceListing,
     SourceTree,
     TokenScore,
     WindowedPrediction,
@@ -54,10 +56,14 @@ __all__ = [
     "Function",
     "Finding",
     "SourceTree",
+    "Source",
+    "SourceListing",
     "Gap",
     "NotScannedWarning",
     "find_functions",
     "find_functions_under",
+    "list_sources",
+    "find_functions_in_sources",
     "Explanation",
     "TokenScore",
     "LineScore",

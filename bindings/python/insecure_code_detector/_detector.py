@@ -72,7 +72,13 @@ class Detector:
     "f16" or "int8"; what each does is documented with ``icd_precision`` in the C
     header and in ``icd --help``. ``calibration``: a file ``icd calibrate`` wrote for
     this checkpoint; every ``insecure_probability`` is then the calibrated one, and
-    :attr:`threshold` is the file's.
+    :attr:`threshold` is the file's. ``prediction_cache``: a directory holding ``icd scan``'s
+    prediction cache (made if absent), through which :meth:`predict` and
+    :meth:`predict_batch` go: a function it holds a prediction of for this checkpoint's
+    files and these settings is not classified again, and what the model computes is
+    kept (at most ``prediction_cache_max_entries``, 0 for 100,000). Processes on one machine may
+    share it; not on a network file system. :attr:`model_calls` counts the functions
+    the model classified.
 
     Release it with :meth:`close` or a ``with`` block; a finalizer frees it otherwise.
     """
@@ -87,11 +93,15 @@ class Detector:
         preprocessing: str = "raw",
         precision: str = "f32",
         calibration: Optional[Union[str, os.PathLike]] = None,
+        prediction_cache: Optional[Union[str, os.PathLike]] = None,
+        prediction_cache_max_entries: int = 0,
     ):
         lib = _library()
         for name, value, choices in (("preprocessing", preprocessing, _PREPROCESSING), ("precision", precision, _PRECISION)):
             if value not in choices:
                 raise InvalidArgumentError(f"argument `{name}` is {value!r}, expected one of {sorted(choices)}")
+        if not isinstance(prediction_cache_max_entries, int) or not 0 <= prediction_cache_max_entries < 2**64:
+            raise InvalidArgumentError(f"argument `prediction_cache_max_entries` is {prediction_cache_max_entries!r}, expected a count")
         for name, value in (("max_tokens", max_tokens), ("batch_size", batch_size)):
             if not isinstance(value, int) or not 0 <= value < 2**32:
                 raise InvalidArgumentError(f"argument `{name}` is {value!r}, expected an integer in 0..2**32")
@@ -106,6 +116,13 @@ class Detector:
             calibration_bytes, len(calibration_bytes or b""), ctypes.byref(ptr), ctypes.byref(error)
         )
         _check(status, error)
+        if prediction_cache is not None:
+            directory = os.fsencode(os.fspath(prediction_cache))
+            status = lib.icd_detector_use_cache(ptr.value, directory, len(directory), prediction_cache_max_entries,
+                                                ctypes.byref(error))
+            if status != 0:
+                lib.icd_detector_free(ptr.value)
+                _check(status, error)
         self._handle = _Handle(lib, ptr.value)
         self._lib = lib
         self._finalizer = weakref.finalize(self, self._handle.free)
@@ -116,6 +133,14 @@ class Detector:
         self._max_tokens = lib.icd_detector_max_tokens(ptr.value)
         threshold = lib.icd_detector_threshold(ptr.value)
         self._threshold = None if threshold != threshold else threshold  # NaN: none
+
+    @property
+    def model_calls(self) -> int:
+        """How many functions the model has classified since the detector opened: those
+        :meth:`predict` and :meth:`predict_batch` were given, less those the prediction
+        cache (``prediction_cache``) answered."""
+        with self._handle.borrow() as ptr:
+            return self._lib.icd_detector_model_calls(ptr)
 
     @classmethod
     def from_pretrained(

@@ -89,6 +89,15 @@ class _Gap(ctypes.Structure):
     _fields_ = [("file", ctypes.c_char_p), ("file_len", ctypes.c_size_t), ("message", ctypes.c_char_p)]
 
 
+class _Source(ctypes.Structure):
+    _fields_ = [
+        ("path", ctypes.c_char_p),
+        ("path_len", ctypes.c_size_t),
+        ("language", ctypes.c_uint32),
+        ("named", ctypes.c_bool),
+    ]
+
+
 class _WindowPrediction(ctypes.Structure):
     _fields_ = [
         ("prediction", _Prediction),
@@ -196,6 +205,13 @@ def _signatures():
         "icd_tree_functions": ([handle, P(ctypes.c_size_t)], P(_TreeFunction)),
         "icd_tree_gaps": ([handle, P(ctypes.c_size_t)], P(_Gap)),
         "icd_tree_free": ([handle], None),
+        "icd_list_sources": ([P(_Str), ctypes.c_size_t, ctypes.c_bool, P(handle), err], status),
+        "icd_listing_sources": ([handle, P(ctypes.c_size_t)], P(_Source)),
+        "icd_listing_gaps": ([handle, P(ctypes.c_size_t)], P(_Gap)),
+        "icd_listing_free": ([handle], None),
+        "icd_find_functions_in_sources": ([P(_Source), ctypes.c_size_t, ctypes.c_uint64, P(handle), err], status),
+        "icd_detector_use_cache": ([handle, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64, err], status),
+        "icd_detector_model_calls": ([handle], ctypes.c_uint64),
         "icd_error_status": ([ctypes.c_void_p], status),
         "icd_error_message": ([ctypes.c_void_p], ctypes.c_char_p),
         "icd_error_free": ([ctypes.c_void_p], None),

@@ -8,8 +8,8 @@ import re
 from typing import Iterable, List, Optional, Union
 
 from ._errors import InvalidArgumentError
-from ._ffi import _LANGUAGE, _Function, _Str, _check, _encode, _library
-from ._types import Function, Gap, SourceTree
+from ._ffi import _LANGUAGE, _Function, _Source, _Str, _check, _encode, _library
+from ._types import Function, Gap, Source, SourceListing, SourceTree
 
 def _function(f: "_Function", code: str, *, file: Optional[str] = None, language: Optional[str] = None) -> Function:
     return Function(
@@ -89,6 +89,11 @@ def find_functions_under(
     error = ctypes.c_void_p()
     _check(lib.icd_find_functions_under(inputs, n, max_file_size, dot_ignore, ctypes.byref(handle), ctypes.byref(error)),
            error)
+    return _tree(lib, handle)
+
+
+def _tree(lib, handle) -> SourceTree:
+    """What an ``icd_tree`` handle holds; the handle is freed."""
     try:
         count = ctypes.c_size_t()
         items = lib.icd_tree_functions(handle, ctypes.byref(count))
@@ -102,10 +107,61 @@ def find_functions_under(
             for t in (items[i] for i in range(count.value))
         ]
         raw_gaps = lib.icd_tree_gaps(handle, ctypes.byref(count))
-        gaps = [
-            Gap(file=ctypes.string_at(g.file, g.file_len).decode("utf-8", "replace"), message=g.message.decode("utf-8", "replace"))
-            for g in (raw_gaps[i] for i in range(count.value))
-        ]
-        return SourceTree(functions=functions, gaps=gaps)
+        return SourceTree(functions=functions, gaps=_gaps(raw_gaps, count.value))
     finally:
         lib.icd_tree_free(handle)
+
+
+def _gaps(raw, count: int) -> List[Gap]:
+    return [
+        Gap(file=ctypes.string_at(g.file, g.file_len).decode("utf-8", "replace"), message=g.message.decode("utf-8", "replace"))
+        for g in (raw[i] for i in range(count))
+    ]
+
+
+def list_sources(
+    paths: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]], *, dot_ignore: bool = False
+) -> SourceListing:
+    """The files :func:`find_functions_under` would read under ``paths`` (walked as it
+    walks them), without reading any, and the files found that it would not read:
+    the first half of a scan whose reading is spread over many processes. A path given
+    that does not exist raises."""
+    encoded = _paths(paths)
+    n = len(encoded)
+    lib = _library()
+    inputs = (_Str * max(n, 1))(*[_Str(p, len(p)) for p in encoded])
+    handle = ctypes.c_void_p()
+    error = ctypes.c_void_p()
+    _check(lib.icd_list_sources(inputs, n, dot_ignore, ctypes.byref(handle), ctypes.byref(error)), error)
+    try:
+        count = ctypes.c_size_t()
+        items = lib.icd_listing_sources(handle, ctypes.byref(count))
+        sources = [
+            Source(path=ctypes.string_at(s.path, s.path_len), language=_LANGUAGE_NAMES[s.language], named=bool(s.named))
+            for s in (items[i] for i in range(count.value))
+        ]
+        raw_gaps = lib.icd_listing_gaps(handle, ctypes.byref(count))
+        return SourceListing(sources=sources, gaps=_gaps(raw_gaps, count.value))
+    finally:
+        lib.icd_listing_free(handle)
+
+
+def find_functions_in_sources(sources: Iterable[Source], *, max_file_size: int = 0) -> SourceTree:
+    """The function definitions in ``sources`` (from :func:`list_sources`), read as
+    :func:`find_functions_under` reads them: a file the walk found that cannot be read,
+    is larger than ``max_file_size`` (as there) or is binary is a gap; one named by the
+    caller raises. Together, the trees of a listing's parts hold what
+    :func:`find_functions_under` finds, less the listing's own gaps."""
+    sources = list(sources)
+    if not isinstance(max_file_size, int) or not 0 <= max_file_size < 2**64:
+        raise InvalidArgumentError(f"argument `max_file_size` is {max_file_size!r}, expected a byte count")
+    for i, s in enumerate(sources):
+        if not isinstance(s, Source) or s.language not in _LANGUAGE:
+            raise InvalidArgumentError(f"argument `sources[{i}]` is {s!r}, expected a Source of list_sources")
+    lib = _library()
+    n = len(sources)
+    inputs = (_Source * max(n, 1))(*[_Source(s.path, len(s.path), _LANGUAGE[s.language], s.named) for s in sources])
+    handle = ctypes.c_void_p()
+    error = ctypes.c_void_p()
+    _check(lib.icd_find_functions_in_sources(inputs, n, max_file_size, ctypes.byref(handle), ctypes.byref(error)), error)
+    return _tree(lib, handle)

@@ -118,6 +118,29 @@ class Gap:
 
 
 @dataclass(frozen=True)
+class Source:
+    """A C or C++ file a scan reads: listed by :func:`list_sources`, read by
+    :func:`find_functions_in_sources` (in this process or another)."""
+
+    path: bytes
+    """The path's bytes, as the walk found it or the caller named it."""
+    language: str
+    """``"c"`` or ``"cpp"``: how it is parsed."""
+    named: bool
+    """Named by the caller: a failure to read it raises rather than being a gap."""
+
+
+@dataclass(frozen=True)
+class SourceListing:
+    """What :func:`list_sources` found."""
+
+    sources: List[Source]
+    """The files to read, in the order :func:`find_functions_under` reads them."""
+    gaps: List[Gap]
+    """Files found that will not be read (links, not regular files)."""
+
+
+@dataclass(frozen=True)
 class SourceTree:
     """What :func:`find_functions_under` found."""
 

@@ -404,6 +404,63 @@ def test_find_functions_under_names_what_it_did_not_cover(tmp_path):
     assert [f.name for f in icd.find_functions_under(str(tmp_path), max_file_size=500).functions] == ["ok"]
 
 
+def test_a_listing_read_in_parts_finds_what_find_functions_under_finds(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for i in range(5):
+        (tmp_path / f"f{i}.c").write_text(f"int f{i}(void) {{ return {i}; }}\n#if X\nint g{i}(\n#endif\n")
+    (tmp_path / "sub" / "m.cpp").write_text("struct S { int m() const { return 1; } };\n")
+    (tmp_path / "blob.c").write_bytes(b"int f(void) { return 0; }\0")
+    (tmp_path / "notes.txt").write_text("int not_code(void) { return 0; }\n")
+    os.symlink(tmp_path / "f0.c", tmp_path / "link.c")
+    named = tmp_path / "named.txt"
+    named.write_text("int named(void) { return 0; }\n")
+    listing = icd.list_sources([tmp_path, named])
+    names = [Path(os.fsdecode(s.path)).name for s in listing.sources]
+    assert sorted(names) == ["blob.c", "f0.c", "f1.c", "f2.c", "f3.c", "f4.c", "m.cpp", "named.txt"]
+    assert {Path(os.fsdecode(s.path)).name: (s.language, s.named) for s in listing.sources}["m.cpp"] == ("cpp", False)
+    assert [s.named for s in listing.sources if s.path == os.fsencode(named)] == [True]
+    assert [Path(g.file).name for g in listing.gaps] == ["link.c"]
+    whole = icd.find_functions_under([tmp_path, named])
+    parts = [icd.find_functions_in_sources(listing.sources[i:i + 3]) for i in range(0, len(listing.sources), 3)]
+    assert [f for p in parts for f in p.functions] == whole.functions
+    gaps = sorted([g for p in parts for g in p.gaps] + listing.gaps, key=lambda g: g.file)
+    assert gaps == whole.gaps and any("binary" in g.message for g in gaps)
+    # A named file that cannot be read raises, as find_functions_under does; a walked
+    # one is a gap.
+    named.unlink()
+    with pytest.raises(icd.FileAccessError, match="named.txt"):
+        icd.find_functions_in_sources([s for s in listing.sources if s.named])
+    (tmp_path / "f1.c").unlink()
+    gone = icd.find_functions_in_sources([s for s in listing.sources if s.path.endswith(b"f1.c")])
+    assert gone.functions == [] and "f1.c" in gone.gaps[0].message
+    with pytest.raises(icd.InvalidArgumentError, match="sources\\[0\\]"):
+        icd.find_functions_in_sources(["f0.c"])
+
+
+def test_detectors_sharing_a_prediction_cache_classify_each_text_once(tmp_path):
+    texts = [entry["text"] for entry in reference("roberta-2-labels")["inputs"]]
+    with Detector(FIXTURES / "roberta-2-labels") as plain:
+        want = plain.predict_batch(texts)
+        assert plain.model_calls == len(texts)
+    cache = tmp_path / "cache"
+    with Detector(FIXTURES / "roberta-2-labels", prediction_cache=cache) as first:
+        assert first.predict_batch(texts[:3]) == want[:3]
+        assert first.model_calls == 3
+    with Detector(FIXTURES / "roberta-2-labels", prediction_cache=cache) as second:
+        got = second.predict_batch(texts)
+        assert second.model_calls == len(texts) - 3
+        assert second.predict(texts[0]) == want[0] and second.model_calls == len(texts) - 3
+    # The same floats, bit for bit, from the cache as from the model.
+    assert got == want
+    # Other settings are other results: nothing is taken from the cache for them.
+    with Detector(FIXTURES / "roberta-2-labels", prediction_cache=cache, preprocessing="collapse_whitespace") as other:
+        other.predict_batch(texts)
+        assert other.model_calls == len(texts)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(icd.DetectorError, match="file"):
+        Detector(FIXTURES / "roberta-2-labels", prediction_cache=tmp_path / "file")
+
+
 def checkpoint_sha256(directory):
     """The digest a calibration file names its checkpoint by: SHA-256 over each file the
     detector reads (config, weights, tokenizer files), as its name, a newline and the

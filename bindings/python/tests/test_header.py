@@ -57,6 +57,10 @@ C_TYPES = {
     "struct icd_tree *": ctypes.c_void_p,
     "const struct icd_tree_function *": P(_ffi._TreeFunction),
     "const struct icd_gap *": P(_ffi._Gap),
+    "struct icd_listing **": P(ctypes.c_void_p),
+    "const struct icd_listing *": ctypes.c_void_p,
+    "struct icd_listing *": ctypes.c_void_p,
+    "const struct icd_source *": P(_ffi._Source),
 }
 
 
@@ -106,6 +110,7 @@ def test_structs_have_the_headers_fields_in_order():
         ("icd_window_prediction", _ffi._WindowPrediction),
         ("icd_tree_function", _ffi._TreeFunction),
         ("icd_gap", _ffi._Gap),
+        ("icd_source", _ffi._Source),
     ]:
         body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, re.S).group(1)
         fields = [f.strip() for f in body.split(";") if f.strip()]

@@ -26,7 +26,11 @@ pub struct ClassifyMode {
 impl ClassifyMode {
     /// The prediction cache's name for results of this mode.
     pub fn request(&self) -> String {
-        let what = if self.explain { "explain" } else { "predict" };
+        let what = if self.explain {
+            "explain"
+        } else {
+            insecure_code_detector::cache::PREDICT_REQUEST
+        };
         match self.window {
             Some(stride) => format!("{what} windows stride={stride}"),
             None => what.to_owned(),

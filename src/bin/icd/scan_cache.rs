@@ -1,86 +1,28 @@
 //! The prediction cache as a scan uses it: keys from the model's files, the scan's
 //! mode and each function's text; entries checked against the function they are for.
 
-use insecure_code_detector::cache::{self, CacheKey, ModelKey, PredictionCache};
+use insecure_code_detector::cache::{
+    self, CacheKey, ModelKey, PredictionCache, StoredClassification,
+};
 use insecure_code_detector::calibration::Calibration;
 use insecure_code_detector::report::printable;
 use insecure_code_detector::scan::FunctionSpan;
-use insecure_code_detector::{DetectorBuilder, Error, LineScore, Prediction};
-use serde::{Deserialize, Serialize};
+use insecure_code_detector::{DetectorBuilder, Error};
 
 use crate::classification::{ClassifyMode, Classified};
 use crate::Failure;
 
-/// What the prediction cache keeps of a [`Classified`]: the logits rather than the
-/// verdict, which is read off them again (as the detector reads it) when the entry is
-/// used, and every part checked against the function it is for, so that an entry that
-/// does not fit is a miss, never a wrong or crashing report.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    logits: Vec<f32>,
-    tokens: usize,
-    truncated: bool,
-    window: Option<(std::ops::Range<usize>, usize)>,
-    lines: Vec<LineScore>,
-}
-
-impl Stored {
-    fn of(c: &Classified) -> Self {
-        Stored {
-            logits: c.prediction.logits.clone(),
-            tokens: c.prediction.tokens,
-            truncated: c.prediction.truncated,
-            window: c.window.clone(),
-            lines: c.lines.clone(),
-        }
-    }
-
-    /// The classification of `code` this entry holds, where it fits `code`, the
-    /// checkpoint's `labels` and `max_tokens`, and `mode`.
-    fn restore(
-        self,
-        code: &str,
-        labels: &[String],
-        calibration: Option<&Calibration>,
-        max_tokens: usize,
-        mode: &ClassifyMode,
-    ) -> Option<Classified> {
-        let prediction = Prediction::calibrated_from_logits(
-            labels,
-            calibration,
-            &self.logits,
-            self.tokens,
-            self.truncated,
-        )
-        .ok()?;
-        let fits_window = match (&self.window, mode.window) {
-            (None, None) => true,
-            (Some((bytes, windows)), Some(_)) => {
-                bytes.start <= bytes.end
-                    && code.is_char_boundary(bytes.start)
-                    && code.is_char_boundary(bytes.end)
-                    && *windows >= 1
-            }
-            _ => false,
-        };
-        let line_count = code.matches('\n').count() + 1;
-        let fits_lines = if mode.explain {
-            self.lines
-                .iter()
-                .all(|l| (1..=line_count).contains(&l.line) && l.score.is_finite())
-        } else {
-            self.lines.is_empty()
-        };
-        ((2..=max_tokens).contains(&self.tokens) && fits_window && fits_lines).then_some(
-            Classified {
-                prediction,
-                window: self.window,
-                lines: self.lines,
-            },
-        )
+/// What the cache keeps of a classification, in the library's format (so that the
+/// library's callers and the scan find each other's entries).
+fn stored(c: &Classified) -> StoredClassification {
+    StoredClassification {
+        logits: c.prediction.logits.clone(),
+        tokens: c.prediction.tokens,
+        truncated: c.prediction.truncated,
+        window: c.window.clone(),
+        lines: c.lines.clone(),
     }
 }
-
 
 /// The prediction cache as a scan uses it: opened on the model's key, with every
 /// failure a warning (results are then computed, never assumed).
@@ -196,14 +138,20 @@ impl ScanCache {
                 .into_iter()
                 .zip(functions)
                 .map(|(value, (_, f))| {
-                    let stored: Stored = serde_json::from_slice(&value?).ok()?;
-                    stored.restore(
+                    let stored: StoredClassification = serde_json::from_slice(&value?).ok()?;
+                    let restored = stored.restore(
                         &f.code,
                         &self.labels,
                         self.calibration.as_ref(),
                         self.max_tokens,
-                        &self.mode,
-                    )
+                        self.mode.window.is_some(),
+                        self.mode.explain,
+                    )?;
+                    Some(Classified {
+                        prediction: restored.prediction,
+                        window: restored.window,
+                        lines: restored.lines,
+                    })
                 })
                 .collect(),
             Err(e) => {
@@ -224,7 +172,7 @@ impl ScanCache {
             .iter()
             .zip(classified)
             .map(|((_, f), c)| {
-                let stored = serde_json::to_vec(&Stored::of(c)).expect("serializable");
+                let stored = serde_json::to_vec(&stored(c)).expect("serializable");
                 (self.key(f), stored)
             })
             .collect();

@@ -58,6 +58,10 @@ use sha2::{Digest, Sha256};
 use crate::detector::DetectorBuilder;
 use crate::error::{Error, Result};
 
+mod stored;
+
+pub use stored::{Restored, StoredClassification, PREDICT_REQUEST};
+
 /// The cache's file in its directory.
 pub const FILE_NAME: &str = "predictions.sqlite3";
 
