@@ -218,8 +218,9 @@ typedef struct icd_tree_function {
   const char *file;
   // The file's length in bytes.
   size_t file_len;
-  // An `icd_language` value: by the file's extension (C for a file named by the
-  // caller whose extension is neither).
+  // An `icd_language` value: how the file was parsed (by its extension, C for a file
+  // named by the caller whose extension is neither; from
+  // `icd_find_functions_in_sources`, the source's `language`).
   uint32_t language;
   // The definition: name, lines, bytes in `code`'s file, suppression, fingerprint.
   struct icd_function function;

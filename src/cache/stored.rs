@@ -106,23 +106,21 @@ impl StoredClassification {
 }
 
 impl PredictionCache {
-    /// [`Detector::predict_batch`] through the cache: each function's prediction is
-    /// taken from the cache where it holds one under `model` (the key of `detector`'s
-    /// files and settings, [`PredictionCache::model_key`]) that fits it; the rest are
-    /// classified in one call and kept. Gives the predictions in input order, equal to
-    /// `predict_batch`'s, and how many functions the model classified.
-    pub fn predict_batch(
+    /// The predictions of `codes` the cache holds under `model` (the key of
+    /// `detector`'s files and settings, [`PredictionCache::model_key`]) that fit them,
+    /// read off their logits as `detector` reads them; `None` for the rest.
+    pub fn cached_predictions(
         &mut self,
         model: &ModelKey,
         detector: &Detector,
         codes: &[&str],
-    ) -> Result<(Vec<Prediction>, usize)> {
+    ) -> Result<Vec<Option<Prediction>>> {
         let keys: Vec<CacheKey> = codes
             .iter()
             .map(|code| CacheKey::new(model, PREDICT_REQUEST, code))
             .collect();
         let calibration = detector.calibration();
-        let mut found: Vec<Option<Prediction>> = self
+        Ok(self
             .get(&keys)?
             .into_iter()
             .zip(codes)
@@ -138,29 +136,53 @@ impl PredictionCache {
                 )?;
                 Some(restored.prediction)
             })
-            .collect();
-        let missing: Vec<usize> = (0..codes.len()).filter(|&i| found[i].is_none()).collect();
-        if !missing.is_empty() {
-            let texts: Vec<&str> = missing.iter().map(|&i| codes[i]).collect();
-            let predictions = detector.predict_batch(&texts)?;
-            let entries: Vec<(CacheKey, Vec<u8>)> = missing
-                .iter()
-                .zip(&predictions)
-                .map(|(&i, p)| {
-                    let value = serde_json::to_vec(&StoredClassification::of_prediction(p))
-                        .expect("numbers and booleans serialize");
-                    (keys[i], value)
-                })
-                .collect();
-            self.put(model, &entries)?;
-            for (i, p) in missing.iter().zip(predictions) {
-                found[*i] = Some(p);
-            }
+            .collect())
+    }
+
+    /// Keeps `predictions` of `codes` (one each, as the model under `model` gave them).
+    pub fn keep_predictions(
+        &mut self,
+        model: &ModelKey,
+        codes: &[&str],
+        predictions: &[Prediction],
+    ) -> Result<()> {
+        if codes.is_empty() {
+            return Ok(());
         }
-        let predictions = found
-            .into_iter()
-            .map(|p| p.expect("each is found or classified"))
+        let entries: Vec<(CacheKey, Vec<u8>)> = codes
+            .iter()
+            .zip(predictions)
+            .map(|(code, p)| {
+                let value = serde_json::to_vec(&StoredClassification::of_prediction(p))
+                    .expect("numbers and booleans serialize");
+                (CacheKey::new(model, PREDICT_REQUEST, code), value)
+            })
             .collect();
-        Ok((predictions, missing.len()))
+        self.put(model, &entries)
+    }
+
+    /// [`Detector::predict_batch`] through the cache: each function's prediction is
+    /// taken from the cache where it holds one that fits it
+    /// ([`PredictionCache::cached_predictions`]); the rest are classified in one call
+    /// and kept. Gives the predictions in input order, equal to `predict_batch`'s, and
+    /// how many functions the model classified.
+    pub fn predict_batch(
+        &mut self,
+        model: &ModelKey,
+        detector: &Detector,
+        codes: &[&str],
+    ) -> Result<(Vec<Prediction>, usize)> {
+        let found = self.cached_predictions(model, detector, codes)?;
+        let missing = crate::detector::missing(&found);
+        let texts: Vec<&str> = missing.iter().map(|&i| codes[i]).collect();
+        let classified = match texts.is_empty() {
+            true => Vec::new(),
+            false => detector.predict_batch(&texts)?,
+        };
+        self.keep_predictions(model, &texts, &classified)?;
+        Ok((
+            crate::detector::fill(found, &missing, classified),
+            missing.len(),
+        ))
     }
 }

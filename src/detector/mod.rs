@@ -25,6 +25,7 @@ pub use explanation::{Explanation, LineScore, TokenScore, WindowedExplanation};
 pub use options::Preprocessing;
 pub(crate) use prediction::InsecureScore;
 pub use prediction::{Prediction, WindowedPrediction};
+pub(crate) use prediction::{fill, missing};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};

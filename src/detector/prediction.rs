@@ -262,6 +262,27 @@ impl InsecureScore {
     }
 }
 
+/// The indices of the predictions `found` lacks (those a cache did not hold).
+pub(crate) fn missing(found: &[Option<Prediction>]) -> Vec<usize> {
+    (0..found.len()).filter(|&i| found[i].is_none()).collect()
+}
+
+/// `found` with each of `missing` (its indices without a prediction, in order) filled
+/// from `classified`.
+pub(crate) fn fill(
+    mut found: Vec<Option<Prediction>>,
+    missing: &[usize],
+    classified: Vec<Prediction>,
+) -> Vec<Prediction> {
+    for (&i, p) in missing.iter().zip(classified) {
+        found[i] = Some(p);
+    }
+    found
+        .into_iter()
+        .map(|p| p.expect("each is found or classified"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,20 +14,34 @@ use super::errors::{icd_error, icd_status, null_argument, CallError};
 use crate::{Detector, Prediction, Result};
 
 /// What a detector handle classifies through: the cache where one is attached, each
-/// batch counted in `model_calls`.
+/// function the model classifies counted in `model_calls`.
 impl icd_detector {
-    /// `Detector::predict_batch`, through the attached cache where there is one.
+    /// `Detector::predict_batch`, through the attached cache where there is one. The
+    /// cache's lock is held while it is read and written, not while the model runs, so
+    /// that threads sharing the handle classify at once.
     pub(super) fn predict_batch(&self, codes: &[&str]) -> Result<Vec<Prediction>> {
-        let (predictions, classified) = match &self.cache {
-            Some(cache) => cache
+        let Some(cache) = &self.cache else {
+            let predictions = self.detector.predict_batch(codes)?;
+            self.model_calls
+                .fetch_add(codes.len() as u64, Ordering::Relaxed);
+            return Ok(predictions);
+        };
+        let lock = || {
+            cache
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .predict_batch(&self.detector, codes)?,
-            None => (self.detector.predict_batch(codes)?, codes.len()),
+        };
+        let found = lock().cached(&self.detector, codes)?;
+        let missing = crate::detector::missing(&found);
+        let texts: Vec<&str> = missing.iter().map(|&i| codes[i]).collect();
+        let classified = match texts.is_empty() {
+            true => Vec::new(),
+            false => self.detector.predict_batch(&texts)?,
         };
         self.model_calls
-            .fetch_add(classified as u64, Ordering::Relaxed);
-        Ok(predictions)
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        lock().keep(&texts, &classified)?;
+        Ok(crate::detector::fill(found, &missing, classified))
     }
 }
 
@@ -45,16 +59,22 @@ pub(super) enum AttachedCache {}
 
 impl AttachedCache {
     #[cfg(feature = "cache")]
-    fn predict_batch(
-        &mut self,
-        detector: &Detector,
-        codes: &[&str],
-    ) -> Result<(Vec<Prediction>, usize)> {
-        self.store.predict_batch(&self.model, detector, codes)
+    fn cached(&mut self, detector: &Detector, codes: &[&str]) -> Result<Vec<Option<Prediction>>> {
+        self.store.cached_predictions(&self.model, detector, codes)
+    }
+
+    #[cfg(feature = "cache")]
+    fn keep(&mut self, codes: &[&str], predictions: &[Prediction]) -> Result<()> {
+        self.store.keep_predictions(&self.model, codes, predictions)
     }
 
     #[cfg(not(feature = "cache"))]
-    fn predict_batch(&mut self, _: &Detector, _: &[&str]) -> Result<(Vec<Prediction>, usize)> {
+    fn cached(&mut self, _: &Detector, _: &[&str]) -> Result<Vec<Option<Prediction>>> {
+        match *self {}
+    }
+
+    #[cfg(not(feature = "cache"))]
+    fn keep(&mut self, _: &[&str], _: &[Prediction]) -> Result<()> {
         match *self {}
     }
 }

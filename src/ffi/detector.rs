@@ -44,9 +44,9 @@ pub struct icd_detector {
     /// What it was built from: the files and settings of the key its results are
     /// cached under.
     pub(super) builder: DetectorBuilder,
-    /// The checkpoint's files as they were when it loaded (path, size, modification
-    /// time), to tell whether they are still the ones it runs.
-    checkpoint: Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>,
+    /// The checkpoint's files as they were when it loaded, to tell whether they are
+    /// still the ones it runs.
+    checkpoint: Vec<FileState>,
     /// The prediction cache predictions go through, once attached.
     pub(super) cache: Option<std::sync::Mutex<super::cache::AttachedCache>>,
     /// Functions the model has classified (`icd_detector_model_calls`).
@@ -200,17 +200,38 @@ pub unsafe extern "C" fn icd_detector_open_calibrated(
     unsafe { guard(error_out, body) }
 }
 
-/// Each checkpoint file's path, size and modification time.
-fn checkpoint_state(
-    builder: &DetectorBuilder,
-) -> Result<Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>, CallError> {
+/// A file as its metadata identifies it: path, size, modification and change times,
+/// and (on Unix) inode and device, what the prediction cache remembers a weight file's
+/// digest by. A file replaced or rewritten, whatever times it is given, differs in one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileState {
+    path: std::path::PathBuf,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    unix: (i64, i64, u64, u64),
+}
+
+/// The state of each checkpoint file.
+fn checkpoint_state(builder: &DetectorBuilder) -> Result<Vec<FileState>, CallError> {
     let mut state = Vec::new();
     for path in builder.checkpoint_files()? {
         let meta = std::fs::metadata(&path).map_err(|source| Error::Io {
             path: path.clone(),
             source,
         })?;
-        state.push((path, meta.len(), meta.modified().ok()));
+        #[cfg(unix)]
+        let unix = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.ctime(), meta.ctime_nsec(), meta.ino(), meta.dev())
+        };
+        state.push(FileState {
+            path,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            unix,
+        });
     }
     Ok(state)
 }

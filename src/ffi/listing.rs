@@ -230,9 +230,15 @@ fn find_functions_in_sources(
         },
         dot_ignore: false,
     };
-    Ok(icd_tree::of(crate::scan::find_functions_in_sources(
-        &sources, &options,
-    )?))
+    let found = crate::scan::find_functions_in_sources(&sources, &options)?;
+    // Each function in the language its file was parsed in, as the caller gave it.
+    let languages: std::collections::HashMap<String, Language> = sources
+        .iter()
+        .map(|s| (crate::files::path_text(&s.path).into_owned(), s.language))
+        .collect();
+    Ok(icd_tree::of(found, |file| {
+        languages.get(file).copied().unwrap_or(Language::C)
+    }))
 }
 
 #[cfg(not(feature = "scan"))]

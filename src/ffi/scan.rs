@@ -79,8 +79,9 @@ pub struct icd_tree_function {
     pub file: *const c_char,
     /// The file's length in bytes.
     pub file_len: usize,
-    /// An `icd_language` value: by the file's extension (C for a file named by the
-    /// caller whose extension is neither).
+    /// An `icd_language` value: how the file was parsed (by its extension, C for a file
+    /// named by the caller whose extension is neither; from
+    /// `icd_find_functions_in_sources`, the source's `language`).
     pub language: u32,
     /// The definition: name, lines, bytes in `code`'s file, suppression, fingerprint.
     pub function: icd_function,
@@ -241,16 +242,21 @@ fn find_functions_under(
         },
         dot_ignore,
     };
-    Ok(icd_tree::of(crate::scan::find_functions_under(
-        paths, &options, None,
-    )?))
+    let found = crate::scan::find_functions_under(paths, &options, None)?;
+    Ok(icd_tree::of(found, |file| {
+        crate::scan::Language::from_path(std::path::Path::new(file))
+            .unwrap_or(crate::scan::Language::C)
+    }))
 }
 
 #[cfg(feature = "scan")]
 impl icd_tree {
-    /// `found` as the C API hands it out, its strings kept with it.
-    pub(super) fn of(found: crate::scan::Found) -> Self {
-        use crate::scan::Language;
+    /// `found` as the C API hands it out, its strings kept with it, each function's
+    /// language that of its file (`language_of`).
+    pub(super) fn of(
+        found: crate::scan::Found,
+        language_of: impl Fn(&str) -> crate::scan::Language,
+    ) -> Self {
         let mut strings = Vec::new();
         let mut functions = Vec::with_capacity(found.functions.len());
         for (file, f) in &found.functions {
@@ -260,9 +266,7 @@ impl icd_tree {
             functions.push(icd_tree_function {
                 file: file_ptr,
                 file_len,
-                language: Language::from_path(std::path::Path::new(file))
-                    .unwrap_or(Language::C)
-                    .code(),
+                language: language_of(file).code(),
                 function,
                 code,
                 code_len,

@@ -158,6 +158,8 @@ def find_functions_in_sources(sources: Iterable[Source], *, max_file_size: int =
     for i, s in enumerate(sources):
         if not isinstance(s, Source) or s.language not in _LANGUAGE:
             raise InvalidArgumentError(f"argument `sources[{i}]` is {s!r}, expected a Source of list_sources")
+        if not isinstance(s.path, bytes) or not s.path:
+            raise InvalidArgumentError(f"argument `sources[{i}].path` is {s.path!r}, expected a path's bytes")
     lib = _library()
     n = len(sources)
     inputs = (_Source * max(n, 1))(*[_Source(s.path, len(s.path), _LANGUAGE[s.language], s.named) for s in sources])

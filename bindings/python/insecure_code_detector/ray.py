@@ -19,13 +19,12 @@ added. Ray retries the batches of an actor that dies, so each row comes back onc
 its progress bar, each of whose tasks commits its output with a rename:
 
 1. **list** (the driver): the files ``icd scan`` would read (``.gitignore``, links,
-   submodules as it reads them), cut into parts of ``files_per_task`` files; the
-   driver holds paths, never code;
+   submodules as it reads them), written as parts of ``files_per_task`` files; the
+   driver holds the paths while it lists them, never code;
 2. **read** (tasks on the workers): each part's files are read and their functions
-   found with the library; each function is keyed by the SHA-256 of its text (the text
-   the model reads: with the run's settings, equal texts get equal results) and
-   written to the bucket its key falls in, so that every copy of a text lands in one
-   bucket;
+   found with the library; each function is keyed by the SHA-256 of its text as found
+   (with the run's settings, equal texts get equal results) and written to the bucket
+   its key falls in, so that every copy of a text lands in one bucket;
 3. **classify** (actors): each bucket's distinct texts are classified once (through
    the shared prediction cache where ``prediction_cache`` is given) and each result is joined
    back to every occurrence, which keeps its file, lines and name; a bucket's rows are
@@ -70,6 +69,23 @@ OCCURRENCE_COLUMNS = ["file", "language", "function", "start_line", "end_line", 
 
 # The version of the output directory's layout, recorded in _run.json.
 LAYOUT_VERSION = 1
+
+
+def _occurrence_schema():
+    import pyarrow as pa
+
+    return pa.schema([("file", pa.string()), ("language", pa.string()), ("function", pa.string()),
+                      ("start_line", pa.int64()), ("end_line", pa.int64()), ("fingerprint", pa.string()),
+                      ("suppressed", pa.bool_()), ("key", pa.string()), ("func", pa.string())])
+
+
+def _output_schema():
+    """Every output file's columns and types, an empty bucket's included."""
+    import pyarrow as pa
+
+    prediction = [("label", pa.int64()), ("label_name", pa.string()), ("insecure_probability", pa.float32()),
+                  ("logits", pa.list_(pa.float32())), ("tokens", pa.int64()), ("truncated", pa.bool_())]
+    return pa.schema(list(_occurrence_schema()) + [pa.field(n, t) for n, t in prediction])
 
 
 class DetectorActor:
@@ -187,9 +203,14 @@ class ScanError(Exception):
 
 def _write_atomically(path: Path, write) -> None:
     """``write(temporary path)``, then the temporary renamed to ``path``: a reader (and
-    a resumed run) sees the whole file or none. The temporary's name starts with ``.``,
-    which Parquet readers skip."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    a resumed run) sees the whole file or none. The temporary is made beside ``path``
+    with a name of its own (two attempts of one task never share one) that starts with
+    ``.``, which Parquet readers skip."""
+    import tempfile
+
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(descriptor)
+    temporary = Path(name)
     try:
         write(temporary)
         os.replace(temporary, path)
@@ -222,6 +243,12 @@ class _Layout:
         self.run = output / "_run.json"
         self.summary = output / "_summary.json"
         self.gaps = output / "_gaps.jsonl"
+
+    def lock(self) -> Path:
+        return self.output / "_run.lock"
+
+    def listing(self, part: int) -> Path:
+        return self.work / "listing" / f"part-{part:05d}.json"
 
     def part_done(self, part: int) -> Path:
         return self.work / "read" / f"part-{part:05d}.json"
@@ -257,16 +284,22 @@ def _read_part(batch: Dict[str, Any], *, output: str, output_format: str, bucket
     if done.exists():
         stats = json.loads(done.read_text())
     else:
-        sources = [Source(path=bytes(p), language=str(l), named=bool(n))
-                   for p, l, n in zip(batch["paths"][0], batch["languages"][0], batch["named"][0])]
+        listed = json.loads(layout.listing(part).read_text())
+        sources = [Source(path=os.fsencode(p), language=l, named=n)
+                   for p, l, n in zip(listed["paths"], listed["languages"], listed["named"])]
         tree = find_functions_in_sources(sources, max_file_size=max_file_size)
+        # An attempt that stopped before its commit may have written buckets this one
+        # does not (its files changed since): they go, so no row is counted twice.
+        for stale in layout.work.glob(f"buckets/*/part-{part:05d}.parquet"):
+            stale.unlink()
         rows: Dict[int, List[Any]] = {}
         for f in tree.functions:
             key = _key(f.code)
             rows.setdefault(_bucket_of(key, buckets), []).append(
                 (f.file, f.language, f.name, f.start_line, f.end_line, f.fingerprint, f.suppressed, key, f.code))
         for bucket, occurrences in rows.items():
-            table = pa.table({name: [o[i] for o in occurrences] for i, name in enumerate(OCCURRENCE_COLUMNS)})
+            table = pa.table({name: [o[i] for o in occurrences] for i, name in enumerate(OCCURRENCE_COLUMNS)},
+                             schema=_occurrence_schema())
             path = layout.occurrences(bucket, part)
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_atomically(path, lambda p: pq.write_table(table, p))
@@ -321,8 +354,8 @@ class BucketClassifier:
 
         directory = self.layout.bucket_dir(bucket)
         files = sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
-        table = (pa.concat_tables([pq.read_table(f) for f in files]) if files
-                 else pa.table({name: pa.array([], pa.string()) for name in OCCURRENCE_COLUMNS}))
+        table = (pa.concat_tables([pq.read_table(f, schema=_occurrence_schema()) for f in files]) if files
+                 else _occurrence_schema().empty_table())
         # One order whatever the order the parts were read in.
         table = table.sort_by([("file", "ascending"), ("start_line", "ascending"), ("end_line", "ascending"),
                                ("fingerprint", "ascending")]) if table.num_rows else table
@@ -336,10 +369,9 @@ class BucketClassifier:
         predictions = dict(zip(distinct, self.classify([codes[first[k]] for k in distinct])))
         model_calls = self.detector.model_calls - calls_before
         columns = _prediction_columns([predictions[k] for k in keys], len(self.detector.labels))
+        schema = _output_schema()
         for name, values in columns.items():
-            if name == "logits":
-                values = pa.array(list(values), type=pa.list_(pa.float32()))
-            table = table.append_column(name, pa.array(values) if not isinstance(values, pa.Array) else values)
+            table = table.append_column(schema.field(name), pa.array(list(values), type=schema.field(name).type))
         stats = {"occurrences": table.num_rows, "distinct": len(distinct), "model_calls": model_calls}
         stats_file = self.layout.result_stats(bucket)
         stats_file.parent.mkdir(parents=True, exist_ok=True)
@@ -363,6 +395,7 @@ def _run_record(trees: Sequence[Path], model: str, listing_digest: str, parts: i
         "layout": LAYOUT_VERSION,
         "trees": [os.fsdecode(os.path.abspath(t)) for t in trees],
         "model": os.path.abspath(model),
+        "model_files": _model_files(model),
         "options": {k: (os.fsdecode(os.path.abspath(v)) if isinstance(v, (bytes, os.PathLike)) else v)
                     for k, v in sorted({**_DETECTOR_DEFAULTS, **options}.items())
                     if k not in ("prediction_cache", "prediction_cache_max_entries")},
@@ -383,10 +416,59 @@ _DETECTOR_DEFAULTS = {"backend": None, "precision": "f32", "preprocessing": "raw
 
 
 def _listing_digest(sources: Sequence[Source]) -> str:
+    """The listing's digest: each file's path, language and size and modification time,
+    so that a tree whose files changed is another run."""
     digest = hashlib.sha256()
     for s in sources:
-        digest.update(s.path + b"\0" + s.language.encode() + (b"\1" if s.named else b"\0"))
+        try:
+            stat = os.lstat(s.path)
+            state = f"{stat.st_size} {stat.st_mtime_ns}".encode()
+        except OSError as e:
+            state = f"unreadable {e.errno}".encode()
+        digest.update(s.path + b"\0" + s.language.encode() + (b"\1" if s.named else b"\0") + state + b"\0")
     return digest.hexdigest()
+
+
+def _model_files(model: str) -> Dict[str, List[int]]:
+    """The checkpoint directory's files by name: size and modification time (a model
+    retrained in place is another run)."""
+    files = {}
+    for path in sorted(Path(model).iterdir()):
+        if path.is_file():
+            stat = path.stat()
+            files[path.name] = [stat.st_size, stat.st_mtime_ns]
+    return files
+
+
+def _check_settings(model: str, options: Dict[str, Any], max_file_size: int) -> None:
+    """What the workers would refuse, refused here, before the run is recorded."""
+    from . import backends
+    from ._ffi import _PRECISION, _PREPROCESSING
+
+    if not (Path(model) / "config.json").is_file():
+        raise ScanError(f"{model} is not a checkpoint directory (it has no config.json)")
+    for name, choices in (("precision", _PRECISION), ("preprocessing", _PREPROCESSING)):
+        if name in options and options[name] not in choices:
+            raise ScanError(f"{name} {options[name]!r}: expected one of {sorted(choices)}")
+    backend = options.get("backend")
+    if backend is not None and backend not in [*backends(), "auto"]:
+        raise ScanError(f"backend {backend!r}: this library has {', '.join(backends())} (or auto)")
+    # The library's own check of the size limit, on no files.
+    find_functions_in_sources([], max_file_size=max_file_size)
+
+
+def _lock(layout: _Layout):
+    """An exclusive lock on the output directory for this driver's run, released when the
+    driver exits however it exits; a second driver on the same directory is refused."""
+    import fcntl
+
+    handle = open(layout.lock(), "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ScanError(f"{layout.output} is being written by another run (it holds {layout.lock().name}'s lock)")
+    return handle
 
 
 def _peak_rss_mib() -> float:
@@ -432,23 +514,43 @@ def scan_trees(
 
     An ``output`` that holds another run (other trees, files, model or settings) or
     other files is refused; one that holds this run is continued."""
-    import ray
-    import ray.data
-
     if output_format not in ("parquet", "jsonl"):
         raise ScanError(f"format {output_format!r}: expected parquet or jsonl")
     if files_per_task < 1 or (buckets is not None and buckets < 1) or concurrency < 1 or batch_size < 1:
         raise ScanError("files_per_task, buckets, concurrency and batch_size must each be at least 1")
     started = time.monotonic()
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ScanError(f"{output} is not a directory: name a new or empty directory")
     layout = _Layout(output, output_format)
+    detector_options = _detector_options(options, num_gpus)
+    _check_settings(model, detector_options, max_file_size)
     listing = list_sources([Path(t) for t in trees], dot_ignore=dot_ignore)
     sources = listing.sources
     parts = max(1, -(-len(sources) // files_per_task))
     buckets = buckets or min(parts, 64)
-    detector_options = _detector_options(options, num_gpus)
     record = _run_record(trees, model, _listing_digest(sources), parts, buckets, files_per_task, output_format,
                          max_file_size, dot_ignore, detector_options)
+    output.mkdir(parents=True, exist_ok=True)
+    lock = _lock(layout)
+    try:
+        finished = _begin(layout, record, listing, files_per_task)
+        if finished is not None:
+            return finished
+        # The paths are in the listing's files now: the driver lets go of them.
+        listing_gaps = listing.gaps
+        del sources, listing
+        return _scan(layout, listing_gaps, model, output_format, record["parts"], buckets, concurrency, batch_size,
+                     num_cpus, num_gpus, threads, max_file_size, actor, detector_options, started)
+    finally:
+        lock.close()
+
+
+def _begin(layout: _Layout, record: Dict[str, Any], listing, files_per_task: int) -> Optional[Dict[str, Any]]:
+    """The run recorded in the output directory, or refused there; the summary of a
+    finished one; else the listing written, a file per part (the workers read their
+    part's)."""
+    output = layout.output
     if layout.run.exists():
         earlier = json.loads(layout.run.read_text())
         differing = sorted(k for k in set(record) | set(earlier) if record.get(k) != earlier.get(k))
@@ -457,30 +559,42 @@ def scan_trees(
                             "same trees, files and settings, or name a new directory")
         if layout.summary.exists():
             return json.loads(layout.summary.read_text())
-    elif output.exists() and any(output.iterdir()):
+    elif any(p.name != layout.lock().name for p in output.iterdir()):
         raise ScanError(f"{output} is not empty and holds no scan: name a new or empty directory")
     else:
-        output.mkdir(parents=True, exist_ok=True)
         _write_json(layout.run, record)
+    (layout.work / "listing").mkdir(parents=True, exist_ok=True)
+    sources = listing.sources
+    for part in range(record["parts"]):
+        if not layout.part_done(part).exists():
+            chunk = sources[part * files_per_task:(part + 1) * files_per_task]
+            _write_json(layout.listing(part), {"paths": [os.fsdecode(s.path) for s in chunk],
+                                               "languages": [s.language for s in chunk],
+                                               "named": [s.named for s in chunk]})
+    return None
 
-    # Read: one row per part; the driver holds the paths, the workers read the files.
-    part_rows = [{"part": i,
-                  "paths": [s.path for s in sources[i * files_per_task:(i + 1) * files_per_task]],
-                  "languages": [s.language for s in sources[i * files_per_task:(i + 1) * files_per_task]],
-                  "named": [s.named for s in sources[i * files_per_task:(i + 1) * files_per_task]]}
-                 for i in range(parts)]
-    read = ray.data.from_items(part_rows, override_num_blocks=parts).map_batches(
+
+def _scan(layout: _Layout, listing_gaps, model: str, output_format: str, parts: int, buckets: int,
+          concurrency: int, batch_size: int, num_cpus: float, num_gpus: float, threads: Optional[int],
+          max_file_size: int, actor: Optional[type], detector_options: Dict[str, Any],
+          started: float) -> Dict[str, Any]:
+    """The read and classify steps of :func:`scan_trees`, with the output directory
+    locked and the listing written."""
+    import ray
+    import ray.data
+
+    output = layout.output
+    read = ray.data.from_items([{"part": i} for i in range(parts)], override_num_blocks=parts).map_batches(
         _read_part, batch_size=1, batch_format="numpy", num_cpus=1,
         fn_kwargs={"output": str(output), "output_format": output_format, "buckets": buckets,
                    "max_file_size": max_file_size},
     )  # Ray Data retries a task whose node is lost, without limit.
-    totals = {"files": 0, "functions": 0, "gaps": len(listing.gaps)}
+    totals = {"files": 0, "functions": 0, "gaps": len(listing_gaps)}
     read_started = time.monotonic()
     for row in read.iter_rows():
         for name in ("files", "functions", "gaps"):
             totals[name] += int(row[name])
     read_seconds = time.monotonic() - read_started
-    del part_rows
 
     # Classify: one row per bucket, on a pool of actors.
     classified = ray.data.from_items([{"bucket": b} for b in range(buckets)], override_num_blocks=buckets).map_batches(
@@ -503,7 +617,7 @@ def scan_trees(
     # The gaps, part by part, into one file; the work files go.
     def write_gaps(path: Path) -> None:
         with open(path, "w", encoding="utf-8") as out:
-            for gap in listing.gaps:
+            for gap in listing_gaps:
                 out.write(json.dumps({"file": gap.file, "message": gap.message}) + "\n")
             for part in range(parts):
                 with open(layout.part_gaps(part), encoding="utf-8") as part_gaps:
@@ -539,6 +653,18 @@ def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _root_cause(error: BaseException) -> str:
+    """What failed, without the layers Ray wraps a worker's exception in: the innermost
+    cause, which for the library's errors names the file or argument."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    from ._errors import DetectorError
+
+    if isinstance(error, (ScanError, DetectorError, OSError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -594,8 +720,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                  concurrency=args.concurrency, batch_size=args.batch_size, num_cpus=args.num_cpus,
                                  num_gpus=args.num_gpus, threads=args.threads, max_file_size=args.max_file_size,
                                  dot_ignore=args.dot_ignore, **options)
-        except ScanError as e:
-            print(f"error: {e}", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001: every failure ends as one line and status 2
+            print(f"error: {_root_cause(e)}", file=sys.stderr)
             return 2
         print(json.dumps(summary, sort_keys=True))
         return 0

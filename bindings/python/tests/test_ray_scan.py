@@ -186,9 +186,11 @@ def test_a_run_survives_losing_a_worker_node(cluster, tree, expected, tmp_path):
         time.sleep(0.05)
     committed = len(list(output.glob("part-*.parquet")))
     head_cluster.remove_node(workers.pop(0))
-    thread.join(timeout=600)
-    # The cluster gets its second worker back for the tests after this one.
+    # A node joins in its place (as an autoscaler's would): the restarted actor needs its
+    # CPU, and the tests after this one a second worker.
     workers.append(head_cluster.add_node(num_cpus=1))
+    thread.join(timeout=600)
+    assert not thread.is_alive(), "the run did not finish after the node was lost"
     assert "error" not in result, result.get("error")
     assert 0 < committed < 12, f"{committed} buckets were committed when the node went: the loss went untested"
     check_output(output, expected)
@@ -267,3 +269,59 @@ def test_runs_sharing_a_prediction_cache_classify_only_what_is_new(cluster, tree
     new = [r for r in rows_of(tmp_path / "second") if r["function"] == "added_tonight"]
     with Detector(MODEL) as detector:
         assert list(new[0]["logits"]) == detector.predict(new[0]["func"]).logits
+
+
+def test_a_bucket_without_texts_has_the_columns_of_the_others(cluster, tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.c").write_text("int a(void) { return 0; }\nint b(int x) { return x; }\n")
+    (tree / "copy.c").write_text("int a(void) { return 0; }\n")
+    for output_format in ("parquet", "jsonl"):
+        output = tmp_path / output_format
+        summary = scan_trees([tree], str(MODEL), output, buckets=8, threads=1, output_format=output_format)
+        assert (summary["functions"], summary["distinct_functions"], summary["model_calls"]) == (3, 2, 2)
+        assert len(list(output.glob(f"part-*.{output_format}"))) == 8
+    rows = rows_of(tmp_path / "parquet")
+    assert sorted((Path(r["file"]).name, r["function"]) for r in rows) == [("a.c", "a"), ("a.c", "b"), ("copy.c", "a")]
+    schemas = {str(pq.read_schema(f)) for f in (tmp_path / "parquet").glob("part-*.parquet")}
+    assert len(schemas) == 1
+    written = [json.loads(line) for f in sorted((tmp_path / "jsonl").glob("part-*.jsonl"))
+               for line in f.read_text().splitlines()]
+    assert sorted((r["file"], r["start_line"], r["logits"]) for r in written) == sorted(
+        (r["file"], r["start_line"], list(r["logits"])) for r in rows)
+
+
+def test_what_would_corrupt_a_run_is_refused_before_anything_is_written(cluster, tmp_path):
+    import fcntl
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.c").write_text("int a(void) { return 0; }\n")
+    # Settings the workers would refuse.
+    for options, needle in [({"precision": "fp16"}, "precision 'fp16'"), ({"backend": "tpu"}, "backend 'tpu'"),
+                            ({"max_file_size": 1 << 40}, "max_file_size")]:
+        output = tmp_path / "refused"
+        with pytest.raises(Exception, match=needle):
+            scan_trees([tree], str(MODEL), output, **options)
+        assert not (output / "_run.json").exists()
+    with pytest.raises(ScanError, match="no config.json"):
+        scan_trees([tree], str(tree), tmp_path / "no-model")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ScanError, match="is not a directory"):
+        scan_trees([tree], str(MODEL), tmp_path / "a-file")
+    # A second driver while one holds the directory.
+    output = tmp_path / "out"
+    output.mkdir()
+    with open(output / "_run.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ScanError, match="being written by another run"):
+            scan_trees([tree], str(MODEL), output)
+    # A finished run whose file changed since is another run, not its stale summary.
+    summary = scan_trees([tree], str(MODEL), output, threads=1)
+    assert scan_trees([tree], str(MODEL), output, threads=1) == summary
+    (tree / "a.c").write_text("int a(void) { return 1; }\n")
+    with pytest.raises(ScanError, match="differs in listing_sha256"):
+        scan_trees([tree], str(MODEL), output, threads=1)
+    # A bad path in a source is named.
+    with pytest.raises(icd.InvalidArgumentError, match=r"sources\[0\]\.path"):
+        icd.find_functions_in_sources([icd.Source(path="a.c", language="c", named=False)])
