@@ -34,6 +34,18 @@ pub const WEIGHTS_LIMIT: u64 = 17 << 30;
 /// `limit` bytes, and returns it with its length; `kind` names the file in errors
 /// ("config.json", "source file"). A FIFO is opened without blocking, then refused.
 pub fn open_untrusted(path: &Path, limit: u64, kind: &str) -> Result<(std::fs::File, u64)> {
+    open_checked(path, limit, kind, true)
+}
+
+/// [`open_untrusted`] with `follow_links` false: a symbolic link in `path`'s last
+/// component is refused (on Unix), for a file a walk found as a regular file, which
+/// may have been replaced by a link since.
+fn open_checked(
+    path: &Path,
+    limit: u64,
+    kind: &str,
+    follow_links: bool,
+) -> Result<(std::fs::File, u64)> {
     let io_error = |source: std::io::Error| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -44,9 +56,20 @@ pub fn open_untrusted(path: &Path, limit: u64, kind: &str) -> Result<(std::fs::F
     {
         use std::os::unix::fs::OpenOptionsExt;
         // Opening a FIFO for reading would wait for a writer.
-        options.custom_flags(libc::O_NONBLOCK);
+        let no_follow = if follow_links { 0 } else { libc::O_NOFOLLOW };
+        options.custom_flags(libc::O_NONBLOCK | no_follow);
     }
-    let file = options.open(path).map_err(io_error)?;
+    let file = match options.open(path) {
+        Ok(file) => file,
+        #[cfg(unix)]
+        Err(e) if !follow_links && e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::FileRefused {
+                path: path.to_path_buf(),
+                reason: format!("{kind} is a symbolic link (not followed)"),
+            })
+        }
+        Err(e) => return Err(io_error(e)),
+    };
     let meta = file.metadata().map_err(io_error)?;
     if !meta.is_file() {
         return Err(Error::FileRefused {
@@ -63,7 +86,21 @@ pub fn open_untrusted(path: &Path, limit: u64, kind: &str) -> Result<(std::fs::F
 /// The bytes of `path`, a regular file of at most `limit` bytes (see
 /// [`open_untrusted`]). A file that grows past the limit while read is refused too.
 pub fn read_untrusted(path: &Path, limit: u64, kind: &str) -> Result<Vec<u8>> {
-    let (file, len) = open_untrusted(path, limit, kind)?;
+    read_opened(path, limit, kind, open_untrusted(path, limit, kind)?)
+}
+
+/// [`read_untrusted`] for a file a walk found: a symbolic link is refused rather than
+/// followed, as the walk would have refused it.
+pub fn read_untrusted_walked(path: &Path, limit: u64, kind: &str) -> Result<Vec<u8>> {
+    read_opened(path, limit, kind, open_checked(path, limit, kind, false)?)
+}
+
+fn read_opened(
+    path: &Path,
+    limit: u64,
+    kind: &str,
+    (file, len): (std::fs::File, u64),
+) -> Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(limit + 1)
         .read_to_end(&mut bytes)

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use super::{find_functions_in_bytes, FunctionSpan, Language, LineRange};
 use crate::error::{Error, Result};
-use crate::files::{path_from_bytes, path_text, read_untrusted};
+use crate::files::{path_from_bytes, path_text, read_untrusted, read_untrusted_walked};
 use crate::report::{printable, printable_path};
 
 /// Line ranges a message lists before it counts the rest (SARIF notifications carry
@@ -216,7 +216,11 @@ pub fn find_functions_in_sources(sources: &[Source], options: &TreeOptions) -> R
     let mut read = Vec::with_capacity(sources.len());
     for source in sources {
         let file = path_text(&source.path).into_owned();
-        let bytes = match read_untrusted(&source.path, options.max_file_size, "source file") {
+        let read_file = match source.named {
+            true => read_untrusted,
+            false => read_untrusted_walked,
+        };
+        let bytes = match read_file(&source.path, options.max_file_size, "source file") {
             Ok(bytes) => bytes,
             Err(e) if source.named => return Err(e),
             Err(e) => {

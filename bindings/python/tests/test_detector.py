@@ -435,6 +435,13 @@ def test_a_listing_read_in_parts_finds_what_find_functions_under_finds(tmp_path)
     assert gone.functions == [] and "f1.c" in gone.gaps[0].message
     with pytest.raises(icd.InvalidArgumentError, match="sources\\[0\\]"):
         icd.find_functions_in_sources(["f0.c"])
+    # A listed file replaced by a link since is not followed: the walk would not have.
+    secret = tmp_path / "sub" / "secret.h"
+    secret.write_text("int secret(void) { return 42; }\n")
+    (tmp_path / "f2.c").unlink()
+    os.symlink(secret, tmp_path / "f2.c")
+    linked = icd.find_functions_in_sources([s for s in listing.sources if s.path.endswith(b"f2.c")])
+    assert linked.functions == [] and "symbolic link (not followed)" in linked.gaps[0].message
 
 
 def test_detectors_sharing_a_prediction_cache_classify_each_text_once(tmp_path):
