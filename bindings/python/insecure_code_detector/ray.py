@@ -68,7 +68,7 @@ OCCURRENCE_COLUMNS = ["file", "language", "function", "start_line", "end_line", 
                       "key", "func"]
 
 # The version of the output directory's layout, recorded in _run.json.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 
 def _occurrence_schema():
@@ -209,6 +209,10 @@ def _write_atomically(path: Path, write) -> None:
     import tempfile
 
     descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp makes the file 0600; the output is for whoever the umask lets read it.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(descriptor, 0o666 & ~umask)
     os.close(descriptor)
     temporary = Path(name)
     try:
@@ -291,7 +295,7 @@ def _read_part(batch: Dict[str, Any], *, output: str, output_format: str, bucket
         # An attempt that stopped before its commit may have written buckets this one
         # does not (its files changed since): they go, so no row is counted twice.
         for stale in layout.work.glob(f"buckets/*/part-{part:05d}.parquet"):
-            stale.unlink()
+            stale.unlink(missing_ok=True)
         rows: Dict[int, List[Any]] = {}
         for f in tree.functions:
             key = _key(f.code)
@@ -399,6 +403,8 @@ def _run_record(trees: Sequence[Path], model: str, listing_digest: str, parts: i
         "options": {k: (os.fsdecode(os.path.abspath(v)) if isinstance(v, (bytes, os.PathLike)) else v)
                     for k, v in sorted({**_DETECTOR_DEFAULTS, **options}.items())
                     if k not in ("prediction_cache", "prediction_cache_max_entries")},
+        "calibration_file": (_file_state(options["calibration"]) if options.get("calibration") is not None
+                             else None),
         "listing_sha256": listing_digest,
         "parts": parts,
         "buckets": buckets,
@@ -421,7 +427,8 @@ def _listing_digest(sources: Sequence[Source]) -> str:
     digest = hashlib.sha256()
     for s in sources:
         try:
-            stat = os.lstat(s.path)
+            # A named file is read through its links, a walked one never.
+            stat = os.stat(s.path) if s.named else os.lstat(s.path)
             state = f"{stat.st_size} {stat.st_mtime_ns}".encode()
         except OSError as e:
             state = f"unreadable {e.errno}".encode()
@@ -430,44 +437,83 @@ def _listing_digest(sources: Sequence[Source]) -> str:
 
 
 def _model_files(model: str) -> Dict[str, List[int]]:
-    """The checkpoint directory's files by name: size and modification time (a model
-    retrained in place is another run)."""
+    """The files the detector reads from the checkpoint directory, by name: size and
+    modification time (a model retrained in place is another run)."""
     files = {}
-    for path in sorted(Path(model).iterdir()):
-        if path.is_file():
+    for name in _CHECKPOINT_FILES:
+        path = Path(model) / name
+        try:
             stat = path.stat()
-            files[path.name] = [stat.st_size, stat.st_mtime_ns]
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise ScanError(f"{path} cannot be read: {e}") from None
+        files[name] = [stat.st_size, stat.st_mtime_ns]
     return files
 
 
+# What a checkpoint directory holds that the detector reads (config, weights in either
+# format, tokenizer in either layout).
+_CHECKPOINT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.json",
+                     "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _file_state(path) -> List[int]:
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def _check_settings(model: str, options: Dict[str, Any], max_file_size: int) -> None:
-    """What the workers would refuse, refused here, before the run is recorded."""
+    """What the workers would refuse, refused here, before the run is recorded (the
+    checkpoint itself is loaded by the workers, whose devices the driver may lack)."""
+    import inspect
+
     from . import backends
     from ._ffi import _PRECISION, _PREPROCESSING
 
     if not (Path(model) / "config.json").is_file():
         raise ScanError(f"{model} is not a checkpoint directory (it has no config.json)")
+    accepted = set(inspect.signature(Detector).parameters) - {"model_dir"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ScanError(f"unknown detector options {unknown}: expected some of {sorted(accepted)}")
     for name, choices in (("precision", _PRECISION), ("preprocessing", _PREPROCESSING)):
         if name in options and options[name] not in choices:
             raise ScanError(f"{name} {options[name]!r}: expected one of {sorted(choices)}")
     backend = options.get("backend")
-    if backend is not None and backend not in [*backends(), "auto"]:
+    if backend is not None and str(backend).lower() not in [*backends(), "auto"]:
         raise ScanError(f"backend {backend!r}: this library has {', '.join(backends())} (or auto)")
+    for name in ("max_tokens", "batch_size"):
+        value = options.get(name, 0)
+        if not isinstance(value, int) or not 0 <= value < 2**32:
+            raise ScanError(f"{name} {value!r}: expected an integer in 0..2**32")
+    calibration = options.get("calibration")
+    if calibration is not None and not Path(calibration).is_file():
+        raise ScanError(f"calibration {calibration}: no such file")
     # The library's own check of the size limit, on no files.
     find_functions_in_sources([], max_file_size=max_file_size)
 
 
 def _lock(layout: _Layout):
     """An exclusive lock on the output directory for this driver's run, released when the
-    driver exits however it exits; a second driver on the same directory is refused."""
+    driver exits however it exits; a second driver on the same directory is refused
+    (between machines, where the shared file system carries flock's locks, as NFS 4
+    does)."""
     import fcntl
 
-    handle = open(layout.lock(), "a")
+    try:
+        handle = open(layout.lock(), "a")
+    except OSError as e:
+        raise ScanError(f"{layout.output} cannot be written: {e}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise ScanError(f"{layout.output} is being written by another run (it holds {layout.lock().name}'s lock)")
+    except OSError as e:
+        handle.close()
+        raise ScanError(f"{layout.output} cannot be locked ({e}): its file system takes no locks; name a "
+                        "directory on one that does") from None
     return handle
 
 
@@ -519,10 +565,17 @@ def scan_trees(
     if files_per_task < 1 or (buckets is not None and buckets < 1) or concurrency < 1 or batch_size < 1:
         raise ScanError("files_per_task, buckets, concurrency and batch_size must each be at least 1")
     started = time.monotonic()
-    output = Path(output)
+    # Workers run in directories of their own: every path they are given is absolute.
+    trees = [Path(os.path.abspath(t)) for t in trees]
+    model = os.path.abspath(model)
+    output = Path(os.path.abspath(output))
+    options = {k: (os.path.abspath(v) if k in ("calibration", "prediction_cache") and v is not None else v)
+               for k, v in options.items()}
     if output.exists() and not output.is_dir():
         raise ScanError(f"{output} is not a directory: name a new or empty directory")
     layout = _Layout(output, output_format)
+    if output.is_dir() and not layout.run.exists() and any(p.name != layout.lock().name for p in output.iterdir()):
+        raise ScanError(f"{output} is not empty and holds no scan: name a new or empty directory")
     detector_options = _detector_options(options, num_gpus)
     _check_settings(model, detector_options, max_file_size)
     listing = list_sources([Path(t) for t in trees], dot_ignore=dot_ignore)
@@ -546,6 +599,11 @@ def scan_trees(
         lock.close()
 
 
+# What only the classify step reads: a run that has classified nothing yet may take
+# others.
+_CLASSIFY_SETTINGS = {"model", "model_files", "options", "calibration_file"}
+
+
 def _begin(layout: _Layout, record: Dict[str, Any], listing, files_per_task: int) -> Optional[Dict[str, Any]]:
     """The run recorded in the output directory, or refused there; the summary of a
     finished one; else the listing written, a file per part (the workers read their
@@ -554,7 +612,11 @@ def _begin(layout: _Layout, record: Dict[str, Any], listing, files_per_task: int
     if layout.run.exists():
         earlier = json.loads(layout.run.read_text())
         differing = sorted(k for k in set(record) | set(earlier) if record.get(k) != earlier.get(k))
-        if differing:
+        committed = any(layout.output.glob(f"part-*.{layout.result(0).suffix[1:]}"))
+        if differing and set(differing) <= _CLASSIFY_SETTINGS and not committed and not layout.summary.exists():
+            # Nothing was classified yet: what was read stands, the new settings classify.
+            _write_json(layout.run, record)
+        elif differing:
             raise ScanError(f"{output} holds a run that differs in {', '.join(differing)}: continue it with the "
                             "same trees, files and settings, or name a new directory")
         if layout.summary.exists():
@@ -581,6 +643,25 @@ def _scan(layout: _Layout, listing_gaps, model: str, output_format: str, parts: 
     """The read and classify steps of :func:`scan_trees`, with the output directory
     locked and the listing written."""
     import ray
+    import ray.data
+
+    output = layout.output
+    # A worker's error reaches the driver as itself (a FileAccessError naming the file),
+    # not wrapped in Ray Data's UserCodeException; the setting is the datasets' own.
+    context = ray.data.DataContext.get_current()
+    wrapped = context.raise_original_map_exception
+    context.raise_original_map_exception = True
+    try:
+        return _run_steps(layout, listing_gaps, model, output_format, parts, buckets, concurrency, batch_size,
+                          num_cpus, num_gpus, threads, max_file_size, actor, detector_options, started)
+    finally:
+        context.raise_original_map_exception = wrapped
+
+
+def _run_steps(layout: _Layout, listing_gaps, model: str, output_format: str, parts: int, buckets: int,
+               concurrency: int, batch_size: int, num_cpus: float, num_gpus: float, threads: Optional[int],
+               max_file_size: int, actor: Optional[type], detector_options: Dict[str, Any],
+               started: float) -> Dict[str, Any]:
     import ray.data
 
     output = layout.output
@@ -658,8 +739,13 @@ def _remove_tree(path: Path) -> None:
 def _root_cause(error: BaseException) -> str:
     """What failed, without the layers Ray wraps a worker's exception in: the innermost
     cause, which for the library's errors names the file or argument."""
-    while error.__cause__ is not None:
-        error = error.__cause__
+    while True:
+        # Ray's task errors hold the worker's exception as `cause`; Python's chains as
+        # `__cause__`.
+        inner = getattr(error, "cause", None) or error.__cause__
+        if not isinstance(inner, BaseException) or inner is error:
+            break
+        error = inner
     from ._errors import DetectorError
 
     if isinstance(error, (ScanError, DetectorError, OSError)):

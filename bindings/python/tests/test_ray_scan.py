@@ -322,6 +322,33 @@ def test_what_would_corrupt_a_run_is_refused_before_anything_is_written(cluster,
     (tree / "a.c").write_text("int a(void) { return 1; }\n")
     with pytest.raises(ScanError, match="differs in listing_sha256"):
         scan_trees([tree], str(MODEL), output, threads=1)
+    # What is written is readable by whoever the umask lets read it.
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (output / "_summary.json", next(output.glob("part-*.parquet"))):
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask, written
+    # Settings that only the classify step reads may change while nothing is classified.
+    (tree / "a.c").write_text("int a(void) { return 0; }\nint b(int x) { return x; }\n")
+    fresh = tmp_path / "fresh"
+    scan_trees([tree], str(MODEL), fresh, threads=1)
+    for name in ["_summary.json", "_gaps.jsonl", *(p.name for p in fresh.glob("part-*"))]:
+        (fresh / name).unlink()
+    summary = scan_trees([tree], str(MODEL), fresh, threads=1, precision="int8")
+    with Detector(MODEL, precision="int8") as detector:
+        for r in rows_of(fresh):
+            assert list(r["logits"]) == detector.predict(r["func"]).logits
+    with pytest.raises(ScanError, match="differs in options"):
+        scan_trees([tree], str(MODEL), fresh, threads=1, precision="f32")
+    # A worker's error ends the command with its own message, naming the file.
+    blob = tmp_path / "blob.c"
+    blob.write_bytes(b"int f(void) { return 0; }\0")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]))
+    failed = subprocess.run([sys.executable, "-m", "insecure_code_detector.ray", str(blob), "--model", str(MODEL),
+                             "--output", str(tmp_path / "failed"), "--address", cluster[0].address],
+                            env=env, capture_output=True, text=True, timeout=300)
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert failed.returncode == 2 and len(errors) == 1, failed.stderr[-3000:]
+    assert errors[0] == f"error: refusing {blob}: not scanned: a binary file (a NUL byte at offset 25)"
     # A bad path in a source is named.
     with pytest.raises(icd.InvalidArgumentError, match=r"sources\[0\]\.path"):
         icd.find_functions_in_sources([icd.Source(path="a.c", language="c", named=False)])
