@@ -464,8 +464,9 @@ enum icd_status icd_detector_predict_windows(const struct icd_detector *detector
 // most `max_entries` (0: 100,000) predictions, the least recently used dropped past
 // them. From then on `icd_detector_predict` and `icd_detector_predict_batch` take
 // each function's prediction from the cache where it holds one for this checkpoint's
-// files and this detector's settings, and keep what the model computes; results are
-// those the model gives. The checkpoint's files must be those the detector loaded: one
+// files and this detector's settings, and keep what the model computes (a text a batch
+// repeats, once); results are those the model gives, and a cache that cannot be read
+// or written then is passed over (the model classifies). The checkpoint's files must be those the detector loaded: one
 // replaced since is an error (`ICD_ERR_IO`) rather than results kept under the
 // wrong key. A build without the `cache` cargo feature fails with
 // `ICD_ERR_INVALID_ARGUMENT`.

@@ -185,7 +185,8 @@ pub(super) unsafe fn str_arg<'a>(ptr: *const c_char, len: usize, argument: &str)
     })
 }
 
-/// `len` bytes at `ptr` as a path (any bytes on Unix, UTF-8 elsewhere); empty refused.
+/// `len` bytes at `ptr` as a path (any bytes but NUL on Unix, UTF-8 elsewhere); empty
+/// refused.
 ///
 /// # Safety
 /// As [`slice_arg`].
@@ -194,6 +195,12 @@ pub(super) unsafe fn path_arg(ptr: *const c_char, len: usize, argument: &str) ->
     let bytes = unsafe { bytes_arg(ptr, len, argument) }?;
     if bytes.is_empty() {
         return Err(CallError::invalid(argument, "is empty"));
+    }
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err(CallError::invalid(
+            argument,
+            format!("holds a NUL byte at offset {at}, which no path can"),
+        ));
     }
     #[cfg(unix)]
     {

@@ -31,16 +31,32 @@ impl icd_detector {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         };
-        let found = lock().cached(&self.detector, codes)?;
+        // The cache only saves work: one that cannot be read or written (locked by
+        // another program past its wait, a full disk) is passed over, never a failure.
+        let found = lock()
+            .cached(&self.detector, codes)
+            .unwrap_or_else(|_| vec![None; codes.len()]);
         let missing = crate::detector::missing(&found);
-        let texts: Vec<&str> = missing.iter().map(|&i| codes[i]).collect();
-        let classified = match texts.is_empty() {
+        // Each missing text classified once, however often the batch repeats it.
+        let mut distinct: Vec<&str> = Vec::new();
+        let mut slot = std::collections::HashMap::new();
+        let places: Vec<usize> = missing
+            .iter()
+            .map(|&i| {
+                *slot.entry(codes[i]).or_insert_with(|| {
+                    distinct.push(codes[i]);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        let predicted = match distinct.is_empty() {
             true => Vec::new(),
-            false => self.detector.predict_batch(&texts)?,
+            false => self.detector.predict_batch(&distinct)?,
         };
         self.model_calls
-            .fetch_add(texts.len() as u64, Ordering::Relaxed);
-        lock().keep(&texts, &classified)?;
+            .fetch_add(distinct.len() as u64, Ordering::Relaxed);
+        let _ = lock().keep(&distinct, &predicted);
+        let classified = places.iter().map(|&p| predicted[p].clone()).collect();
         Ok(crate::detector::fill(found, &missing, classified))
     }
 }
@@ -85,8 +101,9 @@ impl AttachedCache {
 /// most `max_entries` (0: 100,000) predictions, the least recently used dropped past
 /// them. From then on `icd_detector_predict` and `icd_detector_predict_batch` take
 /// each function's prediction from the cache where it holds one for this checkpoint's
-/// files and this detector's settings, and keep what the model computes; results are
-/// those the model gives. The checkpoint's files must be those the detector loaded: one
+/// files and this detector's settings, and keep what the model computes (a text a batch
+/// repeats, once); results are those the model gives, and a cache that cannot be read
+/// or written then is passed over (the model classifies). The checkpoint's files must be those the detector loaded: one
 /// replaced since is an error (`ICD_ERR_IO`) rather than results kept under the
 /// wrong key. A build without the `cache` cargo feature fails with
 /// `ICD_ERR_INVALID_ARGUMENT`.

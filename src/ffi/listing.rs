@@ -230,15 +230,20 @@ fn find_functions_in_sources(
         },
         dot_ignore: false,
     };
-    let found = crate::scan::find_functions_in_sources(&sources, &options)?;
-    // Each function in the language its file was parsed in, as the caller gave it.
-    let languages: std::collections::HashMap<String, Language> = sources
-        .iter()
-        .map(|s| (crate::files::path_text(&s.path).into_owned(), s.language))
-        .collect();
-    Ok(icd_tree::of(found, |file| {
-        languages.get(file).copied().unwrap_or(Language::C)
-    }))
+    // A source at a time, so that each function carries the language its source was
+    // parsed in (one path may be given twice, in two languages).
+    // The options are checked once, also where there is no source.
+    let mut found = crate::scan::find_functions_in_sources(&[], &options)?;
+    let mut languages = Vec::new();
+    for source in &sources {
+        let one = crate::scan::find_functions_in_sources(std::slice::from_ref(source), &options)?;
+        languages.extend(std::iter::repeat_n(source.language, one.functions.len()));
+        found.functions.extend(one.functions);
+        found.inputs.extend(one.inputs);
+        found.gaps.extend(one.gaps);
+    }
+    found.gaps.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(icd_tree::of(found, |_, i| languages[i]))
 }
 
 #[cfg(not(feature = "scan"))]

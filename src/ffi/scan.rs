@@ -243,7 +243,7 @@ fn find_functions_under(
         dot_ignore,
     };
     let found = crate::scan::find_functions_under(paths, &options, None)?;
-    Ok(icd_tree::of(found, |file| {
+    Ok(icd_tree::of(found, |file, _| {
         crate::scan::Language::from_path(std::path::Path::new(file))
             .unwrap_or(crate::scan::Language::C)
     }))
@@ -252,21 +252,21 @@ fn find_functions_under(
 #[cfg(feature = "scan")]
 impl icd_tree {
     /// `found` as the C API hands it out, its strings kept with it, each function's
-    /// language that of its file (`language_of`).
+    /// language `language_of(its file, its index in found.functions)`.
     pub(super) fn of(
         found: crate::scan::Found,
-        language_of: impl Fn(&str) -> crate::scan::Language,
+        language_of: impl Fn(&str, usize) -> crate::scan::Language,
     ) -> Self {
         let mut strings = Vec::new();
         let mut functions = Vec::with_capacity(found.functions.len());
-        for (file, f) in &found.functions {
+        for (i, (file, f)) in found.functions.iter().enumerate() {
             let (file_ptr, file_len) = keep(&mut strings, file);
             let function = icd_function::of(f, &mut strings);
             let (code, code_len) = keep(&mut strings, &f.code);
             functions.push(icd_tree_function {
                 file: file_ptr,
                 file_len,
-                language: language_of(file).code(),
+                language: language_of(file, i).code(),
                 function,
                 code,
                 code_len,

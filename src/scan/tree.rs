@@ -395,6 +395,12 @@ fn collect(
             }
         }
     }
+    // A file under two of the paths given (one repeated, or inside another) is read
+    // once, as the first path found it.
+    let mut seen = std::collections::HashSet::new();
+    sources.retain(|s| seen.insert(s.path.clone()));
+    let mut seen = std::collections::HashSet::new();
+    gaps.retain(|g| seen.insert(g.file.clone()));
     Ok((sources, gaps))
 }
 

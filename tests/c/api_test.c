@@ -432,6 +432,9 @@ int main(int argc, char **argv) {
         icd_listing *kept_listing = (icd_listing *)&failures;
         EXPECT_ERROR(icd_list_sources(absent_paths, 1, false, &kept_listing, &err_), ICD_ERR_IO, absent);
         EXPECT_ERROR(icd_list_sources(tree_paths, 1, false, NULL, &err_), ICD_ERR_NULL_ARGUMENT, "listing_out");
+        icd_str nul_paths[1] = {{"a\0b", 3}};
+        EXPECT_ERROR(icd_list_sources(nul_paths, 1, false, &kept_listing, &err_), ICD_ERR_INVALID_ARGUMENT,
+                     "`paths[0]` holds a NUL byte");
         CHECK(kept_listing == (icd_listing *)&failures);
         CHECK(icd_listing_sources(NULL, &source_count) == NULL && source_count == 0);
         icd_listing_free(listing);

@@ -490,6 +490,12 @@ def _check_settings(model: str, options: Dict[str, Any], max_file_size: int) -> 
     calibration = options.get("calibration")
     if calibration is not None and not Path(calibration).is_file():
         raise ScanError(f"calibration {calibration}: no such file")
+    cache = options.get("prediction_cache")
+    if cache is not None:
+        try:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ScanError(f"prediction_cache {cache} cannot be a cache directory: {e}") from None
     # The library's own check of the size limit, on no files.
     find_functions_in_sources([], max_file_size=max_file_size)
 
@@ -573,6 +579,11 @@ def scan_trees(
                for k, v in options.items()}
     if output.exists() and not output.is_dir():
         raise ScanError(f"{output} is not a directory: name a new or empty directory")
+    try:
+        os.fsencode(output).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ScanError(f"{output!r} is not UTF-8, which the Parquet writer takes paths in: name another "
+                        "directory") from None
     layout = _Layout(output, output_format)
     if output.is_dir() and not layout.run.exists() and any(p.name != layout.lock().name for p in output.iterdir()):
         raise ScanError(f"{output} is not empty and holds no scan: name a new or empty directory")
@@ -610,7 +621,12 @@ def _begin(layout: _Layout, record: Dict[str, Any], listing, files_per_task: int
     part's)."""
     output = layout.output
     if layout.run.exists():
-        earlier = json.loads(layout.run.read_text())
+        try:
+            earlier = json.loads(layout.run.read_text())
+            if not isinstance(earlier, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            raise ScanError(f"{layout.run} is not a run's record ({e}): name a new directory") from None
         differing = sorted(k for k in set(record) | set(earlier) if record.get(k) != earlier.get(k))
         committed = any(layout.output.glob(f"part-*.{layout.result(0).suffix[1:]}"))
         if differing and set(differing) <= _CLASSIFY_SETTINGS and not committed and not layout.summary.exists():
@@ -748,9 +764,9 @@ def _root_cause(error: BaseException) -> str:
         error = inner
     from ._errors import DetectorError
 
-    if isinstance(error, (ScanError, DetectorError, OSError)):
+    if isinstance(error, (ScanError, DetectorError, OSError)) and str(error):
         return str(error)
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {str(error).strip() or repr(error)}"
 
 
 def main(argv: Optional[List[str]] = None) -> int:

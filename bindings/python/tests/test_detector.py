@@ -435,6 +435,20 @@ def test_a_listing_read_in_parts_finds_what_find_functions_under_finds(tmp_path)
     assert gone.functions == [] and "f1.c" in gone.gaps[0].message
     with pytest.raises(icd.InvalidArgumentError, match="sources\\[0\\]"):
         icd.find_functions_in_sources(["f0.c"])
+    # A file under two of the paths given is listed and read once.
+    again = icd.list_sources([tmp_path, tmp_path, tmp_path / "sub"])
+    assert [x.path for x in again.sources] == [x.path for x in icd.list_sources([tmp_path]).sources]
+    assert icd.find_functions_under([tmp_path, tmp_path / "sub"]).functions == icd.find_functions_under(
+        [tmp_path]).functions
+    # Each function in the language its source was parsed in, a path given twice too.
+    (tmp_path / "both.h").write_text("int both(void) { return 0; }\n")
+    both = icd.find_functions_in_sources([icd.Source(os.fsencode(tmp_path / "both.h"), language, False)
+                                          for language in ("c", "cpp")])
+    assert [(f.name, f.language) for f in both.functions] == [("both", "c"), ("both", "cpp")]
+    (tmp_path / "both.h").unlink()
+    # A path holding a NUL byte is refused by name.
+    with pytest.raises(icd.InvalidArgumentError, match=r"paths\[0\]` holds a NUL byte"):
+        icd.list_sources([b"a\0b"])
     # A listed file replaced by a link since is not followed: the walk would not have.
     secret = tmp_path / "sub" / "secret.h"
     secret.write_text("int secret(void) { return 42; }\n")
@@ -459,6 +473,10 @@ def test_detectors_sharing_a_prediction_cache_classify_each_text_once(tmp_path):
         assert second.predict(texts[0]) == want[0] and second.model_calls == len(texts) - 3
     # The same floats, bit for bit, from the cache as from the model.
     assert got == want
+    # A text a batch repeats is classified once.
+    with Detector(FIXTURES / "roberta-2-labels", prediction_cache=tmp_path / "other") as repeated:
+        assert repeated.predict_batch([texts[0]] * 3) == [want[0]] * 3
+        assert repeated.model_calls == 1
     # Other settings are other results: nothing is taken from the cache for them.
     with Detector(FIXTURES / "roberta-2-labels", prediction_cache=cache, preprocessing="collapse_whitespace") as other:
         other.predict_batch(texts)

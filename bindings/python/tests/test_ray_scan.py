@@ -349,6 +349,16 @@ def test_what_would_corrupt_a_run_is_refused_before_anything_is_written(cluster,
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
     assert failed.returncode == 2 and len(errors) == 1, failed.stderr[-3000:]
     assert errors[0] == f"error: refusing {blob}: not scanned: a binary file (a NUL byte at offset 25)"
+    # A cache path that cannot be a directory, an output path the Parquet writer cannot
+    # take, a record that is not one: refused before the run.
+    with pytest.raises(ScanError, match="prediction_cache .* cannot be a cache directory"):
+        scan_trees([tree], str(MODEL), tmp_path / "cached", prediction_cache=str(tree / "a.c"))
+    with pytest.raises(ScanError, match="is not UTF-8"):
+        scan_trees([tree], str(MODEL), os.fsdecode(os.fsencode(str(tmp_path)) + b"/out\xff"))
+    (tmp_path / "bad-record").mkdir()
+    (tmp_path / "bad-record" / "_run.json").write_text("[]")
+    with pytest.raises(ScanError, match="is not a run's record"):
+        scan_trees([tree], str(MODEL), tmp_path / "bad-record")
     # A bad path in a source is named.
     with pytest.raises(icd.InvalidArgumentError, match=r"sources\[0\]\.path"):
         icd.find_functions_in_sources([icd.Source(path="a.c", language="c", named=False)])
