@@ -4,6 +4,7 @@ library's, and how a bench writes its section of BENCHMARKS.md."""
 
 import json
 import os
+import platform
 import re
 import shutil
 import statistics
@@ -26,6 +27,17 @@ PROBES = [
     "int main(void) { return 0; }",
     "void copy(char *dst, const char *src, size_t n)\n{\n    memcpy(dst, src, n);\n}\n",
 ]
+
+
+def cpu_model():
+    """The CPU's model name, as /proc/cpuinfo gives it, for the figures' captions."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def flops_per_pass(tokens, hidden=768, layers=12, intermediate=3072, heads=12, last_layer="whole"):

@@ -16,7 +16,6 @@ selenium (./scripts/test installs them). `--update FILE` replaces this script's 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import update_section  # noqa: E402
+from common import cpu_model, update_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADING = "## The HTML report at scale"
@@ -86,8 +85,7 @@ def main():
         lines = sum(1 for _ in tree.glob("*.c") for _ in _.read_text().splitlines())
         load, sort, filter_ms, rows, shown = browse(report)
 
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.machine())
+    cpu = cpu_model()
     chromium = subprocess.run([os.environ.get("ICD_CHROMIUM", "/usr/bin/chromium"), "--version"],
                               capture_output=True, text=True).stdout.strip()
     section = "\n".join([

@@ -28,7 +28,6 @@ measurement: see the printed assumptions) at several shares of duplicate texts.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ray  # noqa: E402
 
-from common import update_section  # noqa: E402
+from common import cpu_model, update_section  # noqa: E402
 from insecure_code_detector import library_path  # noqa: E402
 from insecure_code_detector.ray import scan_trees  # noqa: E402
 
@@ -115,12 +114,7 @@ def main():
     calls_per_s = summary["model_calls"] / ray_s
     print(f"icd scan: {one_s:.2f} s; Ray: {ray_s:.2f} s; {summary}")
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     version = subprocess.run([icd, "--version"], capture_output=True, text=True).stdout
     kernels = next((line.split(":", 1)[1].strip() for line in version.splitlines()
                     if line.startswith("cpu backends run:")), "unknown")

@@ -31,7 +31,7 @@ import transformers
 from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (LENGTHS, PROBES, ROOT, OursServer, TorchRuns, bench_binary, flops_per_pass,  # noqa: E402
+from common import (LENGTHS, cpu_model, PROBES, ROOT, OursServer, TorchRuns, bench_binary, flops_per_pass,  # noqa: E402
                     interleave, interleaved_latencies, length_text, load_seconds, make_checkpoint,
                     median_time, sorted_batches, timed)
 
@@ -41,16 +41,6 @@ from common import (LENGTHS, PROBES, ROOT, OursServer, TorchRuns, bench_binary, 
 REDUCED = ["bf16", "int8"]
 # Where the sections of BENCHMARKS.md that other commands measure begin.
 KEPT_MARKER = "<!-- measured by benches/ab.py: kept when side_by_side.py rewrites this file -->"
-
-
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def cpu_has_avx512_bf16():
