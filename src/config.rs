@@ -63,6 +63,15 @@ pub struct RobertaConfig {
     pub id2label: Vec<String>,
     /// `problem_type` as stored, when it is.
     pub problem_type: Option<String>,
+    /// Dropout after the embeddings and after each layer's two output projections
+    /// (`hidden_dropout_prob`, 0.1 where absent); in training only.
+    pub hidden_dropout_prob: f64,
+    /// Dropout of the attention probabilities (`attention_probs_dropout_prob`, 0.1
+    /// where absent); in training only.
+    pub attention_probs_dropout_prob: f64,
+    /// Dropout in the classification head (`classifier_dropout`; where absent or
+    /// null, transformers uses `hidden_dropout_prob`); in training only.
+    pub classifier_dropout: Option<f64>,
 }
 
 /// The `problem_type` values transformers knows.
@@ -171,6 +180,15 @@ impl RobertaConfig {
             ));
         }
 
+        let hidden_dropout_prob = fields.probability("hidden_dropout_prob")?.unwrap_or(0.1);
+        let attention_probs_dropout_prob = fields
+            .probability("attention_probs_dropout_prob")?
+            .unwrap_or(0.1);
+        let classifier_dropout = match fields.get("classifier_dropout") {
+            Some(Value::Null) | None => None,
+            Some(_) => fields.probability("classifier_dropout")?,
+        };
+
         let (num_labels, id2label) = fields.labels()?;
         let problem_type = fields.string("problem_type")?;
         if let Some(kind) = &problem_type {
@@ -196,6 +214,9 @@ impl RobertaConfig {
             num_labels,
             id2label,
             problem_type,
+            hidden_dropout_prob,
+            attention_probs_dropout_prob,
+            classifier_dropout,
         };
         let parameters = config.parameter_count();
         if parameters > MAX_PARAMETERS {
@@ -280,6 +301,16 @@ impl Fields<'_> {
             .as_f64()
             .map(Some)
             .ok_or_else(|| self.value(field, format!("is {value}, expected a number")))
+    }
+
+    /// A number in `[0, 1)`, as a dropout probability must be.
+    fn probability(&self, field: &'static str) -> Result<Option<f64>> {
+        match self.float(field)? {
+            Some(p) if !(0.0..1.0).contains(&p) => {
+                Err(self.value(field, format!("is {p}, expected a probability in [0, 1)")))
+            }
+            p => Ok(p),
+        }
     }
 
     fn string(&self, field: &'static str) -> Result<Option<String>> {

@@ -196,6 +196,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A training run stopped: a loss or gradient that is not finite, named by step.
+    #[error("training failed: {0}")]
+    Training(String),
+
     /// The model failed while running: a backend error or an internal invariant.
     #[error("inference failed: {0}")]
     Inference(String),

@@ -49,6 +49,8 @@ pub mod report;
 #[cfg(feature = "scan")]
 pub mod scan;
 mod tokenizer;
+#[cfg(feature = "train")]
+pub mod training;
 mod weights;
 
 pub use backend::Backend;

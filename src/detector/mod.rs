@@ -11,7 +11,7 @@
 //!                to a bounded set of shapes (GPU, CallShapes)
 //! ```
 
-mod batching;
+pub(crate) mod batching;
 mod builder;
 mod explanation;
 mod options;
@@ -24,8 +24,8 @@ pub use builder::DetectorBuilder;
 pub use explanation::{Explanation, LineScore, TokenScore, WindowedExplanation};
 pub use options::Preprocessing;
 pub(crate) use prediction::InsecureScore;
-pub use prediction::{Prediction, WindowedPrediction};
 pub(crate) use prediction::{fill, missing};
+pub use prediction::{Prediction, WindowedPrediction};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -327,15 +327,9 @@ impl Detector {
             .collect())
     }
 
-    /// Runs the model on inputs laid end to end in one call: each input's prediction
-    /// and, where `explain`, its token scores (else none). A panic inside the backend
-    /// becomes an error; the model holds no state between calls, so the detector
-    /// stays usable.
-    fn run_batch(
-        &self,
-        inputs: &[&TokenizedInput],
-        explain: bool,
-    ) -> Result<Vec<(Prediction, Vec<f32>)>> {
+    /// One model call's tensors for `inputs`: end to end on the CPU backends, padded to
+    /// one of the call shapes on the GPU backends.
+    fn model_call(&self, inputs: &[&TokenizedInput]) -> ModelCall {
         let pad = self.config.pad_token_id;
         let (ids, positions, lengths, shape, layout) = match &self.call_shapes {
             None => {
@@ -351,10 +345,72 @@ impl Detector {
                 (ids, positions, lengths, [count, width], InputLayout::Padded)
             }
         };
+        ModelCall {
+            input_ids: Tensor::from_data(TensorData::new(ids, shape), &self.device),
+            position_ids: Tensor::from_data(TensorData::new(positions, shape), &self.device),
+            lengths,
+            layout,
+        }
+    }
+
+    /// Each input's `<s>` features (the encoder's last hidden state of its first
+    /// token: what the classification head reads), the inputs run as they are given
+    /// (no windows), in this detector's model calls. For training the head alone on a
+    /// frozen encoder, which then runs once on the fastest path there is.
+    #[cfg(feature = "train")]
+    pub(crate) fn first_token_features(&self, inputs: &[TokenizedInput]) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs[i].input_ids.len());
+        let mut features = vec![Vec::new(); inputs.len()];
+        for call in self.model_calls(&order, |i| inputs[i].input_ids.len()) {
+            let members: Vec<&TokenizedInput> = call.iter().map(|&i| &inputs[i]).collect();
+            let rows = catch_unwind(AssertUnwindSafe(|| {
+                let ModelCall {
+                    input_ids,
+                    position_ids,
+                    lengths,
+                    layout,
+                } = self.model_call(&members);
+                let parts = self.backend.row_parts();
+                let states = self.model.first_token_states(
+                    input_ids,
+                    position_ids,
+                    &lengths,
+                    layout,
+                    parts,
+                    None,
+                );
+                states
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| Error::Inference(format!("reading features: {e:?}")))
+            }))
+            .map_err(|panic| Error::Inference(panic_message(&*panic)))??;
+            let width = self.config.hidden_size;
+            for (&i, row) in call.iter().zip(rows.chunks(width)) {
+                features[i] = row.to_vec();
+            }
+        }
+        Ok(features)
+    }
+
+    /// Runs the model on inputs laid end to end in one call: each input's prediction
+    /// and, where `explain`, its token scores (else none). A panic inside the backend
+    /// becomes an error; the model holds no state between calls, so the detector
+    /// stays usable.
+    fn run_batch(
+        &self,
+        inputs: &[&TokenizedInput],
+        explain: bool,
+    ) -> Result<Vec<(Prediction, Vec<f32>)>> {
         let (logits, scores) = catch_unwind(AssertUnwindSafe(|| {
-            let input_ids = Tensor::<2, Int>::from_data(TensorData::new(ids, shape), &self.device);
-            let position_ids =
-                Tensor::<2, Int>::from_data(TensorData::new(positions, shape), &self.device);
+            let ModelCall {
+                input_ids,
+                position_ids,
+                lengths,
+                layout,
+            } = self.model_call(inputs);
             let parts = self.backend.row_parts();
             let (logits, scores) = if explain {
                 self.model
@@ -393,6 +449,14 @@ impl Detector {
             })
             .collect()
     }
+}
+
+/// One model call's inputs as the model takes them.
+struct ModelCall {
+    input_ids: Tensor<2, Int>,
+    position_ids: Tensor<2, Int>,
+    lengths: Vec<usize>,
+    layout: InputLayout,
 }
 
 #[cfg(test)]

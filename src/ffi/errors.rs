@@ -131,7 +131,9 @@ impl From<Error> for CallError {
                 icd_status::ICD_ERR_INVALID_ARGUMENT
             }
             Error::BackendUnavailable { .. } => icd_status::ICD_ERR_BACKEND_UNAVAILABLE,
-            Error::Inference(_) | Error::NonFiniteLogits { .. } => icd_status::ICD_ERR_INFERENCE,
+            Error::Inference(_) | Error::NonFiniteLogits { .. } | Error::Training(_) => {
+                icd_status::ICD_ERR_INFERENCE
+            }
         };
         CallError {
             status,

@@ -2,6 +2,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
+use super::dropout::Dropout;
 use super::encoder::linear;
 use crate::config::RobertaConfig;
 
@@ -28,5 +29,18 @@ impl ClassificationHead {
         let [_, inputs, width] = first_rows.dims();
         let first = first_rows.reshape([inputs, width]);
         self.out_proj.forward(self.dense.forward(first).tanh())
+    }
+
+    /// [`ClassificationHead::forward`] as it runs in training: `dropout` on its input
+    /// and again after the tanh, as in transformers.
+    pub(crate) fn forward_training(
+        &self,
+        first_rows: Tensor<3>,
+        dropout: &Dropout<'_>,
+    ) -> Tensor<2> {
+        let [_, inputs, width] = first_rows.dims();
+        let first = dropout.forward(first_rows.reshape([inputs, width]));
+        let hidden = dropout.forward(self.dense.forward(first).tanh());
+        self.out_proj.forward(hidden)
     }
 }

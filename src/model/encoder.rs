@@ -5,6 +5,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 
+use super::dropout::Dropout;
 use crate::call_rows::CallRows;
 use crate::config::RobertaConfig;
 #[cfg(cpu_kernels)]
@@ -124,21 +125,37 @@ impl SelfAttention {
     /// from the projections `[inputs, width, 3 * hidden]` of a padded call: all
     /// inputs in one batched attention, `padding` (`[inputs, heads, width, width]`,
     /// true at a padding key) keeping each query to its input's own tokens.
-    fn padded_context(&self, qkv: Tensor<3>, padding: Tensor<4, Bool>) -> Tensor<3> {
+    fn padded_context(
+        &self,
+        qkv: Tensor<3>,
+        padding: Tensor<4, Bool>,
+        dropout: Option<&Dropout<'_>>,
+    ) -> Tensor<3> {
         let [inputs, width, width3] = qkv.dims();
         let heads = self.heads;
         let parts = Self::padded_heads(qkv, heads);
         let q = parts.clone().narrow(1, 0, heads);
         let k = parts.clone().narrow(1, heads, heads);
         let v = parts.narrow(1, 2 * heads, heads);
-        let context = attention(
-            q,
-            k,
-            v,
-            Some(padding),
-            None,
-            AttentionModuleOptions::default(),
-        );
+        let context = match dropout {
+            None => attention(
+                q,
+                k,
+                v,
+                Some(padding),
+                None,
+                AttentionModuleOptions::default(),
+            ),
+            // Training with attention dropout: the probabilities themselves are
+            // dropped, which the fused op does not offer.
+            Some(dropout) => {
+                let head_dim = width3 / 3 / heads;
+                let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+                let scores = scores.mask_fill(padding, f64::NEG_INFINITY);
+                let probabilities = burn::tensor::activation::softmax(scores, 3);
+                dropout.forward(probabilities).matmul(v)
+            }
+        };
         context.swap_dims(1, 2).reshape([inputs, width, width3 / 3])
     }
 
@@ -379,6 +396,18 @@ pub(crate) struct TensorLayer<'a> {
     row_parts: usize,
     /// A padded call's attention mask (made once for all the layers).
     padding: Option<Tensor<4, Bool>>,
+    /// In training, transformers' dropout sites: after each output projection
+    /// (`hidden_dropout_prob`) and on the attention probabilities.
+    dropout: Option<LayerDropout<'a>>,
+}
+
+/// The dropout of a layer that trains.
+#[derive(Clone, Copy)]
+pub(crate) struct LayerDropout<'a> {
+    /// After the attention output and the feed-forward output projections.
+    pub(crate) hidden: Dropout<'a>,
+    /// On the attention probabilities (padded calls only).
+    pub(crate) attention: Dropout<'a>,
 }
 
 impl<'a> TensorLayer<'a> {
@@ -398,6 +427,21 @@ impl<'a> TensorLayer<'a> {
             layer,
             row_parts,
             padding,
+            dropout: None,
+        }
+    }
+
+    /// The layer as it runs in training: with `dropout` at transformers' sites.
+    pub(crate) fn with_dropout(mut self, dropout: LayerDropout<'a>) -> Self {
+        self.dropout = Some(dropout);
+        self
+    }
+
+    /// `rows` through the hidden dropout, where the layer trains with one.
+    fn hidden_dropout(&self, rows: Tensor<3>) -> Tensor<3> {
+        match &self.dropout {
+            Some(dropout) => dropout.hidden.forward(rows),
+            None => rows,
         }
     }
 
@@ -456,7 +500,10 @@ impl LayerOps for TensorLayer<'_> {
         }
         let mut all = match (call.padded_to, &self.padding) {
             (None, _) => attention.context(qkv, call.lengths),
-            (Some(_), Some(padding)) => attention.padded_context(qkv, padding.clone()),
+            (Some(_), Some(padding)) => {
+                let dropout = self.dropout.as_ref().map(|d| &d.attention);
+                attention.padded_context(qkv, padding.clone(), dropout)
+            }
             (Some(_), None) => panic!("a padded call without its padding mask"),
         };
         if first_only {
@@ -471,7 +518,7 @@ impl LayerOps for TensorLayer<'_> {
 
     fn attention_output(&self, context: &TensorRows, out: &mut TensorRows) {
         let dense = &self.layer.attention.output;
-        *out = self.row_wise([context], |[c]| dense.forward(c));
+        *out = self.row_wise([context], |[c]| self.hidden_dropout(dense.forward(c)));
     }
 
     fn attention_norm(&self, rows: &mut TensorRows, residual: &TensorRows) {
@@ -487,7 +534,7 @@ impl LayerOps for TensorLayer<'_> {
 
     fn output(&self, rows: &TensorRows, out: &mut TensorRows) {
         let dense = &self.layer.output;
-        *out = self.row_wise([rows], |[x]| dense.forward(x));
+        *out = self.row_wise([rows], |[x]| self.hidden_dropout(dense.forward(x)));
     }
 
     fn output_norm(&self, rows: &mut TensorRows, residual: &TensorRows) {

@@ -8,15 +8,17 @@
 //! load.
 
 mod classifier;
+mod dropout;
 mod embeddings;
 mod encoder;
 
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 pub use classifier::ClassificationHead;
+pub(crate) use dropout::{Dropout, DropoutMasks};
 pub use embeddings::{position_ids, RobertaEmbeddings};
 pub use encoder::{EncoderLayer, ProjectionLayout};
-use encoder::{TensorLayer, TensorRows};
+use encoder::{LayerDropout, TensorLayer, TensorRows};
 
 use crate::call_rows::CallRows;
 use crate::config::RobertaConfig;
@@ -154,11 +156,34 @@ impl RobertaClassifier {
         row_parts: usize,
         probabilities: Option<&mut Vec<f32>>,
     ) -> Tensor<2> {
+        let first_tokens = self.first_token_states(
+            input_ids,
+            position_ids,
+            lengths,
+            layout,
+            row_parts,
+            probabilities,
+        );
+        self.classifier.forward(first_tokens)
+    }
+
+    /// The encoder's last hidden state of each input's first token (`<s>`), `[1,
+    /// inputs, hidden]`: what the classification head reads. Arguments as for
+    /// [`RobertaClassifier::forward_with`].
+    pub(crate) fn first_token_states(
+        &self,
+        input_ids: Tensor<2, Int>,
+        position_ids: Tensor<2, Int>,
+        lengths: &[usize],
+        layout: InputLayout,
+        row_parts: usize,
+        probabilities: Option<&mut Vec<f32>>,
+    ) -> Tensor<3> {
         let call = call_rows(input_ids.dims(), lengths, layout);
         let hidden = self.embeddings.forward(input_ids, position_ids);
         // The head reads only each input's first token, so the last layer computes
         // only those tokens' outputs (every token counting through attention).
-        let first_tokens = match &self.packed {
+        match &self.packed {
             #[cfg(cpu_kernels)]
             Some(encoder) => {
                 assert_eq!(
@@ -188,8 +213,63 @@ impl RobertaClassifier {
                     .collect();
                 encode(&layers, TensorRows::from(hidden), call, true, probabilities).into_tensor()
             }
-        };
-        self.classifier.forward(first_tokens)
+        }
+    }
+}
+
+/// Dropout probabilities of a training forward pass, and which parts train: a
+/// frozen part runs as in evaluation, without dropout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct TrainingPass {
+    /// After the embeddings and each layer's output projections.
+    pub(crate) hidden: f64,
+    /// On the attention probabilities.
+    pub(crate) attention: f64,
+    /// In the classification head.
+    pub(crate) classifier: f64,
+    /// The first encoder layer that trains (the layer count: the head alone).
+    pub(crate) first_trained_layer: usize,
+}
+
+impl RobertaClassifier {
+    /// Logits `[inputs, num_labels]` as transformers' `model.train()` computes them,
+    /// with dropout where `pass` says (its masks from `masks`), for inputs padded as
+    /// in [`InputLayout::Padded`]. The embeddings train (and drop out) only when every
+    /// layer does.
+    pub(crate) fn forward_training(
+        &self,
+        input_ids: Tensor<2, Int>,
+        position_ids: Tensor<2, Int>,
+        lengths: &[usize],
+        pass: &TrainingPass,
+        masks: &dyn DropoutMasks,
+    ) -> Tensor<2> {
+        let dropout = |p: f64| Dropout::new(p, masks);
+        let call = call_rows(input_ids.dims(), lengths, InputLayout::Padded);
+        let mut hidden = self.embeddings.forward(input_ids, position_ids);
+        if pass.first_trained_layer == 0 {
+            hidden = dropout(pass.hidden).forward(hidden);
+        }
+        let key_mask = padding_mask(call, self.heads(), &hidden.device());
+        let layers: Vec<TensorLayer> = self
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(index, layer)| {
+                let plain = TensorLayer::new(layer, 1, key_mask.clone());
+                if index < pass.first_trained_layer {
+                    return plain;
+                }
+                plain.with_dropout(LayerDropout {
+                    hidden: dropout(pass.hidden),
+                    attention: dropout(pass.attention),
+                })
+            })
+            .collect();
+        let first_tokens =
+            encode(&layers, TensorRows::from(hidden), call, true, None).into_tensor();
+        self.classifier
+            .forward_training(first_tokens, &dropout(pass.classifier))
     }
 }
 

@@ -11,8 +11,12 @@ mod convert;
 mod layout;
 mod names;
 mod pickle;
+#[cfg(feature = "train")]
+mod save;
 
 pub use convert::{convert_pytorch_to_safetensors, StorageDtype};
+#[cfg(feature = "train")]
+pub(crate) use save::save_safetensors;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

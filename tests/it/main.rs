@@ -28,4 +28,6 @@ mod scan_cache;
 mod snapshots;
 mod threads;
 mod tokenizer_corpus;
+#[cfg(feature = "train")]
+mod training;
 mod triage;

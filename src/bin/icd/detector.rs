@@ -80,7 +80,7 @@ pub fn detector_builder(
     }
     let builder = builder
         .backend(backend)
-        .batch_size(args.batch_size)
+        .batch_size(args.batch_size.unwrap_or(8))
         .preprocessing(preprocessing)
         .precision(
             args.precision

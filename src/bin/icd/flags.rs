@@ -31,9 +31,10 @@ pub struct ModelArgs {
     /// one of these, else the CPU backend.
     #[arg(long, global = true)]
     pub backend: Option<String>,
-    /// Functions per model call.
-    #[arg(long, global = true, default_value_t = 8)]
-    pub batch_size: usize,
+    /// Functions per model call [default: 8]; for train, examples per micro-batch
+    /// [default: 32].
+    #[arg(long, global = true)]
+    pub batch_size: Option<usize>,
     /// CPU threads for the model (default: all cores; at most 1024).
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -80,6 +81,10 @@ pub enum Command {
     /// (Platt scaling, or temperature scaling for more than two labels), and choose the
     /// threshold for a precision or recall target.
     Calibrate(CalibrateArgs),
+    /// Fine-tune the checkpoint on labelled CodeXGLUE jsonl (`func`, `target`), with
+    /// transformers' recipe (cross-entropy, AdamW, linear warm-up and decay, gradient
+    /// clipping), and write the result as a checkpoint in the hub's layout.
+    Train(TrainArgs),
     /// Verdicts kept beside the code, in .icd-triage.toml: record one, list them, check
     /// that each still names a function and has not expired, or export them as labels.
     Triage(TriageArgs),
@@ -285,6 +290,72 @@ pub struct CalibrateArgs {
     /// least this.
     #[arg(long, value_parser = share)]
     pub target_recall: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// CodeXGLUE defect-detection jsonl with `target` labels (as `icd triage export`
+    /// writes it) to train on.
+    pub data: PathBuf,
+    /// The directory to write the fine-tuned checkpoint to: new, or empty. Nothing is
+    /// written there unless the run completes.
+    #[arg(long, short, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Labelled jsonl to check after each epoch (loss and accuracy); the epoch with the
+    /// best validation accuracy is the one written.
+    #[arg(long, value_name = "FILE")]
+    pub validation: Option<PathBuf>,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub gradient_accumulation: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+    /// AdamW's decoupled weight decay (not on biases and LayerNorm weights).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Optimizer steps of linear warm-up from 0 [default: 0].
+    #[arg(long, conflicts_with = "warmup_ratio")]
+    pub warmup_steps: Option<usize>,
+    /// Warm-up over this share of all optimizer steps (rounded up).
+    #[arg(long, value_parser = share)]
+    pub warmup_ratio: Option<f64>,
+    /// Clip gradients to this global L2 norm (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Dropout of the hidden states, attention probabilities and head [default: the
+    /// checkpoint config's].
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Seeds the shuffling and the dropout masks.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Visit the examples in file order every epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Weigh each class's examples in the loss: `balanced` (n / (classes x count)).
+    #[arg(long, value_enum)]
+    pub class_weight: Option<ClassWeightArg>,
+    /// Train only the last K encoder layers and the head (0: the head alone)
+    /// [default: the whole model].
+    #[arg(long, value_name = "K")]
+    pub train_layers: Option<usize>,
+    /// Tokens per example, <s> and </s> included [default: the checkpoint's limit].
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Write one JSON object per optimizer step (step, loss, lr, grad_norm) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+}
+
+/// `--class-weight`'s values.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ClassWeightArg {
+    /// scikit-learn's "balanced": n / (classes x count of the class).
+    Balanced,
 }
 
 #[derive(Args)]

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         Command::Classify(args) => done(commands::classify::run(&cli.model, args)),
         Command::Evaluate(args) => done(commands::evaluate::run(&cli.model, args)),
         Command::Calibrate(args) => done(commands::calibrate::run(&cli.model, args)),
+        Command::Train(args) => done(commands::train::run(&cli.model, args)),
         Command::Triage(args) => commands::triage::run(args),
         Command::Convert(args) => done(commands::convert::run(args)),
         Command::Functions(args) => done(commands::functions::run(args)),

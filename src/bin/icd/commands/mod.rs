@@ -7,4 +7,5 @@ pub mod convert;
 pub mod evaluate;
 pub mod functions;
 pub mod scan;
+pub mod train;
 pub mod triage;

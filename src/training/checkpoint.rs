@@ -1,0 +1,157 @@
+//! A fine-tuned checkpoint written in the hub's layout, whole or not at all: every
+//! file goes into a temporary directory beside the output, which is then renamed
+//! into place.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{EpochRecord, TrainedModel, TrainingRecipe};
+use crate::error::{Error, Result};
+
+/// The base checkpoint's tokenizer files that are copied where it has them.
+const TOKENIZER_FILES: [&str; 6] = [
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+];
+
+/// What `training.json` records.
+#[derive(Serialize)]
+struct TrainingRecord<'a> {
+    /// The layout of this record.
+    format: &'static str,
+    /// The library that trained the model.
+    library: String,
+    /// The checkpoint it started from.
+    base_checkpoint: String,
+    recipe: &'a TrainingRecipe,
+    max_tokens: usize,
+    total_steps: usize,
+    /// The epoch whose model was written.
+    kept_epoch: usize,
+    epochs: &'a [EpochRecord],
+    data: DataRecord<'a>,
+}
+
+#[derive(Serialize)]
+struct DataRecord<'a> {
+    train_sha256: &'a str,
+    validation_sha256: Option<&'a str>,
+}
+
+/// Refuses an output that is a file, or a directory with something in it: what
+/// [`TrainedModel::save`] would refuse, for a caller to check before training.
+pub fn check_output(output: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(output) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            path: output.to_path_buf(),
+            source,
+        }),
+        Ok(meta) if !meta.is_dir() => Err(Error::InvalidArgument {
+            argument: "output",
+            message: format!("{} exists and is not a directory", output.display()),
+        }),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(output).map_err(|source| Error::Io {
+                path: output.to_path_buf(),
+                source,
+            })?;
+            if entries.next().is_some() {
+                return Err(Error::InvalidArgument {
+                    argument: "output",
+                    message: format!(
+                        "{} is not empty: a checkpoint is written only to a new or empty directory",
+                        output.display()
+                    ),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Writes `trained` to `output` (see [`TrainedModel::save`]).
+pub(super) fn write(trained: &TrainedModel, output: &Path) -> Result<()> {
+    check_output(output)?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| Error::Io { path, source }
+    };
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    let name = output
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument {
+            argument: "output",
+            message: format!("{} names no directory", output.display()),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempdir_in(&parent)
+        .map_err(io(&parent))?;
+    let dir = staging.path();
+
+    let base = &trained.base_dir;
+    let copy = |file: &str| -> Result<()> {
+        let from = base.join(file);
+        let bytes = crate::files::read_untrusted(&from, crate::files::WEIGHTS_LIMIT, file)?;
+        std::fs::write(dir.join(file), bytes).map_err(io(&dir.join(file)))
+    };
+    copy("config.json")?;
+    for file in TOKENIZER_FILES {
+        if base.join(file).exists() {
+            copy(file)?;
+        }
+    }
+    crate::weights::save_safetensors(
+        &trained.model,
+        &trained.config,
+        &dir.join("model.safetensors"),
+    )?;
+    let record = TrainingRecord {
+        format: "icd-training/1",
+        library: format!("insecure-code-detector {}", env!("CARGO_PKG_VERSION")),
+        base_checkpoint: crate::files::path_text(base).into_owned(),
+        recipe: &trained.recipe,
+        max_tokens: trained.max_tokens,
+        total_steps: trained.total_steps,
+        kept_epoch: trained.best_epoch,
+        epochs: &trained.epochs,
+        data: DataRecord {
+            train_sha256: &trained.train_digest,
+            validation_sha256: trained.validation_digest.as_deref(),
+        },
+    };
+    let text = serde_json::to_string_pretty(&record).expect("the record serializes") + "\n";
+    std::fs::write(dir.join("training.json"), text).map_err(io(&dir.join("training.json")))?;
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(dir))?;
+    }
+    // An empty directory named as the output is replaced; anything else was refused
+    // above, and a directory filled since then makes the rename fail.
+    if output.is_dir() {
+        std::fs::remove_dir(output).map_err(io(output))?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, output).map_err(|source| {
+        let _ = std::fs::remove_dir_all(&staged);
+        Error::Io {
+            path: output.to_path_buf(),
+            source,
+        }
+    })
+}

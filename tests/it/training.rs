@@ -1,0 +1,404 @@
+//! Fine-tuning against what transformers and `torch.optim.AdamW` record for the same
+//! recipes (`tests/fixtures/training/reference.json`, from make_fixtures.py): each
+//! step's loss, learning rate and gradient norm, the trained model's held-out logits,
+//! and transformers' logits on the checkpoint `icd train` writes.
+
+use std::path::Path;
+
+use insecure_code_detector::training::{
+    ClassWeight, LabelledFunction, StepRecord, Trainer, TrainingEvent, TrainingRecipe, Warmup,
+};
+use insecure_code_detector::{Backend, Detector};
+use serde_json::Value;
+
+use crate::common::{fixture, floats, test_backends};
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(fixture("training/reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn rows(name: &str) -> Vec<LabelledFunction> {
+    std::fs::read_to_string(fixture(&format!("training/{name}")))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            LabelledFunction {
+                code: row["func"].as_str().unwrap().to_owned(),
+                label: row["target"].as_u64().unwrap() as usize,
+            }
+        })
+        .collect()
+}
+
+/// The fixture's recipe, examples in file order and dropout 0 as the reference ran.
+fn recipe(spec: &Value) -> TrainingRecipe {
+    let mut recipe = TrainingRecipe::default();
+    recipe.epochs = spec["epochs"].as_u64().unwrap() as usize;
+    recipe.batch_size = spec["batch_size"].as_u64().unwrap() as usize;
+    recipe.gradient_accumulation = spec["gradient_accumulation"].as_u64().unwrap() as usize;
+    recipe.learning_rate = spec["lr"].as_f64().unwrap();
+    recipe.weight_decay = spec["weight_decay"].as_f64().unwrap();
+    recipe.warmup = match spec.get("warmup_ratio") {
+        Some(ratio) => Warmup::Ratio(ratio.as_f64().unwrap()),
+        None => Warmup::Steps(spec["warmup_steps"].as_u64().unwrap() as usize),
+    };
+    recipe.max_grad_norm = spec["max_grad_norm"].as_f64();
+    recipe.train_layers = spec
+        .get("train_layers")
+        .map(|k| k.as_u64().unwrap() as usize);
+    if spec.get("class_weight").and_then(Value::as_str) == Some("balanced") {
+        recipe.class_weight = ClassWeight::Balanced;
+    }
+    recipe.dropout = Some(0.0);
+    recipe.shuffle = false;
+    recipe
+}
+
+/// Trains `recipe` on the fixture's data, returning every step and the held-out logits
+/// of the written checkpoint as the detector loads it.
+fn train(backend: Backend, recipe: TrainingRecipe, out: &Path) -> (Vec<StepRecord>, Vec<Vec<f32>>) {
+    let mut trainer = Trainer::new(&fixture("roberta-2-labels"), recipe, backend).unwrap();
+    let mut steps = Vec::new();
+    let trained = trainer
+        .train(&rows("train.jsonl"), None, &mut |event| {
+            if let TrainingEvent::Step(step) = event {
+                steps.push(step.clone());
+            }
+        })
+        .unwrap();
+    trained.save(out).unwrap();
+    let detector = Detector::builder(out).backend(backend).build().unwrap();
+    let heldout = rows("heldout.jsonl");
+    let codes: Vec<&str> = heldout.iter().map(|r| r.code.as_str()).collect();
+    let logits = detector
+        .predict_batch(&codes)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.logits)
+        .collect();
+    (steps, logits)
+}
+
+/// Loss and logits within 1e-4 of PyTorch's on the CPU backends (1e-3 on wgpu's
+/// software Vulkan), the gradient norm within 1e-4 relative, the rate exact.
+#[test]
+fn every_step_and_the_trained_logits_match_pytorch() {
+    let reference = reference();
+    for backend in test_backends() {
+        let tolerance = if backend == Backend::Wgpu { 1e-3 } else { 1e-4 };
+        for (name, expected) in reference["recipes"].as_object().unwrap() {
+            let dir = tempfile::tempdir().unwrap();
+            let (steps, logits) = train(
+                backend,
+                recipe(&expected["recipe"]),
+                &dir.path().join("out"),
+            );
+            let want = expected["steps"].as_array().unwrap();
+            assert_eq!(steps.len(), want.len(), "{backend} {name}: step count");
+            for (ours, theirs) in steps.iter().zip(want) {
+                let at = format!("{backend} {name} step {}", ours.step);
+                let loss = theirs["loss"].as_f64().unwrap();
+                assert!(
+                    (ours.loss - loss).abs() <= tolerance,
+                    "{at}: loss {} vs PyTorch {loss}",
+                    ours.loss
+                );
+                let norm = theirs["grad_norm"].as_f64().unwrap();
+                assert!(
+                    (ours.grad_norm - norm).abs() <= tolerance * norm,
+                    "{at}: grad_norm {} vs PyTorch {norm}",
+                    ours.grad_norm
+                );
+                let lr = theirs["lr"].as_f64().unwrap();
+                assert!(
+                    (ours.lr - lr).abs() <= 1e-12,
+                    "{at}: lr {} vs {lr}",
+                    ours.lr
+                );
+                assert_eq!(ours.epoch as u64, theirs["epoch"].as_u64().unwrap(), "{at}");
+            }
+            for (i, (ours, theirs)) in logits
+                .iter()
+                .zip(expected["heldout_logits"].as_array().unwrap())
+                .enumerate()
+            {
+                let theirs = floats(theirs);
+                let gap = crate::common::max_abs_diff(ours, &theirs);
+                assert!(
+                    gap <= tolerance as f32,
+                    "{backend} {name} held-out {i}: {ours:?} vs PyTorch {theirs:?}"
+                );
+            }
+        }
+    }
+}
+
+/// transformers loads what `icd train` writes and gives the logits `icd` gives on it.
+#[test]
+fn transformers_gives_the_same_logits_on_the_written_checkpoint() {
+    let reference = reference();
+    let roundtrip = &reference["roundtrip"];
+    let recipe_name = roundtrip["recipe"]
+        .as_str()
+        .expect("the fixture records the round trip (make_fixtures.py --icd)");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, logits) = train(
+        Backend::NdArray
+            .is_compiled()
+            .then_some(Backend::NdArray)
+            .unwrap_or(Backend::Auto),
+        recipe(&reference["recipes"][recipe_name]["recipe"]),
+        &dir.path().join("out"),
+    );
+    for (ours, theirs) in logits
+        .iter()
+        .zip(roundtrip["heldout_logits"].as_array().unwrap())
+    {
+        crate::common::assert_logits_close(
+            ours,
+            &floats(theirs),
+            "transformers on icd's checkpoint",
+        );
+    }
+}
+
+/// With shuffling and dropout, one seed gives the same weights bit for bit.
+#[test]
+fn two_runs_with_one_seed_write_identical_weights() {
+    let mut recipe = TrainingRecipe::default();
+    recipe.epochs = 1;
+    recipe.batch_size = 6;
+    recipe.learning_rate = 1e-3;
+    recipe.dropout = Some(0.1);
+    recipe.seed = 7;
+    let dir = tempfile::tempdir().unwrap();
+    let weights = |out: &str| {
+        let path = dir.path().join(out);
+        train(Backend::Auto, recipe.clone(), &path);
+        std::fs::read(path.join("model.safetensors")).unwrap()
+    };
+    let (a, b) = (weights("a"), weights("b"));
+    assert!(a == b, "two runs with seed 7 wrote different weights");
+    let base = std::fs::read(fixture("roberta-2-labels/model.safetensors")).unwrap();
+    assert_ne!(a, base, "training changed nothing");
+}
+
+#[test]
+fn data_it_cannot_train_on_is_refused_by_row() {
+    let mut trainer = Trainer::new(
+        &fixture("roberta-2-labels"),
+        TrainingRecipe::default(),
+        Backend::Auto,
+    )
+    .unwrap();
+    let example = |label| LabelledFunction {
+        code: "int f(void) { return 0; }".into(),
+        label,
+    };
+    let mut error = |data: &[LabelledFunction]| {
+        trainer
+            .train(data, None, &mut |_| {})
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    let message = error(&[example(0), example(1), example(2)]);
+    assert!(
+        message.contains("row 3") && message.contains("label 2"),
+        "{message}"
+    );
+    let message = error(&[example(1), example(1)]);
+    assert!(message.contains("one label"), "{message}");
+    let message = error(&[]);
+    assert!(message.contains("no examples"), "{message}");
+}
+
+#[test]
+fn recipes_and_checkpoints_it_cannot_train_are_refused_by_name() {
+    let mut recipe = TrainingRecipe::default();
+    recipe.train_layers = Some(3);
+    let message = Trainer::new(&fixture("roberta-2-labels"), recipe, Backend::Auto)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("train_layers") && message.contains("2 encoder layers"),
+        "{message}"
+    );
+    let message = Trainer::new(
+        &fixture("roberta-1-label-old-config"),
+        TrainingRecipe::default(),
+        Backend::Auto,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(message.contains("two or more labels"), "{message}");
+}
+
+/// `icd train`: one log line per step, a checkpoint in the hub's layout with its
+/// record, and nothing written when the run fails or the output is taken.
+#[test]
+fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trained");
+    let log = dir.path().join("steps.jsonl");
+    let data = fixture("training/train.jsonl");
+    let model = fixture("roberta-2-labels");
+    let icd = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_icd"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let run = icd(&[
+        "train",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--validation",
+        fixture("training/heldout.jsonl").to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6, "24 examples in batches of 8, 2 epochs");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["step"], i + 1);
+        for field in ["loss", "lr", "grad_norm"] {
+            assert!(line[field].as_f64().is_some_and(f64::is_finite), "{line}");
+        }
+    }
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer_config.json",
+        "training.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::read(out.join("config.json")).unwrap(),
+        std::fs::read(model.join("config.json")).unwrap(),
+        "config.json (labels included) is the base checkpoint's"
+    );
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(out.join("training.json")).unwrap()).unwrap();
+    assert_eq!(record["epochs"].as_array().unwrap().len(), 2);
+    assert!(record["epochs"][0]["validation_accuracy"]
+        .as_f64()
+        .is_some());
+    assert_eq!(record["recipe"]["learning_rate"], 1e-3);
+    assert_eq!(record["data"]["train_sha256"].as_str().unwrap().len(), 64);
+
+    // The output is now taken: refused before training, nothing changed.
+    let again = icd(&[
+        "train",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not empty"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // A label the checkpoint lacks: named by file and line, nothing written.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"func\": \"int f(void);\", \"target\": 0}\n{\"func\": \"int g(void);\", \"target\": 7}\n").unwrap();
+    let fresh = dir.path().join("fresh");
+    let failed = icd(&[
+        "train",
+        bad.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--output",
+        fresh.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.jsonl:2") && stderr.contains("`target` is 7"),
+        "{stderr}"
+    );
+    assert!(!fresh.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// It learns: on the nginx functions labelled by a token pattern (1 where the return
+/// type is `ngx_int_t`, 42% of them), the fixture model fine-tuned on 400 functions
+/// classifies the other 200 far above the base rate.
+#[test]
+fn fine_tuning_learns_a_token_pattern_of_real_code() {
+    let Some(corpus) = crate::common::shared_file("c-corpus/nginx.jsonl") else {
+        return;
+    };
+    let rows: Vec<LabelledFunction> = std::fs::read_to_string(corpus)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            let code = row["func"].as_str().unwrap().to_owned();
+            let signature = code.split('(').next().unwrap_or("");
+            let label = usize::from(signature.contains("ngx_int_t"));
+            LabelledFunction { code, label }
+        })
+        .collect();
+    let (train, held_out) = rows.split_at(400);
+    let majority = {
+        let positives = held_out.iter().filter(|r| r.label == 1).count() as f64;
+        positives.max(held_out.len() as f64 - positives) / held_out.len() as f64
+    };
+    let mut recipe = TrainingRecipe::default();
+    recipe.epochs = 5;
+    recipe.batch_size = 16;
+    recipe.learning_rate = 3e-3;
+    recipe.max_tokens = Some(64);
+    let mut trainer = Trainer::new(&fixture("roberta-2-labels"), recipe, Backend::Auto).unwrap();
+    let trained = trainer.train(train, Some(held_out), &mut |_| {}).unwrap();
+    let accuracy: Vec<f64> = trained
+        .epochs()
+        .iter()
+        .map(|e| e.validation_accuracy.unwrap())
+        .collect();
+    let best = accuracy.iter().copied().fold(0.0, f64::max);
+    eprintln!("held-out accuracy by epoch {accuracy:?}; majority class {majority:.3}");
+    assert!(
+        best >= 0.9 && best >= majority + 0.25,
+        "held-out accuracy {accuracy:?} against a majority class of {majority:.3}"
+    );
+    assert_eq!(
+        trained.epochs()[trained.best_epoch() - 1].validation_accuracy,
+        Some(best)
+    );
+}
