@@ -64,7 +64,7 @@ pub struct RobertaConfig {
     /// `problem_type` as stored, when it is.
     pub problem_type: Option<String>,
     /// Dropout after the embeddings and after each layer's two output projections
-    /// (`hidden_dropout_prob`, 0.1 where absent); in training only.
+    /// (`hidden_dropout_prob`, 0.1 where absent); in training only, which checks it.
     pub hidden_dropout_prob: f64,
     /// Dropout of the attention probabilities (`attention_probs_dropout_prob`, 0.1
     /// where absent); in training only.
@@ -180,13 +180,12 @@ impl RobertaConfig {
             ));
         }
 
-        let hidden_dropout_prob = fields.probability("hidden_dropout_prob")?.unwrap_or(0.1);
-        let attention_probs_dropout_prob = fields
-            .probability("attention_probs_dropout_prob")?
-            .unwrap_or(0.1);
+        let hidden_dropout_prob = fields.float("hidden_dropout_prob")?.unwrap_or(0.1);
+        let attention_probs_dropout_prob =
+            fields.float("attention_probs_dropout_prob")?.unwrap_or(0.1);
         let classifier_dropout = match fields.get("classifier_dropout") {
             Some(Value::Null) | None => None,
-            Some(_) => fields.probability("classifier_dropout")?,
+            Some(_) => fields.float("classifier_dropout")?,
         };
 
         let (num_labels, id2label) = fields.labels()?;
@@ -301,16 +300,6 @@ impl Fields<'_> {
             .as_f64()
             .map(Some)
             .ok_or_else(|| self.value(field, format!("is {value}, expected a number")))
-    }
-
-    /// A number in `[0, 1)`, as a dropout probability must be.
-    fn probability(&self, field: &'static str) -> Result<Option<f64>> {
-        match self.float(field)? {
-            Some(p) if !(0.0..1.0).contains(&p) => {
-                Err(self.value(field, format!("is {p}, expected a probability in [0, 1)")))
-            }
-            p => Ok(p),
-        }
     }
 
     fn string(&self, field: &'static str) -> Result<Option<String>> {

@@ -2,12 +2,12 @@
 //! (not the device's shared generator): one seed then gives one run, whatever else the
 //! process does at the same time.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Bool, Tensor, TensorData};
 
 /// Where a training run's dropout masks come from.
 pub(crate) trait DropoutMasks: Sync {
-    /// `len` multipliers, each 0 with probability `p`, else `1 / (1 - p)`.
-    fn mask(&self, len: usize, p: f64) -> Vec<f32>;
+    /// `len` flags, each true (dropped) with probability `p`.
+    fn mask(&self, len: usize, p: f64) -> Vec<bool>;
 }
 
 /// One dropout site: probability `p`, masks from `masks`.
@@ -24,17 +24,18 @@ impl<'a> Dropout<'a> {
         Self { p, masks }
     }
 
-    /// `x` with this site's dropout applied (unchanged where `p` is 0).
+    /// `x` with this site's dropout applied (unchanged where `p` is 0). The mask is
+    /// kept as booleans, a byte a value, for the backward pass.
     pub(crate) fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         if self.p == 0.0 {
             return x;
         }
         let dims = x.dims();
         let len = dims.iter().product();
-        let mask = Tensor::<D>::from_data(
+        let dropped = Tensor::<D, Bool>::from_data(
             TensorData::new(self.masks.mask(len, self.p), dims),
             &x.device(),
         );
-        x * mask
+        x.mask_fill(dropped, 0.0) * (1.0 / (1.0 - self.p))
     }
 }

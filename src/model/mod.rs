@@ -227,6 +227,8 @@ pub(crate) struct TrainingPass {
     pub(crate) attention: f64,
     /// In the classification head.
     pub(crate) classifier: f64,
+    /// Whether the embeddings train (the whole model does).
+    pub(crate) embeddings_train: bool,
     /// The first encoder layer that trains (the layer count: the head alone).
     pub(crate) first_trained_layer: usize,
 }
@@ -234,8 +236,9 @@ pub(crate) struct TrainingPass {
 impl RobertaClassifier {
     /// Logits `[inputs, num_labels]` as transformers' `model.train()` computes them,
     /// with dropout where `pass` says (its masks from `masks`), for inputs padded as
-    /// in [`InputLayout::Padded`]. The embeddings train (and drop out) only when every
-    /// layer does.
+    /// in [`InputLayout::Padded`]. Dropout is drawn in the order of the pass, one
+    /// site after another (the rows are not split across threads here, which would
+    /// make that order vary).
     pub(crate) fn forward_training(
         &self,
         input_ids: Tensor<2, Int>,
@@ -247,7 +250,7 @@ impl RobertaClassifier {
         let dropout = |p: f64| Dropout::new(p, masks);
         let call = call_rows(input_ids.dims(), lengths, InputLayout::Padded);
         let mut hidden = self.embeddings.forward(input_ids, position_ids);
-        if pass.first_trained_layer == 0 {
+        if pass.embeddings_train {
             hidden = dropout(pass.hidden).forward(hidden);
         }
         let key_mask = padding_mask(call, self.heads(), &hidden.device());

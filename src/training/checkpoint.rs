@@ -95,18 +95,32 @@ pub(super) fn write(trained: &TrainedModel, output: &Path) -> Result<()> {
         })?
         .to_string_lossy()
         .into_owned();
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempdir_in(&parent)
-        .map_err(io(&parent))?;
+    let prefix = format!(".{name}.");
+    let mut staging = tempfile::Builder::new();
+    staging.prefix(&prefix).suffix(".partial");
+    // The directory a checkpoint gets is what `mkdir` under the umask makes.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        staging.permissions(std::fs::Permissions::from_mode(0o777));
+    }
+    let staging = staging.tempdir_in(&parent).map_err(io(&parent))?;
     let dir = staging.path();
+    // Each file reaches the disk before the directory is renamed into place.
+    let write = |file: &str, bytes: &[u8]| -> Result<()> {
+        use std::io::Write;
+        let path = dir.join(file);
+        let mut out = std::fs::File::create(&path).map_err(io(&path))?;
+        out.write_all(bytes)
+            .and_then(|()| out.sync_all())
+            .map_err(io(&path))
+    };
 
     let base = &trained.base_dir;
     let copy = |file: &str| -> Result<()> {
         let from = base.join(file);
         let bytes = crate::files::read_untrusted(&from, crate::files::WEIGHTS_LIMIT, file)?;
-        std::fs::write(dir.join(file), bytes).map_err(io(&dir.join(file)))
+        write(file, &bytes)
     };
     copy("config.json")?;
     for file in TOKENIZER_FILES {
@@ -114,11 +128,11 @@ pub(super) fn write(trained: &TrainedModel, output: &Path) -> Result<()> {
             copy(file)?;
         }
     }
-    crate::weights::save_safetensors(
-        &trained.model,
-        &trained.config,
-        &dir.join("model.safetensors"),
-    )?;
+    let weights = dir.join("model.safetensors");
+    crate::weights::save_safetensors(&trained.model, &trained.config, &weights)?;
+    std::fs::File::open(&weights)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&weights))?;
     let record = TrainingRecord {
         format: "icd-training/1",
         library: format!("insecure-code-detector {}", env!("CARGO_PKG_VERSION")),
@@ -134,18 +148,13 @@ pub(super) fn write(trained: &TrainedModel, output: &Path) -> Result<()> {
         },
     };
     let text = serde_json::to_string_pretty(&record).expect("the record serializes") + "\n";
-    std::fs::write(dir.join("training.json"), text).map_err(io(&dir.join("training.json")))?;
+    write("training.json", text.as_bytes())?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
 
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(dir))?;
-    }
-    // An empty directory named as the output is replaced; anything else was refused
-    // above, and a directory filled since then makes the rename fail.
-    if output.is_dir() {
-        std::fs::remove_dir(output).map_err(io(output))?;
-    }
+    // rename(2) replaces an empty directory in one step and fails on one that is not
+    // empty (filled since the check above), leaving it as it was.
     let staged = staging.keep();
     std::fs::rename(&staged, output).map_err(|source| {
         let _ = std::fs::remove_dir_all(&staged);
@@ -153,5 +162,8 @@ pub(super) fn write(trained: &TrainedModel, output: &Path) -> Result<()> {
             path: output.to_path_buf(),
             source,
         }
-    })
+    })?;
+    std::fs::File::open(&parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io(&parent))
 }

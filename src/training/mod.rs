@@ -188,7 +188,12 @@ impl Trainer {
             &WeightFile::find(model_dir)?,
             DType::F32,
         )?;
-        let model = freeze_below(model.set_require_grad(true), first_trained_layer, layers);
+        let embeddings_train = recipe.train_layers.is_none();
+        let model = freeze(
+            model.set_require_grad(true),
+            embeddings_train,
+            first_trained_layer,
+        );
         let frozen_encoder = (first_trained_layer == layers)
             .then(|| {
                 Detector::builder(model_dir)
@@ -197,6 +202,25 @@ impl Trainer {
                     .build()
             })
             .transpose()?;
+        for (field, p) in [
+            ("hidden_dropout_prob", Some(config.hidden_dropout_prob)),
+            (
+                "attention_probs_dropout_prob",
+                Some(config.attention_probs_dropout_prob),
+            ),
+            ("classifier_dropout", config.classifier_dropout),
+        ] {
+            if recipe.dropout.is_none() && p.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+                return Err(Error::ConfigValue {
+                    path: model_dir.join("config.json"),
+                    field,
+                    message: format!(
+                        "is {}: training needs a probability in [0, 1) (or a dropout of its own)",
+                        p.unwrap_or_default()
+                    ),
+                });
+            }
+        }
         let hidden = recipe.dropout.unwrap_or(config.hidden_dropout_prob);
         let pass = TrainingPass {
             hidden,
@@ -206,6 +230,7 @@ impl Trainer {
             classifier: recipe
                 .dropout
                 .unwrap_or(config.classifier_dropout.unwrap_or(hidden)),
+            embeddings_train,
             first_trained_layer,
         };
         Ok(Self {
@@ -485,42 +510,33 @@ impl SeededMasks {
 }
 
 impl DropoutMasks for SeededMasks {
-    fn mask(&self, len: usize, p: f64) -> Vec<f32> {
+    fn mask(&self, len: usize, p: f64) -> Vec<bool> {
         use rand::RngCore;
         // A value is dropped when its 32 random bits fall below p · 2³².
         let cut = (p * 4_294_967_296.0) as u64;
-        let kept = (1.0 / (1.0 - p)) as f32;
         let mut rng = self
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        (0..len)
-            .map(|_| {
-                if u64::from(rng.next_u32()) < cut {
-                    0.0
-                } else {
-                    kept
-                }
-            })
-            .collect()
+        (0..len).map(|_| u64::from(rng.next_u32()) < cut).collect()
     }
 }
 
-/// `model` with the embeddings and the layers below `first_trained` frozen.
-fn freeze_below(
+/// `model` with the layers below `first_trained` frozen, and the embeddings unless
+/// they train.
+fn freeze(
     mut model: RobertaClassifier,
+    embeddings_train: bool,
     first_trained: usize,
-    layers: usize,
 ) -> RobertaClassifier {
-    if first_trained == 0 {
-        return model;
+    if !embeddings_train {
+        model.embeddings = model.embeddings.freeze();
     }
-    model.embeddings = model.embeddings.freeze();
     model.layers = std::mem::take(&mut model.layers)
         .into_iter()
         .enumerate()
         .map(|(i, layer)| {
-            if i < first_trained.min(layers) {
+            if i < first_trained {
                 layer.freeze()
             } else {
                 layer
@@ -658,5 +674,67 @@ impl TrainedModel {
     /// `output` and renamed into place: a run that fails leaves nothing there.
     pub fn save(&self, output: &Path) -> Result<()> {
         checkpoint::write(self, output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records each dropout site's mask length, dropping nothing.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<usize>>);
+
+    impl DropoutMasks for Recorded {
+        fn mask(&self, len: usize, _p: f64) -> Vec<bool> {
+            self.0.lock().unwrap().push(len);
+            vec![false; len]
+        }
+    }
+
+    /// transformers' sites, in the order of the pass: the embeddings, then in each
+    /// layer that trains the attention probabilities, the attention output and the
+    /// feed-forward output (the last layer on `<s>` alone after attention), then the
+    /// head's input and its tanh.
+    #[test]
+    fn dropout_falls_where_transformers_drops_out() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/roberta-2-labels");
+        let sites = |train_layers: Option<usize>| {
+            let recipe = TrainingRecipe {
+                train_layers,
+                dropout: Some(0.1),
+                ..TrainingRecipe::default()
+            };
+            let trainer = Trainer::new(&dir, recipe, Backend::Auto).unwrap();
+            let inputs = Inputs::Tokens(vec![
+                trainer
+                    .tokenizer
+                    .encode("int f(void) { return 0; }", 64)
+                    .unwrap(),
+                trainer.tokenizer.encode("x", 64).unwrap(),
+            ]);
+            let Inputs::Tokens(tokens) = &inputs else {
+                unreachable!()
+            };
+            let width = tokens[0].input_ids.len();
+            let recorded = Recorded::default();
+            trainer.logits(&trainer.model, &inputs, &[0, 1], Some(&recorded));
+            (recorded.0.into_inner().unwrap(), width)
+        };
+        let (hidden, heads) = (32, 4);
+        let (all, w) = sites(None);
+        let rows = 2 * w * hidden;
+        let attention = 2 * heads * w * w;
+        let first = 2 * hidden;
+        assert_eq!(
+            all,
+            [rows, attention, rows, rows, attention, first, first, first, first],
+            "embeddings; layer 0; layer 1 (on <s> after attention); the head twice"
+        );
+        // The last layer: its sites and the head's; the embeddings stay frozen even
+        // where every layer trains.
+        assert_eq!(sites(Some(1)).0, [attention, first, first, first, first]);
+        assert_eq!(sites(Some(2)).0, all[1..]);
     }
 }

@@ -36,6 +36,9 @@ pub(crate) fn decays(path: &str) -> bool {
 #[derive(Default)]
 pub(crate) struct StepGradients {
     by_param: HashMap<ParamId, Tensor<1>>,
+    /// The parameters in the order the model holds them, which fixes the order the
+    /// norm sums them in (parameter ids are random from process to process).
+    order: Vec<ParamId>,
 }
 
 impl StepGradients {
@@ -45,6 +48,7 @@ impl StepGradients {
         struct Collect<'a> {
             grads: &'a Gradients,
             into: &'a mut HashMap<ParamId, Tensor<1>>,
+            order: &'a mut Vec<ParamId>,
         }
         impl ModuleVisitor for Collect<'_> {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -54,7 +58,10 @@ impl StepGradients {
                 let flat: Tensor<1> = grad.flatten(0, D - 1);
                 let sum = match self.into.remove(&param.id) {
                     Some(earlier) => earlier + flat,
-                    None => flat,
+                    None => {
+                        self.order.push(param.id);
+                        flat
+                    }
                 };
                 self.into.insert(param.id, sum);
             }
@@ -62,17 +69,17 @@ impl StepGradients {
         model.visit(&mut Collect {
             grads,
             into: &mut self.by_param,
+            order: &mut self.order,
         });
     }
 
     /// The global L2 norm of all the gradients, as `clip_grad_norm_` computes it: the
     /// norm of each parameter's gradient, then the norm of those norms.
     pub(crate) fn global_norm(&self) -> f64 {
-        let mut ids: Vec<&ParamId> = self.by_param.keys().collect();
-        ids.sort_by_key(|id| id.val());
-        ids.iter()
+        self.order
+            .iter()
             .map(|id| {
-                let norm = self.by_param[*id]
+                let norm = self.by_param[id]
                     .clone()
                     .powi_scalar(2)
                     .sum()

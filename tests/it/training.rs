@@ -313,6 +313,7 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
     assert_eq!(record["data"]["train_sha256"].as_str().unwrap().len(), 64);
 
     // The output is now taken: refused before training, nothing changed.
+    let weights = std::fs::read(out.join("model.safetensors")).unwrap();
     let again = icd(&[
         "train",
         data.to_str().unwrap(),
@@ -326,6 +327,10 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
         String::from_utf8_lossy(&again.stderr).contains("is not empty"),
         "{}",
         String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        weights
     );
 
     // A label the checkpoint lacks: named by file and line, nothing written.
@@ -401,4 +406,39 @@ fn fine_tuning_learns_a_token_pattern_of_real_code() {
         trained.epochs()[trained.best_epoch() - 1].validation_accuracy,
         Some(best)
     );
+}
+
+/// A checkpoint is written whole or not at all: an output filled while training ran
+/// is refused and left as it was, with nothing of the checkpoint beside it.
+#[test]
+fn an_output_filled_during_training_is_left_alone() {
+    let mut recipe = TrainingRecipe::default();
+    recipe.epochs = 1;
+    recipe.batch_size = 12;
+    let mut trainer = Trainer::new(&fixture("roberta-2-labels"), recipe, Backend::Auto).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // Empty when the run starts: accepted.
+    insecure_code_detector::training::check_output(&out).unwrap();
+    let trained = trainer
+        .train(&rows("train.jsonl"), None, &mut |_| {})
+        .unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let message = trained.save(&out).unwrap_err().to_string();
+    assert!(message.contains("not empty"), "{message}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["out"]);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+    // An empty directory is replaced by the checkpoint.
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
+    trained.save(&out).unwrap();
+    assert!(out.join("model.safetensors").is_file());
 }

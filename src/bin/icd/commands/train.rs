@@ -31,6 +31,17 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
     }
     // Refused before the model loads or a step runs, not after the run.
     check_output(&args.output).map_err(|e| Failure(format!("--output: {e}")))?;
+    if let Some(log) = &args.log {
+        // A log inside the output would leave it not empty when the checkpoint comes.
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if absolute(log).starts_with(absolute(&args.output)) {
+            return Err(Failure(format!(
+                "--log {}: inside --output {}, which must be empty until the checkpoint is written",
+                log.display(),
+                args.output.display()
+            )));
+        }
+    }
     let (builder, _) = detector_builder(model, &Settings::default())?;
     let backend = match &model.backend {
         Some(name) => name.parse::<Backend>()?,
