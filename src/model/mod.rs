@@ -117,7 +117,9 @@ impl RobertaClassifier {
         layout: InputLayout,
         row_parts: usize,
     ) -> Tensor<2> {
-        self.forward_with(input_ids, position_ids, lengths, layout, row_parts, None)
+        let first_tokens =
+            self.first_token_states(input_ids, position_ids, lengths, layout, row_parts, None);
+        self.classifier.forward(first_tokens)
     }
 
     /// [`RobertaClassifier::forward`], and each input's token scores: the last
@@ -133,7 +135,7 @@ impl RobertaClassifier {
         row_parts: usize,
     ) -> (Tensor<2>, Vec<Vec<f32>>) {
         let mut probabilities = Vec::new();
-        let logits = self.forward_with(
+        let first_tokens = self.first_token_states(
             input_ids,
             position_ids,
             lengths,
@@ -141,35 +143,15 @@ impl RobertaClassifier {
             row_parts,
             Some(&mut probabilities),
         );
+        let logits = self.classifier.forward(first_tokens);
         let heads = self.heads();
         (logits, head_means(&probabilities, lengths, heads))
     }
 
-    /// The forward pass, with the last layer's first-row attention probabilities
-    /// (head by head) into `probabilities` where asked for.
-    fn forward_with(
-        &self,
-        input_ids: Tensor<2, Int>,
-        position_ids: Tensor<2, Int>,
-        lengths: &[usize],
-        layout: InputLayout,
-        row_parts: usize,
-        probabilities: Option<&mut Vec<f32>>,
-    ) -> Tensor<2> {
-        let first_tokens = self.first_token_states(
-            input_ids,
-            position_ids,
-            lengths,
-            layout,
-            row_parts,
-            probabilities,
-        );
-        self.classifier.forward(first_tokens)
-    }
-
     /// The encoder's last hidden state of each input's first token (`<s>`), `[1,
-    /// inputs, hidden]`: what the classification head reads. Arguments as for
-    /// [`RobertaClassifier::forward_with`].
+    /// inputs, hidden]`: what the classification head reads, with the last layer's
+    /// first-row attention probabilities (head by head) into `probabilities` where
+    /// asked for. Arguments as for [`RobertaClassifier::forward`].
     pub(crate) fn first_token_states(
         &self,
         input_ids: Tensor<2, Int>,

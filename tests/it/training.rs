@@ -247,30 +247,33 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
     let log = dir.path().join("steps.jsonl");
     let data = fixture("training/train.jsonl");
     let model = fixture("roberta-2-labels");
-    let icd = |args: &[&str]| {
+    // `icd train DATA --model MODEL --output OUT` and `extra`.
+    let train = |data: &Path, out: &Path, extra: &[&str]| {
+        let paths = [data, model.as_path(), out].map(|p| p.to_str().unwrap().to_owned());
         std::process::Command::new(env!("CARGO_BIN_EXE_icd"))
-            .args(args)
+            .args([
+                "train", &paths[0], "--model", &paths[1], "--output", &paths[2],
+            ])
+            .args(extra)
             .output()
             .unwrap()
     };
-    let run = icd(&[
-        "train",
-        data.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--lr",
-        "1e-3",
-        "--validation",
-        fixture("training/heldout.jsonl").to_str().unwrap(),
-        "--log",
-        log.to_str().unwrap(),
-    ]);
+    let run = train(
+        &data,
+        &out,
+        &[
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-3",
+            "--validation",
+            fixture("training/heldout.jsonl").to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
     assert!(
         run.status.success(),
         "{}",
@@ -314,14 +317,7 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
 
     // The output is now taken: refused before training, nothing changed.
     let weights = std::fs::read(out.join("model.safetensors")).unwrap();
-    let again = icd(&[
-        "train",
-        data.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let again = train(&data, &out, &[]);
     assert_eq!(again.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("is not empty"),
@@ -337,20 +333,20 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"func\": \"int f(void);\", \"target\": 0}\n{\"func\": \"int g(void);\", \"target\": 7}\n").unwrap();
     let fresh = dir.path().join("fresh");
-    let failed = icd(&[
-        "train",
-        bad.to_str().unwrap(),
-        "--model",
-        model.to_str().unwrap(),
-        "--output",
-        fresh.to_str().unwrap(),
-    ]);
+    let failed = train(&bad, &fresh, &[]);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert_eq!(failed.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("bad.jsonl:2") && stderr.contains("`target` is 7"),
         "{stderr}"
     );
+    assert!(!fresh.exists());
+    // A log inside the output would fill it before the checkpoint comes: refused.
+    let inside = fresh.join("steps.jsonl");
+    let refused = train(&data, &fresh, &["--log", inside.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("inside --output"), "{stderr}");
     assert!(!fresh.exists());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
