@@ -321,8 +321,9 @@ fn open_stream(target: &Path) -> Result<std::fs::File> {
         .map_err(io_error)
 }
 
-/// True when both paths name one existing file (links followed).
-fn same_file(a: &Path, b: &Path) -> bool {
+/// True when both paths name one existing file (links followed; hard links are one
+/// file).
+pub fn same_file(a: &Path, b: &Path) -> bool {
     let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
         return false;
     };

@@ -43,9 +43,17 @@ struct DataRecord<'a> {
     validation_sha256: Option<&'a str>,
 }
 
-/// Refuses an output that is a file, or a directory with something in it: what
+/// Refuses an output that is a file or a directory with something in it, and one
+/// beside which the checkpoint cannot be staged (a parent that is missing or not
+/// writable, a name too long for the staging directory's): what
 /// [`TrainedModel::save`] would refuse, for a caller to check before training.
 pub fn check_output(output: &Path) -> Result<()> {
+    check_empty(output)?;
+    stage_beside(output).map(drop)
+}
+
+/// Refuses an output that is a file, or a directory with something in it.
+fn check_empty(output: &Path) -> Result<()> {
     match std::fs::symlink_metadata(output) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(Error::Io {
@@ -54,7 +62,10 @@ pub fn check_output(output: &Path) -> Result<()> {
         }),
         Ok(meta) if !meta.is_dir() => Err(Error::InvalidArgument {
             argument: "output",
-            message: format!("{} exists and is not a directory", output.display()),
+            message: format!(
+                "{} exists and is not a directory (a link is not followed)",
+                output.display()
+            ),
         }),
         Ok(_) => {
             let mut entries = std::fs::read_dir(output).map_err(|source| Error::Io {
@@ -75,18 +86,13 @@ pub fn check_output(output: &Path) -> Result<()> {
     }
 }
 
-/// Writes `trained` to `output` (see [`TrainedModel::save`]).
-pub(super) fn write(trained: &TrainedModel, output: &Path) -> Result<()> {
-    check_output(output)?;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| Error::Io { path, source }
-    };
+/// A new directory beside `output` to write the checkpoint into, made as `mkdir` makes
+/// one under the umask, and `output`'s parent directory.
+fn stage_beside(output: &Path) -> Result<(tempfile::TempDir, std::path::PathBuf)> {
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
     let name = output
         .file_name()
         .ok_or_else(|| Error::InvalidArgument {
@@ -95,16 +101,38 @@ pub(super) fn write(trained: &TrainedModel, output: &Path) -> Result<()> {
         })?
         .to_string_lossy()
         .into_owned();
-    let prefix = format!(".{name}.");
+    // The staging name adds 16 bytes to the output's, which a name near the file
+    // system's limit of 255 has no room for: it is cut to leave that room.
+    let mut cut = name.len().min(200);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = format!(".{}.", &name[..cut]);
     let mut staging = tempfile::Builder::new();
     staging.prefix(&prefix).suffix(".partial");
-    // The directory a checkpoint gets is what `mkdir` under the umask makes.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         staging.permissions(std::fs::Permissions::from_mode(0o777));
     }
-    let staging = staging.tempdir_in(&parent).map_err(io(&parent))?;
+    let dir = staging.tempdir_in(&parent).map_err(|source| Error::Io {
+        path: parent.clone(),
+        source: std::io::Error::new(
+            source.kind(),
+            format!("cannot make a directory here to write the checkpoint into: {source}"),
+        ),
+    })?;
+    Ok((dir, parent))
+}
+
+/// Writes `trained` to `output` (see [`TrainedModel::save`]).
+pub(super) fn write(trained: &TrainedModel, output: &Path) -> Result<()> {
+    check_empty(output)?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| Error::Io { path, source }
+    };
+    let (staging, parent) = stage_beside(output)?;
     let dir = staging.path();
     // Each file reaches the disk before the directory is renamed into place.
     let write = |file: &str, bytes: &[u8]| -> Result<()> {

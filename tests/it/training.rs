@@ -341,6 +341,26 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
         "{stderr}"
     );
     assert!(!fresh.exists());
+    // A log that is one of the run's inputs would overwrite it: refused, input intact.
+    let copy = dir.path().join("copy.jsonl");
+    std::fs::copy(&data, &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let refused = train(&copy, &fresh, &["--log", copy.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("it is the input"), "{stderr}");
+    assert_eq!(std::fs::read(&copy).unwrap(), before);
+    // An output whose parent is missing: refused before training, nothing made.
+    let orphan = dir.path().join("missing/out");
+    let refused = train(&data, &orphan, &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot make a directory here"), "{stderr}");
+    assert!(
+        !stderr.contains("epoch 1"),
+        "refused only after training: {stderr}"
+    );
+    assert!(!dir.path().join("missing").exists());
     // A log inside the output would fill it before the checkpoint comes: refused.
     let inside = fresh.join("steps.jsonl");
     let refused = train(&data, &fresh, &["--log", inside.to_str().unwrap()]);

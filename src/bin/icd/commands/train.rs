@@ -7,6 +7,7 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use insecure_code_detector::evaluation::label_range;
+use insecure_code_detector::files::same_file;
 use insecure_code_detector::training::{
     check_output, ClassWeight, LabelledFunction, Trainer, TrainingEvent, TrainingRecipe, Warmup,
 };
@@ -30,7 +31,7 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         ));
     }
     // Refused before the model loads or a step runs, not after the run.
-    check_output(&args.output).map_err(|e| Failure(format!("--output: {e}")))?;
+    check_output(&args.output)?;
     if let Some(log) = &args.log {
         // A log inside the output would leave it not empty when the checkpoint comes.
         let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -43,6 +44,19 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         }
     }
     let (builder, _) = detector_builder(model, &Settings::default())?;
+    if let Some(log) = &args.log {
+        // The log is written over: never one of the run's inputs.
+        let mut inputs = vec![args.data.clone()];
+        inputs.extend(args.validation.clone());
+        inputs.extend(builder.checkpoint_files()?);
+        if let Some(input) = inputs.iter().find(|input| same_file(log, input)) {
+            return Err(Failure(format!(
+                "--log {}: it is the input {}, which the log would overwrite",
+                log.display(),
+                input.display()
+            )));
+        }
+    }
     let backend = match &model.backend {
         Some(name) => name.parse::<Backend>()?,
         None => Backend::Auto,
@@ -123,8 +137,14 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
 /// The rows of a CodeXGLUE jsonl file as labelled functions, each `target` checked
 /// against the checkpoint's labels, naming the line.
 fn read_labelled(path: &Path, labels: usize) -> Result<Vec<LabelledFunction>, Failure> {
-    read_jsonl(path)?
-        .into_iter()
+    let rows = read_jsonl(path)?;
+    if rows.is_empty() {
+        return Err(Failure(format!(
+            "{}: no rows: training needs labelled functions",
+            path.display()
+        )));
+    }
+    rows.into_iter()
         .map(|row| {
             let label = row
                 .target
