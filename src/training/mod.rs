@@ -22,6 +22,7 @@
 mod checkpoint;
 mod optimizer;
 mod recipe;
+mod state;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -74,7 +75,7 @@ pub struct StepRecord {
 }
 
 /// One epoch's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct EpochRecord {
     /// The epoch's number, from 1.
     pub epoch: usize,
@@ -96,6 +97,8 @@ pub enum TrainingEvent<'a> {
     Started {
         /// Optimizer steps in the whole run.
         total_steps: usize,
+        /// Steps an earlier run of it took (continued from its state), else 0.
+        steps_done: usize,
         /// Training examples.
         examples: usize,
     },
@@ -181,19 +184,14 @@ impl Trainer {
         };
         let (backend, device) = backend.open()?;
         let device = device.autodiff();
-        let mut model = RobertaClassifier::with_layout(&config, ProjectionLayout::InOut, &device);
-        weights::load(
-            &mut model,
-            &config,
-            &WeightFile::find(model_dir)?,
-            DType::F32,
-        )?;
         let embeddings_train = recipe.train_layers.is_none();
-        let model = freeze(
-            model.set_require_grad(true),
+        let model = load_trainable(
+            &config,
+            &device,
+            &WeightFile::find(model_dir)?,
             embeddings_train,
             first_trained_layer,
-        );
+        )?;
         let frozen_encoder = (first_trained_layer == layers)
             .then(|| {
                 Detector::builder(model_dir)
@@ -270,6 +268,31 @@ impl Trainer {
         validation: Option<&[LabelledFunction]>,
         observe: &mut dyn FnMut(TrainingEvent<'_>),
     ) -> Result<TrainedModel> {
+        self.run(train, validation, None, observe)
+    }
+
+    /// [`Trainer::train`], keeping the run's state in `state` after each epoch: where
+    /// `state` holds one from an earlier run of this recipe on this data (one that
+    /// stopped), the run continues after its last finished epoch, to the same result
+    /// as a run that did not stop. Refuses a state of another recipe or other data.
+    /// The caller removes `state` once the checkpoint is saved.
+    pub fn train_resumable(
+        &mut self,
+        train: &[LabelledFunction],
+        validation: Option<&[LabelledFunction]>,
+        state: &Path,
+        observe: &mut dyn FnMut(TrainingEvent<'_>),
+    ) -> Result<TrainedModel> {
+        self.run(train, validation, Some(state), observe)
+    }
+
+    fn run(
+        &mut self,
+        train: &[LabelledFunction],
+        validation: Option<&[LabelledFunction]>,
+        state_dir: Option<&Path>,
+        observe: &mut dyn FnMut(TrainingEvent<'_>),
+    ) -> Result<TrainedModel> {
         let labels = self.config.num_labels;
         check_labels(train, labels, "train")?;
         if let Some(validation) = validation {
@@ -296,13 +319,16 @@ impl Trainer {
         let steps_per_epoch = micro_batches.div_ceil(recipe.gradient_accumulation);
         let total_steps = steps_per_epoch * recipe.epochs;
         let warmup = recipe.warmup_steps(total_steps);
-        observe(TrainingEvent::Started {
-            total_steps,
-            examples: train.len(),
+        let train_digest = data_digest(train);
+        let validation_digest = validation.map(data_digest);
+        let state_dir = state_dir.map(|dir| {
+            state::StateDir::new(dir, &recipe, &train_digest, validation_digest.as_deref())
         });
+        let saved = match &state_dir {
+            Some(dir) => dir.read()?,
+            None => None,
+        };
 
-        let mut order_rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed);
-        let masks = SeededMasks::new(recipe.seed);
         let mut optimizer = AdamW::new(AdamWSettings {
             beta1: 0.9,
             beta2: 0.999,
@@ -313,10 +339,56 @@ impl Trainer {
         let mut epochs = Vec::with_capacity(recipe.epochs);
         let mut best: Option<(f64, usize, RobertaClassifier)> = None;
         let mut step = 0;
-        for epoch in 1..=recipe.epochs {
+        let mut first_epoch = 1;
+        if let (Some(dir), Some(saved)) = (&state_dir, saved) {
+            let weights = |epoch| WeightFile::Safetensors(dir.weights(epoch));
+            let (embeddings, first_layer) =
+                (self.pass.embeddings_train, self.pass.first_trained_layer);
+            model = load_trainable(
+                &self.config,
+                &self.device,
+                &weights(saved.epoch),
+                embeddings,
+                first_layer,
+            )?;
+            let moments = dir.read_moments(saved.epoch, &model, &self.device.clone().inner())?;
+            optimizer.restore(saved.adam_steps, moments);
+            let best_model = if saved.best_epoch == saved.epoch {
+                model.valid()
+            } else {
+                load_trainable(
+                    &self.config,
+                    &self.device,
+                    &weights(saved.best_epoch),
+                    embeddings,
+                    first_layer,
+                )?
+                .valid()
+            };
+            best = Some((
+                saved.best_accuracy.unwrap_or(f64::NAN),
+                saved.best_epoch,
+                best_model,
+            ));
+            step = saved.step;
+            first_epoch = saved.epoch + 1;
+            epochs = saved.epochs;
+        }
+        observe(TrainingEvent::Started {
+            total_steps,
+            steps_done: step,
+            examples: train.len(),
+        });
+
+        for epoch in first_epoch..=recipe.epochs {
             let started = Instant::now();
+            // Each epoch's order and dropout from generators of its own, so that a run
+            // continued after an epoch draws what it would have drawn.
+            let masks = SeededMasks::new(recipe.seed, 2 * epoch as u64 + 1);
             let mut order: Vec<usize> = (0..train.len()).collect();
             if recipe.shuffle {
+                let mut order_rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed);
+                order_rng.set_stream(2 * epoch as u64);
                 order.shuffle(&mut order_rng);
             }
             let mut loss_sum = 0.0;
@@ -386,8 +458,21 @@ impl Trainer {
                 best = Some((f64::NAN, epoch, snapshot));
             }
             record.seconds = started.elapsed().as_secs_f64();
-            observe(TrainingEvent::Epoch(&record));
             epochs.push(record);
+            if let Some(dir) = &state_dir {
+                let (adam_steps, moments) = optimizer.state();
+                let (best_accuracy, best_epoch, _) = best.as_ref().expect("set above");
+                let saved = state::SavedState::after(
+                    epoch,
+                    step,
+                    adam_steps,
+                    epochs.clone(),
+                    *best_epoch,
+                    Some(*best_accuracy).filter(|a| a.is_finite()),
+                );
+                dir.write(&model, &self.config, moments, saved)?;
+            }
+            observe(TrainingEvent::Epoch(epochs.last().expect("pushed above")));
         }
         let (_, best_epoch, model) = best.expect("at least one epoch");
         Ok(TrainedModel {
@@ -399,8 +484,8 @@ impl Trainer {
             best_epoch,
             total_steps,
             max_tokens: self.max_tokens,
-            train_digest: data_digest(train),
-            validation_digest: validation.map(data_digest),
+            train_digest,
+            validation_digest,
         })
     }
 
@@ -501,10 +586,10 @@ impl Trainer {
 struct SeededMasks(std::sync::Mutex<rand_chacha::ChaCha8Rng>);
 
 impl SeededMasks {
-    fn new(seed: u64) -> Self {
+    /// Masks from `seed`'s stream `stream` (apart from the examples' orders).
+    fn new(seed: u64, stream: u64) -> Self {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        // A stream of its own, apart from the examples' order.
-        rng.set_stream(1);
+        rng.set_stream(stream);
         Self(std::sync::Mutex::new(rng))
     }
 }
@@ -520,6 +605,24 @@ impl DropoutMasks for SeededMasks {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         (0..len).map(|_| u64::from(rng.next_u32()) < cut).collect()
     }
+}
+
+/// The model in `file` on the training `device`, its parameters tracked but those of
+/// the layers below `first_trained` (and the embeddings unless they train).
+fn load_trainable(
+    config: &RobertaConfig,
+    device: &Device,
+    file: &WeightFile,
+    embeddings_train: bool,
+    first_trained: usize,
+) -> Result<RobertaClassifier> {
+    let mut model = RobertaClassifier::with_layout(config, ProjectionLayout::InOut, device);
+    weights::load(&mut model, config, file, DType::F32)?;
+    Ok(freeze(
+        model.set_require_grad(true),
+        embeddings_train,
+        first_trained,
+    ))
 }
 
 /// `model` with the layers below `first_trained` frozen, and the embeddings unless

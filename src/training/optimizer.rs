@@ -135,6 +135,21 @@ impl AdamW {
         }
     }
 
+    /// The step count and each parameter's first and second moments.
+    pub(crate) fn state(&self) -> (u64, &HashMap<ParamId, (Tensor<1>, Tensor<1>)>) {
+        (self.steps, &self.moments)
+    }
+
+    /// Continues from a saved [`AdamW::state`].
+    pub(crate) fn restore(
+        &mut self,
+        steps: u64,
+        moments: HashMap<ParamId, (Tensor<1>, Tensor<1>)>,
+    ) {
+        self.steps = steps;
+        self.moments = moments;
+    }
+
     /// One update of `model`'s parameters that have gradients in `grads`, at
     /// learning rate `lr`. Gradients are taken out of `grads`.
     pub(crate) fn step<M: Module>(&mut self, model: M, lr: f64, grads: &mut StepGradients) -> M {

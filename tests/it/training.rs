@@ -328,6 +328,20 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
         std::fs::read(out.join("model.safetensors")).unwrap(),
         weights
     );
+    // The run's state is gone once its checkpoint is written.
+    assert!(!dir.path().join("trained.state").exists());
+    // A state left by a run that stopped: refused unless continued with --resume.
+    let stopped = dir.path().join("next");
+    std::fs::create_dir(dir.path().join("next.state")).unwrap();
+    let refused = train(&data, &stopped, &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let not_state = dir.path().join("next.state");
+    let refused = train(&data, &stopped, &["--resume", not_state.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds no run's state"), "{stderr}");
 
     // A label the checkpoint lacks: named by file and line, nothing written.
     let bad = dir.path().join("bad.jsonl");
@@ -457,4 +471,70 @@ fn an_output_filled_during_training_is_left_alone() {
     std::fs::remove_file(out.join("notes.txt")).unwrap();
     trained.save(&out).unwrap();
     assert!(out.join("model.safetensors").is_file());
+}
+
+/// A run that stops after an epoch continues from the state it kept, to the weights
+/// of a run that did not stop, bit for bit (shuffled, with dropout and validation).
+#[test]
+fn a_run_that_stopped_continues_to_the_same_weights() {
+    let mut recipe = TrainingRecipe::default();
+    recipe.epochs = 3;
+    recipe.batch_size = 6;
+    recipe.learning_rate = 1e-3;
+    recipe.dropout = Some(0.1);
+    recipe.warmup = Warmup::Steps(2);
+    let (train, heldout) = (rows("train.jsonl"), rows("heldout.jsonl"));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |state: &str, stop_after: Option<usize>| {
+        let mut trainer =
+            Trainer::new(&fixture("roberta-2-labels"), recipe.clone(), Backend::Auto).unwrap();
+        let mut steps = Vec::new();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            trainer.train_resumable(
+                &train,
+                Some(&heldout),
+                &dir.path().join(state),
+                &mut |event| match event {
+                    TrainingEvent::Step(step) => steps.push(step.clone()),
+                    // The state after the epoch is already kept: the process dies here.
+                    TrainingEvent::Epoch(epoch) if Some(epoch.epoch) == stop_after => {
+                        panic!("stopped")
+                    }
+                    _ => {}
+                },
+            )
+        }));
+        (outcome.ok().map(Result::unwrap), steps)
+    };
+    let (whole, whole_steps) = run("whole", None);
+    let whole = whole.unwrap();
+    let (stopped, first_steps) = run("stopped", Some(1));
+    assert!(stopped.is_none());
+    assert!(dir.path().join("stopped/state.json").is_file());
+    let (continued, later_steps) = run("stopped", None);
+    let continued = continued.unwrap();
+    // The steps of both parts are the steps of the whole run.
+    let parts: Vec<StepRecord> = first_steps.into_iter().chain(later_steps).collect();
+    assert_eq!(parts, whole_steps);
+    assert_eq!(continued.epochs().len(), 3);
+    assert_eq!(continued.best_epoch(), whole.best_epoch());
+    let weights = |trained: &insecure_code_detector::training::TrainedModel, name: &str| {
+        let out = dir.path().join(name);
+        trained.save(&out).unwrap();
+        std::fs::read(out.join("model.safetensors")).unwrap()
+    };
+    assert!(
+        weights(&whole, "a") == weights(&continued, "b"),
+        "the continued run's weights differ"
+    );
+
+    // Another recipe is refused by the state, naming it.
+    recipe.learning_rate = 2e-3;
+    let mut other = Trainer::new(&fixture("roberta-2-labels"), recipe, Backend::Auto).unwrap();
+    let message = other
+        .train_resumable(&train, None, &dir.path().join("stopped"), &mut |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("another recipe"), "{message}");
 }

@@ -349,6 +349,11 @@ pub struct TrainArgs {
     /// Write one JSON object per optimizer step (step, loss, lr, grad_norm) to FILE.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Continue the run that stopped and left its state in DIR (OUTPUT.state, which
+    /// every run keeps after each epoch until its checkpoint is written), with the
+    /// same data and settings.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
 }
 
 /// `--class-weight`'s values.

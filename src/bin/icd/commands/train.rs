@@ -88,6 +88,27 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         },
         ..TrainingRecipe::default()
     };
+    let state = match &args.resume {
+        Some(dir) => {
+            if !dir.join("state.json").is_file() {
+                return Err(Failure(format!(
+                    "--resume {}: holds no run's state (state.json)",
+                    dir.display()
+                )));
+            }
+            dir.clone()
+        }
+        None => {
+            let state = state_dir(&args.output);
+            if state.exists() {
+                return Err(Failure(format!(
+                    "{} holds the state of a run that stopped: continue it with --resume {0}, or remove it",
+                    state.display()
+                )));
+            }
+            state
+        }
+    };
     let mut trainer = Trainer::new(builder.model_dir(), recipe, backend)?;
     let labels = trainer.labels().len();
     let train = read_labelled(&args.data, labels)?;
@@ -105,7 +126,7 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
     };
     let mut progress = Progress::new();
     let mut log_error = None;
-    let trained = trainer.train(&train, validation.as_deref(), &mut |event| {
+    let trained = trainer.train_resumable(&train, validation.as_deref(), &state, &mut |event| {
         if let (TrainingEvent::Step(step), Some(log)) = (&event, log.as_mut()) {
             let line = serde_json::json!({
                 "step": step.step,
@@ -125,6 +146,12 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         return Err(Failure(format!("--log {}: {e}", path.display())));
     }
     trained.save(&args.output)?;
+    std::fs::remove_dir_all(&state).map_err(|e| {
+        Failure(format!(
+            "{}: {e} (the checkpoint is written)",
+            state.display()
+        ))
+    })?;
     println!(
         "wrote {} (epoch {} of {})",
         args.output.display(),
@@ -132,6 +159,15 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         trained.epochs().len()
     );
     Ok(())
+}
+
+/// Where a run writing `output` keeps its state after each epoch: `OUTPUT.state`.
+fn state_dir(output: &Path) -> std::path::PathBuf {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!("{name}.state"))
 }
 
 /// The rows of a CodeXGLUE jsonl file as labelled functions, each `target` checked
@@ -186,9 +222,14 @@ impl Progress {
 
     fn show(&mut self, event: &TrainingEvent<'_>) {
         match event {
-            TrainingEvent::Started { total_steps, .. } => {
+            TrainingEvent::Started {
+                total_steps,
+                steps_done,
+                ..
+            } => {
                 if std::io::stderr().is_terminal() {
                     let bar = ProgressBar::new(*total_steps as u64);
+                    bar.set_position(*steps_done as u64);
                     bar.set_style(
                         ProgressStyle::with_template("{bar:30} {pos}/{len} steps {msg}")
                             .expect("a valid template"),
