@@ -12,7 +12,7 @@ mod dropout;
 mod embeddings;
 mod encoder;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 pub use classifier::ClassificationHead;
 pub(crate) use dropout::{Dropout, DropoutMasks};
@@ -59,6 +59,33 @@ impl RobertaClassifier {
             classifier: ClassificationHead::new(config, device),
             packed: None,
         }
+    }
+
+    /// Every float parameter's module path (`layers.0.output_norm.gamma`: the names
+    /// the tensor name table's `module` column gives, LayerNorms' `gamma` and `beta`
+    /// for `weight` and `bias`), by parameter id.
+    pub(crate) fn parameter_paths(&self) -> std::collections::HashMap<ParamId, String> {
+        #[derive(Default)]
+        struct Paths {
+            path: Vec<String>,
+            found: std::collections::HashMap<ParamId, String>,
+        }
+        impl ModuleVisitor for Paths {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.path.push(name.to_owned());
+            }
+
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.path.pop();
+            }
+
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.found.insert(param.id, self.path.join("."));
+            }
+        }
+        let mut paths = Paths::default();
+        self.visit(&mut paths);
+        paths.found
     }
 
     /// The attention heads of each layer (`num_attention_heads`; 1 without layers).

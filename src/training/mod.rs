@@ -374,6 +374,8 @@ impl Trainer {
             first_epoch = saved.epoch + 1;
             epochs = saved.epochs;
         }
+        // Parameter ids are the model's own: fixed for the run once it is loaded.
+        let decaying = optimizer::decaying(&model.parameter_paths());
         observe(TrainingEvent::Started {
             total_steps,
             steps_done: step,
@@ -425,7 +427,7 @@ impl Trainer {
                     )));
                 }
                 if !grads.is_empty() {
-                    model = optimizer.step(model, lr, &mut grads);
+                    model = optimizer.step(model, lr, &mut grads, &decaying);
                 }
                 step += 1;
                 loss_sum += loss * weight_total;

@@ -3,7 +3,7 @@
 //! clips them, then `torch.optim.AdamW`'s update, with weight decay on every
 //! parameter but biases and LayerNorm weights (the Trainer's two parameter groups).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Gradients, Tensor};
@@ -151,17 +151,33 @@ impl AdamW {
     }
 
     /// One update of `model`'s parameters that have gradients in `grads`, at
-    /// learning rate `lr`. Gradients are taken out of `grads`.
-    pub(crate) fn step<M: Module>(&mut self, model: M, lr: f64, grads: &mut StepGradients) -> M {
+    /// learning rate `lr`, with weight decay on those in `decaying`. Gradients are
+    /// taken out of `grads`.
+    pub(crate) fn step<M: Module>(
+        &mut self,
+        model: M,
+        lr: f64,
+        grads: &mut StepGradients,
+        decaying: &HashSet<ParamId>,
+    ) -> M {
         self.steps += 1;
         let mut update = Update {
             optimizer: self,
             lr,
             grads: &mut grads.by_param,
-            path: Vec::new(),
+            decaying,
         };
         model.map(&mut update)
     }
+}
+
+/// The parameters of `paths` (module paths by id) that decay (see [`decays`]).
+pub(crate) fn decaying(paths: &HashMap<ParamId, String>) -> HashSet<ParamId> {
+    paths
+        .iter()
+        .filter(|(_, path)| decays(path))
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 /// The update of one step, parameter by parameter.
@@ -169,23 +185,15 @@ struct Update<'a> {
     optimizer: &'a mut AdamW,
     lr: f64,
     grads: &'a mut HashMap<ParamId, Tensor<1>>,
-    path: Vec<String>,
+    decaying: &'a HashSet<ParamId>,
 }
 
 impl ModuleMapper for Update<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_owned());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let Some(grad) = self.grads.remove(&param.id) else {
             return param;
         };
-        let decay = decays(&self.path.join("."));
+        let decay = self.decaying.contains(&param.id);
         let (id, tensor, mapper) = param.consume();
         let shape = tensor.shape();
         let require_grad = tensor.is_require_grad();

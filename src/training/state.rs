@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::ParamId;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -161,7 +161,7 @@ impl StateDir {
         crate::files::write_atomically(&weights, &[], |tmp| {
             crate::weights::save_safetensors(model, config, tmp)
         })?;
-        let paths = param_paths(model);
+        let paths = model.parameter_paths();
         let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (id, (m, v)) in moments {
             let path = paths
@@ -254,7 +254,7 @@ impl StateDir {
             Ok(Tensor::from_data(TensorData::new(values, [len]), device))
         };
         let mut moments = HashMap::new();
-        for (id, name) in param_paths(model) {
+        for (id, name) in model.parameter_paths() {
             if file.tensor(&format!("{name}.exp_avg")).is_err() {
                 continue;
             }
@@ -268,29 +268,4 @@ impl StateDir {
         }
         Ok(moments)
     }
-}
-
-/// Every float parameter's module path (`layers.0.output.weight`), by its id.
-fn param_paths(model: &RobertaClassifier) -> HashMap<ParamId, String> {
-    #[derive(Default)]
-    struct Paths {
-        path: Vec<String>,
-        found: HashMap<ParamId, String>,
-    }
-    impl ModuleVisitor for Paths {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.path.push(name.to_owned());
-        }
-
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.pop();
-        }
-
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.found.insert(param.id, self.path.join("."));
-        }
-    }
-    let mut paths = Paths::default();
-    model.visit(&mut paths);
-    paths.found
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -27,7 +27,10 @@ pub(crate) fn save_safetensors(
         ProjectionLayout::InOut,
         "a model packed for the CPU kernels has no tensors to write"
     );
-    let mut collected = Collect::default();
+    let mut collected = Collect {
+        paths: model.parameter_paths(),
+        tensors: HashMap::new(),
+    };
     model.visit(&mut collected);
     let format_error = |message: String| Error::WeightsFormat {
         path: path.to_path_buf(),
@@ -93,21 +96,12 @@ pub(crate) fn save_safetensors(
 }
 
 /// Every float parameter's shape and f32 values, by module path.
-#[derive(Default)]
 struct Collect {
-    path: Vec<String>,
+    paths: HashMap<ParamId, String>,
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
 impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_owned());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let tensor = param.val();
         let shape = tensor.dims().to_vec();
@@ -116,6 +110,8 @@ impl ModuleVisitor for Collect {
             .convert::<f32>()
             .try_into_vec::<f32>()
             .expect("f32 parameters");
-        self.tensors.insert(self.path.join("."), (shape, values));
+        if let Some(path) = self.paths.get(&param.id) {
+            self.tensors.insert(path.clone(), (shape, values));
+        }
     }
 }
