@@ -63,12 +63,12 @@ impl RobertaClassifier {
 
     /// Every float parameter's module path (`layers.0.output_norm.gamma`: the names
     /// the tensor name table's `module` column gives, LayerNorms' `gamma` and `beta`
-    /// for `weight` and `bias`), by parameter id.
-    pub(crate) fn parameter_paths(&self) -> std::collections::HashMap<ParamId, String> {
+    /// for `weight` and `bias`) and element count, by parameter id.
+    pub(crate) fn parameter_paths(&self) -> std::collections::HashMap<ParamId, (String, usize)> {
         #[derive(Default)]
         struct Paths {
             path: Vec<String>,
-            found: std::collections::HashMap<ParamId, String>,
+            found: std::collections::HashMap<ParamId, (String, usize)>,
         }
         impl ModuleVisitor for Paths {
             fn enter_module(&mut self, name: &str, _container_type: &str) {
@@ -80,7 +80,8 @@ impl RobertaClassifier {
             }
 
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                self.found.insert(param.id, self.path.join("."));
+                let len = param.lazy_shape().num_elements();
+                self.found.insert(param.id, (self.path.join("."), len));
             }
         }
         let mut paths = Paths::default();

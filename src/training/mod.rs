@@ -36,6 +36,7 @@ use serde::Serialize;
 
 pub use checkpoint::check_output;
 pub use recipe::{ClassWeight, TrainingRecipe, Warmup};
+pub use state::remove as remove_state;
 
 use crate::config::RobertaConfig;
 use crate::detector::batching::padded;
@@ -311,23 +312,45 @@ impl Trainer {
             });
         }
         let class_weights = class_weights(&counts, self.recipe.class_weight);
-        let encoded = self.inputs(train)?;
-        let validation_inputs = validation.map(|v| self.inputs(v)).transpose()?;
-
         let recipe = self.recipe.clone();
         let micro_batches = train.len().div_ceil(recipe.batch_size);
         let steps_per_epoch = micro_batches.div_ceil(recipe.gradient_accumulation);
         let total_steps = steps_per_epoch * recipe.epochs;
         let warmup = recipe.warmup_steps(total_steps);
+        // A state of another run is refused before the data is tokenized.
         let train_digest = data_digest(train);
         let validation_digest = validation.map(data_digest);
-        let state_dir = state_dir.map(|dir| {
-            state::StateDir::new(dir, &recipe, &train_digest, validation_digest.as_deref())
-        });
-        let saved = match &state_dir {
-            Some(dir) => dir.read()?,
+        let state_dir = match state_dir {
+            Some(dir) => {
+                let run = format!(
+                    "checkpoint sha256 {} on {}",
+                    Detector::builder(&self.model_dir).checkpoint_sha256()?,
+                    self.backend.name()
+                );
+                let train_sha = &train_digest;
+                Some(state::StateDir::new(
+                    dir,
+                    &recipe,
+                    run,
+                    train_sha,
+                    validation_digest.as_deref(),
+                ))
+            }
             None => None,
         };
+        let saved = match &state_dir {
+            Some(dir) => {
+                let saved = dir.read()?;
+                if let Some(saved) = &saved {
+                    dir.check(saved, recipe.epochs, steps_per_epoch)?;
+                }
+                saved
+            }
+            None => None,
+        };
+
+        let encoded = self.inputs(train)?;
+        let validation_inputs = validation.map(|v| self.inputs(v)).transpose()?;
 
         let mut optimizer = AdamW::new(AdamWSettings {
             beta1: 0.9,
@@ -366,7 +389,7 @@ impl Trainer {
                 .valid()
             };
             best = Some((
-                saved.best_accuracy.unwrap_or(f64::NAN),
+                saved.best_accuracy().unwrap_or(f64::NAN),
                 saved.best_epoch,
                 best_model,
             ));

@@ -172,10 +172,10 @@ impl AdamW {
 }
 
 /// The parameters of `paths` (module paths by id) that decay (see [`decays`]).
-pub(crate) fn decaying(paths: &HashMap<ParamId, String>) -> HashSet<ParamId> {
+pub(crate) fn decaying(paths: &HashMap<ParamId, (String, usize)>) -> HashSet<ParamId> {
     paths
         .iter()
-        .filter(|(_, path)| decays(path))
+        .filter(|(_, (path, _))| decays(path))
         .map(|(id, _)| *id)
         .collect()
 }

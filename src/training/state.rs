@@ -25,8 +25,12 @@ const STATE_FORMAT: &str = "icd-training-state/1";
 #[derive(Serialize, Deserialize)]
 pub(super) struct SavedState {
     format: String,
-    /// The recipe, as JSON: a run continues only with the same one.
-    recipe: serde_json::Value,
+    /// The recipe as JSON text: a run continues only with the same one (compared as
+    /// text, which a float's round trip through a parser need not keep).
+    recipe: String,
+    /// What else decides the run: the base checkpoint's files' SHA-256 and the
+    /// backend.
+    run: String,
     train_sha256: String,
     validation_sha256: Option<String>,
     /// Epochs finished.
@@ -36,9 +40,10 @@ pub(super) struct SavedState {
     /// AdamW's step count.
     pub(super) adam_steps: u64,
     pub(super) epochs: Vec<EpochRecord>,
-    /// The best epoch so far (with validation data; else the last) and its accuracy.
+    /// The best epoch so far (with validation data; else the last) and its accuracy,
+    /// as the bits of the f64 (exact through the text).
     pub(super) best_epoch: usize,
-    pub(super) best_accuracy: Option<f64>,
+    best_accuracy_bits: Option<u64>,
 }
 
 impl SavedState {
@@ -53,7 +58,8 @@ impl SavedState {
     ) -> Self {
         Self {
             format: String::new(),
-            recipe: serde_json::Value::Null,
+            recipe: String::new(),
+            run: String::new(),
             train_sha256: String::new(),
             validation_sha256: None,
             epoch,
@@ -61,8 +67,13 @@ impl SavedState {
             adam_steps,
             epochs,
             best_epoch,
-            best_accuracy,
+            best_accuracy_bits: best_accuracy.map(f64::to_bits),
         }
+    }
+
+    /// The best epoch's validation accuracy, where there was validation data.
+    pub(super) fn best_accuracy(&self) -> Option<f64> {
+        self.best_accuracy_bits.map(f64::from_bits)
     }
 }
 
@@ -79,9 +90,40 @@ fn moments_name(epoch: usize) -> String {
 /// A state directory, and what identifies the run it belongs to.
 pub(super) struct StateDir {
     dir: PathBuf,
-    recipe: serde_json::Value,
+    recipe: String,
+    run: String,
     train_sha256: String,
     validation_sha256: Option<String>,
+}
+
+/// The files a state directory may hold: its own, and the temporaries of writes a
+/// stopped run left.
+fn is_state_file(name: &str) -> bool {
+    name == "state.json"
+        || name.starts_with("epoch-")
+        || (name.starts_with(".epoch-") || name.starts_with(".state.json"))
+            && name.ends_with(".partial")
+}
+
+/// Removes a finished run's state directory (see [`super::Trainer::train_resumable`]):
+/// its own files, `state.json` first, then the directory, which is left, with an
+/// error, where anything else is in it.
+pub fn remove(dir: &Path) -> Result<()> {
+    let io = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    // state.json first: a directory without it is no state to continue.
+    match std::fs::remove_file(dir.join("state.json")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    for entry in std::fs::read_dir(dir).map_err(io)?.flatten() {
+        if is_state_file(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(entry.path()).map_err(io)?;
+        }
+    }
+    std::fs::remove_dir(dir).map_err(io)
 }
 
 impl StateDir {
@@ -89,12 +131,14 @@ impl StateDir {
     pub(super) fn new(
         dir: &Path,
         recipe: &TrainingRecipe,
+        run: String,
         train_sha256: &str,
         validation_sha256: Option<&str>,
     ) -> Self {
         Self {
             dir: dir.to_path_buf(),
-            recipe: serde_json::to_value(recipe).expect("the recipe serializes"),
+            recipe: serde_json::to_string(recipe).expect("the recipe serializes"),
+            run,
             train_sha256: train_sha256.to_owned(),
             validation_sha256: validation_sha256.map(str::to_owned),
         }
@@ -124,6 +168,12 @@ impl StateDir {
                 state.format
             )));
         }
+        if state.run != self.run {
+            return Err(self.error(format!(
+                "the run it holds started from another checkpoint or backend ({}, here {})",
+                state.run, self.run
+            )));
+        }
         if state.recipe != self.recipe {
             return Err(self.error(
                 "the run it holds had another recipe: continue it with the same settings".into(),
@@ -135,6 +185,51 @@ impl StateDir {
             return Err(self.error("the run it holds trained on other data".into()));
         }
         Ok(Some(state))
+    }
+
+    /// Refuses a state whose figures do not fit together or this run (`epochs`
+    /// epochs of `steps_per_epoch` steps), naming `state.json`.
+    pub(super) fn check(
+        &self,
+        state: &SavedState,
+        epochs: usize,
+        steps_per_epoch: usize,
+    ) -> Result<()> {
+        let bad = |what: String| Err(self.error(format!("state.json: {what}")));
+        if state.epoch == 0 || state.epoch > epochs {
+            return bad(format!(
+                "epoch {} is not one of this run's 1..={epochs}",
+                state.epoch
+            ));
+        }
+        if state.epochs.len() != state.epoch {
+            return bad(format!(
+                "{} epochs recorded for {} finished",
+                state.epochs.len(),
+                state.epoch
+            ));
+        }
+        if state.step != state.epoch * steps_per_epoch {
+            return bad(format!(
+                "step {} after epoch {}, expected {}",
+                state.step,
+                state.epoch,
+                state.epoch * steps_per_epoch
+            ));
+        }
+        if state.adam_steps > state.step as u64 {
+            return bad(format!(
+                "{} optimizer updates in {} steps",
+                state.adam_steps, state.step
+            ));
+        }
+        if state.best_epoch == 0 || state.best_epoch > state.epoch {
+            return bad(format!(
+                "best epoch {} of {} finished",
+                state.best_epoch, state.epoch
+            ));
+        }
+        Ok(())
     }
 
     /// The weights file of `epoch`.
@@ -164,7 +259,7 @@ impl StateDir {
         let paths = model.parameter_paths();
         let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (id, (m, v)) in moments {
-            let path = paths
+            let (path, _) = paths
                 .get(id)
                 .ok_or_else(|| Error::Training("an optimizer moment of no parameter".into()))?;
             for (suffix, tensor) in [("exp_avg", m), ("exp_avg_sq", v)] {
@@ -198,6 +293,7 @@ impl StateDir {
         })?;
         state.format = STATE_FORMAT.to_owned();
         state.recipe = self.recipe.clone();
+        state.run = self.run.clone();
         state.train_sha256 = self.train_sha256.clone();
         state.validation_sha256 = self.validation_sha256.clone();
         let keep = [
@@ -218,7 +314,7 @@ impl StateDir {
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with("epoch-") && !keep.contains(&name) {
+                if is_state_file(&name) && !keep.contains(&name) {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
@@ -241,30 +337,49 @@ impl StateDir {
         )?;
         let file = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| self.error(format!("{}: {e}", path.display())))?;
-        let tensor = |name: &str| -> Result<Tensor<1>> {
-            let view = file
-                .tensor(name)
-                .map_err(|e| self.error(format!("{}: `{name}`: {e}", path.display())))?;
+        // Each moment must be f32 and have its parameter's element count: anything
+        // else is refused here, not met inside the update.
+        let tensor = |name: &str, len: usize| -> Result<Option<Tensor<1>>> {
+            let Ok(view) = file.tensor(name) else {
+                return Ok(None);
+            };
+            if view.dtype() != safetensors::Dtype::F32 || view.shape() != [len] {
+                return Err(self.error(format!(
+                    "{}: `{name}` is {:?} {:?}, expected F32 [{len}]",
+                    path.display(),
+                    view.dtype(),
+                    view.shape()
+                )));
+            }
             let values: Vec<f32> = view
                 .data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            let len = values.len();
-            Ok(Tensor::from_data(TensorData::new(values, [len]), device))
+            if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+                return Err(self.error(format!("{}: `{name}` holds {bad}", path.display())));
+            }
+            Ok(Some(Tensor::from_data(
+                TensorData::new(values, [len]),
+                device,
+            )))
         };
         let mut moments = HashMap::new();
-        for (id, name) in model.parameter_paths() {
-            if file.tensor(&format!("{name}.exp_avg")).is_err() {
-                continue;
+        for (id, (name, len)) in model.parameter_paths() {
+            let first = tensor(&format!("{name}.exp_avg"), len)?;
+            let second = tensor(&format!("{name}.exp_avg_sq"), len)?;
+            match (first, second) {
+                (Some(m), Some(v)) => {
+                    moments.insert(id, (m, v));
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(self.error(format!(
+                        "{}: `{name}` has one of its two moments",
+                        path.display()
+                    )))
+                }
             }
-            moments.insert(
-                id,
-                (
-                    tensor(&format!("{name}.exp_avg"))?,
-                    tensor(&format!("{name}.exp_avg_sq"))?,
-                ),
-            );
         }
         Ok(moments)
     }

@@ -97,7 +97,7 @@ pub(crate) fn save_safetensors(
 
 /// Every float parameter's shape and f32 values, by module path.
 struct Collect {
-    paths: HashMap<ParamId, String>,
+    paths: HashMap<ParamId, (String, usize)>,
     tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
@@ -110,7 +110,7 @@ impl ModuleVisitor for Collect {
             .convert::<f32>()
             .try_into_vec::<f32>()
             .expect("f32 parameters");
-        if let Some(path) = self.paths.get(&param.id) {
+        if let Some((path, _)) = self.paths.get(&param.id) {
             self.tensors.insert(path.clone(), (shape, values));
         }
     }

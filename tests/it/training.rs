@@ -330,18 +330,33 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
     );
     // The run's state is gone once its checkpoint is written.
     assert!(!dir.path().join("trained.state").exists());
-    // A state left by a run that stopped: refused unless continued with --resume.
+    // A state directory left by a run that stopped: refused unless continued with
+    // --resume, or (without state.json, no epoch finished) to be removed.
     let stopped = dir.path().join("next");
-    std::fs::create_dir(dir.path().join("next.state")).unwrap();
+    let not_state = dir.path().join("next.state");
+    std::fs::create_dir(&not_state).unwrap();
     let refused = train(&data, &stopped, &[]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--resume"), "{stderr}");
-    let not_state = dir.path().join("next.state");
+    assert!(stderr.contains("holds no finished epoch"), "{stderr}");
     let refused = train(&data, &stopped, &["--resume", not_state.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("holds no run's state"), "{stderr}");
+    std::fs::write(not_state.join("state.json"), "{}").unwrap();
+    let refused = train(&data, &stopped, &[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("continue it with --resume"), "{stderr}");
+    // An output inside the state directory would be removed with it: refused.
+    let inner = not_state.join("final");
+    let refused = train(&data, &inner, &["--resume", not_state.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("inside the run's state directory"),
+        "{stderr}"
+    );
 
     // A label the checkpoint lacks: named by file and line, nothing written.
     let bad = dir.path().join("bad.jsonl");
@@ -511,6 +526,66 @@ fn a_run_that_stopped_continues_to_the_same_weights() {
     let (stopped, first_steps) = run("stopped", Some(1));
     assert!(stopped.is_none());
     assert!(dir.path().join("stopped/state.json").is_file());
+    // A state whose files were tampered with is refused, naming the file.
+    let tampered = |name: &str, change: &dyn Fn(&Path)| {
+        let copy = dir.path().join(name);
+        std::fs::create_dir(&copy).unwrap();
+        for entry in std::fs::read_dir(dir.path().join("stopped")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+        change(&copy);
+        let mut trainer =
+            Trainer::new(&fixture("roberta-2-labels"), recipe.clone(), Backend::Auto).unwrap();
+        trainer
+            .train_resumable(&train, Some(&heldout), &copy, &mut |_| {})
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    let message = tampered("late", &|dir| {
+        let text = std::fs::read_to_string(dir.join("state.json")).unwrap();
+        std::fs::write(
+            dir.join("state.json"),
+            text.replace("\"epoch\": 1,", "\"epoch\": 9,"),
+        )
+        .unwrap();
+    });
+    assert!(message.contains("state.json: epoch 9"), "{message}");
+    let message = tampered("short", &|dir| {
+        let path = dir.join("epoch-1.optimizer.safetensors");
+        let bytes = std::fs::read(&path).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.data().to_vec(), view.shape().to_vec()))
+            .collect();
+        tensors.sort();
+        let (_, data, shape) = &mut tensors[0];
+        data.truncate(data.len() - 4);
+        shape[0] -= 1;
+        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+            .iter()
+            .map(|(name, data, shape)| {
+                (
+                    name.clone(),
+                    safetensors::tensor::TensorView::new(
+                        safetensors::Dtype::F32,
+                        shape.clone(),
+                        data,
+                    )
+                    .unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+    });
+    assert!(
+        message.contains("epoch-1.optimizer.safetensors") && message.contains("expected F32"),
+        "{message}"
+    );
+
     let (continued, later_steps) = run("stopped", None);
     let continued = continued.unwrap();
     // The steps of both parts are the steps of the whole run.

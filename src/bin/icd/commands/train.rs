@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use insecure_code_detector::evaluation::label_range;
 use insecure_code_detector::files::same_file;
 use insecure_code_detector::training::{
-    check_output, ClassWeight, LabelledFunction, Trainer, TrainingEvent, TrainingRecipe, Warmup,
+    check_output, remove_state, ClassWeight, LabelledFunction, Trainer, TrainingEvent,
+    TrainingRecipe, Warmup,
 };
 use insecure_code_detector::{Backend, Precision, Preprocessing};
 
@@ -100,15 +101,48 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         }
         None => {
             let state = state_dir(&args.output);
-            if state.exists() {
+            if state.join("state.json").exists() {
                 return Err(Failure(format!(
                     "{} holds the state of a run that stopped: continue it with --resume {0}, or remove it",
                     state.display()
                 )));
             }
+            if state.exists() {
+                return Err(Failure(format!(
+                    "{} is there but holds no finished epoch (no state.json): remove it to start over",
+                    state.display()
+                )));
+            }
+            // Made and removed now, so that a name or place it cannot have fails before
+            // training rather than after its first epoch.
+            std::fs::create_dir(&state)
+                .and_then(|()| std::fs::remove_dir(&state))
+                .map_err(|e| {
+                    Failure(format!(
+                        "{}: {e} (the run's state goes there)",
+                        state.display()
+                    ))
+                })?;
             state
         }
     };
+    // The state directory is removed at the end: nothing of the run's may be in it.
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let inside = [
+        ("--output", Some(&args.output)),
+        ("--log", args.log.as_ref()),
+        ("DATA", Some(&args.data)),
+        ("--validation", args.validation.as_ref()),
+    ];
+    for (name, path) in inside {
+        if let Some(path) = path.filter(|p| absolute(p).starts_with(absolute(&state))) {
+            return Err(Failure(format!(
+                "{name} {}: inside the run's state directory {}, which is removed when the run ends",
+                path.display(),
+                state.display()
+            )));
+        }
+    }
     let mut trainer = Trainer::new(builder.model_dir(), recipe, backend)?;
     let labels = trainer.labels().len();
     let train = read_labelled(&args.data, labels)?;
@@ -117,11 +151,19 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         .as_deref()
         .map(|path| read_labelled(path, labels))
         .transpose()?;
+    // A continued run's steps follow those its log already holds.
     let mut log = match &args.log {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .map_err(|e| Failure(format!("--log {}: {e}", path.display())))?,
-        )),
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            match args.resume {
+                Some(_) => options.append(true).create(true),
+                None => options.write(true).truncate(true).create(true),
+            };
+            let file = options
+                .open(path)
+                .map_err(|e| Failure(format!("--log {}: {e}", path.display())))?;
+            Some(std::io::BufWriter::new(file))
+        }
         None => None,
     };
     let mut progress = Progress::new();
@@ -146,7 +188,7 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         return Err(Failure(format!("--log {}: {e}", path.display())));
     }
     trained.save(&args.output)?;
-    std::fs::remove_dir_all(&state).map_err(|e| {
+    remove_state(&state).map_err(|e| {
         Failure(format!(
             "{}: {e} (the checkpoint is written)",
             state.display()
