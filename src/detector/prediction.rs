@@ -136,12 +136,7 @@ impl Labels {
                 logits: logits.to_vec(),
             });
         }
-        // First maximum, as torch.argmax (always 0 for a single-logit model, whose
-        // verdict is `insecure_probability`).
-        let label = logits
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, &l)| if l > logits[best] { i } else { best });
+        let label = first_maximum(logits);
         let insecure_probability = self.insecure.calibrated(logits, self.calibration.as_ref());
         if !insecure_probability.is_finite() {
             return Err(Error::NonFiniteLogits {
@@ -281,6 +276,15 @@ pub(crate) fn fill(
         .into_iter()
         .map(|p| p.expect("each is found or classified"))
         .collect()
+}
+
+/// The index of the first largest logit, as torch.argmax (always 0 for a
+/// single-logit model, whose verdict is `insecure_probability`).
+pub(crate) fn first_maximum(logits: &[f32]) -> usize {
+    logits
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &l)| if l > logits[best] { i } else { best })
 }
 
 #[cfg(test)]

@@ -40,7 +40,9 @@ pub use state::remove as remove_state;
 
 use crate::config::RobertaConfig;
 use crate::detector::batching::padded;
+use crate::detector::first_maximum;
 use crate::error::{Error, Result};
+use crate::evaluation::ProblemType;
 use crate::model::{
     Dropout, DropoutMasks, InputLayout, ProjectionLayout, RobertaClassifier, TrainingPass,
 };
@@ -473,7 +475,7 @@ impl Trainer {
             };
             let snapshot = model.valid();
             if let (Some(data), Some(inputs)) = (validation, &validation_inputs) {
-                let (loss, accuracy) = self.evaluate(&snapshot, data, inputs);
+                let (loss, accuracy) = self.evaluate(&snapshot, data, inputs)?;
                 record.validation_loss = Some(loss);
                 record.validation_accuracy = Some(accuracy);
                 if best.as_ref().is_none_or(|(a, _, _)| accuracy > *a) {
@@ -588,21 +590,21 @@ impl Trainer {
         model: &RobertaClassifier,
         data: &[LabelledFunction],
         inputs: &Inputs,
-    ) -> (f64, f64) {
-        let device = self.device.clone().inner();
+    ) -> Result<(f64, f64)> {
         let (mut loss, mut correct) = (0.0, 0usize);
         let all: Vec<usize> = (0..data.len()).collect();
         for batch in all.chunks(self.recipe.batch_size) {
-            let logits = self.logits(model, inputs, batch, None);
-            let labels: Vec<usize> = batch.iter().map(|&i| data[i].label).collect();
-            for (row, &label) in logits_rows(logits.clone()).iter().zip(&labels) {
-                correct += usize::from(argmax(row) == label);
+            let logits = logits_rows(self.logits(model, inputs, batch, None));
+            for (row, &i) in logits.iter().zip(batch) {
+                let label = data[i].label;
+                // The loss `icd evaluate` reports, and the prediction's label.
+                loss +=
+                    crate::evaluation::loss(ProblemType::SingleLabelClassification, row, label)?;
+                correct += usize::from(first_maximum(row) == label);
             }
-            let ones = vec![1.0; labels.len()];
-            loss += weighted_nll_sum(logits, &labels, &ones, &device).into_scalar::<f64>();
         }
         let n = data.len().max(1) as f64;
-        (loss / n, correct as f64 / n)
+        Ok((loss / n, correct as f64 / n))
     }
 }
 
@@ -742,20 +744,6 @@ fn logits_rows(logits: Tensor<2>) -> Vec<Vec<f32>> {
         .try_into_vec::<f32>()
         .expect("f32 logits");
     values.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
-}
-
-/// The index of the largest value (the first among equals).
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv {
-                (i, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }
 
 /// SHA-256 over the examples' texts and labels, in order.

@@ -35,7 +35,6 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
     check_output(&args.output)?;
     if let Some(log) = &args.log {
         // A log inside the output would leave it not empty when the checkpoint comes.
-        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         if absolute(log).starts_with(absolute(&args.output)) {
             return Err(Failure(format!(
                 "--log {}: inside --output {}, which must be empty until the checkpoint is written",
@@ -127,7 +126,6 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         }
     };
     // The state directory is removed at the end: nothing of the run's may be in it.
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let inside = [
         ("--output", Some(&args.output)),
         ("--log", args.log.as_ref()),
@@ -201,6 +199,11 @@ pub fn run(model: &ModelArgs, args: &TrainArgs) -> Result<(), Failure> {
         trained.epochs().len()
     );
     Ok(())
+}
+
+/// `path` made absolute (as it is, where it cannot be), to compare where paths lie.
+fn absolute(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Where a run writing `output` keeps its state after each epoch: `OUTPUT.state`.
