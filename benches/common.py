@@ -211,9 +211,11 @@ class OursServer:
         return self._ask(f"latency {tokens}")["seconds"]
 
     def throughput(self):
-        """One pass over the corpus: functions/s; its probabilities are kept in `probabilities`."""
+        """One pass over the corpus: functions/s; its probabilities and logits are kept in
+        `probabilities` and `logits`."""
         reply = self._ask("throughput")
         self.probabilities = reply["insecure_probabilities"]
+        self.logits = reply["logits"]
         return reply["functions_per_second"]
 
     def finish(self):

@@ -12,7 +12,9 @@ round, so that a slow spell of a shared machine falls on all of them alike.
         --tokenizer ../shared/roberta-base-tokenizer --corpus ../shared/c-corpus/nginx.jsonl
 
 Not part of the test run: it needs torch, transformers and onnxruntime, about 2 GB of
-disk in --workdir, and several minutes on two cores.
+disk in --workdir, and several minutes on two cores. `benches/anchors.py` times the
+other runtimes (OpenVINO, CTranslate2, ONNX Runtime's int8) over the corpus beside
+these, in a section of its own for each CPU class, which a run of this script keeps.
 """
 
 import argparse
@@ -40,7 +42,7 @@ from common import (LENGTHS, cpu_model, PROBES, ROOT, OursServer, TorchRuns, ben
 # The opt-in reduced-precision modes timed beside f32.
 REDUCED = ["bf16", "int8"]
 # Where the sections of BENCHMARKS.md that other commands measure begin.
-KEPT_MARKER = "<!-- measured by benches/ab.py: kept when side_by_side.py rewrites this file -->"
+KEPT_MARKER = "<!-- measured by other commands (benches/ab.py, anchors.py, ...): kept when side_by_side.py rewrites this file -->"
 
 
 def cpu_has_avx512_bf16():

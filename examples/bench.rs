@@ -7,8 +7,8 @@
 //! ```
 //!
 //! Reports: load time, peak resident memory, median batch-1 latency per token length,
-//! throughput over the corpus (truncated at 512 tokens, through `predict_batch`),
-//! and the logits of the probe texts so that the caller can check agreement. `--peak`
+//! throughput over the corpus (truncated at 512 tokens, through `predict_batch`; each
+//! function's insecure probability and logits with it), and the logits of the probe texts so that the caller can check agreement. `--peak`
 //! adds this CPU's measured peak multiply-add rates (f32 FMA, the int8 kernel's integer
 //! multiply-add and, where present, the bf16 dot product) on the rayon thread count,
 //! the ceilings the model's rates are compared with.
@@ -133,6 +133,7 @@ fn main() {
         json!({
             "backend": detector.backend().name(),
             "precision": format!("{:?}", detector.precision()),
+            "execution": detector.execution().to_string(),
             "threads": std::env::var("RAYON_NUM_THREADS").ok(),
             "load_seconds": load_seconds,
             "peak_rss_bytes": peak_rss_bytes(),
@@ -180,6 +181,7 @@ fn corpus_pass(detector: &Detector, codes: &[String], explain: bool) -> serde_js
         "seconds": seconds,
         "functions_per_second": predictions.len() as f64 / seconds,
         "insecure_probabilities": predictions.iter().map(|p| p.insecure_probability).collect::<Vec<_>>(),
+        "logits": predictions.iter().map(|p| p.logits.clone()).collect::<Vec<_>>(),
     })
 }
 
