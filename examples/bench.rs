@@ -238,9 +238,10 @@ fn cpu_peak_gflops() -> serde_json::Value {
             Some(_) => ("avx2", Some(rate(peak::fma256, 12, 16.0))),
             None => ("none", None),
         };
-        // The bf16 dot product where the bf16 kernel runs on it; `bf16-avx2` runs the
-        // f32 FMAs measured above.
-        let bf16_dot = (Kernel::select(Precision::Bf16, cpu) == Some(Kernel::Bf16Avx512))
+        // The bf16 dot product wherever the CPU has it (the bf16 kernel runs on it only
+        // where it outruns the f32 FMAs); `bf16-avx2` runs the f32 FMAs measured above.
+        let bf16_dot = Kernel::Bf16Avx512
+            .runs_on(cpu)
             .then(|| rate(peak::dpbf16, 16, 64.0));
         // What `Precision::Int8`'s kernel runs: AVX512-VNNI's vpdpbusd, 64 multiply-adds
         // (128 operations) each, else AVX2's vpmaddwd and vpaddd, 16 (32 operations)

@@ -30,18 +30,24 @@ pub enum Precision {
     /// transformers' on a full-size model (`BENCHMARKS-cuda.md`); on every other backend,
     /// which has no TF32 products, exactly [`Precision::F32`].
     Tf32 = 4,
-    /// bf16 matrix products. Opt-in: half the projection weights' memory, faster where
-    /// the hardware multiplies bf16, with probabilities within about 1e-2 of f32
-    /// (tested on the fixtures).
+    /// bf16 matrix products. Opt-in: half the projection weights' memory where a bf16
+    /// kernel runs, never slower than f32 on the CPU kernels, faster where the hardware
+    /// multiplies bf16 faster, with probabilities within about 1e-2 of f32 (tested on
+    /// the fixtures).
     ///
     /// On the CPU backends on a CPU with AVX2 and FMA
     /// ([`Backend::has_bf16_products`](crate::Backend::has_bf16_products)), the encoder's
-    /// projections hold bf16 weights: with AVX512-BF16 they multiply with the CPU's bf16
-    /// dot-product instruction on activations rounded to bf16 ([`crate::Kernel::Bf16Avx512`]),
-    /// elsewhere they are widened to f32 in registers and multiply f32 activations with f32
-    /// FMAs ([`crate::Kernel::Bf16Avx2`]); sums are f32, and everything else (embeddings,
-    /// attention, LayerNorm, GELU, the head) stays f32. Elsewhere weights and activations
-    /// are burn's bf16 tensors throughout (LayerNorm statistics accumulated in f32).
+    /// projections hold bf16 weights: where the CPU's bf16 dot product outruns its f32
+    /// FMAs ([`crate::CpuFeatures::fast_bf16_dot`]) they multiply with it on activations
+    /// rounded to bf16 ([`crate::Kernel::Bf16Avx512`]); on an AVX2 CPU they are widened
+    /// to f32 in registers and multiply f32 activations with f32 FMAs
+    /// ([`crate::Kernel::Bf16Avx2`]); sums are f32, and everything else (embeddings,
+    /// attention, LayerNorm, GELU, the head) stays f32. On an AVX-512 CPU with neither
+    /// (Intel's, whose bf16 dot product is no faster than its FMAs) the bf16 kernels
+    /// would be slower than f32, so it runs the f32 kernel on f32 weights, and
+    /// [`crate::Detector::execution`] names that kernel. Elsewhere weights and
+    /// activations are burn's bf16 tensors throughout (LayerNorm statistics accumulated
+    /// in f32).
     Bf16 = 1,
     /// f16 weights and activations, as [`Precision::Bf16`] with more mantissa and
     /// less range.
@@ -76,7 +82,7 @@ const PRECISIONS: [(Precision, &str, &str); 5] = [
     (
         Precision::Bf16,
         "bf16",
-        "bf16 weights in the matrix products: half their memory, on the CPU kernels about f32's speed or faster; probabilities within about 1e-2 of f32",
+        "bf16 weights in the matrix products: half their memory where a bf16 kernel runs, on the CPU kernels never slower than f32; probabilities within about 1e-2 of f32",
     ),
     (
         Precision::F16,

@@ -35,6 +35,12 @@ pub struct CpuFeatures {
     pub avx512_bf16: bool,
     /// AVX512-VNNI and AVX512-BW: the int8 kernel's byte variant (`vpdpbusd`).
     pub avx512_vnni: bool,
+    /// AVX512-BF16 on a core whose bf16 dot product outruns its f32 FMAs, so that the
+    /// bf16 kernel is the faster one: AMD's (Zen 4 and 5 run `vdpbf16ps` at twice the
+    /// f32 FMA rate). Intel's cores run it at most at their FMA rate, and the bf16
+    /// kernel, which also rounds every activation, runs slower than f32 there
+    /// (BENCHMARKS.md): on them `Precision::Bf16` runs the f32 kernel.
+    pub fast_bf16_dot: bool,
 }
 
 static PROBED: Lazy<CpuFeatures> = Lazy::new(|| {
@@ -80,6 +86,7 @@ impl CpuFeatures {
             avx512f: self.avx512f && level >= 2,
             avx512_bf16: self.avx512_bf16 && level >= 2,
             avx512_vnni: self.avx512_vnni && level >= 2,
+            fast_bf16_dot: self.fast_bf16_dot && level >= 2,
         }
     }
 
@@ -89,16 +96,19 @@ impl CpuFeatures {
         avx512f: false,
         avx512_bf16: false,
         avx512_vnni: false,
+        fast_bf16_dot: false,
     };
 
     #[cfg(target_arch = "x86_64")]
     fn probe() -> Self {
         let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
         let avx512f = avx2_fma && is_x86_feature_detected!("avx512f");
+        let avx512_bf16 = avx512f && is_x86_feature_detected!("avx512bf16");
         CpuFeatures {
             avx2_fma,
             avx512f,
-            avx512_bf16: avx512f && is_x86_feature_detected!("avx512bf16"),
+            avx512_bf16,
+            fast_bf16_dot: avx512_bf16 && vendor() == *b"AuthenticAMD",
             avx512_vnni: avx512f
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vnni"),
@@ -111,13 +121,28 @@ impl CpuFeatures {
     }
 }
 
+/// The CPU's vendor string (CPUID leaf 0: `GenuineIntel`, `AuthenticAMD`, ...).
+#[cfg(target_arch = "x86_64")]
+fn vendor() -> [u8; 12] {
+    let leaf = std::arch::x86_64::__cpuid(0);
+    let mut vendor = [0u8; 12];
+    for (chunk, register) in vendor.chunks_mut(4).zip([leaf.ebx, leaf.edx, leaf.ecx]) {
+        chunk.copy_from_slice(&register.to_le_bytes());
+    }
+    vendor
+}
+
 impl std::fmt::Display for CpuFeatures {
     /// The features present, as `AVX2+FMA AVX-512F`, or `none`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = [
             (self.avx2_fma, "AVX2+FMA"),
             (self.avx512f, "AVX-512F"),
-            (self.avx512_bf16, "AVX512-BF16"),
+            (self.avx512_bf16 && self.fast_bf16_dot, "AVX512-BF16"),
+            (
+                self.avx512_bf16 && !self.fast_bf16_dot,
+                "AVX512-BF16 (no faster than f32)",
+            ),
             (self.avx512_vnni, "AVX512-VNNI"),
         ]
         .into_iter()
@@ -142,6 +167,7 @@ mod tests {
             avx512f: true,
             avx512_bf16: true,
             avx512_vnni: true,
+            fast_bf16_dot: true,
         };
         assert_eq!(all.capped(0), CpuFeatures::NONE);
         assert_eq!(

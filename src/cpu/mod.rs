@@ -83,6 +83,12 @@ impl Kernel {
     /// The fastest kernel for `precision` on a CPU with `features`, or `None` where
     /// none runs it: f16 has no kernel, and every kernel needs AVX2 and FMA.
     ///
+    /// bf16 never runs slower than f32: where the CPU has AVX-512F but no bf16 dot
+    /// product faster than its f32 FMAs ([`CpuFeatures::fast_bf16_dot`]), it runs the
+    /// f32 kernel on f32 weights ([`Kernel::precision`] says so), as the bf16 kernels
+    /// there would be slower: `vdpbf16ps` at most at the FMAs' rate, or `bf16-avx2`'s
+    /// 8-lane FMAs against `f32-avx512`'s 16.
+    ///
     /// ```
     /// use insecure_code_detector::{CpuFeatures, Kernel};
     /// use insecure_code_detector::Precision;
@@ -90,6 +96,11 @@ impl Kernel {
     /// assert_eq!(Kernel::select(Precision::F32, avx2), Some(Kernel::F32Avx2));
     /// assert_eq!(Kernel::select(Precision::Bf16, avx2), Some(Kernel::Bf16Avx2));
     /// assert_eq!(Kernel::select(Precision::Int8, CpuFeatures::NONE), None);
+    /// // AVX512-BF16 whose dot product is no faster than the f32 FMAs (Intel's).
+    /// let slow_bf16 = CpuFeatures { avx512f: true, avx512_bf16: true, ..avx2 };
+    /// assert_eq!(Kernel::select(Precision::Bf16, slow_bf16), Some(Kernel::F32Avx512));
+    /// let fast_bf16 = CpuFeatures { fast_bf16_dot: true, ..slow_bf16 };
+    /// assert_eq!(Kernel::select(Precision::Bf16, fast_bf16), Some(Kernel::Bf16Avx512));
     /// ```
     pub fn select(precision: Precision, features: CpuFeatures) -> Option<Kernel> {
         if !cfg!(cpu_kernels) {
@@ -98,11 +109,27 @@ impl Kernel {
         // The precision's kernels, fastest first.
         let kernels: &[Kernel] = match precision {
             Precision::F32 | Precision::Tf32 => &[Kernel::F32Avx512, Kernel::F32Avx2],
-            Precision::Bf16 => &[Kernel::Bf16Avx512, Kernel::Bf16Avx2],
+            Precision::Bf16 => &[Kernel::Bf16Avx512, Kernel::F32Avx512, Kernel::Bf16Avx2],
             Precision::F16 => &[],
             Precision::Int8 => &[Kernel::Int8Vnni, Kernel::Int8Avx2],
         };
-        kernels.iter().copied().find(|k| k.runs_on(features))
+        // The bf16 dot product is the faster only on some of the CPUs that have it.
+        let pays = |k: &Kernel| *k != Kernel::Bf16Avx512 || features.fast_bf16_dot;
+        kernels
+            .iter()
+            .copied()
+            .find(|k| k.runs_on(features) && pays(k))
+    }
+
+    /// The precision whose products the kernel runs: [`Precision::F32`] for
+    /// `f32-avx2` and `f32-avx512`, which also run [`Precision::Bf16`] where no bf16
+    /// kernel is faster ([`Kernel::select`]).
+    pub fn precision(self) -> Precision {
+        match self {
+            Kernel::F32Avx2 | Kernel::F32Avx512 => Precision::F32,
+            Kernel::Bf16Avx512 | Kernel::Bf16Avx2 => Precision::Bf16,
+            Kernel::Int8Avx2 | Kernel::Int8Vnni => Precision::Int8,
+        }
     }
 
     /// Whether a CPU with `features` has this kernel's instructions.
@@ -206,4 +233,61 @@ pub(crate) fn random_product(
     let w = (0..k * n).map(|_| next()).collect();
     let bias = (0..n).map(|_| next()).collect();
     (a, w, bias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every CPU the features can describe (each level implying the ones below it).
+    fn every_cpu() -> Vec<CpuFeatures> {
+        let mut cpus = Vec::new();
+        for bits in 0u8..32 {
+            let [avx2_fma, avx512f, avx512_bf16, avx512_vnni, fast_bf16_dot] =
+                std::array::from_fn(|i| bits & (1 << i) != 0);
+            let cpu = CpuFeatures {
+                avx2_fma,
+                avx512f,
+                avx512_bf16,
+                avx512_vnni,
+                fast_bf16_dot,
+            };
+            let consistent = (!avx512f || avx2_fma)
+                && (!(avx512_bf16 || avx512_vnni) || avx512f)
+                && (!fast_bf16_dot || avx512_bf16);
+            if consistent {
+                cpus.push(cpu);
+            }
+        }
+        cpus
+    }
+
+    #[test]
+    fn bf16_runs_a_kernel_no_narrower_than_f32s_and_its_dot_product_only_where_faster() {
+        for cpu in every_cpu() {
+            let (f32, bf16) = (
+                Kernel::select(Precision::F32, cpu),
+                Kernel::select(Precision::Bf16, cpu),
+            );
+            if !cfg!(cpu_kernels) || !cpu.avx2_fma {
+                assert_eq!((f32, bf16), (None, None), "{cpu}");
+                continue;
+            }
+            let expected = if cpu.avx512_bf16 && cpu.fast_bf16_dot {
+                Kernel::Bf16Avx512
+            } else if cpu.avx512f {
+                // 8-lane bf16-avx2 or a dot product no faster than the FMAs would
+                // both be slower than the 16-lane f32 kernel.
+                Kernel::F32Avx512
+            } else {
+                Kernel::Bf16Avx2
+            };
+            assert_eq!(bf16, Some(expected), "{cpu}");
+            assert_eq!(
+                expected.precision() == Precision::F32,
+                bf16 == f32,
+                "{cpu}: bf16 runs f32's kernel exactly when it runs in f32"
+            );
+        }
+    }
 }

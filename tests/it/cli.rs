@@ -978,6 +978,15 @@ fn version_reports_the_cpu_and_what_each_precision_runs() {
         text.contains(&format!("cpu backends run: {f32}, ")),
         "{text}"
     );
+    // Where bf16 runs the f32 kernel, the line says so.
+    if let Some(kernel) = Kernel::select(Precision::Bf16, CpuFeatures::get()) {
+        let runs = format!("bf16 kernel {kernel} ({})", kernel.isa());
+        let expected = match kernel.precision() {
+            Precision::Bf16 => format!("{runs}, "),
+            _ => format!("{runs} in f32, no bf16 kernel being faster here, "),
+        };
+        assert!(text.contains(&expected), "{text}");
+    }
 }
 
 /// `ICD_MAX_CPU_ISA` caps the kernels: `avx2` runs the AVX2 kernels (on an AVX-512 CPU

@@ -169,7 +169,8 @@ fn max_tokens_truncates_like_transformers_max_length() {
 /// Reduced precision is opt-in; its fidelity against the f32 results on the fixtures:
 /// probabilities within 1e-2 (bf16, f16), 2e-2 (int8) or 1e-3 (tf32, on cuda) and the
 /// same verdicts at 0.5. tf32 on any other backend, which has no TF32 products, gives
-/// the f32 logits exactly.
+/// the f32 logits exactly, as does bf16 where it runs the f32 kernel (a CPU whose bf16
+/// dot product is no faster than its f32 FMAs).
 #[test]
 fn reduced_precision_stays_close_to_f32() {
     use insecure_code_detector::Precision;
@@ -220,6 +221,16 @@ fn reduced_precision_stays_close_to_f32() {
                     assert_eq!(r.insecure_probability >= 0.5, f.insecure_probability >= 0.5);
                     if precision == Precision::Tf32 && backend != Backend::Cuda {
                         assert_eq!(r.logits, f.logits, "{checkpoint} {backend} tf32 input {i}");
+                    }
+                    // bf16 where no bf16 kernel beats f32 runs the f32 kernel itself.
+                    if detector.execution().kernel().map(|k| k.precision()) == Some(Precision::F32)
+                    {
+                        assert_eq!(
+                            r.logits,
+                            f.logits,
+                            "{checkpoint} {backend} {precision:?} on {} input {i}",
+                            detector.execution()
+                        );
                     }
                 }
             }

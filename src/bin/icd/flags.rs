@@ -495,7 +495,13 @@ pub fn long_version() -> String {
     .into_iter()
     .map(|precision| match Backend::default_cpu() {
         Ok(backend) => match ExecutionPlan::choose(precision, backend) {
-            Ok(plan) => format!("{precision} {plan}"),
+            // bf16 where no bf16 kernel beats f32 runs the f32 kernel: said here.
+            Ok(plan) => match plan.kernel().map(|kernel| kernel.precision()) {
+                Some(runs) if runs != precision => {
+                    format!("{precision} {plan} in {runs}, no bf16 kernel being faster here")
+                }
+                _ => format!("{precision} {plan}"),
+            },
             Err(_) => format!("{precision} unavailable"),
         },
         Err(_) => format!("{precision} unavailable (no CPU backend)"),
