@@ -42,12 +42,13 @@ def cpu_flags():
 
 
 def cpu_class(flags):
-    """The heading's CPU class: the widest vector instructions the kernels can use."""
+    """The heading's CPU class: the widest vector instructions the kernels can use,
+    and for AVX-512 the vendor, which decides whether bf16 runs its own kernel
+    (`CpuFeatures::fast_bf16_dot`)."""
     if "avx512f" in flags:
-        return "AVX-512"
-    if "avx2" in flags and "fma" in flags:
-        return "AVX2 only (no AVX-512)"
-    return "without AVX2"
+        vendor = "AMD" if "AuthenticAMD" in Path("/proc/cpuinfo").read_text() else "Intel"
+        return f"AVX-512, {vendor}"
+    return "AVX2 only (no AVX-512)"
 
 
 def heading(flags):
@@ -148,6 +149,7 @@ class OpenVino:
         self.batches = batches
         self.name = f"OpenVINO {ov.get_version().split('-')[0]} {precision}"
         self.settings = (f"NNCF {nncf.__version__} `quantize`, transformer preset, {len(calibration)} calibration functions"
+                         + ", `INFERENCE_PRECISION_HINT` f32"
                          if precision == "int8" else f"`INFERENCE_PRECISION_HINT` {hint}") + \
             f", {threads} threads, latency hint"
 
@@ -302,6 +304,12 @@ def main():
     every = [json.loads(line)["func"] for line in open(args.corpus)]
     codes = every[: args.functions]
     calibration = every[args.functions: args.functions + CALIBRATION_FUNCTIONS]
+    if len(calibration) < CALIBRATION_FUNCTIONS:
+        sys.exit(f"{args.corpus}: OpenVINO's int8 calibration needs {CALIBRATION_FUNCTIONS} functions "
+                 f"after the {args.functions} timed, and it has {len(calibration)}")
+    flags = cpu_flags()
+    if not ("avx2" in flags and "fma" in flags):
+        sys.exit("this library's int8 and packed kernels need AVX2 and FMA, which this CPU lacks")
     bench = common.bench_binary(args.features)
     runtimes, results = measure(args, model_dir, model, tokenizer, codes, calibration, bench)
     tokens = sum(len(tokenizer(c, truncation=True, max_length=512)["input_ids"]) for c in codes)

@@ -45,11 +45,6 @@ REDUCED = ["bf16", "int8"]
 KEPT_MARKER = "<!-- measured by other commands (benches/ab.py, anchors.py, ...): kept when side_by_side.py rewrites this file -->"
 
 
-def cpu_has_avx512_bf16():
-    try:
-        return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
 
 
 class OnnxRuns:
@@ -302,10 +297,8 @@ def main():
             f"{fps[m] / pt['model_card_fps']:.2f}x the model card's usage",
         ]
     lines += [
-        f"- this CPU {'has' if cpu_has_avx512_bf16() else 'lacks'} AVX512-BF16, so bf16 ran "
-        + ("the projections on this library's bf16 kernel (`cpu::bf16_gemm`), the rest in f32"
-           if cpu_has_avx512_bf16() else "the projections on this library's f32 kernel with bf16 weights "
-           "widened in registers (`cpu::f32_gemm::bf16_weights`), the rest in f32"),
+        f"- bf16 ran the projections on {reduced['bf16']['execution']} (`icd --version` says which kernel "
+        "each precision runs and why), the rest in f32",
         f"- int8 ran the projections on this library's int8 kernel (`cpu::int8_gemm`, {int8_instruction}: int8 "
         "weights per column, activations quantized per token, exact 32-bit sums), the rest in f32",
         "",

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! cargo run --example bench -- MODEL_DIR [--corpus nginx.jsonl] [--functions N]
-//!     [--lengths 64,128,256,512] [--repeats N] [--backend flex] [--batch-size N] [--probe TEXT]
-//!     [--peak] [--serve] [--explain]
+//!     [--lengths 64,128,256,512] [--repeats N] [--backend flex] [--precision P] [--kernel NAME]
+//!     [--batch-size N] [--probe TEXT] [--peak] [--serve] [--explain]
 //! ```
 //!
 //! Reports: load time, peak resident memory, median batch-1 latency per token length,
@@ -22,7 +22,8 @@
 //! its throughput the last pass.
 //!
 //! `--explain` times `explain` and `explain_batch` (token and line scores) in place of
-//! `predict` and `predict_batch`: what attribution costs.
+//! `predict` and `predict_batch`: what attribution costs. `--kernel` runs the named
+//! packed kernel (`DetectorBuilder::kernel`) in place of the one the precision selects.
 
 use std::io::BufRead;
 use std::time::Instant;
@@ -39,6 +40,7 @@ fn main() {
     let mut repeats = 5usize;
     let mut backend = Backend::default_cpu().unwrap();
     let mut precision = Precision::F32;
+    let mut kernel = None;
     let mut probes: Vec<String> = Vec::new();
     let mut batch_size = 8usize;
     let mut peak = false;
@@ -53,6 +55,7 @@ fn main() {
             "--repeats" => repeats = value().parse().unwrap(),
             "--backend" => backend = value().parse().unwrap(),
             "--precision" => precision = value().parse().unwrap(),
+            "--kernel" => kernel = Some(value().parse().unwrap()),
             "--probe" => probes.push(value()),
             "--batch-size" => batch_size = value().parse().unwrap(),
             "--peak" => peak = true,
@@ -65,12 +68,14 @@ fn main() {
     assert!(repeats > 0, "--repeats must be at least 1");
 
     let started = Instant::now();
-    let detector = Detector::builder(&model)
+    let mut builder = Detector::builder(&model)
         .backend(backend)
         .precision(precision)
-        .batch_size(batch_size)
-        .build()
-        .unwrap();
+        .batch_size(batch_size);
+    if let Some(kernel) = kernel {
+        builder = builder.kernel(kernel);
+    }
+    let detector = builder.build().unwrap();
     let load_seconds = started.elapsed().as_secs_f64();
 
     let codes: Vec<String> = match &corpus {

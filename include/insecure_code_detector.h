@@ -57,9 +57,9 @@ typedef enum icd_status {
 typedef enum icd_precision {
   // f32 throughout; logits equal transformers' within 1e-4.
   ICD_PRECISION_F32 = 0,
-  // bf16 weights in the matrix products: half their memory where a bf16 kernel
-  // runs, on the CPU kernels never slower than f32; probabilities within about
-  // 1e-2 of f32.
+  // bf16 weights in the matrix products where a bf16 kernel runs, half their
+  // memory; on the CPU kernels about f32's speed or faster; probabilities within
+  // about 1e-2 of f32.
   ICD_PRECISION_BF16 = 1,
   // f16 weights and activations; probabilities within about 1e-2 of f32.
   ICD_PRECISION_F16 = 2,

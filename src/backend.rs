@@ -94,9 +94,11 @@ impl Backend {
     }
 
     /// Whether [`crate::Precision::Bf16`] runs the encoder's matrix products on this
-    /// crate's bf16 kernels (AVX512-BF16 dot products, or AVX2 FMAs on bf16 weights
-    /// widened in registers; checked at run time): true for the CPU backends on CPUs
-    /// with AVX2 and FMA. Elsewhere bf16 is the backend's own bf16 tensor type.
+    /// crate's packed kernels (checked at run time; [`crate::Kernel::select`] says
+    /// which: AVX512-BF16 dot products, AVX2 FMAs on bf16 weights widened in
+    /// registers, or the f32 kernel where neither is faster than f32): true for the
+    /// CPU backends on CPUs with AVX2 and FMA. Elsewhere bf16 is the backend's own bf16
+    /// tensor type.
     pub fn has_bf16_products(self) -> bool {
         self.is_cpu() && Kernel::select(crate::Precision::Bf16, CpuFeatures::get()).is_some()
     }

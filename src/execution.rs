@@ -77,6 +77,44 @@ impl ExecutionPlan {
         }
     }
 
+    /// The plan that runs `kernel` for `precision` on `backend` instead of the one
+    /// [`Kernel::select`] picks ([`crate::DetectorBuilder::kernel`]): to measure the
+    /// kernels against each other, or to keep bf16's halved weight memory on a CPU
+    /// where `bf16-avx512` is the slower. An error naming `kernel` where `backend` is
+    /// not a CPU backend, the kernel does not run the precision ([`Kernel::runs`]) or
+    /// this CPU lacks its instructions ([`Kernel::runs_on`]).
+    ///
+    /// ```
+    /// use insecure_code_detector::{Backend, ExecutionPlan, Kernel, Precision};
+    /// assert!(ExecutionPlan::with_kernel(Precision::F32, Backend::Flex, Kernel::Int8Avx2).is_err());
+    /// ```
+    pub fn with_kernel(precision: Precision, backend: Backend, kernel: Kernel) -> Result<Self> {
+        let refused = |message: String| Error::InvalidArgument {
+            argument: "kernel",
+            message,
+        };
+        if !backend.is_cpu() {
+            return Err(refused(format!(
+                "{kernel} is a CPU kernel; the {} backend runs its own tensors",
+                backend.name()
+            )));
+        }
+        if !kernel.runs(precision) {
+            return Err(refused(format!(
+                "{kernel} does not run {precision} products"
+            )));
+        }
+        CpuFeatures::check_cap()?;
+        let cpu = CpuFeatures::get();
+        if !cfg!(cpu_kernels) || !kernel.runs_on(cpu) {
+            return Err(refused(format!(
+                "{kernel} needs {}, which this CPU (as capped: {cpu}) lacks",
+                kernel.isa()
+            )));
+        }
+        Ok(ExecutionPlan::PackedCpu { kernel })
+    }
+
     /// The dtype the weights load in: f32 for the packed kernels, which pack f32
     /// weights for themselves.
     pub fn dtype(self) -> DType {

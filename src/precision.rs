@@ -31,9 +31,10 @@ pub enum Precision {
     /// which has no TF32 products, exactly [`Precision::F32`].
     Tf32 = 4,
     /// bf16 matrix products. Opt-in: half the projection weights' memory where a bf16
-    /// kernel runs, never slower than f32 on the CPU kernels, faster where the hardware
-    /// multiplies bf16 faster, with probabilities within about 1e-2 of f32 (tested on
-    /// the fixtures).
+    /// kernel runs, about f32's speed or faster on the CPU kernels (the f32 kernel
+    /// itself where no bf16 kernel is faster), faster where the hardware multiplies
+    /// bf16 faster, with probabilities within about 1e-2 of f32 (tested on the
+    /// fixtures).
     ///
     /// On the CPU backends on a CPU with AVX2 and FMA
     /// ([`Backend::has_bf16_products`](crate::Backend::has_bf16_products)), the encoder's
@@ -45,7 +46,8 @@ pub enum Precision {
     /// attention, LayerNorm, GELU, the head) stays f32. On an AVX-512 CPU with neither
     /// (Intel's, whose bf16 dot product is no faster than its FMAs) the bf16 kernels
     /// would be slower than f32, so it runs the f32 kernel on f32 weights, and
-    /// [`crate::Detector::execution`] names that kernel. Elsewhere weights and
+    /// [`crate::Detector::execution`] names that kernel
+    /// ([`crate::DetectorBuilder::kernel`] names another). Elsewhere weights and
     /// activations are burn's bf16 tensors throughout (LayerNorm statistics accumulated
     /// in f32).
     Bf16 = 1,
@@ -82,7 +84,7 @@ const PRECISIONS: [(Precision, &str, &str); 5] = [
     (
         Precision::Bf16,
         "bf16",
-        "bf16 weights in the matrix products: half their memory where a bf16 kernel runs, on the CPU kernels never slower than f32; probabilities within about 1e-2 of f32",
+        "bf16 weights in the matrix products where a bf16 kernel runs, half their memory; on the CPU kernels about f32's speed or faster; probabilities within about 1e-2 of f32",
     ),
     (
         Precision::F16,

@@ -1,5 +1,6 @@
 //! Matrix products on bf16 weights with the CPU's bf16 dot-product instruction
-//! (AVX512-BF16 `vdpbf16ps`), for [`crate::Precision::Bf16`] on the CPU backends.
+//! (AVX512-BF16 `vdpbf16ps`), for [`crate::Precision::Bf16`] on the CPU backends of
+//! CPUs where it outruns the f32 FMAs ([`crate::CpuFeatures::fast_bf16_dot`]).
 //!
 //! burn's CPU backends widen bf16 to f32 before multiplying, so bf16 weights there only
 //! save memory. `vdpbf16ps` multiplies pairs of bf16 values and accumulates in f32,

@@ -36,10 +36,12 @@ pub struct CpuFeatures {
     /// AVX512-VNNI and AVX512-BW: the int8 kernel's byte variant (`vpdpbusd`).
     pub avx512_vnni: bool,
     /// AVX512-BF16 on a core whose bf16 dot product outruns its f32 FMAs, so that the
-    /// bf16 kernel is the faster one: AMD's (Zen 4 and 5 run `vdpbf16ps` at twice the
-    /// f32 FMA rate). Intel's cores run it at most at their FMA rate, and the bf16
-    /// kernel, which also rounds every activation, runs slower than f32 there
-    /// (BENCHMARKS.md): on them `Precision::Bf16` runs the f32 kernel.
+    /// bf16 kernel is the faster one, told by the vendor: AMD's (a Zen 4 measured
+    /// `vdpbf16ps` at twice its f32 FMA rate). Intel's cores issue it at most at their
+    /// FMA rate (an Intel Xeon measured half), and the bf16 kernel, which also rounds
+    /// every activation, ran slower than f32 there (BENCHMARKS.md): on them
+    /// `Precision::Bf16` runs the f32 kernel unless a builder names `bf16-avx512`
+    /// (`DetectorBuilder::kernel`).
     pub fast_bf16_dot: bool,
 }
 

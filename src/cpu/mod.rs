@@ -106,19 +106,42 @@ impl Kernel {
         if !cfg!(cpu_kernels) {
             return None;
         }
-        // The precision's kernels, fastest first.
-        let kernels: &[Kernel] = match precision {
-            Precision::F32 | Precision::Tf32 => &[Kernel::F32Avx512, Kernel::F32Avx2],
-            Precision::Bf16 => &[Kernel::Bf16Avx512, Kernel::F32Avx512, Kernel::Bf16Avx2],
-            Precision::F16 => &[],
-            Precision::Int8 => &[Kernel::Int8Vnni, Kernel::Int8Avx2],
-        };
         // The bf16 dot product is the faster only on some of the CPUs that have it.
         let pays = |k: &Kernel| *k != Kernel::Bf16Avx512 || features.fast_bf16_dot;
-        kernels
+        Self::of_precision(precision)
             .iter()
             .copied()
             .find(|k| k.runs_on(features) && pays(k))
+    }
+
+    /// The kernels that can run `precision`'s products, fastest first where each
+    /// runs: none for f16; for bf16, the f32 kernels too, on f32 weights.
+    fn of_precision(precision: Precision) -> &'static [Kernel] {
+        match precision {
+            Precision::F32 | Precision::Tf32 => &[Kernel::F32Avx512, Kernel::F32Avx2],
+            Precision::Bf16 => &[
+                Kernel::Bf16Avx512,
+                Kernel::F32Avx512,
+                Kernel::Bf16Avx2,
+                Kernel::F32Avx2,
+            ],
+            Precision::F16 => &[],
+            Precision::Int8 => &[Kernel::Int8Vnni, Kernel::Int8Avx2],
+        }
+    }
+
+    /// Whether the kernel can run `precision`'s products (on a CPU with its
+    /// instructions): an f32 kernel runs f32, tf32 and bf16, a bf16 kernel bf16, an
+    /// int8 kernel int8.
+    ///
+    /// ```
+    /// use insecure_code_detector::{Kernel, Precision};
+    /// assert!(Kernel::F32Avx512.runs(Precision::Bf16));
+    /// assert!(!Kernel::Bf16Avx2.runs(Precision::F32));
+    /// assert!(!Kernel::Int8Avx2.runs(Precision::F16));
+    /// ```
+    pub fn runs(self, precision: Precision) -> bool {
+        Self::of_precision(precision).contains(&self)
     }
 
     /// The precision whose products the kernel runs: [`Precision::F32`] for
@@ -179,6 +202,24 @@ impl Kernel {
 impl std::fmt::Display for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kernel {
+    type Err = crate::error::Error;
+
+    /// A kernel by its [`Kernel::name`]: `f32-avx2`, `bf16-avx512`, ...
+    fn from_str(name: &str) -> crate::error::Result<Kernel> {
+        Kernel::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| crate::error::Error::InvalidArgument {
+                argument: "kernel",
+                message: format!(
+                    "is {name:?}, expected one of {}",
+                    Kernel::ALL.map(Kernel::name).join(", ")
+                ),
+            })
     }
 }
 

@@ -10,6 +10,7 @@ use super::{CallShapes, Detector, Precision, Preprocessing};
 use crate::backend::Backend;
 use crate::calibration::{Calibration, CalibrationFile};
 use crate::config::RobertaConfig;
+use crate::cpu::Kernel;
 use crate::error::{Error, Result};
 use crate::execution::ExecutionPlan;
 use crate::model::{ProjectionLayout, RobertaClassifier};
@@ -26,6 +27,7 @@ pub struct DetectorBuilder {
     preprocessing: Preprocessing,
     weights: Option<PathBuf>,
     precision: Precision,
+    kernel: Option<Kernel>,
     calibration: Option<Calibration>,
 }
 
@@ -40,6 +42,7 @@ impl DetectorBuilder {
             preprocessing: Preprocessing::Raw,
             weights: None,
             precision: Precision::F32,
+            kernel: None,
             calibration: None,
         }
     }
@@ -74,6 +77,25 @@ impl DetectorBuilder {
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self
+    }
+
+    /// Run the precision's products on `kernel` instead of the one
+    /// [`Kernel::select`] picks for this CPU (default: that one): to measure kernels
+    /// against each other, or to keep bf16's halved weight memory with `bf16-avx512`
+    /// where it is slower than f32. The build fails, naming `kernel`, on a backend
+    /// other than flex or ndarray, for a kernel that does not run the precision, and
+    /// on a CPU without its instructions ([`ExecutionPlan::with_kernel`]).
+    pub fn kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = Some(kernel);
+        self
+    }
+
+    /// The plan this builder's detector runs on `backend`.
+    fn plan(&self, backend: Backend) -> Result<ExecutionPlan> {
+        match self.kernel {
+            Some(kernel) => ExecutionPlan::with_kernel(self.precision, backend, kernel),
+            None => ExecutionPlan::choose(self.precision, backend),
+        }
     }
 
     /// Report insecure probabilities calibrated by `calibration` (default: none, the
@@ -292,7 +314,7 @@ impl DetectorBuilder {
             Some(b) => b,
             None => Backend::default_cpu()?,
         };
-        let plan = ExecutionPlan::choose(self.precision, backend)?;
+        let plan = self.plan(backend)?;
         let mut settings = format!(
             "backend={} plan={plan} precision={} preprocessing={} max_tokens={}",
             backend.name(),
@@ -323,7 +345,7 @@ impl DetectorBuilder {
             None => Backend::default_cpu()?,
         };
         let (backend, device) = backend.open()?;
-        let plan = ExecutionPlan::choose(self.precision, backend)?;
+        let plan = self.plan(backend)?;
         let dtype = plan.dtype();
         if !device.supports_dtype(dtype) {
             return Err(Error::InvalidArgument {

@@ -983,7 +983,7 @@ fn version_reports_the_cpu_and_what_each_precision_runs() {
         let runs = format!("bf16 kernel {kernel} ({})", kernel.isa());
         let expected = match kernel.precision() {
             Precision::Bf16 => format!("{runs}, "),
-            _ => format!("{runs} in f32, no bf16 kernel being faster here, "),
+            _ => format!("{runs} in f32 (no faster bf16 kernel here), "),
         };
         assert!(text.contains(&expected), "{text}");
     }

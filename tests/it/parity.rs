@@ -238,6 +238,100 @@ fn reduced_precision_stays_close_to_f32() {
     }
 }
 
+/// Every packed kernel this CPU has runs a whole model for each precision it runs,
+/// chosen by name (`DetectorBuilder::kernel`), whichever `Kernel::select` would pick:
+/// the f32 kernels (for f32, and for bf16 on f32 weights) give the default f32
+/// logits bit for bit, the two int8 kernels the same logits as each other, the bf16
+/// kernels probabilities within 1e-2 of f32's with the same verdicts. A kernel for
+/// another precision, or on a GPU backend, is refused by name.
+#[test]
+fn every_kernel_this_cpu_has_runs_the_whole_model() {
+    use insecure_code_detector::{CpuFeatures, ExecutionPlan, Kernel, Precision};
+    let cpu = CpuFeatures::get();
+    let runnable: Vec<Kernel> = Kernel::ALL
+        .into_iter()
+        .filter(|k| Kernel::select(Precision::F32, cpu).is_some() && k.runs_on(cpu))
+        .collect();
+    if runnable.is_empty() {
+        eprintln!("SKIPPED: this CPU ({cpu}) runs no packed kernel");
+        return;
+    }
+    let reference = reference("roberta-2-labels");
+    let texts: Vec<&str> = reference.inputs.iter().map(|i| i.text.as_str()).collect();
+    let build = |precision: Precision, kernel: Option<Kernel>| {
+        let mut builder = Detector::builder(fixture("roberta-2-labels"))
+            .backend(Backend::Flex)
+            .precision(precision);
+        if let Some(kernel) = kernel {
+            builder = builder.kernel(kernel);
+        }
+        builder.build()
+    };
+    let f32 = build(Precision::F32, None)
+        .unwrap()
+        .predict_batch(&texts)
+        .unwrap();
+    let mut int8_logits: Option<Vec<Vec<f32>>> = None;
+    for kernel in &runnable {
+        for precision in [Precision::F32, Precision::Bf16, Precision::Int8] {
+            let built = build(precision, Some(*kernel));
+            if !kernel.runs(precision) {
+                let message = built
+                    .err()
+                    .expect("a kernel of another precision")
+                    .to_string();
+                assert!(
+                    message.contains("kernel") && message.contains(kernel.name()),
+                    "{message}"
+                );
+                continue;
+            }
+            let detector = built.unwrap();
+            assert_eq!(
+                detector.execution(),
+                ExecutionPlan::PackedCpu { kernel: *kernel }
+            );
+            let got = detector.predict_batch(&texts).unwrap();
+            for (i, (g, f)) in got.iter().zip(&f32).enumerate() {
+                let context = format!("{kernel} for {precision:?}, input {i}");
+                match kernel.precision() {
+                    Precision::F32 => assert_eq!(g.logits, f.logits, "{context}"),
+                    _ => {
+                        let tolerance = if precision == Precision::Int8 {
+                            2e-2
+                        } else {
+                            1e-2
+                        };
+                        let diff = (g.insecure_probability - f.insecure_probability).abs();
+                        assert!(diff <= tolerance, "{context}: |dp| = {diff}");
+                        assert_eq!(g.insecure_probability >= 0.5, f.insecure_probability >= 0.5);
+                    }
+                }
+            }
+            if precision == Precision::Int8 {
+                let logits: Vec<Vec<f32>> = got.iter().map(|p| p.logits.clone()).collect();
+                match &int8_logits {
+                    Some(other) => assert_eq!(&logits, other, "the int8 kernels agree bit for bit"),
+                    None => int8_logits = Some(logits),
+                }
+            }
+        }
+    }
+    if test_backends().contains(&Backend::Wgpu) {
+        let message = Detector::builder(fixture("roberta-2-labels"))
+            .backend(Backend::Wgpu)
+            .kernel(runnable[0])
+            .build()
+            .err()
+            .expect("a CPU kernel on wgpu")
+            .to_string();
+        assert!(
+            message.contains("kernel") && message.contains("wgpu"),
+            "{message}"
+        );
+    }
+}
+
 #[test]
 fn windows_cover_long_functions_and_equal_predict_for_short_ones() {
     let backend = test_backends()[0];

@@ -498,7 +498,7 @@ pub fn long_version() -> String {
             // bf16 where no bf16 kernel beats f32 runs the f32 kernel: said here.
             Ok(plan) => match plan.kernel().map(|kernel| kernel.precision()) {
                 Some(runs) if runs != precision => {
-                    format!("{precision} {plan} in {runs}, no bf16 kernel being faster here")
+                    format!("{precision} {plan} in {runs} (no faster {precision} kernel here)")
                 }
                 _ => format!("{precision} {plan}"),
             },

@@ -1,5 +1,5 @@
-//! f32 products on weights stored in bf16, for [`crate::Precision::Bf16`] on CPUs
-//! without a bf16 dot product ([`crate::Kernel::Bf16Avx2`]).
+//! f32 products on weights stored in bf16, for [`crate::Precision::Bf16`] on AVX2
+//! CPUs without AVX-512 ([`crate::Kernel::Bf16Avx2`]).
 //!
 //! burn's bf16 tensors on such a CPU convert and multiply slower than f32. Here the
 //! weights are rounded to bf16 once, at load (to nearest, ties to even), which halves
