@@ -405,6 +405,82 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// A loss that is not finite stops the run at its step, which the error names, and
+/// nothing is written: no checkpoint, no state, no staging directory. The checkpoint's
+/// head has finite weights (the loader refuses others) so large, 3e38, that its logits
+/// overflow on the first batch.
+#[test]
+fn a_loss_that_overflows_is_named_by_its_step_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("overflowing-head");
+    std::fs::create_dir(&model).unwrap();
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(fixture("roberta-2-labels").join(name), model.join(name)).unwrap();
+    }
+    let weights = model.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data = if name == "classifier.out_proj.weight" {
+                assert_eq!(view.dtype(), safetensors::Dtype::F32);
+                3e38f32.to_le_bytes().repeat(view.data().len() / 4)
+            } else {
+                view.data().to_vec()
+            };
+            (name, view.dtype(), view.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &weights).unwrap();
+
+    let out = dir.path().join("trained");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_icd"))
+        .args(["train", fixture("training/train.jsonl").to_str().unwrap()])
+        .args([
+            "--model",
+            model.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .args(["--epochs", "2", "--batch-size", "8"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    // The loss, or else the gradient norm, of the first step.
+    assert!(
+        stderr.contains("at step 1 (epoch 1); nothing was written")
+            && ["the loss is ", "the gradient norm is "]
+                .iter()
+                .any(|what| stderr.contains(what)),
+        "{stderr}"
+    );
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["overflowing-head"],
+        "nothing but the checkpoint is left"
+    );
+}
+
 /// It learns: on the nginx functions labelled by a token pattern (1 where the return
 /// type is `ngx_int_t`, 42% of them), the fixture model fine-tuned on 400 functions
 /// classifies the other 200 far above the base rate.
