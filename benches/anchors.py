@@ -96,14 +96,7 @@ class Onnx:
 
     def __init__(self, model, tokenizer, batches, threads, workdir, int8):
         import onnxruntime as ort
-        path = workdir / "model.onnx"
-        if not path.is_file():
-            import torch
-            enc = tokenizer(["int x;", "int y = 0;"], padding=True, return_tensors="pt")
-            torch.onnx.export(model, (enc["input_ids"], enc["attention_mask"]), str(path),
-                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                              dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
-                              opset_version=17, dynamo=False)
+        path = common.onnx_export(model, tokenizer, workdir)
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
             quantized = workdir / "model.int8.onnx"

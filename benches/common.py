@@ -104,6 +104,19 @@ def load_seconds(bench, model_dir, options, env=None):
     return run_bench([bench, str(model_dir), "--lengths", "8", "--repeats", "1"] + options, env)["load_seconds"]
 
 
+def onnx_export(model, tokenizer, workdir):
+    """`model` exported to ONNX (opset 17, batch and sequence dynamic) as
+    `workdir/model.onnx`, once: the file ONNX Runtime's runs read."""
+    path = Path(workdir) / "model.onnx"
+    if not path.is_file():
+        enc = tokenizer(["int x;", "int y = 0;"], padding=True, return_tensors="pt")
+        torch.onnx.export(model, (enc["input_ids"], enc["attention_mask"]), str(path),
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
+                          opset_version=17, dynamo=False)
+    return path
+
+
 def median_time(fn, repeats):
     """Median wall time of `fn` after a warm-up."""
     fn()

@@ -34,7 +34,7 @@ from transformers import AutoTokenizer, RobertaForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (LENGTHS, cpu_model, PROBES, ROOT, OursServer, TorchRuns, bench_binary, flops_per_pass,  # noqa: E402
-                    interleave, interleaved_latencies, length_text, load_seconds, make_checkpoint,
+                    interleave, interleaved_latencies, length_text, load_seconds, make_checkpoint, onnx_export,
                     median_time, sorted_batches, timed)
 
 
@@ -51,13 +51,7 @@ class OnnxRuns:
     """ONNX Runtime on the same model exported to ONNX, one timed run per call."""
 
     def __init__(self, model, tokenizer, codes, threads, workdir):
-        path = workdir / "model.onnx"
-        if not path.is_file():
-            enc = tokenizer(["int x;", "int y = 0;"], padding=True, return_tensors="pt")
-            torch.onnx.export(model, (enc["input_ids"], enc["attention_mask"]), str(path),
-                              input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                              dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
-                              opset_version=17, dynamo=False)
+        path = onnx_export(model, tokenizer, workdir)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
