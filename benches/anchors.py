@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,9 +47,19 @@ def cpu_class(flags):
     and for AVX-512 the vendor, which decides whether bf16 runs its own kernel
     (`CpuFeatures::fast_bf16_dot`)."""
     if "avx512f" in flags:
-        vendor = "AMD" if "AuthenticAMD" in Path("/proc/cpuinfo").read_text() else "Intel"
-        return f"AVX-512, {vendor}"
+        vendors = {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                vendor = line.split(":", 1)[1].strip()
+                return f"AVX-512, {vendors.get(vendor, vendor)}"
+        return "AVX-512"
     return "AVX2 only (no AVX-512)"
+
+
+def commit():
+    """The commit measured (with `+` where the tree differs from it)."""
+    run = lambda *a: subprocess.run(["git", *a], cwd=common.ROOT, capture_output=True, text=True).stdout.strip()
+    return run("rev-parse", "--short", "HEAD") + ("+" if run("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def heading(flags):
@@ -257,7 +268,7 @@ def section(args, runtimes, results, codes, tokens):
         heading(flags),
         "",
         f"Measured on {common.cpu_model()} ({os.cpu_count()} logical CPUs; {', '.join(sorted(f for f in flags if f.startswith(('avx512f', 'avx512_bf16', 'avx512_vnni', 'amx'))) or ['AVX2 and FMA'])})"
-        f" by `benches/anchors.py`, {args.threads} threads each: the codebert-base-shaped checkpoint with random"
+        f" by `benches/anchors.py` at {commit()}, {args.threads} threads each: the codebert-base-shaped checkpoint with random"
         f" weights over the first {len(codes)} nginx functions ({tokens} tokens, cut at 512), in length-sorted"
         f" batches of 8, tokenizing included; median of {args.rounds} rounds (lowest to highest), the runtimes"
         " in turns. Logit error: the largest absolute difference from transformers' f32 logits over every"

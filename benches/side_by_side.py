@@ -45,8 +45,6 @@ REDUCED = ["bf16", "int8"]
 KEPT_MARKER = "<!-- measured by other commands (benches/ab.py, anchors.py, ...): kept when side_by_side.py rewrites this file -->"
 
 
-
-
 class OnnxRuns:
     """ONNX Runtime on the same model exported to ONNX, one timed run per call."""
 

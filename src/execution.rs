@@ -89,6 +89,17 @@ impl ExecutionPlan {
     /// assert!(ExecutionPlan::with_kernel(Precision::F32, Backend::Flex, Kernel::Int8Avx2).is_err());
     /// ```
     pub fn with_kernel(precision: Precision, backend: Backend, kernel: Kernel) -> Result<Self> {
+        CpuFeatures::check_cap()?;
+        Self::with_kernel_on(precision, backend, kernel, CpuFeatures::get())
+    }
+
+    /// [`ExecutionPlan::with_kernel`] on a CPU with `cpu`'s features.
+    fn with_kernel_on(
+        precision: Precision,
+        backend: Backend,
+        kernel: Kernel,
+        cpu: CpuFeatures,
+    ) -> Result<Self> {
         let refused = |message: String| Error::InvalidArgument {
             argument: "kernel",
             message,
@@ -104,11 +115,9 @@ impl ExecutionPlan {
                 "{kernel} does not run {precision} products"
             )));
         }
-        CpuFeatures::check_cap()?;
-        let cpu = CpuFeatures::get();
         if !cfg!(cpu_kernels) || !kernel.runs_on(cpu) {
             return Err(refused(format!(
-                "{kernel} needs {}, which this CPU (as capped: {cpu}) lacks",
+                "{kernel} needs {}, which this CPU ({cpu}, as `ICD_MAX_CPU_ISA` caps it) lacks",
                 kernel.isa()
             )));
         }
@@ -302,6 +311,71 @@ mod tests {
     fn the_packed_kernels_load_f32_weights() {
         for kernel in Kernel::ALL {
             assert_eq!(ExecutionPlan::PackedCpu { kernel }.dtype(), DType::F32);
+        }
+    }
+
+    /// A named kernel is refused, naming itself, on a CPU without its instructions,
+    /// on a backend that is not a CPU backend and for another precision; it runs
+    /// where the CPU has it.
+    #[test]
+    fn a_named_kernel_runs_only_where_it_can() {
+        let avx2 = CpuFeatures {
+            avx2_fma: true,
+            ..CpuFeatures::NONE
+        };
+        let refusal = |plan: Result<ExecutionPlan>| plan.unwrap_err().to_string();
+        let lacking = refusal(ExecutionPlan::with_kernel_on(
+            Precision::Bf16,
+            Backend::Flex,
+            Kernel::Bf16Avx512,
+            avx2,
+        ));
+        assert!(
+            lacking.contains("kernel") && lacking.contains("bf16-avx512 needs AVX512-BF16"),
+            "{lacking}"
+        );
+        for cpu in [CpuFeatures::NONE, avx2] {
+            let message = refusal(ExecutionPlan::with_kernel_on(
+                Precision::F32,
+                Backend::NdArray,
+                Kernel::F32Avx512,
+                cpu,
+            ));
+            assert!(message.contains("f32-avx512 needs AVX-512F"), "{message}");
+        }
+        let gpu = refusal(ExecutionPlan::with_kernel_on(
+            Precision::F32,
+            Backend::Wgpu,
+            Kernel::F32Avx2,
+            avx2,
+        ));
+        assert!(
+            gpu.contains("f32-avx2 is a CPU kernel; the wgpu backend"),
+            "{gpu}"
+        );
+        let other = refusal(ExecutionPlan::with_kernel_on(
+            Precision::F32,
+            Backend::Flex,
+            Kernel::Int8Avx2,
+            avx2,
+        ));
+        assert!(
+            other.contains("int8-avx2 does not run f32 products"),
+            "{other}"
+        );
+        if cfg!(cpu_kernels) && Backend::Flex.is_cpu() {
+            assert_eq!(
+                ExecutionPlan::with_kernel_on(
+                    Precision::Bf16,
+                    Backend::Flex,
+                    Kernel::F32Avx2,
+                    avx2
+                )
+                .unwrap(),
+                ExecutionPlan::PackedCpu {
+                    kernel: Kernel::F32Avx2
+                }
+            );
         }
     }
 }

@@ -68,8 +68,8 @@ pub(crate) struct PackedEncoder {
 }
 
 impl PackedEncoder {
-    /// Packs each layer's projections for `kernel` (which [`Kernel::select`] chose for
-    /// this CPU); the f32 weights are released as they are packed.
+    /// Packs each layer's projections for `kernel` (the detector's plan's, which the
+    /// CPU has); the f32 weights are released as they are packed.
     pub(crate) fn new(
         kernel: Kernel,
         heads: usize,

@@ -18,7 +18,8 @@ pub(crate) enum PackedProjection {
 
 impl PackedProjection {
     /// Packs `weight` (`[n, k]` row-major: the checkpoint's `[out, in]` layout) and
-    /// `bias` for `kernel`, which [`Kernel::select`] chose for this CPU.
+    /// `bias` for `kernel`, the detector's plan's ([`Kernel::select`]'s choice for this
+    /// CPU, or the one its builder named), which the CPU has.
     pub(crate) fn new(
         kernel: Kernel,
         weight: Vec<f32>,

@@ -103,9 +103,9 @@ impl RobertaClassifier {
             .map_or(ProjectionLayout::InOut, |layer| layer.layout())
     }
 
-    /// Runs the encoder on this crate's CPU `kernel` from now on, as chosen by
-    /// [`crate::cpu::Kernel::select`] for this CPU: the layers' projections are packed
-    /// for it and their tensors released. The model must have been made with
+    /// Runs the encoder on this crate's CPU `kernel` from now on, the detector's
+    /// plan's (see [`crate::ExecutionPlan`]), which the CPU has: the layers'
+    /// projections are packed for it and their tensors released. The model must have been made with
     /// [`ProjectionLayout::OutIn`], on a CPU backend.
     #[cfg(cpu_kernels)]
     pub(crate) fn pack(&mut self, kernel: crate::cpu::Kernel) {

@@ -304,7 +304,11 @@ fn every_kernel_this_cpu_has_runs_the_whole_model() {
                         };
                         let diff = (g.insecure_probability - f.insecure_probability).abs();
                         assert!(diff <= tolerance, "{context}: |dp| = {diff}");
-                        assert_eq!(g.insecure_probability >= 0.5, f.insecure_probability >= 0.5);
+                        assert_eq!(
+                            g.insecure_probability >= 0.5,
+                            f.insecure_probability >= 0.5,
+                            "{context}"
+                        );
                     }
                 }
             }
@@ -316,6 +320,17 @@ fn every_kernel_this_cpu_has_runs_the_whole_model() {
                 }
             }
         }
+    }
+    // Under `ICD_MAX_CPU_ISA` (or on a CPU without them), the kernels it lacks.
+    for kernel in Kernel::ALL.into_iter().filter(|k| !runnable.contains(k)) {
+        let message = build(kernel.precision(), Some(kernel))
+            .err()
+            .expect("a kernel this CPU lacks")
+            .to_string();
+        assert!(
+            message.contains(&format!("{kernel} needs {}", kernel.isa())),
+            "{message}"
+        );
     }
     if test_backends().contains(&Backend::Wgpu) {
         let message = Detector::builder(fixture("roberta-2-labels"))

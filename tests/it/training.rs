@@ -407,8 +407,9 @@ fn icd_train_writes_a_checkpoint_and_its_log_or_nothing() {
 
 /// A loss that is not finite stops the run at its step, which the error names, and
 /// nothing is written: no checkpoint, no state, no staging directory. The checkpoint's
-/// head has finite weights (the loader refuses others) so large, 3e38, that its logits
-/// overflow on the first batch.
+/// head has finite weights (the loader refuses others) that overflow its logits on any
+/// input: its dense layer gives tanh(10) = 1 in every unit, which its output layer
+/// multiplies by 3e38 and sums.
 #[test]
 fn a_loss_that_overflows_is_named_by_its_step_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -430,11 +431,18 @@ fn a_loss_that_overflows_is_named_by_its_step_and_nothing_is_written() {
         .tensors()
         .into_iter()
         .map(|(name, view)| {
-            let data = if name == "classifier.out_proj.weight" {
-                assert_eq!(view.dtype(), safetensors::Dtype::F32);
-                3e38f32.to_le_bytes().repeat(view.data().len() / 4)
-            } else {
-                view.data().to_vec()
+            let value = match name.as_str() {
+                "classifier.dense.weight" => Some(0f32),
+                "classifier.dense.bias" => Some(10.0),
+                "classifier.out_proj.weight" => Some(3e38),
+                _ => None,
+            };
+            let data = match value {
+                Some(value) => {
+                    assert_eq!(view.dtype(), safetensors::Dtype::F32);
+                    value.to_le_bytes().repeat(view.data().len() / 4)
+                }
+                None => view.data().to_vec(),
             };
             (name, view.dtype(), view.shape().to_vec(), data)
         })
