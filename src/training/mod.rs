@@ -329,12 +329,11 @@ impl Trainer {
                     Detector::builder(&self.model_dir).checkpoint_sha256()?,
                     self.backend.name()
                 );
-                let train_sha = &train_digest;
                 Some(state::StateDir::new(
                     dir,
                     &recipe,
                     run,
-                    train_sha,
+                    &train_digest,
                     validation_digest.as_deref(),
                 ))
             }

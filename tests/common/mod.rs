@@ -168,6 +168,41 @@ pub fn copy_fixture(name: &str) -> tempfile::TempDir {
     tmp
 }
 
+/// Rewrites `model.safetensors` of `dir` after `edit` changed its tensors.
+pub fn rewrite_safetensors(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
+) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            (
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            )
+        })
+        .collect();
+    edit(&mut tensors);
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            (
+                name.clone(),
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    let out =
+        safetensors::serialize(views, None::<std::collections::HashMap<String, String>>).unwrap();
+    std::fs::write(&path, out).unwrap();
+}
+
 /// Three small C functions, `add`, `sub` and `mul`, in that order (lines 1-4, 6-9,
 /// 11-14): the scanned tree of the CI and triage tests.
 pub const MATH_C: &str = "\

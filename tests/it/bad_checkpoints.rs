@@ -1,52 +1,16 @@
 //! Damaged and foreign checkpoints are refused with errors that name what is wrong.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use crate::common::*;
 use insecure_code_detector::{Detector, Error};
-use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
+use safetensors::tensor::Dtype;
 
 fn load_err(dir: &Path) -> Error {
     match Detector::from_pretrained(dir) {
         Ok(_) => panic!("{} loaded, expected an error", dir.display()),
         Err(e) => e,
     }
-}
-
-/// Rewrites `model.safetensors` of `dir` after `edit` changed its tensors.
-fn rewrite_safetensors(
-    dir: &Path,
-    edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>),
-) {
-    let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    let file = SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            (
-                name,
-                view.dtype(),
-                view.shape().to_vec(),
-                view.data().to_vec(),
-            )
-        })
-        .collect();
-    edit(&mut tensors);
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(name, dtype, shape, data)| {
-            (
-                name.clone(),
-                TensorView::new(*dtype, shape.clone(), data).unwrap(),
-            )
-        })
-        .collect();
-    let out = safetensors::serialize(views, None::<HashMap<String, String>>).unwrap();
-    std::fs::write(&path, out).unwrap();
 }
 
 #[test]
