@@ -26,6 +26,7 @@ fn main() {
         "explanation",
         "scan",
         "listing",
+        "training",
         "errors",
     ] {
         builder = builder.with_src(crate_dir.join("src/ffi").join(file).with_extension("rs"));

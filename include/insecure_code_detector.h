@@ -51,6 +51,8 @@ typedef enum icd_status {
   ICD_ERR_INFERENCE = 9,
   // A bug: a panic inside the library was caught at the boundary.
   ICD_ERR_PANIC = 10,
+  // The caller stopped the call (a training callback that returned false).
+  ICD_ERR_STOPPED = 11,
 } icd_status;
 
 // The values of `icd_options.precision`.
@@ -266,6 +268,39 @@ typedef struct icd_source {
   // error, not a gap.
   bool named;
 } icd_source;
+
+// One labelled function of `icd_train`'s data.
+typedef struct icd_labelled_function {
+  // The function's source (UTF-8, no NUL needed).
+  const char *code;
+  // Its length in bytes.
+  size_t code_len;
+  // Its label: an index of the checkpoint's labels (`id2label`; 1 is insecure in
+  // the hub's checkpoint).
+  uint32_t label;
+} icd_labelled_function;
+
+// One optimizer step of an `icd_train` run, as its callback receives it.
+typedef struct icd_training_step {
+  // The step, from 1.
+  size_t step;
+  // Steps in the whole run.
+  size_t total_steps;
+  // The epoch it belongs to, from 1.
+  size_t epoch;
+  // The mean cross-entropy of its examples, before its update.
+  double loss;
+  // The learning rate its update used.
+  double lr;
+  // The global gradient norm, before clipping.
+  double grad_norm;
+} icd_training_step;
+
+// Called by `icd_train` after each optimizer step, on the calling thread, with the
+// step (valid during the call) and the caller's `user_data`. Returning false stops
+// the run: `icd_train` then returns `ICD_ERR_STOPPED` and writes nothing. It must not
+// unwind (no C++ exception or longjmp out of it).
+typedef bool (*icd_training_callback)(const struct icd_training_step *step, void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -691,6 +726,49 @@ enum icd_status icd_find_functions_in_sources(const struct icd_source *sources,
                                               uint64_t max_file_size,
                                               struct icd_tree **tree_out,
                                               struct icd_error **error_out);
+
+// Fine-tunes the checkpoint in `model_dir` on `train` and writes the result to
+// `output`, as `icd train` does: a checkpoint directory in the hub's layout
+// (`config.json`, `model.safetensors`, the tokenizer files and `training.json`),
+// written whole or not at all. `output` must not exist or be an empty directory.
+//
+// `recipe`/`recipe_len`: the training recipe as JSON, the `recipe` object of a
+// `training.json` (`{"epochs": 3, "learning_rate": 2e-5, "warmup": {"ratio": 0.1}}`;
+// each field left out keeps its default: CodeXGLUE's defect-detection recipe, as the
+// README's "Fine-tuning" lists it); NULL with length 0 for every default. An unknown
+// field, a wrong type or a setting no run can use fails with
+// `ICD_ERR_INVALID_ARGUMENT`, naming the field. `backend`/`backend_len`: as
+// `icd_detector_open`'s (NULL with length 0 for the CPU).
+// `validation`/`validation_len`: NULL with 0 for none; with it, the model kept is the
+// epoch's with the best validation accuracy. Empty data, or `train` of one label,
+// fails with `ICD_ERR_INVALID_ARGUMENT`, as does a label outside the checkpoint's,
+// naming its row (counted from 1: `train[0]` is row 1).
+//
+// `on_step` (NULL for none) is called after each step with `user_data`; returning
+// false stops the run after that step with `ICD_ERR_STOPPED`, nothing written. A loss
+// that is not finite fails with `ICD_ERR_INFERENCE`, naming the step.
+//
+// # Safety
+// `model_dir`, `backend`, `recipe` and `output` must each be NULL or point to their
+// length's readable bytes; `train` NULL or `train_len` valid
+// `icd_labelled_function`s, each `code` NULL (with length 0) or `code_len` readable
+// bytes, and likewise `validation`; all of them unchanged during the call. `on_step`
+// NULL or a function that does not unwind; `error_out` NULL or writable.
+enum icd_status icd_train(const char *model_dir,
+                          size_t model_dir_len,
+                          const char *backend,
+                          size_t backend_len,
+                          const char *recipe,
+                          size_t recipe_len,
+                          const struct icd_labelled_function *train,
+                          size_t train_len,
+                          const struct icd_labelled_function *validation,
+                          size_t validation_len,
+                          const char *output,
+                          size_t output_len,
+                          icd_training_callback on_step,
+                          void *user_data,
+                          struct icd_error **error_out);
 
 // The status of a failed call. `ICD_ERR_NULL_ARGUMENT` for a NULL error.
 //

@@ -200,6 +200,13 @@ pub enum Error {
     #[error("training failed: {0}")]
     Training(String),
 
+    /// A training run was stopped by its caller (a [`crate::training::StopHandle`]).
+    #[error("training stopped by its caller after step {step}; no checkpoint was written")]
+    Stopped {
+        /// The optimizer steps taken (of the whole run, a continued one included).
+        step: usize,
+    },
+
     /// The model failed while running: a backend error or an internal invariant.
     #[error("inference failed: {0}")]
     Inference(String),

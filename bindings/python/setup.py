@@ -13,8 +13,9 @@ Environment:
 - `CARGO_TARGET_DIR`: cargo's target directory (default: the crate's `target/`), so
   that the wheel, the C install (`scripts/install-c`) and the tests share one
   release build.
-- `ICD_CARGO_FEATURES`: the library's features (default `flex,scan,cache`: the CPU
-  backend, function finding and the prediction cache; add `wgpu` or `cuda` for a GPU backend).
+- `ICD_CARGO_FEATURES`: the library's features (default `flex,scan,cache,train`: the
+  CPU backend, function finding, the prediction cache and fine-tuning; add `wgpu` or
+  `cuda` for a GPU backend).
 - `CARGO`: the cargo to run.
 """
 
@@ -51,7 +52,7 @@ def crate_dir():
 def build_library():
     """`cargo build --release --lib`: the path of the shared library it made."""
     crate = crate_dir()
-    features = os.environ.get("ICD_CARGO_FEATURES", "flex,scan,cache")
+    features = os.environ.get("ICD_CARGO_FEATURES", "flex,scan,cache,train")
     command = [os.environ.get("CARGO", "cargo"), "build", "--release", "--lib", "--no-default-features",
                "--features", features, "--manifest-path", str(crate / "Cargo.toml"),
                "--message-format=json-render-diagnostics"]

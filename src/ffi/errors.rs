@@ -32,11 +32,13 @@ pub enum icd_status {
     ICD_ERR_INFERENCE = 9,
     /// A bug: a panic inside the library was caught at the boundary.
     ICD_ERR_PANIC = 10,
+    /// The caller stopped the call (a training callback that returned false).
+    ICD_ERR_STOPPED = 11,
 }
 
 impl icd_status {
     /// Every status, in the order of their numbers.
-    pub(super) const ALL: [icd_status; 11] = [
+    pub(super) const ALL: [icd_status; 12] = [
         icd_status::ICD_OK,
         icd_status::ICD_ERR_NULL_ARGUMENT,
         icd_status::ICD_ERR_INVALID_UTF8,
@@ -48,6 +50,7 @@ impl icd_status {
         icd_status::ICD_ERR_BACKEND_UNAVAILABLE,
         icd_status::ICD_ERR_INFERENCE,
         icd_status::ICD_ERR_PANIC,
+        icd_status::ICD_ERR_STOPPED,
     ];
 }
 
@@ -134,6 +137,7 @@ impl From<Error> for CallError {
             Error::Inference(_) | Error::NonFiniteLogits { .. } | Error::Training(_) => {
                 icd_status::ICD_ERR_INFERENCE
             }
+            Error::Stopped { .. } => icd_status::ICD_ERR_STOPPED,
         };
         CallError {
             status,
@@ -180,6 +184,7 @@ mod tests {
             "ICD_ERR_BACKEND_UNAVAILABLE",
             "ICD_ERR_INFERENCE",
             "ICD_ERR_PANIC",
+            "ICD_ERR_STOPPED",
         ];
         assert_eq!(icd_status::ALL.len(), names.len());
         for (number, (status, want)) in icd_status::ALL.iter().zip(names).enumerate() {
@@ -189,7 +194,7 @@ mod tests {
             assert_eq!(name.to_str().unwrap(), want);
         }
         // SAFETY: as above.
-        let unknown = unsafe { CStr::from_ptr(icd_status_name(11)) };
+        let unknown = unsafe { CStr::from_ptr(icd_status_name(12)) };
         assert_eq!(unknown.to_str().unwrap(), "ICD_UNKNOWN_STATUS");
         assert_eq!(
             choices(Precision::ALL.map(|p| (p.code(), p.name()))),

@@ -1,4 +1,5 @@
-//! The C ABI: a thin skin over [`crate::Detector`].
+//! The C ABI: a thin skin over [`crate::Detector`] (and, for fine-tuning, the
+//! `Trainer`).
 //!
 //! Conventions, the same for every function:
 //! - Strings are passed as pointer + length in bytes; none needs a NUL terminator.
@@ -34,6 +35,7 @@ mod explanation;
 mod library;
 mod listing;
 mod scan;
+mod training;
 
 pub use cache::*;
 pub use detector::*;
@@ -42,3 +44,4 @@ pub use explanation::*;
 pub use library::*;
 pub use listing::*;
 pub use scan::*;
+pub use training::*;

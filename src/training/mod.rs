@@ -25,6 +25,8 @@ mod recipe;
 mod state;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -111,6 +113,25 @@ pub enum TrainingEvent<'a> {
     Epoch(&'a EpochRecord),
 }
 
+/// Stops a [`Trainer`]'s run from its observer or from another thread: the run ends
+/// after the optimizer step under way, with [`Error::Stopped`] and nothing written (a
+/// resumable run keeps the state of its last finished epoch).
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    /// Asks the run to stop after its current step. Every later run of the same
+    /// trainer stops at its first step.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`StopHandle::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A checkpoint loaded for training, with its recipe.
 pub struct Trainer {
     model: RobertaClassifier,
@@ -125,6 +146,8 @@ pub struct Trainer {
     /// With the head alone training: the checkpoint loaded for inference, whose
     /// encoder computes every example's `<s>` features once.
     frozen_encoder: Option<Detector>,
+    /// Set to stop the run (see [`Trainer::stop_handle`]).
+    stop: StopHandle,
 }
 
 /// The examples as the model takes them.
@@ -245,6 +268,7 @@ impl Trainer {
             max_tokens,
             pass,
             frozen_encoder,
+            stop: StopHandle::default(),
         })
     }
 
@@ -256,6 +280,11 @@ impl Trainer {
     /// The backend the model trains on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A handle that stops this trainer's runs (see [`StopHandle`]).
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
     }
 
     /// Trains on `train`, checking after each epoch on `validation` where given, and
@@ -463,6 +492,9 @@ impl Trainer {
                     grad_norm,
                     examples: step_examples.len(),
                 }));
+                if self.stop.is_stopped() {
+                    return Err(Error::Stopped { step });
+                }
             }
             let class_weight_total: f64 = train.iter().map(|e| class_weights[e.label]).sum();
             let mut record = EpochRecord {

@@ -1,13 +1,13 @@
 //! The training recipe: its settings, their defaults (CodeXGLUE's defect-detection
 //! recipe), and the learning-rate schedule.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::Preprocessing;
 
 /// How many optimizer steps the learning rate warms up over.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Warmup {
     /// A number of optimizer steps.
@@ -17,7 +17,7 @@ pub enum Warmup {
 }
 
 /// How each class's examples weigh in the loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClassWeight {
     /// Every example alike (`RobertaForSequenceClassification`'s loss).
@@ -31,7 +31,13 @@ pub enum ClassWeight {
 ///
 /// The defaults follow CodeXGLUE's defect-detection recipe: learning rate 2e-5,
 /// batches of 32, 5 epochs, gradients clipped at norm 1.0, no weight decay, no warmup.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Its JSON form (the `recipe` object of a checkpoint's `training.json`, and what
+/// [`TrainingRecipe::from_json`] reads) names each field as here; `warmup` is
+/// `{"steps": N}` or `{"ratio": R}`, `class_weight` `"uniform"` or `"balanced"`,
+/// `preprocessing` a [`Preprocessing`] name, and `null` is `None`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainingRecipe {
     /// Passes over the training data.
     pub epochs: usize,
@@ -65,13 +71,24 @@ pub struct TrainingRecipe {
     pub max_tokens: Option<usize>,
     /// What is done to each function's text before it is tokenized (as the detector
     /// that will run the model does it).
-    #[serde(serialize_with = "preprocessing_name")]
+    #[serde(
+        serialize_with = "preprocessing_name",
+        deserialize_with = "preprocessing_by_name"
+    )]
     pub preprocessing: Preprocessing,
 }
 
 /// A preprocessing by its name in the one table (`raw`, `collapse_whitespace`).
 fn preprocessing_name<S: serde::Serializer>(p: &Preprocessing, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(p.name())
+}
+
+/// A preprocessing from its name in the one table.
+fn preprocessing_by_name<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Preprocessing, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(serde::de::Error::custom)
 }
 
 impl Default for TrainingRecipe {
@@ -96,6 +113,39 @@ impl Default for TrainingRecipe {
 }
 
 impl TrainingRecipe {
+    /// The recipe in `json`, its JSON form (see [`TrainingRecipe`]): the fields it
+    /// leaves out keep their defaults. Refuses an unknown field, a value of the wrong
+    /// type and a setting no run can use, naming the field.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let invalid = |message: String| Error::InvalidArgument {
+            argument: "recipe",
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        let kind = match &value {
+            serde_json::Value::Object(_) => None,
+            serde_json::Value::Array(_) => Some("an array"),
+            serde_json::Value::String(_) => Some("a string"),
+            serde_json::Value::Number(_) => Some("a number"),
+            serde_json::Value::Bool(_) => Some("a boolean"),
+            serde_json::Value::Null => Some("null"),
+        };
+        if let Some(kind) = kind {
+            return Err(invalid(format!(
+                "is {kind}, expected a JSON object of the recipe's fields"
+            )));
+        }
+        let recipe: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+            invalid(match e.path().to_string().as_str() {
+                "." => e.inner().to_string(),
+                path => format!("{path}: {}", e.inner()),
+            })
+        })?;
+        recipe.check()?;
+        Ok(recipe)
+    }
+
     /// Refuses settings no run can use, naming the setting.
     pub fn check(&self) -> Result<()> {
         let invalid = |argument: &'static str, message: String| {
@@ -192,6 +242,58 @@ mod tests {
             ..TrainingRecipe::default()
         };
         assert_eq!(recipe.warmup_steps(25), 3);
+    }
+
+    #[test]
+    fn the_json_form_is_the_one_training_json_records() {
+        let recipe = TrainingRecipe {
+            epochs: 2,
+            warmup: Warmup::Ratio(0.25),
+            max_grad_norm: None,
+            class_weight: ClassWeight::Balanced,
+            train_layers: Some(1),
+            preprocessing: Preprocessing::CollapseWhitespace,
+            ..TrainingRecipe::default()
+        };
+        let json = serde_json::to_string(&recipe).unwrap();
+        assert_eq!(TrainingRecipe::from_json(&json).unwrap(), recipe);
+        assert_eq!(
+            TrainingRecipe::from_json("{}").unwrap(),
+            TrainingRecipe::default()
+        );
+        let partial =
+            TrainingRecipe::from_json(r#"{"learning_rate": 1e-4, "warmup": {"steps": 3}}"#);
+        let partial = partial.unwrap();
+        assert_eq!(
+            (partial.learning_rate, partial.warmup),
+            (1e-4, Warmup::Steps(3))
+        );
+    }
+
+    #[test]
+    fn json_it_cannot_run_is_refused_naming_the_field() {
+        let refused = |json: &str| TrainingRecipe::from_json(json).unwrap_err().to_string();
+        assert!(
+            refused(r#"{"lr": 0.1}"#).contains("unknown field `lr`"),
+            "{}",
+            refused(r#"{"lr": 0.1}"#)
+        );
+        let wrong_type = refused(r#"{"epochs": "two"}"#);
+        assert!(wrong_type.contains("epochs: invalid type"), "{wrong_type}");
+        let warmup = refused(r#"{"warmup": {"ratio": 2.0}}"#);
+        assert!(warmup.contains("warmup_ratio"), "{warmup}");
+        let preprocessing = refused(r#"{"preprocessing": "squash"}"#);
+        assert!(
+            preprocessing.contains("preprocessing: ") && preprocessing.contains("squash"),
+            "{preprocessing}"
+        );
+        let trailing = refused(r#"{} {}"#);
+        assert!(trailing.contains("trailing characters"), "{trailing}");
+        assert!(
+            refused("[1]").contains("expected a JSON object"),
+            "{}",
+            refused("[1]")
+        );
     }
 
     #[test]

@@ -363,3 +363,122 @@ fn eight_c_threads_sharing_one_detector_match_serial_results() {
         "{stderr}"
     );
 }
+/// Fine-tuning through the C API, from a C program: the steps its callback sees are
+/// PyTorch's for the fixture's recipe (loss within 1e-4, gradient norm within 1e-4
+/// relative, the rate exact), the checkpoint it writes is bit for bit the one the Rust
+/// trainer writes for the same recipe, a callback that returns false stops the run
+/// with nothing written, and bad arguments fail with their status and name (the
+/// program checks those itself).
+#[test]
+fn a_c_program_fine_tunes_as_pytorch_and_the_rust_trainer_do() {
+    use insecure_code_detector::training::{LabelledFunction, Trainer, TrainingRecipe};
+    use insecure_code_detector::Backend;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("train_test");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/train_test.c");
+    compile("cc", "c11", &source, &exe);
+    let rows: Vec<LabelledFunction> = std::fs::read_to_string(fixture("training/train.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            LabelledFunction {
+                code: row["func"].as_str().unwrap().to_owned(),
+                label: row["target"].as_u64().unwrap() as usize,
+            }
+        })
+        .collect();
+    let mut data = Vec::new();
+    for row in &rows {
+        data.extend_from_slice(format!("{} {}\n", row.label, row.code.len()).as_bytes());
+        data.extend_from_slice(row.code.as_bytes());
+    }
+    std::fs::write(tmp.path().join("data"), data).unwrap();
+    // The fixture's "full" recipe as the reference ran it: dropout 0, file order.
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("training/reference.json")).unwrap())
+            .unwrap();
+    let full = &reference["recipes"]["full"];
+    let spec = &full["recipe"];
+    let recipe = serde_json::json!({
+        "epochs": spec["epochs"],
+        "batch_size": spec["batch_size"],
+        "gradient_accumulation": spec["gradient_accumulation"],
+        "learning_rate": spec["lr"],
+        "weight_decay": spec["weight_decay"],
+        "warmup": {"steps": spec["warmup_steps"]},
+        "max_grad_norm": spec["max_grad_norm"],
+        "dropout": 0.0,
+        "shuffle": false,
+    })
+    .to_string();
+    std::fs::write(tmp.path().join("recipe.json"), &recipe).unwrap();
+    let (out, stopped) = (tmp.path().join("out"), tmp.path().join("stopped"));
+    let output = Command::new(&exe)
+        .arg(fixture("roberta-2-labels"))
+        .arg(tmp.path().join("data"))
+        .arg(tmp.path().join("recipe.json"))
+        .arg(&out)
+        .arg(&stopped)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("all checks passed"), "{stderr}");
+    assert!(
+        !stopped.exists(),
+        "a stopped or refused run wrote {}",
+        stopped.display()
+    );
+
+    let steps: Vec<Vec<f64>> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("step "))
+        .map(|rest| rest.split(' ').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let want = full["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), want.len(), "steps the callback saw");
+    for (ours, theirs) in steps.iter().zip(want) {
+        let (loss, norm) = (
+            theirs["loss"].as_f64().unwrap(),
+            theirs["grad_norm"].as_f64().unwrap(),
+        );
+        let at = format!("step {}", ours[0]);
+        assert_eq!(ours[0], theirs["step"].as_f64().unwrap(), "{at}");
+        assert_eq!(ours[1], want.len() as f64, "{at}: total steps");
+        assert_eq!(ours[2], theirs["epoch"].as_f64().unwrap(), "{at}: epoch");
+        assert!(
+            (ours[3] - loss).abs() <= 1e-4,
+            "{at}: loss {} vs PyTorch {loss}",
+            ours[3]
+        );
+        assert!(
+            (ours[4] - theirs["lr"].as_f64().unwrap()).abs() <= 1e-12,
+            "{at}: lr {}",
+            ours[4]
+        );
+        assert!(
+            (ours[5] - norm).abs() <= 1e-4 * norm,
+            "{at}: grad_norm {} vs PyTorch {norm}",
+            ours[5]
+        );
+    }
+
+    let recipe = TrainingRecipe::from_json(&recipe).unwrap();
+    let mut trainer = Trainer::new(&fixture("roberta-2-labels"), recipe, Backend::Auto).unwrap();
+    let trained = trainer.train(&rows, None, &mut |_| {}).unwrap();
+    let rust_out = tmp.path().join("rust");
+    trained.save(&rust_out).unwrap();
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert!(
+        weights(&out) == weights(&rust_out),
+        "the C API's checkpoint differs from the Rust trainer's"
+    );
+    for name in ["config.json", "vocab.json", "merges.txt", "training.json"] {
+        assert!(
+            out.join(name).is_file(),
+            "the C API's checkpoint has no {name}"
+        );
+    }
+}

@@ -29,11 +29,13 @@ from ._errors import (
     InvalidArgumentError,
     InvalidUtf8Error,
     NullArgumentError,
+    StoppedError,
     TokenizerError,
     WeightsError,
 )
 from ._ffi import backends, library_path, version
 from ._scan import find_functions, find_functions_in_sources, find_functions_under, list_sources
+from ._train import TrainingStep, train
 from ._types import (
     Explanation,
     Finding,
@@ -79,6 +81,9 @@ __all__ = [
     "BackendUnavailableError",
     "InferenceError",
     "InternalError",
+    "StoppedError",
+    "train",
+    "TrainingStep",
     "version",
     "backends",
     "library_path",

@@ -61,6 +61,12 @@ class InternalError(DetectorError):
     status = "ICD_ERR_PANIC"
 
 
+class StoppedError(DetectorError):
+    """The caller stopped the call: a training callback asked the run to stop."""
+
+    status = "ICD_ERR_STOPPED"
+
+
 _ERRORS = {
     1: NullArgumentError,
     2: InvalidUtf8Error,
@@ -72,4 +78,5 @@ _ERRORS = {
     8: BackendUnavailableError,
     9: InferenceError,
     10: InternalError,
+    11: StoppedError,
 }

@@ -107,6 +107,25 @@ class _WindowPrediction(ctypes.Structure):
     ]
 
 
+class _LabelledFunction(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_char_p), ("code_len", ctypes.c_size_t), ("label", ctypes.c_uint32)]
+
+
+class _TrainingStep(ctypes.Structure):
+    _fields_ = [
+        ("step", ctypes.c_size_t),
+        ("total_steps", ctypes.c_size_t),
+        ("epoch", ctypes.c_size_t),
+        ("loss", ctypes.c_double),
+        ("lr", ctypes.c_double),
+        ("grad_norm", ctypes.c_double),
+    ]
+
+
+# icd_training_callback: made once, so that declarations compare equal.
+_TrainingCallback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.POINTER(_TrainingStep), ctypes.c_void_p)
+
+
 _LIB_NAMES = {"linux": "libinsecure_code_detector.so", "darwin": "libinsecure_code_detector.dylib", "win32": "insecure_code_detector.dll"}
 
 
@@ -212,6 +231,12 @@ def _signatures():
         "icd_find_functions_in_sources": ([P(_Source), ctypes.c_size_t, ctypes.c_uint64, P(handle), err], status),
         "icd_detector_use_cache": ([handle, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64, err], status),
         "icd_detector_model_calls": ([handle], ctypes.c_uint64),
+        "icd_train": (
+            [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
+             P(_LabelledFunction), ctypes.c_size_t, P(_LabelledFunction), ctypes.c_size_t, ctypes.c_char_p,
+             ctypes.c_size_t, _TrainingCallback, ctypes.c_void_p, err],
+            status,
+        ),
         "icd_error_status": ([ctypes.c_void_p], status),
         "icd_error_message": ([ctypes.c_void_p], ctypes.c_char_p),
         "icd_error_free": ([ctypes.c_void_p], None),

@@ -61,6 +61,9 @@ C_TYPES = {
     "const struct icd_listing *": ctypes.c_void_p,
     "struct icd_listing *": ctypes.c_void_p,
     "const struct icd_source *": P(_ffi._Source),
+    "const struct icd_labelled_function *": P(_ffi._LabelledFunction),
+    "icd_training_callback": _ffi._TrainingCallback,
+    "void *": ctypes.c_void_p,
 }
 
 
@@ -111,6 +114,8 @@ def test_structs_have_the_headers_fields_in_order():
         ("icd_tree_function", _ffi._TreeFunction),
         ("icd_gap", _ffi._Gap),
         ("icd_source", _ffi._Source),
+        ("icd_labelled_function", _ffi._LabelledFunction),
+        ("icd_training_step", _ffi._TrainingStep),
     ]:
         body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, re.S).group(1)
         fields = [f.strip() for f in body.split(";") if f.strip()]
