@@ -297,10 +297,11 @@ typedef struct icd_training_step {
 } icd_training_step;
 
 // Called by `icd_train` after each optimizer step, on the calling thread, with the
-// step (valid during the call) and the caller's `user_data`. Returning false stops
-// the run: `icd_train` then returns `ICD_ERR_STOPPED` and writes nothing. It must not
-// unwind (no C++ exception or longjmp out of it).
-typedef bool (*icd_training_callback)(const struct icd_training_step *step, void *user_data);
+// step (valid during the call) and the caller's `user_data`. Returns 0 to go on;
+// any other value stops the run (as libcurl's progress callback does), and
+// `icd_train` then returns `ICD_ERR_STOPPED`. It must not unwind (no C++ exception or
+// longjmp out of it).
+typedef int (*icd_training_callback)(const struct icd_training_step *step, void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -737,16 +738,20 @@ enum icd_status icd_find_functions_in_sources(const struct icd_source *sources,
 // each field left out keeps its default: CodeXGLUE's defect-detection recipe, as the
 // README's "Fine-tuning" lists it); NULL with length 0 for every default. An unknown
 // field, a wrong type or a setting no run can use fails with
-// `ICD_ERR_INVALID_ARGUMENT`, naming the field. `backend`/`backend_len`: as
-// `icd_detector_open`'s (NULL with length 0 for the CPU).
-// `validation`/`validation_len`: NULL with 0 for none; with it, the model kept is the
-// epoch's with the best validation accuracy. Empty data, or `train` of one label,
-// fails with `ICD_ERR_INVALID_ARGUMENT`, as does a label outside the checkpoint's,
-// naming its row (counted from 1: `train[0]` is row 1).
+// `ICD_ERR_INVALID_ARGUMENT`, naming the field. `backend`/`backend_len`: "flex",
+// "ndarray", "wgpu" or "cuda"; NULL with length 0, or "auto", trains on the CPU (a
+// GPU only where one is named). `validation`/`validation_len`: length 0 for none;
+// with it, the model kept is the epoch's with the best validation accuracy. Empty
+// `train`, or `train` of one label, fails with `ICD_ERR_INVALID_ARGUMENT`, as does a
+// label outside the checkpoint's, naming its row (counted from 1: `train[0]` is row
+// 1).
 //
-// `on_step` (NULL for none) is called after each step with `user_data`; returning
-// false stops the run after that step with `ICD_ERR_STOPPED`, nothing written. A loss
-// that is not finite fails with `ICD_ERR_INFERENCE`, naming the step.
+// `on_step` (NULL for none) is called after each step with `user_data`; a nonzero
+// return stops the run with `ICD_ERR_STOPPED` and nothing written: after that step,
+// or where it was an epoch's last, after that epoch; on the run's last step the run
+// ends normally. A loss that is not finite fails with `ICD_ERR_INFERENCE`, naming
+// the step. A build without the cargo feature `train` fails with
+// `ICD_ERR_INVALID_ARGUMENT`.
 //
 // # Safety
 // `model_dir`, `backend`, `recipe` and `output` must each be NULL or point to their

@@ -201,10 +201,12 @@ pub enum Error {
     Training(String),
 
     /// A training run was stopped by its caller (a [`crate::training::StopHandle`]).
-    #[error("training stopped by its caller after step {step}; no checkpoint was written")]
+    #[error("training stopped by its caller after step {step}, with {epochs} epochs finished; no checkpoint was written")]
     Stopped {
         /// The optimizer steps taken (of the whole run, a continued one included).
         step: usize,
+        /// The epochs finished (a resumable run's state holds the last of them).
+        epochs: usize,
     },
 
     /// The model failed while running: a backend error or an internal invariant.

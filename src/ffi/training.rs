@@ -2,7 +2,7 @@
 //! [`crate::training::Trainer`] as `icd train` runs it, less the files: the data comes
 //! as arrays, each step goes to a callback that can stop the run.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_int, c_void};
 
 use super::boundary::{guard, path_arg, slice_arg, str_arg};
 use super::errors::{icd_error, icd_status, CallError};
@@ -39,11 +39,12 @@ pub struct icd_training_step {
 }
 
 /// Called by `icd_train` after each optimizer step, on the calling thread, with the
-/// step (valid during the call) and the caller's `user_data`. Returning false stops
-/// the run: `icd_train` then returns `ICD_ERR_STOPPED` and writes nothing. It must not
-/// unwind (no C++ exception or longjmp out of it).
+/// step (valid during the call) and the caller's `user_data`. Returns 0 to go on;
+/// any other value stops the run (as libcurl's progress callback does), and
+/// `icd_train` then returns `ICD_ERR_STOPPED`. It must not unwind (no C++ exception or
+/// longjmp out of it).
 pub type icd_training_callback =
-    Option<unsafe extern "C" fn(step: *const icd_training_step, user_data: *mut c_void) -> bool>;
+    Option<unsafe extern "C" fn(step: *const icd_training_step, user_data: *mut c_void) -> c_int>;
 
 /// Fine-tunes the checkpoint in `model_dir` on `train` and writes the result to
 /// `output`, as `icd train` does: a checkpoint directory in the hub's layout
@@ -55,16 +56,20 @@ pub type icd_training_callback =
 /// each field left out keeps its default: CodeXGLUE's defect-detection recipe, as the
 /// README's "Fine-tuning" lists it); NULL with length 0 for every default. An unknown
 /// field, a wrong type or a setting no run can use fails with
-/// `ICD_ERR_INVALID_ARGUMENT`, naming the field. `backend`/`backend_len`: as
-/// `icd_detector_open`'s (NULL with length 0 for the CPU).
-/// `validation`/`validation_len`: NULL with 0 for none; with it, the model kept is the
-/// epoch's with the best validation accuracy. Empty data, or `train` of one label,
-/// fails with `ICD_ERR_INVALID_ARGUMENT`, as does a label outside the checkpoint's,
-/// naming its row (counted from 1: `train[0]` is row 1).
+/// `ICD_ERR_INVALID_ARGUMENT`, naming the field. `backend`/`backend_len`: "flex",
+/// "ndarray", "wgpu" or "cuda"; NULL with length 0, or "auto", trains on the CPU (a
+/// GPU only where one is named). `validation`/`validation_len`: length 0 for none;
+/// with it, the model kept is the epoch's with the best validation accuracy. Empty
+/// `train`, or `train` of one label, fails with `ICD_ERR_INVALID_ARGUMENT`, as does a
+/// label outside the checkpoint's, naming its row (counted from 1: `train[0]` is row
+/// 1).
 ///
-/// `on_step` (NULL for none) is called after each step with `user_data`; returning
-/// false stops the run after that step with `ICD_ERR_STOPPED`, nothing written. A loss
-/// that is not finite fails with `ICD_ERR_INFERENCE`, naming the step.
+/// `on_step` (NULL for none) is called after each step with `user_data`; a nonzero
+/// return stops the run with `ICD_ERR_STOPPED` and nothing written: after that step,
+/// or where it was an epoch's last, after that epoch; on the run's last step the run
+/// ends normally. A loss that is not finite fails with `ICD_ERR_INFERENCE`, naming
+/// the step. A build without the cargo feature `train` fails with
+/// `ICD_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `model_dir`, `backend`, `recipe` and `output` must each be NULL or point to their
@@ -91,6 +96,13 @@ pub unsafe extern "C" fn icd_train(
     error_out: *mut *mut icd_error,
 ) -> icd_status {
     let body = || -> Result<(), CallError> {
+        // Refused before the data is read.
+        if !cfg!(feature = "train") {
+            return Err(CallError {
+                status: icd_status::ICD_ERR_INVALID_ARGUMENT,
+                message: "this build has no training (cargo feature `train`)".into(),
+            });
+        }
         // SAFETY: each NULL or its length's readable bytes (the contract).
         let model_dir = unsafe { path_arg(model_dir, model_dir_len, "model_dir") }?;
         // SAFETY: as above.
@@ -107,10 +119,10 @@ pub unsafe extern "C" fn icd_train(
         };
         // SAFETY: NULL or `train_len` valid values, their codes readable (the contract).
         let train = unsafe { labelled(train, train_len, "train") }?;
-        let validation = match validation.is_null() && validation_len == 0 {
-            true => None,
+        let validation = match validation_len {
+            0 => None,
             // SAFETY: as above.
-            false => Some(unsafe { labelled(validation, validation_len, "validation") }?),
+            _ => Some(unsafe { labelled(validation, validation_len, "validation") }?),
         };
         run(
             &model_dir,
@@ -119,13 +131,14 @@ pub unsafe extern "C" fn icd_train(
             train,
             validation,
             &output,
-            &mut |step| {
-                match on_step {
-                    // SAFETY: the step outlives the call; the callback does not unwind and
-                    // takes the caller's own `user_data` (the contract).
-                    Some(callback) => unsafe { callback(step, user_data) },
-                    None => true,
+            &mut |step| match on_step {
+                Some(callback) => {
+                    // SAFETY: the step outlives the call; the callback does not unwind
+                    // and takes the caller's own `user_data` (the contract).
+                    let answer = unsafe { callback(step, user_data) };
+                    answer == 0
                 }
+                None => true,
             },
         )
     };
@@ -223,8 +236,5 @@ fn run(
     _: &std::path::Path,
     _: &mut dyn FnMut(&icd_training_step) -> bool,
 ) -> Result<(), CallError> {
-    Err(CallError::invalid(
-        "model_dir",
-        "cannot be trained: this build has no training (cargo feature `train`)",
-    ))
+    unreachable!("icd_train refuses a build without training first")
 }

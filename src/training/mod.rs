@@ -114,8 +114,11 @@ pub enum TrainingEvent<'a> {
 }
 
 /// Stops a [`Trainer`]'s run from its observer or from another thread: the run ends
-/// after the optimizer step under way, with [`Error::Stopped`] and nothing written (a
-/// resumable run keeps the state of its last finished epoch).
+/// after the optimizer step under way with [`Error::Stopped`], no checkpoint
+/// returned. A stop asked on an epoch's last step takes effect after that epoch
+/// (its validation, and its state where the run keeps one, so a resumable run
+/// continues after it); on the run's last step it comes too late, and the run ends
+/// normally.
 #[derive(Debug, Clone, Default)]
 pub struct StopHandle(Arc<AtomicBool>);
 
@@ -293,7 +296,8 @@ impl Trainer {
     ///
     /// Refuses, before any step, an empty training set, one with a single label, and
     /// a label outside the checkpoint's (naming the row, from 1). A loss that is not
-    /// finite stops the run with the step named.
+    /// finite stops the run with the step named; [`Trainer::stop_handle`] stops it
+    /// with [`Error::Stopped`].
     pub fn train(
         &mut self,
         train: &[LabelledFunction],
@@ -492,8 +496,12 @@ impl Trainer {
                     grad_norm,
                     examples: step_examples.len(),
                 }));
-                if self.stop.is_stopped() {
-                    return Err(Error::Stopped { step });
+                // The epoch's last step stops after the epoch, below.
+                if self.stop.is_stopped() && step % steps_per_epoch != 0 {
+                    return Err(Error::Stopped {
+                        step,
+                        epochs: epoch - 1,
+                    });
                 }
             }
             let class_weight_total: f64 = train.iter().map(|e| class_weights[e.label]).sum();
@@ -531,6 +539,12 @@ impl Trainer {
                 dir.write(&model, &self.config, moments, saved)?;
             }
             observe(TrainingEvent::Epoch(epochs.last().expect("pushed above")));
+            if self.stop.is_stopped() && epoch < recipe.epochs {
+                return Err(Error::Stopped {
+                    step,
+                    epochs: epoch,
+                });
+            }
         }
         let (_, best_epoch, model) = best.expect("at least one epoch");
         Ok(TrainedModel {

@@ -88,7 +88,10 @@ fn preprocessing_by_name<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Preprocessing, D::Error> {
     let name = String::deserialize(d)?;
-    name.parse().map_err(serde::de::Error::custom)
+    name.parse().map_err(|e| match e {
+        Error::InvalidArgument { message, .. } => serde::de::Error::custom(message),
+        other => serde::de::Error::custom(other),
+    })
 }
 
 impl Default for TrainingRecipe {
@@ -121,27 +124,20 @@ impl TrainingRecipe {
             argument: "recipe",
             message,
         };
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
-        let kind = match &value {
-            serde_json::Value::Object(_) => None,
-            serde_json::Value::Array(_) => Some("an array"),
-            serde_json::Value::String(_) => Some("a string"),
-            serde_json::Value::Number(_) => Some("a number"),
-            serde_json::Value::Bool(_) => Some("a boolean"),
-            serde_json::Value::Null => Some("null"),
-        };
-        if let Some(kind) = kind {
-            return Err(invalid(format!(
-                "is {kind}, expected a JSON object of the recipe's fields"
-            )));
+        // A sequence would fill the fields in order: only an object names them.
+        if !json.trim_start().starts_with('{') {
+            return Err(invalid(
+                "is not a JSON object: expected one of the recipe's fields by name".into(),
+            ));
         }
-        let recipe: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut reader = serde_json::Deserializer::from_str(json);
+        let recipe: Self = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
             invalid(match e.path().to_string().as_str() {
                 "." => e.inner().to_string(),
                 path => format!("{path}: {}", e.inner()),
             })
         })?;
+        reader.end().map_err(|e| invalid(e.to_string()))?;
         recipe.check()?;
         Ok(recipe)
     }
@@ -268,6 +264,12 @@ mod tests {
             (partial.learning_rate, partial.warmup),
             (1e-4, Warmup::Steps(3))
         );
+        // Every f64 comes back as written (17 digits), not one step off.
+        for rate in [9.476572718746067e-05, 2.0000000000000002e-05, 0.1 + 0.2] {
+            let json = serde_json::json!({ "learning_rate": rate }).to_string();
+            let parsed = TrainingRecipe::from_json(&json).unwrap().learning_rate;
+            assert_eq!(parsed.to_bits(), f64::to_bits(rate), "{json}");
+        }
     }
 
     #[test]
@@ -284,13 +286,17 @@ mod tests {
         assert!(warmup.contains("warmup_ratio"), "{warmup}");
         let preprocessing = refused(r#"{"preprocessing": "squash"}"#);
         assert!(
-            preprocessing.contains("preprocessing: ") && preprocessing.contains("squash"),
+            preprocessing.starts_with(
+                "invalid argument `recipe`: preprocessing: unknown preprocessing \"squash\""
+            ),
             "{preprocessing}"
         );
+        let twice = refused(r#"{"epochs": 2, "epochs": 3}"#);
+        assert!(twice.contains("duplicate field `epochs`"), "{twice}");
         let trailing = refused(r#"{} {}"#);
         assert!(trailing.contains("trailing characters"), "{trailing}");
         assert!(
-            refused("[1]").contains("expected a JSON object"),
+            refused("[1]").contains("not a JSON object"),
             "{}",
             refused("[1]")
         );

@@ -1,10 +1,11 @@
 /*
  * Fine-tuning through the C API, as an analyzer that links the library would run it:
  * a run that writes a checkpoint (each step printed as "step N TOTAL EPOCH LOSS LR
- * GRAD_NORM" for the Rust test to compare), a run its callback stops, and the errors
- * of bad arguments, each checked for its status and the name in its message.
+ * GRAD_NORM" for the Rust test to compare), a run with validation data, a run its
+ * callback stops, and the errors of bad arguments, each checked for its status and the
+ * name in its message.
  *
- *   train_test MODEL_DIR DATA RECIPE_JSON OUTPUT STOPPED_OUTPUT
+ *   train_test MODEL_DIR DATA RECIPE_JSON OUTPUT VALIDATED_OUTPUT STOPPED_OUTPUT
  *
  * DATA holds the examples one after another, each as "LABEL LENGTH\n" and LENGTH bytes
  * of code.
@@ -71,17 +72,18 @@ static icd_labelled_function *read_examples(char *bytes, size_t len, size_t *cou
     return examples;
 }
 
-static bool print_step(const icd_training_step *step, void *user_data) {
+static int print_step(const icd_training_step *step, void *user_data) {
     size_t *steps = user_data;
     (*steps)++;
     printf("step %zu %zu %zu %.17g %.17g %.17g\n", step->step, step->total_steps, step->epoch,
            step->loss, step->lr, step->grad_norm);
-    return true;
+    return 0;
 }
 
-static bool stop_after_two(const icd_training_step *step, void *user_data) {
+/* Nonzero: stop. */
+static int stop_after_two(const icd_training_step *step, void *user_data) {
     (void)user_data;
-    return step->step < 2;
+    return step->step >= 2;
 }
 
 /* The call fails with `want` and a message holding `needle`. */
@@ -99,11 +101,12 @@ static void expect_error(icd_status got, icd_error *error, icd_status want, cons
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s MODEL_DIR DATA RECIPE_JSON OUTPUT STOPPED_OUTPUT\n", argv[0]);
+    if (argc != 7) {
+        fprintf(stderr, "usage: %s MODEL_DIR DATA RECIPE_JSON OUTPUT VALIDATED_OUTPUT STOPPED_OUTPUT\n",
+                argv[0]);
         return 2;
     }
-    const char *model = argv[1], *output = argv[4], *stopped = argv[5];
+    const char *model = argv[1], *output = argv[4], *validated = argv[5], *stopped = argv[6];
     size_t data_len, recipe_len, count;
     char *data = read_file(argv[2], &data_len);
     char *recipe = read_file(argv[3], &recipe_len);
@@ -117,6 +120,11 @@ int main(int argc, char **argv) {
     CHECK(status == ICD_OK, "train: %s", error ? icd_error_message(error) : icd_status_name(status));
     if (error) icd_error_free(error);
     CHECK(steps > 0, "train: the callback saw no step");
+
+    /* With validation data (the training data again); no callback, no error_out. */
+    status = icd_train(model, strlen(model), "flex", 4, recipe, recipe_len, examples, count,
+                       examples, count, validated, strlen(validated), NULL, NULL, NULL);
+    CHECK(status == ICD_OK, "validated run: %s", icd_status_name(status));
 
     /* Stopped by its callback: ICD_ERR_STOPPED, nothing written. */
     error = NULL;
@@ -132,6 +140,11 @@ int main(int argc, char **argv) {
     status = icd_train(model, strlen(model), NULL, 0, NULL, 0, NULL, 3, NULL, 0, stopped,
                        strlen(stopped), NULL, NULL, &error);
     expect_error(status, error, ICD_ERR_NULL_ARGUMENT, "`train`", "NULL train");
+
+    error = NULL;
+    status = icd_train(model, strlen(model), NULL, 0, NULL, 0, examples, count, NULL, 2, stopped,
+                       strlen(stopped), NULL, NULL, &error);
+    expect_error(status, error, ICD_ERR_NULL_ARGUMENT, "`validation`", "NULL validation");
 
     icd_labelled_function bad = examples[0];
     bad.label = 7;

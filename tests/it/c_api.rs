@@ -414,12 +414,17 @@ fn a_c_program_fine_tunes_as_pytorch_and_the_rust_trainer_do() {
     })
     .to_string();
     std::fs::write(tmp.path().join("recipe.json"), &recipe).unwrap();
-    let (out, stopped) = (tmp.path().join("out"), tmp.path().join("stopped"));
+    let (out, validated, stopped) = (
+        tmp.path().join("out"),
+        tmp.path().join("validated"),
+        tmp.path().join("stopped"),
+    );
     let output = Command::new(&exe)
         .arg(fixture("roberta-2-labels"))
         .arg(tmp.path().join("data"))
         .arg(tmp.path().join("recipe.json"))
         .arg(&out)
+        .arg(&validated)
         .arg(&stopped)
         .output()
         .unwrap();
@@ -481,4 +486,17 @@ fn a_c_program_fine_tunes_as_pytorch_and_the_rust_trainer_do() {
             "the C API's checkpoint has no {name}"
         );
     }
+    // With validation data, every epoch's figures are recorded and the epoch kept is
+    // the first of the best accuracy.
+    let text = std::fs::read_to_string(validated.join("training.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let epochs = record["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len() as u64, spec["epochs"].as_u64().unwrap(), "{text}");
+    let accuracies: Vec<f64> = epochs
+        .iter()
+        .map(|e| e["validation_accuracy"].as_f64().unwrap())
+        .collect();
+    let best = accuracies.iter().cloned().fold(f64::MIN, f64::max);
+    let kept = accuracies.iter().position(|&a| a == best).unwrap() + 1;
+    assert_eq!(record["kept_epoch"].as_u64(), Some(kept as u64), "{text}");
 }

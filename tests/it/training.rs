@@ -667,3 +667,65 @@ fn a_run_that_stopped_continues_to_the_same_weights() {
         .to_string();
     assert!(message.contains("another recipe"), "{message}");
 }
+
+/// A run its [`StopHandle`](insecure_code_detector::training::StopHandle) stops: in
+/// an epoch, after that step; on an epoch's last step, after that epoch, whose state
+/// it keeps; each naming the step and the epochs finished, and each continued from its
+/// state to the weights of a run that did not stop. Asked on the run's last step, the
+/// stop comes too late and the run ends normally.
+#[test]
+fn a_run_stopped_by_its_handle_continues_to_the_same_weights() {
+    let mut recipe = TrainingRecipe::default();
+    recipe.epochs = 2;
+    recipe.batch_size = 6;
+    recipe.learning_rate = 1e-3;
+    recipe.dropout = Some(0.1);
+    let train = rows("train.jsonl");
+    let steps_per_epoch = train.len().div_ceil(recipe.batch_size);
+    assert!(
+        steps_per_epoch > 1,
+        "the fixture has too few rows for a step inside an epoch"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The run's weights, stopped where `stop_at` says (by step number) or not at all.
+    let run = |state: &str, stop_at: Option<usize>| {
+        let mut trainer =
+            Trainer::new(&fixture("roberta-2-labels"), recipe.clone(), Backend::Auto).unwrap();
+        let handle = trainer.stop_handle();
+        let outcome =
+            trainer.train_resumable(&train, None, &dir.path().join(state), &mut |event| {
+                if let TrainingEvent::Step(step) = event {
+                    if Some(step.step) == stop_at {
+                        handle.stop();
+                    }
+                }
+            });
+        outcome.map(|trained| {
+            let out = dir.path().join(format!("{state}-{}", stop_at.unwrap_or(0)));
+            trained.save(&out).unwrap();
+            std::fs::read(out.join("model.safetensors")).unwrap()
+        })
+    };
+    let whole = run("whole", None).unwrap();
+    for (stop_at, finished) in [(1, 0), (steps_per_epoch, 1)] {
+        let state = format!("stopped-at-{stop_at}");
+        match run(&state, Some(stop_at)) {
+            Err(insecure_code_detector::Error::Stopped { step, epochs }) => {
+                assert_eq!((step, epochs), (stop_at, finished), "stopped at {stop_at}")
+            }
+            other => panic!("stopped at {stop_at}: {:?}", other.map(|w| w.len())),
+        }
+        assert_eq!(
+            dir.path().join(&state).join("state.json").is_file(),
+            finished > 0,
+            "stopped at {stop_at}: the state of a finished epoch is kept, no other"
+        );
+        let continued = run(&state, None).unwrap();
+        assert!(
+            continued == whole,
+            "stopped at {stop_at}: continued to other weights"
+        );
+    }
+    let last = run("last", Some(2 * steps_per_epoch)).unwrap();
+    assert!(last == whole, "a stop on the last step changed the weights");
+}

@@ -122,8 +122,9 @@ class _TrainingStep(ctypes.Structure):
     ]
 
 
-# icd_training_callback: made once, so that declarations compare equal.
-_TrainingCallback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.POINTER(_TrainingStep), ctypes.c_void_p)
+# icd_training_callback (0: go on, nonzero: stop): made once, so that declarations
+# compare equal.
+_TrainingCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_TrainingStep), ctypes.c_void_p)
 
 
 _LIB_NAMES = {"linux": "libinsecure_code_detector.so", "darwin": "libinsecure_code_detector.dylib", "win32": "insecure_code_detector.dll"}

@@ -3,14 +3,19 @@ trainer (``icd_train``), the one ``icd train`` runs."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
+import math
+import operator
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Tuple, Union
 
-from ._errors import InvalidArgumentError, StoppedError
+from ._errors import DetectorError, InvalidArgumentError, StoppedError
 from ._ffi import _check, _encode, _LabelledFunction, _library, _TrainingCallback
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -65,18 +70,30 @@ def train(
     or a value no run can use raises :class:`InvalidArgumentError` naming it.
 
     ``on_step`` is called after each optimizer step with its :class:`TrainingStep`;
-    returning False stops the run (:class:`StoppedError`), and an exception it raises
-    (KeyboardInterrupt included) stops the run and is raised again here. Nothing is
-    written either way.
+    returning False (or anything false but None) stops the run with
+    :class:`StoppedError`, and an exception it raises stops the run and is raised
+    again here. Ctrl-C (on the main thread) stops the run after the step under way and
+    raises KeyboardInterrupt. A stop takes effect after the step, or after the epoch
+    where the step was the epoch's last; nothing is written, unless it came on the
+    run's last step, which ends the run normally.
     """
     fields = dict(recipe)
-    if warmup_steps is not None and warmup_ratio is not None:
-        raise InvalidArgumentError("argument `warmup_steps`: give warmup_steps or warmup_ratio, not both")
+    for key, value in fields.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidArgumentError(f"argument `{key}` is {value!r}, expected a finite number")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"argument `{key}`: {e}") from None
+    given = [name for name, v in (("warmup", fields.get("warmup")), ("warmup_steps", warmup_steps),
+                                  ("warmup_ratio", warmup_ratio)) if v is not None]
+    if len(given) > 1:
+        raise InvalidArgumentError(f"argument `{given[1]}`: give one of warmup_steps and warmup_ratio, not {given}")
     if warmup_steps is not None:
         fields["warmup"] = {"steps": warmup_steps}
     if warmup_ratio is not None:
         fields["warmup"] = {"ratio": warmup_ratio}
-    recipe_json = json.dumps(fields).encode()
+    recipe_json = json.dumps(fields, allow_nan=False).encode()
     model_path = os.fsencode(os.fspath(model_dir))
     output_path = os.fsencode(os.fspath(output))
     backend_bytes = backend.encode() if backend is not None else None
@@ -85,37 +102,60 @@ def train(
     validation_rows = _rows(validation, "validation", keep) if validation is not None else None
 
     raised: List[BaseException] = []
+    interrupted: List[BaseException] = []
 
     def callback(step, _user_data):
-        if on_step is None:
-            return True
         try:
+            if interrupted:
+                return 1
+            if on_step is None:
+                return 0
             s = step.contents
             answer = on_step(TrainingStep(s.step, s.total_steps, s.epoch, s.loss, s.lr, s.grad_norm))
-            return answer is not False
-        except BaseException as e:  # noqa: B036: KeyboardInterrupt too must stop the run
+            return 0 if answer is None or answer else 1
+        except BaseException as e:  # noqa: B036: whatever it raises must stop the run
             raised.append(e)
-            return False
+            return 1
 
     c_callback = _TrainingCallback(callback)
     error = ctypes.c_void_p()
-    status = _library().icd_train(
-        model_path, len(model_path),
-        backend_bytes, len(backend_bytes or b""),
-        recipe_json, len(recipe_json),
-        train_rows, len(train_rows),
-        validation_rows, 0 if validation_rows is None else len(validation_rows),
-        output_path, len(output_path),
-        c_callback, None, ctypes.byref(error),
-    )
-    if raised:
+    with _sigint_recorded(interrupted):
+        status = _library().icd_train(
+            model_path, len(model_path),
+            backend_bytes, len(backend_bytes or b""),
+            recipe_json, len(recipe_json),
+            train_rows, len(train_rows),
+            validation_rows, 0 if validation_rows is None else len(validation_rows),
+            output_path, len(output_path),
+            c_callback, None, ctypes.byref(error),
+        )
+    failure = (raised or interrupted or [None])[0]
+    if failure is not None:
         try:
             _check(status, error)
         except StoppedError:
             pass
-        raise raised[0]
+        except DetectorError as e:
+            raise failure from e
+        raise failure
     _check(status, error)
-    return Path(output)
+    return Path(os.fsdecode(output_path))
+
+
+@contextlib.contextmanager
+def _sigint_recorded(interrupted: List[BaseException]):
+    """Ctrl-C recorded in ``interrupted`` rather than raised, for the duration: raised
+    at a callback's entry it would be lost (ctypes prints it and goes on), so the
+    callback stops the run instead. Only on the main thread, where signals arrive, and
+    only over a handler Python installed."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(KeyboardInterrupt()))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _rows(pairs: Iterable[Labelled], argument: str, keep: List[bytes]) -> ctypes.Array:
@@ -127,11 +167,15 @@ def _rows(pairs: Iterable[Labelled], argument: str, keep: List[bytes]) -> ctypes
             code, label = pair
         except (TypeError, ValueError):
             raise InvalidArgumentError(f"argument `{argument}[{i}]`: expected a (code, label) pair") from None
-        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < 2**32:
+        try:
+            index = operator.index(label) if not isinstance(label, bool) else -1
+        except TypeError:
+            index = -1
+        if not 0 <= index < 2**32:
             raise InvalidArgumentError(
                 f"argument `{argument}[{i}]`: the label is {label!r}, expected an index of the checkpoint's labels"
             )
         encoded = _encode(code, f"{argument}[{i}].code")
         keep.append(encoded)
-        rows.append(_LabelledFunction(encoded, len(encoded), label))
+        rows.append(_LabelledFunction(encoded, len(encoded), index))
     return (_LabelledFunction * len(rows))(*rows)

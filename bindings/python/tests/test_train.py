@@ -5,6 +5,7 @@ stops, or whose callback raises, writes nothing; bad arguments are named."""
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -81,13 +82,47 @@ def test_a_run_its_callback_stops_writes_nothing(tmp_path):
     assert seen == [1, 2]
     assert not out.exists()
 
-    def interrupted(step):
+    def raises(step):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        icd.train(MODEL, rows("train.jsonl"), out, on_step=interrupted, epochs=1, batch_size=4)
+        icd.train(MODEL, rows("train.jsonl"), out, on_step=raises, epochs=1, batch_size=4)
     assert not out.exists()
+
+    # A real Ctrl-C: the signal is recorded, the next step stops the run, and
+    # KeyboardInterrupt is raised once the library has returned.
+    seen.clear()
+
+    def interrupt_at_one(step):
+        seen.append(step.step)
+        if step.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        icd.train(MODEL, rows("train.jsonl"), out, on_step=interrupt_at_one, epochs=2, batch_size=4)
+    assert seen == [1]
+    assert not out.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_on_the_last_step_ends_the_run_normally(tmp_path):
+    data = rows("train.jsonl")
+    steps = []
+
+    def stop_always(step):
+        steps.append(step)
+        return step.step < step.total_steps
+
+    out = icd.train(MODEL, data, tmp_path / "out", on_step=stop_always, epochs=1, batch_size=len(data))
+    assert [s.step for s in steps] == [1]
+    assert (out / "model.safetensors").is_file()
+    # An empty validation list is no validation.
+    record = json.loads((out / "training.json").read_text())
+    icd.train(MODEL, data, tmp_path / "again", validation=[], epochs=1, batch_size=len(data))
+    again = json.loads((tmp_path / "again" / "training.json").read_text())
+    assert again["epochs"][0]["validation_accuracy"] is None
+    assert again["data"] == record["data"]
 
 
 def test_what_cannot_train_is_refused_by_name(tmp_path):
@@ -99,6 +134,10 @@ def test_what_cannot_train_is_refused_by_name(tmp_path):
         icd.train(MODEL, data, out, learning_rate=2.0)
     with pytest.raises(icd.InvalidArgumentError, match="warmup_ratio"):
         icd.train(MODEL, data, out, warmup_steps=1, warmup_ratio=0.1)
+    with pytest.raises(icd.InvalidArgumentError, match="`learning_rate` is nan"):
+        icd.train(MODEL, data, out, learning_rate=float("nan"))
+    with pytest.raises(icd.InvalidArgumentError, match="`seed`"):
+        icd.train(MODEL, data, out, seed=object())
     with pytest.raises(icd.InvalidArgumentError, match=r"row 2: label 7"):
         icd.train(MODEL, [data[0], (data[1][0], 7)], out)
     with pytest.raises(icd.InvalidArgumentError, match=r"`train\[1\]`"):
