@@ -24,7 +24,9 @@ pub use builder::DetectorBuilder;
 pub use explanation::{Explanation, LineScore, TokenScore, WindowedExplanation};
 pub use options::Preprocessing;
 pub(crate) use prediction::InsecureScore;
-pub(crate) use prediction::{fill, first_maximum, missing};
+pub(crate) use prediction::{fill, missing};
+#[cfg(feature = "train")]
+pub(crate) use prediction::first_maximum;
 pub use prediction::{Prediction, WindowedPrediction};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

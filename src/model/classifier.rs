@@ -33,6 +33,7 @@ impl ClassificationHead {
 
     /// [`ClassificationHead::forward`] as it runs in training: `dropout` on its input
     /// and again after the tanh, as in transformers.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))] // used by training only
     pub(crate) fn forward_training(
         &self,
         first_rows: Tensor<3>,

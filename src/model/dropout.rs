@@ -20,6 +20,7 @@ pub(crate) struct Dropout<'a> {
 impl<'a> Dropout<'a> {
     /// A site that zeroes each value with probability `p` and scales the rest by
     /// `1 / (1 - p)`, as `torch.nn.Dropout` in training.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))] // used by training only
     pub(crate) fn new(p: f64, masks: &'a dyn DropoutMasks) -> Self {
         Self { p, masks }
     }

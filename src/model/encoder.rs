@@ -432,6 +432,7 @@ impl<'a> TensorLayer<'a> {
     }
 
     /// The layer as it runs in training: with `dropout` at transformers' sites.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))] // used by training only
     pub(crate) fn with_dropout(mut self, dropout: LayerDropout<'a>) -> Self {
         self.dropout = Some(dropout);
         self

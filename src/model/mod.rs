@@ -64,6 +64,7 @@ impl RobertaClassifier {
     /// Every float parameter's module path (`layers.0.output_norm.gamma`: the names
     /// the tensor name table's `module` column gives, LayerNorms' `gamma` and `beta`
     /// for `weight` and `bias`) and element count, by parameter id.
+    #[cfg_attr(not(feature = "train"), allow(dead_code))] // used by training only
     pub(crate) fn parameter_paths(&self) -> std::collections::HashMap<ParamId, (String, usize)> {
         #[derive(Default)]
         struct Paths {
@@ -230,6 +231,7 @@ impl RobertaClassifier {
 /// Dropout probabilities of a training forward pass, and which parts train: a
 /// frozen part runs as in evaluation, without dropout.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(not(feature = "train"), allow(dead_code))] // used by training only
 pub(crate) struct TrainingPass {
     /// After the embeddings and each layer's output projections.
     pub(crate) hidden: f64,
@@ -249,6 +251,7 @@ impl RobertaClassifier {
     /// in [`InputLayout::Padded`]. Dropout is drawn in the order of the pass, one
     /// site after another (the rows are not split across threads here, which would
     /// make that order vary).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))] // used by training only
     pub(crate) fn forward_training(
         &self,
         input_ids: Tensor<2, Int>,
