@@ -51,7 +51,7 @@ typedef enum icd_status {
   ICD_ERR_INFERENCE = 9,
   // A bug: a panic inside the library was caught at the boundary.
   ICD_ERR_PANIC = 10,
-  // The caller stopped the call (a training callback that returned false).
+  // The caller stopped the call (a training callback that returned nonzero).
   ICD_ERR_STOPPED = 11,
 } icd_status;
 
@@ -747,11 +747,10 @@ enum icd_status icd_find_functions_in_sources(const struct icd_source *sources,
 // 1).
 //
 // `on_step` (NULL for none) is called after each step with `user_data`; a nonzero
-// return stops the run with `ICD_ERR_STOPPED` and nothing written: after that step,
-// or where it was an epoch's last, after that epoch; on the run's last step the run
-// ends normally. A loss that is not finite fails with `ICD_ERR_INFERENCE`, naming
-// the step. A build without the cargo feature `train` fails with
-// `ICD_ERR_INVALID_ARGUMENT`.
+// return stops the run after that step with `ICD_ERR_STOPPED` and nothing written
+// (on the run's last step it comes too late, and the run ends normally). A loss that
+// is not finite fails with `ICD_ERR_INFERENCE`, naming the step. A build without the
+// cargo feature `train` fails with `ICD_ERR_INVALID_ARGUMENT`.
 //
 // # Safety
 // `model_dir`, `backend`, `recipe` and `output` must each be NULL or point to their

@@ -201,7 +201,7 @@ pub enum Error {
     Training(String),
 
     /// A training run was stopped by its caller (a [`crate::training::StopHandle`]).
-    #[error("training stopped by its caller after step {step}, with {epochs} epochs finished; no checkpoint was written")]
+    #[error("training stopped by its caller after step {step} (epochs finished: {epochs}); no checkpoint was written")]
     Stopped {
         /// The optimizer steps taken (of the whole run, a continued one included).
         step: usize,

@@ -32,7 +32,7 @@ pub enum icd_status {
     ICD_ERR_INFERENCE = 9,
     /// A bug: a panic inside the library was caught at the boundary.
     ICD_ERR_PANIC = 10,
-    /// The caller stopped the call (a training callback that returned false).
+    /// The caller stopped the call (a training callback that returned nonzero).
     ICD_ERR_STOPPED = 11,
 }
 

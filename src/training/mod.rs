@@ -115,16 +115,15 @@ pub enum TrainingEvent<'a> {
 
 /// Stops a [`Trainer`]'s run from its observer or from another thread: the run ends
 /// after the optimizer step under way with [`Error::Stopped`], no checkpoint
-/// returned. A stop asked on an epoch's last step takes effect after that epoch
-/// (its validation, and its state where the run keeps one, so a resumable run
-/// continues after it); on the run's last step it comes too late, and the run ends
-/// normally.
+/// returned; asked on the run's last step it comes too late, and the run ends
+/// normally. A resumable run asked on an epoch's last step stops after that epoch,
+/// once its state is kept, so that it continues after it.
 #[derive(Debug, Clone, Default)]
 pub struct StopHandle(Arc<AtomicBool>);
 
 impl StopHandle {
-    /// Asks the run to stop after its current step. Every later run of the same
-    /// trainer stops at its first step.
+    /// Asks the run to stop after its current step. Later runs of the same trainer
+    /// stop as if asked at their first step.
     pub fn stop(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
@@ -496,8 +495,10 @@ impl Trainer {
                     grad_norm,
                     examples: step_examples.len(),
                 }));
-                // The epoch's last step stops after the epoch, below.
-                if self.stop.is_stopped() && step % steps_per_epoch != 0 {
+                // On the run's last step a stop comes too late; a run that keeps its
+                // state stops after an epoch's last step only once the state is kept.
+                let epoch_end = state_dir.is_some() && step % steps_per_epoch == 0;
+                if self.stop.is_stopped() && step < total_steps && !epoch_end {
                     return Err(Error::Stopped {
                         step,
                         epochs: epoch - 1,

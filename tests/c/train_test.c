@@ -135,6 +135,13 @@ int main(int argc, char **argv) {
     CHECK(left == NULL, "a stopped run left %s behind", stopped);
     if (left) fclose(left);
 
+    /* A validation array of length 0 is none, whatever its pointer: the run starts
+       (and is stopped), where empty validation data would be refused first. */
+    error = NULL;
+    status = icd_train(model, strlen(model), NULL, 0, recipe, recipe_len, examples, count, examples,
+                       0, stopped, strlen(stopped), stop_after_two, NULL, &error);
+    expect_error(status, error, ICD_ERR_STOPPED, "after step 2", "validation of length 0");
+
     /* Bad arguments, each named. */
     error = NULL;
     status = icd_train(model, strlen(model), NULL, 0, NULL, 0, NULL, 3, NULL, 0, stopped,

@@ -363,10 +363,11 @@ fn eight_c_threads_sharing_one_detector_match_serial_results() {
         "{stderr}"
     );
 }
+
 /// Fine-tuning through the C API, from a C program: the steps its callback sees are
 /// PyTorch's for the fixture's recipe (loss within 1e-4, gradient norm within 1e-4
 /// relative, the rate exact), the checkpoint it writes is bit for bit the one the Rust
-/// trainer writes for the same recipe, a callback that returns false stops the run
+/// trainer writes for the same recipe, a callback that returns nonzero stops the run
 /// with nothing written, and bad arguments fail with their status and name (the
 /// program checks those itself).
 #[test]

@@ -668,64 +668,85 @@ fn a_run_that_stopped_continues_to_the_same_weights() {
     assert!(message.contains("another recipe"), "{message}");
 }
 
-/// A run its [`StopHandle`](insecure_code_detector::training::StopHandle) stops: in
-/// an epoch, after that step; on an epoch's last step, after that epoch, whose state
-/// it keeps; each naming the step and the epochs finished, and each continued from its
-/// state to the weights of a run that did not stop. Asked on the run's last step, the
-/// stop comes too late and the run ends normally.
+/// A run its [`StopHandle`](insecure_code_detector::training::StopHandle) stops, with
+/// its state kept: in an epoch, after that step; on an epoch's last step (a short one,
+/// of the micro-batches left), after that epoch, whose state it keeps; a continued run
+/// stopped again in its first epoch keeps the state it continued from; each names the
+/// step and the epochs finished, and each state continues to the weights of a run that
+/// did not stop. Asked on the run's last step, the stop comes too late and the run
+/// ends normally; without a state a stop on an epoch's last step stops at once.
 #[test]
 fn a_run_stopped_by_its_handle_continues_to_the_same_weights() {
     let mut recipe = TrainingRecipe::default();
     recipe.epochs = 2;
-    recipe.batch_size = 6;
+    recipe.batch_size = 5;
+    recipe.gradient_accumulation = 2;
     recipe.learning_rate = 1e-3;
     recipe.dropout = Some(0.1);
     let train = rows("train.jsonl");
-    let steps_per_epoch = train.len().div_ceil(recipe.batch_size);
-    assert!(
-        steps_per_epoch > 1,
-        "the fixture has too few rows for a step inside an epoch"
-    );
+    // 24 rows: 5 micro-batches, 3 steps an epoch, the last of one micro-batch.
+    let per_epoch = train.len().div_ceil(5).div_ceil(2);
+    assert_eq!(per_epoch, 3, "the fixture's rows changed");
     let dir = tempfile::tempdir().unwrap();
-    // The run's weights, stopped where `stop_at` says (by step number) or not at all.
-    let run = |state: &str, stop_at: Option<usize>| {
+    // The run's weights, stopped at step `stop_at` or not at all, its state in `state`
+    // (none: a run that keeps none).
+    let run = |state: Option<&str>, stop_at: Option<usize>| {
         let mut trainer =
             Trainer::new(&fixture("roberta-2-labels"), recipe.clone(), Backend::Auto).unwrap();
         let handle = trainer.stop_handle();
-        let outcome =
-            trainer.train_resumable(&train, None, &dir.path().join(state), &mut |event| {
-                if let TrainingEvent::Step(step) = event {
-                    if Some(step.step) == stop_at {
-                        handle.stop();
-                    }
+        let mut observe = |event: TrainingEvent<'_>| {
+            if let TrainingEvent::Step(step) = event {
+                if Some(step.step) == stop_at {
+                    handle.stop();
                 }
-            });
+            }
+        };
+        let outcome = match state {
+            Some(state) => {
+                trainer.train_resumable(&train, None, &dir.path().join(state), &mut observe)
+            }
+            None => trainer.train(&train, None, &mut observe),
+        };
         outcome.map(|trained| {
-            let out = dir.path().join(format!("{state}-{}", stop_at.unwrap_or(0)));
+            let out = dir.path().join(format!("out-{state:?}-{stop_at:?}"));
             trained.save(&out).unwrap();
             std::fs::read(out.join("model.safetensors")).unwrap()
         })
     };
-    let whole = run("whole", None).unwrap();
-    for (stop_at, finished) in [(1, 0), (steps_per_epoch, 1)] {
-        let state = format!("stopped-at-{stop_at}");
-        match run(&state, Some(stop_at)) {
-            Err(insecure_code_detector::Error::Stopped { step, epochs }) => {
-                assert_eq!((step, epochs), (stop_at, finished), "stopped at {stop_at}")
-            }
-            other => panic!("stopped at {stop_at}: {:?}", other.map(|w| w.len())),
-        }
-        assert_eq!(
-            dir.path().join(&state).join("state.json").is_file(),
-            finished > 0,
-            "stopped at {stop_at}: the state of a finished epoch is kept, no other"
-        );
-        let continued = run(&state, None).unwrap();
-        assert!(
-            continued == whole,
-            "stopped at {stop_at}: continued to other weights"
-        );
-    }
-    let last = run("last", Some(2 * steps_per_epoch)).unwrap();
+    let stopped = |state: Option<&str>, stop_at: usize| match run(state, Some(stop_at)) {
+        Err(insecure_code_detector::Error::Stopped { step, epochs }) => (step, epochs),
+        other => panic!(
+            "{state:?} stopped at {stop_at}: {:?}",
+            other.map(|w| w.len())
+        ),
+    };
+    let kept_epoch = |state: &str| {
+        let path = dir.path().join(state).join("state.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str::<Value>(&text).unwrap()["epoch"].as_u64()
+    };
+    let whole = run(Some("whole"), None).unwrap();
+
+    assert_eq!(stopped(Some("in-epoch"), 1), (1, 0));
+    assert_eq!(
+        kept_epoch("in-epoch"),
+        None,
+        "no epoch finished, no state kept"
+    );
+    assert!(run(Some("in-epoch"), None).unwrap() == whole);
+
+    assert_eq!(stopped(Some("epoch-end"), per_epoch), (per_epoch, 1));
+    assert_eq!(kept_epoch("epoch-end"), Some(1));
+    let again = per_epoch + 1;
+    assert_eq!(stopped(Some("epoch-end"), again), (again, 1));
+    assert_eq!(
+        kept_epoch("epoch-end"),
+        Some(1),
+        "a continued run that stopped again"
+    );
+    assert!(run(Some("epoch-end"), None).unwrap() == whole);
+
+    let last = run(Some("last"), Some(2 * per_epoch)).unwrap();
     assert!(last == whole, "a stop on the last step changed the weights");
+    assert_eq!(stopped(None, per_epoch), (per_epoch, 0), "without a state");
 }

@@ -72,27 +72,29 @@ def train(
     ``on_step`` is called after each optimizer step with its :class:`TrainingStep`;
     returning False (or anything false but None) stops the run with
     :class:`StoppedError`, and an exception it raises stops the run and is raised
-    again here. Ctrl-C (on the main thread) stops the run after the step under way and
-    raises KeyboardInterrupt. A stop takes effect after the step, or after the epoch
-    where the step was the epoch's last; nothing is written, unless it came on the
-    run's last step, which ends the run normally.
+    again here. Ctrl-C (on the main thread, where Python's default handler is in
+    place) stops the run after the step under way and raises KeyboardInterrupt. A stop
+    takes effect after the step, and nothing is written; asked on the run's last step
+    it comes too late: the run ends normally, ``output`` is written, and an exception
+    is raised even so (with a note naming ``output``).
     """
     fields = dict(recipe)
-    for key, value in fields.items():
+    given = [name for name, v in (("warmup", fields.get("warmup")), ("warmup_steps", warmup_steps),
+                                  ("warmup_ratio", warmup_ratio)) if v is not None]
+    if len(given) > 1:
+        raise InvalidArgumentError(f"argument `{given[1]}`: give one of warmup, warmup_steps and warmup_ratio, not {given}")
+    if warmup_steps is not None:
+        fields["warmup"] = {"steps": warmup_steps}
+    if warmup_ratio is not None:
+        fields["warmup"] = {"ratio": warmup_ratio}
+    for key, value in [(k, v) for k, v in fields.items() if k != "warmup"] + [
+            (name, v) for name, v in (("warmup_steps", warmup_steps), ("warmup_ratio", warmup_ratio))]:
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidArgumentError(f"argument `{key}` is {value!r}, expected a finite number")
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise InvalidArgumentError(f"argument `{key}`: {e}") from None
-    given = [name for name, v in (("warmup", fields.get("warmup")), ("warmup_steps", warmup_steps),
-                                  ("warmup_ratio", warmup_ratio)) if v is not None]
-    if len(given) > 1:
-        raise InvalidArgumentError(f"argument `{given[1]}`: give one of warmup_steps and warmup_ratio, not {given}")
-    if warmup_steps is not None:
-        fields["warmup"] = {"steps": warmup_steps}
-    if warmup_ratio is not None:
-        fields["warmup"] = {"ratio": warmup_ratio}
     recipe_json = json.dumps(fields, allow_nan=False).encode()
     model_path = os.fsencode(os.fspath(model_dir))
     output_path = os.fsencode(os.fspath(output))
@@ -112,7 +114,7 @@ def train(
                 return 0
             s = step.contents
             answer = on_step(TrainingStep(s.step, s.total_steps, s.epoch, s.loss, s.lr, s.grad_norm))
-            return 0 if answer is None or answer else 1
+            return 1 if interrupted or not (answer is None or answer) else 0
         except BaseException as e:  # noqa: B036: whatever it raises must stop the run
             raised.append(e)
             return 1
@@ -136,7 +138,11 @@ def train(
         except StoppedError:
             pass
         except DetectorError as e:
-            raise failure from e
+            if failure.__cause__ is None:
+                raise failure from e
+            raise failure
+        if status == 0 and hasattr(failure, "add_note"):  # Python 3.11 and later
+            failure.add_note(f"the run had ended: {os.fsdecode(output_path)} is written")
         raise failure
     _check(status, error)
     return Path(os.fsdecode(output_path))
@@ -147,11 +153,16 @@ def _sigint_recorded(interrupted: List[BaseException]):
     """Ctrl-C recorded in ``interrupted`` rather than raised, for the duration: raised
     at a callback's entry it would be lost (ctypes prints it and goes on), so the
     callback stops the run instead. Only on the main thread, where signals arrive, and
-    only over a handler Python installed."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+    only over Python's default handler: one ignored or handled otherwise stays so."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(KeyboardInterrupt()))
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(KeyboardInterrupt()))
+    except ValueError:  # a subinterpreter's main thread, where signals cannot be set
+        yield
+        return
     try:
         yield
     finally:

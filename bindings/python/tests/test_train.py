@@ -6,6 +6,7 @@ stops, or whose callback raises, writes nothing; bad arguments are named."""
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,16 +94,25 @@ def test_a_run_its_callback_stops_writes_nothing(tmp_path):
     # KeyboardInterrupt is raised once the library has returned.
     seen.clear()
 
+    before = signal.getsignal(signal.SIGINT)
+    escaped = []
+
     def interrupt_at_one(step):
         seen.append(step.step)
         if step.step == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            # Python's handler would raise here, inside on_step; the recording one does not.
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+            except KeyboardInterrupt:
+                escaped.append(step.step)
 
     with pytest.raises(KeyboardInterrupt):
         icd.train(MODEL, rows("train.jsonl"), out, on_step=interrupt_at_one, epochs=2, batch_size=4)
+    assert escaped == [], "the signal was raised in on_step, not recorded"
     assert seen == [1]
     assert not out.exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
     assert list(tmp_path.iterdir()) == []
 
 
@@ -117,6 +127,17 @@ def test_a_stop_on_the_last_step_ends_the_run_normally(tmp_path):
     out = icd.train(MODEL, data, tmp_path / "out", on_step=stop_always, epochs=1, batch_size=len(data))
     assert [s.step for s in steps] == [1]
     assert (out / "model.safetensors").is_file()
+
+    # An exception on the last step is raised even so, the checkpoint written.
+    def raises_at_the_end(step):
+        if step.step == step.total_steps:
+            raise RuntimeError("late")
+
+    with pytest.raises(RuntimeError, match="late") as late:
+        icd.train(MODEL, data, tmp_path / "late", on_step=raises_at_the_end, epochs=1, batch_size=len(data))
+    assert (tmp_path / "late" / "model.safetensors").is_file()
+    if sys.version_info >= (3, 11):
+        assert any("is written" in note for note in late.value.__notes__)
     # An empty validation list is no validation.
     record = json.loads((out / "training.json").read_text())
     icd.train(MODEL, data, tmp_path / "again", validation=[], epochs=1, batch_size=len(data))
@@ -138,6 +159,10 @@ def test_what_cannot_train_is_refused_by_name(tmp_path):
         icd.train(MODEL, data, out, learning_rate=float("nan"))
     with pytest.raises(icd.InvalidArgumentError, match="`seed`"):
         icd.train(MODEL, data, out, seed=object())
+    with pytest.raises(icd.InvalidArgumentError, match="`warmup_ratio` is inf"):
+        icd.train(MODEL, data, out, warmup_ratio=float("inf"))
+    with pytest.raises(icd.InvalidArgumentError, match="`warmup_steps`"):
+        icd.train(MODEL, data, out, warmup_steps=object())
     with pytest.raises(icd.InvalidArgumentError, match=r"row 2: label 7"):
         icd.train(MODEL, [data[0], (data[1][0], 7)], out)
     with pytest.raises(icd.InvalidArgumentError, match=r"`train\[1\]`"):
