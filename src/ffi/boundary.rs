@@ -218,6 +218,39 @@ pub(super) unsafe fn path_arg(ptr: *const c_char, len: usize, argument: &str) ->
     }
 }
 
+/// An optional string argument: `None` for NULL with length 0 (the C API's "left
+/// out"), else [`str_arg`].
+///
+/// # Safety
+/// As [`slice_arg`].
+pub(super) unsafe fn optional_str_arg<'a>(
+    ptr: *const c_char,
+    len: usize,
+    argument: &str,
+) -> Result<Option<&'a str>, CallError> {
+    if ptr.is_null() && len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the contract, passed on.
+    unsafe { str_arg(ptr, len, argument) }.map(Some)
+}
+
+/// An optional path argument: `None` for NULL with length 0, else [`path_arg`].
+///
+/// # Safety
+/// As [`slice_arg`].
+pub(super) unsafe fn optional_path_arg(
+    ptr: *const c_char,
+    len: usize,
+    argument: &str,
+) -> Result<Option<PathBuf>, CallError> {
+    if ptr.is_null() && len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the contract, passed on.
+    unsafe { path_arg(ptr, len, argument) }.map(Some)
+}
+
 /// Each of `strings` as UTF-8 ([`str_arg`]), a failure naming `argument[i]`.
 ///
 /// # Safety

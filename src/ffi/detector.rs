@@ -128,9 +128,8 @@ pub unsafe extern "C" fn icd_detector_open_calibrated(
             *unsafe { ref_arg(options, "options") }?
         };
         let mut builder = Detector::builder(dir);
-        if !backend.is_null() || backend_len != 0 {
-            // SAFETY: NULL or `backend_len` readable bytes (the contract).
-            let name = unsafe { str_arg(backend, backend_len, "backend") }?;
+        // SAFETY: NULL or `backend_len` readable bytes (the contract).
+        if let Some(name) = unsafe { optional_str_arg(backend, backend_len, "backend") }? {
             builder = builder.backend(name.parse()?);
         }
         if options.max_tokens != 0 {
@@ -160,9 +159,10 @@ pub unsafe extern "C" fn icd_detector_open_calibrated(
             })?;
         builder = builder.preprocessing(preprocessing).precision(precision);
         let mut threshold = None;
-        if !calibration.is_null() || calibration_len != 0 {
-            // SAFETY: NULL or `calibration_len` readable bytes (the contract).
-            let path = unsafe { path_arg(calibration, calibration_len, "calibration") }?;
+        // SAFETY: NULL or `calibration_len` readable bytes (the contract).
+        let calibration =
+            unsafe { optional_path_arg(calibration, calibration_len, "calibration") }?;
+        if let Some(path) = calibration {
             let file = builder.read_calibration(&path)?;
             threshold = file.threshold;
             builder = builder.calibration(Some(file.calibration));

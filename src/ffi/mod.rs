@@ -18,9 +18,9 @@
 //! Every entry point that takes a pointer is an `unsafe fn` whose `# Safety` section
 //! states what the caller must uphold beyond what the function checks itself. Inside,
 //! pointers are read only through the checked helpers of `boundary` (`ref_arg`,
-//! `out_arg`, `check_slice`, `slice_arg`, `bytes_arg`, `str_arg`, `path_arg`,
-//! `read_handle`, `array_of`), which refuse NULL and impossible lengths with a status
-//! naming the argument, and the body runs inside the one panic boundary: `guard` for
+//! `out_arg`, `check_slice`, `slice_arg`, `bytes_arg`, `str_arg`, `path_arg`, their
+//! `optional_` forms (NULL with length 0 as left out), `read_handle`, `array_of`),
+//! which refuse NULL and impossible lengths with a status naming the argument, and the body runs inside the one panic boundary: `guard` for
 //! the calls that return a status, `guard_value` for the getters, `free_handle` for
 //! the frees.
 

@@ -4,7 +4,7 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use super::boundary::{guard, path_arg, slice_arg, str_arg};
+use super::boundary::{guard, optional_str_arg, path_arg, slice_arg, str_arg};
 use super::errors::{icd_error, icd_status, CallError};
 
 /// One labelled function of `icd_train`'s data.
@@ -106,16 +106,13 @@ pub unsafe extern "C" fn icd_train(
         let model_dir = unsafe { path_arg(model_dir, model_dir_len, "model_dir") }?;
         // SAFETY: as above.
         let output = unsafe { path_arg(output, output_len, "output") }?;
-        let backend = match backend.is_null() && backend_len == 0 {
-            true => crate::Backend::Auto,
-            // SAFETY: as above.
-            false => unsafe { str_arg(backend, backend_len, "backend") }?.parse()?,
+        // SAFETY: as above.
+        let backend = match unsafe { optional_str_arg(backend, backend_len, "backend") }? {
+            Some(name) => name.parse()?,
+            None => crate::Backend::Auto,
         };
-        let recipe = match recipe.is_null() && recipe_len == 0 {
-            true => None,
-            // SAFETY: as above.
-            false => Some(unsafe { str_arg(recipe, recipe_len, "recipe") }?),
-        };
+        // SAFETY: as above.
+        let recipe = unsafe { optional_str_arg(recipe, recipe_len, "recipe") }?;
         // SAFETY: NULL or `train_len` valid values, their codes readable (the contract).
         let train = unsafe { labelled(train, train_len, "train") }?;
         let validation = match validation_len {
