@@ -203,6 +203,49 @@ pub fn rewrite_safetensors(
     std::fs::write(&path, out).unwrap();
 }
 
+/// The labelled rows of `tests/fixtures/training/NAME`, in file order.
+#[cfg(feature = "train")]
+pub fn training_rows(name: &str) -> Vec<insecure_code_detector::training::LabelledFunction> {
+    std::fs::read_to_string(fixture(&format!("training/{name}")))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            insecure_code_detector::training::LabelledFunction {
+                code: row["func"].as_str().unwrap().to_owned(),
+                label: row["target"].as_u64().unwrap() as usize,
+            }
+        })
+        .collect()
+}
+
+/// A recipe of `tests/fixtures/training/reference.json` (its `recipe` object, in
+/// transformers' names), examples in file order and dropout 0 as the reference ran.
+#[cfg(feature = "train")]
+pub fn reference_recipe(spec: &Value) -> insecure_code_detector::training::TrainingRecipe {
+    use insecure_code_detector::training::{ClassWeight, TrainingRecipe, Warmup};
+    let mut recipe = TrainingRecipe::default();
+    recipe.epochs = spec["epochs"].as_u64().unwrap() as usize;
+    recipe.batch_size = spec["batch_size"].as_u64().unwrap() as usize;
+    recipe.gradient_accumulation = spec["gradient_accumulation"].as_u64().unwrap() as usize;
+    recipe.learning_rate = spec["lr"].as_f64().unwrap();
+    recipe.weight_decay = spec["weight_decay"].as_f64().unwrap();
+    recipe.warmup = match spec.get("warmup_ratio") {
+        Some(ratio) => Warmup::Ratio(ratio.as_f64().unwrap()),
+        None => Warmup::Steps(spec["warmup_steps"].as_u64().unwrap() as usize),
+    };
+    recipe.max_grad_norm = spec["max_grad_norm"].as_f64();
+    recipe.train_layers = spec
+        .get("train_layers")
+        .map(|k| k.as_u64().unwrap() as usize);
+    if spec.get("class_weight").and_then(Value::as_str) == Some("balanced") {
+        recipe.class_weight = ClassWeight::Balanced;
+    }
+    recipe.dropout = Some(0.0);
+    recipe.shuffle = false;
+    recipe
+}
+
 /// Three small C functions, `add`, `sub` and `mul`, in that order (lines 1-4, 6-9,
 /// 11-14): the scanned tree of the CI and triage tests.
 pub const MATH_C: &str = "\

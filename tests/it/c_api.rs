@@ -370,26 +370,17 @@ fn eight_c_threads_sharing_one_detector_match_serial_results() {
 /// trainer writes for the same recipe, a callback that returns nonzero stops the run
 /// with nothing written, and bad arguments fail with their status and name (the
 /// program checks those itself).
+#[cfg(feature = "train")]
 #[test]
 fn a_c_program_fine_tunes_as_pytorch_and_the_rust_trainer_do() {
-    use insecure_code_detector::training::{LabelledFunction, Trainer, TrainingRecipe};
+    use insecure_code_detector::training::{Trainer, TrainingRecipe};
     use insecure_code_detector::Backend;
 
     let tmp = tempfile::tempdir().unwrap();
     let exe = tmp.path().join("train_test");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/train_test.c");
     compile("cc", "c11", &source, &exe);
-    let rows: Vec<LabelledFunction> = std::fs::read_to_string(fixture("training/train.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let row: serde_json::Value = serde_json::from_str(line).unwrap();
-            LabelledFunction {
-                code: row["func"].as_str().unwrap().to_owned(),
-                label: row["target"].as_u64().unwrap() as usize,
-            }
-        })
-        .collect();
+    let rows = training_rows("train.jsonl");
     let mut data = Vec::new();
     for row in &rows {
         data.extend_from_slice(format!("{} {}\n", row.label, row.code.len()).as_bytes());
@@ -402,18 +393,7 @@ fn a_c_program_fine_tunes_as_pytorch_and_the_rust_trainer_do() {
             .unwrap();
     let full = &reference["recipes"]["full"];
     let spec = &full["recipe"];
-    let recipe = serde_json::json!({
-        "epochs": spec["epochs"],
-        "batch_size": spec["batch_size"],
-        "gradient_accumulation": spec["gradient_accumulation"],
-        "learning_rate": spec["lr"],
-        "weight_decay": spec["weight_decay"],
-        "warmup": {"steps": spec["warmup_steps"]},
-        "max_grad_norm": spec["max_grad_norm"],
-        "dropout": 0.0,
-        "shuffle": false,
-    })
-    .to_string();
+    let recipe = serde_json::to_string(&reference_recipe(spec)).unwrap();
     std::fs::write(tmp.path().join("recipe.json"), &recipe).unwrap();
     let (out, validated, stopped) = (
         tmp.path().join("out"),
@@ -492,7 +472,11 @@ fn a_c_program_fine_tunes_as_pytorch_and_the_rust_trainer_do() {
     let text = std::fs::read_to_string(validated.join("training.json")).unwrap();
     let record: serde_json::Value = serde_json::from_str(&text).unwrap();
     let epochs = record["epochs"].as_array().unwrap();
-    assert_eq!(epochs.len() as u64, spec["epochs"].as_u64().unwrap(), "{text}");
+    assert_eq!(
+        epochs.len() as u64,
+        spec["epochs"].as_u64().unwrap(),
+        "{text}"
+    );
     let accuracies: Vec<f64> = epochs
         .iter()
         .map(|e| e["validation_accuracy"].as_f64().unwrap())

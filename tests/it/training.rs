@@ -6,54 +6,19 @@
 use std::path::Path;
 
 use insecure_code_detector::training::{
-    ClassWeight, LabelledFunction, StepRecord, Trainer, TrainingEvent, TrainingRecipe, Warmup,
+    LabelledFunction, StepRecord, Trainer, TrainingEvent, TrainingRecipe, Warmup,
 };
 use insecure_code_detector::{Backend, Detector};
 use serde_json::Value;
 
-use crate::common::{copy_fixture, fixture, floats, rewrite_safetensors, test_backends};
+use crate::common::{
+    copy_fixture, fixture, floats, reference_recipe as recipe, rewrite_safetensors, test_backends,
+    training_rows as rows,
+};
 
 fn reference() -> Value {
     let text = std::fs::read_to_string(fixture("training/reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn rows(name: &str) -> Vec<LabelledFunction> {
-    std::fs::read_to_string(fixture(&format!("training/{name}")))
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let row: Value = serde_json::from_str(line).unwrap();
-            LabelledFunction {
-                code: row["func"].as_str().unwrap().to_owned(),
-                label: row["target"].as_u64().unwrap() as usize,
-            }
-        })
-        .collect()
-}
-
-/// The fixture's recipe, examples in file order and dropout 0 as the reference ran.
-fn recipe(spec: &Value) -> TrainingRecipe {
-    let mut recipe = TrainingRecipe::default();
-    recipe.epochs = spec["epochs"].as_u64().unwrap() as usize;
-    recipe.batch_size = spec["batch_size"].as_u64().unwrap() as usize;
-    recipe.gradient_accumulation = spec["gradient_accumulation"].as_u64().unwrap() as usize;
-    recipe.learning_rate = spec["lr"].as_f64().unwrap();
-    recipe.weight_decay = spec["weight_decay"].as_f64().unwrap();
-    recipe.warmup = match spec.get("warmup_ratio") {
-        Some(ratio) => Warmup::Ratio(ratio.as_f64().unwrap()),
-        None => Warmup::Steps(spec["warmup_steps"].as_u64().unwrap() as usize),
-    };
-    recipe.max_grad_norm = spec["max_grad_norm"].as_f64();
-    recipe.train_layers = spec
-        .get("train_layers")
-        .map(|k| k.as_u64().unwrap() as usize);
-    if spec.get("class_weight").and_then(Value::as_str) == Some("balanced") {
-        recipe.class_weight = ClassWeight::Balanced;
-    }
-    recipe.dropout = Some(0.0);
-    recipe.shuffle = false;
-    recipe
 }
 
 /// Trains `recipe` on the fixture's data, returning every step and the held-out logits
