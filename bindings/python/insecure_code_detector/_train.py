@@ -78,6 +78,14 @@ def train(
     it comes too late: the run ends normally, ``output`` is written, and an exception
     is raised even so (with a note naming ``output``).
     """
+    # Every value as given, checked by its own name before the warm-up is merged.
+    for key, value in dict(recipe, warmup_steps=warmup_steps, warmup_ratio=warmup_ratio).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidArgumentError(f"argument `{key}` is {value!r}, expected a finite number")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"argument `{key}`: {e}") from None
     fields = dict(recipe)
     given = [name for name, v in (("warmup", fields.get("warmup")), ("warmup_steps", warmup_steps),
                                   ("warmup_ratio", warmup_ratio)) if v is not None]
@@ -87,14 +95,6 @@ def train(
         fields["warmup"] = {"steps": warmup_steps}
     if warmup_ratio is not None:
         fields["warmup"] = {"ratio": warmup_ratio}
-    for key, value in [(k, v) for k, v in fields.items() if k != "warmup"] + [
-            (name, v) for name, v in (("warmup_steps", warmup_steps), ("warmup_ratio", warmup_ratio))]:
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidArgumentError(f"argument `{key}` is {value!r}, expected a finite number")
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise InvalidArgumentError(f"argument `{key}`: {e}") from None
     recipe_json = json.dumps(fields, allow_nan=False).encode()
     model_path = os.fsencode(os.fspath(model_dir))
     output_path = os.fsencode(os.fspath(output))
