@@ -106,8 +106,8 @@ impl RobertaClassifier {
 
     /// Runs the encoder on this crate's CPU `kernel` from now on, the detector's
     /// plan's (see [`crate::ExecutionPlan`]), which the CPU has: the layers'
-    /// projections are packed for it and their tensors released. The model must have been made with
-    /// [`ProjectionLayout::OutIn`], on a CPU backend.
+    /// projections are packed for it and their tensors released. The model must have
+    /// been made with [`ProjectionLayout::OutIn`], on a CPU backend.
     #[cfg(cpu_kernels)]
     pub(crate) fn pack(&mut self, kernel: crate::cpu::Kernel) {
         let heads = self.heads();
